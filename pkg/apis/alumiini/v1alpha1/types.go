@@ -1,0 +1,316 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// +genclient
+// +genclient:method=Sync,verb=create,subresource=sync,input=GitRepositorySyncRequest,result=GitRepositorySyncRequest
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+
+// GitRepository keeps the cluster equal to what a path of a git repository
+// holds. alumiini syncs it on a push (webhook), on a timer, on request (the sync
+// subresource) and when someone changes the applied objects by hand.
+type GitRepository struct {
+	metav1.TypeMeta `json:",inline"`
+	// Standard object metadata.
+	// +optional
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// Spec says which repository, ref and path to sync, and how.
+	Spec GitRepositorySpec `json:"spec"`
+	// Status is what the controller observed and did. Read-only.
+	// +optional
+	Status GitRepositoryStatus `json:"status,omitempty"`
+}
+
+// GitRepositorySpec says which repository, ref and path to sync, and how.
+type GitRepositorySpec struct {
+	// URL of the git repository: https://, http://, ssh:// or scp-like
+	// user@host:path. Credentials never go in the URL; use secretRef.
+	URL string `json:"url"`
+	// Branch to follow. Defaults to "main" unless a tag or commit is pinned.
+	// At most one of branch, tag and commit may be set.
+	// +optional
+	Branch string `json:"branch,omitempty"`
+	// Tag to pin instead of following a branch.
+	// +optional
+	Tag string `json:"tag,omitempty"`
+	// Commit (40 hexadecimal characters) to pin instead of following a branch.
+	// A pinned commit is fetched once and never polled again.
+	// +optional
+	Commit string `json:"commit,omitempty"`
+	// Path inside the repository whose manifests are applied: relative, without
+	// ".." segments. Defaults to the repository root.
+	// +optional
+	Path string `json:"path,omitempty"`
+	// Interval between polls of the remote, as a Go duration (10s to 24h).
+	// Defaults to 5m. Pushes arriving by webhook sync at once regardless.
+	// +optional
+	Interval string `json:"interval,omitempty"`
+	// Timeout for one sync (fetch, render and apply), as a Go duration (1s to 1h).
+	// Defaults to 1m.
+	// +optional
+	Timeout string `json:"timeout,omitempty"`
+	// TargetNamespace is given to namespaced objects that name no namespace.
+	// Defaults to the GitRepository's own namespace.
+	// +optional
+	TargetNamespace string `json:"targetNamespace,omitempty"`
+	// SecretRef names a Secret in this namespace with the credentials for the
+	// repository: username and password, or bearerToken, for HTTPS (optionally
+	// ca.crt); identity and known_hosts for SSH.
+	// +optional
+	SecretRef *LocalObjectReference `json:"secretRef,omitempty"`
+	// Prune deletes objects that were applied earlier and have left the
+	// repository, and everything applied when the GitRepository is deleted.
+	// Defaults to true.
+	// +optional
+	Prune *bool `json:"prune,omitempty"`
+	// Suspend stops syncing until it is set back to false.
+	// +optional
+	Suspend bool `json:"suspend,omitempty"`
+	// ServiceAccountName, in this namespace, whose identity the objects are
+	// applied with, so a tenant can sync only what that account may change.
+	// +optional
+	ServiceAccountName string `json:"serviceAccountName,omitempty"`
+	// RolloutRef names the progressive-delivery object a newly applied revision
+	// is handed to.
+	// +optional
+	RolloutRef *RolloutReference `json:"rolloutRef,omitempty"`
+}
+
+// LocalObjectReference names an object in the GitRepository's namespace.
+type LocalObjectReference struct {
+	// Name of the object.
+	Name string `json:"name"`
+}
+
+// RolloutReference names the progressive-delivery object a new revision is handed to.
+type RolloutReference struct {
+	// APIVersion of the referent, e.g. argoproj.io/v1alpha1.
+	APIVersion string `json:"apiVersion"`
+	// Kind of the referent, e.g. Rollout.
+	Kind string `json:"kind"`
+	// Name of the referent, in the target namespace.
+	Name string `json:"name"`
+}
+
+// GitRepositoryPhase is a one-word summary of where a GitRepository stands.
+type GitRepositoryPhase string
+
+// The phases a GitRepository passes through.
+const (
+	PhasePending   GitRepositoryPhase = "Pending"
+	PhaseSyncing   GitRepositoryPhase = "Syncing"
+	PhaseSynced    GitRepositoryPhase = "Synced"
+	PhaseFailed    GitRepositoryPhase = "Failed"
+	PhaseSuspended GitRepositoryPhase = "Suspended"
+)
+
+// Condition types, kstatus-compatible.
+const (
+	ConditionReady       = "Ready"
+	ConditionReconciling = "Reconciling"
+	ConditionStalled     = "Stalled"
+)
+
+// GitRepositoryStatus is what the controller observed and did.
+type GitRepositoryStatus struct {
+	// ObservedGeneration is the metadata.generation the status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// Phase is one of Pending, Syncing, Synced, Failed, Suspended.
+	// +optional
+	Phase GitRepositoryPhase `json:"phase,omitempty"`
+	// LastSyncedCommit is the commit whose manifests were last applied in full.
+	// +optional
+	LastSyncedCommit string `json:"lastSyncedCommit,omitempty"`
+	// LastSyncTime is when lastSyncedCommit was applied.
+	// +optional
+	LastSyncTime *metav1.Time `json:"lastSyncTime,omitempty"`
+	// LastAttemptedCommit is the commit of the last sync, whether or not it succeeded.
+	// +optional
+	LastAttemptedCommit string `json:"lastAttemptedCommit,omitempty"`
+	// Message says in words what happened last, and why a failure failed.
+	// +optional
+	Message string `json:"message,omitempty"`
+	// Conditions: Ready, Reconciling and Stalled.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+	// Objects counts what the last sync did.
+	// +optional
+	Objects *ObjectCounts `json:"objects,omitempty"`
+	// Inventory lists the objects applied from this repository, for pruning.
+	// +optional
+	Inventory *Inventory `json:"inventory,omitempty"`
+	// PendingSyncRequest is the sync request accepted and not yet handled.
+	// Only the sync subresource sets it.
+	// +optional
+	PendingSyncRequest *SyncRequestRecord `json:"pendingSyncRequest,omitempty"`
+	// LastSyncRequest is the last sync request handled, with its result.
+	// +optional
+	LastSyncRequest *SyncRequestRecord `json:"lastSyncRequest,omitempty"`
+}
+
+// ObjectCounts says what one sync did to the objects of a commit.
+type ObjectCounts struct {
+	// Created objects did not exist before.
+	// +optional
+	Created int32 `json:"created,omitempty"`
+	// Configured objects existed and were changed.
+	// +optional
+	Configured int32 `json:"configured,omitempty"`
+	// Unchanged objects already matched the repository and were not written.
+	// +optional
+	Unchanged int32 `json:"unchanged,omitempty"`
+	// Pruned objects had left the repository and were deleted.
+	// +optional
+	Pruned int32 `json:"pruned,omitempty"`
+}
+
+// Inventory lists the objects a GitRepository applied.
+type Inventory struct {
+	// Entries, one per applied object, sorted.
+	// +optional
+	// +listType=atomic
+	Entries []InventoryEntry `json:"entries,omitempty"`
+}
+
+// InventoryEntry identifies one applied object.
+type InventoryEntry struct {
+	// Group of the object's kind; empty for the core group.
+	// +optional
+	Group string `json:"group,omitempty"`
+	// Version the object was applied at.
+	Version string `json:"version"`
+	// Kind of the object.
+	Kind string `json:"kind"`
+	// Namespace of the object; empty when cluster-scoped.
+	// +optional
+	Namespace string `json:"namespace,omitempty"`
+	// Name of the object.
+	Name string `json:"name"`
+}
+
+// SyncRequestRecord is a sync request as kept on its GitRepository: pending
+// until the controller handles it, then carrying the result.
+type SyncRequestRecord struct {
+	// ID of the request, as answered by the sync subresource.
+	ID string `json:"id"`
+	// Revision asked for, if any: a commit, branch or tag.
+	// +optional
+	Revision string `json:"revision,omitempty"`
+	// Force recreates objects whose immutable fields changed.
+	// +optional
+	Force bool `json:"force,omitempty"`
+	// RequestedBy is the user who asked.
+	// +optional
+	RequestedBy string `json:"requestedBy,omitempty"`
+	// AcceptedAt is when the sync subresource recorded the request.
+	AcceptedAt metav1.Time `json:"acceptedAt"`
+	// HandledAt is when the controller finished the sync that handled it.
+	// +optional
+	HandledAt *metav1.Time `json:"handledAt,omitempty"`
+	// Result of that sync.
+	// +optional
+	Result *SyncResult `json:"result,omitempty"`
+}
+
+// SyncResult is the outcome of the sync that handled a request.
+type SyncResult struct {
+	// Phase is Synced or Failed.
+	Phase GitRepositoryPhase `json:"phase"`
+	// Commit that was synced or attempted.
+	// +optional
+	Commit string `json:"commit,omitempty"`
+	// Message says what happened.
+	// +optional
+	Message string `json:"message,omitempty"`
+	// Objects counts what the sync did.
+	// +optional
+	Objects ObjectCounts `json:"objects,omitempty"`
+	// Duration of the sync.
+	// +optional
+	Duration metav1.Duration `json:"duration,omitempty"`
+}
+
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+
+// GitRepositoryList is a list of GitRepositories.
+type GitRepositoryList struct {
+	metav1.TypeMeta `json:",inline"`
+	// Standard list metadata.
+	// +optional
+	metav1.ListMeta `json:"metadata,omitempty"`
+
+	// Items are the GitRepositories.
+	Items []GitRepository `json:"items"`
+}
+
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+
+// GitRepositorySyncRequest asks for a GitRepository to be synced now. POST it to
+// .../gitrepositories/NAME/sync; the answer is the same kind, with the request's
+// id and, when it waited, the result.
+type GitRepositorySyncRequest struct {
+	metav1.TypeMeta `json:",inline"`
+	// Standard object metadata; the name, if given, must be the GitRepository's.
+	// +optional
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// Spec says what to sync and whether to wait.
+	// +optional
+	Spec GitRepositorySyncRequestSpec `json:"spec,omitempty"`
+	// Status says when the request was accepted and how it went.
+	// +optional
+	Status GitRepositorySyncRequestStatus `json:"status,omitempty"`
+}
+
+// GitRepositorySyncRequestSpec says what to sync and whether to wait for it.
+type GitRepositorySyncRequestSpec struct {
+	// Revision to sync: a 40-character commit, or a branch or tag name.
+	// Defaults to the GitRepository's own ref.
+	// +optional
+	Revision string `json:"revision,omitempty"`
+	// Force recreates objects whose immutable fields changed.
+	// +optional
+	Force bool `json:"force,omitempty"`
+	// Wait blocks the call until the controller has handled the request, or
+	// timeoutSeconds have passed.
+	// +optional
+	Wait bool `json:"wait,omitempty"`
+	// TimeoutSeconds bounds the wait (1 to 30). Defaults to 20 when wait is set.
+	// +optional
+	TimeoutSeconds *int32 `json:"timeoutSeconds,omitempty"`
+}
+
+// GitRepositorySyncRequestStatus says when the request was accepted and, once
+// handled, how it went.
+type GitRepositorySyncRequestStatus struct {
+	// ID of the request; it stays on the GitRepository until handled.
+	// +optional
+	ID string `json:"id,omitempty"`
+	// AcceptedAt is when the request was recorded.
+	// +optional
+	AcceptedAt *metav1.Time `json:"acceptedAt,omitempty"`
+	// HandledAt is when the controller finished handling it.
+	// +optional
+	HandledAt *metav1.Time `json:"handledAt,omitempty"`
+	// Phase is Pending until handled, then Synced or Failed.
+	// +optional
+	Phase GitRepositoryPhase `json:"phase,omitempty"`
+	// Commit that was synced or attempted.
+	// +optional
+	Commit string `json:"commit,omitempty"`
+	// Message says what happened.
+	// +optional
+	Message string `json:"message,omitempty"`
+	// Objects counts what the sync did.
+	// +optional
+	Objects *ObjectCounts `json:"objects,omitempty"`
+	// Duration of the sync.
+	// +optional
+	Duration *metav1.Duration `json:"duration,omitempty"`
+}
