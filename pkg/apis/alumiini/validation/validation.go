@@ -1,0 +1,380 @@
+package validation
+
+import (
+	"fmt"
+	"net/url"
+	"regexp"
+	"strings"
+	"time"
+
+	apimachineryvalidation "k8s.io/apimachinery/pkg/api/validation"
+	metav1validation "k8s.io/apimachinery/pkg/apis/meta/v1/validation"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/falsesystems/alumiini/pkg/apis/alumiini"
+)
+
+// Bounds of the durations in a GitRepositorySpec.
+const (
+	MinInterval = 10 * time.Second
+	MaxInterval = 24 * time.Hour
+	MinTimeout  = time.Second
+	MaxTimeout  = time.Hour
+	// MaxSyncWaitSeconds stays below k8s.io/apiserver's 34 s cap on a create
+	// handler, so a waiting sync answers with its own timeout, not a 504.
+	MaxSyncWaitSeconds = 30
+
+	maxURLLength  = 2048
+	maxPathLength = 1024
+	maxRefLength  = 255
+)
+
+var commitPattern = regexp.MustCompile(`^[0-9a-f]{40}$`)
+
+// ValidateGitRepository checks a GitRepository being created.
+func ValidateGitRepository(repo *alumiini.GitRepository) field.ErrorList {
+	// The name goes into a label on every applied object, so it must fit a label value.
+	allErrs := apimachineryvalidation.ValidateObjectMeta(&repo.ObjectMeta, true,
+		apimachineryvalidation.NameIsDNSLabel, field.NewPath("metadata"))
+	allErrs = append(allErrs, ValidateGitRepositorySpec(&repo.Spec, field.NewPath("spec"))...)
+	return allErrs
+}
+
+// ValidateGitRepositoryUpdate checks an update of a GitRepository's metadata and spec.
+func ValidateGitRepositoryUpdate(repo, old *alumiini.GitRepository) field.ErrorList {
+	allErrs := apimachineryvalidation.ValidateObjectMetaUpdate(&repo.ObjectMeta, &old.ObjectMeta, field.NewPath("metadata"))
+	allErrs = append(allErrs, ValidateGitRepositorySpec(&repo.Spec, field.NewPath("spec"))...)
+	return allErrs
+}
+
+// ValidateGitRepositorySpec checks every field of a spec.
+func ValidateGitRepositorySpec(spec *alumiini.GitRepositorySpec, fldPath *field.Path) field.ErrorList {
+	var allErrs field.ErrorList
+	allErrs = append(allErrs, validateURL(spec.URL, fldPath.Child("url"))...)
+	allErrs = append(allErrs, validateRefs(spec, fldPath)...)
+	allErrs = append(allErrs, ValidateRepositoryPath(spec.Path, fldPath.Child("path"))...)
+	allErrs = append(allErrs, validateDuration(spec.Interval, MinInterval, MaxInterval, fldPath.Child("interval"))...)
+	allErrs = append(allErrs, validateDuration(spec.Timeout, MinTimeout, MaxTimeout, fldPath.Child("timeout"))...)
+	if spec.TargetNamespace != "" {
+		for _, msg := range validation.IsDNS1123Label(spec.TargetNamespace) {
+			allErrs = append(allErrs, field.Invalid(fldPath.Child("targetNamespace"), spec.TargetNamespace, msg))
+		}
+	}
+	if spec.SecretRef != nil {
+		allErrs = append(allErrs, validateObjectName(spec.SecretRef.Name, fldPath.Child("secretRef", "name"))...)
+	}
+	if spec.ServiceAccountName != "" {
+		allErrs = append(allErrs, validateObjectName(spec.ServiceAccountName, fldPath.Child("serviceAccountName"))...)
+	}
+	if spec.Prune == nil {
+		allErrs = append(allErrs, field.Required(fldPath.Child("prune"), ""))
+	}
+	if spec.RolloutRef != nil {
+		allErrs = append(allErrs, validateRolloutRef(spec.RolloutRef, fldPath.Child("rolloutRef"))...)
+	}
+	return allErrs
+}
+
+// validateURL accepts https, http, ssh and scp-like user@host:path URLs. A URL
+// holding a credential is refused, and the error shows it redacted, because a
+// 422 ends up in terminals, CI logs and audit logs.
+func validateURL(raw string, fldPath *field.Path) field.ErrorList {
+	if raw == "" {
+		return field.ErrorList{field.Required(fldPath, "the git repository URL, e.g. https://git.example.com/org/repo.git")}
+	}
+	if len(raw) > maxURLLength {
+		return field.ErrorList{field.TooLong(fldPath, "" /*unused*/, maxURLLength)}
+	}
+	if strings.ContainsFunc(raw, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+		return field.ErrorList{field.Invalid(fldPath, RedactURL(raw), "must not contain spaces or control characters")}
+	}
+	if isSCPLike(raw) {
+		at := strings.LastIndex(raw, "@")
+		user, rest := raw[:at], raw[at+1:]
+		host, repoPath, _ := strings.Cut(rest, ":")
+		switch {
+		case strings.Contains(user, ":"):
+			return field.ErrorList{field.Invalid(fldPath, RedactURL(raw), "must not embed a password; put credentials in the Secret named by spec.secretRef")}
+		case host == "" || repoPath == "":
+			return field.ErrorList{field.Invalid(fldPath, raw, "scp-like URLs take the form user@host:path")}
+		}
+		return nil
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return field.ErrorList{field.Invalid(fldPath, RedactURL(raw), "is not a valid URL")}
+	}
+	switch u.Scheme {
+	case "https", "http":
+		if u.User != nil {
+			return field.ErrorList{field.Invalid(fldPath, RedactURL(raw), "must not embed credentials; put them in the Secret named by spec.secretRef")}
+		}
+	case "ssh":
+		if _, hasPassword := u.User.Password(); hasPassword {
+			return field.ErrorList{field.Invalid(fldPath, RedactURL(raw), "must not embed a password; put the SSH key in the Secret named by spec.secretRef")}
+		}
+	case "":
+		return field.ErrorList{field.Invalid(fldPath, raw, "must be an https://, http://, ssh:// or scp-like user@host:path URL")}
+	default:
+		return field.ErrorList{field.NotSupported(fldPath, u.Scheme+"://", []string{"https://", "http://", "ssh://", "user@host:path"})}
+	}
+	if u.Host == "" || u.Hostname() == "" {
+		return field.ErrorList{field.Invalid(fldPath, RedactURL(raw), "must name a host")}
+	}
+	if u.Path == "" || u.Path == "/" {
+		return field.ErrorList{field.Invalid(fldPath, RedactURL(raw), "must name a repository path on the host")}
+	}
+	if u.RawQuery != "" || u.Fragment != "" {
+		return field.ErrorList{field.Invalid(fldPath, RedactURL(raw), "must not have a query or fragment")}
+	}
+	return nil
+}
+
+// isSCPLike reports whether raw is git's scp-like syntax, user@host:path, which
+// has no scheme and no slash before the colon.
+func isSCPLike(raw string) bool {
+	if strings.Contains(raw, "://") {
+		return false
+	}
+	at := strings.LastIndex(raw, "@")
+	if at <= 0 {
+		return false
+	}
+	hostAndPath := raw[at+1:]
+	colon := strings.Index(hostAndPath, ":")
+	slash := strings.Index(hostAndPath, "/")
+	return colon >= 0 && (slash < 0 || slash > colon)
+}
+
+// RedactURL returns raw with any user info replaced, safe to print.
+func RedactURL(raw string) string {
+	if isSCPLike(raw) {
+		at := strings.LastIndex(raw, "@")
+		if strings.Contains(raw[:at], ":") {
+			return "redacted@" + raw[at+1:]
+		}
+		return raw
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		// Unparseable: hide everything between the scheme and the last '@'.
+		if at := strings.LastIndex(raw, "@"); at >= 0 {
+			scheme, _, found := strings.Cut(raw, "://")
+			if found {
+				return scheme + "://redacted@" + raw[at+1:]
+			}
+			return "redacted@" + raw[at+1:]
+		}
+		return raw
+	}
+	if u.User != nil {
+		u.User = url.User("redacted")
+	}
+	return u.String()
+}
+
+// validateRefs checks branch, tag and commit: at most one of them, each in its
+// own syntax.
+func validateRefs(spec *alumiini.GitRepositorySpec, fldPath *field.Path) field.ErrorList {
+	var allErrs field.ErrorList
+	var set []string
+	if spec.Branch != "" {
+		set = append(set, "branch")
+		allErrs = append(allErrs, ValidateRefName(spec.Branch, fldPath.Child("branch"))...)
+	}
+	if spec.Tag != "" {
+		set = append(set, "tag")
+		allErrs = append(allErrs, ValidateRefName(spec.Tag, fldPath.Child("tag"))...)
+	}
+	if spec.Commit != "" {
+		set = append(set, "commit")
+		if !commitPattern.MatchString(spec.Commit) {
+			allErrs = append(allErrs, field.Invalid(fldPath.Child("commit"), spec.Commit, "must be 40 lower-case hexadecimal characters"))
+		}
+	}
+	switch len(set) {
+	case 0:
+		allErrs = append(allErrs, field.Required(fldPath.Child("branch"), "one of branch, tag or commit is required"))
+	case 1:
+	default:
+		allErrs = append(allErrs, field.Invalid(fldPath.Child(set[1]), refValue(spec, set[1]),
+			fmt.Sprintf("at most one of branch, tag and commit may be set, found %s", strings.Join(set, " and "))))
+	}
+	return allErrs
+}
+
+func refValue(spec *alumiini.GitRepositorySpec, name string) string {
+	switch name {
+	case "branch":
+		return spec.Branch
+	case "tag":
+		return spec.Tag
+	}
+	return spec.Commit
+}
+
+// ValidateRefName checks a branch or tag name by git's own rules
+// (git-check-ref-format), given as the short name.
+func ValidateRefName(name string, fldPath *field.Path) field.ErrorList {
+	bad := func(msg string) field.ErrorList { return field.ErrorList{field.Invalid(fldPath, name, msg)} }
+	switch {
+	case len(name) > maxRefLength:
+		return field.ErrorList{field.TooLong(fldPath, "", maxRefLength)}
+	case strings.HasPrefix(name, "refs/"):
+		return bad("give the short name without refs/heads/ or refs/tags/")
+	case strings.HasPrefix(name, "-"):
+		return bad("must not start with '-'")
+	case name == "@":
+		return bad("must not be '@'")
+	case strings.ContainsFunc(name, func(r rune) bool { return r < 0x20 || r == 0x7f || strings.ContainsRune(" ~^:?*[\\", r) }):
+		return bad("must not contain spaces, control characters or any of ~ ^ : ? * [ \\")
+	case strings.Contains(name, ".."):
+		return bad("must not contain '..'")
+	case strings.Contains(name, "@{"):
+		return bad("must not contain '@{'")
+	case strings.HasPrefix(name, "/") || strings.HasSuffix(name, "/") || strings.Contains(name, "//"):
+		return bad("must not start or end with '/' or contain '//'")
+	case strings.HasSuffix(name, "."):
+		return bad("must not end with '.'")
+	}
+	for _, component := range strings.Split(name, "/") {
+		if strings.HasPrefix(component, ".") || strings.HasSuffix(component, ".lock") {
+			return bad("no part between slashes may start with '.' or end with '.lock'")
+		}
+	}
+	return nil
+}
+
+// ValidateRepositoryPath checks that a path stays inside the repository: relative,
+// no '..' segment, no NUL and no backslash (which some tools read as a separator).
+func ValidateRepositoryPath(p string, fldPath *field.Path) field.ErrorList {
+	bad := func(msg string) field.ErrorList { return field.ErrorList{field.Invalid(fldPath, p, msg)} }
+	switch {
+	case p == "":
+		return nil
+	case len(p) > maxPathLength:
+		return field.ErrorList{field.TooLong(fldPath, "", maxPathLength)}
+	case strings.ContainsRune(p, 0):
+		return bad("must not contain a NUL character")
+	case strings.ContainsRune(p, '\\'):
+		return bad("must use '/' as separator, not '\\'")
+	case strings.HasPrefix(p, "/"):
+		return bad("must be relative to the repository root")
+	}
+	for _, segment := range strings.Split(p, "/") {
+		if segment == ".." {
+			return bad("must not contain a '..' segment")
+		}
+	}
+	return nil
+}
+
+func validateDuration(value string, min, max time.Duration, fldPath *field.Path) field.ErrorList {
+	if value == "" {
+		return field.ErrorList{field.Required(fldPath, "")}
+	}
+	d, err := time.ParseDuration(value)
+	if err != nil {
+		return field.ErrorList{field.Invalid(fldPath, value, "must be a duration such as 30s, 5m or 1h30m")}
+	}
+	if d < min || d > max {
+		return field.ErrorList{field.Invalid(fldPath, value, fmt.Sprintf("must be between %s and %s", shortDuration(min), shortDuration(max)))}
+	}
+	return nil
+}
+
+// shortDuration prints 24h rather than Go's 24h0m0s.
+func shortDuration(d time.Duration) string {
+	s := d.String()
+	s = strings.TrimSuffix(s, "0s")
+	s = strings.TrimSuffix(s, "0m")
+	if s == "" {
+		return "0s"
+	}
+	return s
+}
+
+func validateObjectName(name string, fldPath *field.Path) field.ErrorList {
+	if name == "" {
+		return field.ErrorList{field.Required(fldPath, "")}
+	}
+	var allErrs field.ErrorList
+	for _, msg := range validation.IsDNS1123Subdomain(name) {
+		allErrs = append(allErrs, field.Invalid(fldPath, name, msg))
+	}
+	return allErrs
+}
+
+func validateRolloutRef(ref *alumiini.RolloutReference, fldPath *field.Path) field.ErrorList {
+	var allErrs field.ErrorList
+	if ref.APIVersion == "" {
+		allErrs = append(allErrs, field.Required(fldPath.Child("apiVersion"), "e.g. argoproj.io/v1alpha1"))
+	} else if _, err := schema.ParseGroupVersion(ref.APIVersion); err != nil {
+		allErrs = append(allErrs, field.Invalid(fldPath.Child("apiVersion"), ref.APIVersion, "must be group/version or version"))
+	}
+	if ref.Kind == "" {
+		allErrs = append(allErrs, field.Required(fldPath.Child("kind"), "e.g. Rollout"))
+	} else if !kindPattern.MatchString(ref.Kind) {
+		allErrs = append(allErrs, field.Invalid(fldPath.Child("kind"), ref.Kind, "must be a kind name such as Rollout"))
+	}
+	allErrs = append(allErrs, validateObjectName(ref.Name, fldPath.Child("name"))...)
+	return allErrs
+}
+
+var kindPattern = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9]{0,62}$`)
+
+// ValidateGitRepositoryStatusUpdate checks a write through the status subresource.
+// The pending sync request may be kept or cleared there, never introduced or
+// swapped: only the sync subresource accepts requests.
+func ValidateGitRepositoryStatusUpdate(repo, old *alumiini.GitRepository) field.ErrorList {
+	fldPath := field.NewPath("status")
+	allErrs := apimachineryvalidation.ValidateObjectMetaUpdate(&repo.ObjectMeta, &old.ObjectMeta, field.NewPath("metadata"))
+	status := &repo.Status
+	allErrs = append(allErrs, metav1validation.ValidateConditions(status.Conditions, fldPath.Child("conditions"))...)
+	if status.Phase != "" && !validPhases[status.Phase] {
+		allErrs = append(allErrs, field.NotSupported(fldPath.Child("phase"), status.Phase, phaseNames()))
+	}
+	for name, commit := range map[string]string{"lastSyncedCommit": status.LastSyncedCommit, "lastAttemptedCommit": status.LastAttemptedCommit} {
+		if commit != "" && !commitPattern.MatchString(commit) {
+			allErrs = append(allErrs, field.Invalid(fldPath.Child(name), commit, "must be 40 lower-case hexadecimal characters"))
+		}
+	}
+	if status.ObservedGeneration < 0 {
+		allErrs = append(allErrs, field.Invalid(fldPath.Child("observedGeneration"), status.ObservedGeneration, "must not be negative"))
+	}
+	if pending := status.PendingSyncRequest; pending != nil {
+		if old.Status.PendingSyncRequest == nil || old.Status.PendingSyncRequest.ID != pending.ID {
+			allErrs = append(allErrs, field.Forbidden(fldPath.Child("pendingSyncRequest"), "may only be set by the sync subresource"))
+		}
+	}
+	if last := status.LastSyncRequest; last != nil && last.Result != nil && last.Result.Phase != alumiini.PhaseSynced && last.Result.Phase != alumiini.PhaseFailed {
+		allErrs = append(allErrs, field.NotSupported(fldPath.Child("lastSyncRequest", "result", "phase"), last.Result.Phase,
+			[]alumiini.GitRepositoryPhase{alumiini.PhaseSynced, alumiini.PhaseFailed}))
+	}
+	return allErrs
+}
+
+var validPhases = map[alumiini.GitRepositoryPhase]bool{
+	alumiini.PhasePending: true, alumiini.PhaseSyncing: true, alumiini.PhaseSynced: true,
+	alumiini.PhaseFailed: true, alumiini.PhaseSuspended: true,
+}
+
+func phaseNames() []alumiini.GitRepositoryPhase {
+	return []alumiini.GitRepositoryPhase{alumiini.PhasePending, alumiini.PhaseSyncing,
+		alumiini.PhaseSynced, alumiini.PhaseFailed, alumiini.PhaseSuspended}
+}
+
+// ValidateSyncRequest checks the body of a POST to the sync subresource.
+func ValidateSyncRequest(req *alumiini.GitRepositorySyncRequest) field.ErrorList {
+	var allErrs field.ErrorList
+	fldPath := field.NewPath("spec")
+	if rev := req.Spec.Revision; rev != "" && !commitPattern.MatchString(rev) {
+		allErrs = append(allErrs, ValidateRefName(rev, fldPath.Child("revision"))...)
+	}
+	if t := req.Spec.TimeoutSeconds; t != nil && (*t < 1 || *t > MaxSyncWaitSeconds) {
+		allErrs = append(allErrs, field.Invalid(fldPath.Child("timeoutSeconds"), *t, fmt.Sprintf("must be between 1 and %d", MaxSyncWaitSeconds)))
+	}
+	return allErrs
+}

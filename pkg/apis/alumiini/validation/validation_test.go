@@ -1,0 +1,254 @@
+package validation
+
+import (
+	"strings"
+	"testing"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	"k8s.io/utils/ptr"
+
+	"github.com/falsesystems/alumiini/pkg/apis/alumiini"
+)
+
+func validRepo() *alumiini.GitRepository {
+	return &alumiini.GitRepository{
+		ObjectMeta: metav1.ObjectMeta{Name: "demo", Namespace: "default"},
+		Spec: alumiini.GitRepositorySpec{
+			URL:      "https://git.example.com/org/repo.git",
+			Branch:   "main",
+			Interval: "5m",
+			Timeout:  "1m",
+			Prune:    ptr.To(true),
+		},
+	}
+}
+
+func TestValidateGitRepository(t *testing.T) {
+	cases := []struct {
+		name    string
+		mutate  func(*alumiini.GitRepository)
+		field   string          // empty: valid
+		errType field.ErrorType // checked when field is set
+	}{
+		{name: "valid https", mutate: func(r *alumiini.GitRepository) {}},
+		{name: "valid http", mutate: func(r *alumiini.GitRepository) { r.Spec.URL = "http://127.0.0.1:8080/repo.git" }},
+		{name: "valid ssh", mutate: func(r *alumiini.GitRepository) { r.Spec.URL = "ssh://git@git.example.com:2222/org/repo.git" }},
+		{name: "valid scp-like", mutate: func(r *alumiini.GitRepository) { r.Spec.URL = "git@github.com:org/repo.git" }},
+		{name: "url required", mutate: func(r *alumiini.GitRepository) { r.Spec.URL = "" }, field: "spec.url", errType: field.ErrorTypeRequired},
+		{name: "url git scheme", mutate: func(r *alumiini.GitRepository) { r.Spec.URL = "git://example.com/repo" }, field: "spec.url", errType: field.ErrorTypeNotSupported},
+		{name: "url file scheme", mutate: func(r *alumiini.GitRepository) { r.Spec.URL = "file:///etc/repo" }, field: "spec.url", errType: field.ErrorTypeNotSupported},
+		{name: "url without scheme", mutate: func(r *alumiini.GitRepository) { r.Spec.URL = "example.com/repo" }, field: "spec.url", errType: field.ErrorTypeInvalid},
+		{name: "url with password", mutate: func(r *alumiini.GitRepository) { r.Spec.URL = "https://bob:s3cret@example.com/repo" }, field: "spec.url", errType: field.ErrorTypeInvalid},
+		{name: "url with token as user", mutate: func(r *alumiini.GitRepository) { r.Spec.URL = "https://s3cret@example.com/repo" }, field: "spec.url", errType: field.ErrorTypeInvalid},
+		{name: "ssh url with password", mutate: func(r *alumiini.GitRepository) { r.Spec.URL = "ssh://git:s3cret@example.com/repo" }, field: "spec.url", errType: field.ErrorTypeInvalid},
+		{name: "scp-like with password", mutate: func(r *alumiini.GitRepository) { r.Spec.URL = "git:s3cret@example.com:repo" }, field: "spec.url", errType: field.ErrorTypeInvalid},
+		{name: "url without host", mutate: func(r *alumiini.GitRepository) { r.Spec.URL = "https:///repo" }, field: "spec.url", errType: field.ErrorTypeInvalid},
+		{name: "url without path", mutate: func(r *alumiini.GitRepository) { r.Spec.URL = "https://example.com/" }, field: "spec.url", errType: field.ErrorTypeInvalid},
+		{name: "url with space", mutate: func(r *alumiini.GitRepository) { r.Spec.URL = "https://example.com/a repo" }, field: "spec.url", errType: field.ErrorTypeInvalid},
+		{name: "url with query", mutate: func(r *alumiini.GitRepository) { r.Spec.URL = "https://example.com/repo?x=1" }, field: "spec.url", errType: field.ErrorTypeInvalid},
+		{name: "url too long", mutate: func(r *alumiini.GitRepository) { r.Spec.URL = "https://example.com/" + strings.Repeat("a", 2100) }, field: "spec.url", errType: field.ErrorTypeTooLong},
+
+		{name: "branch with slash", mutate: func(r *alumiini.GitRepository) { r.Spec.Branch = "release/1.2" }},
+		{name: "tag only", mutate: func(r *alumiini.GitRepository) { r.Spec.Branch, r.Spec.Tag = "", "v1.2.3" }},
+		{name: "commit only", mutate: func(r *alumiini.GitRepository) {
+			r.Spec.Branch, r.Spec.Commit = "", "0123456789abcdef0123456789abcdef01234567"
+		}},
+		{name: "no ref", mutate: func(r *alumiini.GitRepository) { r.Spec.Branch = "" }, field: "spec.branch", errType: field.ErrorTypeRequired},
+		{name: "branch and tag", mutate: func(r *alumiini.GitRepository) { r.Spec.Tag = "v1" }, field: "spec.tag", errType: field.ErrorTypeInvalid},
+		{name: "branch and commit", mutate: func(r *alumiini.GitRepository) {
+			r.Spec.Commit = "0123456789abcdef0123456789abcdef01234567"
+		}, field: "spec.commit", errType: field.ErrorTypeInvalid},
+		{name: "commit too short", mutate: func(r *alumiini.GitRepository) { r.Spec.Branch, r.Spec.Commit = "", "abc123" }, field: "spec.commit", errType: field.ErrorTypeInvalid},
+		{name: "commit upper case", mutate: func(r *alumiini.GitRepository) {
+			r.Spec.Branch, r.Spec.Commit = "", "0123456789ABCDEF0123456789ABCDEF01234567"
+		}, field: "spec.commit", errType: field.ErrorTypeInvalid},
+		{name: "branch with dotdot", mutate: func(r *alumiini.GitRepository) { r.Spec.Branch = "a..b" }, field: "spec.branch", errType: field.ErrorTypeInvalid},
+		{name: "branch with space", mutate: func(r *alumiini.GitRepository) { r.Spec.Branch = "my branch" }, field: "spec.branch", errType: field.ErrorTypeInvalid},
+		{name: "branch with colon", mutate: func(r *alumiini.GitRepository) { r.Spec.Branch = "a:b" }, field: "spec.branch", errType: field.ErrorTypeInvalid},
+		{name: "branch full ref", mutate: func(r *alumiini.GitRepository) { r.Spec.Branch = "refs/heads/main" }, field: "spec.branch", errType: field.ErrorTypeInvalid},
+		{name: "branch leading dash", mutate: func(r *alumiini.GitRepository) { r.Spec.Branch = "-x" }, field: "spec.branch", errType: field.ErrorTypeInvalid},
+		{name: "branch ends with .lock", mutate: func(r *alumiini.GitRepository) { r.Spec.Branch = "x.lock" }, field: "spec.branch", errType: field.ErrorTypeInvalid},
+		{name: "branch double slash", mutate: func(r *alumiini.GitRepository) { r.Spec.Branch = "a//b" }, field: "spec.branch", errType: field.ErrorTypeInvalid},
+		{name: "branch hidden component", mutate: func(r *alumiini.GitRepository) { r.Spec.Branch = "a/.b" }, field: "spec.branch", errType: field.ErrorTypeInvalid},
+		{name: "tag with @{", mutate: func(r *alumiini.GitRepository) { r.Spec.Branch, r.Spec.Tag = "", "v@{1}" }, field: "spec.tag", errType: field.ErrorTypeInvalid},
+
+		{name: "path nested", mutate: func(r *alumiini.GitRepository) { r.Spec.Path = "./clusters/prod" }},
+		{name: "path absolute", mutate: func(r *alumiini.GitRepository) { r.Spec.Path = "/etc" }, field: "spec.path", errType: field.ErrorTypeInvalid},
+		{name: "path dotdot", mutate: func(r *alumiini.GitRepository) { r.Spec.Path = "apps/../../x" }, field: "spec.path", errType: field.ErrorTypeInvalid},
+		{name: "path only dotdot", mutate: func(r *alumiini.GitRepository) { r.Spec.Path = ".." }, field: "spec.path", errType: field.ErrorTypeInvalid},
+		{name: "path dotdot-like name is fine", mutate: func(r *alumiini.GitRepository) { r.Spec.Path = "a..b/c" }},
+		{name: "path NUL", mutate: func(r *alumiini.GitRepository) { r.Spec.Path = "a\x00b" }, field: "spec.path", errType: field.ErrorTypeInvalid},
+		{name: "path backslash", mutate: func(r *alumiini.GitRepository) { r.Spec.Path = `apps\..\x` }, field: "spec.path", errType: field.ErrorTypeInvalid},
+
+		{name: "interval lower bound", mutate: func(r *alumiini.GitRepository) { r.Spec.Interval = "10s" }},
+		{name: "interval upper bound", mutate: func(r *alumiini.GitRepository) { r.Spec.Interval = "24h" }},
+		{name: "interval too short", mutate: func(r *alumiini.GitRepository) { r.Spec.Interval = "9s" }, field: "spec.interval", errType: field.ErrorTypeInvalid},
+		{name: "interval too long", mutate: func(r *alumiini.GitRepository) { r.Spec.Interval = "25h" }, field: "spec.interval", errType: field.ErrorTypeInvalid},
+		{name: "interval unparsable", mutate: func(r *alumiini.GitRepository) { r.Spec.Interval = "five minutes" }, field: "spec.interval", errType: field.ErrorTypeInvalid},
+		{name: "interval missing", mutate: func(r *alumiini.GitRepository) { r.Spec.Interval = "" }, field: "spec.interval", errType: field.ErrorTypeRequired},
+		{name: "timeout too short", mutate: func(r *alumiini.GitRepository) { r.Spec.Timeout = "500ms" }, field: "spec.timeout", errType: field.ErrorTypeInvalid},
+		{name: "timeout too long", mutate: func(r *alumiini.GitRepository) { r.Spec.Timeout = "2h" }, field: "spec.timeout", errType: field.ErrorTypeInvalid},
+		{name: "timeout unparsable", mutate: func(r *alumiini.GitRepository) { r.Spec.Timeout = "1 minute" }, field: "spec.timeout", errType: field.ErrorTypeInvalid},
+
+		{name: "target namespace", mutate: func(r *alumiini.GitRepository) { r.Spec.TargetNamespace = "apps" }},
+		{name: "target namespace invalid", mutate: func(r *alumiini.GitRepository) { r.Spec.TargetNamespace = "Apps_1" }, field: "spec.targetNamespace", errType: field.ErrorTypeInvalid},
+		{name: "secretRef", mutate: func(r *alumiini.GitRepository) { r.Spec.SecretRef = &alumiini.LocalObjectReference{Name: "git-creds"} }},
+		{name: "secretRef without name", mutate: func(r *alumiini.GitRepository) { r.Spec.SecretRef = &alumiini.LocalObjectReference{} }, field: "spec.secretRef.name", errType: field.ErrorTypeRequired},
+		{name: "secretRef bad name", mutate: func(r *alumiini.GitRepository) { r.Spec.SecretRef = &alumiini.LocalObjectReference{Name: "Git Creds"} }, field: "spec.secretRef.name", errType: field.ErrorTypeInvalid},
+		{name: "serviceAccountName bad", mutate: func(r *alumiini.GitRepository) { r.Spec.ServiceAccountName = "sa/x" }, field: "spec.serviceAccountName", errType: field.ErrorTypeInvalid},
+		{name: "prune unset", mutate: func(r *alumiini.GitRepository) { r.Spec.Prune = nil }, field: "spec.prune", errType: field.ErrorTypeRequired},
+		{name: "rolloutRef", mutate: func(r *alumiini.GitRepository) {
+			r.Spec.RolloutRef = &alumiini.RolloutReference{APIVersion: "argoproj.io/v1alpha1", Kind: "Rollout", Name: "web"}
+		}},
+		{name: "rolloutRef without kind", mutate: func(r *alumiini.GitRepository) {
+			r.Spec.RolloutRef = &alumiini.RolloutReference{APIVersion: "argoproj.io/v1alpha1", Name: "web"}
+		}, field: "spec.rolloutRef.kind", errType: field.ErrorTypeRequired},
+		{name: "rolloutRef bad apiVersion", mutate: func(r *alumiini.GitRepository) {
+			r.Spec.RolloutRef = &alumiini.RolloutReference{APIVersion: "a/b/c", Kind: "Rollout", Name: "web"}
+		}, field: "spec.rolloutRef.apiVersion", errType: field.ErrorTypeInvalid},
+
+		{name: "name too long for a label", mutate: func(r *alumiini.GitRepository) { r.Name = strings.Repeat("a", 64) }, field: "metadata.name", errType: field.ErrorTypeInvalid},
+		{name: "name with dot", mutate: func(r *alumiini.GitRepository) { r.Name = "a.b" }, field: "metadata.name", errType: field.ErrorTypeInvalid},
+		{name: "namespace required", mutate: func(r *alumiini.GitRepository) { r.Namespace = "" }, field: "metadata.namespace", errType: field.ErrorTypeRequired},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			repo := validRepo()
+			tc.mutate(repo)
+			errs := ValidateGitRepository(repo)
+			if tc.field == "" {
+				if len(errs) != 0 {
+					t.Fatalf("expected valid, got %v", errs)
+				}
+				return
+			}
+			if len(errs) == 0 {
+				t.Fatalf("expected an error on %s, got none", tc.field)
+			}
+			found := false
+			for _, err := range errs {
+				if err.Field == tc.field && err.Type == tc.errType {
+					found = true
+				}
+			}
+			if !found {
+				t.Fatalf("expected %s error on %s, got %v", tc.errType, tc.field, errs)
+			}
+			if strings.Contains(errs.ToAggregate().Error(), "s3cret") {
+				t.Fatalf("the error leaks the credential: %v", errs)
+			}
+		})
+	}
+}
+
+func TestValidateGitRepositoryUpdate(t *testing.T) {
+	old := validRepo()
+	old.ResourceVersion = "1"
+	repo := validRepo()
+	repo.ResourceVersion = "1"
+	repo.Spec.Interval = "1s"
+	errs := ValidateGitRepositoryUpdate(repo, old)
+	if len(errs) != 1 || errs[0].Field != "spec.interval" {
+		t.Fatalf("expected one error on spec.interval, got %v", errs)
+	}
+	repo.Spec.Interval = "30s"
+	if errs := ValidateGitRepositoryUpdate(repo, old); len(errs) != 0 {
+		t.Fatalf("expected a valid update, got %v", errs)
+	}
+}
+
+func TestValidateGitRepositoryStatusUpdate(t *testing.T) {
+	pending := &alumiini.SyncRequestRecord{ID: "a"}
+	cases := []struct {
+		name    string
+		old     *alumiini.SyncRequestRecord
+		mutate  func(*alumiini.GitRepositoryStatus)
+		field   string
+		errType field.ErrorType
+	}{
+		{name: "synced", mutate: func(s *alumiini.GitRepositoryStatus) {
+			s.Phase = alumiini.PhaseSynced
+			s.LastSyncedCommit = "0123456789abcdef0123456789abcdef01234567"
+		}},
+		{name: "unknown phase", mutate: func(s *alumiini.GitRepositoryStatus) { s.Phase = "Happy" }, field: "status.phase", errType: field.ErrorTypeNotSupported},
+		{name: "bad commit", mutate: func(s *alumiini.GitRepositoryStatus) { s.LastSyncedCommit = "xyz" }, field: "status.lastSyncedCommit", errType: field.ErrorTypeInvalid},
+		{name: "bad condition", mutate: func(s *alumiini.GitRepositoryStatus) {
+			s.Conditions = []metav1.Condition{{Type: "Ready", Status: "Maybe", Reason: "X", LastTransitionTime: metav1.Now()}}
+		}, field: "status.conditions[0].status", errType: field.ErrorTypeNotSupported},
+		{name: "keep pending", old: pending, mutate: func(s *alumiini.GitRepositoryStatus) { s.PendingSyncRequest = pending }},
+		{name: "clear pending", old: pending, mutate: func(s *alumiini.GitRepositoryStatus) { s.PendingSyncRequest = nil }},
+		{name: "invent pending", mutate: func(s *alumiini.GitRepositoryStatus) { s.PendingSyncRequest = pending },
+			field: "status.pendingSyncRequest", errType: field.ErrorTypeForbidden},
+		{name: "swap pending", old: pending, mutate: func(s *alumiini.GitRepositoryStatus) {
+			s.PendingSyncRequest = &alumiini.SyncRequestRecord{ID: "b"}
+		}, field: "status.pendingSyncRequest", errType: field.ErrorTypeForbidden},
+		{name: "result phase", mutate: func(s *alumiini.GitRepositoryStatus) {
+			s.LastSyncRequest = &alumiini.SyncRequestRecord{ID: "a", Result: &alumiini.SyncResult{Phase: alumiini.PhaseSyncing}}
+		}, field: "status.lastSyncRequest.result.phase", errType: field.ErrorTypeNotSupported},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			old := validRepo()
+			old.ResourceVersion = "1"
+			old.Status.PendingSyncRequest = tc.old
+			repo := old.DeepCopy()
+			tc.mutate(&repo.Status)
+			errs := ValidateGitRepositoryStatusUpdate(repo, old)
+			if tc.field == "" {
+				if len(errs) != 0 {
+					t.Fatalf("expected valid, got %v", errs)
+				}
+				return
+			}
+			if len(errs) != 1 || errs[0].Field != tc.field || errs[0].Type != tc.errType {
+				t.Fatalf("expected one %s error on %s, got %v", tc.errType, tc.field, errs)
+			}
+		})
+	}
+}
+
+func TestValidateSyncRequest(t *testing.T) {
+	cases := []struct {
+		name  string
+		spec  alumiini.GitRepositorySyncRequestSpec
+		field string
+	}{
+		{name: "empty", spec: alumiini.GitRepositorySyncRequestSpec{}},
+		{name: "commit", spec: alumiini.GitRepositorySyncRequestSpec{Revision: "0123456789abcdef0123456789abcdef01234567"}},
+		{name: "branch", spec: alumiini.GitRepositorySyncRequestSpec{Revision: "release/2"}},
+		{name: "bad revision", spec: alumiini.GitRepositorySyncRequestSpec{Revision: "a..b"}, field: "spec.revision"},
+		{name: "wait 30s", spec: alumiini.GitRepositorySyncRequestSpec{Wait: true, TimeoutSeconds: ptr.To[int32](30)}},
+		{name: "wait too long", spec: alumiini.GitRepositorySyncRequestSpec{Wait: true, TimeoutSeconds: ptr.To[int32](31)}, field: "spec.timeoutSeconds"},
+		{name: "wait zero", spec: alumiini.GitRepositorySyncRequestSpec{Wait: true, TimeoutSeconds: ptr.To[int32](0)}, field: "spec.timeoutSeconds"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			errs := ValidateSyncRequest(&alumiini.GitRepositorySyncRequest{Spec: tc.spec})
+			if tc.field == "" {
+				if len(errs) != 0 {
+					t.Fatalf("expected valid, got %v", errs)
+				}
+				return
+			}
+			if len(errs) != 1 || errs[0].Field != tc.field {
+				t.Fatalf("expected one error on %s, got %v", tc.field, errs)
+			}
+		})
+	}
+}
+
+func TestRedactURL(t *testing.T) {
+	cases := map[string]string{
+		"https://bob:pw@example.com/repo": "https://redacted@example.com/repo",
+		"https://example.com/repo":        "https://example.com/repo",
+		"git:pw@example.com:repo":         "redacted@example.com:repo",
+		"git@example.com:repo":            "git@example.com:repo",
+		"https://bob:p%zz@example.com/r":  "https://redacted@example.com/r",
+	}
+	for in, want := range cases {
+		if got := RedactURL(in); got != want {
+			t.Errorf("RedactURL(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
