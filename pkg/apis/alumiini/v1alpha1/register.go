@@ -28,7 +28,7 @@ var (
 func init() {
 	// Only hand-written functions are registered here; the generated defaulters
 	// and conversions register themselves, so this compiles without them.
-	localSchemeBuilder.Register(addKnownTypes, addDefaultingFuncs)
+	localSchemeBuilder.Register(addKnownTypes, addDefaultingFuncs, addFieldLabelConversions)
 }
 
 func addKnownTypes(scheme *runtime.Scheme) error {

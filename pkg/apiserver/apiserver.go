@@ -1,0 +1,112 @@
+// Package apiserver assembles the alumiini aggregated API server: the scheme,
+// the alumiini.false.systems group and its storages on a generic API server.
+package apiserver
+
+import (
+	"context"
+	"fmt"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
+	"k8s.io/apiserver/pkg/registry/rest"
+	genericapiserver "k8s.io/apiserver/pkg/server"
+
+	"github.com/falsesystems/alumiini/pkg/apis/alumiini"
+	"github.com/falsesystems/alumiini/pkg/apis/alumiini/install"
+	gitrepositorystorage "github.com/falsesystems/alumiini/pkg/registry/alumiini/gitrepository/storage"
+)
+
+var (
+	// Scheme knows every type the server serves, internal and versioned.
+	Scheme = runtime.NewScheme()
+	// Codecs serialise the types of Scheme.
+	Codecs = serializer.NewCodecFactory(Scheme)
+)
+
+func init() {
+	install.Install(Scheme)
+	// The generic server decodes options such as ListOptions as the
+	// unversioned meta/v1 kinds; register them where it looks.
+	metav1.AddToGroupVersion(Scheme, schema.GroupVersion{Version: "v1"})
+	Scheme.AddUnversionedTypes(schema.GroupVersion{Group: "", Version: "v1"},
+		&metav1.Status{},
+		&metav1.APIVersions{},
+		&metav1.APIGroupList{},
+		&metav1.APIGroup{},
+		&metav1.APIResourceList{},
+	)
+}
+
+// ExtraConfig holds what alumiini adds to the generic server config.
+type ExtraConfig struct {
+	// StopStorage releases storage the server owns (the embedded etcd) once
+	// the server has shut down. May be nil.
+	StopStorage func()
+}
+
+// Config is the whole server configuration.
+type Config struct {
+	GenericConfig *genericapiserver.RecommendedConfig
+	ExtraConfig   ExtraConfig
+}
+
+type completedConfig struct {
+	GenericConfig genericapiserver.CompletedConfig
+	ExtraConfig   *ExtraConfig
+}
+
+// CompletedConfig is a Config with every default filled in. Its private inner
+// type makes an incomplete config impossible to pass to New.
+type CompletedConfig struct {
+	*completedConfig
+}
+
+// Complete fills in the fields left unset. It mutates the receiver.
+func (cfg *Config) Complete() CompletedConfig {
+	return CompletedConfig{&completedConfig{
+		GenericConfig: cfg.GenericConfig.Complete(),
+		ExtraConfig:   &cfg.ExtraConfig,
+	}}
+}
+
+// Server is the alumiini API server.
+type Server struct {
+	GenericAPIServer *genericapiserver.GenericAPIServer
+	stopStorage      func()
+}
+
+// New builds the server from a completed config and installs the API group.
+func (c completedConfig) New() (*Server, error) {
+	generic, err := c.GenericConfig.New("alumiini", genericapiserver.NewEmptyDelegate())
+	if err != nil {
+		return nil, fmt.Errorf("building the generic API server: %w", err)
+	}
+	s := &Server{GenericAPIServer: generic, stopStorage: c.ExtraConfig.StopStorage}
+
+	gitRepositories, err := gitrepositorystorage.NewStorage(Scheme, c.GenericConfig.RESTOptionsGetter)
+	if err != nil {
+		return nil, err
+	}
+	group := genericapiserver.NewDefaultAPIGroupInfo(alumiini.GroupName, Scheme, metav1.ParameterCodec, Codecs)
+	group.VersionedResourcesStorageMap["v1alpha1"] = map[string]rest.Storage{
+		"gitrepositories":        gitRepositories.GitRepository,
+		"gitrepositories/status": gitRepositories.Status,
+		"gitrepositories/sync":   gitRepositories.Sync,
+	}
+	if err := generic.InstallAPIGroup(&group); err != nil {
+		return nil, fmt.Errorf("installing the %s API group: %w", alumiini.GroupName, err)
+	}
+	return s, nil
+}
+
+// Run serves until ctx is cancelled, then drains in-flight requests and
+// stops the storage the server owns, so every accepted write is on disk.
+func (s *Server) Run(ctx context.Context) error {
+	err := s.GenericAPIServer.PrepareRun().RunWithContext(ctx)
+	if s.stopStorage != nil {
+		s.stopStorage()
+	}
+	return err
+}

@@ -1,0 +1,250 @@
+// Package server holds the alumiini command: its options, and how they become
+// a running API server. The cobra command only calls Complete, Validate and
+// Run, in that order.
+package server
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+
+	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	utilerrors "k8s.io/apimachinery/pkg/util/errors"
+	"k8s.io/apiserver/pkg/endpoints/openapi"
+	genericapiserver "k8s.io/apiserver/pkg/server"
+	genericoptions "k8s.io/apiserver/pkg/server/options"
+	"k8s.io/apiserver/pkg/util/compatibility"
+	cliflag "k8s.io/component-base/cli/flag"
+	"k8s.io/component-base/cli/globalflag"
+	"k8s.io/component-base/term"
+	"k8s.io/klog/v2"
+	netutils "k8s.io/utils/net"
+
+	"github.com/falsesystems/alumiini/pkg/apis/alumiini/v1alpha1"
+	"github.com/falsesystems/alumiini/pkg/apiserver"
+	alumiiniopenapi "github.com/falsesystems/alumiini/pkg/generated/openapi"
+	"github.com/falsesystems/alumiini/pkg/storage/embeddedetcd"
+)
+
+const (
+	etcdPathPrefix = "/registry/alumiini.false.systems"
+	// DefaultEtcdDataDir is where the embedded etcd keeps its data unless
+	// --etcd-data-dir says otherwise.
+	DefaultEtcdDataDir = "/var/lib/alumiini/etcd"
+	defaultSecurePort  = 8443
+)
+
+// Options are everything the alumiini command line sets.
+type Options struct {
+	RecommendedOptions *genericoptions.RecommendedOptions
+
+	// EtcdDataDir is the embedded etcd's data directory, used when no
+	// --etcd-servers are given.
+	EtcdDataDir string
+	// EtcdUnsafeNoFsync skips fsync in the embedded etcd; for tests only.
+	EtcdUnsafeNoFsync bool
+
+	// standalone is set by Complete when there is no cluster to delegate
+	// authentication and authorization to.
+	standalone bool
+
+	StdOut io.Writer
+	StdErr io.Writer
+}
+
+// NewOptions returns the options with their defaults.
+func NewOptions(out, errOut io.Writer) *Options {
+	o := &Options{
+		RecommendedOptions: genericoptions.NewRecommendedOptions(
+			etcdPathPrefix,
+			apiserver.Codecs.LegacyCodec(v1alpha1.SchemeGroupVersion),
+		),
+		EtcdDataDir: DefaultEtcdDataDir,
+		StdOut:      out,
+		StdErr:      errOut,
+	}
+	o.RecommendedOptions.Etcd.StorageConfig.EncodeVersioner = runtime.NewMultiGroupVersioner(
+		v1alpha1.SchemeGroupVersion, schema.GroupKind{Group: v1alpha1.GroupName})
+	o.RecommendedOptions.SecureServing.BindPort = defaultSecurePort
+	// Self-signed certificates, when no --tls-cert-file is given, stay in memory.
+	o.RecommendedOptions.SecureServing.ServerCert.CertDirectory = ""
+	return o
+}
+
+// NewCommand returns the alumiini command.
+func NewCommand(ctx context.Context, o *Options) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "alumiini",
+		Short: "GitOps for Kubernetes: an aggregated API server for GitRepositories and the controller that syncs them",
+		Long: `alumiini serves the alumiini.false.systems API group behind kube-apiserver and keeps
+the cluster equal to what each GitRepository's git path holds.
+
+Storage is an embedded etcd under --etcd-data-dir unless --etcd-servers names an
+external etcd cluster. Authentication and authorization are delegated to the
+cluster given by --kubeconfig (or the in-cluster config).`,
+		SilenceUsage: true,
+		RunE: func(c *cobra.Command, args []string) error {
+			if err := o.Complete(); err != nil {
+				return err
+			}
+			if err := o.Validate(args); err != nil {
+				return err
+			}
+			return o.Run(c.Context())
+		},
+	}
+	cmd.SetContext(ctx)
+
+	namedFlagSets := o.Flags()
+	fs := cmd.Flags()
+	for _, f := range namedFlagSets.FlagSets {
+		fs.AddFlagSet(f)
+	}
+	cols, _, _ := term.TerminalSize(cmd.OutOrStdout())
+	cliflag.SetUsageAndHelpFunc(cmd, namedFlagSets, cols)
+	return cmd
+}
+
+// Flags returns the command's flags, grouped for --help.
+func (o *Options) Flags() cliflag.NamedFlagSets {
+	var sets cliflag.NamedFlagSets
+	storage := sets.FlagSet("storage")
+	storage.StringVar(&o.EtcdDataDir, "etcd-data-dir", o.EtcdDataDir,
+		"Data directory of the embedded etcd, used when --etcd-servers is not given.")
+	storage.BoolVar(&o.EtcdUnsafeNoFsync, "etcd-unsafe-no-fsync", o.EtcdUnsafeNoFsync,
+		"Do not fsync the embedded etcd's writes. For tests only: a crash may lose data.")
+	_ = storage.MarkHidden("etcd-unsafe-no-fsync")
+
+	ro := o.RecommendedOptions
+	ro.Etcd.AddFlags(sets.FlagSet("etcd"))
+	ro.SecureServing.AddFlags(sets.FlagSet("secure serving"))
+	ro.Authentication.AddFlags(sets.FlagSet("authentication"))
+	ro.Authorization.AddFlags(sets.FlagSet("authorization"))
+	ro.CoreAPI.AddFlags(sets.FlagSet("cluster"))
+	ro.Audit.AddFlags(sets.FlagSet("auditing"))
+	ro.Features.AddFlags(sets.FlagSet("features"))
+	ro.Admission.AddFlags(sets.FlagSet("admission"))
+	ro.EgressSelector.AddFlags(sets.FlagSet("egress selector"))
+	ro.Traces.AddFlags(sets.FlagSet("traces"))
+	globalflag.AddGlobalFlags(sets.FlagSet("global"), "alumiini")
+	return sets
+}
+
+// Complete fills in what the flags left open: delegation falls back to
+// --kubeconfig, and without any cluster to delegate to the server runs
+// standalone (only its own loopback client is authorized).
+func (o *Options) Complete() error {
+	ro := o.RecommendedOptions
+	kubeconfig := ro.CoreAPI.CoreAPIKubeconfigPath
+	if ro.Authentication.RemoteKubeConfigFile == "" {
+		ro.Authentication.RemoteKubeConfigFile = kubeconfig
+	}
+	if ro.Authorization.RemoteKubeConfigFile == "" {
+		ro.Authorization.RemoteKubeConfigFile = kubeconfig
+	}
+	inCluster := os.Getenv("KUBERNETES_SERVICE_HOST") != "" && os.Getenv("KUBERNETES_SERVICE_PORT") != ""
+	if kubeconfig == "" && !inCluster {
+		o.standalone = true
+		klog.InfoS("No --kubeconfig and not in a cluster: serving standalone, without delegated authentication, " +
+			"authorization or admission; only the server's own loopback client is authorized")
+		ro.CoreAPI = nil
+		ro.Admission = nil
+		ro.Features.EnablePriorityAndFairness = false
+		ro.Authentication.RemoteKubeConfigFileOptional = true
+		ro.Authorization.RemoteKubeConfigFileOptional = true
+	}
+	return nil
+}
+
+// Validate checks the options. Without --etcd-servers the embedded etcd's
+// address is not known before it starts, so the server list check waits.
+func (o *Options) Validate(args []string) error {
+	var errs []error
+	if len(args) > 0 {
+		errs = append(errs, fmt.Errorf("alumiini takes no arguments, got %q", args))
+	}
+	etcd := o.RecommendedOptions.Etcd
+	if o.embeddedEtcd() {
+		if o.EtcdDataDir == "" {
+			errs = append(errs, fmt.Errorf("--etcd-data-dir must not be empty when --etcd-servers is not given"))
+		}
+		etcd.StorageConfig.Transport.ServerList = []string{"embedded"}
+		defer func() { etcd.StorageConfig.Transport.ServerList = nil }()
+	}
+	errs = append(errs, o.RecommendedOptions.Validate()...)
+	return utilerrors.NewAggregate(errs)
+}
+
+func (o *Options) embeddedEtcd() bool {
+	return len(o.RecommendedOptions.Etcd.StorageConfig.Transport.ServerList) == 0
+}
+
+// Config starts the storage (the embedded etcd, unless external servers are
+// given) and returns the server config over it.
+func (o *Options) Config(ctx context.Context) (*apiserver.Config, error) {
+	ro := o.RecommendedOptions
+	if err := ro.SecureServing.MaybeDefaultWithSelfSignedCerts("localhost", nil,
+		[]net.IP{netutils.ParseIPSloppy("127.0.0.1")}); err != nil {
+		return nil, fmt.Errorf("creating self-signed certificates: %w", err)
+	}
+
+	var stopStorage func()
+	if o.embeddedEtcd() {
+		etcd, err := embeddedetcd.Start(ctx, embeddedetcd.Config{DataDir: o.EtcdDataDir, UnsafeNoFsync: o.EtcdUnsafeNoFsync})
+		if err != nil {
+			return nil, err
+		}
+		ro.Etcd.StorageConfig.Transport.ServerList = etcd.ClientURLs()
+		stopStorage = etcd.Close
+	}
+
+	serverConfig := genericapiserver.NewRecommendedConfig(apiserver.Codecs)
+	namer := openapi.NewDefinitionNamer(apiserver.Scheme)
+	serverConfig.OpenAPIConfig = genericapiserver.DefaultOpenAPIConfig(alumiiniopenapi.GetOpenAPIDefinitions, namer)
+	serverConfig.OpenAPIConfig.Info.Title = "alumiini"
+	serverConfig.OpenAPIConfig.Info.Version = "v1alpha1"
+	serverConfig.OpenAPIV3Config = genericapiserver.DefaultOpenAPIV3Config(alumiiniopenapi.GetOpenAPIDefinitions, namer)
+	serverConfig.OpenAPIV3Config.Info.Title = "alumiini"
+	serverConfig.OpenAPIV3Config.Info.Version = "v1alpha1"
+	serverConfig.EffectiveVersion = compatibility.DefaultBuildEffectiveVersion()
+
+	if err := ro.ApplyTo(serverConfig); err != nil {
+		if stopStorage != nil {
+			stopStorage()
+		}
+		return nil, fmt.Errorf("applying options to the server config: %w", err)
+	}
+	return &apiserver.Config{
+		GenericConfig: serverConfig,
+		ExtraConfig:   apiserver.ExtraConfig{StopStorage: stopStorage},
+	}, nil
+}
+
+// NewServer builds a server ready to Run.
+func (o *Options) NewServer(ctx context.Context) (*apiserver.Server, error) {
+	config, err := o.Config(ctx)
+	if err != nil {
+		return nil, err
+	}
+	server, err := config.Complete().New()
+	if err != nil {
+		if config.ExtraConfig.StopStorage != nil {
+			config.ExtraConfig.StopStorage()
+		}
+		return nil, err
+	}
+	return server, nil
+}
+
+// Run serves until ctx is cancelled (SIGTERM or SIGINT in the command).
+func (o *Options) Run(ctx context.Context) error {
+	server, err := o.NewServer(ctx)
+	if err != nil {
+		return err
+	}
+	return server.Run(ctx)
+}
