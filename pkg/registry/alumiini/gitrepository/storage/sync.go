@@ -181,7 +181,12 @@ func (r *SyncREST) waitForResult(ctx context.Context, repo *alumiini.GitReposito
 			case watch.Error:
 				return nil, apierrors.FromObject(event.Object)
 			case watch.Added, watch.Modified:
-				if current, ok := event.Object.(*alumiini.GitRepository); ok {
+				obj := event.Object
+				// The watch cache hands out objects wrapped for shared serialisation.
+				if cacheable, ok := obj.(runtime.CacheableObject); ok {
+					obj = cacheable.GetObject()
+				}
+				if current, ok := obj.(*alumiini.GitRepository); ok {
 					if done := resultOf(current, answer); done != nil {
 						return done, nil
 					}
