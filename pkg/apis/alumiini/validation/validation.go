@@ -285,15 +285,15 @@ func validateDuration(value string, min, max time.Duration, fldPath *field.Path)
 	return nil
 }
 
-// shortDuration prints 24h rather than Go's 24h0m0s.
+// shortDuration prints 24h and 10s rather than Go's 24h0m0s.
 func shortDuration(d time.Duration) string {
-	s := d.String()
-	s = strings.TrimSuffix(s, "0s")
-	s = strings.TrimSuffix(s, "0m")
-	if s == "" {
-		return "0s"
+	switch {
+	case d%time.Hour == 0:
+		return fmt.Sprintf("%dh", d/time.Hour)
+	case d%time.Minute == 0:
+		return fmt.Sprintf("%dm", d/time.Minute)
 	}
-	return s
+	return d.String()
 }
 
 func validateObjectName(name string, fldPath *field.Path) field.ErrorList {

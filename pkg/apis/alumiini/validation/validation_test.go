@@ -142,6 +142,17 @@ func TestValidateGitRepository(t *testing.T) {
 	}
 }
 
+func TestDurationBoundsInMessages(t *testing.T) {
+	repo := validRepo()
+	repo.Spec.Interval, repo.Spec.Timeout = "1s", "2h"
+	got := ValidateGitRepository(repo).ToAggregate().Error()
+	for _, want := range []string{"must be between 10s and 24h", "must be between 1s and 1h"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("%q lacks %q", got, want)
+		}
+	}
+}
+
 func TestValidateGitRepositoryUpdate(t *testing.T) {
 	old := validRepo()
 	old.ResourceVersion = "1"

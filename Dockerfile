@@ -1,0 +1,14 @@
+# alumiini in a container: one static binary on a minimal base.
+FROM golang:1.26 AS build
+WORKDIR /src
+COPY go.mod go.sum ./
+RUN go mod download
+COPY cmd cmd
+COPY pkg pkg
+RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o /alumiini ./cmd/alumiini
+
+FROM gcr.io/distroless/static-debian12:nonroot
+COPY --from=build /alumiini /alumiini
+# The embedded etcd keeps its data here; mount a volume to keep it across restarts.
+VOLUME /var/lib/alumiini
+ENTRYPOINT ["/alumiini"]

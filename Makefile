@@ -1,0 +1,53 @@
+# The two commands a newcomer needs: `make dev` and `make test`.
+# Everything else here is what they are made of.
+SHELL := /usr/bin/env bash
+GO ?= go
+
+.PHONY: all build dev dev-down test verify verify-codegen codegen vet fmt-check tools unit integration e2e clean
+
+all: build
+
+build:
+	$(GO) build -o _output/bin/alumiini ./cmd/alumiini
+
+## dev: run alumiini against a local control plane with an example repository (Ctrl-C stops it)
+dev:
+	hack/local-up.sh
+
+dev-down:
+	hack/local-down.sh
+
+## test: codegen check, vet, unit, integration and end-to-end tests
+test: verify tools
+	$(GO) test -count=1 -timeout 20m ./...
+
+verify: fmt-check vet verify-codegen
+
+verify-codegen:
+	hack/verify-codegen.sh
+
+codegen:
+	hack/update-codegen.sh
+
+vet:
+	$(GO) vet ./...
+
+fmt-check:
+	@files="$$(gofmt -l cmd pkg test hack)"; if [[ -n "$$files" ]]; then echo "gofmt needed: $$files"; exit 1; fi
+
+# kube-apiserver, etcd and kubectl, built once from the module proxy into _output/bin.
+tools:
+	hack/ensure-deps.sh
+	hack/build-tools.sh >/dev/null
+
+unit:
+	$(GO) test ./pkg/... ./cmd/...
+
+integration:
+	$(GO) test ./test/integration/...
+
+e2e: tools
+	$(GO) test -count=1 ./test/e2e/...
+
+clean:
+	rm -rf _output

@@ -1,0 +1,446 @@
+package localcluster
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+)
+
+// Names the local control plane gives alumiini, matching artifacts/deploy.
+const (
+	alumiiniNamespace  = "alumiini-system"
+	alumiiniService    = "alumiini"
+	alumiiniAPIService = "v1alpha1.alumiini.false.systems"
+	exampleURLInFile   = "http://127.0.0.1:18480"
+)
+
+// Ports of the local control plane; a zero port is picked free at start.
+type Ports struct {
+	Etcd          int
+	EtcdPeer      int
+	KubeAPIServer int
+	Alumiini      int
+	Git           int
+}
+
+// DefaultPorts are the fixed ports of `make dev`, so its URLs stay the same
+// from run to run. Tests use zero ports and never collide with it.
+var DefaultPorts = Ports{Etcd: 18479, EtcdPeer: 18481, KubeAPIServer: 18443, Alumiini: 18444, Git: 18480}
+
+// Options say where the control plane keeps its state and finds its binaries.
+type Options struct {
+	// Dir holds certificates, data, logs, kubeconfigs and git repositories.
+	Dir string
+	// ToolsDir has etcd, kube-apiserver and kubectl (hack/build-tools.sh).
+	ToolsDir string
+	// AlumiiniBinary is the alumiini command to run.
+	AlumiiniBinary string
+	// RepoRoot is the alumiini checkout, for artifacts/.
+	RepoRoot string
+	Ports    Ports
+	// FastStorage skips fsync in both etcds: for tests, where a crash loses nothing of value.
+	FastStorage bool
+	// Progress receives one line per step.
+	Progress io.Writer
+}
+
+// Cluster is a running local control plane.
+type Cluster struct {
+	opts Options
+	pki  pki
+
+	// Kubeconfig is the admin kubeconfig (system:masters).
+	Kubeconfig string
+	// Git serves Dir/git over HTTP.
+	Git *GitServer
+	// AlumiiniURL is alumiini's own HTTPS address.
+	AlumiiniURL string
+
+	etcd, kubeAPIServer, alumiini *process
+}
+
+// Start brings up etcd, kube-apiserver, the git server and alumiini, registers
+// alumiini's APIService, and returns once kube-apiserver serves the
+// alumiini.false.systems group. On error, whatever started is stopped again.
+func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
+	if opts.Progress == nil {
+		opts.Progress = io.Discard
+	}
+	for _, dir := range []string{"logs", "git"} {
+		if err := os.MkdirAll(filepath.Join(opts.Dir, dir), 0o755); err != nil {
+			return nil, err
+		}
+	}
+	if err := pickFreePorts(&opts.Ports); err != nil {
+		return nil, err
+	}
+	c := &Cluster{opts: opts, Kubeconfig: filepath.Join(opts.Dir, "kubeconfig")}
+	defer func() {
+		if err != nil {
+			c.Stop()
+		}
+	}()
+	step := func(format string, args ...any) { fmt.Fprintf(opts.Progress, "==> "+format+"\n", args...) }
+
+	step("certificates in %s", filepath.Join(opts.Dir, "pki"))
+	if c.pki, err = generatePKI(filepath.Join(opts.Dir, "pki"), alumiiniService+"."+alumiiniNamespace+".svc"); err != nil {
+		return nil, err
+	}
+
+	step("etcd on 127.0.0.1:%d", opts.Ports.Etcd)
+	if err := c.startEtcd(ctx); err != nil {
+		return nil, err
+	}
+	step("kube-apiserver on https://127.0.0.1:%d", opts.Ports.KubeAPIServer)
+	if err := c.startKubeAPIServer(ctx); err != nil {
+		return nil, err
+	}
+
+	gitLog, err := os.OpenFile(c.logPath("git"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	step("git server on http://127.0.0.1:%d serving %s", opts.Ports.Git, filepath.Join(opts.Dir, "git"))
+	if c.Git, err = StartGitServer(filepath.Join(opts.Dir, "git"), net.JoinHostPort("127.0.0.1", strconv.Itoa(opts.Ports.Git)), gitLog); err != nil {
+		return nil, err
+	}
+
+	step("RBAC for alumiini")
+	if err := c.applyFiles(ctx, "artifacts/deploy/namespace.yaml", "artifacts/deploy/rbac.yaml"); err != nil {
+		return nil, err
+	}
+	step("alumiini on https://127.0.0.1:%d", opts.Ports.Alumiini)
+	if err := c.startAlumiini(ctx); err != nil {
+		return nil, err
+	}
+	step("APIService %s", alumiiniAPIService)
+	if err := c.registerAPIService(ctx); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func pickFreePorts(p *Ports) error {
+	for _, port := range []*int{&p.Etcd, &p.EtcdPeer, &p.KubeAPIServer, &p.Alumiini, &p.Git} {
+		if *port != 0 {
+			continue
+		}
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return fmt.Errorf("finding a free port: %w", err)
+		}
+		*port = l.Addr().(*net.TCPAddr).Port
+		l.Close()
+	}
+	return nil
+}
+
+func (c *Cluster) logPath(name string) string { return filepath.Join(c.opts.Dir, "logs", name+".log") }
+func (c *Cluster) tool(name string) string    { return filepath.Join(c.opts.ToolsDir, name) }
+
+func (c *Cluster) startEtcd(ctx context.Context) error {
+	client := fmt.Sprintf("http://127.0.0.1:%d", c.opts.Ports.Etcd)
+	peer := fmt.Sprintf("http://127.0.0.1:%d", c.opts.Ports.EtcdPeer)
+	args := []string{
+		"--name=local", "--data-dir=" + filepath.Join(c.opts.Dir, "etcd"),
+		"--listen-client-urls=" + client, "--advertise-client-urls=" + client,
+		"--listen-peer-urls=" + peer, "--initial-advertise-peer-urls=" + peer,
+		"--initial-cluster=local=" + peer, "--log-level=warn",
+	}
+	if c.opts.FastStorage {
+		args = append(args, "--unsafe-no-fsync")
+	}
+	var err error
+	if c.etcd, err = startProcess("etcd", c.logPath("etcd"), c.tool("etcd"), args...); err != nil {
+		return err
+	}
+	return waitFor(ctx, c.etcd, 30*time.Second, func() bool {
+		resp, err := http.Get(client + "/health")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+}
+
+func (c *Cluster) startKubeAPIServer(ctx context.Context) error {
+	p := c.pki
+	args := []string{
+		"--etcd-servers=" + fmt.Sprintf("http://127.0.0.1:%d", c.opts.Ports.Etcd),
+		"--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+		"--secure-port=" + strconv.Itoa(c.opts.Ports.KubeAPIServer),
+		"--tls-cert-file=" + p.cert(kubeServingCert), "--tls-private-key-file=" + p.key(kubeServingCert),
+		"--client-ca-file=" + p.path(caCert),
+		"--authorization-mode=RBAC",
+		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+		"--service-account-key-file=" + p.path(serviceAccountPub),
+		"--service-account-signing-key-file=" + p.path(serviceAccountKey),
+		// Wide enough for benchmarks with thousands of Services.
+		"--service-cluster-ip-range=10.96.0.0/16",
+		"--requestheader-client-ca-file=" + p.path(frontProxyCACert),
+		"--requestheader-allowed-names=front-proxy-client",
+		"--requestheader-username-headers=X-Remote-User",
+		"--requestheader-group-headers=X-Remote-Group",
+		"--requestheader-extra-headers-prefix=X-Remote-Extra-",
+		"--proxy-client-cert-file=" + p.cert(frontProxyClient), "--proxy-client-key-file=" + p.key(frontProxyClient),
+		// alumiini runs as a local process: the aggregator reaches it through an
+		// ExternalName Service to localhost, which only works without endpoint routing.
+		"--enable-aggregator-routing=false",
+		// Without this the log fills with errors about loopback endpoints.
+		"--endpoint-reconciler-type=none",
+		"--profiling=false",
+	}
+	var err error
+	if c.kubeAPIServer, err = startProcess("kube-apiserver", c.logPath("kube-apiserver"), c.tool("kube-apiserver"), args...); err != nil {
+		return err
+	}
+	if err := c.writeKubeconfig(c.Kubeconfig, adminClientCert, c.opts.Ports.KubeAPIServer); err != nil {
+		return err
+	}
+	return waitFor(ctx, c.kubeAPIServer, 90*time.Second, func() bool { return c.getOK(ctx, "/readyz") })
+}
+
+func (c *Cluster) startAlumiini(ctx context.Context) error {
+	kubeconfig := filepath.Join(c.opts.Dir, "alumiini.kubeconfig")
+	if err := c.writeKubeconfig(kubeconfig, alumiiniClientCert, c.opts.Ports.KubeAPIServer); err != nil {
+		return err
+	}
+	c.AlumiiniURL = fmt.Sprintf("https://127.0.0.1:%d", c.opts.Ports.Alumiini)
+	args := []string{
+		"--kubeconfig=" + kubeconfig,
+		"--bind-address=127.0.0.1", "--secure-port=" + strconv.Itoa(c.opts.Ports.Alumiini),
+		"--tls-cert-file=" + c.pki.cert(alumiiniServingCert), "--tls-private-key-file=" + c.pki.key(alumiiniServingCert),
+		"--etcd-data-dir=" + filepath.Join(c.opts.Dir, "alumiini-etcd"),
+	}
+	if c.opts.FastStorage {
+		args = append(args, "--etcd-unsafe-no-fsync")
+	}
+	var err error
+	c.alumiini, err = startProcess("alumiini", c.logPath("alumiini"), c.opts.AlumiiniBinary, args...)
+	return err
+}
+
+// registerAPIService points kube-apiserver's aggregator at the local alumiini
+// process and waits until requests for the group reach it.
+func (c *Cluster) registerAPIService(ctx context.Context) error {
+	ca, err := os.ReadFile(c.pki.path(caCert))
+	if err != nil {
+		return err
+	}
+	manifest := fmt.Sprintf(`apiVersion: v1
+kind: Service
+metadata:
+  name: %[1]s
+  namespace: %[2]s
+spec:
+  type: ExternalName
+  externalName: localhost
+  ports:
+  - port: %[3]d
+---
+apiVersion: apiregistration.k8s.io/v1
+kind: APIService
+metadata:
+  name: %[4]s
+spec:
+  group: alumiini.false.systems
+  version: v1alpha1
+  groupPriorityMinimum: 1000
+  versionPriority: 15
+  caBundle: %[5]s
+  service:
+    name: %[1]s
+    namespace: %[2]s
+    port: %[3]d
+`, alumiiniService, alumiiniNamespace, c.opts.Ports.Alumiini, alumiiniAPIService, base64.StdEncoding.EncodeToString(ca))
+	if _, err := c.KubectlInput(ctx, manifest, "apply", "-f", "-"); err != nil {
+		return err
+	}
+	// The APIService can say Available while requests still fail, so wait for
+	// the group's discovery document itself, through kube-apiserver.
+	// kubectl explain and server-side apply also need the aggregated OpenAPI
+	// v3 document, which kube-apiserver fetches from alumiini a little later.
+	return waitFor(ctx, c.alumiini, 90*time.Second, func() bool {
+		if !c.getOK(ctx, "/apis/alumiini.false.systems/v1alpha1") {
+			return false
+		}
+		body, ok := c.get(ctx, "/openapi/v3")
+		return ok && strings.Contains(body, `"apis/alumiini.false.systems/v1alpha1"`)
+	})
+}
+
+// getOK reports whether GET path answers 200 for the admin.
+func (c *Cluster) getOK(ctx context.Context, path string) bool {
+	_, ok := c.get(ctx, path)
+	return ok
+}
+
+// get returns the body of GET path as the admin, and whether it answered 200.
+func (c *Cluster) get(ctx context.Context, path string) (string, bool) {
+	config, err := c.RESTConfig()
+	if err != nil {
+		return "", false
+	}
+	client, err := rest.HTTPClientFor(config)
+	if err != nil {
+		return "", false
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, config.Host+path, nil)
+	if err != nil {
+		return "", false
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return "", false
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	return string(body), err == nil && resp.StatusCode == http.StatusOK
+}
+
+// ApplyExample creates the example repository on the git server and applies
+// artifacts/examples/gitrepository.yaml pointing at it.
+func (c *Cluster) ApplyExample(ctx context.Context) error {
+	if err := c.Git.CreateRepository(ctx, "example", filepath.Join(c.opts.RepoRoot, "artifacts/examples/repository"), "main"); err != nil {
+		return err
+	}
+	data, err := os.ReadFile(filepath.Join(c.opts.RepoRoot, "artifacts/examples/gitrepository.yaml"))
+	if err != nil {
+		return err
+	}
+	manifest := strings.ReplaceAll(string(data), exampleURLInFile, c.Git.BaseURL())
+	if _, err := c.KubectlInput(ctx, "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: example\n", "apply", "-f", "-"); err != nil {
+		return err
+	}
+	_, err = c.KubectlInput(ctx, manifest, "apply", "-f", "-")
+	return err
+}
+
+func (c *Cluster) applyFiles(ctx context.Context, files ...string) error {
+	for _, f := range files {
+		if _, err := c.Kubectl(ctx, "apply", "-f", filepath.Join(c.opts.RepoRoot, f)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Kubectl runs the real kubectl as the admin and returns its standard output.
+func (c *Cluster) Kubectl(ctx context.Context, args ...string) ([]byte, error) {
+	return c.KubectlInput(ctx, "", args...)
+}
+
+// KubectlInput runs kubectl with stdin.
+func (c *Cluster) KubectlInput(ctx context.Context, stdin string, args ...string) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, c.tool("kubectl"), append([]string{"--kubeconfig=" + c.Kubeconfig}, args...)...)
+	cmd.Env = childEnv()
+	cmd.Stdin = strings.NewReader(stdin)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return stdout.Bytes(), &KubectlError{Args: args, Stderr: strings.TrimSpace(stderr.String()), Err: err}
+	}
+	return stdout.Bytes(), nil
+}
+
+// KubectlError is a failed kubectl run with what it printed on stderr.
+type KubectlError struct {
+	Args   []string
+	Stderr string
+	Err    error
+}
+
+func (e *KubectlError) Error() string {
+	return fmt.Sprintf("kubectl %s: %v: %s", strings.Join(e.Args, " "), e.Err, e.Stderr)
+}
+
+// RESTConfig is the admin's client config.
+func (c *Cluster) RESTConfig() (*rest.Config, error) {
+	return clientcmd.BuildConfigFromFlags("", c.Kubeconfig)
+}
+
+// KubectlPath is the kubectl binary the cluster uses.
+func (c *Cluster) KubectlPath() string { return c.tool("kubectl") }
+
+// Ports returns the ports in use.
+func (c *Cluster) Ports() Ports { return c.opts.Ports }
+
+// LogPath is the log file of a component: etcd, kube-apiserver, alumiini, git.
+func (c *Cluster) LogPath(component string) string { return c.logPath(component) }
+
+func (c *Cluster) writeKubeconfig(file, clientCert string, port int) error {
+	config := clientcmdapi.NewConfig()
+	config.Clusters["local"] = &clientcmdapi.Cluster{
+		Server:               fmt.Sprintf("https://127.0.0.1:%d", port),
+		CertificateAuthority: c.pki.path(caCert),
+	}
+	config.AuthInfos["local"] = &clientcmdapi.AuthInfo{
+		ClientCertificate: c.pki.cert(clientCert),
+		ClientKey:         c.pki.key(clientCert),
+	}
+	config.Contexts["local"] = &clientcmdapi.Context{Cluster: "local", AuthInfo: "local", Namespace: "default"}
+	config.CurrentContext = "local"
+	return clientcmd.WriteToFile(*config, file)
+}
+
+// PIDs are the process ids of the components still running.
+func (c *Cluster) PIDs() []int {
+	var pids []int
+	for _, p := range []*process{c.alumiini, c.kubeAPIServer, c.etcd} {
+		if p != nil && !p.exited() {
+			pids = append(pids, p.cmd.Process.Pid)
+		}
+	}
+	return pids
+}
+
+// Stop stops alumiini first (it drains and flushes its etcd), then
+// kube-apiserver, etcd and the git server.
+func (c *Cluster) Stop() {
+	for _, p := range []*process{c.alumiini, c.kubeAPIServer, c.etcd} {
+		if p != nil {
+			p.stop(30 * time.Second)
+		}
+	}
+	if c.Git != nil {
+		c.Git.Close()
+	}
+}
+
+// waitFor polls ready until it returns true, failing early with the log of
+// p when p exits.
+func waitFor(ctx context.Context, p *process, timeout time.Duration, ready func() bool) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		if p.exited() {
+			return p.failure()
+		}
+		if ready() {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s not ready after %s; see %s", p.name, timeout, p.logFile)
+		}
+		select {
+		case <-ctx.Done():
+			return errors.Join(ctx.Err(), fmt.Errorf("waiting for %s", p.name))
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
