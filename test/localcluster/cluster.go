@@ -19,6 +19,8 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"github.com/falsesystems/alumiini/test/gitserver"
 )
 
 // Names the local control plane gives alumiini, matching artifacts/deploy.
@@ -67,7 +69,7 @@ type Cluster struct {
 	// Kubeconfig is the admin kubeconfig (system:masters).
 	Kubeconfig string
 	// Git serves Dir/git over HTTP.
-	Git *GitServer
+	Git *gitserver.Server
 	// AlumiiniURL is alumiini's own HTTPS address.
 	AlumiiniURL string
 
@@ -116,7 +118,7 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 		return nil, err
 	}
 	step("git server on http://127.0.0.1:%d serving %s", opts.Ports.Git, filepath.Join(opts.Dir, "git"))
-	if c.Git, err = StartGitServer(filepath.Join(opts.Dir, "git"), net.JoinHostPort("127.0.0.1", strconv.Itoa(opts.Ports.Git)), gitLog); err != nil {
+	if c.Git, err = gitserver.Start(filepath.Join(opts.Dir, "git"), net.JoinHostPort("127.0.0.1", strconv.Itoa(opts.Ports.Git)), gitserver.Options{Log: gitLog}); err != nil {
 		return nil, err
 	}
 

@@ -1,0 +1,464 @@
+package git
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/falsesystems/alumiini/test/gitserver"
+)
+
+var manifests = map[string]gitserver.File{
+	"deploy/configmap.yaml": {Content: "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n"},
+	"deploy/nested/svc.yaml": {Content: "apiVersion: v1\nkind: Service\nmetadata:\n  name: b\n"},
+	"README.md":              {Content: "outside the path\n"},
+}
+
+func newServer(t *testing.T, opts gitserver.Options) *gitserver.Server {
+	t.Helper()
+	s, err := gitserver.Start(t.TempDir(), "127.0.0.1:0", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+func newCache(t *testing.T, opts Options) *Cache {
+	t.Helper()
+	if opts.Dir == "" {
+		opts.Dir = t.TempDir()
+	}
+	c, err := NewCache(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func commit(t *testing.T, s *gitserver.Server, repo string, files map[string]gitserver.File) string {
+	t.Helper()
+	sha, err := s.Commit(context.Background(), repo, "main", files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sha
+}
+
+// syncOnce does what a worker does: list, then fetch and read the path.
+func syncOnce(ctx context.Context, c *Cache, src Source, path string) (*Tree, error) {
+	commit, err := c.Latest(ctx, src)
+	if err != nil {
+		return nil, err
+	}
+	return c.Files(ctx, src, commit, path)
+}
+
+func paths(tree *Tree) []string {
+	var out []string
+	for _, f := range tree.Files {
+		out = append(out, f.Path)
+	}
+	return out
+}
+
+func TestHTTPSBasicAuthAndCA(t *testing.T) {
+	tlsConfig, ca, err := gitserver.NewTLS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newServer(t, gitserver.Options{TLS: tlsConfig, Username: "alice", Password: "s3cret-pw"})
+	sha := commit(t, s, "app", manifests)
+	url := s.BaseURL() + "/app.git"
+	ctx := context.Background()
+
+	good := &Auth{Username: "alice", Password: "s3cret-pw", CABundle: ca}
+	tree, err := syncOnce(ctx, newCache(t, Options{}), Source{URL: url, Branch: "main", Auth: good}, "deploy")
+	if err != nil {
+		t.Fatalf("sync with the right credentials: %v", err)
+	}
+	if tree.Commit != sha || strings.Join(paths(tree), ",") != "configmap.yaml,nested/svc.yaml" {
+		t.Errorf("tree %s %v, want %s with the two files under deploy", tree.Commit, paths(tree), sha)
+	}
+
+	_, err = syncOnce(ctx, newCache(t, Options{}), Source{URL: url, Branch: "main", Auth: &Auth{Username: "alice", Password: "wrong-pw", CABundle: ca}}, "deploy")
+	if Reason(err) != ReasonAuthenticationFailed || strings.Contains(err.Error(), "wrong-pw") {
+		t.Errorf("wrong password: got %q (%s), want an authentication error without the password", err, Reason(err))
+	}
+
+	_, err = syncOnce(ctx, newCache(t, Options{}), Source{URL: url, Branch: "main", Auth: &Auth{Username: "alice", Password: "s3cret-pw"}}, "deploy")
+	if Reason(err) != ReasonTLSError || !strings.Contains(err.Error(), "unknown authority") {
+		t.Errorf("without the CA: got %q (%s), want a TLS error naming the unknown authority", err, Reason(err))
+	}
+	_, otherCA, _ := gitserver.NewTLS()
+	_, err = syncOnce(ctx, newCache(t, Options{}), Source{URL: url, Branch: "main", Auth: &Auth{Username: "alice", Password: "s3cret-pw", CABundle: otherCA}}, "deploy")
+	if Reason(err) != ReasonTLSError {
+		t.Errorf("with the wrong CA: got %q (%s), want a TLS error", err, Reason(err))
+	}
+}
+
+func TestHTTPSBearerToken(t *testing.T) {
+	tlsConfig, ca, err := gitserver.NewTLS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newServer(t, gitserver.Options{TLS: tlsConfig, BearerToken: "tok-123"})
+	commit(t, s, "app", manifests)
+	url := s.BaseURL() + "/app.git"
+	ctx := context.Background()
+	if _, err := syncOnce(ctx, newCache(t, Options{}), Source{URL: url, Branch: "main", Auth: &Auth{BearerToken: "tok-123", CABundle: ca}}, "deploy"); err != nil {
+		t.Fatalf("sync with the token: %v", err)
+	}
+	_, err = syncOnce(ctx, newCache(t, Options{}), Source{URL: url, Branch: "main", Auth: &Auth{BearerToken: "tok-bad", CABundle: ca}}, "deploy")
+	if Reason(err) != ReasonAuthenticationFailed || strings.Contains(err.Error(), "tok-bad") {
+		t.Errorf("wrong token: got %q (%s)", err, Reason(err))
+	}
+}
+
+func TestSSH(t *testing.T) {
+	ctx := context.Background()
+	sshd, err := gitserver.StartSSHD(ctx, t.TempDir())
+	if errors.Is(err, gitserver.ErrNoSSHD) {
+		t.Skipf("SKIPPED LOUDLY: no sshd and apt-get cannot install it here: %v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sshd.Close()
+	s := newServer(t, gitserver.Options{})
+	sha := commit(t, s, "app", manifests)
+	url := sshd.URL(filepath.Join(s.Root(), "app.git"))
+
+	auth, err := AuthFromSecret("ssh-creds", url, map[string][]byte{KeyIdentity: sshd.ClientKey, KeyKnownHosts: sshd.KnownHosts})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tree, err := syncOnce(ctx, newCache(t, Options{}), Source{URL: url, Branch: "main", Auth: auth}, "deploy")
+	if err != nil {
+		t.Fatalf("sync over SSH with the right key: %v", err)
+	}
+	if tree.Commit != sha || len(tree.Files) != 2 {
+		t.Errorf("tree over SSH: %s %v", tree.Commit, paths(tree))
+	}
+
+	wrongKey, _ := AuthFromSecret("ssh-creds", url, map[string][]byte{KeyIdentity: sshd.OtherKey, KeyKnownHosts: sshd.KnownHosts})
+	_, err = syncOnce(ctx, newCache(t, Options{}), Source{URL: url, Branch: "main", Auth: wrongKey}, "deploy")
+	if Reason(err) != ReasonAuthenticationFailed {
+		t.Errorf("wrong key: got %q (%s), want an authentication error", err, Reason(err))
+	}
+
+	unknownHost, _ := AuthFromSecret("ssh-creds", url, map[string][]byte{KeyIdentity: sshd.ClientKey, KeyKnownHosts: sshd.OtherKnownHosts})
+	_, err = syncOnce(ctx, newCache(t, Options{}), Source{URL: url, Branch: "main", Auth: unknownHost}, "deploy")
+	if Reason(err) != ReasonHostKeyMismatch {
+		t.Errorf("changed host key: got %q (%s), want it refused as a host key mismatch", err, Reason(err))
+	}
+}
+
+func TestUnchangedRemoteCostsOneListingAndNoFetch(t *testing.T) {
+	s := newServer(t, gitserver.Options{})
+	commit(t, s, "app", manifests)
+	c := newCache(t, Options{ListingTTL: time.Nanosecond})
+	src := Source{URL: s.BaseURL() + "/app.git", Branch: "main"}
+	ctx := context.Background()
+
+	first, err := syncOnce(ctx, c, src, "deploy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A fetch begins with its own ref advertisement, so the first sync shows
+	// two listings on the server: ours, and the fetch's.
+	if got := s.Requests("app.git"); got.Fetches != 1 || got.RefListings != 2 {
+		t.Fatalf("first sync: %+v, want two listings and one fetch", got)
+	}
+	// A poll with nothing new: the worker lists, sees the commit it has, stops.
+	latest, err := c.Latest(ctx, src)
+	if err != nil || latest != first.Commit {
+		t.Fatalf("poll: %s %v", latest, err)
+	}
+	// Even reading the files again fetches nothing: the store has the commit.
+	if _, err := c.Files(ctx, src, latest, "deploy"); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.Requests("app.git"); got.Fetches != 1 || got.RefListings != 3 {
+		t.Fatalf("after an idle poll: %+v, want one more listing and still 1 fetch", got)
+	}
+
+	second := commit(t, s, "app", map[string]gitserver.File{"deploy/new.yaml": {Content: "kind: ConfigMap\n"}})
+	tree, err := syncOnce(ctx, c, src, "deploy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tree.Commit != second || len(tree.Files) != 3 {
+		t.Errorf("after a new commit: %s %v", tree.Commit, paths(tree))
+	}
+	if got := s.Requests("app.git"); got.Fetches != 2 {
+		t.Errorf("a new commit cost %d fetches in all, want 2", got.Fetches)
+	}
+}
+
+func TestManyRepositoriesOnOneURLShareOneFetch(t *testing.T) {
+	s := newServer(t, gitserver.Options{})
+	commit(t, s, "app", manifests)
+	c := newCache(t, Options{})
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	errs := make(chan error, 50)
+	for i := 0; i < 50; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			path := "deploy"
+			if i%2 == 0 {
+				path = "deploy/nested"
+			}
+			if _, err := syncOnce(ctx, c, Source{URL: s.BaseURL() + "/app.git", Branch: "main"}, path); err != nil {
+				errs <- err
+			}
+		}(i)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	// One listing by the 50, plus the one fetch's own advertisement.
+	if got := s.Requests("app.git"); got.Fetches != 1 || got.RefListings != 2 {
+		t.Errorf("50 repositories on one URL: %+v, want one listing and one fetch", got)
+	}
+}
+
+func TestHostileRepositoriesAreRefused(t *testing.T) {
+	s := newServer(t, gitserver.Options{})
+	limits := Limits{MaxFiles: 20, MaxFileBytes: 1024, MaxTotalBytes: 8 * 1024, MaxDepth: 5}
+	deep := map[string]gitserver.File{}
+	deep[strings.Repeat("d/", 8)+"x.yaml"] = gitserver.File{Content: "x"}
+	many := map[string]gitserver.File{}
+	for i := 0; i < 25; i++ {
+		many[fmt.Sprintf("m/f%02d.yaml", i)] = gitserver.File{Content: "x"}
+	}
+	cases := []struct {
+		name   string
+		files  map[string]gitserver.File
+		path   string
+		reason string
+		names  string
+	}{
+		{name: "symlink to /etc/passwd", files: map[string]gitserver.File{"p/passwd.yaml": {Symlink: "/etc/passwd"}},
+			path: "p", reason: ReasonUnsafeContent, names: "passwd.yaml"},
+		{name: "symlink chain escaping through ..", files: map[string]gitserver.File{
+			"p/a.yaml": {Symlink: "../q/b"}, "q/b": {Symlink: "../../../etc/passwd"}},
+			path: "p", reason: ReasonUnsafeContent, names: "a.yaml"},
+		{name: "symlinked path escaping", files: map[string]gitserver.File{"p": {Symlink: "../outside"}},
+			path: "p", reason: ReasonUnsafeContent, names: "outside the repository"},
+		{name: "path with ..", files: map[string]gitserver.File{"p/a.yaml": {Content: "x"}},
+			path: "../other", reason: ReasonUnsafeContent, names: "../other"},
+		{name: "missing path", files: map[string]gitserver.File{"p/a.yaml": {Content: "x"}},
+			path: "nope", reason: ReasonPathNotFound, names: "nope"},
+		{name: "file over the size limit", files: map[string]gitserver.File{"p/big.yaml": {Content: strings.Repeat("x", 2048)}},
+			path: "p", reason: ReasonLimitExceeded, names: "big.yaml"},
+		{name: "more files than the limit", files: many, path: "m", reason: ReasonLimitExceeded, names: "limit of 20 files"},
+		{name: "deeply nested tree", files: deep, path: "d", reason: ReasonLimitExceeded, names: "limit of 5 directories"},
+		{name: "symlink loop", files: map[string]gitserver.File{"p/loop": {Symlink: "loop"}},
+			path: "p", reason: ReasonUnsafeContent, names: "symbolic links"},
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			repo := fmt.Sprintf("hostile%d", i)
+			commit(t, s, repo, tc.files)
+			c := newCache(t, Options{Limits: limits})
+			_, err := syncOnce(context.Background(), c, Source{URL: s.BaseURL() + "/" + repo + ".git", Branch: "main"}, tc.path)
+			if Reason(err) != tc.reason || !strings.Contains(fmt.Sprint(err), tc.names) {
+				t.Fatalf("got %v (%s), want %s naming %q", err, Reason(err), tc.reason, tc.names)
+			}
+		})
+	}
+}
+
+func TestSymlinksInsideTheRepositoryAreFollowed(t *testing.T) {
+	s := newServer(t, gitserver.Options{})
+	commit(t, s, "links", map[string]gitserver.File{
+		"base/cm.yaml":      {Content: "kind: ConfigMap\n"},
+		"prod/cm.yaml":      {Symlink: "../base/cm.yaml"},
+		"prod/shared":       {Symlink: "../base"},
+		"prod/own.yaml":     {Content: "kind: Secret\n"},
+		"current":           {Symlink: "prod"},
+		"base/.hidden.yaml": {Content: "kind: X\n"},
+	})
+	tree, err := syncOnce(context.Background(), newCache(t, Options{}), Source{URL: s.BaseURL() + "/links.git", Branch: "main"}, "current")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "cm.yaml,own.yaml,shared/.hidden.yaml,shared/cm.yaml"
+	if got := strings.Join(paths(tree), ","); got != want {
+		t.Errorf("files %s, want %s", got, want)
+	}
+	for _, f := range tree.Files {
+		if f.Path == "cm.yaml" && string(f.Data) != "kind: ConfigMap\n" {
+			t.Errorf("the symlinked file's content: %q", f.Data)
+		}
+	}
+}
+
+func TestFetchCutOffIsRetried(t *testing.T) {
+	s := newServer(t, gitserver.Options{})
+	files := map[string]gitserver.File{}
+	for i := 0; i < 50; i++ {
+		files[fmt.Sprintf("deploy/f%02d.yaml", i)] = gitserver.File{Content: strings.Repeat(fmt.Sprintf("line %d\n", i), 200)}
+	}
+	commit(t, s, "app", files)
+	src := Source{URL: s.BaseURL() + "/app.git", Branch: "main"}
+	ctx := context.Background()
+
+	// The server dies mid-transfer once; the retry with backoff succeeds.
+	s.BreakNextFetches(1)
+	tree, err := syncOnce(ctx, newCache(t, Options{}), src, "deploy")
+	if err != nil || len(tree.Files) != 50 {
+		t.Fatalf("after one cut-off fetch: %v", err)
+	}
+	if got := s.Requests("app.git"); got.Fetches != 2 {
+		t.Errorf("fetches %d, want 2 (one cut off, one retried)", got.Fetches)
+	}
+
+	// Down for longer than the retries: an error; back up: the next sync works
+	// on the same store, which the cut transfers did not corrupt.
+	c := newCache(t, Options{FetchRetries: 1})
+	s.BreakNextFetches(10)
+	if _, err := syncOnce(ctx, c, src, "deploy"); err == nil {
+		t.Fatal("a server that keeps dying mid-fetch gave no error")
+	}
+	s.BreakNextFetches(0)
+	if tree, err := syncOnce(ctx, c, src, "deploy"); err != nil || len(tree.Files) != 50 {
+		t.Fatalf("after the server came back: %v", err)
+	}
+}
+
+func TestUserActionableErrors(t *testing.T) {
+	s := newServer(t, gitserver.Options{})
+	commit(t, s, "app", manifests)
+	if err := os.MkdirAll(filepath.Join(s.Root(), "empty.git"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := gitserver.Git(context.Background(), "init", "--quiet", "--bare", filepath.Join(s.Root(), "empty.git")); err != nil {
+		t.Fatal(err)
+	}
+	closed := newServer(t, gitserver.Options{})
+	unreachable := closed.BaseURL()
+	closed.Close()
+
+	cases := []struct {
+		name   string
+		src    Source
+		reason string
+		says   string
+	}{
+		{name: "branch not found", src: Source{URL: s.BaseURL() + "/app.git", Branch: "nope"}, reason: ReasonRefNotFound, says: `branch "nope" not found`},
+		{name: "tag not found", src: Source{URL: s.BaseURL() + "/app.git", Tag: "v9"}, reason: ReasonRefNotFound, says: `tag "v9" not found`},
+		{name: "repository empty", src: Source{URL: s.BaseURL() + "/empty.git", Branch: "main"}, reason: ReasonRepositoryEmpty, says: "empty"},
+		{name: "repository not found", src: Source{URL: s.BaseURL() + "/missing.git", Branch: "main"}, reason: ReasonRepositoryNotFound, says: "not found"},
+		{name: "host unreachable", src: Source{URL: unreachable + "/app.git", Branch: "main"}, reason: ReasonHostUnreachable, says: "unreachable"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := syncOnce(context.Background(), newCache(t, Options{}), tc.src, "deploy")
+			if Reason(err) != tc.reason || !strings.Contains(fmt.Sprint(err), tc.says) {
+				t.Fatalf("got %v (%s), want %s saying %q", err, Reason(err), tc.reason, tc.says)
+			}
+		})
+	}
+}
+
+func TestPinnedTagAndCommit(t *testing.T) {
+	s := newServer(t, gitserver.Options{})
+	first := commit(t, s, "app", manifests)
+	if err := gitserver.Git(context.Background(), "--git-dir", filepath.Join(s.Root(), "app.git"), "tag", "-a", "-m", "v1", "v1.0.0", first); err != nil {
+		t.Fatal(err)
+	}
+	commit(t, s, "app", map[string]gitserver.File{"deploy/later.yaml": {Content: "x"}})
+	ctx := context.Background()
+	c := newCache(t, Options{})
+
+	tree, err := syncOnce(ctx, c, Source{URL: s.BaseURL() + "/app.git", Tag: "v1.0.0"}, "deploy")
+	if err != nil || tree.Commit != first || len(tree.Files) != 2 {
+		t.Fatalf("annotated tag: %v %+v", err, tree)
+	}
+	pinned := Source{URL: s.BaseURL() + "/app.git", Commit: first}
+	pinnedCache := newCache(t, Options{})
+	tree, err = syncOnce(ctx, pinnedCache, pinned, "deploy")
+	if err != nil || tree.Commit != first || len(tree.Files) != 2 {
+		t.Fatalf("pinned commit: %v %+v", err, tree)
+	}
+	// Fetched once; every later poll answers from the pin without the network.
+	s.ResetCounts()
+	for i := 0; i < 3; i++ {
+		if _, err := syncOnce(ctx, pinnedCache, pinned, "deploy"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := s.Requests("app.git"); got.RefListings != 0 || got.Fetches != 0 {
+		t.Errorf("a pinned commit was polled or fetched again: %+v", got)
+	}
+}
+
+func TestAuthFromSecret(t *testing.T) {
+	const https = "https://git.example.com/r.git"
+	const ssh = "ssh://git@git.example.com/r.git"
+	cases := []struct {
+		name string
+		url  string
+		data map[string][]byte
+		says string
+	}{
+		{name: "basic", url: https, data: map[string][]byte{"username": []byte("u"), "password": []byte("p")}},
+		{name: "token", url: https, data: map[string][]byte{"bearerToken": []byte("t")}},
+		{name: "username without password", url: https, data: map[string][]byte{"username": []byte("u")}, says: `secret "creds" key "password": missing`},
+		{name: "password without username", url: https, data: map[string][]byte{"password": []byte("p")}, says: `key "username": missing`},
+		{name: "bad CA", url: https, data: map[string][]byte{"ca.crt": []byte("not a cert")}, says: `key "ca.crt": no PEM certificate`},
+		{name: "empty secret", url: https, data: map[string][]byte{}, says: `secret "creds" has none of the keys`},
+		{name: "ssh without identity", url: ssh, data: map[string][]byte{"known_hosts": []byte("x")}, says: `key "identity": missing`},
+		{name: "ssh with a malformed identity", url: ssh, data: map[string][]byte{"identity": []byte("-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE KEY-----\n")}, says: `key "identity": not a valid private key`},
+		{name: "ssh with garbage identity", url: ssh, data: map[string][]byte{"identity": []byte("hunter2")}, says: `key "identity": not a PEM-encoded private key`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := AuthFromSecret("creds", tc.url, tc.data)
+			if tc.says == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.says) || Reason(err) != ReasonInvalidCredentials {
+				t.Fatalf("got %v, want an InvalidCredentials error saying %q", err, tc.says)
+			}
+			if strings.Contains(err.Error(), "hunter2") {
+				t.Fatalf("the error leaks the secret: %v", err)
+			}
+		})
+	}
+}
+
+func TestAuthFromSecretSSHKeys(t *testing.T) {
+	sshd, err := gitserver.StartSSHD(context.Background(), t.TempDir())
+	if errors.Is(err, gitserver.ErrNoSSHD) {
+		t.Skipf("SKIPPED LOUDLY: %v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	sshd.Close()
+	url := sshd.URL("/r.git")
+	_, err = AuthFromSecret("creds", url, map[string][]byte{"identity": sshd.ClientKey})
+	if err == nil || !strings.Contains(err.Error(), `key "known_hosts": missing`) {
+		t.Errorf("an SSH key without known_hosts: %v", err)
+	}
+	_, err = AuthFromSecret("creds", url, map[string][]byte{"identity": sshd.ClientKey, "known_hosts": []byte("garbage line")})
+	if err == nil || !strings.Contains(err.Error(), `key "known_hosts"`) {
+		t.Errorf("malformed known_hosts: %v", err)
+	}
+}
