@@ -194,4 +194,3 @@ func (a *Auth) knownHosts() (*knownhosts.HostKeyDB, error) {
 	}
 	return db, nil
 }
-

@@ -456,4 +456,3 @@ func dirSize(dir string) int64 {
 	})
 	return size
 }
-

@@ -15,7 +15,7 @@ import (
 )
 
 var manifests = map[string]gitserver.File{
-	"deploy/configmap.yaml": {Content: "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n"},
+	"deploy/configmap.yaml":  {Content: "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n"},
 	"deploy/nested/svc.yaml": {Content: "apiVersion: v1\nkind: Service\nmetadata:\n  name: b\n"},
 	"README.md":              {Content: "outside the path\n"},
 }
