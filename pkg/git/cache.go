@@ -213,7 +213,8 @@ func (c *Cache) listRefs(ctx context.Context, src Source) (map[plumbing.Referenc
 
 // Files returns the files under path of commit (as Latest returned it),
 // fetching the commit first unless the store has it. Any number of callers on
-// one URL and commit share one fetch. If a branch moved on between Latest and
+// one URL and commit share one fetch. The Tree may be shared with other
+// callers and must not be modified. If a branch moved on between Latest and
 // the fetch, the tree is the newer commit's and Tree.Commit says so.
 func (c *Cache) Files(ctx context.Context, src Source, commit, path string) (*Tree, error) {
 	st := c.acquire(src.key())
@@ -230,14 +231,22 @@ func (c *Cache) Files(ctx context.Context, src Source, commit, path string) (*Tr
 		hash = v.(plumbing.Hash)
 		c.evict()
 	}
-	st.lock.RLock()
-	defer st.lock.RUnlock()
-	repo, storage, err := openStore(st.dir)
+	// Sources asking for the same path of the same commit at once share one
+	// read; the Tree is read-only for every caller.
+	v, err, _ := c.flight.Do("read/"+src.key()+"/"+hash.String()+"/"+path, func() (any, error) {
+		st.lock.RLock()
+		defer st.lock.RUnlock()
+		repo, storage, err := openStore(st.dir)
+		if err != nil {
+			return nil, fmt.Errorf("opening the git cache for %s: %w", redact(src.URL), err)
+		}
+		defer storage.Close()
+		return readTree(repo, hash, path, c.opts.Limits)
+	})
 	if err != nil {
-		return nil, fmt.Errorf("opening the git cache for %s: %w", redact(src.URL), err)
+		return nil, err
 	}
-	defer storage.Close()
-	return readTree(repo, hash, path, c.opts.Limits)
+	return v.(*Tree), nil
 }
 
 // fetch brings the wanted commit into the store, shallow and for one ref,

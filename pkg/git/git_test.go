@@ -462,3 +462,35 @@ func TestAuthFromSecretSSHKeys(t *testing.T) {
 		t.Errorf("malformed known_hosts: %v", err)
 	}
 }
+
+func tempDir() (string, error) { return os.MkdirTemp("", "alumiini-git-bench-") }
+
+func TestCacheEvictsLeastRecentlyUsedPastItsBound(t *testing.T) {
+	s := newServer(t, gitserver.Options{})
+	commit(t, s, "one", manifests)
+	commit(t, s, "two", manifests)
+	dir := t.TempDir()
+	c := newCache(t, Options{Dir: dir, MaxBytes: 1})
+	ctx := context.Background()
+	if _, err := syncOnce(ctx, c, Source{URL: s.BaseURL() + "/one.git", Branch: "main"}, "deploy"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := syncOnce(ctx, c, Source{URL: s.BaseURL() + "/two.git", Branch: "main"}, "deploy"); err != nil {
+		t.Fatal(err)
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 0 && c.Size() > 1 {
+		// The store in use when the bound was checked may stay; the older one must go.
+		if len(entries) > 1 {
+			t.Fatalf("%d stores on disk past a 1-byte bound, want the older evicted", len(entries))
+		}
+	}
+	// An evicted store costs a re-fetch and nothing else.
+	before := s.Requests("one.git").Fetches
+	if _, err := syncOnce(ctx, c, Source{URL: s.BaseURL() + "/one.git", Branch: "main"}, "deploy"); err != nil {
+		t.Fatal(err)
+	}
+	if after := s.Requests("one.git").Fetches; after != before+1 {
+		t.Errorf("re-reading an evicted repository fetched %d times, want once", after-before)
+	}
+}
