@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -489,5 +490,32 @@ func TestCacheEvictsLeastRecentlyUsedPastItsBound(t *testing.T) {
 	}
 	if after := s.Requests("one.git").Fetches; after != before+1 {
 		t.Errorf("re-reading an evicted repository fetched %d times, want once", after-before)
+	}
+}
+
+func TestHungServerCostsAtMostTheTimeout(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			conn, err := l.Accept()
+			if err != nil {
+				return
+			}
+			defer conn.Close() // accept, then say nothing
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	start := time.Now()
+	_, err = newCache(t, Options{}).Latest(ctx, Source{URL: "http://" + l.Addr().String() + "/r.git", Branch: "main"})
+	if Reason(err) != ReasonTimeout {
+		t.Errorf("a hung server: got %v (%s), want a timeout", err, Reason(err))
+	}
+	if elapsed := time.Since(start); elapsed > 5*time.Second {
+		t.Errorf("a 1s timeout took %s", elapsed)
 	}
 }
