@@ -1,0 +1,81 @@
+package manifest
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/falsesystems/alumiini/pkg/git"
+)
+
+func files(kv ...string) []git.File {
+	var out []git.File
+	for i := 0; i < len(kv); i += 2 {
+		out = append(out, git.File{Path: kv[i], Data: []byte(kv[i+1])})
+	}
+	return out
+}
+
+const cm = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: %s\n"
+
+func TestRenderDirectory(t *testing.T) {
+	objects, err := Render(files(
+		"b/second.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: two\n---\n# only a comment\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: three\n",
+		"a.json", `{"apiVersion":"v1","kind":"ServiceAccount","metadata":{"name":"one"}}`,
+		"README.md", "not a manifest",
+		".github/workflow.yaml", "on: push\n",
+		"list.yml", "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Secret\n  metadata:\n    name: four\n",
+		"sub/kustomization.yaml", "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n",
+	))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, o := range objects {
+		names = append(names, o.GetName())
+	}
+	if got := strings.Join(names, ","); got != "one,two,three,four" {
+		t.Errorf("objects %s, want one,two,three,four in path order", got)
+	}
+}
+
+func TestRenderErrorsNameTheFile(t *testing.T) {
+	cases := []struct {
+		name  string
+		files []git.File
+		says  string
+	}{
+		{name: "invalid YAML", files: files("ok.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n---\nkind: [unclosed\n"),
+			says: "ok.yaml:6: invalid YAML"},
+		{name: "no apiVersion", files: files("x.yaml", "kind: ConfigMap\nmetadata:\n  name: a\n"), says: "x.yaml: object has no apiVersion"},
+		{name: "no kind", files: files("x.yaml", "apiVersion: v1\nmetadata:\n  name: a\n"), says: "x.yaml: object has no kind"},
+		{name: "no name", files: files("x.yaml", "apiVersion: v1\nkind: ConfigMap\n"), says: "ConfigMap has no metadata.name"},
+		{name: "duplicate", files: files("a.yaml", strings.ReplaceAll(cm, "%s", "dup"), "b/c.yaml", strings.ReplaceAll(cm, "%s", "dup")),
+			says: "b/c.yaml: ConfigMap dup is also defined in a.yaml"},
+		{name: "remote base", files: files("kustomization.yaml", "resources:\n- https://github.com/org/repo//base\n"), says: "remote base"},
+		{name: "helm chart", files: files("kustomization.yaml", "helmCharts:\n- name: x\n"), says: "not allowed"},
+		{name: "base outside the path", files: files("kustomization.yaml", "resources:\n- ../other\n"), says: "kustomize build failed"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Render(tc.files)
+			if err == nil || !strings.Contains(err.Error(), tc.says) {
+				t.Fatalf("got %v, want an error saying %q", err, tc.says)
+			}
+		})
+	}
+}
+
+func TestRenderKustomization(t *testing.T) {
+	objects, err := Render(files(
+		"kustomization.yaml", "namePrefix: prod-\ncommonLabels:\n  env: prod\nresources:\n- base\n",
+		"base/kustomization.yaml", "resources:\n- cm.yaml\n",
+		"base/cm.yaml", strings.ReplaceAll(cm, "%s", "settings"),
+		"unreferenced.yaml", strings.ReplaceAll(cm, "%s", "ignored"),
+	))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(objects) != 1 || objects[0].GetName() != "prod-settings" || objects[0].GetLabels()["env"] != "prod" {
+		t.Fatalf("kustomize output: %+v", objects)
+	}
+}
