@@ -59,6 +59,9 @@ type Options struct {
 	FastStorage bool
 	// Progress receives one line per step.
 	Progress io.Writer
+	// ControlPlaneOnly starts etcd and kube-apiserver and nothing else, for
+	// tests of code that talks to a cluster without alumiini in front.
+	ControlPlaneOnly bool
 }
 
 // Cluster is a running local control plane.
@@ -113,6 +116,9 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 		return nil, err
 	}
 
+	if opts.ControlPlaneOnly {
+		return c, nil
+	}
 	gitLog, err := os.OpenFile(c.logPath("git"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err

@@ -1,0 +1,497 @@
+// Package apply puts a commit's objects into the cluster with server-side
+// apply, all or nothing as far as the API allows: every object passes a
+// server-side dry-run before any is written, Namespaces and CRDs go first,
+// unchanged objects are not written, and objects that left the repository
+// are pruned only when they still carry our label.
+package apply
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/dynamic"
+
+	"github.com/falsesystems/alumiini/pkg/manifest"
+)
+
+// Labels and annotations alumiini puts on what it applies.
+const (
+	LabelName       = "alumiini.false.systems/name"
+	LabelNamespace  = "alumiini.false.systems/namespace"
+	AnnotationOwner = "alumiini.false.systems/gitrepository"
+	FieldManager    = "alumiini"
+)
+
+// Owner is the GitRepository objects are applied for.
+type Owner struct {
+	Namespace string
+	Name      string
+}
+
+// Entry identifies an applied object in the inventory.
+type Entry struct {
+	Group     string
+	Version   string
+	Kind      string
+	Namespace string
+	Name      string
+}
+
+func (e Entry) id() manifest.ID {
+	return manifest.ID{Group: e.Group, Kind: e.Kind, Namespace: e.Namespace, Name: e.Name}
+}
+
+// Action says what a sync did to one object.
+type Action string
+
+// The actions.
+const (
+	Created    Action = "created"
+	Configured Action = "configured"
+	Unchanged  Action = "unchanged"
+	Pruned     Action = "pruned"
+)
+
+// Result is what one Apply did.
+type Result struct {
+	Created, Configured, Unchanged, Pruned int
+	// Inventory lists every object of the commit, sorted.
+	Inventory []Entry
+}
+
+// Options of one Apply.
+type Options struct {
+	// DefaultNamespace is given to namespaced objects that name none.
+	DefaultNamespace string
+	// Prune deletes objects of Previous that are no longer in the commit.
+	Prune bool
+	// Previous is the inventory of the last successful sync.
+	Previous []Entry
+	// Force recreates objects whose immutable fields changed.
+	Force bool
+}
+
+// Applier applies for one identity of the target cluster.
+type Applier struct {
+	Client dynamic.Interface
+	Mapper meta.ResettableRESTMapper
+	// CRDTimeout bounds the wait for new CRDs to be established.
+	CRDTimeout time.Duration
+}
+
+// Error is an apply failure that names the object and why.
+type Error struct {
+	Object  string
+	Reason  string
+	Message string
+}
+
+func (e *Error) Error() string { return e.Object + ": " + e.Message }
+
+// Reasons of apply errors.
+const (
+	ReasonDryRunFailed  = "DryRunFailed"
+	ReasonImmutable     = "ImmutableField"
+	ReasonUnknownKind   = "UnknownKind"
+	ReasonApplyFailed   = "ApplyFailed"
+	ReasonPruneFailed   = "PruneFailed"
+	ReasonCRDNotReady   = "CRDNotEstablished"
+	ReasonOwnershipLost = "NotOurs"
+)
+
+type planned struct {
+	obj     manifest.Object
+	mapping *meta.RESTMapping
+	live    *unstructured.Unstructured
+	action  Action
+}
+
+// Apply makes the cluster hold objects for owner.
+func (a *Applier) Apply(ctx context.Context, owner Owner, objects []manifest.Object, opts Options) (*Result, error) {
+	crdKinds := definedKinds(objects)
+	var first, rest, deferred []*planned
+	for _, o := range objects {
+		o = manifest.Object{Unstructured: o.DeepCopy(), Source: o.Source}
+		label(o.Unstructured, owner)
+		p := &planned{obj: o}
+		mapping, err := a.mapping(o.GroupVersionKind())
+		switch {
+		case err != nil && crdKinds[o.GroupVersionKind().GroupKind()]:
+			deferred = append(deferred, p)
+			continue
+		case err != nil:
+			return nil, &Error{Object: describe(o), Reason: ReasonUnknownKind, Message: err.Error()}
+		}
+		p.mapping = mapping
+		scope(o.Unstructured, mapping, opts.DefaultNamespace)
+		if isStageOne(o.GroupVersionKind().GroupKind()) {
+			first = append(first, p)
+		} else {
+			rest = append(rest, p)
+		}
+	}
+
+	// Everything the API can check now is dry-run before anything is written.
+	if err := a.plan(ctx, append(append([]*planned{}, first...), rest...), opts.Force); err != nil {
+		return nil, err
+	}
+	result := &Result{}
+	if err := a.write(ctx, first, opts.Force, result); err != nil {
+		return nil, err
+	}
+	if len(deferred) > 0 {
+		if err := a.waitForCRDs(ctx, first); err != nil {
+			return nil, err
+		}
+		a.Mapper.Reset()
+		for _, p := range deferred {
+			mapping, err := a.mapping(p.obj.GroupVersionKind())
+			if err != nil {
+				return nil, &Error{Object: describe(p.obj), Reason: ReasonUnknownKind, Message: err.Error()}
+			}
+			p.mapping = mapping
+			scope(p.obj.Unstructured, mapping, opts.DefaultNamespace)
+		}
+		if err := a.plan(ctx, deferred, opts.Force); err != nil {
+			return nil, err
+		}
+		rest = append(rest, deferred...)
+	}
+	if err := a.write(ctx, rest, opts.Force, result); err != nil {
+		return nil, err
+	}
+
+	all := append(first, rest...)
+	current := map[manifest.ID]bool{}
+	for _, p := range all {
+		gvk := p.obj.GroupVersionKind()
+		e := Entry{Group: gvk.Group, Version: gvk.Version, Kind: gvk.Kind, Namespace: p.obj.GetNamespace(), Name: p.obj.GetName()}
+		result.Inventory = append(result.Inventory, e)
+		current[e.id()] = true
+	}
+	sortEntries(result.Inventory)
+	if opts.Prune {
+		var gone []Entry
+		for _, e := range opts.Previous {
+			if !current[e.id()] {
+				gone = append(gone, e)
+			}
+		}
+		pruned, err := a.Delete(ctx, owner, gone)
+		result.Pruned = pruned
+		if err != nil {
+			return result, err
+		}
+	}
+	return result, nil
+}
+
+// plan fetches the live objects and dry-runs every apply, deciding which
+// objects change. The first refusal stops everything.
+func (a *Applier) plan(ctx context.Context, ps []*planned, force bool) error {
+	errs := make([]error, len(ps))
+	var wg sync.WaitGroup
+	slots := make(chan struct{}, 8)
+	for i, p := range ps {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			slots <- struct{}{}
+			defer func() { <-slots }()
+			errs[i] = a.planOne(ctx, p, force)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func (a *Applier) planOne(ctx context.Context, p *planned, force bool) error {
+	client := a.resource(p)
+	live, err := client.Get(ctx, p.obj.GetName(), metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		live = nil
+	case err != nil:
+		return &Error{Object: describe(p.obj), Reason: ReasonDryRunFailed, Message: "reading the live object: " + err.Error()}
+	}
+	p.live = live
+	data, err := json.Marshal(p.obj.Object)
+	if err != nil {
+		return err
+	}
+	dry, err := client.Patch(ctx, p.obj.GetName(), types.ApplyPatchType, data,
+		metav1.PatchOptions{FieldManager: FieldManager, Force: ptrTrue(), DryRun: []string{metav1.DryRunAll}})
+	if err != nil {
+		if isImmutable(err) {
+			if force && live != nil {
+				p.action = Created // recreated
+				return nil
+			}
+			return &Error{Object: describe(p.obj), Reason: ReasonImmutable,
+				Message: apiMessage(err) + " (ask for a sync with force: true to recreate it)"}
+		}
+		return &Error{Object: describe(p.obj), Reason: ReasonDryRunFailed, Message: apiMessage(err)}
+	}
+	switch {
+	case live == nil:
+		p.action = Created
+	case sameObject(live, dry):
+		p.action = Unchanged
+	default:
+		p.action = Configured
+	}
+	return nil
+}
+
+// write applies the objects planned to change; unchanged ones cost nothing.
+func (a *Applier) write(ctx context.Context, ps []*planned, force bool, result *Result) error {
+	for _, p := range ps {
+		switch p.action {
+		case Unchanged:
+			result.Unchanged++
+			continue
+		case Created:
+			if p.live != nil && force {
+				if err := a.recreate(ctx, p); err != nil {
+					return err
+				}
+				result.Configured++
+				continue
+			}
+			result.Created++
+		case Configured:
+			result.Configured++
+		}
+		if err := a.applyOne(ctx, p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (a *Applier) applyOne(ctx context.Context, p *planned) error {
+	data, err := json.Marshal(p.obj.Object)
+	if err != nil {
+		return err
+	}
+	_, err = a.resource(p).Patch(ctx, p.obj.GetName(), types.ApplyPatchType, data,
+		metav1.PatchOptions{FieldManager: FieldManager, Force: ptrTrue()})
+	if err != nil {
+		return &Error{Object: describe(p.obj), Reason: ReasonApplyFailed, Message: apiMessage(err)}
+	}
+	return nil
+}
+
+// recreate deletes an object whose immutable fields changed and applies it anew.
+func (a *Applier) recreate(ctx context.Context, p *planned) error {
+	client := a.resource(p)
+	// Background: the object goes at once and the garbage collector takes
+	// its dependents, so the wait below does not hang on them.
+	policy := metav1.DeletePropagationBackground
+	if err := client.Delete(ctx, p.obj.GetName(), metav1.DeleteOptions{PropagationPolicy: &policy}); err != nil && !apierrors.IsNotFound(err) {
+		return &Error{Object: describe(p.obj), Reason: ReasonApplyFailed, Message: "deleting to recreate: " + apiMessage(err)}
+	}
+	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		_, err := client.Get(ctx, p.obj.GetName(), metav1.GetOptions{})
+		return apierrors.IsNotFound(err), nil
+	})
+	if err != nil {
+		return &Error{Object: describe(p.obj), Reason: ReasonApplyFailed, Message: "waiting for the old object to go: " + err.Error()}
+	}
+	return a.applyOne(ctx, p)
+}
+
+// Delete removes the entries that still carry owner's label and returns how
+// many it deleted. An object someone else has taken over is left alone.
+func (a *Applier) Delete(ctx context.Context, owner Owner, entries []Entry) (int, error) {
+	deleted := 0
+	for _, e := range entries {
+		gvk := schema.GroupVersionKind{Group: e.Group, Version: e.Version, Kind: e.Kind}
+		mapping, err := a.mapping(gvk)
+		if err != nil {
+			if meta.IsNoMatchError(err) {
+				continue // its CRD is gone, and with it the object
+			}
+			return deleted, &Error{Object: e.id().String(), Reason: ReasonPruneFailed, Message: err.Error()}
+		}
+		var client dynamic.ResourceInterface = a.Client.Resource(mapping.Resource)
+		if mapping.Scope.Name() == meta.RESTScopeNameNamespace {
+			client = a.Client.Resource(mapping.Resource).Namespace(e.Namespace)
+		}
+		live, err := client.Get(ctx, e.Name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			continue
+		}
+		if err != nil {
+			return deleted, &Error{Object: e.id().String(), Reason: ReasonPruneFailed, Message: apiMessage(err)}
+		}
+		labels := live.GetLabels()
+		if labels[LabelName] != owner.Name || labels[LabelNamespace] != owner.Namespace {
+			continue
+		}
+		policy := metav1.DeletePropagationBackground
+		err = client.Delete(ctx, e.Name, metav1.DeleteOptions{
+			PropagationPolicy: &policy,
+			Preconditions:     &metav1.Preconditions{UID: ptrUID(live.GetUID())},
+		})
+		if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+			return deleted, &Error{Object: e.id().String(), Reason: ReasonPruneFailed, Message: apiMessage(err)}
+		}
+		deleted++
+	}
+	return deleted, nil
+}
+
+func (a *Applier) waitForCRDs(ctx context.Context, ps []*planned) error {
+	timeout := a.CRDTimeout
+	if timeout == 0 {
+		timeout = 30 * time.Second
+	}
+	crds := a.Client.Resource(schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"})
+	for _, p := range ps {
+		if p.obj.GroupVersionKind().GroupKind() != crdKind {
+			continue
+		}
+		err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+			crd, err := crds.Get(ctx, p.obj.GetName(), metav1.GetOptions{})
+			if err != nil {
+				return false, nil
+			}
+			conditions, _, _ := unstructured.NestedSlice(crd.Object, "status", "conditions")
+			for _, c := range conditions {
+				cond, _ := c.(map[string]interface{})
+				if cond["type"] == "Established" && cond["status"] == "True" {
+					return true, nil
+				}
+			}
+			return false, nil
+		})
+		if err != nil {
+			return &Error{Object: describe(p.obj), Reason: ReasonCRDNotReady, Message: fmt.Sprintf("not established within %s", timeout)}
+		}
+	}
+	return nil
+}
+
+func (a *Applier) mapping(gvk schema.GroupVersionKind) (*meta.RESTMapping, error) {
+	mapping, err := a.Mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+	if meta.IsNoMatchError(err) {
+		// A kind installed since the mapper last looked: ask discovery again.
+		a.Mapper.Reset()
+		mapping, err = a.Mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+	}
+	if meta.IsNoMatchError(err) {
+		return nil, fmt.Errorf("the cluster does not serve %s: is its CRD installed?", gvk.GroupVersion().WithKind(gvk.Kind))
+	}
+	return mapping, err
+}
+
+func (a *Applier) resource(p *planned) dynamic.ResourceInterface {
+	if p.mapping.Scope.Name() == meta.RESTScopeNameNamespace {
+		return a.Client.Resource(p.mapping.Resource).Namespace(p.obj.GetNamespace())
+	}
+	return a.Client.Resource(p.mapping.Resource)
+}
+
+var (
+	crdKind       = schema.GroupKind{Group: "apiextensions.k8s.io", Kind: "CustomResourceDefinition"}
+	namespaceKind = schema.GroupKind{Kind: "Namespace"}
+)
+
+func isStageOne(gk schema.GroupKind) bool { return gk == crdKind || gk == namespaceKind }
+
+// definedKinds returns the kinds the CRDs among objects define.
+func definedKinds(objects []manifest.Object) map[schema.GroupKind]bool {
+	kinds := map[schema.GroupKind]bool{}
+	for _, o := range objects {
+		if o.GroupVersionKind().GroupKind() != crdKind {
+			continue
+		}
+		group, _, _ := unstructured.NestedString(o.Object, "spec", "group")
+		kind, _, _ := unstructured.NestedString(o.Object, "spec", "names", "kind")
+		kinds[schema.GroupKind{Group: group, Kind: kind}] = true
+	}
+	return kinds
+}
+
+func label(u *unstructured.Unstructured, owner Owner) {
+	labels := u.GetLabels()
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	labels[LabelName] = owner.Name
+	labels[LabelNamespace] = owner.Namespace
+	u.SetLabels(labels)
+	annotations := u.GetAnnotations()
+	if annotations == nil {
+		annotations = map[string]string{}
+	}
+	annotations[AnnotationOwner] = owner.Namespace + "/" + owner.Name
+	u.SetAnnotations(annotations)
+}
+
+func scope(u *unstructured.Unstructured, mapping *meta.RESTMapping, defaultNamespace string) {
+	if mapping.Scope.Name() == meta.RESTScopeNameNamespace {
+		if u.GetNamespace() == "" {
+			u.SetNamespace(defaultNamespace)
+		}
+		return
+	}
+	u.SetNamespace("")
+}
+
+// sameObject compares a live object with what applying would make of it,
+// ignoring what a write would change by itself.
+func sameObject(live, dry *unstructured.Unstructured) bool {
+	a, b := live.DeepCopy(), dry.DeepCopy()
+	for _, u := range []*unstructured.Unstructured{a, b} {
+		u.SetManagedFields(nil)
+		u.SetResourceVersion("")
+		u.SetGeneration(0)
+	}
+	return apiequality.Semantic.DeepEqual(a.Object, b.Object)
+}
+
+func isImmutable(err error) bool {
+	if !apierrors.IsInvalid(err) {
+		return false
+	}
+	return strings.Contains(err.Error(), "immutable")
+}
+
+// apiMessage is the API's own message, without the client's prefixes.
+func apiMessage(err error) string {
+	var status apierrors.APIStatus
+	if errors.As(err, &status) && status.Status().Message != "" {
+		return status.Status().Message
+	}
+	return err.Error()
+}
+
+func describe(o manifest.Object) string {
+	return fmt.Sprintf("%s (from %s)", manifest.IDOf(o.Unstructured), o.Source)
+}
+
+func sortEntries(entries []Entry) {
+	sort.Slice(entries, func(i, j int) bool {
+		a, b := entries[i], entries[j]
+		return fmt.Sprint(a.Group, "/", a.Kind, "/", a.Namespace, "/", a.Name) < fmt.Sprint(b.Group, "/", b.Kind, "/", b.Namespace, "/", b.Name)
+	})
+}
+
+func ptrTrue() *bool                  { t := true; return &t }
+func ptrUID(uid types.UID) *types.UID { return &uid }

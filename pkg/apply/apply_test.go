@@ -1,0 +1,256 @@
+package apply
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/discovery/cached/memory"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/restmapper"
+
+	"github.com/falsesystems/alumiini/pkg/git"
+	"github.com/falsesystems/alumiini/pkg/manifest"
+	"github.com/falsesystems/alumiini/test/localcluster"
+)
+
+// These tests run against a real kube-apiserver and etcd (test/localcluster).
+var restConfig *rest.Config
+
+func TestMain(m *testing.M) {
+	os.Exit(func() int {
+		dir, err := os.MkdirTemp("", "alumiini-apply-")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer os.RemoveAll(dir)
+		cluster, err := localcluster.StartForTest(dir, true)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer cluster.Stop()
+		if restConfig, err = cluster.RESTConfig(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		restConfig.QPS, restConfig.Burst = 500, 1000
+		return m.Run()
+	}())
+}
+
+func newApplier(t *testing.T) *Applier {
+	t.Helper()
+	client := dynamic.NewForConfigOrDie(restConfig)
+	disco := discovery.NewDiscoveryClientForConfigOrDie(restConfig)
+	return &Applier{Client: client, Mapper: restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(disco))}
+}
+
+func render(t *testing.T, kv ...string) []manifest.Object {
+	t.Helper()
+	var files []git.File
+	for i := 0; i < len(kv); i += 2 {
+		files = append(files, git.File{Path: kv[i], Data: []byte(kv[i+1])})
+	}
+	objects, err := manifest.Render(files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return objects
+}
+
+func namespace(t *testing.T, a *Applier) string {
+	t.Helper()
+	name := strings.ToLower(strings.NewReplacer("/", "-", "_", "-").Replace(t.Name()))
+	if len(name) > 50 {
+		name = name[:50]
+	}
+	objects := render(t, "ns.yaml", "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: "+name+"\n")
+	if _, err := a.Apply(context.Background(), Owner{Namespace: "default", Name: "setup-" + name}, objects, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	return name
+}
+
+var configMaps = schema.GroupVersionResource{Version: "v1", Resource: "configmaps"}
+
+func TestApplyCreatesThenLeavesUnchangedObjectsAlone(t *testing.T) {
+	a := newApplier(t)
+	ns := namespace(t, a)
+	owner := Owner{Namespace: "default", Name: "demo"}
+	objects := render(t,
+		"cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  a: \"1\"\n",
+		"sa.yaml", "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: runner\n")
+	ctx := context.Background()
+	result, err := a.Apply(ctx, owner, objects, Options{DefaultNamespace: ns})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if result.Created != 2 || len(result.Inventory) != 2 {
+		t.Fatalf("first apply: %+v", result)
+	}
+	live, err := a.Client.Resource(configMaps).Namespace(ns).Get(ctx, "settings", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if live.GetLabels()[LabelName] != "demo" || live.GetAnnotations()[AnnotationOwner] != "default/demo" {
+		t.Errorf("applied object lacks the owner label and annotation: %v %v", live.GetLabels(), live.GetAnnotations())
+	}
+
+	// The same commit again writes nothing: the resourceVersion stays.
+	result, err = a.Apply(ctx, owner, objects, Options{DefaultNamespace: ns})
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, _ := a.Client.Resource(configMaps).Namespace(ns).Get(ctx, "settings", metav1.GetOptions{})
+	if result.Unchanged != 2 || result.Created+result.Configured != 0 || again.GetResourceVersion() != live.GetResourceVersion() {
+		t.Errorf("a no-op apply: %+v, resourceVersion %s → %s", result, live.GetResourceVersion(), again.GetResourceVersion())
+	}
+
+	// A changed object is configured.
+	changed := render(t,
+		"cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  a: \"2\"\n",
+		"sa.yaml", "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: runner\n")
+	result, err = a.Apply(ctx, owner, changed, Options{DefaultNamespace: ns})
+	if err != nil || result.Configured != 1 || result.Unchanged != 1 {
+		t.Errorf("a changed object: %+v %v", result, err)
+	}
+}
+
+func TestOneRefusedObjectMeansNothingIsApplied(t *testing.T) {
+	a := newApplier(t)
+	ns := namespace(t, a)
+	objects := render(t,
+		"a.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: good\n",
+		"b.yaml", "apiVersion: v1\nkind: Service\nmetadata:\n  name: bad\nspec:\n  ports:\n  - port: 99999\n")
+	_, err := a.Apply(context.Background(), Owner{Namespace: "default", Name: "demo"}, objects, Options{DefaultNamespace: ns})
+	var aerr *Error
+	if !errors.As(err, &aerr) || aerr.Reason != ReasonDryRunFailed || !strings.Contains(err.Error(), "Service "+ns+"/bad") ||
+		!strings.Contains(err.Error(), "b.yaml") {
+		t.Fatalf("got %v, want a dry-run failure naming the Service and its file", err)
+	}
+	if _, err := a.Client.Resource(configMaps).Namespace(ns).Get(context.Background(), "good", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("the valid object was applied although another was refused: %v", err)
+	}
+}
+
+func TestUnknownKindIsNamed(t *testing.T) {
+	a := newApplier(t)
+	objects := render(t, "x.yaml", "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: w\n")
+	_, err := a.Apply(context.Background(), Owner{Namespace: "default", Name: "demo"}, objects, Options{DefaultNamespace: "default"})
+	if err == nil || !strings.Contains(err.Error(), "is its CRD installed") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestCRDAndItsResourcesInOneCommit(t *testing.T) {
+	a := newApplier(t)
+	ns := namespace(t, a)
+	objects := render(t,
+		"crd.yaml", `apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: widgets.example.com
+spec:
+  group: example.com
+  names: {kind: Widget, plural: widgets, singular: widget}
+  scope: Namespaced
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec: {type: object, x-kubernetes-preserve-unknown-fields: true}
+`,
+		"widget.yaml", "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: w\nspec:\n  size: 3\n")
+	result, err := a.Apply(context.Background(), Owner{Namespace: "default", Name: "crd"}, objects, Options{DefaultNamespace: ns})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if result.Created != 2 {
+		t.Errorf("CRD and widget: %+v", result)
+	}
+	widgets := schema.GroupVersionResource{Group: "example.com", Version: "v1", Resource: "widgets"}
+	if _, err := a.Client.Resource(widgets).Namespace(ns).Get(context.Background(), "w", metav1.GetOptions{}); err != nil {
+		t.Errorf("the widget: %v", err)
+	}
+}
+
+func TestPruneDeletesOnlyWhatIsStillOurs(t *testing.T) {
+	a := newApplier(t)
+	ns := namespace(t, a)
+	owner := Owner{Namespace: "default", Name: "pruner"}
+	ctx := context.Background()
+	first, err := a.Apply(ctx, owner, render(t,
+		"a.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: stays\n",
+		"b.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: goes\n",
+		"c.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: adopted\n"), Options{DefaultNamespace: ns})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Someone else takes "adopted" over by changing its label.
+	cm, _ := a.Client.Resource(configMaps).Namespace(ns).Get(ctx, "adopted", metav1.GetOptions{})
+	labels := cm.GetLabels()
+	labels[LabelName] = "someone-else"
+	cm.SetLabels(labels)
+	if _, err := a.Client.Resource(configMaps).Namespace(ns).Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	result, err := a.Apply(ctx, owner, render(t, "a.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: stays\n"),
+		Options{DefaultNamespace: ns, Prune: true, Previous: first.Inventory})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if result.Pruned != 1 {
+		t.Errorf("pruned %d, want 1", result.Pruned)
+	}
+	for name, want := range map[string]bool{"stays": true, "goes": false, "adopted": true} {
+		_, err := a.Client.Resource(configMaps).Namespace(ns).Get(ctx, name, metav1.GetOptions{})
+		if exists := err == nil; exists != want {
+			t.Errorf("%s exists=%v, want %v", name, exists, want)
+		}
+	}
+}
+
+func TestImmutableFieldIsReportedAndForceRecreates(t *testing.T) {
+	a := newApplier(t)
+	ns := namespace(t, a)
+	owner := Owner{Namespace: "default", Name: "immutable"}
+	ctx := context.Background()
+	secret := func(typ string) []manifest.Object {
+		return render(t, "s.yaml", "apiVersion: v1\nkind: Secret\nmetadata:\n  name: s\ntype: "+typ+"\nstringData:\n  a: b\n")
+	}
+	if _, err := a.Apply(ctx, owner, secret("Opaque"), Options{DefaultNamespace: ns}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := a.Apply(ctx, owner, secret("example.com/other"), Options{DefaultNamespace: ns})
+	var aerr *Error
+	if !errors.As(err, &aerr) || aerr.Reason != ReasonImmutable || !strings.Contains(err.Error(), "Secret "+ns+"/s") {
+		t.Fatalf("got %v, want an immutable-field error naming the Secret", err)
+	}
+	result, err := a.Apply(ctx, owner, secret("example.com/other"), Options{DefaultNamespace: ns, Force: true})
+	if err != nil || result.Configured != 1 {
+		t.Fatalf("forced: %+v %v", result, err)
+	}
+	live, _ := a.Client.Resource(schema.GroupVersionResource{Version: "v1", Resource: "secrets"}).Namespace(ns).Get(ctx, "s", metav1.GetOptions{})
+	if typ, _, _ := unstructuredString(live.Object, "type"); typ != "example.com/other" {
+		t.Errorf("after force the Secret has type %q", typ)
+	}
+}
+
+func unstructuredString(obj map[string]interface{}, field string) (string, bool, error) {
+	v, ok := obj[field].(string)
+	return v, ok, nil
+}
