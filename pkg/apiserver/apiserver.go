@@ -74,7 +74,16 @@ func (cfg *Config) Complete() CompletedConfig {
 // Server is the alumiini API server.
 type Server struct {
 	GenericAPIServer *genericapiserver.GenericAPIServer
-	stopStorage      func()
+	// Controller is the running controller, once the post-start hook has
+	// started it; nil when it is disabled. Webhook receivers trigger syncs
+	// through it.
+	Controller  Triggerer
+	stopStorage func()
+}
+
+// Triggerer makes a GitRepository sync now.
+type Triggerer interface {
+	Trigger(namespace, name string) bool
 }
 
 // New builds the server from a completed config and installs the API group.

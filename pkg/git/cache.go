@@ -176,6 +176,15 @@ func (c *Cache) Latest(ctx context.Context, src Source) (string, error) {
 	return "", newError(ReasonRefNotFound, nil, "%s %q not found in %s", kind, name.Short(), redact(src.URL))
 }
 
+// Forget drops the cached ref listing of src's URL, so the next Latest asks
+// the remote: for an explicit sync request, which must see a push made a
+// moment ago.
+func (c *Cache) Forget(src Source) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.listings, src.key())
+}
+
 func (c *Cache) listRefs(ctx context.Context, src Source) (map[plumbing.ReferenceName]plumbing.Hash, error) {
 	key := src.key()
 	c.mu.Lock()

@@ -46,6 +46,8 @@ type Options struct {
 	BearerToken string
 	// Log receives one line per request.
 	Log io.Writer
+	// AllowPush lets anonymous clients push (http-backend refuses by default).
+	AllowPush bool
 }
 
 // Requests counts the requests for one repository.
@@ -77,6 +79,9 @@ func Start(root, addr string, opts Options) (*Server, error) {
 		Path: gitPath,
 		Args: []string{"http-backend"},
 		Env:  []string{"GIT_PROJECT_ROOT=" + root, "GIT_HTTP_EXPORT_ALL=1"},
+	}
+	if opts.AllowPush {
+		backend.Env = append(backend.Env, "GIT_CONFIG_COUNT=1", "GIT_CONFIG_KEY_0=http.receivepack", "GIT_CONFIG_VALUE_0=true")
 	}
 	var logger *log.Logger
 	logTo := opts.Log

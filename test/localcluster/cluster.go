@@ -59,6 +59,8 @@ type Options struct {
 	FastStorage bool
 	// Progress receives one line per step.
 	Progress io.Writer
+	// AlumiiniArgs are added to alumiini's command line.
+	AlumiiniArgs []string
 	// ControlPlaneOnly starts etcd and kube-apiserver and nothing else, for
 	// tests of code that talks to a cluster without alumiini in front.
 	ControlPlaneOnly bool
@@ -124,7 +126,7 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 		return nil, err
 	}
 	step("git server on http://127.0.0.1:%d serving %s", opts.Ports.Git, filepath.Join(opts.Dir, "git"))
-	if c.Git, err = gitserver.Start(filepath.Join(opts.Dir, "git"), net.JoinHostPort("127.0.0.1", strconv.Itoa(opts.Ports.Git)), gitserver.Options{Log: gitLog}); err != nil {
+	if c.Git, err = gitserver.Start(filepath.Join(opts.Dir, "git"), net.JoinHostPort("127.0.0.1", strconv.Itoa(opts.Ports.Git)), gitserver.Options{Log: gitLog, AllowPush: true}); err != nil {
 		return nil, err
 	}
 
@@ -235,7 +237,9 @@ func (c *Cluster) startAlumiini(ctx context.Context) error {
 		"--bind-address=127.0.0.1", "--secure-port=" + strconv.Itoa(c.opts.Ports.Alumiini),
 		"--tls-cert-file=" + c.pki.cert(alumiiniServingCert), "--tls-private-key-file=" + c.pki.key(alumiiniServingCert),
 		"--etcd-data-dir=" + filepath.Join(c.opts.Dir, "alumiini-etcd"),
+		"--git-cache-dir=" + filepath.Join(c.opts.Dir, "alumiini-git-cache"),
 	}
+	args = append(args, c.opts.AlumiiniArgs...)
 	if c.opts.FastStorage {
 		args = append(args, "--etcd-unsafe-no-fsync")
 	}

@@ -48,9 +48,14 @@ type Options struct {
 	// EtcdUnsafeNoFsync skips fsync in the embedded etcd; for tests only.
 	EtcdUnsafeNoFsync bool
 
+	// Controller configures the controller that syncs GitRepositories.
+	Controller ControllerOptions
+
 	// standalone is set by Complete when there is no cluster to delegate
 	// authentication and authorization to.
 	standalone bool
+	// kubeconfig is --kubeconfig, kept because standalone mode drops CoreAPI.
+	kubeconfig string
 
 	StdOut io.Writer
 	StdErr io.Writer
@@ -64,6 +69,7 @@ func NewOptions(out, errOut io.Writer) *Options {
 			apiserver.Codecs.LegacyCodec(v1alpha1.SchemeGroupVersion),
 		),
 		EtcdDataDir: DefaultEtcdDataDir,
+		Controller:  newControllerOptions(),
 		StdOut:      out,
 		StdErr:      errOut,
 	}
@@ -119,6 +125,7 @@ func (o *Options) Flags() cliflag.NamedFlagSets {
 		"Do not fsync the embedded etcd's writes. For tests only: a crash may lose data.")
 	_ = storage.MarkHidden("etcd-unsafe-no-fsync")
 
+	o.Controller.AddFlags(sets.FlagSet("controller"))
 	ro := o.RecommendedOptions
 	ro.Etcd.AddFlags(sets.FlagSet("etcd"))
 	ro.SecureServing.AddFlags(sets.FlagSet("secure serving"))
@@ -140,6 +147,7 @@ func (o *Options) Flags() cliflag.NamedFlagSets {
 func (o *Options) Complete() error {
 	ro := o.RecommendedOptions
 	kubeconfig := ro.CoreAPI.CoreAPIKubeconfigPath
+	o.kubeconfig = kubeconfig
 	if ro.Authentication.RemoteKubeConfigFile == "" {
 		ro.Authentication.RemoteKubeConfigFile = kubeconfig
 	}
@@ -176,6 +184,7 @@ func (o *Options) Validate(args []string) error {
 		defer func() { etcd.StorageConfig.Transport.ServerList = nil }()
 	}
 	errs = append(errs, o.RecommendedOptions.Validate()...)
+	errs = append(errs, o.Controller.Validate()...)
 	return utilerrors.NewAggregate(errs)
 }
 
@@ -231,6 +240,9 @@ func (o *Options) NewServer(ctx context.Context) (*apiserver.Server, error) {
 		return nil, err
 	}
 	server, err := config.Complete().New()
+	if err == nil {
+		err = o.addController(server)
+	}
 	if err != nil {
 		if config.ExtraConfig.StopStorage != nil {
 			config.ExtraConfig.StopStorage()
@@ -248,3 +260,5 @@ func (o *Options) Run(ctx context.Context) error {
 	}
 	return server.Run(ctx)
 }
+
+type genericPostStartHookContext = genericapiserver.PostStartHookContext

@@ -1,0 +1,134 @@
+package server
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/spf13/pflag"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
+
+	"github.com/falsesystems/alumiini/pkg/apiserver"
+	"github.com/falsesystems/alumiini/pkg/controller"
+	"github.com/falsesystems/alumiini/pkg/git"
+)
+
+// ControllerOptions configure the controller that syncs GitRepositories.
+type ControllerOptions struct {
+	Enabled              bool
+	GitCacheDir          string
+	GitCacheMaxBytes     int64
+	MaxConcurrentFetches int
+	MaxConcurrentApplies int
+	KubeAPIQPS           float32
+	KubeAPIBurst         int
+	RestartIntensity     int
+	RestartPeriod        time.Duration
+	Limits               git.Limits
+}
+
+// DefaultGitCacheDir is where fetched repositories are kept.
+const DefaultGitCacheDir = "/var/lib/alumiini/git"
+
+func newControllerOptions() ControllerOptions {
+	return ControllerOptions{
+		Enabled:              true,
+		GitCacheDir:          DefaultGitCacheDir,
+		GitCacheMaxBytes:     git.DefaultMaxBytes,
+		MaxConcurrentFetches: git.DefaultMaxConcurrentFetches,
+		MaxConcurrentApplies: 16,
+		KubeAPIQPS:           200,
+		KubeAPIBurst:         400,
+		RestartIntensity:     5,
+		RestartPeriod:        5 * time.Minute,
+		Limits: git.Limits{MaxTotalBytes: git.DefaultMaxTotalBytes, MaxFiles: git.DefaultMaxFiles,
+			MaxFileBytes: git.DefaultMaxFileBytes, MaxDepth: git.DefaultMaxDepth},
+	}
+}
+
+// AddFlags adds the controller's flags.
+func (o *ControllerOptions) AddFlags(fs *pflag.FlagSet) {
+	fs.BoolVar(&o.Enabled, "controller", o.Enabled, "Run the controller that syncs GitRepositories (needs a target cluster: --kubeconfig or in-cluster).")
+	fs.StringVar(&o.GitCacheDir, "git-cache-dir", o.GitCacheDir, "Directory of the shared git object stores; losing it costs only re-fetches.")
+	fs.Int64Var(&o.GitCacheMaxBytes, "git-cache-max-bytes", o.GitCacheMaxBytes, "Disk bound of the git cache; least recently used stores are evicted past it.")
+	fs.IntVar(&o.MaxConcurrentFetches, "max-concurrent-fetches", o.MaxConcurrentFetches, "Git fetches running at once, across all GitRepositories.")
+	fs.IntVar(&o.MaxConcurrentApplies, "max-concurrent-applies", o.MaxConcurrentApplies, "Applies running at once, across all GitRepositories.")
+	fs.Float32Var(&o.KubeAPIQPS, "kube-api-qps", o.KubeAPIQPS, "Queries per second to the target cluster and to alumiini's own API.")
+	fs.IntVar(&o.KubeAPIBurst, "kube-api-burst", o.KubeAPIBurst, "Burst of queries to the target cluster and to alumiini's own API.")
+	fs.IntVar(&o.RestartIntensity, "worker-restart-intensity", o.RestartIntensity, "Crashes of one worker within --worker-restart-period that mark its GitRepository Stalled.")
+	fs.DurationVar(&o.RestartPeriod, "worker-restart-period", o.RestartPeriod, "Window in which --worker-restart-intensity crashes are counted.")
+	fs.Int64Var(&o.Limits.MaxTotalBytes, "max-manifest-bytes", o.Limits.MaxTotalBytes, "Most bytes read from one GitRepository's path.")
+	fs.IntVar(&o.Limits.MaxFiles, "max-manifest-files", o.Limits.MaxFiles, "Most files read from one GitRepository's path.")
+	fs.Int64Var(&o.Limits.MaxFileBytes, "max-manifest-file-bytes", o.Limits.MaxFileBytes, "Largest single file read.")
+	fs.IntVar(&o.Limits.MaxDepth, "max-manifest-depth", o.Limits.MaxDepth, "Deepest directory nesting read under a path.")
+}
+
+// Validate checks the controller options.
+func (o *ControllerOptions) Validate() []error {
+	var errs []error
+	if o.Enabled && o.GitCacheDir == "" {
+		errs = append(errs, fmt.Errorf("--git-cache-dir must not be empty"))
+	}
+	for name, v := range map[string]int{"--max-concurrent-fetches": o.MaxConcurrentFetches, "--max-concurrent-applies": o.MaxConcurrentApplies,
+		"--worker-restart-intensity": o.RestartIntensity, "--max-manifest-files": o.Limits.MaxFiles, "--max-manifest-depth": o.Limits.MaxDepth} {
+		if v < 1 {
+			errs = append(errs, fmt.Errorf("%s must be at least 1, got %d", name, v))
+		}
+	}
+	return errs
+}
+
+// targetConfig is the cluster objects are applied to: --kubeconfig, or the
+// in-cluster config.
+func targetConfig(kubeconfig string) (*rest.Config, error) {
+	if kubeconfig != "" {
+		return clientcmd.BuildConfigFromFlags("", kubeconfig)
+	}
+	return rest.InClusterConfig()
+}
+
+// addController starts the controller once the server serves, over the
+// server's privileged loopback client.
+func (o *Options) addController(server *apiserver.Server) error {
+	co := o.Controller
+	if !co.Enabled {
+		klog.InfoS("The controller is disabled (--controller=false)")
+		return nil
+	}
+	if o.standalone {
+		klog.InfoS("The controller is off: standalone, there is no cluster to apply to")
+		return nil
+	}
+	target, err := targetConfig(o.kubeconfig)
+	if err != nil {
+		return fmt.Errorf("the controller's target cluster: %w", err)
+	}
+	target.QPS, target.Burst = co.KubeAPIQPS, co.KubeAPIBurst
+	cache, err := git.NewCache(git.Options{Dir: co.GitCacheDir, MaxBytes: co.GitCacheMaxBytes,
+		MaxConcurrentFetches: co.MaxConcurrentFetches, Limits: co.Limits})
+	if err != nil {
+		return err
+	}
+	return server.GenericAPIServer.AddPostStartHook("alumiini-controller", func(hook genericPostStartHookContext) error {
+		loopback := rest.CopyConfig(hook.LoopbackClientConfig)
+		loopback.QPS, loopback.Burst = co.KubeAPIQPS, co.KubeAPIBurst
+		c, err := controller.New(controller.Config{
+			APIConfig:            loopback,
+			TargetConfig:         target,
+			Git:                  cache,
+			MaxConcurrentApplies: co.MaxConcurrentApplies,
+			Supervisor:           controller.SupervisorOptions{RestartIntensity: co.RestartIntensity, RestartPeriod: co.RestartPeriod},
+		})
+		if err != nil {
+			return err
+		}
+		server.Controller = c
+		go func() {
+			if err := c.Run(hook.Context); err != nil {
+				klog.ErrorS(err, "The controller stopped")
+			}
+		}()
+		return nil
+	})
+}

@@ -1,0 +1,201 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/discovery/cached/memory"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/restmapper"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/klog/v2"
+
+	"github.com/falsesystems/alumiini/pkg/apis/alumiini/v1alpha1"
+	"github.com/falsesystems/alumiini/pkg/apply"
+	clientset "github.com/falsesystems/alumiini/pkg/generated/clientset/versioned"
+	generatedscheme "github.com/falsesystems/alumiini/pkg/generated/clientset/versioned/scheme"
+	informers "github.com/falsesystems/alumiini/pkg/generated/informers/externalversions"
+	"github.com/falsesystems/alumiini/pkg/git"
+	"github.com/falsesystems/alumiini/pkg/manifest"
+)
+
+// Config is what the controller needs.
+type Config struct {
+	// APIConfig reaches the alumiini API (the server's loopback config).
+	APIConfig *rest.Config
+	// TargetConfig reaches the cluster objects are applied to.
+	TargetConfig *rest.Config
+	Git          *git.Cache
+	// MaxConcurrentApplies bounds applies across all GitRepositories.
+	MaxConcurrentApplies int
+	Supervisor           SupervisorOptions
+}
+
+// Controller watches GitRepositories and runs their workers.
+type Controller struct {
+	config     Config
+	client     clientset.Interface
+	factory    informers.SharedInformerFactory
+	reconciler *Reconciler
+	supervisor *Supervisor
+	broadcast  record.EventBroadcaster
+	mu         sync.Mutex
+}
+
+// New builds a controller; Run starts it.
+func New(cfg Config) (*Controller, error) {
+	if cfg.MaxConcurrentApplies <= 0 {
+		cfg.MaxConcurrentApplies = 16
+	}
+	client, err := clientset.NewForConfig(cfg.APIConfig)
+	if err != nil {
+		return nil, fmt.Errorf("building the alumiini client: %w", err)
+	}
+	kube, err := kubernetes.NewForConfig(cfg.TargetConfig)
+	if err != nil {
+		return nil, fmt.Errorf("building the target cluster client: %w", err)
+	}
+	factory := informers.NewSharedInformerFactory(client, 0)
+	broadcast := record.NewBroadcaster()
+	broadcast.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: kube.CoreV1().Events("")})
+	recorder := broadcast.NewRecorder(generatedscheme.Scheme, corev1.EventSource{Component: "alumiini"})
+	appliers, err := newAppliers(cfg.TargetConfig)
+	if err != nil {
+		return nil, err
+	}
+	c := &Controller{config: cfg, client: client, factory: factory, broadcast: broadcast}
+	c.reconciler = &Reconciler{
+		Client:     client,
+		Lister:     factory.Alumiini().V1alpha1().GitRepositories().Lister(),
+		Kube:       kube,
+		Git:        cfg.Git,
+		Appliers:   appliers,
+		Recorder:   recorder,
+		ApplySlots: make(chan struct{}, cfg.MaxConcurrentApplies),
+		Render:     manifest.Render,
+	}
+	return c, nil
+}
+
+// Run watches GitRepositories until ctx ends.
+func (c *Controller) Run(ctx context.Context) error {
+	defer c.broadcast.Shutdown()
+	opts := c.config.Supervisor
+	opts.OnStall = c.reconciler.Stall
+	c.mu.Lock()
+	c.supervisor = NewSupervisor(ctx, c.reconciler.Sync, opts)
+	c.mu.Unlock()
+
+	informer := c.factory.Alumiini().V1alpha1().GitRepositories().Informer()
+	_, err := informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: func(obj interface{}) {
+			if key, err := cache.MetaNamespaceKeyFunc(obj); err == nil {
+				c.supervisor.Ensure(key)
+			}
+		},
+		UpdateFunc: func(oldObj, newObj interface{}) {
+			old, _ := oldObj.(*v1alpha1.GitRepository)
+			repo, _ := newObj.(*v1alpha1.GitRepository)
+			if old == nil || repo == nil {
+				return
+			}
+			key, _ := cache.MetaNamespaceKeyFunc(repo)
+			c.supervisor.Ensure(key)
+			// Our own status writes change neither; a spec change, a new sync
+			// request or a deletion does.
+			if repo.Generation != old.Generation || repo.DeletionTimestamp != nil && old.DeletionTimestamp == nil ||
+				newRequest(old, repo) {
+				c.supervisor.Trigger(key)
+			}
+		},
+		DeleteFunc: func(obj interface{}) {
+			if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
+				c.supervisor.Stop(key)
+			}
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("watching GitRepositories: %w", err)
+	}
+	c.factory.Start(ctx.Done())
+	if !cache.WaitForCacheSync(ctx.Done(), informer.HasSynced) {
+		return fmt.Errorf("the GitRepository informer did not sync")
+	}
+	klog.InfoS("Controller started", "gitRepositories", c.supervisor.Len())
+	<-ctx.Done()
+	c.factory.Shutdown()
+	return nil
+}
+
+// Trigger makes the worker of namespace/name sync now, as a webhook does. It
+// reports whether such a GitRepository is known.
+func (c *Controller) Trigger(namespace, name string) bool {
+	c.mu.Lock()
+	s := c.supervisor
+	c.mu.Unlock()
+	return s != nil && s.Trigger(namespace+"/"+name)
+}
+
+func newRequest(old, repo *v1alpha1.GitRepository) bool {
+	p := repo.Status.PendingSyncRequest
+	if p == nil {
+		return false
+	}
+	return old.Status.PendingSyncRequest == nil || old.Status.PendingSyncRequest.ID != p.ID
+}
+
+// appliers builds one applier per identity, sharing the discovery mapper.
+type appliers struct {
+	config *rest.Config
+	mapper meta.ResettableRESTMapper
+	mu     sync.Mutex
+	byUser map[string]*apply.Applier
+}
+
+func newAppliers(config *rest.Config) (*appliers, error) {
+	disco, err := discovery.NewDiscoveryClientForConfig(config)
+	if err != nil {
+		return nil, fmt.Errorf("building the discovery client: %w", err)
+	}
+	return &appliers{
+		config: config,
+		mapper: restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(disco)),
+		byUser: map[string]*apply.Applier{},
+	}, nil
+}
+
+// For returns the applier of the controller's identity, or one that
+// impersonates namespace's serviceAccount so a tenant syncs only what that
+// account may change.
+func (a *appliers) For(namespace, serviceAccount string) (*apply.Applier, error) {
+	user := ""
+	if serviceAccount != "" {
+		user = "system:serviceaccount:" + namespace + ":" + serviceAccount
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if applier, ok := a.byUser[user]; ok {
+		return applier, nil
+	}
+	config := rest.CopyConfig(a.config)
+	if user != "" {
+		config.Impersonate = rest.ImpersonationConfig{UserName: user,
+			Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + namespace, "system:authenticated"}}
+	}
+	client, err := dynamic.NewForConfig(config)
+	if err != nil {
+		return nil, err
+	}
+	applier := &apply.Applier{Client: client, Mapper: a.mapper, CRDTimeout: 30 * time.Second}
+	a.byUser[user] = applier
+	return applier, nil
+}

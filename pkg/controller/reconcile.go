@@ -1,0 +1,466 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/client-go/util/retry"
+	"k8s.io/klog/v2"
+
+	"github.com/falsesystems/alumiini/pkg/apis/alumiini/v1alpha1"
+	"github.com/falsesystems/alumiini/pkg/apply"
+	clientset "github.com/falsesystems/alumiini/pkg/generated/clientset/versioned"
+	listers "github.com/falsesystems/alumiini/pkg/generated/listers/alumiini/v1alpha1"
+	"github.com/falsesystems/alumiini/pkg/git"
+	"github.com/falsesystems/alumiini/pkg/manifest"
+)
+
+// FinalizerPrune makes deleting a GitRepository with prune: true delete what
+// it applied first.
+const FinalizerPrune = "alumiini.false.systems/prune"
+
+// Condition reasons besides the git and apply ones.
+const (
+	ReasonSucceeded      = "Succeeded"
+	ReasonProgressing    = "Progressing"
+	ReasonSuspended      = "Suspended"
+	ReasonInvalidSpec    = "InvalidSpec"
+	ReasonSecretNotFound = "SecretNotFound"
+	ReasonRenderFailed   = "RenderFailed"
+	ReasonWorkerCrashed  = "WorkerCrashLoop"
+)
+
+// Appliers hands out an applier for the controller's own identity or, with
+// serviceAccountName, for that ServiceAccount.
+type Appliers interface {
+	For(namespace, serviceAccount string) (*apply.Applier, error)
+}
+
+// Reconciler syncs one GitRepository per call.
+type Reconciler struct {
+	Client   clientset.Interface
+	Lister   listers.GitRepositoryLister
+	Kube     kubernetes.Interface
+	Git      *git.Cache
+	Appliers Appliers
+	Recorder record.EventRecorder
+	// ApplySlots bounds applies across all workers.
+	ApplySlots chan struct{}
+	// Render is manifest.Render; tests replace it.
+	Render func([]git.File) ([]manifest.Object, error)
+
+	failures sync.Map // key → consecutive failures, for retry backoff
+}
+
+var commitPattern = regexp.MustCompile(`^[0-9a-f]{40}$`)
+
+// Sync brings one GitRepository up to date and says when to look again.
+func (r *Reconciler) Sync(ctx context.Context, key string) time.Duration {
+	namespace, name, err := cache.SplitMetaNamespaceKey(key)
+	if err != nil {
+		return time.Hour
+	}
+	repo, err := r.Lister.GitRepositories(namespace).Get(name)
+	if apierrors.IsNotFound(err) {
+		return time.Hour // deleted; the controller stops this worker
+	}
+	if err != nil {
+		return 5 * time.Second
+	}
+	interval, _ := time.ParseDuration(repo.Spec.Interval)
+	if interval <= 0 {
+		interval = 5 * time.Minute
+	}
+	if repo.DeletionTimestamp != nil {
+		return r.finalize(ctx, repo)
+	}
+	if err := r.ensureFinalizer(ctx, repo); err != nil {
+		klog.ErrorS(err, "Updating finalizers", "gitrepository", key)
+		return 5 * time.Second
+	}
+	if repo.Spec.Suspend {
+		r.suspend(ctx, repo)
+		return interval
+	}
+	if ok := r.syncOnce(ctx, repo); ok {
+		r.failures.Delete(key)
+		return jitter(interval)
+	}
+	// Failures retry sooner than the interval, backing off from 5s.
+	n, _ := r.failures.LoadOrStore(key, 0)
+	count := n.(int) + 1
+	r.failures.Store(key, count)
+	return min(interval, time.Duration(5<<min(count-1, 10))*time.Second)
+}
+
+// syncOnce does the work and writes the status; it reports success.
+func (r *Reconciler) syncOnce(ctx context.Context, repo *v1alpha1.GitRepository) bool {
+	start := time.Now()
+	timeout, _ := time.ParseDuration(repo.Spec.Timeout)
+	if timeout <= 0 {
+		timeout = time.Minute
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+
+	pending := repo.Status.PendingSyncRequest
+	src := git.Source{URL: repo.Spec.URL, Branch: repo.Spec.Branch, Tag: repo.Spec.Tag, Commit: repo.Spec.Commit}
+	force := false
+	if pending != nil {
+		force = pending.Force
+		switch rev := pending.Revision; {
+		case rev == "":
+		case commitPattern.MatchString(rev):
+			src.Branch, src.Tag, src.Commit = "", "", rev
+		default:
+			src.Branch, src.Tag, src.Commit = rev, "", ""
+		}
+	}
+	if ref := repo.Spec.SecretRef; ref != nil {
+		auth, err := r.auth(ctx, repo.Namespace, ref.Name, repo.Spec.URL)
+		if err != nil {
+			return r.fail(ctx, repo, pending, "", reasonOf(err), err.Error(), start)
+		}
+		src.Auth = auth
+	}
+	if pending != nil {
+		r.Git.Forget(src)
+	}
+	commit, err := r.Git.Latest(ctx, src)
+	if err != nil {
+		return r.fail(ctx, repo, pending, "", git.Reason(err), err.Error(), start)
+	}
+	// Idle: the remote has nothing new, the spec has not changed, the last
+	// sync succeeded and nobody asked. One ref listing was the whole cost.
+	st := repo.Status
+	if pending == nil && commit == st.LastSyncedCommit && st.ObservedGeneration == repo.Generation &&
+		st.Phase == v1alpha1.PhaseSynced {
+		return true
+	}
+	tree, err := r.Git.Files(ctx, src, commit, repo.Spec.Path)
+	if err != nil {
+		return r.fail(ctx, repo, pending, commit, git.Reason(err), err.Error(), start)
+	}
+	commit = tree.Commit
+	objects, err := r.Render(tree.Files)
+	if err != nil {
+		return r.fail(ctx, repo, pending, commit, ReasonRenderFailed, err.Error(), start)
+	}
+	applier, err := r.Appliers.For(repo.Namespace, repo.Spec.ServiceAccountName)
+	if err != nil {
+		return r.fail(ctx, repo, pending, commit, apply.ReasonApplyFailed, err.Error(), start)
+	}
+	target := repo.Spec.TargetNamespace
+	if target == "" {
+		target = repo.Namespace
+	}
+	select {
+	case r.ApplySlots <- struct{}{}:
+	case <-ctx.Done():
+		return r.fail(ctx, repo, pending, commit, git.ReasonTimeout, "timed out waiting for an apply slot", start)
+	}
+	result, err := applier.Apply(ctx, apply.Owner{Namespace: repo.Namespace, Name: repo.Name}, objects, apply.Options{
+		DefaultNamespace: target,
+		Prune:            repo.Spec.Prune == nil || *repo.Spec.Prune,
+		Previous:         fromInventory(repo.Status.Inventory),
+		Force:            force,
+	})
+	<-r.ApplySlots
+	if err != nil {
+		return r.fail(ctx, repo, pending, commit, reasonOf(err), err.Error(), start)
+	}
+	counts := v1alpha1.ObjectCounts{Created: int32(result.Created), Configured: int32(result.Configured),
+		Unchanged: int32(result.Unchanged), Pruned: int32(result.Pruned)}
+	message := fmt.Sprintf("applied commit %s: %d created, %d configured, %d unchanged, %d pruned",
+		short(commit), result.Created, result.Configured, result.Unchanged, result.Pruned)
+	err = r.writeStatus(ctx, repo, func(s *v1alpha1.GitRepositoryStatus, generation int64) {
+		now := metav1.Now()
+		s.Phase = v1alpha1.PhaseSynced
+		s.ObservedGeneration = generation
+		s.LastAttemptedCommit = commit
+		s.LastSyncedCommit = commit
+		s.LastSyncTime = &now
+		s.Message = message
+		s.Objects = &counts
+		s.Inventory = toInventory(result.Inventory)
+		setConditions(s, generation, metav1.ConditionTrue, ReasonSucceeded, message, false)
+		answer(s, pending, v1alpha1.PhaseSynced, commit, message, counts, time.Since(start))
+	})
+	if err != nil {
+		klog.ErrorS(err, "Writing status", "gitrepository", klog.KObj(repo))
+		return false
+	}
+	if result.Created+result.Configured+result.Pruned > 0 || pending != nil {
+		r.Recorder.Event(repo, corev1.EventTypeNormal, "Synced", message)
+	}
+	return true
+}
+
+// fail records a failed sync: the last good state stays applied and the
+// status says why.
+func (r *Reconciler) fail(ctx context.Context, repo *v1alpha1.GitRepository, pending *v1alpha1.SyncRequestRecord,
+	commit, reason, message string, start time.Time) bool {
+	err := r.writeStatus(ctx, repo, func(s *v1alpha1.GitRepositoryStatus, generation int64) {
+		s.Phase = v1alpha1.PhaseFailed
+		s.ObservedGeneration = generation
+		if commit != "" {
+			s.LastAttemptedCommit = commit
+		}
+		s.Message = message
+		setConditions(s, generation, metav1.ConditionFalse, reason, message, false)
+		answer(s, pending, v1alpha1.PhaseFailed, commit, message, v1alpha1.ObjectCounts{}, time.Since(start))
+	})
+	if err != nil {
+		klog.ErrorS(err, "Writing status", "gitrepository", klog.KObj(repo))
+	}
+	if repo.Status.Message != message || pending != nil {
+		r.Recorder.Event(repo, corev1.EventTypeWarning, reason, message)
+	}
+	return false
+}
+
+// Stall marks a GitRepository whose worker keeps crashing.
+func (r *Reconciler) Stall(key, message string) {
+	namespace, name, _ := cache.SplitMetaNamespaceKey(key)
+	repo, err := r.Lister.GitRepositories(namespace).Get(name)
+	if err != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err = r.writeStatus(ctx, repo, func(s *v1alpha1.GitRepositoryStatus, generation int64) {
+		s.Phase = v1alpha1.PhaseFailed
+		s.Message = message
+		setConditions(s, generation, metav1.ConditionFalse, ReasonWorkerCrashed, message, true)
+		answer(s, s.PendingSyncRequest, v1alpha1.PhaseFailed, "", message, v1alpha1.ObjectCounts{}, 0)
+	})
+	if err != nil {
+		klog.ErrorS(err, "Marking a GitRepository stalled", "gitrepository", key)
+	}
+	r.Recorder.Event(repo, corev1.EventTypeWarning, ReasonWorkerCrashed, message)
+}
+
+func (r *Reconciler) suspend(ctx context.Context, repo *v1alpha1.GitRepository) {
+	if repo.Status.Phase == v1alpha1.PhaseSuspended && repo.Status.PendingSyncRequest == nil &&
+		repo.Status.ObservedGeneration == repo.Generation {
+		return
+	}
+	const message = "suspended: spec.suspend is true"
+	err := r.writeStatus(ctx, repo, func(s *v1alpha1.GitRepositoryStatus, generation int64) {
+		s.Phase = v1alpha1.PhaseSuspended
+		s.ObservedGeneration = generation
+		s.Message = message
+		setConditions(s, generation, metav1.ConditionFalse, ReasonSuspended, message, false)
+		apimeta.SetStatusCondition(&s.Conditions, metav1.Condition{Type: v1alpha1.ConditionReconciling,
+			Status: metav1.ConditionFalse, Reason: ReasonSuspended, Message: message, ObservedGeneration: generation})
+		answer(s, s.PendingSyncRequest, v1alpha1.PhaseFailed, "", message, v1alpha1.ObjectCounts{}, 0)
+	})
+	if err != nil {
+		klog.ErrorS(err, "Writing status", "gitrepository", klog.KObj(repo))
+	}
+}
+
+func (r *Reconciler) ensureFinalizer(ctx context.Context, repo *v1alpha1.GitRepository) error {
+	prune := repo.Spec.Prune == nil || *repo.Spec.Prune
+	has := false
+	for _, f := range repo.Finalizers {
+		has = has || f == FinalizerPrune
+	}
+	if prune == has {
+		return nil
+	}
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		current, err := r.Client.AlumiiniV1alpha1().GitRepositories(repo.Namespace).Get(ctx, repo.Name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		var finalizers []string
+		for _, f := range current.Finalizers {
+			if f != FinalizerPrune {
+				finalizers = append(finalizers, f)
+			}
+		}
+		if prune {
+			finalizers = append(finalizers, FinalizerPrune)
+		}
+		current.Finalizers = finalizers
+		_, err = r.Client.AlumiiniV1alpha1().GitRepositories(repo.Namespace).Update(ctx, current, metav1.UpdateOptions{})
+		return err
+	})
+}
+
+// finalize deletes what a pruning GitRepository applied, then lets it go.
+func (r *Reconciler) finalize(ctx context.Context, repo *v1alpha1.GitRepository) time.Duration {
+	hasFinalizer := false
+	for _, f := range repo.Finalizers {
+		hasFinalizer = hasFinalizer || f == FinalizerPrune
+	}
+	if !hasFinalizer {
+		return time.Hour
+	}
+	if repo.Spec.Prune == nil || *repo.Spec.Prune {
+		applier, err := r.Appliers.For(repo.Namespace, repo.Spec.ServiceAccountName)
+		if err == nil {
+			_, err = applier.Delete(ctx, apply.Owner{Namespace: repo.Namespace, Name: repo.Name}, fromInventory(repo.Status.Inventory))
+		}
+		if err != nil {
+			klog.ErrorS(err, "Deleting what a GitRepository applied", "gitrepository", klog.KObj(repo))
+			r.Recorder.Event(repo, corev1.EventTypeWarning, apply.ReasonPruneFailed, err.Error())
+			return 10 * time.Second
+		}
+	}
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		current, err := r.Client.AlumiiniV1alpha1().GitRepositories(repo.Namespace).Get(ctx, repo.Name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		var finalizers []string
+		for _, f := range current.Finalizers {
+			if f != FinalizerPrune {
+				finalizers = append(finalizers, f)
+			}
+		}
+		current.Finalizers = finalizers
+		_, err = r.Client.AlumiiniV1alpha1().GitRepositories(repo.Namespace).Update(ctx, current, metav1.UpdateOptions{})
+		return err
+	})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return 5 * time.Second
+	}
+	return time.Hour
+}
+
+// writeStatus applies mutate to the freshest copy of the status and writes
+// it, retrying on conflicts, so a sync request accepted meanwhile is kept.
+func (r *Reconciler) writeStatus(ctx context.Context, repo *v1alpha1.GitRepository, mutate func(*v1alpha1.GitRepositoryStatus, int64)) error {
+	client := r.Client.AlumiiniV1alpha1().GitRepositories(repo.Namespace)
+	current := repo.DeepCopy()
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		mutate(&current.Status, current.Generation)
+		updated, err := client.UpdateStatus(ctx, current, metav1.UpdateOptions{})
+		if apierrors.IsConflict(err) {
+			if fresh, getErr := client.Get(ctx, repo.Name, metav1.GetOptions{}); getErr == nil {
+				current = fresh
+			}
+		}
+		if err == nil {
+			*current = *updated
+		}
+		return err
+	})
+}
+
+// answer moves the pending request that this sync handled into
+// lastSyncRequest with its result. A request that arrived during the sync
+// (another id) stays pending for the next round.
+func answer(s *v1alpha1.GitRepositoryStatus, handled *v1alpha1.SyncRequestRecord, phase v1alpha1.GitRepositoryPhase,
+	commit, message string, counts v1alpha1.ObjectCounts, took time.Duration) {
+	if handled == nil || s.PendingSyncRequest == nil || s.PendingSyncRequest.ID != handled.ID {
+		return
+	}
+	done := s.PendingSyncRequest.DeepCopy()
+	now := metav1.Now()
+	done.HandledAt = &now
+	done.Result = &v1alpha1.SyncResult{Phase: phase, Commit: commit, Message: message, Objects: counts,
+		Duration: metav1.Duration{Duration: took.Round(time.Millisecond)}}
+	s.LastSyncRequest = done
+	s.PendingSyncRequest = nil
+}
+
+// setConditions sets kstatus-compatible conditions: Ready says how the last
+// sync went, Reconciling is false once a result is in, Stalled says the
+// worker gave up for now.
+func setConditions(s *v1alpha1.GitRepositoryStatus, generation int64, ready metav1.ConditionStatus, reason, message string, stalled bool) {
+	apimeta.SetStatusCondition(&s.Conditions, metav1.Condition{Type: v1alpha1.ConditionReady, Status: ready,
+		Reason: reason, Message: truncate(message), ObservedGeneration: generation})
+	apimeta.SetStatusCondition(&s.Conditions, metav1.Condition{Type: v1alpha1.ConditionReconciling, Status: metav1.ConditionFalse,
+		Reason: reason, Message: "sync finished", ObservedGeneration: generation})
+	stalledStatus, stalledReason := metav1.ConditionFalse, ReasonSucceeded
+	if stalled {
+		stalledStatus, stalledReason = metav1.ConditionTrue, ReasonWorkerCrashed
+	}
+	apimeta.SetStatusCondition(&s.Conditions, metav1.Condition{Type: v1alpha1.ConditionStalled, Status: stalledStatus,
+		Reason: stalledReason, Message: truncate(message), ObservedGeneration: generation})
+}
+
+func (r *Reconciler) auth(ctx context.Context, namespace, secretName, url string) (*git.Auth, error) {
+	secret, err := r.Kube.CoreV1().Secrets(namespace).Get(ctx, secretName, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil, &reasoned{ReasonSecretNotFound, fmt.Sprintf("secret %q named by spec.secretRef not found in namespace %q", secretName, namespace)}
+	}
+	if err != nil {
+		return nil, &reasoned{ReasonSecretNotFound, fmt.Sprintf("reading secret %q: %v", secretName, apiMessage(err))}
+	}
+	return git.AuthFromSecret(secretName, url, secret.Data)
+}
+
+type reasoned struct{ reason, message string }
+
+func (e *reasoned) Error() string { return e.message }
+
+func reasonOf(err error) string {
+	var r *reasoned
+	var a *apply.Error
+	switch {
+	case errors.As(err, &r):
+		return r.reason
+	case errors.As(err, &a):
+		return a.Reason
+	}
+	return git.Reason(err)
+}
+
+func apiMessage(err error) string {
+	var status apierrors.APIStatus
+	if errors.As(err, &status) {
+		return status.Status().Message
+	}
+	return err.Error()
+}
+
+func fromInventory(inv *v1alpha1.Inventory) []apply.Entry {
+	if inv == nil {
+		return nil
+	}
+	entries := make([]apply.Entry, 0, len(inv.Entries))
+	for _, e := range inv.Entries {
+		entries = append(entries, apply.Entry{Group: e.Group, Version: e.Version, Kind: e.Kind, Namespace: e.Namespace, Name: e.Name})
+	}
+	return entries
+}
+
+func toInventory(entries []apply.Entry) *v1alpha1.Inventory {
+	inv := &v1alpha1.Inventory{}
+	for _, e := range entries {
+		inv.Entries = append(inv.Entries, v1alpha1.InventoryEntry{Group: e.Group, Version: e.Version, Kind: e.Kind, Namespace: e.Namespace, Name: e.Name})
+	}
+	return inv
+}
+
+func short(commit string) string {
+	if len(commit) > 7 {
+		return commit[:7]
+	}
+	return commit
+}
+
+// truncate keeps a condition message within the API's 32 KiB limit.
+func truncate(s string) string {
+	const max = 30000
+	if len(s) > max {
+		return s[:max] + "…"
+	}
+	return strings.TrimSpace(s)
+}

@@ -1,0 +1,196 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"math/rand"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"k8s.io/klog/v2"
+)
+
+// WorkFunc does one round of work for key and returns when the next round is
+// due unless a trigger comes first.
+type WorkFunc func(ctx context.Context, key string) time.Duration
+
+// SupervisorOptions set how crashes are handled.
+type SupervisorOptions struct {
+	// RestartIntensity crashes within RestartPeriod mark a worker stalled
+	// (as OTP's restart intensity does).
+	RestartIntensity int
+	RestartPeriod    time.Duration
+	// RestartBackoff is the first delay before a crashed worker restarts; it
+	// doubles with each crash in a row, up to MaxRestartBackoff.
+	RestartBackoff    time.Duration
+	MaxRestartBackoff time.Duration
+	// StalledRetry is how long a stalled worker waits before trying again.
+	StalledRetry time.Duration
+	// OnStall is told when a worker stalls, with the last panic's message.
+	OnStall func(key, message string)
+}
+
+// Supervisor owns one worker goroutine per key.
+type Supervisor struct {
+	work WorkFunc
+	opts SupervisorOptions
+	ctx  context.Context
+
+	mu      sync.Mutex
+	workers map[string]*worker
+}
+
+type worker struct {
+	key     string
+	trigger chan struct{}
+	cancel  context.CancelFunc
+	stopped bool
+	crashes []time.Time
+	backoff time.Duration
+}
+
+// NewSupervisor returns a supervisor whose workers stop when ctx ends.
+func NewSupervisor(ctx context.Context, work WorkFunc, opts SupervisorOptions) *Supervisor {
+	if opts.RestartIntensity == 0 {
+		opts.RestartIntensity = 5
+	}
+	if opts.RestartPeriod == 0 {
+		opts.RestartPeriod = 5 * time.Minute
+	}
+	if opts.RestartBackoff == 0 {
+		opts.RestartBackoff = time.Second
+	}
+	if opts.MaxRestartBackoff == 0 {
+		opts.MaxRestartBackoff = 5 * time.Minute
+	}
+	if opts.StalledRetry == 0 {
+		opts.StalledRetry = 10 * time.Minute
+	}
+	return &Supervisor{work: work, opts: opts, ctx: ctx, workers: map[string]*worker{}}
+}
+
+// Ensure starts a worker for key unless one runs; a new worker works at once.
+func (s *Supervisor) Ensure(key string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.workers[key]; ok {
+		return
+	}
+	w := &worker{key: key, trigger: make(chan struct{}, 1), backoff: s.opts.RestartBackoff}
+	s.workers[key] = w
+	s.start(w, 0)
+}
+
+// Trigger asks key's worker to work now; it reports whether a worker exists.
+// Triggers that arrive while one is pending merge into it.
+func (s *Supervisor) Trigger(key string) bool {
+	s.mu.Lock()
+	w, ok := s.workers[key]
+	s.mu.Unlock()
+	if !ok {
+		return false
+	}
+	select {
+	case w.trigger <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// Stop ends key's worker.
+func (s *Supervisor) Stop(key string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if w, ok := s.workers[key]; ok {
+		w.stopped = true
+		if w.cancel != nil {
+			w.cancel()
+		}
+		delete(s.workers, key)
+	}
+}
+
+// Len is the number of workers.
+func (s *Supervisor) Len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.workers)
+}
+
+// start runs w's loop in a new goroutine after delay. Called with s.mu held.
+func (s *Supervisor) start(w *worker, delay time.Duration) {
+	ctx, cancel := context.WithCancel(s.ctx)
+	w.cancel = cancel
+	go func() {
+		defer func() {
+			if r := recover(); r != nil {
+				s.crashed(w, fmt.Sprint(r), debug.Stack())
+			}
+		}()
+		s.loop(ctx, w, delay)
+	}()
+}
+
+func (s *Supervisor) loop(ctx context.Context, w *worker, delay time.Duration) {
+	timer := time.NewTimer(delay)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-w.trigger:
+			if !timer.Stop() {
+				select {
+				case <-timer.C:
+				default:
+				}
+			}
+		case <-timer.C:
+		}
+		next := s.work(ctx, w.key)
+		s.mu.Lock()
+		w.backoff = s.opts.RestartBackoff
+		s.mu.Unlock()
+		timer.Reset(next)
+	}
+}
+
+// crashed restarts a worker that panicked, after a backoff that doubles with
+// each crash; past the restart intensity the key is reported stalled and
+// retried slowly. Other workers are not touched.
+func (s *Supervisor) crashed(w *worker, message string, stack []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if w.stopped || s.ctx.Err() != nil {
+		return
+	}
+	now := time.Now()
+	w.crashes = append(w.crashes, now)
+	for len(w.crashes) > 0 && now.Sub(w.crashes[0]) > s.opts.RestartPeriod {
+		w.crashes = w.crashes[1:]
+	}
+	klog.ErrorS(nil, "Worker panicked; restarting it", "key", w.key, "panic", message, "crashesInPeriod", len(w.crashes))
+	klog.V(4).InfoS("Worker panic stack", "key", w.key, "stack", string(stack))
+	delay := w.backoff
+	w.backoff = min(2*w.backoff, s.opts.MaxRestartBackoff)
+	if len(w.crashes) >= s.opts.RestartIntensity {
+		delay = s.opts.StalledRetry
+		w.crashes = nil
+		if s.opts.OnStall != nil {
+			msg := fmt.Sprintf("the worker crashed %d times within %s; retrying in %s; last panic: %s",
+				s.opts.RestartIntensity, s.opts.RestartPeriod, s.opts.StalledRetry, message)
+			go s.opts.OnStall(w.key, msg)
+		}
+	}
+	s.start(w, delay)
+}
+
+// jitter spreads d by ±10% so that workers created together drift apart.
+func jitter(d time.Duration) time.Duration {
+	if d <= 0 {
+		return d
+	}
+	spread := int64(d) / 5
+	return d - time.Duration(spread/2) + time.Duration(rand.Int63n(spread+1))
+}

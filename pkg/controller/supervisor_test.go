@@ -1,0 +1,104 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// TestACrashingWorkerDoesNotDisturbTheOthers runs a worker that panics on
+// every round beside 50 healthy ones on a 100ms interval: the healthy ones
+// keep their cadence, the crashing one is restarted with backoff and, past
+// the restart intensity, reported stalled.
+func TestACrashingWorkerDoesNotDisturbTheOthers(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	const interval = 100 * time.Millisecond
+	var mu sync.Mutex
+	rounds := map[string][]time.Time{}
+	stalled := make(chan string, 10)
+	work := func(ctx context.Context, key string) time.Duration {
+		mu.Lock()
+		rounds[key] = append(rounds[key], time.Now())
+		mu.Unlock()
+		if key == "bad" {
+			panic("rendering exploded")
+		}
+		return interval
+	}
+	s := NewSupervisor(ctx, work, SupervisorOptions{
+		RestartIntensity: 3, RestartPeriod: time.Minute,
+		RestartBackoff: 20 * time.Millisecond, StalledRetry: time.Hour,
+		OnStall: func(key, message string) { stalled <- key + ": " + message },
+	})
+	s.Ensure("bad")
+	for i := 0; i < 50; i++ {
+		s.Ensure(fmt.Sprintf("good-%02d", i))
+	}
+	const run = 2 * time.Second
+	time.Sleep(run)
+
+	select {
+	case msg := <-stalled:
+		if !strings.HasPrefix(msg, "bad: the worker crashed 3 times") || !strings.Contains(msg, "rendering exploded") {
+			t.Errorf("stall message: %s", msg)
+		}
+	default:
+		t.Error("the crashing worker was never reported stalled")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if got := len(rounds["bad"]); got != 3 {
+		t.Errorf("the crashing worker ran %d times, want 3 (then it waits StalledRetry)", got)
+	}
+	for i := 0; i < 50; i++ {
+		key := fmt.Sprintf("good-%02d", i)
+		times := rounds[key]
+		// 2s at 100ms is about 20 rounds; allow for a slow machine.
+		if len(times) < 12 {
+			t.Errorf("%s ran %d rounds in %s, want about %d", key, len(times), run, run/interval)
+			continue
+		}
+		for j := 1; j < len(times); j++ {
+			if gap := times[j].Sub(times[j-1]); gap > 4*interval {
+				t.Errorf("%s waited %s between rounds, interval %s", key, gap, interval)
+				break
+			}
+		}
+	}
+}
+
+func TestTriggerWorksNowAndStopEnds(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ran := make(chan string, 10)
+	s := NewSupervisor(ctx, func(ctx context.Context, key string) time.Duration {
+		ran <- key
+		return time.Hour
+	}, SupervisorOptions{})
+	s.Ensure("a")
+	<-ran // the first round runs at once
+	if !s.Trigger("a") {
+		t.Fatal("no worker for a")
+	}
+	select {
+	case <-ran:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a trigger did not make the worker work")
+	}
+	s.Stop("a")
+	if s.Trigger("a") || s.Len() != 0 {
+		t.Error("a stopped worker still takes triggers")
+	}
+}
+
+func TestJitterStaysWithinTenPercent(t *testing.T) {
+	for i := 0; i < 1000; i++ {
+		if d := jitter(time.Minute); d < 54*time.Second || d > 66*time.Second {
+			t.Fatalf("jitter(1m) = %s", d)
+		}
+	}
+}
