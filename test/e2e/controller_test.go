@@ -1,0 +1,213 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/falsesystems/alumiini/pkg/apis/alumiini/v1alpha1"
+	"github.com/falsesystems/alumiini/test/gitserver"
+)
+
+// pushRepository commits files to NAME.git on the cluster's git server.
+func pushRepository(t *testing.T, name string, files map[string]gitserver.File, remove ...string) string {
+	t.Helper()
+	sha, err := cluster.Git.Commit(context.Background(), name, "main", files, remove...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sha
+}
+
+func gitRepository(name, repo, targetNamespace string, extra string) string {
+	return `apiVersion: alumiini.false.systems/v1alpha1
+kind: GitRepository
+metadata:
+  name: ` + name + `
+spec:
+  url: ` + cluster.Git.BaseURL() + `/` + repo + `.git
+  path: deploy
+  interval: 1m
+  targetNamespace: ` + targetNamespace + `
+` + extra
+}
+
+func syncAndWait(t *testing.T, name string) v1alpha1.GitRepositorySyncRequest {
+	t.Helper()
+	body := filepath.Join(t.TempDir(), "body.json")
+	if err := os.WriteFile(body, []byte(`{"spec":{"wait":true,"timeoutSeconds":25}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := kubectl(t, "create", "--raw", syncPath(name), "-f", body)
+	var answer v1alpha1.GitRepositorySyncRequest
+	if err := json.Unmarshal([]byte(out), &answer); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	return answer
+}
+
+func createNamespace(t *testing.T, name string) {
+	t.Helper()
+	kubectlInput(t, "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: "+name+"\n", "apply", "-f", "-")
+}
+
+const configMapV1 = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  version: \"1\"\n"
+
+func TestSyncPushPruneAndDelete(t *testing.T) {
+	createNamespace(t, "lifecycle")
+	first := pushRepository(t, "lifecycle", map[string]gitserver.File{
+		"deploy/cm.yaml": {Content: configMapV1},
+		"deploy/sa.yaml": {Content: "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: runner\n"},
+	})
+	kubectlInput(t, gitRepository("lifecycle", "lifecycle", "lifecycle", ""), "apply", "-f", "-")
+	start := time.Now()
+	kubectl(t, "wait", "--for=condition=Ready", "gitrepository/lifecycle", "--timeout=60s")
+	t.Logf("created to Ready in %s", time.Since(start).Round(time.Millisecond))
+	if got := kubectl(t, "get", "gitrepository", "lifecycle", "-o", "jsonpath={.status.lastSyncedCommit}"); got != first {
+		t.Errorf("lastSyncedCommit %s, want %s", got, first)
+	}
+	if got := kubectl(t, "get", "configmap", "settings", "-n", "lifecycle", "-o", "jsonpath={.metadata.labels.alumiini\\.false\\.systems/name}"); got != "lifecycle" {
+		t.Errorf("the applied ConfigMap's owner label is %q", got)
+	}
+
+	// A push, then a sync with wait: the answer carries the result.
+	second := pushRepository(t, "lifecycle", map[string]gitserver.File{
+		"deploy/cm.yaml": {Content: strings.Replace(configMapV1, `"1"`, `"2"`, 1)},
+	}, "deploy/sa.yaml")
+	answer := syncAndWait(t, "lifecycle")
+	if answer.Status.Phase != v1alpha1.PhaseSynced || answer.Status.Commit != second || answer.Status.Objects == nil ||
+		answer.Status.Objects.Configured != 1 || answer.Status.Objects.Pruned != 1 {
+		t.Fatalf("sync after a push: %+v", answer.Status)
+	}
+	if got := kubectl(t, "get", "configmap", "settings", "-n", "lifecycle", "-o", "jsonpath={.data.version}"); got != "2" {
+		t.Errorf("the ConfigMap was not updated: %q", got)
+	}
+	if _, err := cluster.Kubectl(context.Background(), "get", "serviceaccount", "runner", "-n", "lifecycle"); err == nil {
+		t.Error("the ServiceAccount removed from git was not pruned")
+	}
+
+	// Deleting the GitRepository (prune: true) deletes what it applied.
+	kubectl(t, "delete", "gitrepository", "lifecycle", "--timeout=60s")
+	if _, err := cluster.Kubectl(context.Background(), "get", "configmap", "settings", "-n", "lifecycle"); err == nil {
+		t.Error("the ConfigMap outlived its GitRepository")
+	}
+}
+
+func TestBadCommitKeepsTheLastGoodState(t *testing.T) {
+	createNamespace(t, "badcommit")
+	pushRepository(t, "badcommit", map[string]gitserver.File{"deploy/cm.yaml": {Content: configMapV1}})
+	kubectlInput(t, gitRepository("badcommit", "badcommit", "badcommit", ""), "apply", "-f", "-")
+	kubectl(t, "wait", "--for=condition=Ready", "gitrepository/badcommit", "--timeout=60s")
+
+	// One good change and one object the API refuses: nothing is applied.
+	pushRepository(t, "badcommit", map[string]gitserver.File{
+		"deploy/cm.yaml":  {Content: strings.Replace(configMapV1, `"1"`, `"2"`, 1)},
+		"deploy/svc.yaml": {Content: "apiVersion: v1\nkind: Service\nmetadata:\n  name: broken\nspec:\n  ports:\n  - port: 99999\n"},
+	})
+	answer := syncAndWait(t, "badcommit")
+	if answer.Status.Phase != v1alpha1.PhaseFailed || !strings.Contains(answer.Status.Message, "Service badcommit/broken") ||
+		!strings.Contains(answer.Status.Message, "svc.yaml") {
+		t.Fatalf("a refused object: %+v", answer.Status)
+	}
+	if got := kubectl(t, "get", "configmap", "settings", "-n", "badcommit", "-o", "jsonpath={.data.version}"); got != "1" {
+		t.Errorf("the good half of a failed commit was applied: version %q", got)
+	}
+	ready := kubectl(t, "get", "gitrepository", "badcommit", "-o", `jsonpath={.status.conditions[?(@.type=="Ready")].status}`)
+	if ready != "False" {
+		t.Errorf("Ready is %q after a failed sync", ready)
+	}
+
+	// Invalid YAML names the file and line.
+	pushRepository(t, "badcommit", map[string]gitserver.File{"deploy/svc.yaml": {Content: "kind: [oops\n"}})
+	answer = syncAndWait(t, "badcommit")
+	if answer.Status.Phase != v1alpha1.PhaseFailed || !strings.Contains(answer.Status.Message, "svc.yaml") {
+		t.Fatalf("invalid YAML: %+v", answer.Status)
+	}
+	kubectl(t, "delete", "gitrepository", "badcommit", "--timeout=60s")
+}
+
+func TestMissingSecretAndSuspend(t *testing.T) {
+	pushRepository(t, "secretive", map[string]gitserver.File{"deploy/cm.yaml": {Content: configMapV1}})
+	kubectlInput(t, gitRepository("secretive", "secretive", "default", "  secretRef:\n    name: no-such-secret\n"), "apply", "-f", "-")
+	deadline := time.Now().Add(30 * time.Second)
+	var message string
+	for time.Now().Before(deadline) {
+		message = kubectl(t, "get", "gitrepository", "secretive", "-o", "jsonpath={.status.message}")
+		if message != "" {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if !strings.Contains(message, `secret "no-such-secret"`) {
+		t.Errorf("a missing secret: status message %q", message)
+	}
+
+	kubectl(t, "patch", "gitrepository", "secretive", "--type=merge", "-p", `{"spec":{"suspend":true}}`)
+	deadline = time.Now().Add(30 * time.Second)
+	phase := ""
+	for time.Now().Before(deadline) && phase != "Suspended" {
+		phase = kubectl(t, "get", "gitrepository", "secretive", "-o", "jsonpath={.status.phase}")
+		time.Sleep(200 * time.Millisecond)
+	}
+	if phase != "Suspended" {
+		t.Errorf("phase %q after suspend", phase)
+	}
+	stderr := kubectlFails(t, "{}", "create", "--raw", syncPath("secretive"), "-f", "-")
+	if !strings.Contains(stderr, "suspended") {
+		t.Errorf("sync of a suspended GitRepository: %s", stderr)
+	}
+	kubectl(t, "delete", "gitrepository", "secretive", "--timeout=60s")
+}
+
+func TestServiceAccountConfinesWhatIsApplied(t *testing.T) {
+	createNamespace(t, "tenant")
+	kubectlInput(t, "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: deployer\n  namespace: default\n", "apply", "-f", "-")
+	pushRepository(t, "tenant", map[string]gitserver.File{"deploy/cm.yaml": {Content: configMapV1}})
+	kubectlInput(t, gitRepository("tenant", "tenant", "tenant", "  serviceAccountName: deployer\n"), "apply", "-f", "-")
+	answer := syncAndWait(t, "tenant")
+	if answer.Status.Phase != v1alpha1.PhaseFailed || !strings.Contains(answer.Status.Message, "system:serviceaccount:default:deployer") {
+		t.Fatalf("applying as an account without rights: %+v", answer.Status)
+	}
+	// Let it manage ConfigMaps in the tenant namespace: the sync goes through.
+	// (A Role of its own: the local control plane has no controller-manager
+	// to fill the aggregated edit role.)
+	kubectlInput(t, `apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata:
+  name: configmaps
+  namespace: tenant
+rules:
+- apiGroups: [""]
+  resources: ["configmaps"]
+  verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata:
+  name: deployer-configmaps
+  namespace: tenant
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: Role
+  name: configmaps
+subjects:
+- kind: ServiceAccount
+  name: deployer
+  namespace: default
+`, "apply", "-f", "-")
+	var last v1alpha1.GitRepositorySyncRequest
+	for i := 0; i < 40; i++ {
+		if last = syncAndWait(t, "tenant"); last.Status.Phase == v1alpha1.PhaseSynced {
+			break
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	if last.Status.Phase != v1alpha1.PhaseSynced {
+		t.Fatalf("with edit in its namespace: %+v", last.Status)
+	}
+	kubectl(t, "delete", "gitrepository", "tenant", "--timeout=60s")
+}
