@@ -3,7 +3,7 @@
 SHELL := /usr/bin/env bash
 GO ?= go
 
-.PHONY: all build dev dev-down test verify verify-codegen codegen vet fmt-check tools unit integration e2e clean
+.PHONY: all bench build dev dev-down test verify verify-codegen codegen vet fmt-check tools unit integration e2e clean
 
 all: build
 
@@ -51,3 +51,8 @@ e2e: tools
 
 clean:
 	rm -rf _output
+
+## bench: time N GitRepositories from create to Ready on the local control plane (not part of make test)
+BENCH_N ?= 100,1000
+bench: tools
+	$(GO) run ./test/bench -n $(BENCH_N)

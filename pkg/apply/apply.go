@@ -114,10 +114,11 @@ const (
 )
 
 type planned struct {
-	obj     manifest.Object
-	mapping *meta.RESTMapping
-	live    *unstructured.Unstructured
-	action  Action
+	obj      manifest.Object
+	mapping  *meta.RESTMapping
+	live     *unstructured.Unstructured
+	action   Action
+	recreate bool
 }
 
 // Apply makes the cluster hold objects for owner.
@@ -145,12 +146,16 @@ func (a *Applier) Apply(ctx context.Context, owner Owner, objects []manifest.Obj
 		}
 	}
 
+	known := map[manifest.ID]bool{}
+	for _, e := range opts.Previous {
+		known[e.id()] = true
+	}
 	// Everything the API can check now is dry-run before anything is written.
-	if err := a.plan(ctx, append(append([]*planned{}, first...), rest...), opts.Force); err != nil {
+	if err := a.plan(ctx, append(append([]*planned{}, first...), rest...), known, opts.Force); err != nil {
 		return nil, err
 	}
 	result := &Result{}
-	if err := a.write(ctx, first, opts.Force, result); err != nil {
+	if err := a.write(ctx, first, result); err != nil {
 		return nil, err
 	}
 	if len(deferred) > 0 {
@@ -166,12 +171,12 @@ func (a *Applier) Apply(ctx context.Context, owner Owner, objects []manifest.Obj
 			p.mapping = mapping
 			scope(p.obj.Unstructured, mapping, opts.DefaultNamespace)
 		}
-		if err := a.plan(ctx, deferred, opts.Force); err != nil {
+		if err := a.plan(ctx, deferred, known, opts.Force); err != nil {
 			return nil, err
 		}
 		rest = append(rest, deferred...)
 	}
-	if err := a.write(ctx, rest, opts.Force, result); err != nil {
+	if err := a.write(ctx, rest, result); err != nil {
 		return nil, err
 	}
 
@@ -200,9 +205,10 @@ func (a *Applier) Apply(ctx context.Context, owner Owner, objects []manifest.Obj
 	return result, nil
 }
 
-// plan fetches the live objects and dry-runs every apply, deciding which
-// objects change. The first refusal stops everything.
-func (a *Applier) plan(ctx context.Context, ps []*planned, force bool) error {
+// plan dry-runs every apply, deciding which objects change. Objects applied
+// before (in known) are compared with their live copy; the first refusal
+// stops everything.
+func (a *Applier) plan(ctx context.Context, ps []*planned, known map[manifest.ID]bool, force bool) error {
 	errs := make([]error, len(ps))
 	var wg sync.WaitGroup
 	slots := make(chan struct{}, 8)
@@ -212,23 +218,27 @@ func (a *Applier) plan(ctx context.Context, ps []*planned, force bool) error {
 			defer wg.Done()
 			slots <- struct{}{}
 			defer func() { <-slots }()
-			errs[i] = a.planOne(ctx, p, force)
+			errs[i] = a.planOne(ctx, p, known[manifest.IDOf(p.obj.Unstructured)], force)
 		}()
 	}
 	wg.Wait()
 	return errors.Join(errs...)
 }
 
-func (a *Applier) planOne(ctx context.Context, p *planned, force bool) error {
+func (a *Applier) planOne(ctx context.Context, p *planned, appliedBefore bool, force bool) error {
 	client := a.resource(p)
-	live, err := client.Get(ctx, p.obj.GetName(), metav1.GetOptions{})
-	switch {
-	case apierrors.IsNotFound(err):
-		live = nil
-	case err != nil:
-		return &Error{Object: describe(p.obj), Reason: ReasonDryRunFailed, Message: "reading the live object: " + err.Error()}
+	// Only an object we applied before can be unchanged, so only then is its
+	// live copy worth a read; a new one is told apart by its dry-run alone.
+	if appliedBefore {
+		live, err := client.Get(ctx, p.obj.GetName(), metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(err):
+		case err != nil:
+			return &Error{Object: describe(p.obj), Reason: ReasonDryRunFailed, Message: "reading the live object: " + apiMessage(err)}
+		default:
+			p.live = live
+		}
 	}
-	p.live = live
 	data, err := json.Marshal(p.obj.Object)
 	if err != nil {
 		return err
@@ -237,8 +247,8 @@ func (a *Applier) planOne(ctx context.Context, p *planned, force bool) error {
 		metav1.PatchOptions{FieldManager: FieldManager, Force: ptrTrue(), DryRun: []string{metav1.DryRunAll}})
 	if err != nil {
 		if isImmutable(err) {
-			if force && live != nil {
-				p.action = Created // recreated
+			if force {
+				p.action, p.recreate = Configured, true
 				return nil
 			}
 			return &Error{Object: describe(p.obj), Reason: ReasonImmutable,
@@ -247,40 +257,50 @@ func (a *Applier) planOne(ctx context.Context, p *planned, force bool) error {
 		return &Error{Object: describe(p.obj), Reason: ReasonDryRunFailed, Message: apiMessage(err)}
 	}
 	switch {
-	case live == nil:
-		p.action = Created
-	case sameObject(live, dry):
+	case p.live != nil && sameObject(p.live, dry):
 		p.action = Unchanged
+	case p.live != nil:
+		p.action = Configured
+	case dry.GetResourceVersion() == "":
+		// A dry-run create has nothing stored, hence no resourceVersion.
+		p.action = Created
 	default:
+		// It exists although we never applied it: we adopt it.
 		p.action = Configured
 	}
 	return nil
 }
 
-// write applies the objects planned to change; unchanged ones cost nothing.
-func (a *Applier) write(ctx context.Context, ps []*planned, force bool, result *Result) error {
-	for _, p := range ps {
+// write applies the objects planned to change, several at once; unchanged
+// ones cost nothing.
+func (a *Applier) write(ctx context.Context, ps []*planned, result *Result) error {
+	errs := make([]error, len(ps))
+	var wg sync.WaitGroup
+	slots := make(chan struct{}, 8)
+	for i, p := range ps {
 		switch p.action {
 		case Unchanged:
 			result.Unchanged++
 			continue
 		case Created:
-			if p.live != nil && force {
-				if err := a.recreate(ctx, p); err != nil {
-					return err
-				}
-				result.Configured++
-				continue
-			}
 			result.Created++
 		case Configured:
 			result.Configured++
 		}
-		if err := a.applyOne(ctx, p); err != nil {
-			return err
-		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			slots <- struct{}{}
+			defer func() { <-slots }()
+			if p.recreate {
+				errs[i] = a.recreate(ctx, p)
+			} else {
+				errs[i] = a.applyOne(ctx, p)
+			}
+		}()
 	}
-	return nil
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 func (a *Applier) applyOne(ctx context.Context, p *planned) error {

@@ -107,7 +107,7 @@ func TestApplyCreatesThenLeavesUnchangedObjectsAlone(t *testing.T) {
 	}
 
 	// The same commit again writes nothing: the resourceVersion stays.
-	result, err = a.Apply(ctx, owner, objects, Options{DefaultNamespace: ns})
+	result, err = a.Apply(ctx, owner, objects, Options{DefaultNamespace: ns, Previous: result.Inventory})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,9 +120,23 @@ func TestApplyCreatesThenLeavesUnchangedObjectsAlone(t *testing.T) {
 	changed := render(t,
 		"cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  a: \"2\"\n",
 		"sa.yaml", "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: runner\n")
-	result, err = a.Apply(ctx, owner, changed, Options{DefaultNamespace: ns})
+	result, err = a.Apply(ctx, owner, changed, Options{DefaultNamespace: ns, Previous: result.Inventory})
 	if err != nil || result.Configured != 1 || result.Unchanged != 1 {
 		t.Errorf("a changed object: %+v %v", result, err)
+	}
+}
+
+func TestAnExistingObjectIsAdopted(t *testing.T) {
+	a := newApplier(t)
+	ns := namespace(t, a)
+	objects := render(t, "cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: preexisting\n")
+	if _, err := a.Apply(context.Background(), Owner{Namespace: "default", Name: "first"}, objects, Options{DefaultNamespace: ns}); err != nil {
+		t.Fatal(err)
+	}
+	// Another GitRepository that never applied it takes it over: configured, not created.
+	result, err := a.Apply(context.Background(), Owner{Namespace: "default", Name: "second"}, objects, Options{DefaultNamespace: ns})
+	if err != nil || result.Configured != 1 || result.Created != 0 {
+		t.Fatalf("adopting: %+v %v", result, err)
 	}
 }
 

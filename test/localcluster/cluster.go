@@ -411,6 +411,44 @@ func (c *Cluster) writeKubeconfig(file, clientCert string, port int) error {
 	return clientcmd.WriteToFile(*config, file)
 }
 
+// AlumiiniPID is the process id of alumiini, or 0.
+func (c *Cluster) AlumiiniPID() int {
+	if c.alumiini == nil || c.alumiini.exited() {
+		return 0
+	}
+	return c.alumiini.cmd.Process.Pid
+}
+
+// Metrics returns the Prometheus text of kube-apiserver's /metrics, or of
+// alumiini's own when fromAlumiini, read as the admin.
+func (c *Cluster) Metrics(ctx context.Context, fromAlumiini bool) (string, error) {
+	config, err := c.RESTConfig()
+	if err != nil {
+		return "", err
+	}
+	if fromAlumiini {
+		config.Host = c.AlumiiniURL
+	}
+	client, err := rest.HTTPClientFor(config)
+	if err != nil {
+		return "", err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, config.Host+"/metrics", nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("GET %s/metrics: %s", config.Host, resp.Status)
+	}
+	return string(body), err
+}
+
 // PIDs are the process ids of the components still running.
 func (c *Cluster) PIDs() []int {
 	var pids []int

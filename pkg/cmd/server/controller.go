@@ -38,10 +38,13 @@ func newControllerOptions() ControllerOptions {
 		GitCacheMaxBytes:     git.DefaultMaxBytes,
 		MaxConcurrentFetches: git.DefaultMaxConcurrentFetches,
 		MaxConcurrentApplies: 16,
-		KubeAPIQPS:           200,
-		KubeAPIBurst:         400,
-		RestartIntensity:     5,
-		RestartPeriod:        5 * time.Minute,
+		// High on purpose: kube-apiserver's priority and fairness protects it;
+		// a low client limit only makes pushes wait (Flux's 50 QPS is why it
+		// needs seconds for what takes us a fraction).
+		KubeAPIQPS:       1000,
+		KubeAPIBurst:     2000,
+		RestartIntensity: 5,
+		RestartPeriod:    5 * time.Minute,
 		Limits: git.Limits{MaxTotalBytes: git.DefaultMaxTotalBytes, MaxFiles: git.DefaultMaxFiles,
 			MaxFileBytes: git.DefaultMaxFileBytes, MaxDepth: git.DefaultMaxDepth},
 	}

@@ -1,0 +1,249 @@
+// Command bench measures how fast alumiini brings many GitRepositories to
+// Ready on the local control plane: N GitRepositories over N/10 git
+// repositories, each path holding a Deployment (replicas 0), a
+// ServiceAccount, a Service and a ConfigMap for its own namespace. It prints
+// the time from creating them all to all Ready, alumiini's RSS, and the API
+// requests made. Run it with `make bench` (N=100 and N=1000).
+package main
+
+import (
+	"bufio"
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/falsesystems/alumiini/pkg/apis/alumiini/v1alpha1"
+	clientset "github.com/falsesystems/alumiini/pkg/generated/clientset/versioned"
+	"github.com/falsesystems/alumiini/test/gitserver"
+	"github.com/falsesystems/alumiini/test/localcluster"
+)
+
+func main() {
+	counts := flag.String("n", "100", "comma-separated numbers of GitRepositories, one run each")
+	flag.Parse()
+	for _, field := range strings.Split(*counts, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(field))
+		if err != nil || n < 10 {
+			fmt.Fprintf(os.Stderr, "bench: -n wants numbers of at least 10, got %q\n", field)
+			os.Exit(2)
+		}
+		if err := run(n); err != nil {
+			fmt.Fprintf(os.Stderr, "bench: %v\n", err)
+			os.Exit(1)
+		}
+	}
+}
+
+func run(n int) error {
+	dir, err := os.MkdirTemp("", "alumiini-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	cluster, err := localcluster.StartForTest(dir, false)
+	if err != nil {
+		return err
+	}
+	defer cluster.Stop()
+	ctx := context.Background()
+	config, err := cluster.RESTConfig()
+	if err != nil {
+		return err
+	}
+	config.QPS, config.Burst = 1000, 2000
+	kube := kubernetes.NewForConfigOrDie(config)
+	client := clientset.NewForConfigOrDie(config)
+
+	fmt.Fprintf(os.Stderr, "preparing %d git repositories and %d namespaces\n", n/10, n)
+	for r := 0; r < n/10; r++ {
+		files := map[string]gitserver.File{}
+		for p := 0; p < 10; p++ {
+			for name, content := range objects(fmt.Sprintf("app%d", p)) {
+				files[fmt.Sprintf("apps/p%d/%s", p, name)] = gitserver.File{Content: content}
+			}
+		}
+		if _, err := cluster.Git.Commit(ctx, fmt.Sprintf("bench%03d", r), "main", files); err != nil {
+			return err
+		}
+	}
+	if err := parallel(n, 16, func(i int) error {
+		_, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("bench-%04d", i)}}, metav1.CreateOptions{})
+		if apierrors.IsAlreadyExists(err) {
+			return nil
+		}
+		return err
+	}); err != nil {
+		return err
+	}
+
+	kubeBefore, err := requestTotal(ctx, cluster, false)
+	if err != nil {
+		return err
+	}
+	alumiiniBefore, err := requestTotal(ctx, cluster, true)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	if err := parallel(n, 16, func(i int) error {
+		repo := &v1alpha1.GitRepository{
+			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("bench-%04d", i), Namespace: "default"},
+			Spec: v1alpha1.GitRepositorySpec{
+				URL:             fmt.Sprintf("%s/bench%03d.git", cluster.Git.BaseURL(), i/10),
+				Path:            fmt.Sprintf("apps/p%d", i%10),
+				TargetNamespace: fmt.Sprintf("bench-%04d", i),
+				Interval:        "10m",
+			},
+		}
+		_, err := client.AlumiiniV1alpha1().GitRepositories("default").Create(ctx, repo, metav1.CreateOptions{})
+		return err
+	}); err != nil {
+		return err
+	}
+	created := time.Since(start)
+	var ready int
+	for {
+		list, err := client.AlumiiniV1alpha1().GitRepositories("default").List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return err
+		}
+		ready = 0
+		var failed string
+		for _, repo := range list.Items {
+			for _, c := range repo.Status.Conditions {
+				if c.Type == v1alpha1.ConditionReady && c.Status == metav1.ConditionTrue {
+					ready++
+				} else if c.Type == v1alpha1.ConditionReady && failed == "" {
+					failed = repo.Name + ": " + c.Message
+				}
+			}
+		}
+		if ready == n {
+			break
+		}
+		if time.Since(start) > 10*time.Minute {
+			return fmt.Errorf("only %d of %d Ready after 10 minutes (e.g. %s)", ready, n, failed)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	allReady := time.Since(start)
+	kubeAfter, err := requestTotal(ctx, cluster, false)
+	if err != nil {
+		return err
+	}
+	alumiiniAfter, err := requestTotal(ctx, cluster, true)
+	if err != nil {
+		return err
+	}
+	rss := rssMiB(cluster.AlumiiniPID())
+	fmt.Printf("N=%d GitRepositories over %d git repositories, %d objects\n", n, n/10, 4*n)
+	fmt.Printf("  created all in            %8.2fs\n", created.Seconds())
+	fmt.Printf("  created to all Ready      %8.2fs\n", allReady.Seconds())
+	fmt.Printf("  alumiini RSS              %8.1f MiB\n", rss)
+	fmt.Printf("  kube-apiserver requests   %8.0f  (%.1f per GitRepository; includes the %d creates)\n",
+		kubeAfter-kubeBefore, (kubeAfter-kubeBefore)/float64(n), n)
+	fmt.Printf("  alumiini API requests     %8.0f  (%.1f per GitRepository; includes the %d creates and the polling list)\n",
+		alumiiniAfter-alumiiniBefore, (alumiiniAfter-alumiiniBefore)/float64(n), n)
+	for i := 0; i < 5; i++ {
+		time.Sleep(time.Second)
+	}
+	fmt.Printf("  alumiini RSS idle after 5s %7.1f MiB\n", rssMiB(cluster.AlumiiniPID()))
+	return nil
+}
+
+func objects(app string) map[string]string {
+	return map[string]string{
+		"deployment.yaml": `apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: ` + app + `
+spec:
+  replicas: 0
+  selector:
+    matchLabels: {app: ` + app + `}
+  template:
+    metadata:
+      labels: {app: ` + app + `}
+    spec:
+      serviceAccountName: ` + app + `
+      containers:
+      - name: app
+        image: registry.k8s.io/pause:3.10
+`,
+		"serviceaccount.yaml": "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: " + app + "\n",
+		"service.yaml":        "apiVersion: v1\nkind: Service\nmetadata:\n  name: " + app + "\nspec:\n  selector: {app: " + app + "}\n  ports:\n  - port: 80\n",
+		"configmap.yaml":      "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: " + app + "\ndata:\n  greeting: hello\n",
+	}
+}
+
+func parallel(n, workers int, f func(int) error) error {
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	next := make(chan int)
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				if err := f(i); err != nil {
+					errs <- err
+				}
+			}
+		}()
+	}
+	for i := 0; i < n; i++ {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	close(errs)
+	return <-errs
+}
+
+// requestTotal sums apiserver_request_total from a server's /metrics.
+func requestTotal(ctx context.Context, c *localcluster.Cluster, fromAlumiini bool) (float64, error) {
+	text, err := c.Metrics(ctx, fromAlumiini)
+	if err != nil {
+		return 0, err
+	}
+	var total float64
+	scanner := bufio.NewScanner(strings.NewReader(text))
+	scanner.Buffer(make([]byte, 1<<20), 1<<20)
+	for scanner.Scan() {
+		line := scanner.Text()
+		if !strings.HasPrefix(line, "apiserver_request_total{") {
+			continue
+		}
+		fields := strings.Fields(line)
+		if v, err := strconv.ParseFloat(fields[len(fields)-1], 64); err == nil {
+			total += v
+		}
+	}
+	return total, nil
+}
+
+func rssMiB(pid int) float64 {
+	data, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "status"))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if strings.HasPrefix(line, "VmRSS:") {
+			fields := strings.Fields(line)
+			kb, _ := strconv.ParseFloat(fields[1], 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}
