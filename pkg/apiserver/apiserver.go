@@ -44,6 +44,9 @@ type ExtraConfig struct {
 	// StopStorage releases storage the server owns (the embedded etcd) once
 	// the server has shut down. May be nil.
 	StopStorage func()
+	// PruneFinalizer is added to new GitRepositories with prune: true when
+	// this server's controller runs (and so will remove it); empty otherwise.
+	PruneFinalizer string
 }
 
 // Config is the whole server configuration.
@@ -94,7 +97,7 @@ func (c completedConfig) New() (*Server, error) {
 	}
 	s := &Server{GenericAPIServer: generic, stopStorage: c.ExtraConfig.StopStorage}
 
-	gitRepositories, err := gitrepositorystorage.NewStorage(Scheme, c.GenericConfig.RESTOptionsGetter)
+	gitRepositories, err := gitrepositorystorage.NewStorage(Scheme, c.GenericConfig.RESTOptionsGetter, c.ExtraConfig.PruneFinalizer)
 	if err != nil {
 		return nil, err
 	}

@@ -26,12 +26,18 @@ type testServer struct {
 // over the server's own privileged loopback config.
 func startServer(t *testing.T, dataDir string) *testServer {
 	t.Helper()
+	return startServerWith(t, func(o *server.Options) { o.EtcdDataDir = dataDir })
+}
+
+// startServerWith is startServer with the options adjusted by configure.
+func startServerWith(t *testing.T, configure func(*server.Options)) *testServer {
+	t.Helper()
 	listener, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("listening on loopback: %v", err)
 	}
 	o := server.NewOptions(nil, nil)
-	o.EtcdDataDir = dataDir
+	configure(o)
 	o.RecommendedOptions.SecureServing.Listener = listener
 	o.RecommendedOptions.SecureServing.BindPort = listener.Addr().(*net.TCPAddr).Port
 	if err := o.Complete(); err != nil {

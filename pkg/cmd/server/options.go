@@ -26,6 +26,7 @@ import (
 
 	"github.com/falsesystems/alumiini/pkg/apis/alumiini/v1alpha1"
 	"github.com/falsesystems/alumiini/pkg/apiserver"
+	"github.com/falsesystems/alumiini/pkg/controller"
 	alumiiniopenapi "github.com/falsesystems/alumiini/pkg/generated/openapi"
 	"github.com/falsesystems/alumiini/pkg/storage/embeddedetcd"
 )
@@ -227,10 +228,11 @@ func (o *Options) Config(ctx context.Context) (*apiserver.Config, error) {
 		}
 		return nil, fmt.Errorf("applying options to the server config: %w", err)
 	}
-	return &apiserver.Config{
-		GenericConfig: serverConfig,
-		ExtraConfig:   apiserver.ExtraConfig{StopStorage: stopStorage},
-	}, nil
+	extra := apiserver.ExtraConfig{StopStorage: stopStorage}
+	if o.Controller.Enabled && !o.standalone {
+		extra.PruneFinalizer = controller.FinalizerPrune
+	}
+	return &apiserver.Config{GenericConfig: serverConfig, ExtraConfig: extra}, nil
 }
 
 // NewServer builds a server ready to Run.

@@ -3,6 +3,7 @@ package gitrepository
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/fields"
@@ -22,11 +23,15 @@ import (
 type Strategy struct {
 	runtime.ObjectTyper
 	names.NameGenerator
+	// PruneFinalizer, when set, is added at create to a GitRepository with
+	// prune: true, saving the controller a write per new GitRepository. Only
+	// a server whose controller runs sets it: nothing else would remove it.
+	PruneFinalizer string
 }
 
 // NewStrategy returns the strategy for the main resource.
 func NewStrategy(typer runtime.ObjectTyper) Strategy {
-	return Strategy{typer, names.SimpleNameGenerator}
+	return Strategy{ObjectTyper: typer, NameGenerator: names.SimpleNameGenerator}
 }
 
 // NamespaceScoped is true: a GitRepository lives in a namespace.
@@ -42,10 +47,13 @@ func (Strategy) GetResetFields() map[fieldpath.APIVersion]*fieldpath.Set {
 
 // PrepareForCreate clears status, which only the controller writes, and starts
 // the generation at 1.
-func (Strategy) PrepareForCreate(ctx context.Context, obj runtime.Object) {
+func (s Strategy) PrepareForCreate(ctx context.Context, obj runtime.Object) {
 	repo := obj.(*alumiini.GitRepository)
 	repo.Status = alumiini.GitRepositoryStatus{}
 	repo.Generation = 1
+	if s.PruneFinalizer != "" && (repo.Spec.Prune == nil || *repo.Spec.Prune) && !slices.Contains(repo.Finalizers, s.PruneFinalizer) {
+		repo.Finalizers = append(repo.Finalizers, s.PruneFinalizer)
+	}
 }
 
 // PrepareForUpdate keeps the stored status and bumps the generation when the

@@ -130,3 +130,21 @@ func TestTableConvertor(t *testing.T) {
 		t.Errorf("single object without headers: %v %+v", err, noHeaders)
 	}
 }
+
+func TestPruneFinalizerAtCreate(t *testing.T) {
+	s := NewStrategy(runtime.NewScheme())
+	s.PruneFinalizer = "alumiini.false.systems/prune"
+	pruning, keeping := repo(), repo()
+	keeping.Spec.Prune = ptr.To(false)
+	s.PrepareForCreate(context.Background(), pruning)
+	s.PrepareForCreate(context.Background(), keeping)
+	if !slices.Contains(pruning.Finalizers, s.PruneFinalizer) || len(keeping.Finalizers) != 0 {
+		t.Errorf("finalizers: pruning %v, keeping %v", pruning.Finalizers, keeping.Finalizers)
+	}
+	plain := NewStrategy(runtime.NewScheme())
+	r := repo()
+	plain.PrepareForCreate(context.Background(), r)
+	if len(r.Finalizers) != 0 {
+		t.Errorf("a server without a controller added %v", r.Finalizers)
+	}
+}

@@ -42,8 +42,11 @@ func (r *REST) Categories() []string { return []string{"alumiini"} }
 
 // NewStorage returns the storages of gitrepositories, gitrepositories/status
 // and gitrepositories/sync over the given REST options.
-func NewStorage(scheme *runtime.Scheme, optsGetter generic.RESTOptionsGetter) (GitRepositoryStorage, error) {
+// pruneFinalizer, when not empty, is added to new pruning GitRepositories
+// (see gitrepository.Strategy).
+func NewStorage(scheme *runtime.Scheme, optsGetter generic.RESTOptionsGetter, pruneFinalizer string) (GitRepositoryStorage, error) {
 	strategy := gitrepository.NewStrategy(scheme)
+	strategy.PruneFinalizer = pruneFinalizer
 	statusStrategy := gitrepository.NewStatusStrategy(strategy)
 
 	store := &genericregistry.Store{
