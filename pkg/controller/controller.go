@@ -38,6 +38,9 @@ type Config struct {
 	// MaxConcurrentApplies bounds applies across all GitRepositories.
 	MaxConcurrentApplies int
 	Supervisor           SupervisorOptions
+	// Render turns files into objects; nil means manifest.Render. Tests use
+	// it to make one repository's rendering misbehave.
+	Render func([]git.File) ([]manifest.Object, error)
 }
 
 // Controller watches GitRepositories and runs their workers.
@@ -81,7 +84,10 @@ func New(cfg Config) (*Controller, error) {
 		Appliers:   appliers,
 		Recorder:   recorder,
 		ApplySlots: make(chan struct{}, cfg.MaxConcurrentApplies),
-		Render:     manifest.Render,
+		Render:     cfg.Render,
+	}
+	if c.reconciler.Render == nil {
+		c.reconciler.Render = manifest.Render
 	}
 	return c, nil
 }
