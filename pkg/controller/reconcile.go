@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -274,40 +275,32 @@ func (r *Reconciler) suspend(ctx context.Context, repo *v1alpha1.GitRepository) 
 
 func (r *Reconciler) ensureFinalizer(ctx context.Context, repo *v1alpha1.GitRepository) error {
 	prune := repo.Spec.Prune == nil || *repo.Spec.Prune
-	has := false
-	for _, f := range repo.Finalizers {
-		has = has || f == FinalizerPrune
-	}
-	if prune == has {
+	if prune == slices.Contains(repo.Finalizers, FinalizerPrune) {
 		return nil
 	}
+	return r.setFinalizer(ctx, repo, prune)
+}
+
+// setFinalizer adds or removes the prune finalizer on the freshest copy.
+func (r *Reconciler) setFinalizer(ctx context.Context, repo *v1alpha1.GitRepository, present bool) error {
+	client := r.Client.AlumiiniV1alpha1().GitRepositories(repo.Namespace)
 	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		current, err := r.Client.AlumiiniV1alpha1().GitRepositories(repo.Namespace).Get(ctx, repo.Name, metav1.GetOptions{})
+		current, err := client.Get(ctx, repo.Name, metav1.GetOptions{})
 		if err != nil {
 			return err
 		}
-		var finalizers []string
-		for _, f := range current.Finalizers {
-			if f != FinalizerPrune {
-				finalizers = append(finalizers, f)
-			}
+		current.Finalizers = slices.DeleteFunc(current.Finalizers, func(f string) bool { return f == FinalizerPrune })
+		if present {
+			current.Finalizers = append(current.Finalizers, FinalizerPrune)
 		}
-		if prune {
-			finalizers = append(finalizers, FinalizerPrune)
-		}
-		current.Finalizers = finalizers
-		_, err = r.Client.AlumiiniV1alpha1().GitRepositories(repo.Namespace).Update(ctx, current, metav1.UpdateOptions{})
+		_, err = client.Update(ctx, current, metav1.UpdateOptions{})
 		return err
 	})
 }
 
 // finalize deletes what a pruning GitRepository applied, then lets it go.
 func (r *Reconciler) finalize(ctx context.Context, repo *v1alpha1.GitRepository) time.Duration {
-	hasFinalizer := false
-	for _, f := range repo.Finalizers {
-		hasFinalizer = hasFinalizer || f == FinalizerPrune
-	}
-	if !hasFinalizer {
+	if !slices.Contains(repo.Finalizers, FinalizerPrune) {
 		return time.Hour
 	}
 	if repo.Spec.Prune == nil || *repo.Spec.Prune {
@@ -321,21 +314,7 @@ func (r *Reconciler) finalize(ctx context.Context, repo *v1alpha1.GitRepository)
 			return 10 * time.Second
 		}
 	}
-	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		current, err := r.Client.AlumiiniV1alpha1().GitRepositories(repo.Namespace).Get(ctx, repo.Name, metav1.GetOptions{})
-		if err != nil {
-			return err
-		}
-		var finalizers []string
-		for _, f := range current.Finalizers {
-			if f != FinalizerPrune {
-				finalizers = append(finalizers, f)
-			}
-		}
-		current.Finalizers = finalizers
-		_, err = r.Client.AlumiiniV1alpha1().GitRepositories(repo.Namespace).Update(ctx, current, metav1.UpdateOptions{})
-		return err
-	})
+	err := r.setFinalizer(ctx, repo, false)
 	if err != nil && !apierrors.IsNotFound(err) {
 		return 5 * time.Second
 	}

@@ -4,11 +4,8 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -23,41 +20,14 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) int {
-	root, err := filepath.Abs("../..")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
 	dir, err := os.MkdirTemp("", "alumiini-e2e-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	defer os.RemoveAll(dir)
-
-	tools, err := output(root, "hack/build-tools.sh")
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "building the control-plane tools: %v\n", err)
-		return 1
-	}
-	alumiini := filepath.Join(dir, "alumiini")
-	if _, err := output(root, "go", "build", "-o", alumiini, "./cmd/alumiini"); err != nil {
-		fmt.Fprintf(os.Stderr, "building alumiini: %v\n", err)
-		return 1
-	}
-
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
 	start := time.Now()
-	cluster, err = localcluster.Start(ctx, localcluster.Options{
-		Dir:            filepath.Join(dir, "cluster"),
-		ToolsDir:       strings.TrimSpace(tools),
-		AlumiiniBinary: alumiini,
-		RepoRoot:       root,
-		FastStorage:    true,
-		Progress:       os.Stderr,
-	})
-	if err != nil {
+	if cluster, err = localcluster.StartForTest(dir, false); err != nil {
 		fmt.Fprintf(os.Stderr, "starting the local control plane: %v\n", err)
 		return 1
 	}
@@ -75,12 +45,4 @@ func run(m *testing.M) int {
 	}
 	cluster.Stop()
 	return code
-}
-
-func output(dir string, name string, args ...string) (string, error) {
-	cmd := exec.Command(name, args...)
-	cmd.Dir = dir
-	cmd.Stderr = os.Stderr
-	out, err := cmd.Output()
-	return string(out), err
 }
