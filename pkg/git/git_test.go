@@ -154,10 +154,17 @@ func TestSSH(t *testing.T) {
 		t.Errorf("wrong key: got %q (%s), want an authentication error", err, Reason(err))
 	}
 
-	unknownHost, _ := AuthFromSecret("ssh-creds", url, map[string][]byte{KeyIdentity: sshd.ClientKey, KeyKnownHosts: sshd.OtherKnownHosts})
-	_, err = syncOnce(ctx, newCache(t, Options{}), Source{URL: url, Branch: "main", Auth: unknownHost}, "deploy")
+	changedKey, _ := AuthFromSecret("ssh-creds", url, map[string][]byte{KeyIdentity: sshd.ClientKey, KeyKnownHosts: sshd.OtherKnownHosts})
+	_, err = syncOnce(ctx, newCache(t, Options{}), Source{URL: url, Branch: "main", Auth: changedKey}, "deploy")
 	if Reason(err) != ReasonHostKeyMismatch {
 		t.Errorf("changed host key: got %q (%s), want it refused as a host key mismatch", err, Reason(err))
+	}
+	// known_hosts that knows only another host: this one is unknown, refused.
+	otherHost := strings.Replace(string(sshd.KnownHosts), "[127.0.0.1]", "[127.0.0.2]", 1)
+	unknownHost, _ := AuthFromSecret("ssh-creds", url, map[string][]byte{KeyIdentity: sshd.ClientKey, KeyKnownHosts: []byte(otherHost)})
+	_, err = syncOnce(ctx, newCache(t, Options{}), Source{URL: url, Branch: "main", Auth: unknownHost}, "deploy")
+	if Reason(err) != ReasonHostKeyMismatch {
+		t.Errorf("unknown host: got %q (%s), want it refused", err, Reason(err))
 	}
 }
 

@@ -211,3 +211,17 @@ subjects:
 	}
 	kubectl(t, "delete", "gitrepository", "tenant", "--timeout=60s")
 }
+
+func TestDeleteWithoutPruneLeavesTheObjects(t *testing.T) {
+	createNamespace(t, "keeper")
+	pushRepository(t, "keeper", map[string]gitserver.File{"deploy/cm.yaml": {Content: configMapV1}})
+	kubectlInput(t, gitRepository("keeper", "keeper", "keeper", "  prune: false\n"), "apply", "-f", "-")
+	kubectl(t, "wait", "--for=condition=Ready", "gitrepository/keeper", "--timeout=60s")
+	if got := kubectl(t, "get", "gitrepository", "keeper", "-o", "jsonpath={.metadata.finalizers}"); got != "" {
+		t.Errorf("a GitRepository with prune: false has finalizers %s", got)
+	}
+	kubectl(t, "delete", "gitrepository", "keeper", "--timeout=60s")
+	if got := kubectl(t, "get", "configmap", "settings", "-n", "keeper", "-o", "jsonpath={.data.version}"); got != "1" {
+		t.Errorf("deleting a GitRepository with prune: false removed what it applied")
+	}
+}
