@@ -193,6 +193,8 @@ func (c *Cache) listRefs(ctx context.Context, src Source) (map[plumbing.Referenc
 	if ok && time.Since(cached.at) < c.opts.ListingTTL {
 		return cached.refs, nil
 	}
+	// Callers on one URL share the listing, and with it the first caller's
+	// context: its timeout bounds everyone's wait.
 	v, err, _ := c.flight.Do("list/"+key, func() (any, error) {
 		auth, err := src.Auth.method(src.URL)
 		if err != nil {

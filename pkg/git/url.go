@@ -4,6 +4,8 @@ import (
 	"net"
 	"net/url"
 	"strings"
+
+	"github.com/falsesystems/alumiini/pkg/apis/alumiini/validation"
 )
 
 // isSSH reports whether raw is an ssh:// or scp-like user@host:path URL.
@@ -60,14 +62,5 @@ func normalizeURL(raw string) string {
 	return u.String()
 }
 
-// redact hides any user info a URL carries before it is printed.
-func redact(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil || u.User == nil {
-		return raw
-	}
-	if _, hasPassword := u.User.Password(); hasPassword || u.Scheme != "ssh" {
-		u.User = url.User("redacted")
-	}
-	return u.String()
-}
+// redact hides any credential a URL carries before it is printed.
+func redact(raw string) string { return validation.RedactURL(raw) }

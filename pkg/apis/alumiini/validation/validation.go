@@ -148,7 +148,8 @@ func isSCPLike(raw string) bool {
 	return colon >= 0 && (slash < 0 || slash > colon)
 }
 
-// RedactURL returns raw with any user info replaced, safe to print.
+// RedactURL returns raw with any credential in its user info replaced, safe
+// to print in a status, an event, a log line or an error.
 func RedactURL(raw string) string {
 	if isSCPLike(raw) {
 		at := strings.LastIndex(raw, "@")
@@ -170,7 +171,11 @@ func RedactURL(raw string) string {
 		return raw
 	}
 	if u.User != nil {
-		u.User = url.User("redacted")
+		// An SSH login name (ssh://git@host) is no secret; anything else in
+		// user info may be a token or a password.
+		if _, hasPassword := u.User.Password(); hasPassword || u.Scheme != "ssh" {
+			u.User = url.User("redacted")
+		}
 	}
 	return u.String()
 }

@@ -256,6 +256,8 @@ func TestRedactURL(t *testing.T) {
 		"git:pw@example.com:repo":         "redacted@example.com:repo",
 		"git@example.com:repo":            "git@example.com:repo",
 		"https://bob:p%zz@example.com/r":  "https://redacted@example.com/r",
+		"ssh://git@example.com/r.git":     "ssh://git@example.com/r.git",
+		"ssh://git:pw@example.com/r.git":  "ssh://redacted@example.com/r.git",
 	}
 	for in, want := range cases {
 		if got := RedactURL(in); got != want {
