@@ -86,6 +86,10 @@ type Cache struct {
 	opts       Options
 	flight     singleflight.Group
 	fetchSlots chan struct{}
+	// objects is one object cache for all stores: objects are named by their
+	// hash, so sharing is safe, and memory stays bounded however many
+	// repositories there are.
+	objects cache.Object
 
 	mu       sync.Mutex
 	stores   map[string]*store
@@ -97,10 +101,14 @@ type listing struct {
 	at   time.Time
 }
 
-// store is the bare object store of one URL and credentials.
+// store is the bare object store of one URL and credentials. Its repository
+// stays open between operations, so pack indexes are read once per fetch
+// rather than once per read; mu serialises every use of it.
 type store struct {
 	dir      string
-	lock     sync.RWMutex // writers fetch, readers read trees
+	mu       sync.Mutex
+	repo     *gogit.Repository
+	storage  *filesystem.Storage
 	lastUsed time.Time
 	size     int64
 	users    int
@@ -129,6 +137,7 @@ func NewCache(opts Options) (*Cache, error) {
 	}
 	c := &Cache{
 		opts:       opts,
+		objects:    cache.NewObjectLRU(32 * cache.MiByte),
 		fetchSlots: make(chan struct{}, opts.MaxConcurrentFetches),
 		stores:     map[string]*store{},
 		listings:   map[string]listing{},
@@ -232,7 +241,7 @@ func (c *Cache) Files(ctx context.Context, src Source, commit, path string) (*Tr
 	defer c.release(st)
 
 	hash := plumbing.NewHash(commit)
-	if !st.has(hash) {
+	if !c.has(st, hash) {
 		v, err, _ := c.flight.Do("fetch/"+src.key()+"/"+commit, func() (any, error) {
 			return c.fetch(ctx, src, st, hash)
 		})
@@ -245,13 +254,12 @@ func (c *Cache) Files(ctx context.Context, src Source, commit, path string) (*Tr
 	// Sources asking for the same path of the same commit at once share one
 	// read; the Tree is read-only for every caller.
 	v, err, _ := c.flight.Do("read/"+src.key()+"/"+hash.String()+"/"+path, func() (any, error) {
-		st.lock.RLock()
-		defer st.lock.RUnlock()
-		repo, storage, err := openStore(st.dir)
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		repo, err := c.open(st)
 		if err != nil {
 			return nil, fmt.Errorf("opening the git cache for %s: %w", redact(src.URL), err)
 		}
-		defer storage.Close()
 		return readTree(repo, hash, path, c.opts.Limits)
 	})
 	if err != nil {
@@ -269,11 +277,14 @@ func (c *Cache) fetch(ctx context.Context, src Source, st *store, want plumbing.
 	case <-ctx.Done():
 		return plumbing.ZeroHash, classify(ctx.Err(), "waiting to fetch "+src.describe())
 	}
-	st.lock.Lock()
-	defer st.lock.Unlock()
-	if st.hasLocked(want) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if c.hasLocked(st, want) {
 		return want, nil
 	}
+	// The fetch writes through a storage of its own; the next read reopens
+	// and sees the new pack.
+	st.close()
 	var got plumbing.Hash
 	var err error
 	backoff := 250 * time.Millisecond
@@ -300,12 +311,12 @@ func (c *Cache) fetchOnce(ctx context.Context, src Source, st *store, want plumb
 	if err != nil {
 		return plumbing.ZeroHash, classify(err, doing)
 	}
-	repo, storage, err := openStore(st.dir)
+	repo, storage, err := openStore(st.dir, c.objects)
 	if err != nil {
 		// A store a crash or a cut transfer left unreadable is only a cache.
 		klog.InfoS("Recreating an unreadable git cache store", "dir", st.dir, "error", err.Error())
 		_ = os.RemoveAll(st.dir)
-		if repo, storage, err = openStore(st.dir); err != nil {
+		if repo, storage, err = openStore(st.dir, c.objects); err != nil {
 			return plumbing.ZeroHash, fmt.Errorf("creating the git cache store %s: %w", st.dir, err)
 		}
 	}
@@ -402,7 +413,10 @@ func (c *Cache) evict() {
 			return
 		}
 		klog.V(2).InfoS("Evicting a git cache store", "dir", oldest.dir, "bytes", oldest.size)
+		oldest.mu.Lock()
+		oldest.close()
 		_ = os.RemoveAll(oldest.dir)
+		oldest.mu.Unlock()
 		total -= oldest.size
 		delete(c.stores, oldestKey)
 	}
@@ -419,30 +433,48 @@ func (c *Cache) Size() int64 {
 	return total
 }
 
-func (st *store) has(hash plumbing.Hash) bool {
-	st.lock.RLock()
-	defer st.lock.RUnlock()
-	return st.hasLocked(hash)
+func (c *Cache) has(st *store, hash plumbing.Hash) bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return c.hasLocked(st, hash)
 }
 
-func (st *store) hasLocked(hash plumbing.Hash) bool {
+func (c *Cache) hasLocked(st *store, hash plumbing.Hash) bool {
 	if _, err := os.Stat(filepath.Join(st.dir, "HEAD")); err != nil {
 		return false
 	}
-	repo, storage, err := openStore(st.dir)
+	repo, err := c.open(st)
 	if err != nil {
 		return false
 	}
-	defer storage.Close()
 	_, err = repo.CommitObject(hash)
 	return err == nil
 }
 
-// openStore opens (or creates) the bare repository in dir with a small object
-// cache: stores are opened per operation, so memory does not grow with the
-// number of repositories.
-func openStore(dir string) (*gogit.Repository, *filesystem.Storage, error) {
-	storage := filesystem.NewStorageWithOptions(osfs.New(dir), cache.NewObjectLRU(4*cache.MiByte), filesystem.Options{})
+// open returns the store's repository, opening it if needed; st.mu is held.
+func (c *Cache) open(st *store) (*gogit.Repository, error) {
+	if st.repo == nil {
+		repo, storage, err := openStore(st.dir, c.objects)
+		if err != nil {
+			return nil, err
+		}
+		st.repo, st.storage = repo, storage
+	}
+	return st.repo, nil
+}
+
+// close releases the open repository; st.mu is held.
+func (st *store) close() {
+	if st.storage != nil {
+		st.storage.Close()
+	}
+	st.repo, st.storage = nil, nil
+}
+
+// openStore opens (or creates) the bare repository in dir over the shared
+// object cache.
+func openStore(dir string, objects cache.Object) (*gogit.Repository, *filesystem.Storage, error) {
+	storage := filesystem.NewStorageWithOptions(osfs.New(dir), objects, filesystem.Options{})
 	repo, err := gogit.Open(storage, nil)
 	if errors.Is(err, gogit.ErrRepositoryNotExists) {
 		repo, err = gogit.Init(storage, nil)

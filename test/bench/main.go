@@ -29,6 +29,8 @@ import (
 	"github.com/falsesystems/alumiini/test/localcluster"
 )
 
+var cpuProfile = flag.String("cpuprofile", "", "write a CPU profile of alumiini during the (last) run to this file")
+
 func main() {
 	counts := flag.String("n", "100", "comma-separated numbers of GitRepositories, one run each")
 	flag.Parse()
@@ -96,6 +98,12 @@ func run(n int) error {
 		return err
 	}
 	cpuBefore := cpuSeconds(cluster.PIDs())
+	profiled := make(chan error, 1)
+	if *cpuProfile != "" {
+		go func() { profiled <- cluster.Profile(ctx, *cpuProfile, 15*time.Second) }()
+	} else {
+		profiled <- nil
+	}
 	start := time.Now()
 	if err := parallel(n, 16, func(i int) error {
 		repo := &v1alpha1.GitRepository{
@@ -120,6 +128,9 @@ func run(n int) error {
 	}
 	allReady := time.Since(start)
 	cpuAfter := cpuSeconds(cluster.PIDs())
+	if err := <-profiled; err != nil {
+		fmt.Fprintf(os.Stderr, "bench: profiling: %v\n", err)
+	}
 	kubeAfter, err := requestTotal(ctx, cluster, false)
 	if err != nil {
 		return err

@@ -449,6 +449,38 @@ func (c *Cluster) Metrics(ctx context.Context, fromAlumiini bool) (string, error
 	return string(body), err
 }
 
+// Profile writes a CPU profile of alumiini over the given time to file.
+func (c *Cluster) Profile(ctx context.Context, file string, over time.Duration) error {
+	config, err := c.RESTConfig()
+	if err != nil {
+		return err
+	}
+	config.Host = c.AlumiiniURL
+	config.Timeout = over + 30*time.Second
+	client, err := rest.HTTPClientFor(config)
+	if err != nil {
+		return err
+	}
+	url := fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", c.AlumiiniURL, int(over.Seconds()))
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(file, data, 0o644)
+}
+
 // PIDs are the process ids of the components still running.
 func (c *Cluster) PIDs() []int {
 	var pids []int
