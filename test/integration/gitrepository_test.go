@@ -36,8 +36,8 @@ func TestGitRepositoryLifecycle(t *testing.T) {
 	if created.Spec.Branch != "main" || created.Spec.Interval != "5m" || created.Spec.Timeout != "1m" || !*created.Spec.Prune {
 		t.Errorf("defaults not applied: %+v", created.Spec)
 	}
-	if created.Status.Phase != "" {
-		t.Errorf("create kept the status the client sent: %+v", created.Status)
+	if created.Status.Phase != v1alpha1.PhasePending {
+		t.Errorf("create kept the status the client sent, want only phase Pending: %+v", created.Status)
 	}
 	if created.Generation != 1 {
 		t.Errorf("generation = %d, want 1", created.Generation)

@@ -45,11 +45,11 @@ func (Strategy) GetResetFields() map[fieldpath.APIVersion]*fieldpath.Set {
 	}
 }
 
-// PrepareForCreate clears status, which only the controller writes, and starts
-// the generation at 1.
+// PrepareForCreate clears status, which only the controller writes, except
+// for the phase, Pending until the first sync, and starts the generation at 1.
 func (s Strategy) PrepareForCreate(ctx context.Context, obj runtime.Object) {
 	repo := obj.(*alumiini.GitRepository)
-	repo.Status = alumiini.GitRepositoryStatus{}
+	repo.Status = alumiini.GitRepositoryStatus{Phase: alumiini.PhasePending}
 	repo.Generation = 1
 	if s.PruneFinalizer != "" && (repo.Spec.Prune == nil || *repo.Spec.Prune) && !slices.Contains(repo.Finalizers, s.PruneFinalizer) {
 		repo.Finalizers = append(repo.Finalizers, s.PruneFinalizer)

@@ -26,7 +26,7 @@ func TestPrepareForCreateClearsStatus(t *testing.T) {
 	s := NewStrategy(runtime.NewScheme())
 	r := repo()
 	s.PrepareForCreate(context.Background(), r)
-	if r.Status.Phase != "" || r.Status.LastSyncedCommit != "" || r.Generation != 1 {
+	if r.Status.Phase != alumiini.PhasePending || r.Status.LastSyncedCommit != "" || r.Generation != 1 {
 		t.Fatalf("after create: status %+v generation %d", r.Status, r.Generation)
 	}
 }
