@@ -303,27 +303,42 @@ func (c *Cluster) getOK(ctx context.Context, path string) bool {
 	return ok
 }
 
-// get returns the body of GET path as the admin, and whether it answered 200.
+// get returns the body of GET path on kube-apiserver as the admin, and
+// whether it answered 200.
 func (c *Cluster) get(ctx context.Context, path string) (string, bool) {
+	body, err := c.adminGet(ctx, "", path, 0)
+	return string(body), err == nil
+}
+
+// adminGet GETs path as the admin from host (kube-apiserver when empty) and
+// returns the body of a 200 answer.
+func (c *Cluster) adminGet(ctx context.Context, host, path string, timeout time.Duration) ([]byte, error) {
 	config, err := c.RESTConfig()
 	if err != nil {
-		return "", false
+		return nil, err
 	}
+	if host != "" {
+		config.Host = host
+	}
+	config.Timeout = timeout
 	client, err := rest.HTTPClientFor(config)
 	if err != nil {
-		return "", false
+		return nil, err
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, config.Host+path, nil)
 	if err != nil {
-		return "", false
+		return nil, err
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return "", false
+		return nil, err
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
-	return string(body), err == nil && resp.StatusCode == http.StatusOK
+	if err == nil && resp.StatusCode != http.StatusOK {
+		err = fmt.Errorf("GET %s%s: %s", config.Host, path, resp.Status)
+	}
+	return body, err
 }
 
 // ApplyExample creates the example repository on the git server and applies
@@ -422,59 +437,18 @@ func (c *Cluster) AlumiiniPID() int {
 // Metrics returns the Prometheus text of kube-apiserver's /metrics, or of
 // alumiini's own when fromAlumiini, read as the admin.
 func (c *Cluster) Metrics(ctx context.Context, fromAlumiini bool) (string, error) {
-	config, err := c.RESTConfig()
-	if err != nil {
-		return "", err
-	}
+	host := ""
 	if fromAlumiini {
-		config.Host = c.AlumiiniURL
+		host = c.AlumiiniURL
 	}
-	client, err := rest.HTTPClientFor(config)
-	if err != nil {
-		return "", err
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, config.Host+"/metrics", nil)
-	if err != nil {
-		return "", err
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("GET %s/metrics: %s", config.Host, resp.Status)
-	}
+	body, err := c.adminGet(ctx, host, "/metrics", 0)
 	return string(body), err
 }
 
 // Profile writes a CPU profile of alumiini over the given time to file.
 func (c *Cluster) Profile(ctx context.Context, file string, over time.Duration) error {
-	config, err := c.RESTConfig()
-	if err != nil {
-		return err
-	}
-	config.Host = c.AlumiiniURL
-	config.Timeout = over + 30*time.Second
-	client, err := rest.HTTPClientFor(config)
-	if err != nil {
-		return err
-	}
-	url := fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", c.AlumiiniURL, int(over.Seconds()))
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s", url, resp.Status)
-	}
-	data, err := io.ReadAll(resp.Body)
+	path := fmt.Sprintf("/debug/pprof/profile?seconds=%d", int(over.Seconds()))
+	data, err := c.adminGet(ctx, c.AlumiiniURL, path, over+30*time.Second)
 	if err != nil {
 		return err
 	}
