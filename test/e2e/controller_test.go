@@ -225,3 +225,34 @@ func TestDeleteWithoutPruneLeavesTheObjects(t *testing.T) {
 		t.Errorf("deleting a GitRepository with prune: false removed what it applied")
 	}
 }
+
+// TestSIGTERMLosesNothing stops the real alumiini process with SIGTERM and
+// starts it again on the same data directory: every GitRepository and its
+// status is there, and the restarted controller finds nothing to re-apply.
+func TestSIGTERMLosesNothing(t *testing.T) {
+	createNamespace(t, "restart")
+	pushRepository(t, "restart", map[string]gitserver.File{"deploy/cm.yaml": {Content: configMapV1}})
+	kubectlInput(t, gitRepository("restart", "restart", "restart", ""), "apply", "-f", "-")
+	kubectl(t, "wait", "--for=condition=Ready", "gitrepository/restart", "--timeout=60s")
+	before := kubectl(t, "get", "gitrepository", "restart", "-o", "jsonpath={.status.lastSyncedCommit} {.status.lastSyncTime}")
+	cmVersion := kubectl(t, "get", "configmap", "settings", "-n", "restart", "-o", "jsonpath={.metadata.resourceVersion}")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := cluster.RestartAlumiini(ctx); err != nil {
+		t.Fatal(err)
+	}
+	after := kubectl(t, "get", "gitrepository", "restart", "-o", "jsonpath={.status.lastSyncedCommit} {.status.lastSyncTime}")
+	if after != before {
+		t.Errorf("status after the restart %q, before %q", after, before)
+	}
+	// Give the restarted controller a round: the ConfigMap must not be written again.
+	answer := syncAndWait(t, "restart")
+	if answer.Status.Phase != v1alpha1.PhaseSynced || answer.Status.Objects == nil || answer.Status.Objects.Unchanged != 1 {
+		t.Errorf("the first sync after a restart: %+v", answer.Status)
+	}
+	if got := kubectl(t, "get", "configmap", "settings", "-n", "restart", "-o", "jsonpath={.metadata.resourceVersion}"); got != cmVersion {
+		t.Errorf("the restart rewrote an unchanged object: resourceVersion %s -> %s", cmVersion, got)
+	}
+	kubectl(t, "delete", "gitrepository", "restart", "--timeout=60s")
+}

@@ -226,6 +226,22 @@ func (c *Cluster) startKubeAPIServer(ctx context.Context) error {
 	return waitFor(ctx, c.kubeAPIServer, 90*time.Second, func() bool { return c.getOK(ctx, "/readyz") })
 }
 
+// RestartAlumiini stops alumiini with SIGTERM, as a rollout or a node drain
+// does, starts it again on the same data and waits until kube-apiserver
+// serves its group again.
+func (c *Cluster) RestartAlumiini(ctx context.Context) error {
+	c.alumiini.stop(30 * time.Second)
+	if state := c.alumiini.cmd.ProcessState; state == nil || !state.Success() {
+		return fmt.Errorf("alumiini did not exit cleanly on SIGTERM: %v", c.alumiini.err)
+	}
+	if err := c.startAlumiini(ctx); err != nil {
+		return err
+	}
+	return waitFor(ctx, c.alumiini, 90*time.Second, func() bool {
+		return c.getOK(ctx, "/apis/alumiini.false.systems/v1alpha1")
+	})
+}
+
 func (c *Cluster) startAlumiini(ctx context.Context) error {
 	kubeconfig := filepath.Join(c.opts.Dir, "alumiini.kubeconfig")
 	if err := c.writeKubeconfig(kubeconfig, alumiiniClientCert, c.opts.Ports.KubeAPIServer); err != nil {
