@@ -159,7 +159,7 @@ func TestOneRefusedObjectMeansNothingIsApplied(t *testing.T) {
 
 func TestUnknownKindIsNamed(t *testing.T) {
 	a := newApplier(t)
-	objects := render(t, "x.yaml", "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: w\n")
+	objects := render(t, "x.yaml", "apiVersion: nowhere.example.com/v1\nkind: Gadget\nmetadata:\n  name: g\n")
 	_, err := a.Apply(context.Background(), Owner{Namespace: "default", Name: "demo"}, objects, Options{DefaultNamespace: "default"})
 	if err == nil || !strings.Contains(err.Error(), "is its CRD installed") {
 		t.Fatalf("got %v", err)
