@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/etcd/server/v3/embed"
@@ -29,6 +30,7 @@ type Config struct {
 type Server struct {
 	etcd       *embed.Etcd
 	clientURLs []string
+	closing    *atomic.Bool
 }
 
 // Start runs etcd and returns once it serves clients, or fails with the reason
@@ -48,7 +50,8 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	ecfg.Name = "alumiini"
 	ecfg.Dir = cfg.DataDir
 	ecfg.UnsafeNoFsync = cfg.UnsafeNoFsync
-	ecfg.LogLevel = "warn"
+	closing := &atomic.Bool{}
+	ecfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(newLogger(closing))
 	// Port 0: the kernel picks free ports, so several alumiini processes (tests,
 	// a dev server) never collide. Peers are never dialled in a single-member cluster.
 	loopback := url.URL{Scheme: "http", Host: "127.0.0.1:0"}
@@ -79,13 +82,13 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("starting embedded etcd: %w", ctx.Err())
 	}
 
-	s := &Server{etcd: e}
+	s := &Server{etcd: e, closing: closing}
 	for _, l := range e.Clients {
 		s.clientURLs = append(s.clientURLs, "http://"+l.Addr().String())
 	}
 	go func() {
 		// etcd reports fatal errors of its listeners here after start-up.
-		if err, ok := <-e.Err(); ok && err != nil {
+		if err, ok := <-e.Err(); ok && err != nil && !closing.Load() {
 			klog.ErrorS(err, "Embedded etcd failed")
 		}
 	}()
@@ -99,6 +102,7 @@ func (s *Server) ClientURLs() []string { return s.clientURLs }
 // Close stops etcd after its in-flight requests; everything committed before
 // is on disk.
 func (s *Server) Close() {
+	s.closing.Store(true)
 	s.etcd.Close()
 	<-s.etcd.Server.StopNotify()
 }
