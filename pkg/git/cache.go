@@ -301,7 +301,11 @@ func (c *Cache) fetch(ctx context.Context, src Source, st *store, want plumbing.
 			return plumbing.ZeroHash, classify(ctx.Err(), "fetching "+src.describe())
 		}
 	}
-	st.size = dirSize(st.dir)
+	// size is read under c.mu (evict, Size), so it is written under it too.
+	size := dirSize(st.dir)
+	c.mu.Lock()
+	st.size = size
+	c.mu.Unlock()
 	return got, err
 }
 
