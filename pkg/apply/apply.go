@@ -6,11 +6,12 @@
 package apply
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -507,9 +508,9 @@ func describe(o manifest.Object) string {
 }
 
 func sortEntries(entries []Entry) {
-	sort.Slice(entries, func(i, j int) bool {
-		a, b := entries[i], entries[j]
-		return fmt.Sprint(a.Group, "/", a.Kind, "/", a.Namespace, "/", a.Name) < fmt.Sprint(b.Group, "/", b.Kind, "/", b.Namespace, "/", b.Name)
+	slices.SortFunc(entries, func(a, b Entry) int {
+		return cmp.Or(cmp.Compare(a.Group, b.Group), cmp.Compare(a.Kind, b.Kind),
+			cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
 	})
 }
 

@@ -126,6 +126,7 @@ func (c *Controller) Run(ctx context.Context) error {
 		DeleteFunc: func(obj interface{}) {
 			if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
 				c.supervisor.Stop(key)
+				c.reconciler.Forget(key)
 			}
 		},
 	})

@@ -106,6 +106,9 @@ func (r *Reconciler) Sync(ctx context.Context, key string) time.Duration {
 	return min(interval, time.Duration(5<<min(count-1, 10))*time.Second)
 }
 
+// Forget drops what the reconciler keeps about a deleted GitRepository.
+func (r *Reconciler) Forget(key string) { r.failures.Delete(key) }
+
 // syncOnce does the work and writes the status; it reports success.
 func (r *Reconciler) syncOnce(ctx context.Context, repo *v1alpha1.GitRepository) bool {
 	start := time.Now()
