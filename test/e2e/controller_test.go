@@ -55,6 +55,17 @@ func createNamespace(t *testing.T, name string) {
 	kubectlInput(t, "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: "+name+"\n", "apply", "-f", "-")
 }
 
+// readyRepository creates namespace name, a repository name.git holding the
+// ConfigMap "settings" (version 1), and a GitRepository name syncing it into
+// that namespace, and waits until it is Ready.
+func readyRepository(t *testing.T, name, extraSpec string) {
+	t.Helper()
+	createNamespace(t, name)
+	pushRepository(t, name, map[string]gitserver.File{"deploy/cm.yaml": {Content: configMapV1}})
+	kubectlInput(t, gitRepository(name, name, name, extraSpec), "apply", "-f", "-")
+	kubectl(t, "wait", "--for=condition=Ready", "gitrepository/"+name, "--timeout=60s")
+}
+
 const configMapV1 = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  version: \"1\"\n"
 
 func TestSyncPushPruneAndDelete(t *testing.T) {
@@ -98,10 +109,7 @@ func TestSyncPushPruneAndDelete(t *testing.T) {
 }
 
 func TestBadCommitKeepsTheLastGoodState(t *testing.T) {
-	createNamespace(t, "badcommit")
-	pushRepository(t, "badcommit", map[string]gitserver.File{"deploy/cm.yaml": {Content: configMapV1}})
-	kubectlInput(t, gitRepository("badcommit", "badcommit", "badcommit", ""), "apply", "-f", "-")
-	kubectl(t, "wait", "--for=condition=Ready", "gitrepository/badcommit", "--timeout=60s")
+	readyRepository(t, "badcommit", "")
 
 	// One good change and one object the API refuses: nothing is applied.
 	pushRepository(t, "badcommit", map[string]gitserver.File{
@@ -213,10 +221,7 @@ subjects:
 }
 
 func TestDeleteWithoutPruneLeavesTheObjects(t *testing.T) {
-	createNamespace(t, "keeper")
-	pushRepository(t, "keeper", map[string]gitserver.File{"deploy/cm.yaml": {Content: configMapV1}})
-	kubectlInput(t, gitRepository("keeper", "keeper", "keeper", "  prune: false\n"), "apply", "-f", "-")
-	kubectl(t, "wait", "--for=condition=Ready", "gitrepository/keeper", "--timeout=60s")
+	readyRepository(t, "keeper", "  prune: false\n")
 	if got := kubectl(t, "get", "gitrepository", "keeper", "-o", "jsonpath={.metadata.finalizers}"); got != "" {
 		t.Errorf("a GitRepository with prune: false has finalizers %s", got)
 	}
@@ -230,10 +235,7 @@ func TestDeleteWithoutPruneLeavesTheObjects(t *testing.T) {
 // starts it again on the same data directory: every GitRepository and its
 // status is there, and the restarted controller finds nothing to re-apply.
 func TestSIGTERMLosesNothing(t *testing.T) {
-	createNamespace(t, "restart")
-	pushRepository(t, "restart", map[string]gitserver.File{"deploy/cm.yaml": {Content: configMapV1}})
-	kubectlInput(t, gitRepository("restart", "restart", "restart", ""), "apply", "-f", "-")
-	kubectl(t, "wait", "--for=condition=Ready", "gitrepository/restart", "--timeout=60s")
+	readyRepository(t, "restart", "")
 	before := kubectl(t, "get", "gitrepository", "restart", "-o", "jsonpath={.status.lastSyncedCommit} {.status.lastSyncTime}")
 	cmVersion := kubectl(t, "get", "configmap", "settings", "-n", "restart", "-o", "jsonpath={.metadata.resourceVersion}")
 
