@@ -7,7 +7,14 @@ set -o pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "${ROOT}"
+# `go mod download` fetches the module when the cache lacks it (a fresh
+# machine); `go list -m` alone would print an empty directory.
+go mod download k8s.io/code-generator
 CODEGEN_PKG="$(go list -m -f '{{.Dir}}' k8s.io/code-generator)"
+if [[ ! -f "${CODEGEN_PKG}/kube_codegen.sh" ]]; then
+  echo "update-codegen: k8s.io/code-generator not found (module dir: '${CODEGEN_PKG}')" >&2
+  exit 1
+fi
 THIS_PKG="github.com/falsesystems/alumiini"
 BOILERPLATE="${ROOT}/hack/boilerplate.go.txt"
 
