@@ -3,7 +3,7 @@
 SHELL := /usr/bin/env bash
 GO ?= go
 
-.PHONY: all bench build dev dev-down test verify verify-codegen codegen vet fmt-check tools unit integration e2e clean
+.PHONY: all bench build dev dev-down dev-smoke test verify verify-codegen codegen vet fmt-check tools unit integration e2e clean
 
 all: build
 
@@ -16,6 +16,10 @@ dev:
 
 dev-down:
 	hack/local-down.sh
+
+## dev-smoke: make dev, detached, until its example syncs; then stop (CI runs it)
+dev-smoke:
+	hack/dev-smoke.sh
 
 ## test: codegen check, vet, unit, integration and end-to-end tests
 test: verify tools
