@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	"github.com/go-git/go-git/v5/plumbing/transport/http"
@@ -69,6 +70,10 @@ func AuthFromSecret(secretName, url string, data map[string][]byte) (*Auth, erro
 			return nil, bad(KeyKnownHosts, "%v", err)
 		}
 		return a, nil
+	}
+	if plainHTTP(url) && (a.Username != "" || a.Password != "" || a.BearerToken != "") {
+		return nil, newError(ReasonInvalidCredentials, nil,
+			"secret %q: credentials are never sent over plain http://, where anyone on the path can read them; use an https:// URL", secretName)
 	}
 	switch {
 	case a.Username != "" && a.Password == "":
@@ -166,6 +171,11 @@ func (a *Auth) method(url string) (transport.AuthMethod, error) {
 		keys.HostKeyAlgorithms = db.HostKeyAlgorithms(sshAddress(url))
 		return keys, nil
 	}
+	if plainHTTP(url) && (a.Username != "" || a.BearerToken != "") {
+		// AuthFromSecret refuses these already; an Auth built by hand must
+		// not leak them either.
+		return nil, newError(ReasonInvalidCredentials, nil, "credentials are never sent over plain http://; use an https:// URL")
+	}
 	switch {
 	case a.BearerToken != "":
 		return &http.TokenAuth{Token: a.BearerToken}, nil
@@ -173,6 +183,11 @@ func (a *Auth) method(url string) (transport.AuthMethod, error) {
 		return &http.BasicAuth{Username: a.Username, Password: a.Password}, nil
 	}
 	return nil, nil
+}
+
+// plainHTTP reports whether url is unencrypted http://.
+func plainHTTP(url string) bool {
+	return strings.HasPrefix(strings.ToLower(url), "http://")
 }
 
 // knownHosts accepts exactly the keys in known_hosts: an unknown host or a

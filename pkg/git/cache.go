@@ -17,13 +17,14 @@ import (
 	"github.com/go-git/go-git/v5/config"
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/cache"
+	"github.com/go-git/go-git/v5/plumbing/transport"
 	"github.com/go-git/go-git/v5/storage/filesystem"
 	"github.com/go-git/go-git/v5/storage/memory"
 	"golang.org/x/sync/singleflight"
 	"k8s.io/klog/v2"
 )
 
-// Options configure a Cache.
+// Options configure a Cache. Zero values take the defaults below.
 type Options struct {
 	// Dir holds one bare object store per repository URL and credentials.
 	Dir string
@@ -35,9 +36,30 @@ type Options struct {
 	ListingTTL time.Duration
 	// MaxConcurrentFetches bounds fetches across all repositories.
 	MaxConcurrentFetches int
+	// MaxConcurrentFetchesPerTenant bounds the fetches of one Source.Tenant
+	// at once, so one tenant's slow servers cannot hold every fetch slot.
+	// The default is a quarter of MaxConcurrentFetches, at least 1.
+	MaxConcurrentFetchesPerTenant int
 	// FetchRetries is how often a fetch cut off by the network is retried,
 	// with exponential backoff, before the error is returned.
 	FetchRetries int
+	// MaxFetchBytes bounds the bytes one fetch (or listing) may receive,
+	// over any transport: past it the fetch stops with ReasonLimitExceeded.
+	// The limits on reading files apply only after a fetch, so without this
+	// a server could fill the disk.
+	MaxFetchBytes int64
+	// LowSpeedBytes and LowSpeedTime stop a listing or fetch that receives
+	// fewer than LowSpeedBytes in LowSpeedTime (git's http.lowSpeedLimit and
+	// http.lowSpeedTime), with ReasonTimeout, so that a stalled server does
+	// not hold a fetch slot for all of spec.timeout. A negative LowSpeedTime
+	// turns the check off.
+	LowSpeedBytes int64
+	LowSpeedTime  time.Duration
+	// MinFreeBytes is the free space the cache's filesystem must have for a
+	// fetch to start: the cache may share a volume with etcd, which must not
+	// run out. A fetch may still use up to MaxFetchBytes of it. A negative
+	// value turns the check off.
+	MinFreeBytes int64
 	// Limits bound what is read from a commit.
 	Limits Limits
 }
@@ -48,7 +70,44 @@ const (
 	DefaultListingTTL           = 2 * time.Second
 	DefaultMaxConcurrentFetches = 4
 	DefaultFetchRetries         = 3
+	DefaultMaxFetchBytes        = 256 << 20
+	DefaultLowSpeedBytes        = 1 << 10
+	DefaultLowSpeedTime         = 30 * time.Second
+	DefaultMinFreeBytes         = 512 << 20
 )
+
+func (o Options) withDefaults() Options {
+	if o.MaxBytes == 0 {
+		o.MaxBytes = DefaultMaxBytes
+	}
+	if o.ListingTTL == 0 {
+		o.ListingTTL = DefaultListingTTL
+	}
+	if o.MaxConcurrentFetches == 0 {
+		o.MaxConcurrentFetches = DefaultMaxConcurrentFetches
+	}
+	if o.MaxConcurrentFetchesPerTenant == 0 {
+		o.MaxConcurrentFetchesPerTenant = max(1, o.MaxConcurrentFetches/4)
+	}
+	o.MaxConcurrentFetchesPerTenant = min(o.MaxConcurrentFetchesPerTenant, o.MaxConcurrentFetches)
+	if o.FetchRetries == 0 {
+		o.FetchRetries = DefaultFetchRetries
+	}
+	if o.MaxFetchBytes == 0 {
+		o.MaxFetchBytes = DefaultMaxFetchBytes
+	}
+	if o.LowSpeedBytes == 0 {
+		o.LowSpeedBytes = DefaultLowSpeedBytes
+	}
+	if o.LowSpeedTime == 0 {
+		o.LowSpeedTime = DefaultLowSpeedTime
+	}
+	if o.MinFreeBytes == 0 {
+		o.MinFreeBytes = DefaultMinFreeBytes
+	}
+	o.Limits = o.Limits.withDefaults()
+	return o
+}
 
 // Source names a repository, the ref wanted from it and how to authenticate.
 type Source struct {
@@ -57,6 +116,10 @@ type Source struct {
 	Tag    string
 	Commit string
 	Auth   *Auth
+	// Tenant is whose fetch this is (the GitRepository's namespace): fetch
+	// slots are shared fairly between tenants. Sources without one share
+	// the slots of the tenant "".
+	Tenant string
 }
 
 func (s Source) key() string {
@@ -71,6 +134,15 @@ func (s Source) ref() plumbing.ReferenceName {
 	return plumbing.NewBranchReferenceName(s.Branch)
 }
 
+// refSpec fetches the ref into the same name locally, or a pinned commit
+// into a ref of its own, so the store keeps it.
+func (s Source) refSpec() config.RefSpec {
+	if s.Commit != "" {
+		return config.RefSpec(s.Commit + ":refs/alumiini/pins/" + s.Commit)
+	}
+	return config.RefSpec("+" + string(s.ref()) + ":" + string(s.ref()))
+}
+
 func (s Source) describe() string {
 	switch {
 	case s.Commit != "":
@@ -83,9 +155,9 @@ func (s Source) describe() string {
 
 // Cache fetches repositories into shared on-disk object stores.
 type Cache struct {
-	opts       Options
-	flight     singleflight.Group
-	fetchSlots chan struct{}
+	opts   Options
+	flight singleflight.Group
+	slots  *fetchSlots
 	// objects is one object cache for all stores: objects are named by their
 	// hash, so sharing is safe, and memory stays bounded however many
 	// repositories there are.
@@ -119,28 +191,17 @@ func NewCache(opts Options) (*Cache, error) {
 	if opts.Dir == "" {
 		return nil, errors.New("the git cache needs a directory")
 	}
-	if opts.MaxBytes == 0 {
-		opts.MaxBytes = DefaultMaxBytes
-	}
-	if opts.ListingTTL == 0 {
-		opts.ListingTTL = DefaultListingTTL
-	}
-	if opts.MaxConcurrentFetches == 0 {
-		opts.MaxConcurrentFetches = DefaultMaxConcurrentFetches
-	}
-	if opts.FetchRetries == 0 {
-		opts.FetchRetries = DefaultFetchRetries
-	}
-	opts.Limits = opts.Limits.withDefaults()
+	opts = opts.withDefaults()
+	installTransports()
 	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating the git cache directory %s: %w", opts.Dir, err)
 	}
 	c := &Cache{
-		opts:       opts,
-		objects:    cache.NewObjectLRU(32 * cache.MiByte),
-		fetchSlots: make(chan struct{}, opts.MaxConcurrentFetches),
-		stores:     map[string]*store{},
-		listings:   map[string]listing{},
+		opts:     opts,
+		objects:  cache.NewObjectLRU(32 * cache.MiByte),
+		slots:    newFetchSlots(opts.MaxConcurrentFetches, opts.MaxConcurrentFetchesPerTenant),
+		stores:   map[string]*store{},
+		listings: map[string]listing{},
 	}
 	entries, err := os.ReadDir(opts.Dir)
 	if err != nil {
@@ -209,10 +270,12 @@ func (c *Cache) listRefs(ctx context.Context, src Source) (map[plumbing.Referenc
 		if err != nil {
 			return nil, classify(err, "preparing credentials for "+redact(src.URL))
 		}
+		t := c.startTransfer(ctx, "listing refs of "+redact(src.URL), src.Auth)
+		defer t.end()
 		remote := gogit.NewRemote(memory.NewStorage(), &config.RemoteConfig{Name: "origin", URLs: []string{src.URL}})
-		list, err := remote.ListContext(ctx, &gogit.ListOptions{Auth: auth, CABundle: caBundle(src.Auth), PeelingOption: gogit.AppendPeeled})
+		list, err := remote.ListContext(t.ctx, &gogit.ListOptions{Auth: auth, ProxyOptions: t.sshProxy(src.URL), PeelingOption: gogit.AppendPeeled})
 		if err != nil {
-			return nil, classify(err, "listing refs of "+redact(src.URL))
+			return nil, t.result(err)
 		}
 		refs := make(map[plumbing.ReferenceName]plumbing.Hash, len(list))
 		for _, ref := range list {
@@ -260,7 +323,7 @@ func (c *Cache) Files(ctx context.Context, src Source, commit, path string) (*Tr
 		if err != nil {
 			return nil, fmt.Errorf("opening the git cache for %s: %w", redact(src.URL), err)
 		}
-		return readTree(repo, hash, path, c.opts.Limits)
+		return readTree(ctx, repo, hash, path, c.opts.Limits)
 	})
 	if err != nil {
 		return nil, err
@@ -271,11 +334,13 @@ func (c *Cache) Files(ctx context.Context, src Source, commit, path string) (*Tr
 // fetch brings the wanted commit into the store, shallow and for one ref,
 // retrying a transfer the network cut off. It returns the commit fetched.
 func (c *Cache) fetch(ctx context.Context, src Source, st *store, want plumbing.Hash) (plumbing.Hash, error) {
-	select {
-	case c.fetchSlots <- struct{}{}:
-		defer func() { <-c.fetchSlots }()
-	case <-ctx.Done():
-		return plumbing.ZeroHash, classify(ctx.Err(), "waiting to fetch "+src.describe())
+	release, err := c.slots.acquire(ctx, src.Tenant)
+	if err != nil {
+		return plumbing.ZeroHash, classify(err, "waiting to fetch "+src.describe())
+	}
+	defer release()
+	if err := c.checkFreeSpace(src); err != nil {
+		return plumbing.ZeroHash, err
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
@@ -285,21 +350,9 @@ func (c *Cache) fetch(ctx context.Context, src Source, st *store, want plumbing.
 	// The fetch writes through a storage of its own; the next read reopens
 	// and sees the new pack.
 	st.close()
-	var got plumbing.Hash
-	var err error
-	backoff := 250 * time.Millisecond
-	for attempt := 0; ; attempt++ {
-		got, err = c.fetchOnce(ctx, src, st, want)
-		if err == nil || !transient(err) || attempt >= c.opts.FetchRetries {
-			break
-		}
-		klog.V(2).InfoS("Retrying a fetch", "source", src.describe(), "attempt", attempt+1, "error", err.Error())
-		select {
-		case <-time.After(backoff):
-			backoff *= 2
-		case <-ctx.Done():
-			return plumbing.ZeroHash, classify(ctx.Err(), "fetching "+src.describe())
-		}
+	got, err := c.fetchRetrying(ctx, src, st, want)
+	if err != nil {
+		removeTempPacks(st.dir)
 	}
 	// size is read under c.mu (evict, Size), so it is written under it too.
 	size := dirSize(st.dir)
@@ -307,6 +360,38 @@ func (c *Cache) fetch(ctx context.Context, src Source, st *store, want plumbing.
 	st.size = size
 	c.mu.Unlock()
 	return got, err
+}
+
+func (c *Cache) fetchRetrying(ctx context.Context, src Source, st *store, want plumbing.Hash) (plumbing.Hash, error) {
+	backoff := 250 * time.Millisecond
+	for attempt := 0; ; attempt++ {
+		got, err := c.fetchOnce(ctx, src, st, want)
+		if err == nil || !transient(err) || attempt >= c.opts.FetchRetries {
+			return got, err
+		}
+		klog.V(2).InfoS("Retrying a fetch", "source", src.describe(), "attempt", attempt+1, "error", err.Error())
+		removeTempPacks(st.dir)
+		select {
+		case <-time.After(backoff):
+			backoff *= 2
+		case <-ctx.Done():
+			return plumbing.ZeroHash, classify(ctx.Err(), "fetching "+src.describe())
+		}
+	}
+}
+
+// checkFreeSpace refuses to start a fetch on a nearly full disk, which the
+// cache may share with etcd.
+func (c *Cache) checkFreeSpace(src Source) error {
+	if c.opts.MinFreeBytes < 0 {
+		return nil
+	}
+	free, ok := freeBytes(c.opts.Dir)
+	if !ok || free >= c.opts.MinFreeBytes {
+		return nil
+	}
+	return newError(ReasonLimitExceeded, nil, "fetching %s: disk nearly full: the git cache's filesystem has %s free, below the reserve of %s",
+		src.describe(), formatBytes(free), formatBytes(c.opts.MinFreeBytes))
 }
 
 func (c *Cache) fetchOnce(ctx context.Context, src Source, st *store, want plumbing.Hash) (plumbing.Hash, error) {
@@ -326,55 +411,96 @@ func (c *Cache) fetchOnce(ctx context.Context, src Source, st *store, want plumb
 	}
 	defer storage.Close()
 
-	opts := &gogit.FetchOptions{
-		RemoteName: "origin",
-		RemoteURL:  src.URL,
-		Depth:      1,
-		Auth:       auth,
-		CABundle:   caBundle(src.Auth),
-		Tags:       gogit.NoTags,
-		Force:      true,
+	if err := c.download(ctx, repo, src, auth); err != nil {
+		return plumbing.ZeroHash, err
 	}
-	local := src.ref()
+	if hasCommit(repo, want) {
+		return want, nil
+	}
 	if src.Commit != "" {
-		local = plumbing.ReferenceName("refs/alumiini/pins/" + src.Commit)
-		opts.RefSpecs = []config.RefSpec{config.RefSpec(src.Commit + ":" + string(local))}
-	} else {
-		opts.RefSpecs = []config.RefSpec{config.RefSpec("+" + string(src.ref()) + ":" + string(local))}
+		return plumbing.ZeroHash, newError(ReasonRefNotFound, nil, "commit %s not found in %s", src.Commit, redact(src.URL))
 	}
-	err = repo.FetchContext(ctx, opts)
-	if err != nil && !errors.Is(err, gogit.NoErrAlreadyUpToDate) {
-		if src.Commit == "" {
-			return plumbing.ZeroHash, classify(err, doing)
-		}
-		// Not every server serves a commit by hash; then take its history.
-		opts.Depth = 0
-		opts.RefSpecs = []config.RefSpec{"+refs/heads/*:refs/alumiini/heads/*"}
-		if err := repo.FetchContext(ctx, opts); err != nil && !errors.Is(err, gogit.NoErrAlreadyUpToDate) {
-			return plumbing.ZeroHash, classify(err, doing)
-		}
-		if _, err := repo.CommitObject(want); err != nil {
-			return plumbing.ZeroHash, newError(ReasonRefNotFound, err, "commit %s not found in %s", src.Commit, redact(src.URL))
-		}
-		return want, nil
+	return fetchedCommit(repo, src)
+}
+
+// download fetches src's ref (or pinned commit) into repo, shallow, under one
+// transfer, so that its byte limit and low-speed check cover every attempt.
+func (c *Cache) download(ctx context.Context, repo *gogit.Repository, src Source, auth transport.AuthMethod) error {
+	t := c.startTransfer(ctx, "fetching "+src.describe(), src.Auth)
+	defer t.end()
+	opts := &gogit.FetchOptions{
+		RemoteName:   "origin",
+		RemoteURL:    src.URL,
+		Depth:        1,
+		Auth:         auth,
+		ProxyOptions: t.sshProxy(src.URL),
+		Tags:         gogit.NoTags,
+		Force:        true,
+		RefSpecs:     []config.RefSpec{src.refSpec()},
 	}
-	if _, err := repo.CommitObject(want); err == nil {
-		return want, nil
+	err := t.result(fetchContext(t.ctx, repo, opts))
+	if err == nil || src.Commit == "" || Reason(err) != ReasonFetchFailed {
+		return err
 	}
-	ref, err := repo.Reference(local, true)
+	// A server may refuse a commit asked for by hash: git's upload-pack over
+	// SSH, in protocol v0 as go-git speaks it, does unless
+	// uploadpack.allowReachableSHA1InWant is set (over HTTP it serves any
+	// commit reachable from a ref, which is what test/gitserver relies on). Then the commit can only
+	// come with the history of every branch. That is kept, because pinning a
+	// commit must work against such servers, but bounded: it shares this
+	// transfer, so the two attempts together stay under MaxFetchBytes and
+	// the low-speed check; a repository whose history is larger fails with
+	// ReasonLimitExceeded instead of filling the disk. A depth limit would
+	// not bound bytes any better and would miss older commits.
+	klog.V(2).InfoS("The server refused a commit by hash; fetching branch history", "source", src.describe(), "error", err.Error())
+	opts.Depth = 0
+	opts.RefSpecs = []config.RefSpec{"+refs/heads/*:refs/alumiini/heads/*"}
+	return t.result(fetchContext(t.ctx, repo, opts))
+}
+
+func fetchContext(ctx context.Context, repo *gogit.Repository, opts *gogit.FetchOptions) error {
+	if err := repo.FetchContext(ctx, opts); err != nil && !errors.Is(err, gogit.NoErrAlreadyUpToDate) {
+		return err
+	}
+	return nil
+}
+
+// fetchedCommit is the commit the fetched ref points at: a branch moved on
+// since Latest, or a tag, peeled.
+func fetchedCommit(repo *gogit.Repository, src Source) (plumbing.Hash, error) {
+	doing := "fetching " + src.describe()
+	ref, err := repo.Reference(src.ref(), true)
 	if err != nil {
 		return plumbing.ZeroHash, classify(err, doing)
 	}
-	if src.Tag != "" {
-		if tag, err := repo.TagObject(ref.Hash()); err == nil {
-			commit, err := tag.Commit()
-			if err != nil {
-				return plumbing.ZeroHash, classify(err, doing)
-			}
-			return commit.Hash, nil
-		}
+	if src.Tag == "" {
+		return ref.Hash(), nil
 	}
-	return ref.Hash(), nil
+	if err := checkObjectSize(repo, plumbing.TagObject, ref.Hash(), maxCommitBytes); err != nil {
+		if errors.Is(err, plumbing.ErrObjectNotFound) {
+			return ref.Hash(), nil // a lightweight tag names the commit itself
+		}
+		return plumbing.ZeroHash, err
+	}
+	tag, err := repo.TagObject(ref.Hash())
+	if err != nil {
+		return plumbing.ZeroHash, classify(err, doing)
+	}
+	commit, err := tag.Commit()
+	if err != nil {
+		return plumbing.ZeroHash, classify(err, doing)
+	}
+	return commit.Hash, nil
+}
+
+// removeTempPacks deletes what a failed fetch left half-written: go-git
+// leaves its temporary pack behind when a transfer breaks, and nothing else
+// would ever remove it.
+func removeTempPacks(dir string) {
+	tmp, _ := filepath.Glob(filepath.Join(dir, "objects", "pack", "tmp_*"))
+	for _, f := range tmp {
+		_ = os.Remove(f)
+	}
 }
 
 func (c *Cache) acquire(key string) *store {
@@ -451,7 +577,13 @@ func (c *Cache) hasLocked(st *store, hash plumbing.Hash) bool {
 	if err != nil {
 		return false
 	}
-	_, err = repo.CommitObject(hash)
+	return hasCommit(repo, hash)
+}
+
+// hasCommit looks the commit up without decoding it: a hostile commit may be
+// huge once inflated.
+func hasCommit(repo *gogit.Repository, hash plumbing.Hash) bool {
+	_, err := repo.Storer.EncodedObject(plumbing.CommitObject, hash)
 	return err == nil
 }
 

@@ -100,9 +100,10 @@ func classify(err error, doing string) error {
 }
 
 // transient reports whether err may go away on its own: a dropped connection
-// or an unreachable host, not bad credentials or a missing ref.
+// or an unreachable host, not bad credentials, a missing ref or a server
+// that stalled (a retry would hold the fetch slot as long again).
 func transient(err error) bool {
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, errStalled) {
 		return false
 	}
 	switch Reason(err) {
