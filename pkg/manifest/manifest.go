@@ -1,11 +1,8 @@
-// Package manifest turns the files of one path of a commit into Kubernetes
-// objects: a directory of YAML and JSON files, or a kustomization built
-// in memory with no remote bases, plugins or exec functions. Any error names
-// the file, so a user can fix the commit; nothing partial is returned.
 package manifest
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"path"
 	"sort"
@@ -13,9 +10,6 @@ import (
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"sigs.k8s.io/kustomize/api/krusty"
-	"sigs.k8s.io/kustomize/api/types"
-	"sigs.k8s.io/kustomize/kyaml/filesys"
 	"sigs.k8s.io/yaml"
 
 	"github.com/falsesystems/alumiini/pkg/git"
@@ -53,26 +47,45 @@ func IDOf(u *unstructured.Unstructured) ID {
 	return ID{Group: gvk.Group, Kind: gvk.Kind, Namespace: u.GetNamespace(), Name: u.GetName()}
 }
 
-// Error is a rendering failure; Source names the file.
+// Error is a rendering failure; Source names the file (and where in it),
+// relative to the repository root.
 type Error struct {
 	Source  string
 	Message string
+	// Err is the cause when it is worth testing for (a ctx error, the
+	// ReadFunc's error); it is already part of Message.
+	Err error
 }
 
 func (e *Error) Error() string { return e.Source + ": " + e.Message }
 
-var kustomizationNames = []string{"kustomization.yaml", "kustomization.yml", "Kustomization"}
+// Unwrap returns the cause, so errors.Is(err, context.Canceled) works.
+func (e *Error) Unwrap() error { return e.Err }
 
-// Render reads the files (paths relative to the GitRepository's path) into
-// objects. A kustomization at the top is built; otherwise every .yaml, .yml
-// and .json file is read, in path order, and other files are skipped.
-func Render(files []git.File) ([]Object, error) {
+// Render reads dir (slash-separated, relative to the repository root, "" for
+// the root) into objects. If dir holds a kustomization at its top, it is built
+// over the whole repository, read with read(ctx, ""): bases and patches may be
+// anywhere in the repository and nowhere else, and nothing is fetched over the
+// network. Otherwise every .yaml, .yml and .json file under dir is read, in
+// path order, skipping hidden ones, and only dir is read.
+//
+// Every failure is an *Error naming the file, relative to the repository
+// root; nothing partial is returned. If ctx ends first, the *Error wraps
+// ctx.Err().
+func Render(ctx context.Context, dir string, read ReadFunc) ([]Object, error) {
+	dir, err := cleanDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	files, err := read(ctx, dir)
+	if err != nil {
+		return nil, readError(ctx, dir, err)
+	}
 	var objects []Object
-	var err error
-	if isKustomization(files) {
-		objects, err = build(files)
+	if kustomizationFile(files) != "" {
+		objects, err = renderKustomization(ctx, dir, files, read)
 	} else {
-		objects, err = readDirectory(files)
+		objects, err = readDirectory(ctx, dir, files)
 	}
 	if err != nil {
 		return nil, err
@@ -80,20 +93,12 @@ func Render(files []git.File) ([]Object, error) {
 	return objects, checkDuplicates(objects)
 }
 
-func isKustomization(files []git.File) bool {
-	for _, f := range files {
-		for _, name := range kustomizationNames {
-			if f.Path == name {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-func readDirectory(files []git.File) ([]Object, error) {
+func readDirectory(ctx context.Context, dir string, files []git.File) ([]Object, error) {
 	sorted := append([]git.File(nil), files...)
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Path < sorted[j].Path })
+	// One budget for the whole directory: many files, each with a few
+	// aliases, must not add up to what one file may not do.
+	var budget aliasBudget
 	var objects []Object
 	for _, f := range sorted {
 		switch strings.ToLower(path.Ext(f.Path)) {
@@ -104,7 +109,10 @@ func readDirectory(files []git.File) ([]Object, error) {
 		if isHidden(f.Path) {
 			continue
 		}
-		docs, err := Decode(f.Path, f.Data)
+		if err := ctx.Err(); err != nil {
+			return nil, stopped(path.Join(dir, f.Path), err)
+		}
+		docs, err := decode(path.Join(dir, f.Path), f.Data, &budget)
 		if err != nil {
 			return nil, err
 		}
@@ -125,8 +133,16 @@ func isHidden(p string) bool {
 }
 
 // Decode splits a YAML or JSON file into objects. Documents that are empty,
-// or kustomize configuration, are skipped; a List is expanded.
+// or kustomize configuration, are skipped; a List is expanded. YAML whose
+// aliases expand far beyond its own size is refused (see aliasBudget).
 func Decode(file string, data []byte) ([]Object, error) {
+	return decode(file, data, &aliasBudget{})
+}
+
+func decode(file string, data []byte, budget *aliasBudget) ([]Object, error) {
+	if err := budget.charge(file, data); err != nil {
+		return nil, err
+	}
 	var objects []Object
 	for _, doc := range splitDocuments(data) {
 		source := file
@@ -233,72 +249,6 @@ func offsetLines(msg string, offset int) string {
 		}
 	}
 	return msg
-}
-
-// build runs kustomize over an in-memory copy of the files: it cannot read
-// outside them, and remote bases, plugins and exec functions are refused.
-func build(files []git.File) ([]Object, error) {
-	fs := filesys.MakeFsInMemory()
-	for _, f := range files {
-		if err := fs.MkdirAll(path.Dir("/" + f.Path)); err != nil {
-			return nil, err
-		}
-		if err := fs.WriteFile("/"+f.Path, f.Data); err != nil {
-			return nil, err
-		}
-		if isKustomizationFile(f.Path) {
-			if err := refuseRemote(f); err != nil {
-				return nil, err
-			}
-		}
-	}
-	opts := krusty.MakeDefaultOptions()
-	opts.PluginConfig = types.DisabledPluginConfig()
-	opts.LoadRestrictions = types.LoadRestrictionsRootOnly
-	resources, err := krusty.MakeKustomizer(opts).Run(fs, "/")
-	if err != nil {
-		return nil, &Error{Source: "kustomization.yaml", Message: "kustomize build failed: " + err.Error()}
-	}
-	var objects []Object
-	for _, r := range resources.Resources() {
-		content, err := r.Map()
-		if err != nil {
-			return nil, &Error{Source: "kustomization.yaml", Message: err.Error()}
-		}
-		u := &unstructured.Unstructured{Object: content}
-		if err := check(u); err != nil {
-			return nil, &Error{Source: "kustomization.yaml", Message: err.Error()}
-		}
-		objects = append(objects, Object{Unstructured: u, Source: "kustomization.yaml (" + IDOf(u).String() + ")"})
-	}
-	return objects, nil
-}
-
-func isKustomizationFile(p string) bool {
-	base := path.Base(p)
-	for _, name := range kustomizationNames {
-		if base == name {
-			return true
-		}
-	}
-	return false
-}
-
-func refuseRemote(f git.File) error {
-	var k types.Kustomization
-	if err := yaml.Unmarshal(f.Data, &k); err != nil {
-		return &Error{Source: f.Path, Message: "invalid kustomization: " + err.Error()}
-	}
-	refs := append(append(append([]string{}, k.Resources...), k.Components...), k.Bases...) //nolint:staticcheck // Bases is deprecated but still read by kustomize
-	for _, ref := range refs {
-		if strings.Contains(ref, "://") || strings.HasPrefix(ref, "git@") || strings.HasPrefix(ref, "github.com/") {
-			return &Error{Source: f.Path, Message: fmt.Sprintf("remote base %q is not allowed: vendor it into the repository", ref)}
-		}
-	}
-	if len(k.HelmCharts) > 0 || len(k.Generators) > 0 || len(k.Transformers) > 0 || len(k.Validators) > 0 {
-		return &Error{Source: f.Path, Message: "helmCharts, generators, transformers and validators (plugins) are not allowed"}
-	}
-	return nil
 }
 
 func checkDuplicates(objects []Object) error {

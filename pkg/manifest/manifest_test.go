@@ -1,6 +1,7 @@
 package manifest
 
 import (
+	"context"
 	"strings"
 	"testing"
 
@@ -15,10 +16,15 @@ func files(kv ...string) []git.File {
 	return out
 }
 
+// renderRepo renders dir of a repository made of files.
+func renderRepo(dir string, files []git.File) ([]Object, error) {
+	return Render(context.Background(), dir, FilesReader(files))
+}
+
 const cm = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: %s\n"
 
 func TestRenderDirectory(t *testing.T) {
-	objects, err := Render(files(
+	objects, err := renderRepo("", files(
 		"b/second.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: two\n---\n# only a comment\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: three\n",
 		"a.json", `{"apiVersion":"v1","kind":"ServiceAccount","metadata":{"name":"one"}}`,
 		"README.md", "not a manifest",
@@ -51,13 +57,15 @@ func TestRenderErrorsNameTheFile(t *testing.T) {
 		{name: "no name", files: files("x.yaml", "apiVersion: v1\nkind: ConfigMap\n"), says: "ConfigMap has no metadata.name"},
 		{name: "duplicate", files: files("a.yaml", strings.ReplaceAll(cm, "%s", "dup"), "b/c.yaml", strings.ReplaceAll(cm, "%s", "dup")),
 			says: "b/c.yaml: ConfigMap dup is also defined in a.yaml"},
-		{name: "remote base", files: files("kustomization.yaml", "resources:\n- https://github.com/org/repo//base\n"), says: "remote base"},
+		{name: "remote base", files: files("kustomization.yaml", "resources:\n- https://github.com/org/repo//base\n"), says: `resources[0]: remote location "https://github.com/org/repo//base" (a URL) is not allowed`},
 		{name: "helm chart", files: files("kustomization.yaml", "helmCharts:\n- name: x\n"), says: "not allowed"},
-		{name: "base outside the path", files: files("kustomization.yaml", "resources:\n- ../other\n"), says: "kustomize build failed"},
+		{name: "plugin in a base", files: files("kustomization.yaml", "resources:\n- base\n", "base/kustomization.yaml", "transformers:\n- t.yaml\n"),
+			says: "base/kustomization.yaml: transformers: not allowed"},
+		{name: "base outside the path", files: files("kustomization.yaml", "resources:\n- ../other\n"), says: `kustomization.yaml: resources[0]: "../other" is not a file or directory in the repository`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := Render(tc.files)
+			_, err := renderRepo("", tc.files)
 			if err == nil || !strings.Contains(err.Error(), tc.says) {
 				t.Fatalf("got %v, want an error saying %q", err, tc.says)
 			}
@@ -66,7 +74,7 @@ func TestRenderErrorsNameTheFile(t *testing.T) {
 }
 
 func TestRenderKustomization(t *testing.T) {
-	objects, err := Render(files(
+	objects, err := renderRepo("", files(
 		"kustomization.yaml", "namePrefix: prod-\ncommonLabels:\n  env: prod\nresources:\n- base\n",
 		"base/kustomization.yaml", "resources:\n- cm.yaml\n",
 		"base/cm.yaml", strings.ReplaceAll(cm, "%s", "settings"),
