@@ -1,6 +1,7 @@
 // Package embeddedetcd runs etcd inside the alumiini process, so a single
 // binary needs no external database. It listens on loopback only, on ports the
-// kernel picks, and keeps its data in one directory that survives restarts.
+// kernel picks, accepts only clients holding a certificate it made at start,
+// and keeps its data in one directory that survives restarts.
 package embeddedetcd
 
 import (
@@ -9,9 +10,11 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	"go.etcd.io/etcd/server/v3/embed"
 	"k8s.io/klog/v2"
 )
@@ -28,9 +31,11 @@ type Config struct {
 
 // Server is a running embedded etcd.
 type Server struct {
-	etcd       *embed.Etcd
-	clientURLs []string
-	closing    *atomic.Bool
+	etcd        *embed.Etcd
+	clientURLs  []string
+	closing     *atomic.Bool
+	credentials *credentials
+	closeOnce   sync.Once
 }
 
 // Start runs etcd and returns once it serves clients, or fails with the reason
@@ -54,7 +59,14 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	ecfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(newLogger(closing))
 	// Port 0: the kernel picks free ports, so several alumiini processes (tests,
 	// a dev server) never collide. Peers are never dialled in a single-member cluster.
-	loopback := url.URL{Scheme: "http", Host: "127.0.0.1:0"}
+	loopback := url.URL{Scheme: "https", Host: "127.0.0.1:0"}
+	creds, err := newCredentials()
+	if err != nil {
+		return nil, err
+	}
+	serving := transport.TLSInfo{CertFile: creds.server.CertFile, KeyFile: creds.server.KeyFile,
+		TrustedCAFile: creds.server.CAFile, ClientCertAuth: true}
+	ecfg.ClientTLSInfo, ecfg.PeerTLSInfo = serving, serving
 	ecfg.ListenClientUrls = []url.URL{loopback}
 	ecfg.AdvertiseClientUrls = []url.URL{loopback}
 	ecfg.ListenPeerUrls = []url.URL{loopback}
@@ -65,8 +77,15 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 
 	e, err := embed.StartEtcd(ecfg)
 	if err != nil {
+		creds.remove()
 		return nil, fmt.Errorf("starting embedded etcd in %s: %w", cfg.DataDir, err)
 	}
+	started := false
+	defer func() {
+		if !started {
+			creds.remove()
+		}
+	}()
 	timer := time.NewTimer(cfg.StartTimeout)
 	defer timer.Stop()
 	select {
@@ -82,9 +101,10 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("starting embedded etcd: %w", ctx.Err())
 	}
 
-	s := &Server{etcd: e, closing: closing}
+	started = true
+	s := &Server{etcd: e, closing: closing, credentials: creds}
 	for _, l := range e.Clients {
-		s.clientURLs = append(s.clientURLs, "http://"+l.Addr().String())
+		s.clientURLs = append(s.clientURLs, "https://"+l.Addr().String())
 	}
 	go func() {
 		// etcd reports fatal errors of its listeners here after start-up.
@@ -99,10 +119,16 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 // ClientURLs are the loopback URLs etcd serves clients on.
 func (s *Server) ClientURLs() []string { return s.clientURLs }
 
+// ClientTLS is the client certificate etcd accepts; it is valid while etcd runs.
+func (s *Server) ClientTLS() ClientTLS { return s.credentials.client }
+
 // Close stops etcd after its in-flight requests; everything committed before
 // is on disk.
 func (s *Server) Close() {
-	s.closing.Store(true)
-	s.etcd.Close()
-	<-s.etcd.Server.StopNotify()
+	s.closeOnce.Do(func() {
+		s.closing.Store(true)
+		s.etcd.Close()
+		<-s.etcd.Server.StopNotify()
+		s.credentials.remove()
+	})
 }

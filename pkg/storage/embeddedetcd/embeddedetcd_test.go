@@ -2,9 +2,13 @@ package embeddedetcd
 
 import (
 	"context"
+	"crypto/tls"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -69,11 +73,75 @@ func TestMissingDataDir(t *testing.T) {
 	}
 }
 
+// TestOnlyItsOwnClientsGetIn: another process on the host, without the
+// client certificate made at start, can neither read nor write, even with
+// TLS and a certificate of its own CA.
+func TestOnlyItsOwnClientsGetIn(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s, err := Start(ctx, Config{DataDir: t.TempDir(), UnsafeNoFsync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if !strings.HasPrefix(s.ClientURLs()[0], "https://127.0.0.1:") {
+		t.Fatalf("client URL %s: want https on loopback", s.ClientURLs()[0])
+	}
+	other, err := newCredentials() // a stranger's CA and client certificate
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.remove()
+	strangers := map[string]*tls.Config{
+		"plain text":                nil,
+		"TLS without a certificate": {InsecureSkipVerify: true},
+		"a certificate of another CA": tlsConfig(t, transport.TLSInfo{CertFile: other.client.CertFile,
+			KeyFile: other.client.KeyFile, InsecureSkipVerify: true}),
+	}
+	for name, cfg := range strangers {
+		endpoint := s.ClientURLs()[0]
+		if cfg == nil {
+			endpoint = "http://" + strings.TrimPrefix(endpoint, "https://")
+		}
+		c, err := clientv3.New(clientv3.Config{Endpoints: []string{endpoint}, TLS: cfg, DialTimeout: 2 * time.Second})
+		if err != nil {
+			continue // refused at dial: as good
+		}
+		putCtx, putCancel := context.WithTimeout(ctx, 3*time.Second)
+		_, err = c.Put(putCtx, "/alumiini/intruder", "x")
+		putCancel()
+		c.Close()
+		if err == nil {
+			t.Errorf("%s: a write succeeded", name)
+		}
+	}
+	c := client(t, s)
+	defer c.Close()
+	if resp, err := c.Get(ctx, "/alumiini/intruder"); err != nil || len(resp.Kvs) != 0 {
+		t.Fatalf("the intruder key: %v %v", resp, err)
+	}
+	s.Close()
+	if _, err := os.Stat(s.credentials.dir); !os.IsNotExist(err) {
+		t.Errorf("the certificates outlive etcd: %v", err)
+	}
+}
+
 func client(t *testing.T, s *Server) *clientv3.Client {
 	t.Helper()
-	c, err := clientv3.New(clientv3.Config{Endpoints: s.ClientURLs(), DialTimeout: 10 * time.Second})
+	creds := s.ClientTLS()
+	cfg := tlsConfig(t, transport.TLSInfo{CertFile: creds.CertFile, KeyFile: creds.KeyFile, TrustedCAFile: creds.CAFile})
+	c, err := clientv3.New(clientv3.Config{Endpoints: s.ClientURLs(), TLS: cfg, DialTimeout: 10 * time.Second})
 	if err != nil {
 		t.Fatalf("etcd client: %v", err)
 	}
 	return c
+}
+
+func tlsConfig(t *testing.T, info transport.TLSInfo) *tls.Config {
+	t.Helper()
+	cfg, err := info.ClientConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
 }
