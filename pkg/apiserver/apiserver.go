@@ -47,6 +47,10 @@ type ExtraConfig struct {
 	// PruneFinalizer is added to new GitRepositories with prune: true when
 	// this server's controller runs (and so will remove it); empty otherwise.
 	PruneFinalizer string
+	// DefaultServiceAccount is what a GitRepository without
+	// serviceAccountName applies as; empty means alumiini's own identity,
+	// which only users allowed to escalate may give a GitRepository.
+	DefaultServiceAccount string
 }
 
 // Config is the whole server configuration.
@@ -97,7 +101,11 @@ func (c completedConfig) New() (*Server, error) {
 	}
 	s := &Server{GenericAPIServer: generic, stopStorage: c.ExtraConfig.StopStorage}
 
-	gitRepositories, err := gitrepositorystorage.NewStorage(Scheme, c.GenericConfig.RESTOptionsGetter, c.ExtraConfig.PruneFinalizer)
+	gitRepositories, err := gitrepositorystorage.NewStorage(Scheme, c.GenericConfig.RESTOptionsGetter, gitrepositorystorage.Options{
+		PruneFinalizer:        c.ExtraConfig.PruneFinalizer,
+		Authorizer:            c.GenericConfig.Authorization.Authorizer,
+		DefaultServiceAccount: c.ExtraConfig.DefaultServiceAccount,
+	})
 	if err != nil {
 		return nil, err
 	}

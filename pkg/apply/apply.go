@@ -34,7 +34,11 @@ const (
 	LabelName       = "alumiini.false.systems/name"
 	LabelNamespace  = "alumiini.false.systems/namespace"
 	AnnotationOwner = "alumiini.false.systems/gitrepository"
-	FieldManager    = "alumiini"
+	// AnnotationAdopted marks an object that existed before its
+	// GitRepository took it over (spec.adopt): pruning deletes it like one
+	// it created, except a Namespace, which it leaves.
+	AnnotationAdopted = "alumiini.false.systems/adopted"
+	FieldManager      = "alumiini"
 )
 
 // Owner is the GitRepository objects are applied for.
@@ -84,6 +88,10 @@ type Options struct {
 	Previous []Entry
 	// Force recreates objects whose immutable fields changed.
 	Force bool
+	// Adopt takes over existing objects that no GitRepository manages;
+	// without it they fail the sync. Another GitRepository's objects are
+	// never taken over.
+	Adopt bool
 }
 
 // Applier applies for one identity of the target cluster.
@@ -105,13 +113,16 @@ func (e *Error) Error() string { return e.Object + ": " + e.Message }
 
 // Reasons of apply errors.
 const (
-	ReasonDryRunFailed  = "DryRunFailed"
-	ReasonImmutable     = "ImmutableField"
-	ReasonUnknownKind   = "UnknownKind"
-	ReasonApplyFailed   = "ApplyFailed"
-	ReasonPruneFailed   = "PruneFailed"
-	ReasonCRDNotReady   = "CRDNotEstablished"
-	ReasonOwnershipLost = "NotOurs"
+	ReasonDryRunFailed = "DryRunFailed"
+	ReasonImmutable    = "ImmutableField"
+	ReasonUnknownKind  = "UnknownKind"
+	ReasonApplyFailed  = "ApplyFailed"
+	ReasonPruneFailed  = "PruneFailed"
+	ReasonCRDNotReady  = "CRDNotEstablished"
+	// ReasonOwnedByAnother: the object is managed by another GitRepository.
+	ReasonOwnedByAnother = "OwnedByAnother"
+	// ReasonAdoptionRequired: the object exists, unmanaged, and spec.adopt is off.
+	ReasonAdoptionRequired = "AdoptionRequired"
 )
 
 type planned struct {
@@ -152,7 +163,8 @@ func (a *Applier) Apply(ctx context.Context, owner Owner, objects []manifest.Obj
 		known[e.id()] = true
 	}
 	// Everything the API can check now is dry-run before anything is written.
-	if err := a.plan(ctx, append(append([]*planned{}, first...), rest...), known, opts.Force); err != nil {
+	pl := planner{owner: owner, known: known, force: opts.Force, adopt: opts.Adopt}
+	if err := a.plan(ctx, append(append([]*planned{}, first...), rest...), pl); err != nil {
 		return nil, err
 	}
 	result := &Result{}
@@ -172,7 +184,7 @@ func (a *Applier) Apply(ctx context.Context, owner Owner, objects []manifest.Obj
 			p.mapping = mapping
 			scope(p.obj.Unstructured, mapping, opts.DefaultNamespace)
 		}
-		if err := a.plan(ctx, deferred, known, opts.Force); err != nil {
+		if err := a.plan(ctx, deferred, pl); err != nil {
 			return nil, err
 		}
 		rest = append(rest, deferred...)
@@ -206,10 +218,18 @@ func (a *Applier) Apply(ctx context.Context, owner Owner, objects []manifest.Obj
 	return result, nil
 }
 
-// plan dry-runs every apply, deciding which objects change. Objects applied
-// before (in known) are compared with their live copy; the first refusal
-// stops everything.
-func (a *Applier) plan(ctx context.Context, ps []*planned, known map[manifest.ID]bool, force bool) error {
+// planner is what planning needs to know besides the objects.
+type planner struct {
+	owner Owner
+	// known are the objects the last successful sync applied.
+	known map[manifest.ID]bool
+	force bool
+	adopt bool
+}
+
+// plan dry-runs every apply, deciding which objects change and refusing to
+// take over what is not ours; any refusal stops everything.
+func (a *Applier) plan(ctx context.Context, ps []*planned, pl planner) error {
 	errs := make([]error, len(ps))
 	var wg sync.WaitGroup
 	slots := make(chan struct{}, 8)
@@ -219,25 +239,24 @@ func (a *Applier) plan(ctx context.Context, ps []*planned, known map[manifest.ID
 			defer wg.Done()
 			slots <- struct{}{}
 			defer func() { <-slots }()
-			errs[i] = a.planOne(ctx, p, known[manifest.IDOf(p.obj.Unstructured)], force)
+			errs[i] = a.planOne(ctx, p, pl)
 		}()
 	}
 	wg.Wait()
-	return errors.Join(errs...)
+	return joinCapped(errs)
 }
 
-func (a *Applier) planOne(ctx context.Context, p *planned, appliedBefore bool, force bool) error {
+func (a *Applier) planOne(ctx context.Context, p *planned, pl planner) error {
 	client := a.resource(p)
-	// Only an object we applied before can be unchanged, so only then is its
-	// live copy worth a read; a new one is told apart by its dry-run alone.
-	if appliedBefore {
-		live, err := client.Get(ctx, p.obj.GetName(), metav1.GetOptions{})
-		switch {
-		case apierrors.IsNotFound(err):
-		case err != nil:
-			return &Error{Object: describe(p.obj), Reason: ReasonDryRunFailed, Message: "reading the live object: " + apiMessage(err)}
-		default:
-			p.live = live
+	live, err := client.Get(ctx, p.obj.GetName(), metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+	case err != nil:
+		return &Error{Object: describe(p.obj), Reason: ReasonDryRunFailed, Message: "reading the live object: " + apiMessage(err)}
+	default:
+		p.live = live
+		if err := pl.claim(p); err != nil {
+			return err
 		}
 	}
 	data, err := json.Marshal(p.obj.Object)
@@ -248,7 +267,7 @@ func (a *Applier) planOne(ctx context.Context, p *planned, appliedBefore bool, f
 		metav1.PatchOptions{FieldManager: FieldManager, Force: ptrTrue(), DryRun: []string{metav1.DryRunAll}})
 	if err != nil {
 		if isImmutable(err) {
-			if force {
+			if pl.force {
 				p.action, p.recreate = Configured, true
 				return nil
 			}
@@ -258,18 +277,53 @@ func (a *Applier) planOne(ctx context.Context, p *planned, appliedBefore bool, f
 		return &Error{Object: describe(p.obj), Reason: ReasonDryRunFailed, Message: apiMessage(err)}
 	}
 	switch {
-	case p.live != nil && sameObject(p.live, dry):
-		p.action = Unchanged
-	case p.live != nil:
-		p.action = Configured
-	case dry.GetResourceVersion() == "":
-		// A dry-run create has nothing stored, hence no resourceVersion.
+	case p.live == nil:
 		p.action = Created
+	case sameObject(p.live, dry):
+		p.action = Unchanged
 	default:
-		// It exists although we never applied it: we adopt it.
 		p.action = Configured
 	}
 	return nil
+}
+
+// claim decides whether the existing object p.live may be applied for the
+// owner: it is ours if it carries our labels (or the last sync applied it and
+// nobody else claimed it since); unmanaged objects are taken only with adopt;
+// another GitRepository's never.
+func (pl planner) claim(p *planned) error {
+	labels := p.live.GetLabels()
+	name, namespace := labels[LabelName], labels[LabelNamespace]
+	switch {
+	case name == pl.owner.Name && namespace == pl.owner.Namespace:
+	case name != "" || namespace != "":
+		return &Error{Object: describe(p.obj), Reason: ReasonOwnedByAnother, Message: fmt.Sprintf(
+			"already exists and is managed by GitRepository %s/%s, not %s/%s; remove it from one of the two repositories",
+			namespace, name, pl.owner.Namespace, pl.owner.Name)}
+	case pl.known[manifest.IDOf(p.obj.Unstructured)]:
+		// Our last sync applied it; someone stripped the labels since.
+	case !pl.adopt:
+		return &Error{Object: describe(p.obj), Reason: ReasonAdoptionRequired, Message: fmt.Sprintf(
+			"already exists and was not created by GitRepository %s/%s; set spec.adopt: true to take it over "+
+				"(it is then pruned like the objects this GitRepository created)", pl.owner.Namespace, pl.owner.Name)}
+	default:
+		markAdopted(p.obj.Unstructured)
+		return nil
+	}
+	if p.live.GetAnnotations()[AnnotationAdopted] != "" {
+		// Keep the mark: a server-side apply that stops setting a field removes it.
+		markAdopted(p.obj.Unstructured)
+	}
+	return nil
+}
+
+func markAdopted(u *unstructured.Unstructured) {
+	annotations := u.GetAnnotations()
+	if annotations == nil {
+		annotations = map[string]string{}
+	}
+	annotations[AnnotationAdopted] = "true"
+	u.SetAnnotations(annotations)
 }
 
 // write applies the objects planned to change, several at once; unchanged
@@ -301,7 +355,7 @@ func (a *Applier) write(ctx context.Context, ps []*planned, result *Result) erro
 		}()
 	}
 	wg.Wait()
-	return errors.Join(errs...)
+	return joinCapped(errs)
 }
 
 func (a *Applier) applyOne(ctx context.Context, p *planned) error {
@@ -337,7 +391,8 @@ func (a *Applier) recreate(ctx context.Context, p *planned) error {
 }
 
 // Delete removes the entries that still carry owner's label and returns how
-// many it deleted. An object someone else has taken over is left alone.
+// many it deleted. An object someone else has taken over is left alone, and
+// so is an adopted Namespace: it held more than this repository put there.
 func (a *Applier) Delete(ctx context.Context, owner Owner, entries []Entry) (int, error) {
 	deleted := 0
 	for _, e := range entries {
@@ -362,6 +417,9 @@ func (a *Applier) Delete(ctx context.Context, owner Owner, entries []Entry) (int
 		}
 		labels := live.GetLabels()
 		if labels[LabelName] != owner.Name || labels[LabelNamespace] != owner.Namespace {
+			continue
+		}
+		if gvk.GroupKind() == namespaceKind && live.GetAnnotations()[AnnotationAdopted] != "" {
 			continue
 		}
 		policy := metav1.DeletePropagationBackground

@@ -10,6 +10,7 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/discovery/cached/memory"
@@ -61,7 +62,7 @@ func render(t *testing.T, kv ...string) []manifest.Object {
 	for i := 0; i < len(kv); i += 2 {
 		files = append(files, git.File{Path: kv[i], Data: []byte(kv[i+1])})
 	}
-	objects, err := manifest.Render(files)
+	objects, err := manifest.Render(context.Background(), "", manifest.FilesReader(files))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,17 +127,100 @@ func TestApplyCreatesThenLeavesUnchangedObjectsAlone(t *testing.T) {
 	}
 }
 
-func TestAnExistingObjectIsAdopted(t *testing.T) {
+func TestAnotherGitRepositorysObjectIsNeverTakenOver(t *testing.T) {
 	a := newApplier(t)
 	ns := namespace(t, a)
-	objects := render(t, "cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: preexisting\n")
-	if _, err := a.Apply(context.Background(), Owner{Namespace: "default", Name: "first"}, objects, Options{DefaultNamespace: ns}); err != nil {
+	ctx := context.Background()
+	objects := render(t, "cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: shared\ndata:\n  owner: first\n")
+	if _, err := a.Apply(ctx, Owner{Namespace: "team-a", Name: "first"}, objects, Options{DefaultNamespace: ns}); err != nil {
 		t.Fatal(err)
 	}
-	// Another GitRepository that never applied it takes it over: configured, not created.
-	result, err := a.Apply(context.Background(), Owner{Namespace: "default", Name: "second"}, objects, Options{DefaultNamespace: ns})
-	if err != nil || result.Configured != 1 || result.Created != 0 {
+	hijack := render(t, "cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: shared\ndata:\n  owner: second\n")
+	for _, adopt := range []bool{false, true} {
+		_, err := a.Apply(ctx, Owner{Namespace: "team-b", Name: "second"}, hijack, Options{DefaultNamespace: ns, Adopt: adopt})
+		var aerr *Error
+		if !errors.As(err, &aerr) || aerr.Reason != ReasonOwnedByAnother || !strings.Contains(err.Error(), "team-a/first") ||
+			!strings.Contains(err.Error(), "team-b/second") {
+			t.Fatalf("adopt=%v: got %v, want OwnedByAnother naming both GitRepositories", adopt, err)
+		}
+	}
+	live, _ := a.Client.Resource(configMaps).Namespace(ns).Get(ctx, "shared", metav1.GetOptions{})
+	if live.GetLabels()[LabelName] != "first" || live.Object["data"].(map[string]interface{})["owner"] != "first" {
+		t.Errorf("the first GitRepository's object was changed: %v", live.Object)
+	}
+}
+
+func TestAnUnmanagedObjectIsAdoptedOnlyWhenAsked(t *testing.T) {
+	a := newApplier(t)
+	ns := namespace(t, a)
+	ctx := context.Background()
+	owner := Owner{Namespace: "default", Name: "adopter"}
+	handMade := &unstructured.Unstructured{Object: map[string]interface{}{"apiVersion": "v1", "kind": "ConfigMap",
+		"metadata": map[string]interface{}{"name": "hand-made", "namespace": ns}, "data": map[string]interface{}{"a": "by hand"}}}
+	if _, err := a.Client.Resource(configMaps).Namespace(ns).Create(ctx, handMade, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	objects := render(t, "cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: hand-made\ndata:\n  a: from git\n")
+	_, err := a.Apply(ctx, owner, objects, Options{DefaultNamespace: ns})
+	var aerr *Error
+	if !errors.As(err, &aerr) || aerr.Reason != ReasonAdoptionRequired || !strings.Contains(err.Error(), "spec.adopt") {
+		t.Fatalf("got %v, want AdoptionRequired naming spec.adopt", err)
+	}
+	live, _ := a.Client.Resource(configMaps).Namespace(ns).Get(ctx, "hand-made", metav1.GetOptions{})
+	if live.GetLabels()[LabelName] != "" || live.Object["data"].(map[string]interface{})["a"] != "by hand" {
+		t.Fatalf("refused, yet the object was changed: %v", live.Object)
+	}
+
+	result, err := a.Apply(ctx, owner, objects, Options{DefaultNamespace: ns, Adopt: true})
+	if err != nil || result.Configured != 1 {
 		t.Fatalf("adopting: %+v %v", result, err)
+	}
+	live, _ = a.Client.Resource(configMaps).Namespace(ns).Get(ctx, "hand-made", metav1.GetOptions{})
+	if live.GetLabels()[LabelName] != "adopter" || live.GetAnnotations()[AnnotationAdopted] != "true" {
+		t.Fatalf("adopted object lacks our label or the adopted mark: %v %v", live.GetLabels(), live.GetAnnotations())
+	}
+	// Once adopted it is ours: the next sync keeps the mark, and leaving the
+	// repository prunes it.
+	result, err = a.Apply(ctx, owner, objects, Options{DefaultNamespace: ns, Previous: result.Inventory})
+	if err != nil || result.Unchanged != 1 {
+		t.Fatalf("the next sync: %+v %v", result, err)
+	}
+	if _, err := a.Apply(ctx, owner, nil, Options{DefaultNamespace: ns, Prune: true, Previous: result.Inventory}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Client.Resource(configMaps).Namespace(ns).Get(ctx, "hand-made", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("an adopted object that left the repository was not pruned: %v", err)
+	}
+}
+
+func TestAnAdoptedNamespaceIsNeverPruned(t *testing.T) {
+	a := newApplier(t)
+	ctx := context.Background()
+	namespaces := schema.GroupVersionResource{Version: "v1", Resource: "namespaces"}
+	existing, created := "adopted-namespace-old", "adopted-namespace-new"
+	ns := &unstructured.Unstructured{Object: map[string]interface{}{"apiVersion": "v1", "kind": "Namespace",
+		"metadata": map[string]interface{}{"name": existing}}}
+	if _, err := a.Client.Resource(namespaces).Create(ctx, ns, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	owner := Owner{Namespace: "default", Name: "namespaces"}
+	result, err := a.Apply(ctx, owner, render(t,
+		"a.yaml", "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: "+existing+"\n",
+		"b.yaml", "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: "+created+"\n"), Options{Adopt: true})
+	if err != nil || result.Created != 1 || result.Configured != 1 {
+		t.Fatalf("%+v %v", result, err)
+	}
+	result, err = a.Apply(ctx, owner, nil, Options{Prune: true, Previous: result.Inventory})
+	if err != nil || result.Pruned != 1 {
+		t.Fatalf("pruning: %+v %v", result, err)
+	}
+	live, err := a.Client.Resource(namespaces).Get(ctx, existing, metav1.GetOptions{})
+	if err != nil || live.GetDeletionTimestamp() != nil {
+		t.Errorf("the adopted Namespace was deleted: %v %v", live, err)
+	}
+	live, err = a.Client.Resource(namespaces).Get(ctx, created, metav1.GetOptions{})
+	if err == nil && live.GetDeletionTimestamp() == nil {
+		t.Errorf("the Namespace this GitRepository created was not pruned")
 	}
 }
 

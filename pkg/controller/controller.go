@@ -37,10 +37,15 @@ type Config struct {
 	Git          *git.Cache
 	// MaxConcurrentApplies bounds applies across all GitRepositories.
 	MaxConcurrentApplies int
-	Supervisor           SupervisorOptions
+	// DefaultServiceAccount is what a GitRepository without
+	// serviceAccountName applies as; empty means the controller's identity.
+	DefaultServiceAccount string
+	// MaxObjects bounds the objects one GitRepository may apply.
+	MaxObjects int
+	Supervisor SupervisorOptions
 	// Render turns files into objects; nil means manifest.Render. Tests use
 	// it to make one repository's rendering misbehave.
-	Render func([]git.File) ([]manifest.Object, error)
+	Render RenderFunc
 }
 
 // Controller watches GitRepositories and runs their workers.
@@ -71,7 +76,7 @@ func New(cfg Config) (*Controller, error) {
 	broadcast := record.NewBroadcaster()
 	broadcast.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: kube.CoreV1().Events("")})
 	recorder := broadcast.NewRecorder(generatedscheme.Scheme, corev1.EventSource{Component: "alumiini"})
-	appliers, err := newAppliers(cfg.TargetConfig)
+	appliers, err := newAppliers(cfg.TargetConfig, cfg.DefaultServiceAccount)
 	if err != nil {
 		return nil, err
 	}
@@ -85,6 +90,7 @@ func New(cfg Config) (*Controller, error) {
 		Recorder:   recorder,
 		ApplySlots: make(chan struct{}, cfg.MaxConcurrentApplies),
 		Render:     cfg.Render,
+		MaxObjects: cfg.MaxObjects,
 	}
 	if c.reconciler.Render == nil {
 		c.reconciler.Render = manifest.Render
@@ -162,28 +168,34 @@ func newRequest(old, repo *v1alpha1.GitRepository) bool {
 
 // appliers builds one applier per identity, sharing the discovery mapper.
 type appliers struct {
-	config *rest.Config
-	mapper meta.ResettableRESTMapper
-	mu     sync.Mutex
-	byUser map[string]*apply.Applier
+	config         *rest.Config
+	mapper         meta.ResettableRESTMapper
+	defaultAccount string
+	mu             sync.Mutex
+	byUser         map[string]*apply.Applier
 }
 
-func newAppliers(config *rest.Config) (*appliers, error) {
+func newAppliers(config *rest.Config, defaultAccount string) (*appliers, error) {
 	disco, err := discovery.NewDiscoveryClientForConfig(config)
 	if err != nil {
 		return nil, fmt.Errorf("building the discovery client: %w", err)
 	}
 	return &appliers{
-		config: config,
-		mapper: restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(disco)),
-		byUser: map[string]*apply.Applier{},
+		config:         config,
+		mapper:         restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(disco)),
+		defaultAccount: defaultAccount,
+		byUser:         map[string]*apply.Applier{},
 	}, nil
 }
 
-// For returns the applier of the controller's identity, or one that
-// impersonates namespace's serviceAccount so a tenant syncs only what that
-// account may change.
+// For returns an applier that impersonates namespace's serviceAccount (or
+// the default account), so a tenant syncs only what that account may change;
+// with neither, the controller's own identity, which the API server lets only
+// users allowed to escalate ask for.
 func (a *appliers) For(namespace, serviceAccount string) (*apply.Applier, error) {
+	if serviceAccount == "" {
+		serviceAccount = a.defaultAccount
+	}
 	user := ""
 	if serviceAccount != "" {
 		user = "system:serviceaccount:" + namespace + ":" + serviceAccount

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -32,6 +33,14 @@ import (
 // it applied first.
 const FinalizerPrune = "alumiini.false.systems/prune"
 
+// DefaultMaxObjects bounds the objects one GitRepository applies. Its
+// inventory is kept in status, within etcd's request size limit.
+const DefaultMaxObjects = 5000
+
+// maxInventoryBytes keeps the inventory's share of the status well inside
+// etcd's 1.5 MiB request limit, so a status write never fails after an apply.
+const maxInventoryBytes = 1 << 20
+
 // Condition reasons besides the git and apply ones.
 const (
 	ReasonSucceeded      = "Succeeded"
@@ -49,6 +58,9 @@ type Appliers interface {
 	For(namespace, serviceAccount string) (*apply.Applier, error)
 }
 
+// RenderFunc turns the files of a path of a commit into objects (manifest.Render).
+type RenderFunc func(ctx context.Context, dir string, read manifest.ReadFunc) ([]manifest.Object, error)
+
 // Reconciler syncs one GitRepository per call.
 type Reconciler struct {
 	Client   clientset.Interface
@@ -60,7 +72,9 @@ type Reconciler struct {
 	// ApplySlots bounds applies across all workers.
 	ApplySlots chan struct{}
 	// Render is manifest.Render; tests replace it.
-	Render func([]git.File) ([]manifest.Object, error)
+	Render RenderFunc
+	// MaxObjects bounds the objects of one GitRepository (DefaultMaxObjects if 0).
+	MaxObjects int
 
 	failures sync.Map // key → consecutive failures, for retry backoff
 }
@@ -120,7 +134,8 @@ func (r *Reconciler) syncOnce(ctx context.Context, repo *v1alpha1.GitRepository)
 	defer cancel()
 
 	pending := repo.Status.PendingSyncRequest
-	src := git.Source{URL: repo.Spec.URL, Branch: repo.Spec.Branch, Tag: repo.Spec.Tag, Commit: repo.Spec.Commit}
+	src := git.Source{URL: repo.Spec.URL, Branch: repo.Spec.Branch, Tag: repo.Spec.Tag, Commit: repo.Spec.Commit,
+		Tenant: repo.Namespace}
 	force := false
 	if pending != nil {
 		force = pending.Force
@@ -158,9 +173,17 @@ func (r *Reconciler) syncOnce(ctx context.Context, repo *v1alpha1.GitRepository)
 		return r.fail(ctx, repo, pending, commit, git.Reason(err), err.Error(), start)
 	}
 	commit = tree.Commit
-	objects, err := r.Render(tree.Files)
+	objects, err := r.Render(ctx, repo.Spec.Path, r.reader(src, tree, repo.Spec.Path))
 	if err != nil {
-		return r.fail(ctx, repo, pending, commit, ReasonRenderFailed, err.Error(), start)
+		reason := ReasonRenderFailed
+		var gerr *git.Error
+		if errors.As(err, &gerr) {
+			reason = gerr.Reason // e.g. a limit hit while reading the repository for a kustomization
+		}
+		return r.fail(ctx, repo, pending, commit, reason, err.Error(), start)
+	}
+	if err := r.checkCount(objects); err != nil {
+		return r.fail(ctx, repo, pending, commit, git.ReasonLimitExceeded, err.Error(), start)
 	}
 	applier, err := r.Appliers.For(repo.Namespace, repo.Spec.ServiceAccountName)
 	if err != nil {
@@ -180,6 +203,7 @@ func (r *Reconciler) syncOnce(ctx context.Context, repo *v1alpha1.GitRepository)
 		Prune:            repo.Spec.Prune == nil || *repo.Spec.Prune,
 		Previous:         fromInventory(repo.Status.Inventory),
 		Force:            force,
+		Adopt:            repo.Spec.Adopt,
 	})
 	<-r.ApplySlots
 	if err != nil {
@@ -212,10 +236,27 @@ func (r *Reconciler) syncOnce(ctx context.Context, repo *v1alpha1.GitRepository)
 	return true
 }
 
+// reader serves the files of tree's commit to the renderer: the path already
+// read, or any other path of the same commit (a kustomization reads the whole
+// repository, so overlays reach their bases).
+func (r *Reconciler) reader(src git.Source, tree *git.Tree, path string) manifest.ReadFunc {
+	return func(ctx context.Context, p string) ([]git.File, error) {
+		if p == path {
+			return tree.Files, nil
+		}
+		other, err := r.Git.Files(ctx, src, tree.Commit, p)
+		if err != nil {
+			return nil, err
+		}
+		return other.Files, nil
+	}
+}
+
 // fail records a failed sync: the last good state stays applied and the
 // status says why.
 func (r *Reconciler) fail(ctx context.Context, repo *v1alpha1.GitRepository, pending *v1alpha1.SyncRequestRecord,
 	commit, reason, message string, start time.Time) bool {
+	message = truncate(message)
 	err := r.writeStatus(ctx, repo, func(s *v1alpha1.GitRepositoryStatus, generation int64) {
 		s.Phase = v1alpha1.PhaseFailed
 		s.ObservedGeneration = generation
@@ -230,13 +271,14 @@ func (r *Reconciler) fail(ctx context.Context, repo *v1alpha1.GitRepository, pen
 		klog.ErrorS(err, "Writing status", "gitrepository", klog.KObj(repo))
 	}
 	if repo.Status.Message != message || pending != nil {
-		r.Recorder.Event(repo, corev1.EventTypeWarning, reason, message)
+		r.Recorder.Event(repo, corev1.EventTypeWarning, reason, brief(message))
 	}
 	return false
 }
 
 // Stall marks a GitRepository whose worker keeps crashing.
 func (r *Reconciler) Stall(key, message string) {
+	message = truncate(message)
 	namespace, name, _ := cache.SplitMetaNamespaceKey(key)
 	repo, err := r.Lister.GitRepositories(namespace).Get(name)
 	if err != nil {
@@ -253,7 +295,7 @@ func (r *Reconciler) Stall(key, message string) {
 	if err != nil {
 		klog.ErrorS(err, "Marking a GitRepository stalled", "gitrepository", key)
 	}
-	r.Recorder.Event(repo, corev1.EventTypeWarning, ReasonWorkerCrashed, message)
+	r.Recorder.Event(repo, corev1.EventTypeWarning, ReasonWorkerCrashed, brief(message))
 }
 
 func (r *Reconciler) suspend(ctx context.Context, repo *v1alpha1.GitRepository) {
@@ -313,7 +355,7 @@ func (r *Reconciler) finalize(ctx context.Context, repo *v1alpha1.GitRepository)
 		}
 		if err != nil {
 			klog.ErrorS(err, "Deleting what a GitRepository applied", "gitrepository", klog.KObj(repo))
-			r.Recorder.Event(repo, corev1.EventTypeWarning, apply.ReasonPruneFailed, err.Error())
+			r.Recorder.Event(repo, corev1.EventTypeWarning, apply.ReasonPruneFailed, brief(err.Error()))
 			return 10 * time.Second
 		}
 	}
@@ -438,11 +480,58 @@ func short(commit string) string {
 	return commit
 }
 
-// truncate keeps a condition message within the API's 32 KiB limit.
-func truncate(s string) string {
-	const max = 30000
-	if len(s) > max {
-		return s[:max] + "…"
+// checkCount fails a commit with more objects than one GitRepository may
+// apply, or whose inventory would not fit in its status, before anything
+// is applied.
+func (r *Reconciler) checkCount(objects []manifest.Object) error {
+	limit := r.MaxObjects
+	if limit <= 0 {
+		limit = DefaultMaxObjects
 	}
-	return strings.TrimSpace(s)
+	if len(objects) > limit {
+		return fmt.Errorf("the commit holds %d objects, over the limit of %d per GitRepository (--max-objects); "+
+			"split it over several GitRepositories", len(objects), limit)
+	}
+	size := 0
+	for _, o := range objects {
+		gvk := o.GroupVersionKind()
+		size += len(gvk.Group) + len(gvk.Version) + len(gvk.Kind) + len(o.GetNamespace()) + len(o.GetName()) + 64
+	}
+	if size > maxInventoryBytes {
+		return fmt.Errorf("the inventory of the commit's %d objects would take about %d bytes, over the %d bytes "+
+			"a GitRepository's status keeps; split it over several GitRepositories", len(objects), size, maxInventoryBytes)
+	}
+	return nil
+}
+
+// brief shortens a message for an Event, which many tools show on one line;
+// the status keeps the longer one.
+func brief(s string) string {
+	const max = 1024
+	if len(s) <= max {
+		return s
+	}
+	cut := max - len("… (see the GitRepository's status)")
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "… (see the GitRepository's status)"
+}
+
+// maxMessageBytes bounds every message written to status, sync results and
+// Events: one bad commit of thousands of objects must not write megabytes.
+const maxMessageBytes = 32 << 10
+
+// truncate keeps a message within maxMessageBytes (the condition message
+// limit of the API is 32 KiB), cutting at a rune boundary.
+func truncate(s string) string {
+	s = strings.TrimSpace(s)
+	if len(s) <= maxMessageBytes {
+		return s
+	}
+	cut := maxMessageBytes - len("… (truncated)")
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "… (truncated)"
 }

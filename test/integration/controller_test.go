@@ -55,13 +55,17 @@ func TestPanickingRenderIsIsolated(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	render := func(files []git.File) ([]manifest.Object, error) {
+	render := func(ctx context.Context, dir string, read manifest.ReadFunc) ([]manifest.Object, error) {
+		files, err := read(ctx, dir)
+		if err != nil {
+			return nil, err
+		}
 		for _, f := range files {
 			if strings.Contains(string(f.Data), "cm-50") {
 				panic("rendering exploded on purpose")
 			}
 		}
-		return manifest.Render(files)
+		return manifest.Render(ctx, dir, read)
 	}
 	c, err := controller.New(controller.Config{
 		APIConfig:    ts.RESTConfig,

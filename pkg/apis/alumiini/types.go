@@ -31,6 +31,7 @@ type GitRepositorySpec struct {
 	Suspend            bool
 	ServiceAccountName string
 	RolloutRef         *RolloutReference
+	Adopt              bool
 }
 
 // LocalObjectReference names an object in the GitRepository's namespace.

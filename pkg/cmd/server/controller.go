@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
@@ -20,12 +21,24 @@ type ControllerOptions struct {
 	GitCacheDir          string
 	GitCacheMaxBytes     int64
 	MaxConcurrentFetches int
-	MaxConcurrentApplies int
-	KubeAPIQPS           float32
-	KubeAPIBurst         int
-	RestartIntensity     int
-	RestartPeriod        time.Duration
-	Limits               git.Limits
+	// MaxConcurrentFetchesPerNamespace keeps one namespace's slow servers
+	// from holding every fetch slot.
+	MaxConcurrentFetchesPerNamespace int
+	MaxFetchBytes                    int64
+	GitLowSpeedBytes                 int64
+	GitLowSpeedTime                  time.Duration
+	GitCacheMinFreeBytes             int64
+	MaxConcurrentApplies             int
+	KubeAPIQPS                       float32
+	KubeAPIBurst                     int
+	RestartIntensity                 int
+	RestartPeriod                    time.Duration
+	Limits                           git.Limits
+	// DefaultServiceAccount is what a GitRepository without
+	// serviceAccountName applies as, in its own namespace.
+	DefaultServiceAccount string
+	// MaxObjects bounds the objects one GitRepository may apply.
+	MaxObjects int
 }
 
 // DefaultGitCacheDir is where fetched repositories are kept.
@@ -37,6 +50,10 @@ func newControllerOptions() ControllerOptions {
 		GitCacheDir:          DefaultGitCacheDir,
 		GitCacheMaxBytes:     git.DefaultMaxBytes,
 		MaxConcurrentFetches: git.DefaultMaxConcurrentFetches,
+		MaxFetchBytes:        git.DefaultMaxFetchBytes,
+		GitLowSpeedBytes:     git.DefaultLowSpeedBytes,
+		GitLowSpeedTime:      git.DefaultLowSpeedTime,
+		GitCacheMinFreeBytes: git.DefaultMinFreeBytes,
 		MaxConcurrentApplies: 16,
 		// High on purpose: kube-apiserver's priority and fairness protects it;
 		// a low client limit only makes pushes wait (Flux's 50 QPS is why it
@@ -45,8 +62,9 @@ func newControllerOptions() ControllerOptions {
 		KubeAPIBurst:     2000,
 		RestartIntensity: 5,
 		RestartPeriod:    5 * time.Minute,
+		MaxObjects:       controller.DefaultMaxObjects,
 		Limits: git.Limits{MaxTotalBytes: git.DefaultMaxTotalBytes, MaxFiles: git.DefaultMaxFiles,
-			MaxFileBytes: git.DefaultMaxFileBytes, MaxDepth: git.DefaultMaxDepth},
+			MaxFileBytes: git.DefaultMaxFileBytes, MaxDepth: git.DefaultMaxDepth, MaxEntries: git.DefaultMaxEntries},
 	}
 }
 
@@ -56,15 +74,27 @@ func (o *ControllerOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.GitCacheDir, "git-cache-dir", o.GitCacheDir, "Directory of the shared git object stores; losing it costs only re-fetches.")
 	fs.Int64Var(&o.GitCacheMaxBytes, "git-cache-max-bytes", o.GitCacheMaxBytes, "Disk bound of the git cache; least recently used stores are evicted past it.")
 	fs.IntVar(&o.MaxConcurrentFetches, "max-concurrent-fetches", o.MaxConcurrentFetches, "Git fetches running at once, across all GitRepositories.")
+	fs.IntVar(&o.MaxConcurrentFetchesPerNamespace, "max-concurrent-fetches-per-namespace", o.MaxConcurrentFetchesPerNamespace,
+		"Fetch slots the GitRepositories of one namespace may hold at once (0: a quarter of --max-concurrent-fetches, at least 1).")
+	fs.Int64Var(&o.MaxFetchBytes, "max-fetch-bytes", o.MaxFetchBytes, "Most bytes one git fetch or ref listing may receive, over HTTP or SSH.")
+	fs.Int64Var(&o.GitLowSpeedBytes, "git-low-speed-bytes", o.GitLowSpeedBytes, "A git transfer receiving fewer bytes than this in --git-low-speed-time is stopped as stalled.")
+	fs.DurationVar(&o.GitLowSpeedTime, "git-low-speed-time", o.GitLowSpeedTime, "Window of --git-low-speed-bytes; a negative value turns the check off.")
+	fs.Int64Var(&o.GitCacheMinFreeBytes, "git-cache-min-free-bytes", o.GitCacheMinFreeBytes,
+		"No fetch starts while the git cache's filesystem has less free space than this, so a full disk never reaches etcd (negative: off).")
 	fs.IntVar(&o.MaxConcurrentApplies, "max-concurrent-applies", o.MaxConcurrentApplies, "Applies running at once, across all GitRepositories.")
 	fs.Float32Var(&o.KubeAPIQPS, "kube-api-qps", o.KubeAPIQPS, "Queries per second to the target cluster and to alumiini's own API.")
 	fs.IntVar(&o.KubeAPIBurst, "kube-api-burst", o.KubeAPIBurst, "Burst of queries to the target cluster and to alumiini's own API.")
 	fs.IntVar(&o.RestartIntensity, "worker-restart-intensity", o.RestartIntensity, "Crashes of one worker within --worker-restart-period that mark its GitRepository Stalled.")
 	fs.DurationVar(&o.RestartPeriod, "worker-restart-period", o.RestartPeriod, "Window in which --worker-restart-intensity crashes are counted.")
+	fs.StringVar(&o.DefaultServiceAccount, "default-service-account", o.DefaultServiceAccount,
+		"ServiceAccount (in the GitRepository's own namespace) that a GitRepository without spec.serviceAccountName applies as. "+
+			"Empty: alumiini's own identity, which only users allowed to 'escalate' on gitrepositories may give one.")
+	fs.IntVar(&o.MaxObjects, "max-objects", o.MaxObjects, "Most objects one GitRepository may apply; a commit with more fails before anything is applied.")
 	fs.Int64Var(&o.Limits.MaxTotalBytes, "max-manifest-bytes", o.Limits.MaxTotalBytes, "Most bytes read from one GitRepository's path.")
 	fs.IntVar(&o.Limits.MaxFiles, "max-manifest-files", o.Limits.MaxFiles, "Most files read from one GitRepository's path.")
 	fs.Int64Var(&o.Limits.MaxFileBytes, "max-manifest-file-bytes", o.Limits.MaxFileBytes, "Largest single file read.")
 	fs.IntVar(&o.Limits.MaxDepth, "max-manifest-depth", o.Limits.MaxDepth, "Deepest directory nesting read under a path.")
+	fs.IntVar(&o.Limits.MaxEntries, "max-manifest-entries", o.Limits.MaxEntries, "Most git tree entries (files, directories, symlinks) visited reading one path.")
 }
 
 // Validate checks the controller options.
@@ -74,9 +104,21 @@ func (o *ControllerOptions) Validate() []error {
 		errs = append(errs, fmt.Errorf("--git-cache-dir must not be empty"))
 	}
 	for name, v := range map[string]int{"--max-concurrent-fetches": o.MaxConcurrentFetches, "--max-concurrent-applies": o.MaxConcurrentApplies,
-		"--worker-restart-intensity": o.RestartIntensity, "--max-manifest-files": o.Limits.MaxFiles, "--max-manifest-depth": o.Limits.MaxDepth} {
+		"--worker-restart-intensity": o.RestartIntensity, "--max-objects": o.MaxObjects, "--max-manifest-files": o.Limits.MaxFiles, "--max-manifest-depth": o.Limits.MaxDepth,
+		"--max-manifest-entries": o.Limits.MaxEntries} {
 		if v < 1 {
 			errs = append(errs, fmt.Errorf("%s must be at least 1, got %d", name, v))
+		}
+	}
+	if o.MaxFetchBytes < 1 {
+		errs = append(errs, fmt.Errorf("--max-fetch-bytes must be at least 1, got %d", o.MaxFetchBytes))
+	}
+	if o.MaxConcurrentFetchesPerNamespace < 0 {
+		errs = append(errs, fmt.Errorf("--max-concurrent-fetches-per-namespace must not be negative, got %d", o.MaxConcurrentFetchesPerNamespace))
+	}
+	if name := o.DefaultServiceAccount; name != "" {
+		for _, msg := range validation.IsDNS1123Subdomain(name) {
+			errs = append(errs, fmt.Errorf("--default-service-account %q: %s", name, msg))
 		}
 	}
 	return errs
@@ -109,7 +151,9 @@ func (o *Options) addController(server *apiserver.Server) error {
 	}
 	target.QPS, target.Burst = co.KubeAPIQPS, co.KubeAPIBurst
 	cache, err := git.NewCache(git.Options{Dir: co.GitCacheDir, MaxBytes: co.GitCacheMaxBytes,
-		MaxConcurrentFetches: co.MaxConcurrentFetches, Limits: co.Limits})
+		MaxConcurrentFetches: co.MaxConcurrentFetches, MaxConcurrentFetchesPerTenant: co.MaxConcurrentFetchesPerNamespace,
+		MaxFetchBytes: co.MaxFetchBytes, LowSpeedBytes: co.GitLowSpeedBytes, LowSpeedTime: co.GitLowSpeedTime,
+		MinFreeBytes: co.GitCacheMinFreeBytes, Limits: co.Limits})
 	if err != nil {
 		return err
 	}
@@ -117,11 +161,13 @@ func (o *Options) addController(server *apiserver.Server) error {
 		loopback := rest.CopyConfig(hook.LoopbackClientConfig)
 		loopback.QPS, loopback.Burst = co.KubeAPIQPS, co.KubeAPIBurst
 		c, err := controller.New(controller.Config{
-			APIConfig:            loopback,
-			TargetConfig:         target,
-			Git:                  cache,
-			MaxConcurrentApplies: co.MaxConcurrentApplies,
-			Supervisor:           controller.SupervisorOptions{RestartIntensity: co.RestartIntensity, RestartPeriod: co.RestartPeriod},
+			APIConfig:             loopback,
+			TargetConfig:          target,
+			Git:                   cache,
+			MaxConcurrentApplies:  co.MaxConcurrentApplies,
+			DefaultServiceAccount: co.DefaultServiceAccount,
+			MaxObjects:            co.MaxObjects,
+			Supervisor:            controller.SupervisorOptions{RestartIntensity: co.RestartIntensity, RestartPeriod: co.RestartPeriod},
 		})
 		if err != nil {
 			return err

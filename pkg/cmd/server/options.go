@@ -208,7 +208,10 @@ func (o *Options) Config(ctx context.Context) (*apiserver.Config, error) {
 		if err != nil {
 			return nil, err
 		}
-		ro.Etcd.StorageConfig.Transport.ServerList = etcd.ClientURLs()
+		tls := etcd.ClientTLS()
+		transport := &ro.Etcd.StorageConfig.Transport
+		transport.ServerList = etcd.ClientURLs()
+		transport.CertFile, transport.KeyFile, transport.TrustedCAFile = tls.CertFile, tls.KeyFile, tls.CAFile
 		stopStorage = etcd.Close
 	}
 
@@ -228,7 +231,7 @@ func (o *Options) Config(ctx context.Context) (*apiserver.Config, error) {
 		}
 		return nil, fmt.Errorf("applying options to the server config: %w", err)
 	}
-	extra := apiserver.ExtraConfig{StopStorage: stopStorage}
+	extra := apiserver.ExtraConfig{StopStorage: stopStorage, DefaultServiceAccount: o.Controller.DefaultServiceAccount}
 	if o.Controller.Enabled && !o.standalone {
 		extra.PruneFinalizer = controller.FinalizerPrune
 	}

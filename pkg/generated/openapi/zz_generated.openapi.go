@@ -292,7 +292,7 @@ func schema_pkg_apis_alumiini_v1alpha1_GitRepositorySpec(ref common.ReferenceCal
 					},
 					"serviceAccountName": {
 						SchemaProps: spec.SchemaProps{
-							Description: "ServiceAccountName, in this namespace, whose identity the objects are applied with, so a tenant can sync only what that account may change.",
+							Description: "ServiceAccountName, in this namespace, whose identity the objects are applied with, so a tenant can sync only what that account may change. Leaving it empty applies with alumiini's own identity, which only a user allowed to \"escalate\" on gitrepositories may ask for (unless the server sets --default-service-account).",
 							Type:        []string{"string"},
 							Format:      "",
 						},
@@ -301,6 +301,13 @@ func schema_pkg_apis_alumiini_v1alpha1_GitRepositorySpec(ref common.ReferenceCal
 						SchemaProps: spec.SchemaProps{
 							Description: "RolloutRef names the progressive-delivery object a newly applied revision is handed to.",
 							Ref:         ref(v1alpha1.RolloutReference{}.OpenAPIModelName()),
+						},
+					},
+					"adopt": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Adopt lets this GitRepository take over objects that already exist and that no GitRepository manages; without it such an object fails the sync. An object another GitRepository manages is never taken over. Adopted objects are pruned like created ones, except Namespaces, which are deleted only if this GitRepository created them.",
+							Type:        []string{"boolean"},
+							Format:      "",
 						},
 					},
 				},

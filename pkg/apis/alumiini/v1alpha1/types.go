@@ -71,12 +71,22 @@ type GitRepositorySpec struct {
 	Suspend bool `json:"suspend,omitempty"`
 	// ServiceAccountName, in this namespace, whose identity the objects are
 	// applied with, so a tenant can sync only what that account may change.
+	// Leaving it empty applies with alumiini's own identity, which only a
+	// user allowed to "escalate" on gitrepositories may ask for (unless the
+	// server sets --default-service-account).
 	// +optional
 	ServiceAccountName string `json:"serviceAccountName,omitempty"`
 	// RolloutRef names the progressive-delivery object a newly applied revision
 	// is handed to.
 	// +optional
 	RolloutRef *RolloutReference `json:"rolloutRef,omitempty"`
+	// Adopt lets this GitRepository take over objects that already exist and
+	// that no GitRepository manages; without it such an object fails the
+	// sync. An object another GitRepository manages is never taken over.
+	// Adopted objects are pruned like created ones, except Namespaces, which
+	// are deleted only if this GitRepository created them.
+	// +optional
+	Adopt bool `json:"adopt,omitempty"`
 }
 
 // LocalObjectReference names an object in the GitRepository's namespace.

@@ -64,6 +64,10 @@ func ValidateGitRepositorySpec(spec *alumiini.GitRepositorySpec, fldPath *field.
 	}
 	if spec.SecretRef != nil {
 		allErrs = append(allErrs, validateObjectName(spec.SecretRef.Name, fldPath.Child("secretRef", "name"))...)
+		if strings.HasPrefix(strings.ToLower(spec.URL), "http://") {
+			allErrs = append(allErrs, field.Forbidden(fldPath.Child("secretRef"),
+				"credentials are never sent over plain http://, where anyone on the path can read them; use an https:// URL"))
+		}
 	}
 	if spec.ServiceAccountName != "" {
 		allErrs = append(allErrs, validateObjectName(spec.ServiceAccountName, fldPath.Child("serviceAccountName"))...)

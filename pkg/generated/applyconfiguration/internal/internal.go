@@ -63,6 +63,9 @@ var schemaYAML = typed.YAMLObject(`types:
 - name: com.github.falsesystems.alumiini.pkg.apis.alumiini.v1alpha1.GitRepositorySpec
   map:
     fields:
+    - name: adopt
+      type:
+        scalar: boolean
     - name: branch
       type:
         scalar: string

@@ -27,6 +27,8 @@ type Strategy struct {
 	// prune: true, saving the controller a write per new GitRepository. Only
 	// a server whose controller runs sets it: nothing else would remove it.
 	PruneFinalizer string
+	// Identity decides who may leave spec.serviceAccountName empty.
+	Identity IdentityPolicy
 }
 
 // NewStrategy returns the strategy for the main resource.
@@ -80,9 +82,15 @@ func dropLeftoverBranch(spec, old *alumiini.GitRepositorySpec) {
 	}
 }
 
-// Validate checks a new GitRepository.
-func (Strategy) Validate(ctx context.Context, obj runtime.Object) field.ErrorList {
-	return validation.ValidateGitRepository(obj.(*alumiini.GitRepository))
+// Validate checks a new GitRepository, and that its writer may give it the
+// identity it asks for.
+func (s Strategy) Validate(ctx context.Context, obj runtime.Object) field.ErrorList {
+	repo := obj.(*alumiini.GitRepository)
+	errs := validation.ValidateGitRepository(repo)
+	if len(errs) > 0 {
+		return errs
+	}
+	return s.Identity.Check(ctx, repo, nil)
 }
 
 // WarningsOnCreate returns no warnings.
@@ -98,9 +106,15 @@ func (Strategy) AllowUnconditionalUpdate(ctx context.Context) bool { return true
 // Canonicalize does nothing: there is no alternative form to normalise.
 func (Strategy) Canonicalize(obj runtime.Object) {}
 
-// ValidateUpdate checks an update of a GitRepository.
-func (Strategy) ValidateUpdate(ctx context.Context, obj, old runtime.Object) field.ErrorList {
-	return validation.ValidateGitRepositoryUpdate(obj.(*alumiini.GitRepository), old.(*alumiini.GitRepository))
+// ValidateUpdate checks an update of a GitRepository, and that a changed spec
+// keeps an identity its writer may give.
+func (s Strategy) ValidateUpdate(ctx context.Context, obj, old runtime.Object) field.ErrorList {
+	repo, oldRepo := obj.(*alumiini.GitRepository), old.(*alumiini.GitRepository)
+	errs := validation.ValidateGitRepositoryUpdate(repo, oldRepo)
+	if len(errs) > 0 {
+		return errs
+	}
+	return s.Identity.Check(ctx, repo, oldRepo)
 }
 
 // WarningsOnUpdate returns no warnings.

@@ -58,10 +58,19 @@ type GitRepositorySpecApplyConfiguration struct {
 	Suspend *bool `json:"suspend,omitempty"`
 	// ServiceAccountName, in this namespace, whose identity the objects are
 	// applied with, so a tenant can sync only what that account may change.
+	// Leaving it empty applies with alumiini's own identity, which only a
+	// user allowed to "escalate" on gitrepositories may ask for (unless the
+	// server sets --default-service-account).
 	ServiceAccountName *string `json:"serviceAccountName,omitempty"`
 	// RolloutRef names the progressive-delivery object a newly applied revision
 	// is handed to.
 	RolloutRef *RolloutReferenceApplyConfiguration `json:"rolloutRef,omitempty"`
+	// Adopt lets this GitRepository take over objects that already exist and
+	// that no GitRepository manages; without it such an object fails the
+	// sync. An object another GitRepository manages is never taken over.
+	// Adopted objects are pruned like created ones, except Namespaces, which
+	// are deleted only if this GitRepository created them.
+	Adopt *bool `json:"adopt,omitempty"`
 }
 
 // GitRepositorySpecApplyConfiguration constructs a declarative configuration of the GitRepositorySpec type for use with
@@ -171,5 +180,13 @@ func (b *GitRepositorySpecApplyConfiguration) WithServiceAccountName(value strin
 // If called multiple times, the RolloutRef field is set to the value of the last call.
 func (b *GitRepositorySpecApplyConfiguration) WithRolloutRef(value *RolloutReferenceApplyConfiguration) *GitRepositorySpecApplyConfiguration {
 	b.RolloutRef = value
+	return b
+}
+
+// WithAdopt sets the Adopt field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the Adopt field is set to the value of the last call.
+func (b *GitRepositorySpecApplyConfiguration) WithAdopt(value bool) *GitRepositorySpecApplyConfiguration {
+	b.Adopt = &value
 	return b
 }

@@ -8,6 +8,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apiserver/pkg/authorization/authorizer"
 	"k8s.io/apiserver/pkg/registry/generic"
 	genericregistry "k8s.io/apiserver/pkg/registry/generic/registry"
 	"k8s.io/apiserver/pkg/registry/rest"
@@ -40,13 +41,29 @@ func (r *REST) ShortNames() []string { return []string{"gitrepo"} }
 // Categories puts GitRepositories in kubectl get alumiini.
 func (r *REST) Categories() []string { return []string{"alumiini"} }
 
+// Options of the GitRepository storages.
+type Options struct {
+	// PruneFinalizer, when not empty, is added to new pruning GitRepositories
+	// (see gitrepository.Strategy).
+	PruneFinalizer string
+	// Authorizer checks the rights a request needs beyond its verb: leaving
+	// spec.serviceAccountName empty, and a sync request's revision or force.
+	Authorizer authorizer.Authorizer
+	// DefaultServiceAccount is what a GitRepository without
+	// serviceAccountName applies as (--default-service-account).
+	DefaultServiceAccount string
+	// MaxWaitersPerUser bounds the sync requests with wait: true one user
+	// may hold open at once.
+	MaxWaitersPerUser int
+}
+
 // NewStorage returns the storages of gitrepositories, gitrepositories/status
 // and gitrepositories/sync over the given REST options.
-// pruneFinalizer, when not empty, is added to new pruning GitRepositories
-// (see gitrepository.Strategy).
-func NewStorage(scheme *runtime.Scheme, optsGetter generic.RESTOptionsGetter, pruneFinalizer string) (GitRepositoryStorage, error) {
+func NewStorage(scheme *runtime.Scheme, optsGetter generic.RESTOptionsGetter, opts Options) (GitRepositoryStorage, error) {
 	strategy := gitrepository.NewStrategy(scheme)
-	strategy.PruneFinalizer = pruneFinalizer
+	strategy.PruneFinalizer = opts.PruneFinalizer
+	identity := gitrepository.IdentityPolicy{Authorizer: opts.Authorizer, DefaultServiceAccount: opts.DefaultServiceAccount}
+	strategy.Identity = identity
 	statusStrategy := gitrepository.NewStatusStrategy(strategy)
 
 	store := &genericregistry.Store{
@@ -75,7 +92,7 @@ func NewStorage(scheme *runtime.Scheme, optsGetter generic.RESTOptionsGetter, pr
 	return GitRepositoryStorage{
 		GitRepository: &REST{store},
 		Status:        &StatusREST{store: &statusStore},
-		Sync:          &SyncREST{store: store},
+		Sync:          newSyncREST(store, opts.Authorizer, identity, opts.MaxWaitersPerUser),
 	}, nil
 }
 

@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/uuid"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/apiserver/pkg/authorization/authorizer"
 	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
 	genericregistry "k8s.io/apiserver/pkg/registry/generic/registry"
 	"k8s.io/apiserver/pkg/registry/rest"
@@ -25,13 +26,28 @@ import (
 	"github.com/falsesystems/alumiini/pkg/apis/alumiini"
 	"github.com/falsesystems/alumiini/pkg/apis/alumiini/v1alpha1"
 	"github.com/falsesystems/alumiini/pkg/apis/alumiini/validation"
+	"github.com/falsesystems/alumiini/pkg/registry/alumiini/gitrepository"
 )
 
 // SyncREST is the storage of gitrepositories/sync: a POST records a sync
 // request on its GitRepository, where the controller finds it through its
 // informer, and may wait for the controller to write the result back.
 type SyncREST struct {
-	store *genericregistry.Store
+	store      *genericregistry.Store
+	authorizer authorizer.Authorizer
+	identity   gitrepository.IdentityPolicy
+	waiters    *waiterLimit
+}
+
+// DefaultMaxWaitersPerUser bounds the sync requests with wait: true that one
+// user holds open at once; each holds a watch and a goroutine for up to 30s.
+const DefaultMaxWaitersPerUser = 10
+
+func newSyncREST(store *genericregistry.Store, authz authorizer.Authorizer, identity gitrepository.IdentityPolicy, maxWaiters int) *SyncREST {
+	if maxWaiters <= 0 {
+		maxWaiters = DefaultMaxWaitersPerUser
+	}
+	return &SyncREST{store: store, authorizer: authz, identity: identity, waiters: newWaiterLimit(maxWaiters)}
 }
 
 var (
@@ -71,8 +87,18 @@ func (r *SyncREST) Create(ctx context.Context, name string, obj runtime.Object, 
 			return nil, err
 		}
 	}
+	if err := r.authorizeSpec(ctx, name, req); err != nil {
+		return nil, err
+	}
 
 	dryRun := dryrun.IsDryRun(options.DryRun)
+	if req.Spec.Wait && !dryRun {
+		release, err := r.waiters.acquire(ctx)
+		if err != nil {
+			return nil, err
+		}
+		defer release()
+	}
 	record, repo, err := r.record(ctx, name, req, dryRun)
 	if err != nil {
 		return nil, err

@@ -1,0 +1,85 @@
+package gitrepository
+
+import (
+	"context"
+	"fmt"
+
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	"k8s.io/apiserver/pkg/authorization/authorizer"
+	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
+
+	"github.com/falsesystems/alumiini/pkg/apis/alumiini"
+)
+
+// VerbEscalate on gitrepositories lets a user write a GitRepository without
+// spec.serviceAccountName, which alumiini then applies with its own identity.
+// It is the verb Kubernetes uses on roles for the same idea: granting more
+// than one holds. The ClusterRole that grants it is shipped bound to nobody;
+// cluster-admins have it through "*".
+const VerbEscalate = "escalate"
+
+// IdentityPolicy decides who may make a GitRepository apply with alumiini's
+// own identity. A GitRepository with a serviceAccountName is applied as that
+// ServiceAccount of its own namespace, so RBAC bounds it as it bounds a pod
+// the writer could run; one without is checked here, at admission, with the
+// requesting user in hand.
+type IdentityPolicy struct {
+	// Authorizer answers the SubjectAccessReview; without one every
+	// GitRepository needs a serviceAccountName (fail closed).
+	Authorizer authorizer.Authorizer
+	// DefaultServiceAccount, when set, is what a GitRepository without
+	// serviceAccountName applies as; nothing then runs as alumiini itself and
+	// no check is needed.
+	DefaultServiceAccount string
+}
+
+// Check refuses a create, or an update that changes the spec, leaving
+// serviceAccountName empty, unless the user may escalate. old is nil on
+// create. The sync subresource asks it too, for requests that pick a
+// revision or force, as they change what runs as much as a spec edit does.
+func (p IdentityPolicy) Check(ctx context.Context, repo, old *alumiini.GitRepository) field.ErrorList {
+	if p.DefaultServiceAccount != "" || repo.Spec.ServiceAccountName != "" {
+		return nil
+	}
+	if old != nil && onlySuspendChanged(repo.Spec, old.Spec) {
+		// Suspending only stops syncing; the spec that runs was checked already.
+		return nil
+	}
+	fld := field.NewPath("spec", "serviceAccountName")
+	user, ok := genericapirequest.UserFrom(ctx)
+	if !ok {
+		return field.ErrorList{field.Forbidden(fld, "no user in the request to check")}
+	}
+	if p.Authorizer == nil {
+		return field.ErrorList{field.Forbidden(fld, "required: this server has no authorizer to check who may apply with alumiini's own identity")}
+	}
+	decision, reason, err := p.Authorizer.Authorize(ctx, authorizer.AttributesRecord{
+		User:            user,
+		Verb:            VerbEscalate,
+		Namespace:       repo.Namespace,
+		APIGroup:        alumiini.GroupName,
+		Resource:        "gitrepositories",
+		Name:            repo.Name,
+		ResourceRequest: true,
+	})
+	if decision == authorizer.DecisionAllow {
+		return nil
+	}
+	detail := ""
+	if err != nil {
+		detail = fmt.Sprintf(" (the authorization check failed: %v)", err)
+	} else if reason != "" {
+		detail = fmt.Sprintf(" (%s)", reason)
+	}
+	return field.ErrorList{field.Forbidden(fld, fmt.Sprintf(
+		"required: without it the objects would be applied with alumiini's own identity, which needs %q on "+
+			"gitrepositories.%s, and user %q does not have it%s; name a ServiceAccount of namespace %q whose "+
+			"RBAC allows what the repository holds",
+		VerbEscalate, alumiini.GroupName, user.GetName(), detail, repo.Namespace))}
+}
+
+func onlySuspendChanged(spec, old alumiini.GitRepositorySpec) bool {
+	spec.Suspend = old.Suspend
+	return apiequality.Semantic.DeepEqual(spec, old)
+}
