@@ -140,7 +140,11 @@ func TestBadCommitKeepsTheLastGoodState(t *testing.T) {
 
 func TestMissingSecretAndSuspend(t *testing.T) {
 	pushRepository(t, "secretive", map[string]gitserver.File{"deploy/cm.yaml": {Content: configMapV1}})
-	kubectlInput(t, gitRepository("secretive", "secretive", "default", "  secretRef:\n    name: no-such-secret\n"), "apply", "-f", "-")
+	// An ssh:// URL: credentials never go over the local server's http://,
+	// and the missing Secret is found before any connection is made.
+	missing := strings.Replace(gitRepository("secretive", "secretive", "default", "  secretRef:\n    name: no-such-secret\n"),
+		"url: "+cluster.Git.BaseURL(), "url: ssh://git@127.0.0.1:1", 1)
+	kubectlInput(t, missing, "apply", "-f", "-")
 	deadline := time.Now().Add(30 * time.Second)
 	var message string
 	for time.Now().Before(deadline) {

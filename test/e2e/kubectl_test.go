@@ -274,6 +274,8 @@ spec:
 `
 }
 
-func syncPath(name string) string {
-	return "/apis/alumiini.false.systems/v1alpha1/namespaces/default/gitrepositories/" + name + "/sync"
+func syncPath(name string) string { return syncPathIn("default", name) }
+
+func syncPathIn(namespace, name string) string {
+	return "/apis/alumiini.false.systems/v1alpha1/namespaces/" + namespace + "/gitrepositories/" + name + "/sync"
 }
