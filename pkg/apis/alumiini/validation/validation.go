@@ -102,7 +102,7 @@ func validateURL(raw string, fldPath *field.Path) field.ErrorList {
 		case strings.Contains(user, ":"):
 			return field.ErrorList{field.Invalid(fldPath, RedactURL(raw), "must not embed a password; put credentials in the Secret named by spec.secretRef")}
 		case host == "" || repoPath == "":
-			return field.ErrorList{field.Invalid(fldPath, raw, "scp-like URLs take the form user@host:path")}
+			return field.ErrorList{field.Invalid(fldPath, RedactURL(raw), "scp-like URLs take the form user@host:path")}
 		}
 		return nil
 	}
@@ -120,7 +120,7 @@ func validateURL(raw string, fldPath *field.Path) field.ErrorList {
 			return field.ErrorList{field.Invalid(fldPath, RedactURL(raw), "must not embed a password; put the SSH key in the Secret named by spec.secretRef")}
 		}
 	case "":
-		return field.ErrorList{field.Invalid(fldPath, raw, "must be an https://, http://, ssh:// or scp-like user@host:path URL")}
+		return field.ErrorList{field.Invalid(fldPath, RedactURL(raw), "must be an https://, http://, ssh:// or scp-like user@host:path URL")}
 	default:
 		return field.ErrorList{field.NotSupported(fldPath, u.Scheme+"://", []string{"https://", "http://", "ssh://", "user@host:path"})}
 	}
@@ -170,6 +170,14 @@ func RedactURL(raw string) string {
 			if found {
 				return scheme + "://redacted@" + raw[at+1:]
 			}
+			return "redacted@" + raw[at+1:]
+		}
+		return raw
+	}
+	if u.Scheme == "" {
+		// No scheme (token@host/path, //user:token@host/path): whatever
+		// stands before an '@' may be a token.
+		if at := strings.LastIndex(raw, "@"); at >= 0 {
 			return "redacted@" + raw[at+1:]
 		}
 		return raw

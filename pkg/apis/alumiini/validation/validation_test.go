@@ -1,6 +1,7 @@
 package validation
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -258,8 +259,14 @@ func TestRedactURL(t *testing.T) {
 		"https://bob:p%zz@example.com/r":  "https://redacted@example.com/r",
 		"ssh://git@example.com/r.git":     "ssh://git@example.com/r.git",
 		"ssh://git:pw@example.com/r.git":  "ssh://redacted@example.com/r.git",
+		// Tokens pasted without a scheme: the 422 must not show them.
+		"//oauth2:glpat-SECRET@gitlab.com/org/repo.git": "redacted@gitlab.com/org/repo.git",
+		"ghp_SECRET@github.com/org/repo.git":            "redacted@github.com/org/repo.git",
 	}
 	for in, want := range cases {
+		if errs := validateURL(in, field.NewPath("spec", "url")); strings.Contains(fmt.Sprint(errs), "SECRET") {
+			t.Errorf("the error for %q shows the secret: %v", in, errs)
+		}
 		if got := RedactURL(in); got != want {
 			t.Errorf("RedactURL(%q) = %q, want %q", in, got, want)
 		}

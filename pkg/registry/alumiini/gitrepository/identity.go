@@ -42,8 +42,12 @@ func (p IdentityPolicy) Check(ctx context.Context, repo, old *alumiini.GitReposi
 	if p.DefaultServiceAccount != "" || repo.Spec.ServiceAccountName != "" {
 		return nil
 	}
-	if old != nil && onlySuspendChanged(repo.Spec, old.Spec) {
-		// Suspending only stops syncing; the spec that runs was checked already.
+	if old != nil && onlySuspendChanged(repo.Spec, old.Spec) &&
+		apiequality.Semantic.DeepEqual(repo.OwnerReferences, old.OwnerReferences) {
+		// Suspending only stops syncing; the spec that runs was checked
+		// already. Owner references are checked too: pointing them at
+		// something the user may delete would let the garbage collector
+		// delete the GitRepository, and its finalizer prune as alumiini.
 		return nil
 	}
 	fld := field.NewPath("spec", "serviceAccountName")
@@ -54,10 +58,11 @@ func (p IdentityPolicy) Check(ctx context.Context, repo, old *alumiini.GitReposi
 	if p.Authorizer == nil {
 		return field.ErrorList{field.Forbidden(fld, "required: this server has no authorizer to check who may apply with alumiini's own identity")}
 	}
+	// Asked cluster-wide: alumiini's identity reaches every namespace, so a
+	// namespace-scoped grant (even a Role of "*" on "*") is not enough.
 	decision, reason, err := p.Authorizer.Authorize(ctx, authorizer.AttributesRecord{
 		User:            user,
 		Verb:            VerbEscalate,
-		Namespace:       repo.Namespace,
 		APIGroup:        alumiini.GroupName,
 		Resource:        "gitrepositories",
 		Name:            repo.Name,
@@ -74,7 +79,7 @@ func (p IdentityPolicy) Check(ctx context.Context, repo, old *alumiini.GitReposi
 	}
 	return field.ErrorList{field.Forbidden(fld, fmt.Sprintf(
 		"required: without it the objects would be applied with alumiini's own identity, which needs %q on "+
-			"gitrepositories.%s, and user %q does not have it%s; name a ServiceAccount of namespace %q whose "+
+			"gitrepositories.%s cluster-wide, and user %q does not have it%s; name a ServiceAccount of namespace %q whose "+
 			"RBAC allows what the repository holds",
 		VerbEscalate, alumiini.GroupName, user.GetName(), detail, repo.Namespace))}
 }
@@ -82,4 +87,41 @@ func (p IdentityPolicy) Check(ctx context.Context, repo, old *alumiini.GitReposi
 func onlySuspendChanged(spec, old alumiini.GitRepositorySpec) bool {
 	spec.Suspend = old.Suspend
 	return apiequality.Semantic.DeepEqual(spec, old)
+}
+
+// CheckSecret refuses a GitRepository whose writer may not read the Secret
+// it names, when it is new or its url or secretRef changed: the controller
+// reads the Secret and sends its credentials to spec.url, so naming a
+// Secret is reading it. old is nil on create.
+func (p IdentityPolicy) CheckSecret(ctx context.Context, repo, old *alumiini.GitRepository) field.ErrorList {
+	ref := repo.Spec.SecretRef
+	if ref == nil {
+		return nil
+	}
+	if old != nil && old.Spec.SecretRef != nil && *old.Spec.SecretRef == *ref && old.Spec.URL == repo.Spec.URL {
+		return nil
+	}
+	fld := field.NewPath("spec", "secretRef", "name")
+	user, ok := genericapirequest.UserFrom(ctx)
+	if !ok || p.Authorizer == nil {
+		return field.ErrorList{field.Forbidden(fld, "cannot check who may read the Secret")}
+	}
+	decision, _, err := p.Authorizer.Authorize(ctx, authorizer.AttributesRecord{
+		User:            user,
+		Verb:            "get",
+		Namespace:       repo.Namespace,
+		Resource:        "secrets",
+		Name:            ref.Name,
+		ResourceRequest: true,
+	})
+	if decision == authorizer.DecisionAllow {
+		return nil
+	}
+	detail := ""
+	if err != nil {
+		detail = fmt.Sprintf(" (the authorization check failed: %v)", err)
+	}
+	return field.ErrorList{field.Forbidden(fld, fmt.Sprintf(
+		"user %q may not read Secret %q in namespace %q%s, and alumiini would send its credentials to spec.url on their behalf",
+		user.GetName(), ref.Name, repo.Namespace, detail))}
 }

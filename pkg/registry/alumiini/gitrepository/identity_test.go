@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apiserver/pkg/authentication/user"
 	"k8s.io/apiserver/pkg/authorization/authorizer"
@@ -108,7 +109,48 @@ func TestUpdatesOfAnAdminsGitRepository(t *testing.T) {
 		t.Fatal("a tenant cleared spec.serviceAccountName")
 	}
 	last := authz.asked[len(authz.asked)-1]
-	if last.GetNamespace() != "default" || last.GetName() != "demo" || !last.IsResourceRequest() {
-		t.Errorf("the access review asked about %+v", last)
+	if last.GetNamespace() != "" || last.GetName() != "demo" || !last.IsResourceRequest() {
+		t.Errorf("the access review asked about %+v; want escalate cluster-wide, as a namespace's grant is not enough", last)
+	}
+
+	// Pointing ownerReferences at something the tenant may delete would let
+	// the garbage collector delete it for them.
+	owned := admins.DeepCopy()
+	owned.OwnerReferences = []metav1.OwnerReference{{APIVersion: "v1", Kind: "ConfigMap", Name: "mine", UID: "1"}}
+	if errs := s.ValidateUpdate(as("tenant"), owned, admins); len(errs) == 0 {
+		t.Error("a tenant set ownerReferences on a GitRepository that applies as alumiini")
+	}
+}
+
+// TestNamingASecretNeedsTheRightToReadIt: the controller sends a Secret's
+// credentials to spec.url, so a user who may not read the Secret may not
+// name it, nor point a GitRepository that names it at another URL.
+func TestNamingASecretNeedsTheRightToReadIt(t *testing.T) {
+	readers := authorizer.AuthorizerFunc(func(ctx context.Context, a authorizer.Attributes) (authorizer.Decision, string, error) {
+		if a.GetVerb() == "get" && a.GetResource() == "secrets" && a.GetName() == "creds" && a.GetNamespace() == "default" &&
+			a.GetUser().GetName() == "owner" {
+			return authorizer.DecisionAllow, "", nil
+		}
+		return authorizer.DecisionNoOpinion, "", nil
+	})
+	p := IdentityPolicy{Authorizer: readers}
+	withSecret := repo()
+	withSecret.Spec.SecretRef = &alumiini.LocalObjectReference{Name: "creds"}
+	if errs := p.CheckSecret(as("owner"), withSecret, nil); len(errs) != 0 {
+		t.Fatalf("the Secret's reader: %v", errs)
+	}
+	errs := p.CheckSecret(as("tenant"), withSecret, nil)
+	if len(errs) != 1 || errs[0].Field != "spec.secretRef.name" {
+		t.Fatalf("a user who may not read it: %v", errs)
+	}
+	repointed := withSecret.DeepCopy()
+	repointed.Spec.URL = "https://attacker.example.com/r.git"
+	if errs := p.CheckSecret(as("tenant"), repointed, withSecret); len(errs) == 0 {
+		t.Fatal("a user who may not read the Secret sent it to another URL")
+	}
+	relabelled := withSecret.DeepCopy()
+	relabelled.Spec.Interval = "10m"
+	if errs := p.CheckSecret(as("tenant"), relabelled, withSecret); len(errs) != 0 {
+		t.Fatalf("a change that keeps the url and Secret: %v", errs)
 	}
 }

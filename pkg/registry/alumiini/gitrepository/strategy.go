@@ -87,10 +87,8 @@ func dropLeftoverBranch(spec, old *alumiini.GitRepositorySpec) {
 func (s Strategy) Validate(ctx context.Context, obj runtime.Object) field.ErrorList {
 	repo := obj.(*alumiini.GitRepository)
 	errs := validation.ValidateGitRepository(repo)
-	if len(errs) > 0 {
-		return errs
-	}
-	return s.Identity.Check(ctx, repo, nil)
+	errs = append(errs, s.Identity.Check(ctx, repo, nil)...)
+	return append(errs, s.Identity.CheckSecret(ctx, repo, nil)...)
 }
 
 // WarningsOnCreate returns no warnings.
@@ -111,10 +109,8 @@ func (Strategy) Canonicalize(obj runtime.Object) {}
 func (s Strategy) ValidateUpdate(ctx context.Context, obj, old runtime.Object) field.ErrorList {
 	repo, oldRepo := obj.(*alumiini.GitRepository), old.(*alumiini.GitRepository)
 	errs := validation.ValidateGitRepositoryUpdate(repo, oldRepo)
-	if len(errs) > 0 {
-		return errs
-	}
-	return s.Identity.Check(ctx, repo, oldRepo)
+	errs = append(errs, s.Identity.Check(ctx, repo, oldRepo)...)
+	return append(errs, s.Identity.CheckSecret(ctx, repo, oldRepo)...)
 }
 
 // WarningsOnUpdate returns no warnings.

@@ -28,6 +28,7 @@ type GitRepositoryStorage struct {
 // REST is the main gitrepositories storage.
 type REST struct {
 	*genericregistry.Store
+	identity gitrepository.IdentityPolicy
 }
 
 var (
@@ -52,9 +53,6 @@ type Options struct {
 	// DefaultServiceAccount is what a GitRepository without
 	// serviceAccountName applies as (--default-service-account).
 	DefaultServiceAccount string
-	// MaxWaitersPerUser bounds the sync requests with wait: true one user
-	// may hold open at once.
-	MaxWaitersPerUser int
 }
 
 // NewStorage returns the storages of gitrepositories, gitrepositories/status
@@ -90,9 +88,9 @@ func NewStorage(scheme *runtime.Scheme, optsGetter generic.RESTOptionsGetter, op
 	statusStore.ResetFieldsStrategy = statusStrategy
 
 	return GitRepositoryStorage{
-		GitRepository: &REST{store},
+		GitRepository: &REST{Store: store, identity: identity},
 		Status:        &StatusREST{store: &statusStore},
-		Sync:          newSyncREST(store, opts.Authorizer, identity, opts.MaxWaitersPerUser),
+		Sync:          newSyncREST(store, opts.Authorizer, identity),
 	}, nil
 }
 

@@ -43,11 +43,8 @@ type SyncREST struct {
 // user holds open at once; each holds a watch and a goroutine for up to 30s.
 const DefaultMaxWaitersPerUser = 10
 
-func newSyncREST(store *genericregistry.Store, authz authorizer.Authorizer, identity gitrepository.IdentityPolicy, maxWaiters int) *SyncREST {
-	if maxWaiters <= 0 {
-		maxWaiters = DefaultMaxWaitersPerUser
-	}
-	return &SyncREST{store: store, authorizer: authz, identity: identity, waiters: newWaiterLimit(maxWaiters)}
+func newSyncREST(store *genericregistry.Store, authz authorizer.Authorizer, identity gitrepository.IdentityPolicy) *SyncREST {
+	return &SyncREST{store: store, authorizer: authz, identity: identity, waiters: newWaiterLimit(DefaultMaxWaitersPerUser)}
 }
 
 var (

@@ -1,0 +1,59 @@
+package storage
+
+import (
+	"context"
+	"fmt"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metainternalversion "k8s.io/apimachinery/pkg/apis/meta/internalversion"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
+	"k8s.io/apiserver/pkg/registry/rest"
+
+	"github.com/falsesystems/alumiini/pkg/apis/alumiini"
+)
+
+// Delete deletes a GitRepository, refusing a user who could not have written
+// it when deleting it prunes with alumiini's own identity: its finalizer
+// deletes everything it applied, cluster-scoped objects included.
+func (r *REST) Delete(ctx context.Context, name string, deleteValidation rest.ValidateObjectFunc, options *metav1.DeleteOptions) (runtime.Object, bool, error) {
+	return r.Store.Delete(ctx, name, r.guardDelete(deleteValidation), options)
+}
+
+// DeleteCollection applies the same rule to every GitRepository it deletes.
+func (r *REST) DeleteCollection(ctx context.Context, deleteValidation rest.ValidateObjectFunc, options *metav1.DeleteOptions,
+	listOptions *metainternalversion.ListOptions) (runtime.Object, error) {
+	return r.Store.DeleteCollection(ctx, r.guardDelete(deleteValidation), options, listOptions)
+}
+
+// namespaceControllers delete everything in a namespace being deleted. The
+// user who deleted the namespace had a cluster-wide right to; refusing the
+// controller would leave the namespace Terminating for ever.
+var namespaceControllers = map[string]bool{
+	"system:serviceaccount:kube-system:namespace-controller": true, // --use-service-account-credentials
+	"system:kube-controller-manager":                         true,
+}
+
+func isNamespaceController(ctx context.Context) bool {
+	user, ok := genericapirequest.UserFrom(ctx)
+	return ok && namespaceControllers[user.GetName()]
+}
+
+// guardDelete runs inside the store's delete, against the stored object.
+func (r *REST) guardDelete(next rest.ValidateObjectFunc) rest.ValidateObjectFunc {
+	return func(ctx context.Context, obj runtime.Object) error {
+		repo, ok := obj.(*alumiini.GitRepository)
+		prunes := ok && (repo.Spec.Prune == nil || *repo.Spec.Prune)
+		if prunes && !isNamespaceController(ctx) {
+			if errs := r.identity.Check(ctx, repo, nil); len(errs) > 0 {
+				return apierrors.NewForbidden(alumiini.Resource("gitrepositories"), repo.Name, fmt.Errorf(
+					"deleting it prunes what it applied with alumiini's own identity: %s", errs.ToAggregate()))
+			}
+		}
+		if next != nil {
+			return next(ctx, obj)
+		}
+		return nil
+	}
+}
