@@ -420,6 +420,9 @@ func (a *Applier) Delete(ctx context.Context, owner Owner, entries []Entry) (int
 			continue
 		}
 		if gvk.GroupKind() == namespaceKind && live.GetAnnotations()[AnnotationAdopted] != "" {
+			if err := release(ctx, client, live); err != nil {
+				return deleted, &Error{Object: e.id().String(), Reason: ReasonPruneFailed, Message: "releasing an adopted Namespace: " + apiMessage(err)}
+			}
 			continue
 		}
 		policy := metav1.DeletePropagationBackground
@@ -433,6 +436,22 @@ func (a *Applier) Delete(ctx context.Context, owner Owner, entries []Entry) (int
 		deleted++
 	}
 	return deleted, nil
+}
+
+// release takes our labels and annotations off an object we keep but no
+// longer manage, so it reads as unmanaged again and another GitRepository
+// may adopt it.
+func release(ctx context.Context, client dynamic.ResourceInterface, live *unstructured.Unstructured) error {
+	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{
+		"resourceVersion": live.GetResourceVersion(),
+		"labels":          map[string]any{LabelName: nil, LabelNamespace: nil},
+		"annotations":     map[string]any{AnnotationOwner: nil, AnnotationAdopted: nil},
+	}})
+	if err != nil {
+		return err
+	}
+	_, err = client.Patch(ctx, live.GetName(), types.MergePatchType, patch, metav1.PatchOptions{FieldManager: FieldManager})
+	return err
 }
 
 func (a *Applier) waitForCRDs(ctx context.Context, ps []*planned) error {

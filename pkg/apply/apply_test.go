@@ -216,7 +216,15 @@ func TestAnAdoptedNamespaceIsNeverPruned(t *testing.T) {
 	}
 	live, err := a.Client.Resource(namespaces).Get(ctx, existing, metav1.GetOptions{})
 	if err != nil || live.GetDeletionTimestamp() != nil {
-		t.Errorf("the adopted Namespace was deleted: %v %v", live, err)
+		t.Fatalf("the adopted Namespace was deleted: %v %v", live, err)
+	}
+	if live.GetLabels()[LabelName] != "" || live.GetAnnotations()[AnnotationAdopted] != "" {
+		t.Errorf("the Namespace it let go still carries our marks, so no one else could adopt it: %v %v",
+			live.GetLabels(), live.GetAnnotations())
+	}
+	if _, err := a.Apply(ctx, Owner{Namespace: "default", Name: "next"}, render(t,
+		"a.yaml", "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: "+existing+"\n"), Options{Adopt: true}); err != nil {
+		t.Errorf("another GitRepository adopting the released Namespace: %v", err)
 	}
 	live, err = a.Client.Resource(namespaces).Get(ctx, created, metav1.GetOptions{})
 	if err == nil && live.GetDeletionTimestamp() == nil {
