@@ -43,8 +43,9 @@ type Config struct {
 	// MaxObjects bounds the objects one GitRepository may apply.
 	MaxObjects int
 	Supervisor SupervisorOptions
-	// Render turns files into objects; nil means manifest.Render. Tests use
-	// it to make one repository's rendering misbehave.
+	// Render turns a path of a commit into objects; nil means
+	// manifest.Render. Tests use it to make one repository's rendering
+	// misbehave.
 	Render RenderFunc
 }
 

@@ -26,17 +26,17 @@ func configMaps(n int, name func(int) string) []manifest.Object {
 func TestObjectCountIsBounded(t *testing.T) {
 	r := &Reconciler{MaxObjects: 100}
 	short := func(i int) string { return fmt.Sprintf("cm-%d", i) }
-	if err := r.checkCount(configMaps(100, short)); err != nil {
+	if err := r.checkBounds(configMaps(100, short)); err != nil {
 		t.Fatalf("100 objects with a limit of 100: %v", err)
 	}
-	err := r.checkCount(configMaps(101, short))
+	err := r.checkBounds(configMaps(101, short))
 	if err == nil || !strings.Contains(err.Error(), "--max-objects") {
 		t.Fatalf("101 objects: %v, want an error naming --max-objects", err)
 	}
 	// Few objects with very long names would still overflow the status.
 	r.MaxObjects = 10000
 	long := func(i int) string { return fmt.Sprintf("%0250d", i) }
-	if err := r.checkCount(configMaps(5000, long)); err == nil || !strings.Contains(err.Error(), "inventory") {
+	if err := r.checkBounds(configMaps(5000, long)); err == nil || !strings.Contains(err.Error(), "inventory") {
 		t.Fatalf("5000 objects with 250-character names: %v, want the inventory bound", err)
 	}
 }

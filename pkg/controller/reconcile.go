@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	pathpkg "path"
 	"regexp"
 	"slices"
 	"strings"
@@ -32,6 +33,10 @@ import (
 // FinalizerPrune makes deleting a GitRepository with prune: true delete what
 // it applied first.
 const FinalizerPrune = "alumiini.false.systems/prune"
+
+// statusWriteTimeout bounds writing a sync's outcome, separately from the
+// sync's own timeout.
+const statusWriteTimeout = 30 * time.Second
 
 // DefaultMaxObjects bounds the objects one GitRepository applies. Its
 // inventory is kept in status, within etcd's request size limit.
@@ -123,22 +128,72 @@ func (r *Reconciler) Sync(ctx context.Context, key string) time.Duration {
 // Forget drops what the reconciler keeps about a deleted GitRepository.
 func (r *Reconciler) Forget(key string) { r.failures.Delete(key) }
 
-// syncOnce does the work and writes the status; it reports success.
+// syncOnce runs one sync through the stages of DESIGN.md's pipeline
+// (resolve, fetch, render, apply, report) and reports success.
 func (r *Reconciler) syncOnce(ctx context.Context, repo *v1alpha1.GitRepository) bool {
 	start := time.Now()
 	timeout, _ := time.ParseDuration(repo.Spec.Timeout)
 	if timeout <= 0 {
 		timeout = time.Minute
 	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+	syncCtx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 
 	pending := repo.Status.PendingSyncRequest
+	commit, result, err := r.run(syncCtx, repo, pending)
+	// The outcome is written even when the sync used up its own time (a
+	// timeout is an outcome too), within a bound of its own.
+	ctx, cancelWrite := context.WithTimeout(ctx, statusWriteTimeout)
+	defer cancelWrite()
+	var stage *stageError
+	switch {
+	case errors.As(err, &stage):
+		return r.fail(ctx, repo, pending, stage.commit, stage.reason, stage.Error(), start)
+	case result == nil:
+		return true // idle: nothing new, nothing asked
+	}
+	return r.report(ctx, repo, pending, commit, result, start)
+}
+
+// stageError is a stage's failure: the condition reason, and the commit the
+// sync had got to, if any.
+type stageError struct {
+	reason, commit string
+	err            error
+}
+
+func (e *stageError) Error() string { return e.err.Error() }
+func (e *stageError) Unwrap() error { return e.err }
+
+func failed(reason, commit string, err error) *stageError {
+	return &stageError{reason: reason, commit: commit, err: err}
+}
+
+// run takes the stages in order; a nil result with no error means idle.
+func (r *Reconciler) run(ctx context.Context, repo *v1alpha1.GitRepository, pending *v1alpha1.SyncRequestRecord) (string, *apply.Result, error) {
+	src, err := r.resolve(ctx, repo, pending)
+	if err != nil {
+		return "", nil, err
+	}
+	tree, err := r.fetch(ctx, repo, pending, src)
+	if err != nil || tree == nil {
+		return "", nil, err
+	}
+	objects, err := r.render(ctx, repo, src, tree)
+	if err != nil {
+		return tree.Commit, nil, err
+	}
+	force := pending != nil && pending.Force
+	result, err := r.apply(ctx, repo, objects, force, tree.Commit)
+	return tree.Commit, result, err
+}
+
+// resolve says what to fetch: the spec's ref, or the pending request's
+// revision, with the Secret's credentials.
+func (r *Reconciler) resolve(ctx context.Context, repo *v1alpha1.GitRepository, pending *v1alpha1.SyncRequestRecord) (git.Source, error) {
 	src := git.Source{URL: repo.Spec.URL, Branch: repo.Spec.Branch, Tag: repo.Spec.Tag, Commit: repo.Spec.Commit,
 		Tenant: repo.Namespace}
-	force := false
 	if pending != nil {
-		force = pending.Force
 		switch rev := pending.Revision; {
 		case rev == "":
 		case commitPattern.MatchString(rev):
@@ -150,29 +205,40 @@ func (r *Reconciler) syncOnce(ctx context.Context, repo *v1alpha1.GitRepository)
 	if ref := repo.Spec.SecretRef; ref != nil {
 		auth, err := r.auth(ctx, repo.Namespace, ref.Name, repo.Spec.URL)
 		if err != nil {
-			return r.fail(ctx, repo, pending, "", reasonOf(err), err.Error(), start)
+			return src, failed(reasonOf(err), "", err)
 		}
 		src.Auth = auth
 	}
+	return src, nil
+}
+
+// fetch lists the remote and, unless nothing changed, reads the path of the
+// newest commit. It returns a nil tree when the sync is idle: the remote has
+// nothing new, the spec has not changed, the last sync succeeded and nobody
+// asked, so one ref listing was the whole cost.
+func (r *Reconciler) fetch(ctx context.Context, repo *v1alpha1.GitRepository, pending *v1alpha1.SyncRequestRecord, src git.Source) (*git.Tree, error) {
 	if pending != nil {
-		r.Git.Forget(src)
+		r.Git.Forget(src) // a request must see a push made a moment ago
 	}
 	commit, err := r.Git.Latest(ctx, src)
 	if err != nil {
-		return r.fail(ctx, repo, pending, "", git.Reason(err), err.Error(), start)
+		return nil, failed(git.Reason(err), "", err)
 	}
-	// Idle: the remote has nothing new, the spec has not changed, the last
-	// sync succeeded and nobody asked. One ref listing was the whole cost.
 	st := repo.Status
 	if pending == nil && commit == st.LastSyncedCommit && st.ObservedGeneration == repo.Generation &&
 		st.Phase == v1alpha1.PhaseSynced {
-		return true
+		return nil, nil
 	}
 	tree, err := r.Git.Files(ctx, src, commit, repo.Spec.Path)
 	if err != nil {
-		return r.fail(ctx, repo, pending, commit, git.Reason(err), err.Error(), start)
+		return nil, failed(git.Reason(err), commit, err)
 	}
-	commit = tree.Commit
+	return tree, nil
+}
+
+// render turns the tree into objects and checks they fit what one
+// GitRepository may apply.
+func (r *Reconciler) render(ctx context.Context, repo *v1alpha1.GitRepository, src git.Source, tree *git.Tree) ([]manifest.Object, error) {
 	objects, err := r.Render(ctx, repo.Spec.Path, r.reader(src, tree, repo.Spec.Path))
 	if err != nil {
 		reason := ReasonRenderFailed
@@ -180,14 +246,20 @@ func (r *Reconciler) syncOnce(ctx context.Context, repo *v1alpha1.GitRepository)
 		if errors.As(err, &gerr) {
 			reason = gerr.Reason // e.g. a limit hit while reading the repository for a kustomization
 		}
-		return r.fail(ctx, repo, pending, commit, reason, err.Error(), start)
+		return nil, failed(reason, tree.Commit, err)
 	}
-	if err := r.checkCount(objects); err != nil {
-		return r.fail(ctx, repo, pending, commit, git.ReasonLimitExceeded, err.Error(), start)
+	if err := r.checkBounds(objects); err != nil {
+		return nil, failed(git.ReasonLimitExceeded, tree.Commit, err)
 	}
+	return objects, nil
+}
+
+// apply puts the objects in the cluster with the GitRepository's identity,
+// holding one of the shared apply slots.
+func (r *Reconciler) apply(ctx context.Context, repo *v1alpha1.GitRepository, objects []manifest.Object, force bool, commit string) (*apply.Result, error) {
 	applier, err := r.Appliers.For(repo.Namespace, repo.Spec.ServiceAccountName)
 	if err != nil {
-		return r.fail(ctx, repo, pending, commit, apply.ReasonApplyFailed, err.Error(), start)
+		return nil, failed(apply.ReasonApplyFailed, commit, err)
 	}
 	target := repo.Spec.TargetNamespace
 	if target == "" {
@@ -196,8 +268,9 @@ func (r *Reconciler) syncOnce(ctx context.Context, repo *v1alpha1.GitRepository)
 	select {
 	case r.ApplySlots <- struct{}{}:
 	case <-ctx.Done():
-		return r.fail(ctx, repo, pending, commit, git.ReasonTimeout, "timed out waiting for an apply slot", start)
+		return nil, failed(git.ReasonTimeout, commit, errors.New("timed out waiting for an apply slot"))
 	}
+	defer func() { <-r.ApplySlots }()
 	result, err := applier.Apply(ctx, apply.Owner{Namespace: repo.Namespace, Name: repo.Name}, objects, apply.Options{
 		DefaultNamespace: target,
 		Prune:            repo.Spec.Prune == nil || *repo.Spec.Prune,
@@ -205,15 +278,20 @@ func (r *Reconciler) syncOnce(ctx context.Context, repo *v1alpha1.GitRepository)
 		Force:            force,
 		Adopt:            repo.Spec.Adopt,
 	})
-	<-r.ApplySlots
 	if err != nil {
-		return r.fail(ctx, repo, pending, commit, reasonOf(err), err.Error(), start)
+		return nil, failed(reasonOf(err), commit, err)
 	}
+	return result, nil
+}
+
+// report writes a successful sync into the status and an Event.
+func (r *Reconciler) report(ctx context.Context, repo *v1alpha1.GitRepository, pending *v1alpha1.SyncRequestRecord,
+	commit string, result *apply.Result, start time.Time) bool {
 	counts := v1alpha1.ObjectCounts{Created: int32(result.Created), Configured: int32(result.Configured),
 		Unchanged: int32(result.Unchanged), Pruned: int32(result.Pruned)}
 	message := fmt.Sprintf("applied commit %s: %d created, %d configured, %d unchanged, %d pruned",
 		short(commit), result.Created, result.Configured, result.Unchanged, result.Pruned)
-	err = r.writeStatus(ctx, repo, func(s *v1alpha1.GitRepositoryStatus, generation int64) {
+	err := r.writeStatus(ctx, repo, func(s *v1alpha1.GitRepositoryStatus, generation int64) {
 		now := metav1.Now()
 		s.Phase = v1alpha1.PhaseSynced
 		s.ObservedGeneration = generation
@@ -240,8 +318,9 @@ func (r *Reconciler) syncOnce(ctx context.Context, repo *v1alpha1.GitRepository)
 // read, or any other path of the same commit (a kustomization reads the whole
 // repository, so overlays reach their bases).
 func (r *Reconciler) reader(src git.Source, tree *git.Tree, path string) manifest.ReadFunc {
+	read := cleanPath(path)
 	return func(ctx context.Context, p string) ([]git.File, error) {
-		if p == path {
+		if cleanPath(p) == read {
 			return tree.Files, nil
 		}
 		other, err := r.Git.Files(ctx, src, tree.Commit, p)
@@ -251,6 +330,8 @@ func (r *Reconciler) reader(src git.Source, tree *git.Tree, path string) manifes
 		return other.Files, nil
 	}
 }
+
+func cleanPath(p string) string { return strings.Trim(pathpkg.Clean("/"+p), "/") }
 
 // fail records a failed sync: the last good state stays applied and the
 // status says why.
@@ -480,10 +561,10 @@ func short(commit string) string {
 	return commit
 }
 
-// checkCount fails a commit with more objects than one GitRepository may
+// checkBounds fails a commit with more objects than one GitRepository may
 // apply, or whose inventory would not fit in its status, before anything
 // is applied.
-func (r *Reconciler) checkCount(objects []manifest.Object) error {
+func (r *Reconciler) checkBounds(objects []manifest.Object) error {
 	limit := r.MaxObjects
 	if limit <= 0 {
 		limit = DefaultMaxObjects

@@ -96,13 +96,16 @@ type reader struct {
 	// many times. treeBytes is their encoded size, which bounds them.
 	trees     map[plumbing.Hash]*object.Tree
 	treeBytes int64
+	// scope names what is read, for messages: a path, or the whole
+	// repository (a kustomization reads it all, so overlays reach bases).
+	scope string
 }
 
 func readTree(ctx context.Context, repo *gogit.Repository, hash plumbing.Hash, dir string, limits Limits) (*Tree, error) {
 	if err := checkPath(dir); err != nil {
 		return nil, err
 	}
-	r := &reader{ctx: ctx, repo: repo, limits: limits, trees: map[plumbing.Hash]*object.Tree{}}
+	r := &reader{ctx: ctx, repo: repo, limits: limits, trees: map[plumbing.Hash]*object.Tree{}, scope: scopeOf(dir)}
 	if err := checkObjectSize(repo, plumbing.CommitObject, hash, maxCommitBytes); err != nil {
 		return nil, fmt.Errorf("reading commit %s: %w", hash, err)
 	}
@@ -237,15 +240,15 @@ func (r *reader) visit(name string) error {
 	}
 	if r.entries%ctxCheckEvery == 0 {
 		if err := r.ctx.Err(); err != nil {
-			return classify(err, "reading the files under the path")
+			return classify(err, "reading the files under "+r.scope)
 		}
 	}
 	return nil
 }
 
 func (r *reader) tooManyEntries(name string) error {
-	return newError(ReasonLimitExceeded, nil, "more than the limit of %d entries (files, directories and symlinks, counted each time they are reached) under the path (at %s)",
-		r.limits.MaxEntries, displayPath(name))
+	return newError(ReasonLimitExceeded, nil, "more than the limit of %d entries (files, directories and symlinks, counted each time they are reached) under %s (at %s)",
+		r.limits.MaxEntries, r.scope, displayPath(name))
 }
 
 // walkDir reads every file under tree, the directory at the resolved path
@@ -308,7 +311,7 @@ func (r *reader) walkLink(physical, name string, depth, linkDepth int) error {
 
 func (r *reader) addFile(name string, hash plumbing.Hash) error {
 	if len(r.files) >= r.limits.MaxFiles {
-		return newError(ReasonLimitExceeded, nil, "more than the limit of %d files under the path (at %s)", r.limits.MaxFiles, name)
+		return newError(ReasonLimitExceeded, nil, "more than the limit of %d files under %s (at %s)", r.limits.MaxFiles, r.scope, name)
 	}
 	blob, err := r.repo.BlobObject(hash)
 	if err != nil {
@@ -318,7 +321,7 @@ func (r *reader) addFile(name string, hash plumbing.Hash) error {
 		return newError(ReasonLimitExceeded, nil, "%s is %d bytes, over the limit of %d bytes for one file", name, blob.Size, r.limits.MaxFileBytes)
 	}
 	if r.total+blob.Size > r.limits.MaxTotalBytes {
-		return newError(ReasonLimitExceeded, nil, "the files under the path exceed the limit of %d bytes in total (at %s)", r.limits.MaxTotalBytes, name)
+		return newError(ReasonLimitExceeded, nil, "the files under %s exceed the limit of %d bytes in total (at %s)", r.scope, r.limits.MaxTotalBytes, name)
 	}
 	data, err := readBlob(blob, r.limits.MaxFileBytes)
 	if err != nil {
@@ -370,6 +373,13 @@ func splitPath(p string) []string {
 		}
 	}
 	return out
+}
+
+func scopeOf(dir string) string {
+	if strings.Trim(dir, "/.") == "" {
+		return "the repository"
+	}
+	return fmt.Sprintf("path %q", dir)
 }
 
 func displayPath(p string) string {
