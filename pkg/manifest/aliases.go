@@ -2,7 +2,9 @@ package manifest
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"io"
 	"regexp"
 
 	"sigs.k8s.io/kustomize/kyaml/yaml"
@@ -32,11 +34,34 @@ type aliasBudget struct {
 	expanded int64
 }
 
-// charge counts data's documents and adds them to b, refusing data that
-// would go over the budget or holds an alias to itself. Text that is not
-// YAML is not charged: nothing can expand it, and its reader reports it.
+// charge counts data's documents, split as kyaml splits them (on every line
+// starting with "---"), and adds them to b. It refuses data that would go
+// over the budget, holds an alias to itself, or does not parse: what cannot
+// be counted is not read (fail closed).
 func (b *aliasBudget) charge(source string, data []byte) error {
-	docs := yamlDocuments(data)
+	var docs []*yaml.Node
+	for _, chunk := range separatorLine.Split(string(data), -1) {
+		parsed, err := parseDocuments([]byte(chunk))
+		if err != nil {
+			return &Error{Source: source, Message: "invalid YAML: " + err.Error()}
+		}
+		docs = append(docs, parsed...)
+	}
+	return b.chargeNodes(source, docs)
+}
+
+// chargeDocument counts one document exactly as its reader will parse it:
+// plain files are split only on "---" lines of their own, so a quoted
+// scalar holding a "---x" line stays one document for both.
+func (b *aliasBudget) chargeDocument(source string, data []byte) error {
+	docs, err := parseDocuments(data)
+	if err != nil {
+		return &Error{Source: source, Message: "invalid YAML: " + err.Error()}
+	}
+	return b.chargeNodes(source, docs)
+}
+
+func (b *aliasBudget) chargeNodes(source string, docs []*yaml.Node) error {
 	for _, d := range docs {
 		b.written += countWritten(d)
 	}
@@ -60,26 +85,25 @@ func (b *aliasBudget) charge(source string, data []byte) error {
 	return nil
 }
 
-// separatorLine is any line that may start a document to some reader:
-// kyaml splits on lines starting with "---" before decoding, so splitting
-// there too means every document any reader sees is counted.
+// separatorLine is any line that may start a document to kyaml, which splits
+// on lines starting with "---" before decoding.
 var separatorLine = regexp.MustCompile(`(?m)^---.*$`)
 
-// yamlDocuments parses data into node trees, aliases unexpanded. A chunk
-// that stops parsing stops there: no reader gets past that point either.
-func yamlDocuments(data []byte) []*yaml.Node {
+// parseDocuments parses data into node trees, aliases unexpanded.
+func parseDocuments(data []byte) ([]*yaml.Node, error) {
 	var docs []*yaml.Node
-	for _, chunk := range separatorLine.Split(string(data), -1) {
-		dec := yaml.NewDecoder(bytes.NewReader([]byte(chunk)))
-		for {
-			var doc yaml.Node
-			if err := dec.Decode(&doc); err != nil {
-				break
-			}
-			docs = append(docs, &doc)
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	for {
+		var doc yaml.Node
+		err := dec.Decode(&doc)
+		if errors.Is(err, io.EOF) {
+			return docs, nil
 		}
+		if err != nil {
+			return nil, err
+		}
+		docs = append(docs, &doc)
 	}
-	return docs
 }
 
 // countWritten counts the nodes of n as written: an alias is one node.

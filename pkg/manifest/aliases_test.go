@@ -148,3 +148,29 @@ func TestAliasInsideItsOwnAnchor(t *testing.T) {
 		t.Fatalf("got %v, want x.yaml refused", err)
 	}
 }
+
+// TestAQuotedSeparatorDoesNotHideAliases: a quoted scalar holding a line
+// that starts with "---" once split the budget's view of a plain file into
+// chunks it could not parse and skipped, while the reader parsed the whole
+// document and expanded its aliases (a 565 KiB directory grew the heap by
+// 1.3 GiB). The budget now counts each document as the reader parses it.
+func TestAQuotedSeparatorDoesNotHideAliases(t *testing.T) {
+	items := strings.TrimSuffix(strings.Repeat("a,", 770), ",")
+	refs := strings.TrimSuffix(strings.Repeat("*a,", 100), ",")
+	var kv []string
+	for i := 0; i < 300; i++ {
+		kv = append(kv, fmt.Sprintf("f%03d.yaml", i), fmt.Sprintf(
+			"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c%d\nhidden: \"\n---x\n\"\na: &a [%s]\nb: [%s]\n", i, items, refs))
+	}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	_, err := renderRepo("", files(kv...))
+	runtime.ReadMemStats(&after)
+	if err == nil || !strings.Contains(err.Error(), "billion laughs") {
+		t.Fatalf("got %v, want the expansion refused", err)
+	}
+	if grew := int64(after.TotalAlloc-before.TotalAlloc) >> 20; grew > 256 {
+		t.Errorf("refusing it allocated %d MiB", grew)
+	}
+}

@@ -140,9 +140,6 @@ func Decode(file string, data []byte) ([]Object, error) {
 }
 
 func decode(file string, data []byte, budget *aliasBudget) ([]Object, error) {
-	if err := budget.charge(file, data); err != nil {
-		return nil, err
-	}
 	var objects []Object
 	for _, doc := range splitDocuments(data) {
 		source := file
@@ -151,6 +148,10 @@ func decode(file string, data []byte, budget *aliasBudget) ([]Object, error) {
 		}
 		if len(bytes.TrimSpace(stripComments(doc.data))) == 0 {
 			continue
+		}
+		// Counted exactly as it is about to be parsed, before it is.
+		if err := budget.chargeDocument(source, doc.data); err != nil {
+			return nil, err
 		}
 		var content map[string]interface{}
 		if err := yaml.Unmarshal(doc.data, &content); err != nil {
