@@ -185,32 +185,7 @@ func TestServiceAccountConfinesWhatIsApplied(t *testing.T) {
 		t.Fatalf("applying as an account without rights: %+v", answer.Status)
 	}
 	// Let it manage ConfigMaps in the tenant namespace: the sync goes through.
-	// (A Role of its own: the local control plane has no controller-manager
-	// to fill the aggregated edit role.)
-	kubectlInput(t, `apiVersion: rbac.authorization.k8s.io/v1
-kind: Role
-metadata:
-  name: configmaps
-  namespace: tenant
-rules:
-- apiGroups: [""]
-  resources: ["configmaps"]
-  verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: RoleBinding
-metadata:
-  name: deployer-configmaps
-  namespace: tenant
-roleRef:
-  apiGroup: rbac.authorization.k8s.io
-  kind: Role
-  name: configmaps
-subjects:
-- kind: ServiceAccount
-  name: deployer
-  namespace: default
-`, "apply", "-f", "-")
+	grantConfigMaps(t, "tenant", "default", "deployer")
 	var last v1alpha1.GitRepositorySyncRequest
 	for i := 0; i < 40; i++ {
 		if last = syncAndWait(t, "tenant"); last.Status.Phase == v1alpha1.PhaseSynced {

@@ -50,9 +50,15 @@ func hostileGitServers(t *testing.T) map[string]string {
 				}
 			}
 		},
-		// Headers, then nothing: holds whatever slot it is given.
+		// Lists one branch, then never sends its pack: holds a fetch slot.
 		"stalled": func(w http.ResponseWriter, r *http.Request) {
-			w.Header().Set("Content-Type", "application/x-git-upload-pack-advertisement")
+			if strings.HasSuffix(r.URL.Path, "/info/refs") {
+				w.Header().Set("Content-Type", "application/x-git-upload-pack-advertisement")
+				ref := strings.Repeat("b", 40) + " refs/heads/main\x00multi_ack side-band-64k ofs-delta shallow no-progress\n"
+				fmt.Fprintf(w, "001e# service=git-upload-pack\n0000%04x%s0000", len(ref)+4, ref)
+				return
+			}
+			w.Header().Set("Content-Type", "application/x-git-upload-pack-result")
 			w.WriteHeader(http.StatusOK)
 			w.(http.Flusher).Flush()
 			<-r.Context().Done()
@@ -96,10 +102,17 @@ func TestHostileInputsFailAloneAndBounded(t *testing.T) {
 	createNamespace(t, "hostile")
 	readyRepository(t, "neighbour", "")
 
-	for name, url := range hostileGitServers(t) {
+	// The hostile GitRepositories live in a namespace of their own, as a
+	// hostile tenant's would; two stall their fetches, more than the one
+	// fetch slot a namespace may hold.
+	urls := hostileGitServers(t)
+	for _, name := range []string{"stalled-2"} { // another URL: no shared fetch
+		urls[name] = strings.Replace(urls["stalled"], "/stalled.git", "/"+name+".git", 1)
+	}
+	for name, url := range urls {
 		repo := strings.Replace(gitRepository(name, name, "hostile", "  timeout: 5m\n"),
 			"url: "+cluster.Git.BaseURL()+"/"+name+".git", "url: "+url, 1)
-		kubectlInput(t, repo, "apply", "-f", "-")
+		kubectlInput(t, repo, "apply", "--namespace", "hostile", "-f", "-")
 	}
 	// A YAML alias bomb (billion laughs) behind a kustomization.
 	bomb := "a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n"
@@ -112,7 +125,9 @@ func TestHostileInputsFailAloneAndBounded(t *testing.T) {
 		"deploy/kustomization.yaml": {Content: "resources: [bomb.yaml]\n"},
 		"deploy/bomb.yaml":          {Content: "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: lol\ndata:\n" + indent(bomb)},
 	})
-	kubectlInput(t, gitRepository("laughs", "laughs", "hostile", ""), "apply", "-f", "-")
+	createNamespace(t, "hostile-yaml")
+	kubectlInput(t, gitRepository("laughs", "laughs", "hostile", ""), "apply", "--namespace", "hostile-yaml", "-f", "-")
+	time.Sleep(2 * time.Second) // let the stalled fetches take their slots
 
 	// The neighbour syncs every push at once throughout.
 	for i := 2; i <= 4; i++ {
@@ -121,17 +136,29 @@ func TestHostileInputsFailAloneAndBounded(t *testing.T) {
 		})
 		start := time.Now()
 		answer := syncAndWait(t, "neighbour")
+		took := time.Since(start)
 		if answer.Status.Phase != v1alpha1.PhaseSynced || answer.Status.Commit != commit {
 			t.Fatalf("the neighbour's sync %d beside hostile repositories: %+v", i, answer.Status)
 		}
-		t.Logf("neighbour sync %d took %s", i, time.Since(start).Round(time.Millisecond))
+		t.Logf("neighbour sync %d took %s", i, took.Round(time.Millisecond))
+		// Waiting for a slot a stalled server holds would cost the stall
+		// time (30 s); a third of it leaves any slow machine a wide margin.
+		if took > 10*time.Second {
+			t.Errorf("the neighbour's sync %d waited %s: hostile servers held it up", i, took.Round(time.Millisecond))
+		}
 	}
 
 	wantReasons := map[string]string{"endless-error": "LimitExceeded", "endless-refs": "LimitExceeded",
-		"stalled": "Timeout", "laughs": "RenderFailed"}
+		"stalled": "Timeout", "stalled-2": "Timeout", "laughs": "RenderFailed"}
+	namespaceOf := func(name string) string {
+		if name == "laughs" {
+			return "hostile-yaml"
+		}
+		return "hostile"
+	}
 	for name, reason := range wantReasons {
-		message := waitForPhaseWithin(t, "default", name, v1alpha1.PhaseFailed, 90*time.Second)
-		got := kubectl(t, "get", "gitrepository", name, "-o", `jsonpath={.status.conditions[?(@.type=="Ready")].reason}`)
+		message := waitForPhaseWithin(t, namespaceOf(name), name, v1alpha1.PhaseFailed, 120*time.Second)
+		got := kubectl(t, "get", "gitrepository", name, "-n", namespaceOf(name), "-o", `jsonpath={.status.conditions[?(@.type=="Ready")].reason}`)
 		t.Logf("%s: %s: %s", name, got, message)
 		if got != reason || message == "" {
 			t.Errorf("%s: Ready reason %q (%s), want %s with a message", name, got, message, reason)
@@ -147,7 +174,7 @@ func TestHostileInputsFailAloneAndBounded(t *testing.T) {
 	}
 	for name := range wantReasons {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		_, _ = cluster.Kubectl(ctx, "delete", "gitrepository", name, "--timeout=60s")
+		_, _ = cluster.Kubectl(ctx, "delete", "gitrepository", name, "-n", namespaceOf(name), "--timeout=60s")
 		cancel()
 	}
 	kubectl(t, "delete", "gitrepository", "neighbour", "--timeout=60s")

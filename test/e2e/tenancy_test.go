@@ -39,33 +39,6 @@ kind: ServiceAccount
 metadata:
   name: deployer
   namespace: tenant-a
----
-# What the tenant's ServiceAccount may change: ConfigMaps in tenant-a. (A
-# Role of its own: the local control plane has no controller-manager to fill
-# the aggregated edit role.)
-apiVersion: rbac.authorization.k8s.io/v1
-kind: Role
-metadata:
-  name: configmaps
-  namespace: tenant-a
-rules:
-- apiGroups: [""]
-  resources: ["configmaps"]
-  verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: RoleBinding
-metadata:
-  name: deployer-configmaps
-  namespace: tenant-a
-roleRef:
-  apiGroup: rbac.authorization.k8s.io
-  kind: Role
-  name: configmaps
-subjects:
-- kind: ServiceAccount
-  name: deployer
-  namespace: tenant-a
 `
 
 func asAlice(args ...string) []string {
@@ -75,6 +48,32 @@ func asAlice(args ...string) []string {
 func setUpTenant(t *testing.T) {
 	t.Helper()
 	kubectlInput(t, tenantRBAC, "apply", "-f", "-")
+	grantConfigMaps(t, "tenant-a", "tenant-a", "deployer")
+}
+
+// grantConfigMaps lets ServiceAccount saNamespace/sa manage ConfigMaps in
+// namespace. (A Role of its own: the local control plane has no
+// controller-manager to fill the aggregated edit role.)
+func grantConfigMaps(t *testing.T, namespace, saNamespace, sa string) {
+	t.Helper()
+	kubectlInput(t, `apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata:
+  name: configmaps
+  namespace: `+namespace+`
+rules:
+- apiGroups: [""]
+  resources: ["configmaps"]
+  verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata:
+  name: `+sa+`-configmaps
+  namespace: `+namespace+`
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: configmaps}
+subjects: [{kind: ServiceAccount, name: `+sa+`, namespace: `+saNamespace+`}]
+`, "apply", "-f", "-")
 }
 
 // waitForPhase waits until the GitRepository reaches phase and returns its message.
@@ -119,6 +118,33 @@ subjects: [{kind: User, name: alice, apiGroup: rbac.authorization.k8s.io}]
 		if !strings.Contains(stderr, want) {
 			t.Errorf("the refusal does not mention %q:\n%s", want, stderr)
 		}
+	}
+
+	// A Role of "*" on "*" in her namespace is still not "escalate": alumiini's
+	// identity reaches every namespace, so the grant must be cluster-wide.
+	kubectlInput(t, `apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: everything, namespace: tenant-a}
+rules: [{apiGroups: ["*"], resources: ["*"], verbs: ["*"]}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: bob-owns-tenant-a, namespace: tenant-a}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: everything}
+subjects: [{kind: User, name: bob, apiGroup: rbac.authorization.k8s.io}]
+`, "apply", "-f", "-")
+	stderr = kubectlFails(t, gitRepository("takeover", "takeover", "tenant-a", ""),
+		"--as", "bob", "--namespace", "tenant-a", "apply", "-f", "-")
+	if !strings.Contains(stderr, "spec.serviceAccountName") {
+		t.Errorf("a namespace owner without cluster-wide escalate: %s", stderr)
+	}
+
+	// Naming a Secret she may not read would send its credentials to a URL
+	// of her choosing.
+	stderr = kubectlFails(t, strings.Replace(gitRepository("exfiltrate", "x", "tenant-a", "  serviceAccountName: deployer\n  secretRef:\n    name: team-registry\n"),
+		"url: "+cluster.Git.BaseURL()+"/x.git", "url: https://127.0.0.1:1/x.git", 1), asAlice("apply", "-f", "-")...)
+	if !strings.Contains(stderr, "spec.secretRef.name") || !strings.Contains(stderr, "team-registry") {
+		t.Errorf("naming a Secret she may not read: %s", stderr)
 	}
 
 	// With a ServiceAccount, RBAC bounds the sync as it bounds that account:
@@ -206,6 +232,12 @@ subjects: [{kind: User, name: ci-bot, apiGroup: rbac.authorization.k8s.io}]
 	// Alice, who may edit "confined", may pick its revision.
 	kubectlInput(t, `{"spec":{"revision":"main"}}`, asAlice("create", "--raw", syncPathIn("tenant-a", "confined"), "-f", "-")...)
 	kubectl(t, "delete", "gitrepository", "confined", "-n", "tenant-a", "--timeout=60s")
+
+	// Deleting "platform" would prune what it applied, as alumiini: not hers.
+	stderr = kubectlFails(t, "", asAlice("delete", "gitrepository", "platform", "--wait=false")...)
+	if !strings.Contains(stderr, "escalate") {
+		t.Errorf("a tenant deleting an admin's GitRepository: %s", stderr)
+	}
 	kubectl(t, "delete", "gitrepository", "platform", "-n", "tenant-a", "--timeout=60s")
 }
 

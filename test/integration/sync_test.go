@@ -227,3 +227,48 @@ func TestSyncWaitDeleted(t *testing.T) {
 		t.Fatalf("got %v, want 410 Gone saying it was deleted while waiting", err)
 	}
 }
+
+// TestWaitingSyncRequestsPerUserAreBounded: each waiting request holds a
+// watch and a goroutine, so one user holds at most ten; the eleventh is
+// told 429 at once, and once the others are done the user may wait again.
+func TestWaitingSyncRequestsPerUserAreBounded(t *testing.T) {
+	ts := startServer(t, t.TempDir())
+	ctx := context.Background()
+	repos := ts.Client.AlumiiniV1alpha1().GitRepositories("default")
+	if _, err := repos.Create(ctx, newRepo("demo"), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// client-go retries a 429 after its Retry-After; ask once, as the answer
+	// is what this test is about.
+	waitOnce := func(seconds int32) error {
+		body := &v1alpha1.GitRepositorySyncRequest{Spec: v1alpha1.GitRepositorySyncRequestSpec{Wait: true, TimeoutSeconds: ptr.To(seconds)}}
+		return ts.Client.AlumiiniV1alpha1().RESTClient().Post().Namespace("default").Resource("gitrepositories").
+			Name("demo").SubResource("sync").Body(body).MaxRetries(0).Do(ctx).Error()
+	}
+	// Twelve at once, each waiting 5 s (no controller runs here, so every
+	// one waits its full time): ten wait, two are refused.
+	results := make(chan error, 12)
+	for range 12 {
+		go func() { results <- waitOnce(5) }()
+	}
+	refused, timedOut := 0, 0
+	for range 12 {
+		switch err := <-results; {
+		case apierrors.IsTooManyRequests(err):
+			refused++
+			if !strings.Contains(err.Error(), "already has 10 sync requests waiting") {
+				t.Errorf("the refusal does not say why: %v", err)
+			}
+		case apierrors.IsTimeout(err):
+			timedOut++
+		default:
+			t.Errorf("a waiting request: %v", err)
+		}
+	}
+	if refused != 2 || timedOut != 10 {
+		t.Fatalf("%d refused and %d waited, want 2 and 10", refused, timedOut)
+	}
+	if err := waitOnce(1); apierrors.IsTooManyRequests(err) {
+		t.Errorf("after the others finished: %v", err)
+	}
+}

@@ -19,8 +19,8 @@ func RepoRoot() string {
 
 // StartForTest builds what is missing (the control-plane tools are cached in
 // _output; alumiini is built into dir) and starts a cluster in dir on free
-// ports, alumiini with alumiiniArgs added. Tests call it from TestMain.
-func StartForTest(dir string, controlPlaneOnly bool, alumiiniArgs ...string) (*Cluster, error) {
+// ports. Tests call it from TestMain.
+func StartForTest(dir string, controlPlaneOnly bool) (*Cluster, error) {
 	root := RepoRoot()
 	cmd := exec.Command(filepath.Join(root, "hack/build-tools.sh"))
 	cmd.Dir = root
@@ -36,7 +36,6 @@ func StartForTest(dir string, controlPlaneOnly bool, alumiiniArgs ...string) (*C
 		FastStorage:      true,
 		Progress:         os.Stderr,
 		ControlPlaneOnly: controlPlaneOnly,
-		AlumiiniArgs:     alumiiniArgs,
 	}
 	if !controlPlaneOnly {
 		opts.AlumiiniBinary = filepath.Join(dir, "alumiini")

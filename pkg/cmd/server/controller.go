@@ -77,10 +77,10 @@ func (o *ControllerOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&o.MaxConcurrentFetchesPerNamespace, "max-concurrent-fetches-per-namespace", o.MaxConcurrentFetchesPerNamespace,
 		"Fetch slots the GitRepositories of one namespace may hold at once (0: a quarter of --max-concurrent-fetches, at least 1).")
 	fs.Int64Var(&o.MaxFetchBytes, "max-fetch-bytes", o.MaxFetchBytes, "Most bytes one git fetch or ref listing may receive, over HTTP or SSH.")
-	fs.Int64Var(&o.GitLowSpeedBytes, "git-low-speed-bytes", o.GitLowSpeedBytes, "A git transfer receiving fewer bytes than this in --git-low-speed-time is stopped as stalled.")
-	fs.DurationVar(&o.GitLowSpeedTime, "git-low-speed-time", o.GitLowSpeedTime, "Window of --git-low-speed-bytes; a negative value turns the check off.")
+	fs.Int64Var(&o.GitLowSpeedBytes, "git-low-speed-bytes", o.GitLowSpeedBytes, "A git transfer receiving fewer bytes than this in --git-low-speed-time is stopped as stalled (0: the default).")
+	fs.DurationVar(&o.GitLowSpeedTime, "git-low-speed-time", o.GitLowSpeedTime, "Window of --git-low-speed-bytes (0: the default; negative: no stall check).")
 	fs.Int64Var(&o.GitCacheMinFreeBytes, "git-cache-min-free-bytes", o.GitCacheMinFreeBytes,
-		"No fetch starts while the git cache's filesystem has less free space than this, so a full disk never reaches etcd (negative: off).")
+		"No fetch starts while the git cache's filesystem has less free space than this, so a full disk never reaches etcd (0: the default; negative: no check).")
 	fs.IntVar(&o.MaxConcurrentApplies, "max-concurrent-applies", o.MaxConcurrentApplies, "Applies running at once, across all GitRepositories.")
 	fs.Float32Var(&o.KubeAPIQPS, "kube-api-qps", o.KubeAPIQPS, "Queries per second to the target cluster and to alumiini's own API.")
 	fs.IntVar(&o.KubeAPIBurst, "kube-api-burst", o.KubeAPIBurst, "Burst of queries to the target cluster and to alumiini's own API.")
@@ -88,13 +88,14 @@ func (o *ControllerOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.RestartPeriod, "worker-restart-period", o.RestartPeriod, "Window in which --worker-restart-intensity crashes are counted.")
 	fs.StringVar(&o.DefaultServiceAccount, "default-service-account", o.DefaultServiceAccount,
 		"ServiceAccount (in the GitRepository's own namespace) that a GitRepository without spec.serviceAccountName applies as. "+
-			"Empty: alumiini's own identity, which only users allowed to 'escalate' on gitrepositories may give one.")
+			"Empty: alumiini's own identity, which only users allowed to 'escalate' on gitrepositories may give one. Set it on every "+
+			"alumiini process and keep it: without it, stored GitRepositories lacking serviceAccountName apply as alumiini.")
 	fs.IntVar(&o.MaxObjects, "max-objects", o.MaxObjects, "Most objects one GitRepository may apply; a commit with more fails before anything is applied.")
-	fs.Int64Var(&o.Limits.MaxTotalBytes, "max-manifest-bytes", o.Limits.MaxTotalBytes, "Most bytes read from one GitRepository's path.")
-	fs.IntVar(&o.Limits.MaxFiles, "max-manifest-files", o.Limits.MaxFiles, "Most files read from one GitRepository's path.")
+	fs.Int64Var(&o.Limits.MaxTotalBytes, "max-manifest-bytes", o.Limits.MaxTotalBytes, "Most bytes read from one GitRepository's path (from the whole repository when the path holds a kustomization).")
+	fs.IntVar(&o.Limits.MaxFiles, "max-manifest-files", o.Limits.MaxFiles, "Most files read from one GitRepository's path (from the whole repository when the path holds a kustomization).")
 	fs.Int64Var(&o.Limits.MaxFileBytes, "max-manifest-file-bytes", o.Limits.MaxFileBytes, "Largest single file read.")
 	fs.IntVar(&o.Limits.MaxDepth, "max-manifest-depth", o.Limits.MaxDepth, "Deepest directory nesting read under a path.")
-	fs.IntVar(&o.Limits.MaxEntries, "max-manifest-entries", o.Limits.MaxEntries, "Most git tree entries (files, directories, symlinks) visited reading one path.")
+	fs.IntVar(&o.Limits.MaxEntries, "max-manifest-entries", o.Limits.MaxEntries, "Most git tree entries (files, directories, symlinks) visited reading one path, or the repository for a kustomization.")
 }
 
 // Validate checks the controller options.

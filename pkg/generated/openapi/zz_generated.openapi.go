@@ -272,13 +272,13 @@ func schema_pkg_apis_alumiini_v1alpha1_GitRepositorySpec(ref common.ReferenceCal
 					},
 					"secretRef": {
 						SchemaProps: spec.SchemaProps{
-							Description: "SecretRef names a Secret in this namespace with the credentials for the repository: username and password, or bearerToken, for HTTPS (optionally ca.crt); identity and known_hosts for SSH.",
+							Description: "SecretRef names a Secret in this namespace with the credentials for the repository: username and password, or bearerToken, for HTTPS (optionally ca.crt); identity and known_hosts for SSH. Refused with an http:// URL: credentials are never sent in plain text.",
 							Ref:         ref(v1alpha1.LocalObjectReference{}.OpenAPIModelName()),
 						},
 					},
 					"prune": {
 						SchemaProps: spec.SchemaProps{
-							Description: "Prune deletes objects that were applied earlier and have left the repository, and everything applied when the GitRepository is deleted. Defaults to true.",
+							Description: "Prune deletes objects that were applied earlier and have left the repository, and what was applied when the GitRepository is deleted: only objects still labelled for this GitRepository, and never a Namespace it adopted. Defaults to true.",
 							Type:        []string{"boolean"},
 							Format:      "",
 						},
@@ -292,7 +292,7 @@ func schema_pkg_apis_alumiini_v1alpha1_GitRepositorySpec(ref common.ReferenceCal
 					},
 					"serviceAccountName": {
 						SchemaProps: spec.SchemaProps{
-							Description: "ServiceAccountName, in this namespace, whose identity the objects are applied with, so a tenant can sync only what that account may change. Leaving it empty applies with alumiini's own identity, which only a user allowed to \"escalate\" on gitrepositories may ask for (unless the server sets --default-service-account).",
+							Description: "ServiceAccountName, in this namespace, whose identity the objects are applied with, so a tenant can sync only what that account may change. Leaving it empty applies with alumiini's own identity, which only a user allowed to \"escalate\" on gitrepositories may ask for (the ClusterRole alumiini:controller-identity), unless the server sets --default-service-account.",
 							Type:        []string{"string"},
 							Format:      "",
 						},

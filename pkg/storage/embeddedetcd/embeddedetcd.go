@@ -120,7 +120,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 func (s *Server) ClientURLs() []string { return s.clientURLs }
 
 // ClientTLS is the client certificate etcd accepts; it is valid while etcd runs.
-func (s *Server) ClientTLS() ClientTLS { return s.credentials.client }
+func (s *Server) ClientTLS() TLSFiles { return s.credentials.client }
 
 // Close stops etcd after its in-flight requests; everything committed before
 // is on disk.

@@ -107,12 +107,13 @@ func TestOnlyItsOwnClientsGetIn(t *testing.T) {
 		if err != nil {
 			continue // refused at dial: as good
 		}
-		putCtx, putCancel := context.WithTimeout(ctx, 3*time.Second)
-		_, err = c.Put(putCtx, "/alumiini/intruder", "x")
-		putCancel()
+		opCtx, opCancel := context.WithTimeout(ctx, 3*time.Second)
+		_, putErr := c.Put(opCtx, "/alumiini/intruder", "x")
+		_, getErr := c.Get(opCtx, "/alumiini/test")
+		opCancel()
 		c.Close()
-		if err == nil {
-			t.Errorf("%s: a write succeeded", name)
+		if putErr == nil || getErr == nil {
+			t.Errorf("%s: write error %v, read error %v; want both refused", name, putErr, getErr)
 		}
 	}
 	c := client(t, s)

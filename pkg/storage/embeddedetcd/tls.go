@@ -15,9 +15,9 @@ import (
 	"time"
 )
 
-// ClientTLS names the files a client needs to reach the embedded etcd: its
-// certificate and key, and the CA that signed etcd's serving certificate.
-type ClientTLS struct {
+// TLSFiles names a certificate, its key and the CA that signed the other
+// side's certificate: what a client needs to reach the embedded etcd.
+type TLSFiles struct {
 	CertFile string
 	KeyFile  string
 	CAFile   string
@@ -25,12 +25,12 @@ type ClientTLS struct {
 
 // credentials are made anew at every start and live in a private directory
 // for as long as etcd runs. etcd accepts only clients holding a certificate
-// of this CA, so no other process in the pod or on the host can read or write
-// it, even though it listens on loopback.
+// of this CA, so processes of other users in the pod or on the host can
+// neither read nor write it, even though it listens on loopback.
 type credentials struct {
 	dir    string
-	server ClientTLS // etcd's serving (and peer) certificate
-	client ClientTLS // the API server's client certificate
+	server TLSFiles // etcd's serving (and peer) certificate
+	client TLSFiles // the API server's client certificate
 }
 
 func newCredentials() (*credentials, error) {
@@ -87,23 +87,23 @@ func (c *credentials) write() error {
 	return nil
 }
 
-func (c *credentials) issue(name string, tmpl, ca *x509.Certificate, caKey *ecdsa.PrivateKey) (ClientTLS, error) {
+func (c *credentials) issue(name string, tmpl, ca *x509.Certificate, caKey *ecdsa.PrivateKey) (TLSFiles, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return ClientTLS{}, err
+		return TLSFiles{}, err
 	}
 	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
 	if err != nil {
-		return ClientTLS{}, err
+		return TLSFiles{}, err
 	}
 	keyDER, err := x509.MarshalECPrivateKey(key)
 	if err != nil {
-		return ClientTLS{}, err
+		return TLSFiles{}, err
 	}
-	files := ClientTLS{CertFile: filepath.Join(c.dir, name+".crt"), KeyFile: filepath.Join(c.dir, name+".key")}
+	files := TLSFiles{CertFile: filepath.Join(c.dir, name+".crt"), KeyFile: filepath.Join(c.dir, name+".key")}
 	if err := writePEM(files.CertFile, "CERTIFICATE", der); err != nil {
-		return ClientTLS{}, err
+		return TLSFiles{}, err
 	}
 	return files, writePEM(files.KeyFile, "EC PRIVATE KEY", keyDER)
 }

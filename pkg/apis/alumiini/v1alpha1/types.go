@@ -58,12 +58,14 @@ type GitRepositorySpec struct {
 	TargetNamespace string `json:"targetNamespace,omitempty"`
 	// SecretRef names a Secret in this namespace with the credentials for the
 	// repository: username and password, or bearerToken, for HTTPS (optionally
-	// ca.crt); identity and known_hosts for SSH.
+	// ca.crt); identity and known_hosts for SSH. Refused with an http:// URL:
+	// credentials are never sent in plain text.
 	// +optional
 	SecretRef *LocalObjectReference `json:"secretRef,omitempty"`
 	// Prune deletes objects that were applied earlier and have left the
-	// repository, and everything applied when the GitRepository is deleted.
-	// Defaults to true.
+	// repository, and what was applied when the GitRepository is deleted:
+	// only objects still labelled for this GitRepository, and never a
+	// Namespace it adopted. Defaults to true.
 	// +optional
 	Prune *bool `json:"prune,omitempty"`
 	// Suspend stops syncing until it is set back to false.
@@ -72,8 +74,9 @@ type GitRepositorySpec struct {
 	// ServiceAccountName, in this namespace, whose identity the objects are
 	// applied with, so a tenant can sync only what that account may change.
 	// Leaving it empty applies with alumiini's own identity, which only a
-	// user allowed to "escalate" on gitrepositories may ask for (unless the
-	// server sets --default-service-account).
+	// user allowed to "escalate" on gitrepositories may ask for (the
+	// ClusterRole alumiini:controller-identity), unless the server sets
+	// --default-service-account.
 	// +optional
 	ServiceAccountName string `json:"serviceAccountName,omitempty"`
 	// RolloutRef names the progressive-delivery object a newly applied revision
