@@ -64,7 +64,7 @@ type Appliers interface {
 }
 
 // RenderFunc turns the files of a path of a commit into objects (manifest.Render).
-type RenderFunc func(ctx context.Context, dir string, read manifest.ReadFunc) ([]manifest.Object, error)
+type RenderFunc func(ctx context.Context, dir string, read manifest.ReadFunc, opts ...manifest.Option) ([]manifest.Object, error)
 
 // Reconciler syncs one GitRepository per call.
 type Reconciler struct {
@@ -239,12 +239,15 @@ func (r *Reconciler) fetch(ctx context.Context, repo *v1alpha1.GitRepository, pe
 // render turns the tree into objects and checks they fit what one
 // GitRepository may apply.
 func (r *Reconciler) render(ctx context.Context, repo *v1alpha1.GitRepository, src git.Source, tree *git.Tree) ([]manifest.Object, error) {
-	objects, err := r.Render(ctx, repo.Spec.Path, r.reader(src, tree, repo.Spec.Path))
+	objects, err := r.Render(ctx, repo.Spec.Path, r.reader(src, tree, repo.Spec.Path), manifest.MaxObjects(r.maxObjects()))
 	if err != nil {
 		reason := ReasonRenderFailed
 		var gerr *git.Error
-		if errors.As(err, &gerr) {
+		switch {
+		case errors.As(err, &gerr):
 			reason = gerr.Reason // e.g. a limit hit while reading the repository for a kustomization
+		case errors.Is(err, manifest.ErrTooManyObjects):
+			reason = git.ReasonLimitExceeded
 		}
 		return nil, failed(reason, tree.Commit, err)
 	}
@@ -565,13 +568,9 @@ func short(commit string) string {
 // apply, or whose inventory would not fit in its status, before anything
 // is applied.
 func (r *Reconciler) checkBounds(objects []manifest.Object) error {
-	limit := r.MaxObjects
-	if limit <= 0 {
-		limit = DefaultMaxObjects
-	}
-	if len(objects) > limit {
+	if limit := r.maxObjects(); len(objects) > limit {
 		return fmt.Errorf("the commit holds %d objects, over the limit of %d per GitRepository (--max-objects); "+
-			"split it over several GitRepositories", len(objects), limit)
+			"split it over several GitRepositories", len(objects), r.maxObjects())
 	}
 	size := 0
 	for _, o := range objects {
@@ -597,6 +596,13 @@ func brief(s string) string {
 		cut--
 	}
 	return s[:cut] + "… (see the GitRepository's status)"
+}
+
+func (r *Reconciler) maxObjects() int {
+	if r.MaxObjects <= 0 {
+		return DefaultMaxObjects
+	}
+	return r.MaxObjects
 }
 
 // maxMessageBytes bounds every message written to status, sync results and

@@ -17,7 +17,7 @@ import (
 // renderKustomization builds the kustomization in dir over the whole
 // repository. dirFiles are the files of dir, already read; the repository
 // is read again unless dir is its root.
-func renderKustomization(ctx context.Context, dir string, dirFiles []git.File, read ReadFunc) ([]Object, error) {
+func renderKustomization(ctx context.Context, dir string, dirFiles []git.File, read ReadFunc, maxObjects int) ([]Object, error) {
 	files := dirFiles
 	if dir != "" {
 		var err error
@@ -40,6 +40,9 @@ func renderKustomization(ctx context.Context, dir string, dirFiles []git.File, r
 			return nil, stopped(kfile, ctx.Err())
 		}
 		return nil, &Error{Source: kfile, Message: "kustomize build failed: " + err.Error(), Err: err}
+	}
+	if maxObjects > 0 && m.Size() > maxObjects {
+		return nil, tooManyObjects(kfile, maxObjects)
 	}
 	return objectsOf(kfile, m)
 }

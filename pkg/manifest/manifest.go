@@ -3,6 +3,7 @@ package manifest
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"path"
 	"sort"
@@ -72,7 +73,11 @@ func (e *Error) Unwrap() error { return e.Err }
 // Every failure is an *Error naming the file, relative to the repository
 // root; nothing partial is returned. If ctx ends first, the *Error wraps
 // ctx.Err().
-func Render(ctx context.Context, dir string, read ReadFunc) ([]Object, error) {
+func Render(ctx context.Context, dir string, read ReadFunc, opts ...Option) ([]Object, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	dir, err := cleanDir(dir)
 	if err != nil {
 		return nil, err
@@ -83,9 +88,9 @@ func Render(ctx context.Context, dir string, read ReadFunc) ([]Object, error) {
 	}
 	var objects []Object
 	if kustomizationFile(files) != "" {
-		objects, err = renderKustomization(ctx, dir, files, read)
+		objects, err = renderKustomization(ctx, dir, files, read, o.maxObjects)
 	} else {
-		objects, err = readDirectory(ctx, dir, files)
+		objects, err = readDirectory(ctx, dir, files, &objectCount{max: o.maxObjects})
 	}
 	if err != nil {
 		return nil, err
@@ -93,7 +98,35 @@ func Render(ctx context.Context, dir string, read ReadFunc) ([]Object, error) {
 	return objects, checkDuplicates(objects)
 }
 
-func readDirectory(ctx context.Context, dir string, files []git.File) ([]Object, error) {
+// Option bounds one Render.
+type Option func(*options)
+
+type options struct{ maxObjects int }
+
+// MaxObjects fails a render that yields more than n objects (0: no bound).
+// A directory stops decoding at the first object too many: tiny documents
+// take some fifty times their size once decoded.
+func MaxObjects(n int) Option { return func(o *options) { o.maxObjects = n } }
+
+// objectCount counts decoded objects against their bound.
+type objectCount struct{ n, max int }
+
+func (c *objectCount) add(source string) error {
+	if c.n++; c.max > 0 && c.n > c.max {
+		return tooManyObjects(source, c.max)
+	}
+	return nil
+}
+
+// ErrTooManyObjects is wrapped by the error of a render over MaxObjects.
+var ErrTooManyObjects = errors.New("too many objects")
+
+func tooManyObjects(source string, max int) error {
+	return &Error{Source: source, Err: ErrTooManyObjects, Message: fmt.Sprintf(
+		"more than the limit of %d objects per GitRepository (--max-objects); split it over several GitRepositories", max)}
+}
+
+func readDirectory(ctx context.Context, dir string, files []git.File, count *objectCount) ([]Object, error) {
 	sorted := append([]git.File(nil), files...)
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Path < sorted[j].Path })
 	// One budget for the whole directory: many files, each with a few
@@ -112,7 +145,7 @@ func readDirectory(ctx context.Context, dir string, files []git.File) ([]Object,
 		if err := ctx.Err(); err != nil {
 			return nil, stopped(path.Join(dir, f.Path), err)
 		}
-		docs, err := decode(path.Join(dir, f.Path), f.Data, &budget)
+		docs, err := decode(path.Join(dir, f.Path), f.Data, &budget, count)
 		if err != nil {
 			return nil, err
 		}
@@ -136,10 +169,10 @@ func isHidden(p string) bool {
 // or kustomize configuration, are skipped; a List is expanded. YAML whose
 // aliases expand far beyond its own size is refused (see aliasBudget).
 func Decode(file string, data []byte) ([]Object, error) {
-	return decode(file, data, &aliasBudget{})
+	return decode(file, data, &aliasBudget{}, &objectCount{})
 }
 
-func decode(file string, data []byte, budget *aliasBudget) ([]Object, error) {
+func decode(file string, data []byte, budget *aliasBudget, count *objectCount) ([]Object, error) {
 	var objects []Object
 	for _, doc := range splitDocuments(data) {
 		source := file
@@ -149,7 +182,11 @@ func decode(file string, data []byte, budget *aliasBudget) ([]Object, error) {
 		if len(bytes.TrimSpace(stripComments(doc.data))) == 0 {
 			continue
 		}
-		// Counted exactly as it is about to be parsed, before it is.
+		// Counted before it is parsed: as an object, and its aliases exactly
+		// as the parser will see them.
+		if err := count.add(source); err != nil {
+			return nil, err
+		}
 		if err := budget.chargeDocument(source, doc.data); err != nil {
 			return nil, err
 		}
@@ -170,6 +207,11 @@ func decode(file string, data []byte, budget *aliasBudget) ([]Object, error) {
 				return nil, &Error{Source: source, Message: "invalid List: " + err.Error()}
 			}
 			for i := range list.Items {
+				if i > 0 {
+					if err := count.add(source); err != nil {
+						return nil, err
+					}
+				}
 				item := list.Items[i]
 				if err := check(&item); err != nil {
 					return nil, &Error{Source: fmt.Sprintf("%s (item %d)", source, i), Message: err.Error()}

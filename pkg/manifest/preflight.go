@@ -15,6 +15,20 @@ import (
 // exponentially, and a build cannot be interrupted.
 const maxKustomizations = 1000
 
+// maxGeneratedBytes bounds the bytes generators read in one build, counting
+// a file once for every time a generator reads it: a 256 KiB file named by
+// 200 generator entries once took half a GiB to build.
+const maxGeneratedBytes = 16 << 20
+
+// cost is what building a kustomization takes: the kustomizations it runs
+// (its own included) and the bytes its generators read, each counted as
+// often as a build repeats it.
+type cost struct{ runs, generated int64 }
+
+func (c cost) add(o cost) cost {
+	return cost{runs: c.runs + o.runs, generated: c.generated + o.generated}
+}
+
 // preflight walks every kustomization a build will run, before it runs. It
 // is what keeps kustomize off the network: krusty builds its own file loader
 // (api/internal/loader), which fetches http(s) URLs and runs `git clone` for
@@ -27,16 +41,16 @@ const maxKustomizations = 1000
 type preflight struct {
 	repo    *repository
 	budget  aliasBudget
-	runs    map[string]int64 // kustomizations run for a directory, its own included
-	walking map[string]bool  // directories on the current path, to catch cycles
-	charged map[string]bool  // YAML files already charged
+	costs   map[string]cost // what building a directory takes, once walked
+	walking map[string]bool // directories on the current path, to catch cycles
+	charged map[string]bool // YAML files already charged
 	objects *resource.Factory
 }
 
 func newPreflight(repo *repository) *preflight {
 	return &preflight{
 		repo:    repo,
-		runs:    map[string]int64{},
+		costs:   map[string]cost{},
 		walking: map[string]bool{},
 		charged: map[string]bool{},
 		objects: provider.NewDefaultDepProvider().GetResourceFactory(),
@@ -44,34 +58,40 @@ func newPreflight(repo *repository) *preflight {
 }
 
 // kustomization walks the kustomization in dir, which must hold one, and
-// returns how many kustomizations building it runs.
-func (p *preflight) kustomization(ctx context.Context, dir string) (int64, error) {
-	if n, ok := p.runs[dir]; ok {
-		return n, nil
+// returns what building it costs.
+func (p *preflight) kustomization(ctx context.Context, dir string) (cost, error) {
+	if c, ok := p.costs[dir]; ok {
+		return c, nil
 	}
 	file, k, err := p.load(dir)
 	if err != nil {
-		return 0, err
+		return cost{}, err
 	}
 	if err := ctx.Err(); err != nil {
-		return 0, stopped(file, err)
+		return cost{}, stopped(file, err)
 	}
 	p.walking[dir] = true
 	defer delete(p.walking, dir)
-	n := int64(1)
+	total := cost{runs: 1}
 	for _, ref := range references(k) {
-		m, err := p.follow(ctx, dir, file, ref)
+		c, err := p.follow(ctx, dir, file, ref)
 		if err != nil {
-			return 0, err
+			return cost{}, err
 		}
-		if n += m; n > maxKustomizations {
-			return 0, &Error{Source: file, Message: fmt.Sprintf(
+		total = total.add(c)
+		switch {
+		case total.runs > maxKustomizations:
+			return cost{}, &Error{Source: file, Message: fmt.Sprintf(
 				"%s: building this runs more than %d kustomizations (bases and components reached by many paths)",
 				ref.field, maxKustomizations)}
+		case total.generated > maxGeneratedBytes:
+			return cost{}, &Error{Source: file, Message: fmt.Sprintf(
+				"%s: generators would read more than %d MiB in this build (each file counted every time it is read)",
+				ref.field, maxGeneratedBytes>>20)}
 		}
 	}
-	p.runs[dir] = n
-	return n, nil
+	p.costs[dir] = total
+	return total, nil
 }
 
 // load reads the kustomization in dir as kustomize will, after charging it.
@@ -97,18 +117,18 @@ func (p *preflight) load(dir string) (string, *types.Kustomization, error) {
 }
 
 // follow checks one reference of the kustomization file in dir and walks
-// into it; it returns the kustomizations that runs.
-func (p *preflight) follow(ctx context.Context, dir, file string, ref reference) (int64, error) {
+// into it; it returns what that costs.
+func (p *preflight) follow(ctx context.Context, dir, file string, ref reference) (cost, error) {
 	if ref.kind == refInline || ref.kind == refStrategicMerge {
 		if err := p.budget.charge(fmt.Sprintf("%s (%s)", file, ref.field), []byte(ref.value)); err != nil {
-			return 0, err
+			return cost{}, err
 		}
 		if ref.kind == refInline || p.isInlinePatch(ref.value) {
-			return 0, nil
+			return cost{}, nil
 		}
 	}
 	if why := remoteForm(ref.value); why != "" {
-		return 0, &Error{Source: file, Message: fmt.Sprintf(
+		return cost{}, &Error{Source: file, Message: fmt.Sprintf(
 			"%s: remote location %q (%s) is not allowed: a kustomization reads only files of its repository; vendor it",
 			ref.field, ref.value, why)}
 	}
@@ -116,26 +136,26 @@ func (p *preflight) follow(ctx context.Context, dir, file string, ref reference)
 	switch {
 	case p.repo.hasFile(target) && ref.kind != refComponent:
 		if ref.kind == refData {
-			return 0, nil
+			return cost{generated: int64(len(p.repo.files[target]))}, nil
 		}
-		return 0, p.chargeFile(target)
+		return cost{}, p.chargeFile(target)
 	case p.repo.dirs[target] && (ref.kind == refResource || ref.kind == refComponent):
 		return p.base(ctx, file, ref, target)
 	}
-	return 0, &Error{Source: file, Message: fmt.Sprintf("%s: %q is not a %s in the repository", ref.field, ref.value, ref.kind.want())}
+	return cost{}, &Error{Source: file, Message: fmt.Sprintf("%s: %q is not a %s in the repository", ref.field, ref.value, ref.kind.want())}
 }
 
 // base walks into a directory named by resources, bases or components.
-func (p *preflight) base(ctx context.Context, file string, ref reference, dir string) (int64, error) {
+func (p *preflight) base(ctx context.Context, file string, ref reference, dir string) (cost, error) {
 	if p.walking[dir] {
-		return 0, &Error{Source: file, Message: fmt.Sprintf("%s: %q leads back to %s: a cycle", ref.field, ref.value, displayDir(dir))}
+		return cost{}, &Error{Source: file, Message: fmt.Sprintf("%s: %q leads back to %s: a cycle", ref.field, ref.value, displayDir(dir))}
 	}
 	kf, err := p.repo.kustomizationIn(dir)
 	if err != nil {
-		return 0, err
+		return cost{}, err
 	}
 	if kf == "" {
-		return 0, &Error{Source: file, Message: fmt.Sprintf("%s: directory %q holds no kustomization.yaml", ref.field, ref.value)}
+		return cost{}, &Error{Source: file, Message: fmt.Sprintf("%s: directory %q holds no kustomization.yaml", ref.field, ref.value)}
 	}
 	return p.kustomization(ctx, dir)
 }

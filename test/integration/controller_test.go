@@ -55,7 +55,7 @@ func TestPanickingRenderIsIsolated(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	render := func(ctx context.Context, dir string, read manifest.ReadFunc) ([]manifest.Object, error) {
+	render := func(ctx context.Context, dir string, read manifest.ReadFunc, opts ...manifest.Option) ([]manifest.Object, error) {
 		files, err := read(ctx, dir)
 		if err != nil {
 			return nil, err
@@ -65,7 +65,7 @@ func TestPanickingRenderIsIsolated(t *testing.T) {
 				panic("rendering exploded on purpose")
 			}
 		}
-		return manifest.Render(ctx, dir, read)
+		return manifest.Render(ctx, dir, read, opts...)
 	}
 	c, err := controller.New(controller.Config{
 		APIConfig:    ts.RESTConfig,
