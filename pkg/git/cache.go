@@ -20,7 +20,6 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	"github.com/go-git/go-git/v5/storage/filesystem"
 	"github.com/go-git/go-git/v5/storage/memory"
-	"golang.org/x/sync/singleflight"
 	"k8s.io/klog/v2"
 )
 
@@ -155,9 +154,9 @@ func (s Source) describe() string {
 
 // Cache fetches repositories into shared on-disk object stores.
 type Cache struct {
-	opts   Options
-	flight singleflight.Group
-	slots  *fetchSlots
+	opts  Options
+	work  sharedWork
+	slots *fetchSlots
 	// objects is one object cache for all stores: objects are named by their
 	// hash, so sharing is safe, and memory stays bounded however many
 	// repositories there are.
@@ -263,9 +262,9 @@ func (c *Cache) listRefs(ctx context.Context, src Source) (map[plumbing.Referenc
 	if ok && time.Since(cached.at) < c.opts.ListingTTL {
 		return cached.refs, nil
 	}
-	// Callers on one URL share the listing, and with it the first caller's
-	// context: its timeout bounds everyone's wait.
-	v, err, _ := c.flight.Do("list/"+key, func() (any, error) {
+	// Callers on one URL share the listing; each waits for it only as long
+	// as its own context allows.
+	v, err := c.shared(ctx, "list/"+key, "listing refs of "+redact(src.URL), func(ctx context.Context) (any, error) {
 		auth, err := src.Auth.method(src.URL)
 		if err != nil {
 			return nil, classify(err, "preparing credentials for "+redact(src.URL))
@@ -300,13 +299,19 @@ func (c *Cache) listRefs(ctx context.Context, src Source) (map[plumbing.Referenc
 // callers and must not be modified. If a branch moved on between Latest and
 // the fetch, the tree is the newer commit's and Tree.Commit says so.
 func (c *Cache) Files(ctx context.Context, src Source, commit, path string) (*Tree, error) {
-	st := c.acquire(src.key())
-	defer c.release(st)
-
+	key := src.key()
+	// Held for the whole call, so eviction never takes the store between
+	// the fetch and the read.
+	held := c.acquire(key)
+	defer c.release(held)
 	hash := plumbing.NewHash(commit)
-	if !c.has(st, hash) {
-		v, err, _ := c.flight.Do("fetch/"+src.key()+"/"+commit, func() (any, error) {
-			return c.fetch(ctx, src, st, hash)
+	if !c.has(held, hash) {
+		// One fetch per tenant: joining another tenant's would wait on that
+		// tenant's fetch slots. The second finds the commit stored.
+		v, err := c.shared(ctx, "fetch/"+key+"/"+commit+"/"+src.Tenant, "fetching "+src.describe(), func(work context.Context) (any, error) {
+			st := c.acquire(key)
+			defer c.release(st)
+			return c.fetch(work, src, st, hash)
 		})
 		if err != nil {
 			return nil, err
@@ -316,19 +321,31 @@ func (c *Cache) Files(ctx context.Context, src Source, commit, path string) (*Tr
 	}
 	// Sources asking for the same path of the same commit at once share one
 	// read; the Tree is read-only for every caller.
-	v, err, _ := c.flight.Do("read/"+src.key()+"/"+hash.String()+"/"+path, func() (any, error) {
+	v, err := c.shared(ctx, "read/"+key+"/"+hash.String()+"/"+path, "reading "+src.describe(), func(work context.Context) (any, error) {
+		st := c.acquire(key)
+		defer c.release(st)
 		st.mu.Lock()
 		defer st.mu.Unlock()
 		repo, err := c.open(st)
 		if err != nil {
 			return nil, fmt.Errorf("opening the git cache for %s: %w", redact(src.URL), err)
 		}
-		return readTree(ctx, repo, hash, path, c.opts.Limits)
+		return readTree(work, repo, hash, path, c.opts.Limits)
 	})
 	if err != nil {
 		return nil, err
 	}
 	return v.(*Tree), nil
+}
+
+// shared runs work once for all callers of key at the same time; each
+// waits only as long as its own context allows (see sharedWork).
+func (c *Cache) shared(ctx context.Context, key, doing string, work func(context.Context) (any, error)) (any, error) {
+	v, err := c.work.do(ctx, key, work)
+	if err != nil && ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+		return nil, classify(err, doing)
+	}
+	return v, err
 }
 
 // fetch brings the wanted commit into the store, shallow and for one ref,

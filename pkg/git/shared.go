@@ -1,0 +1,64 @@
+package git
+
+import (
+	"context"
+	"sync"
+)
+
+// sharedWork runs one piece of work for every caller that asks for the same
+// key while it runs (like singleflight), but under a context of its own: it
+// is cancelled only when every caller has stopped waiting. So a caller with a
+// short timeout cannot fail the others, a caller with a long one cannot hold
+// them (each waits only as long as its own context allows), and work nobody
+// waits for stops.
+type sharedWork struct {
+	mu    sync.Mutex
+	calls map[string]*sharedCall
+}
+
+type sharedCall struct {
+	done    chan struct{}
+	val     any
+	err     error
+	waiters int
+	cancel  context.CancelFunc
+}
+
+// do runs work once for key and waits for it, or for ctx.
+func (s *sharedWork) do(ctx context.Context, key string, work func(context.Context) (any, error)) (any, error) {
+	s.mu.Lock()
+	if s.calls == nil {
+		s.calls = map[string]*sharedCall{}
+	}
+	call, ok := s.calls[key]
+	if !ok {
+		// Detached from this caller's cancellation but not its values.
+		workCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		call = &sharedCall{done: make(chan struct{}), cancel: cancel}
+		s.calls[key] = call
+		go s.run(key, call, workCtx, work)
+	}
+	call.waiters++
+	s.mu.Unlock()
+
+	select {
+	case <-call.done:
+		return call.val, call.err
+	case <-ctx.Done():
+		s.mu.Lock()
+		if call.waiters--; call.waiters == 0 {
+			call.cancel() // nobody waits for it any more
+		}
+		s.mu.Unlock()
+		return nil, ctx.Err()
+	}
+}
+
+func (s *sharedWork) run(key string, call *sharedCall, ctx context.Context, work func(context.Context) (any, error)) {
+	defer call.cancel()
+	call.val, call.err = work(ctx)
+	s.mu.Lock()
+	delete(s.calls, key)
+	s.mu.Unlock()
+	close(call.done)
+}

@@ -1,0 +1,60 @@
+package git
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+)
+
+// TestSharedWorkOutlivesAnImpatientCaller: a caller with a short timeout
+// gives up alone; one with a long timeout still gets the result of the same
+// work, and once nobody waits the work is cancelled.
+func TestSharedWorkOutlivesAnImpatientCaller(t *testing.T) {
+	var s sharedWork
+	release := make(chan struct{})
+	cancelled := make(chan struct{})
+	work := func(ctx context.Context) (any, error) {
+		select {
+		case <-release:
+			return "result", nil
+		case <-ctx.Done():
+			close(cancelled)
+			return nil, ctx.Err()
+		}
+	}
+
+	patient := make(chan any)
+	go func() {
+		v, _ := s.do(context.Background(), "k", work)
+		patient <- v
+	}()
+	time.Sleep(50 * time.Millisecond) // the patient caller started the work
+	short, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if _, err := s.do(short, "k", work); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("the impatient caller: %v, want its own deadline", err)
+	}
+	if waited := time.Since(start); waited > 5*time.Second {
+		t.Errorf("the impatient caller waited %s for work another caller started", waited)
+	}
+	close(release)
+	if v := <-patient; v != "result" {
+		t.Fatalf("the patient caller got %v: the impatient one cancelled the shared work", v)
+	}
+
+	// Work that every caller gave up on is cancelled.
+	gone, cancelGone := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancelGone()
+	_, _ = s.do(gone, "k2", func(ctx context.Context) (any, error) {
+		<-ctx.Done()
+		close(cancelled)
+		return nil, ctx.Err()
+	})
+	select {
+	case <-cancelled:
+	case <-time.After(10 * time.Second):
+		t.Fatal("work nobody waits for kept running")
+	}
+}
