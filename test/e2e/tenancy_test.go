@@ -291,3 +291,41 @@ func TestCredentialsAreNeverSentOverPlainHTTP(t *testing.T) {
 		t.Errorf("a secretRef with an http:// URL: %s", stderr)
 	}
 }
+
+// TestResourceQuotaCountsGitRepositories: each GitRepository costs a worker,
+// ref listings and storage in the process every tenant shares, so a cluster
+// admin bounds them with an ordinary ResourceQuota.
+func TestResourceQuotaCountsGitRepositories(t *testing.T) {
+	createNamespace(t, "quota")
+	const counted = "count/gitrepositories.alumiini.false.systems"
+	kubectlInput(t, "apiVersion: v1\nkind: ResourceQuota\nmetadata:\n  name: gitrepositories\n  namespace: quota\nspec:\n  hard:\n    "+
+		counted+": \"1\"\n", "apply", "-f", "-")
+	// The local control plane has no kube-controller-manager, whose quota
+	// controller would fill in the quota's status; do it by hand.
+	kubectl(t, "patch", "resourcequota", "gitrepositories", "-n", "quota", "--subresource=status", "--type=merge",
+		"-p", `{"status":{"hard":{"`+counted+`":"1"},"used":{"`+counted+`":"0"}}}`)
+	pushRepository(t, "quota", map[string]gitserver.File{"deploy/cm.yaml": {Content: configMapV1}})
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		// The quota reaches alumiini through an informer: retry until it is seen.
+		kubectlInput(t, gitRepository("first", "quota", "quota", "  suspend: true\n"), "apply", "-n", "quota", "-f", "-")
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		_, err := cluster.KubectlInput(ctx, gitRepository("second", "quota", "quota", "  suspend: true\n"), "apply", "-n", "quota", "-f", "-")
+		cancel()
+		if err != nil {
+			if !strings.Contains(err.Error(), "exceeded quota") {
+				t.Fatalf("the second GitRepository: %v, want exceeded quota", err)
+			}
+			break
+		}
+		kubectl(t, "delete", "gitrepository", "second", "-n", "quota")
+		if time.Now().After(deadline) {
+			t.Fatal("a second GitRepository was created past a quota of 1")
+		}
+		time.Sleep(time.Second)
+	}
+	if used := kubectl(t, "get", "resourcequota", "gitrepositories", "-n", "quota", "-o", `jsonpath={.status.used.count/gitrepositories\.alumiini\.false\.systems}`); used != "1" {
+		t.Errorf("the quota's usage is %q, want 1", used)
+	}
+	kubectl(t, "delete", "gitrepository", "first", "-n", "quota")
+}

@@ -165,7 +165,9 @@ func (o *Options) Complete() error {
 		ro.Features.EnablePriorityAndFairness = false
 		ro.Authentication.RemoteKubeConfigFileOptional = true
 		ro.Authorization.RemoteKubeConfigFileOptional = true
+		return nil
 	}
+	o.enableResourceQuota()
 	return nil
 }
 
