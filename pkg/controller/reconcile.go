@@ -586,17 +586,7 @@ func (r *Reconciler) checkBounds(objects []manifest.Object) error {
 
 // brief shortens a message for an Event, which many tools show on one line;
 // the status keeps the longer one.
-func brief(s string) string {
-	const max = 1024
-	if len(s) <= max {
-		return s
-	}
-	cut := max - len("… (see the GitRepository's status)")
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + "… (see the GitRepository's status)"
-}
+func brief(s string) string { return shorten(s, 1024, "… (see the GitRepository's status)") }
 
 func (r *Reconciler) maxObjects() int {
 	if r.MaxObjects <= 0 {
@@ -610,15 +600,19 @@ func (r *Reconciler) maxObjects() int {
 const maxMessageBytes = 32 << 10
 
 // truncate keeps a message within maxMessageBytes (the condition message
-// limit of the API is 32 KiB), cutting at a rune boundary.
+// limit of the API is 32 KiB).
 func truncate(s string) string {
-	s = strings.TrimSpace(s)
-	if len(s) <= maxMessageBytes {
+	return shorten(strings.TrimSpace(s), maxMessageBytes, "… (truncated)")
+}
+
+// shorten cuts s to at most max bytes, at a rune boundary, ending in suffix.
+func shorten(s string, max int, suffix string) string {
+	if len(s) <= max {
 		return s
 	}
-	cut := maxMessageBytes - len("… (truncated)")
+	cut := max - len(suffix)
 	for cut > 0 && !utf8.RuneStart(s[cut]) {
 		cut--
 	}
-	return s[:cut] + "… (truncated)"
+	return s[:cut] + suffix
 }

@@ -60,7 +60,7 @@ func (p IdentityPolicy) Check(ctx context.Context, repo, old *alumiini.GitReposi
 	}
 	// Asked cluster-wide: alumiini's identity reaches every namespace, so a
 	// namespace-scoped grant (even a Role of "*" on "*") is not enough.
-	decision, reason, err := p.Authorizer.Authorize(ctx, authorizer.AttributesRecord{
+	allowed, detail := p.allows(ctx, authorizer.AttributesRecord{
 		User:            user,
 		Verb:            VerbEscalate,
 		APIGroup:        alumiini.GroupName,
@@ -68,14 +68,8 @@ func (p IdentityPolicy) Check(ctx context.Context, repo, old *alumiini.GitReposi
 		Name:            repo.Name,
 		ResourceRequest: true,
 	})
-	if decision == authorizer.DecisionAllow {
+	if allowed {
 		return nil
-	}
-	detail := ""
-	if err != nil {
-		detail = fmt.Sprintf(" (the authorization check failed: %v)", err)
-	} else if reason != "" {
-		detail = fmt.Sprintf(" (%s)", reason)
 	}
 	return field.ErrorList{field.Forbidden(fld, fmt.Sprintf(
 		"required: without it the objects would be applied with alumiini's own identity, which needs %q on "+
@@ -106,7 +100,7 @@ func (p IdentityPolicy) CheckSecret(ctx context.Context, repo, old *alumiini.Git
 	if !ok || p.Authorizer == nil {
 		return field.ErrorList{field.Forbidden(fld, "cannot check who may read the Secret")}
 	}
-	decision, _, err := p.Authorizer.Authorize(ctx, authorizer.AttributesRecord{
+	allowed, detail := p.allows(ctx, authorizer.AttributesRecord{
 		User:            user,
 		Verb:            "get",
 		Namespace:       repo.Namespace,
@@ -114,14 +108,25 @@ func (p IdentityPolicy) CheckSecret(ctx context.Context, repo, old *alumiini.Git
 		Name:            ref.Name,
 		ResourceRequest: true,
 	})
-	if decision == authorizer.DecisionAllow {
+	if allowed {
 		return nil
-	}
-	detail := ""
-	if err != nil {
-		detail = fmt.Sprintf(" (the authorization check failed: %v)", err)
 	}
 	return field.ErrorList{field.Forbidden(fld, fmt.Sprintf(
 		"user %q may not read Secret %q in namespace %q%s, and alumiini would send its credentials to spec.url on their behalf",
 		user.GetName(), ref.Name, repo.Namespace, detail))}
+}
+
+// allows asks the authorizer; when it says no, detail is the why it gave,
+// ready to append to a message.
+func (p IdentityPolicy) allows(ctx context.Context, attributes authorizer.AttributesRecord) (bool, string) {
+	decision, reason, err := p.Authorizer.Authorize(ctx, attributes)
+	switch {
+	case decision == authorizer.DecisionAllow:
+		return true, ""
+	case err != nil:
+		return false, fmt.Sprintf(" (the authorization check failed: %v)", err)
+	case reason != "":
+		return false, fmt.Sprintf(" (%s)", reason)
+	}
+	return false, ""
 }
