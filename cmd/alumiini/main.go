@@ -9,9 +9,14 @@ import (
 	"k8s.io/component-base/cli"
 
 	"github.com/falsesystems/alumiini/pkg/cmd/server"
+	"github.com/falsesystems/alumiini/pkg/kustomizeproc"
 )
 
 func main() {
+	// alumiini re-executes itself to build kustomizations in a bounded child.
+	if len(os.Args) > 1 && os.Args[1] == kustomizeproc.Subcommand {
+		kustomizeproc.Main(os.Args[2:])
+	}
 	// The signal context is cancelled on SIGTERM or SIGINT; the server then
 	// drains, and stops its embedded etcd, before Run returns.
 	ctx := genericapiserver.SetupSignalContext()

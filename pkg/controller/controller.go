@@ -42,6 +42,8 @@ type Config struct {
 	DefaultServiceAccount string
 	// MaxObjects bounds the objects one GitRepository may apply.
 	MaxObjects int
+	// Kustomize builds kustomizations; nil builds them in this process.
+	Kustomize  manifest.KustomizeFunc
 	Supervisor SupervisorOptions
 	// Render turns a path of a commit into objects; nil means
 	// manifest.Render. Tests use it to make one repository's rendering
@@ -92,6 +94,7 @@ func New(cfg Config) (*Controller, error) {
 		ApplySlots: make(chan struct{}, cfg.MaxConcurrentApplies),
 		Render:     cfg.Render,
 		MaxObjects: cfg.MaxObjects,
+		Kustomize:  cfg.Kustomize,
 	}
 	if c.reconciler.Render == nil {
 		c.reconciler.Render = manifest.Render

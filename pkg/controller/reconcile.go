@@ -80,6 +80,9 @@ type Reconciler struct {
 	Render RenderFunc
 	// MaxObjects bounds the objects of one GitRepository (DefaultMaxObjects if 0).
 	MaxObjects int
+	// Kustomize builds kustomizations (in a bounded child process); nil
+	// builds them in this process.
+	Kustomize manifest.KustomizeFunc
 
 	failures sync.Map // key → consecutive failures, for retry backoff
 }
@@ -239,7 +242,11 @@ func (r *Reconciler) fetch(ctx context.Context, repo *v1alpha1.GitRepository, pe
 // render turns the tree into objects and checks they fit what one
 // GitRepository may apply.
 func (r *Reconciler) render(ctx context.Context, repo *v1alpha1.GitRepository, src git.Source, tree *git.Tree) ([]manifest.Object, error) {
-	objects, err := r.Render(ctx, repo.Spec.Path, r.reader(src, tree, repo.Spec.Path), manifest.MaxObjects(r.maxObjects()))
+	opts := []manifest.Option{manifest.MaxObjects(r.maxObjects())}
+	if r.Kustomize != nil {
+		opts = append(opts, manifest.Kustomize(r.Kustomize))
+	}
+	objects, err := r.Render(ctx, repo.Spec.Path, r.reader(src, tree, repo.Spec.Path), opts...)
 	if err != nil {
 		reason := ReasonRenderFailed
 		var gerr *git.Error

@@ -1,7 +1,9 @@
 package manifest
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -17,7 +19,8 @@ import (
 // renderKustomization builds the kustomization in dir over the whole
 // repository. dirFiles are the files of dir, already read; the repository
 // is read again unless dir is its root.
-func renderKustomization(ctx context.Context, dir string, dirFiles []git.File, read ReadFunc, maxObjects int) ([]Object, error) {
+func renderKustomization(ctx context.Context, dir string, dirFiles []git.File, read ReadFunc, o options) ([]Object, error) {
+	maxObjects := o.maxObjects
 	files := dirFiles
 	if dir != "" {
 		var err error
@@ -29,6 +32,16 @@ func renderKustomization(ctx context.Context, dir string, dirFiles []git.File, r
 	kfile := repo.kustomizationSource(dir)
 	if _, err := newPreflight(repo).kustomization(ctx, dir); err != nil {
 		return nil, err
+	}
+	if o.kustomize != nil {
+		data, err := o.kustomize(ctx, files, dir)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, stopped(kfile, ctx.Err())
+			}
+			return nil, &Error{Source: kfile, Message: "kustomize build failed: " + err.Error(), Err: err}
+		}
+		return objectsFromJSON(kfile, data, o.maxObjects)
 	}
 	fs, err := repo.fileSystem()
 	if err != nil {
@@ -117,6 +130,77 @@ func objectsOf(kfile string, m resmap.ResMap) ([]Object, error) {
 			return nil, &Error{Source: source, Message: err.Error()}
 		}
 		objects = append(objects, Object{Unstructured: u, Source: fmt.Sprintf("%s (%s)", kfile, IDOf(u))})
+	}
+	return objects, nil
+}
+
+// KustomizeFunc builds the kustomization at dir of a repository made of
+// files, already checked by Render (no remote location, bounded inputs), and
+// returns its objects as a JSON array. BuildJSON is one; a caller may run it
+// somewhere it can bound and kill (see package kustomizeproc).
+type KustomizeFunc func(ctx context.Context, files []git.File, dir string) ([]byte, error)
+
+// Kustomize makes Render build kustomizations with fn instead of in this
+// process.
+func Kustomize(fn KustomizeFunc) Option { return func(o *options) { o.kustomize = fn } }
+
+// BuildJSON builds the kustomization at dir in this process, synchronously,
+// and returns its objects as a JSON array. Call it only on files Render has
+// checked: it runs no check of its own.
+func BuildJSON(files []git.File, dir string) ([]byte, error) {
+	fs, err := newRepository(files).fileSystem()
+	if err != nil {
+		return nil, err
+	}
+	m, err := runKustomize(fs, "/"+dir)
+	if err != nil {
+		return nil, err
+	}
+	var out bytes.Buffer
+	out.WriteByte('[')
+	for i, r := range m.Resources() {
+		data, err := r.MarshalJSON()
+		if err != nil {
+			return nil, fmt.Errorf("encoding %s: %w", r.CurId(), err)
+		}
+		if i > 0 {
+			out.WriteByte(',')
+		}
+		out.Write(data)
+	}
+	out.WriteByte(']')
+	return out.Bytes(), nil
+}
+
+// objectsFromJSON reads a build's JSON array, stopping at the first object
+// past maxObjects.
+func objectsFromJSON(kfile string, data []byte, maxObjects int) ([]Object, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	if _, err := dec.Token(); err != nil {
+		return nil, &Error{Source: kfile, Message: "decoding kustomize output: " + err.Error()}
+	}
+	count := &objectCount{max: maxObjects}
+	var objects []Object
+	for dec.More() {
+		if err := count.add(kfile); err != nil {
+			return nil, err
+		}
+		var content map[string]interface{}
+		err := dec.Decode(&content)
+		if err == nil {
+			// int64 and float64, as unstructured expects, not json.Number.
+			err = utiljson.ConvertMapNumbers(content, 0)
+		}
+		if err != nil {
+			return nil, &Error{Source: kfile, Message: "decoding kustomize output: " + err.Error()}
+		}
+		u := &unstructured.Unstructured{Object: content}
+		source := fmt.Sprintf("%s (%s)", kfile, IDOf(u))
+		if err := check(u); err != nil {
+			return nil, &Error{Source: source, Message: err.Error()}
+		}
+		objects = append(objects, Object{Unstructured: u, Source: source})
 	}
 	return objects, nil
 }

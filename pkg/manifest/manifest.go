@@ -88,7 +88,7 @@ func Render(ctx context.Context, dir string, read ReadFunc, opts ...Option) ([]O
 	}
 	var objects []Object
 	if kustomizationFile(files) != "" {
-		objects, err = renderKustomization(ctx, dir, files, read, o.maxObjects)
+		objects, err = renderKustomization(ctx, dir, files, read, o)
 	} else {
 		objects, err = readDirectory(ctx, dir, files, &objectCount{max: o.maxObjects})
 	}
@@ -101,7 +101,10 @@ func Render(ctx context.Context, dir string, read ReadFunc, opts ...Option) ([]O
 // Option bounds one Render.
 type Option func(*options)
 
-type options struct{ maxObjects int }
+type options struct {
+	maxObjects int
+	kustomize  KustomizeFunc
+}
 
 // MaxObjects fails a render that yields more than n objects (0: no bound).
 // A directory stops decoding at the first object too many: tiny documents

@@ -125,7 +125,19 @@ func TestHostileInputsFailAloneAndBounded(t *testing.T) {
 		"deploy/kustomization.yaml": {Content: "resources: [bomb.yaml]\n"},
 		"deploy/bomb.yaml":          {Content: "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: lol\ndata:\n" + indent(bomb)},
 	})
+	// A kustomization that burns CPU: many patches on many resources.
+	var burner, configMaps strings.Builder
+	burner.WriteString("resources: [cms.yaml]\npatches:\n")
+	for i := range 400 {
+		fmt.Fprintf(&burner, "- target: {kind: ConfigMap}\n  patch: |-\n    - op: add\n      path: /metadata/labels/l%d\n      value: v\n", i)
+		fmt.Fprintf(&configMaps, "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c%d\n  labels: {a: b}\n", i)
+	}
+	pushRepository(t, "burner", map[string]gitserver.File{
+		"deploy/kustomization.yaml": {Content: burner.String()},
+		"deploy/cms.yaml":           {Content: configMaps.String()},
+	})
 	createNamespace(t, "hostile-yaml")
+	kubectlInput(t, gitRepository("burner", "burner", "hostile-yaml", "  timeout: 5m\n"), "apply", "--namespace", "hostile-yaml", "-f", "-")
 	kubectlInput(t, gitRepository("laughs", "laughs", "hostile", ""), "apply", "--namespace", "hostile-yaml", "-f", "-")
 	time.Sleep(2 * time.Second) // let the stalled fetches take their slots
 
@@ -149,9 +161,9 @@ func TestHostileInputsFailAloneAndBounded(t *testing.T) {
 	}
 
 	wantReasons := map[string]string{"endless-error": "LimitExceeded", "endless-refs": "LimitExceeded",
-		"stalled": "Timeout", "stalled-2": "Timeout", "laughs": "RenderFailed"}
+		"stalled": "Timeout", "stalled-2": "Timeout", "laughs": "RenderFailed", "burner": "RenderFailed"}
 	namespaceOf := func(name string) string {
-		if name == "laughs" {
+		if name == "laughs" || name == "burner" {
 			return "hostile-yaml"
 		}
 		return "hostile"

@@ -2,6 +2,7 @@ package server
 
 import (
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -13,6 +14,7 @@ import (
 	"github.com/falsesystems/alumiini/pkg/apiserver"
 	"github.com/falsesystems/alumiini/pkg/controller"
 	"github.com/falsesystems/alumiini/pkg/git"
+	"github.com/falsesystems/alumiini/pkg/kustomizeproc"
 )
 
 // ControllerOptions configure the controller that syncs GitRepositories.
@@ -39,6 +41,8 @@ type ControllerOptions struct {
 	DefaultServiceAccount string
 	// MaxObjects bounds the objects one GitRepository may apply.
 	MaxObjects int
+	// Kustomize bounds each kustomize build's child process.
+	Kustomize kustomizeproc.Limits
 }
 
 // DefaultGitCacheDir is where fetched repositories are kept.
@@ -63,6 +67,7 @@ func newControllerOptions() ControllerOptions {
 		RestartIntensity: 5,
 		RestartPeriod:    5 * time.Minute,
 		MaxObjects:       controller.DefaultMaxObjects,
+		Kustomize:        kustomizeproc.DefaultLimits,
 		Limits: git.Limits{MaxTotalBytes: git.DefaultMaxTotalBytes, MaxFiles: git.DefaultMaxFiles,
 			MaxFileBytes: git.DefaultMaxFileBytes, MaxDepth: git.DefaultMaxDepth, MaxEntries: git.DefaultMaxEntries},
 	}
@@ -90,6 +95,9 @@ func (o *ControllerOptions) AddFlags(fs *pflag.FlagSet) {
 		"ServiceAccount (in the GitRepository's own namespace) that a GitRepository without spec.serviceAccountName applies as. "+
 			"Empty: alumiini's own identity, which only users allowed to 'escalate' on gitrepositories may give one. Set it on every "+
 			"alumiini process and keep it: without it, stored GitRepositories lacking serviceAccountName apply as alumiini.")
+	fs.Uint64Var(&o.Kustomize.CPUSeconds, "kustomize-cpu-seconds", o.Kustomize.CPUSeconds, "CPU time one kustomize build may use; each runs in a child process.")
+	fs.Uint64Var(&o.Kustomize.MemoryBytes, "kustomize-memory-bytes", o.Kustomize.MemoryBytes, "Memory one kustomize build's child process may use.")
+	fs.IntVar(&o.Kustomize.Concurrent, "max-concurrent-kustomize-builds", o.Kustomize.Concurrent, "Kustomize builds running at once, across all GitRepositories.")
 	fs.IntVar(&o.MaxObjects, "max-objects", o.MaxObjects, "Most objects one GitRepository may apply; a commit with more fails before anything is applied.")
 	fs.Int64Var(&o.Limits.MaxTotalBytes, "max-manifest-bytes", o.Limits.MaxTotalBytes, "Most bytes read from one GitRepository's path (from the whole repository when the path holds a kustomization).")
 	fs.IntVar(&o.Limits.MaxFiles, "max-manifest-files", o.Limits.MaxFiles, "Most files read from one GitRepository's path (from the whole repository when the path holds a kustomization).")
@@ -110,6 +118,10 @@ func (o *ControllerOptions) Validate() []error {
 		if v < 1 {
 			errs = append(errs, fmt.Errorf("%s must be at least 1, got %d", name, v))
 		}
+	}
+	if o.Kustomize.Concurrent < 1 || o.Kustomize.CPUSeconds < 1 || o.Kustomize.MemoryBytes < 64<<20 {
+		errs = append(errs, fmt.Errorf("--max-concurrent-kustomize-builds and --kustomize-cpu-seconds must be at least 1, "+
+			"--kustomize-memory-bytes at least 64 MiB (got %d, %d, %d)", o.Kustomize.Concurrent, o.Kustomize.CPUSeconds, o.Kustomize.MemoryBytes))
 	}
 	if o.MaxFetchBytes < 1 {
 		errs = append(errs, fmt.Errorf("--max-fetch-bytes must be at least 1, got %d", o.MaxFetchBytes))
@@ -161,6 +173,10 @@ func (o *Options) addController(server *apiserver.Server) error {
 	return server.GenericAPIServer.AddPostStartHook("alumiini-controller", func(hook genericPostStartHookContext) error {
 		loopback := rest.CopyConfig(hook.LoopbackClientConfig)
 		loopback.QPS, loopback.Burst = co.KubeAPIQPS, co.KubeAPIBurst
+		self, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("finding alumiini's own binary to run kustomize builds in: %w", err)
+		}
 		c, err := controller.New(controller.Config{
 			APIConfig:             loopback,
 			TargetConfig:          target,
@@ -168,6 +184,7 @@ func (o *Options) addController(server *apiserver.Server) error {
 			MaxConcurrentApplies:  co.MaxConcurrentApplies,
 			DefaultServiceAccount: co.DefaultServiceAccount,
 			MaxObjects:            co.MaxObjects,
+			Kustomize:             kustomizeproc.New(self, co.Kustomize).Build,
 			Supervisor:            controller.SupervisorOptions{RestartIntensity: co.RestartIntensity, RestartPeriod: co.RestartPeriod},
 		})
 		if err != nil {
