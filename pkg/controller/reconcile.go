@@ -152,6 +152,8 @@ func (r *Reconciler) syncOnce(ctx context.Context, repo *v1alpha1.GitRepository)
 	switch {
 	case errors.As(err, &stage):
 		return r.fail(ctx, repo, pending, stage.commit, stage.reason, stage.Error(), start)
+	case err != nil: // every stage names its failure; this is only a guard
+		return r.fail(ctx, repo, pending, commit, reasonOf(err), err.Error(), start)
 	case result == nil:
 		return true // idle: nothing new, nothing asked
 	}
