@@ -26,6 +26,7 @@ import (
 	informers "github.com/falsesystems/alumiini/pkg/generated/informers/externalversions"
 	"github.com/falsesystems/alumiini/pkg/git"
 	"github.com/falsesystems/alumiini/pkg/manifest"
+	"github.com/falsesystems/alumiini/pkg/slots"
 )
 
 // Config is what the controller needs.
@@ -35,8 +36,11 @@ type Config struct {
 	// TargetConfig reaches the cluster objects are applied to.
 	TargetConfig *rest.Config
 	Git          *git.Cache
-	// MaxConcurrentApplies bounds applies across all GitRepositories.
-	MaxConcurrentApplies int
+	// MaxConcurrentApplies bounds applies across all GitRepositories, and
+	// MaxConcurrentAppliesPerNamespace those of one namespace (0: a quarter
+	// of the first, at least 1).
+	MaxConcurrentApplies             int
+	MaxConcurrentAppliesPerNamespace int
 	// DefaultServiceAccount is what a GitRepository without
 	// serviceAccountName applies as; empty means the controller's identity.
 	DefaultServiceAccount string
@@ -91,7 +95,7 @@ func New(cfg Config) (*Controller, error) {
 		Git:        cfg.Git,
 		Appliers:   appliers,
 		Recorder:   recorder,
-		ApplySlots: make(chan struct{}, cfg.MaxConcurrentApplies),
+		ApplySlots: slots.New(cfg.MaxConcurrentApplies, perNamespace(cfg)),
 		Render:     cfg.Render,
 		MaxObjects: cfg.MaxObjects,
 		Kustomize:  cfg.Kustomize,
@@ -100,6 +104,13 @@ func New(cfg Config) (*Controller, error) {
 		c.reconciler.Render = manifest.Render
 	}
 	return c, nil
+}
+
+func perNamespace(cfg Config) int {
+	if cfg.MaxConcurrentAppliesPerNamespace > 0 {
+		return cfg.MaxConcurrentAppliesPerNamespace
+	}
+	return max(1, cfg.MaxConcurrentApplies/4)
 }
 
 // Run watches GitRepositories until ctx ends.

@@ -28,6 +28,7 @@ import (
 	listers "github.com/falsesystems/alumiini/pkg/generated/listers/alumiini/v1alpha1"
 	"github.com/falsesystems/alumiini/pkg/git"
 	"github.com/falsesystems/alumiini/pkg/manifest"
+	"github.com/falsesystems/alumiini/pkg/slots"
 )
 
 // FinalizerPrune makes deleting a GitRepository with prune: true delete what
@@ -74,8 +75,9 @@ type Reconciler struct {
 	Git      *git.Cache
 	Appliers Appliers
 	Recorder record.EventRecorder
-	// ApplySlots bounds applies across all workers.
-	ApplySlots chan struct{}
+	// ApplySlots bounds applies across all workers, and per namespace so one
+	// tenant's slow applies cannot hold them all.
+	ApplySlots *slots.Slots
 	// Render is manifest.Render; tests replace it.
 	Render RenderFunc
 	// MaxObjects bounds the objects of one GitRepository (DefaultMaxObjects if 0).
@@ -277,12 +279,11 @@ func (r *Reconciler) apply(ctx context.Context, repo *v1alpha1.GitRepository, ob
 	if target == "" {
 		target = repo.Namespace
 	}
-	select {
-	case r.ApplySlots <- struct{}{}:
-	case <-ctx.Done():
+	release, err := r.ApplySlots.Acquire(ctx, repo.Namespace)
+	if err != nil {
 		return nil, failed(git.ReasonTimeout, commit, errors.New("timed out waiting for an apply slot"))
 	}
-	defer func() { <-r.ApplySlots }()
+	defer release()
 	result, err := applier.Apply(ctx, apply.Owner{Namespace: repo.Namespace, Name: repo.Name}, objects, apply.Options{
 		DefaultNamespace: target,
 		Prune:            repo.Spec.Prune == nil || *repo.Spec.Prune,

@@ -21,6 +21,8 @@ import (
 	"github.com/go-git/go-git/v5/storage/filesystem"
 	"github.com/go-git/go-git/v5/storage/memory"
 	"k8s.io/klog/v2"
+
+	"github.com/falsesystems/alumiini/pkg/slots"
 )
 
 // Options configure a Cache. Zero values take the defaults below.
@@ -156,7 +158,7 @@ func (s Source) describe() string {
 type Cache struct {
 	opts  Options
 	work  sharedWork
-	slots *fetchSlots
+	slots *slots.Slots
 	// objects is one object cache for all stores: objects are named by their
 	// hash, so sharing is safe, and memory stays bounded however many
 	// repositories there are.
@@ -198,7 +200,7 @@ func NewCache(opts Options) (*Cache, error) {
 	c := &Cache{
 		opts:     opts,
 		objects:  cache.NewObjectLRU(32 * cache.MiByte),
-		slots:    newFetchSlots(opts.MaxConcurrentFetches, opts.MaxConcurrentFetchesPerTenant),
+		slots:    slots.New(opts.MaxConcurrentFetches, opts.MaxConcurrentFetchesPerTenant),
 		stores:   map[string]*store{},
 		listings: map[string]listing{},
 	}
@@ -351,7 +353,7 @@ func (c *Cache) shared(ctx context.Context, key, doing string, work func(context
 // fetch brings the wanted commit into the store, shallow and for one ref,
 // retrying a transfer the network cut off. It returns the commit fetched.
 func (c *Cache) fetch(ctx context.Context, src Source, st *store, want plumbing.Hash) (plumbing.Hash, error) {
-	release, err := c.slots.acquire(ctx, src.Tenant)
+	release, err := c.slots.Acquire(ctx, src.Tenant)
 	if err != nil {
 		return plumbing.ZeroHash, classify(err, "waiting to fetch "+src.describe())
 	}

@@ -31,6 +31,7 @@ type ControllerOptions struct {
 	GitLowSpeedTime                  time.Duration
 	GitCacheMinFreeBytes             int64
 	MaxConcurrentApplies             int
+	MaxConcurrentAppliesPerNamespace int
 	KubeAPIQPS                       float32
 	KubeAPIBurst                     int
 	RestartIntensity                 int
@@ -87,6 +88,8 @@ func (o *ControllerOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.Int64Var(&o.GitCacheMinFreeBytes, "git-cache-min-free-bytes", o.GitCacheMinFreeBytes,
 		"No fetch starts while the git cache's filesystem has less free space than this, so a full disk never reaches etcd (0: the default; negative: no check).")
 	fs.IntVar(&o.MaxConcurrentApplies, "max-concurrent-applies", o.MaxConcurrentApplies, "Applies running at once, across all GitRepositories.")
+	fs.IntVar(&o.MaxConcurrentAppliesPerNamespace, "max-concurrent-applies-per-namespace", o.MaxConcurrentAppliesPerNamespace,
+		"Apply slots the GitRepositories of one namespace may hold at once (0: a quarter of --max-concurrent-applies, at least 1).")
 	fs.Float32Var(&o.KubeAPIQPS, "kube-api-qps", o.KubeAPIQPS, "Queries per second to the target cluster and to alumiini's own API.")
 	fs.IntVar(&o.KubeAPIBurst, "kube-api-burst", o.KubeAPIBurst, "Burst of queries to the target cluster and to alumiini's own API.")
 	fs.IntVar(&o.RestartIntensity, "worker-restart-intensity", o.RestartIntensity, "Crashes of one worker within --worker-restart-period that mark its GitRepository Stalled.")
@@ -178,14 +181,15 @@ func (o *Options) addController(server *apiserver.Server) error {
 			return fmt.Errorf("finding alumiini's own binary to run kustomize builds in: %w", err)
 		}
 		c, err := controller.New(controller.Config{
-			APIConfig:             loopback,
-			TargetConfig:          target,
-			Git:                   cache,
-			MaxConcurrentApplies:  co.MaxConcurrentApplies,
-			DefaultServiceAccount: co.DefaultServiceAccount,
-			MaxObjects:            co.MaxObjects,
-			Kustomize:             kustomizeproc.New(self, co.Kustomize).Build,
-			Supervisor:            controller.SupervisorOptions{RestartIntensity: co.RestartIntensity, RestartPeriod: co.RestartPeriod},
+			APIConfig:                        loopback,
+			TargetConfig:                     target,
+			Git:                              cache,
+			MaxConcurrentApplies:             co.MaxConcurrentApplies,
+			MaxConcurrentAppliesPerNamespace: co.MaxConcurrentAppliesPerNamespace,
+			DefaultServiceAccount:            co.DefaultServiceAccount,
+			MaxObjects:                       co.MaxObjects,
+			Kustomize:                        kustomizeproc.New(self, co.Kustomize).Build,
+			Supervisor:                       controller.SupervisorOptions{RestartIntensity: co.RestartIntensity, RestartPeriod: co.RestartPeriod},
 		})
 		if err != nil {
 			return err
