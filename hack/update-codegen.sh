@@ -7,10 +7,10 @@ set -o pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "${ROOT}"
-# `go mod download` fetches the module when the cache lacks it (a fresh
-# machine); `go list -m` alone would print an empty directory.
-go mod download k8s.io/code-generator
-CODEGEN_PKG="$(go list -m -f '{{.Dir}}' k8s.io/code-generator)"
+# `go mod download -json` fetches the module when the cache lacks it (a
+# fresh machine) and says where it is; `go list -m` alone would print an
+# empty directory.
+CODEGEN_PKG="$(go mod download -json k8s.io/code-generator | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
 if [[ ! -f "${CODEGEN_PKG}/kube_codegen.sh" ]]; then
   echo "update-codegen: k8s.io/code-generator not found (module dir: '${CODEGEN_PKG}')" >&2
   exit 1
