@@ -62,15 +62,10 @@ func TestABuildInAChildMatchesOneInProcess(t *testing.T) {
 // TestABuildThatBurnsCPUIsStopped: many patches on many resources once took
 // ~50 s of CPU in the process every tenant shares, and could not be stopped.
 func TestABuildThatBurnsCPUIsStopped(t *testing.T) {
-	var k, cms strings.Builder
-	k.WriteString("resources: [cms.yaml]\npatches:\n")
-	for i := range 400 {
-		fmt.Fprintf(&k, "- target: {kind: ConfigMap}\n  patch: |-\n    - op: add\n      path: /metadata/labels/l%d\n      value: v\n", i)
-		fmt.Fprintf(&cms, "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c%d\n  labels: {a: b}\n", i)
-	}
+	burner := cpuBurner()
 	start := time.Now()
 	_, err := render(context.Background(), runner(t, Limits{CPUSeconds: 1, MemoryBytes: 1 << 30, Concurrent: 1}), "",
-		"kustomization.yaml", k.String(), "cms.yaml", cms.String())
+		burner...)
 	if err == nil || !strings.Contains(err.Error(), "CPU time") {
 		t.Fatalf("got %v, want the CPU limit named", err)
 	}
@@ -92,16 +87,11 @@ func TestABuildThatNeedsTooMuchMemoryIsStopped(t *testing.T) {
 }
 
 func TestTheSyncsContextKillsTheBuild(t *testing.T) {
-	var k, cms strings.Builder
-	k.WriteString("resources: [cms.yaml]\npatches:\n")
-	for i := range 400 {
-		fmt.Fprintf(&k, "- target: {kind: ConfigMap}\n  patch: |-\n    - op: add\n      path: /metadata/labels/l%d\n      value: v\n", i)
-		fmt.Fprintf(&cms, "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c%d\n  labels: {a: b}\n", i)
-	}
+	burner := cpuBurner()
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	_, err := render(ctx, runner(t, DefaultLimits), "", "kustomization.yaml", k.String(), "cms.yaml", cms.String())
+	_, err := render(ctx, runner(t, DefaultLimits), "", burner...)
 	if err == nil || ctx.Err() == nil {
 		t.Fatalf("got %v", err)
 	}
@@ -114,4 +104,16 @@ func unstructuredInt(obj map[string]interface{}) (int64, bool, error) {
 	spec, _ := obj["spec"].(map[string]interface{})
 	v, ok := spec["replicas"].(int64)
 	return v, ok, nil
+}
+
+// cpuBurner is a repository whose kustomization applies 400 patches to 400
+// ConfigMaps: small input, about 50 s of CPU.
+func cpuBurner() []string {
+	var k, cms strings.Builder
+	k.WriteString("resources: [cms.yaml]\npatches:\n")
+	for i := range 400 {
+		fmt.Fprintf(&k, "- target: {kind: ConfigMap}\n  patch: |-\n    - op: add\n      path: /metadata/labels/l%d\n      value: v\n", i)
+		fmt.Fprintf(&cms, "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c%d\n  labels: {a: b}\n", i)
+	}
+	return []string{"kustomization.yaml", k.String(), "cms.yaml", cms.String()}
 }
