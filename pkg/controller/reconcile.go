@@ -331,9 +331,9 @@ func (r *Reconciler) report(ctx context.Context, repo *v1alpha1.GitRepository, p
 // read, or any other path of the same commit (a kustomization reads the whole
 // repository, so overlays reach their bases).
 func (r *Reconciler) reader(src git.Source, tree *git.Tree, path string) manifest.ReadFunc {
-	read := cleanPath(path)
+	alreadyRead := cleanPath(path)
 	return func(ctx context.Context, p string) ([]git.File, error) {
-		if cleanPath(p) == read {
+		if cleanPath(p) == alreadyRead {
 			return tree.Files, nil
 		}
 		other, err := r.Git.Files(ctx, src, tree.Commit, p)
