@@ -32,6 +32,38 @@ type GitRepositorySpec struct {
 	ServiceAccountName string
 	RolloutRef         *RolloutReference
 	Adopt              bool
+	Webhook            *WebhookSpec
+	Drift              *DriftSpec
+}
+
+// WebhookSpec authorizes push webhooks for one GitRepository.
+type WebhookSpec struct {
+	SecretRef LocalObjectReference
+}
+
+// DriftMode says what alumiini does about drift.
+type DriftMode string
+
+// The drift modes.
+const (
+	DriftCorrect DriftMode = "Correct"
+	DriftDetect  DriftMode = "Detect"
+	DriftIgnore  DriftMode = "Ignore"
+)
+
+// DriftSpec says what alumiini does when an applied object is changed by others.
+type DriftSpec struct {
+	Mode            DriftMode
+	HealGracePeriod string
+	Ignore          []DriftIgnoreRule
+}
+
+// DriftIgnoreRule names fields of some objects that drift leaves alone.
+type DriftIgnoreRule struct {
+	Group string
+	Kind  string
+	Name  string
+	Paths []string
 }
 
 // LocalObjectReference names an object in the GitRepository's namespace.
@@ -78,6 +110,42 @@ type GitRepositoryStatus struct {
 	Inventory           *Inventory
 	PendingSyncRequest  *SyncRequestRecord
 	LastSyncRequest     *SyncRequestRecord
+	LastPush            *PushRecord
+	Drift               *DriftStatus
+}
+
+// PushRecord is a push webhook as received.
+type PushRecord struct {
+	Provider   string
+	DeliveryID string
+	Ref        string
+	Commit     string
+	ReceivedAt metav1.Time
+}
+
+// DriftStatus summarizes drift of the applied objects.
+type DriftStatus struct {
+	Drifted       int32
+	Held          int32
+	LastDetected  *metav1.Time
+	LastCorrected *metav1.Time
+	Objects       []DriftedObject
+}
+
+// DriftState says where one drifted object stands.
+type DriftState string
+
+// DriftedObject is one object that drifted or is held.
+type DriftedObject struct {
+	Group     string
+	Kind      string
+	Namespace string
+	Name      string
+	State     DriftState
+	Manager   string
+	Deleted   bool
+	Since     metav1.Time
+	Message   string
 }
 
 // ObjectCounts says what one sync did to the objects of a commit.

@@ -32,6 +32,14 @@ import (
 func ForKind(kind schema.GroupVersionKind) interface{} {
 	switch kind {
 	// Group=alumiini.false.systems, Version=v1alpha1
+	case v1alpha1.SchemeGroupVersion.WithKind("DriftedObject"):
+		return &alumiiniv1alpha1.DriftedObjectApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("DriftIgnoreRule"):
+		return &alumiiniv1alpha1.DriftIgnoreRuleApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("DriftSpec"):
+		return &alumiiniv1alpha1.DriftSpecApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("DriftStatus"):
+		return &alumiiniv1alpha1.DriftStatusApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("GitRepository"):
 		return &alumiiniv1alpha1.GitRepositoryApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("GitRepositorySpec"):
@@ -46,12 +54,16 @@ func ForKind(kind schema.GroupVersionKind) interface{} {
 		return &alumiiniv1alpha1.LocalObjectReferenceApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("ObjectCounts"):
 		return &alumiiniv1alpha1.ObjectCountsApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("PushRecord"):
+		return &alumiiniv1alpha1.PushRecordApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("RolloutReference"):
 		return &alumiiniv1alpha1.RolloutReferenceApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("SyncRequestRecord"):
 		return &alumiiniv1alpha1.SyncRequestRecordApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("SyncResult"):
 		return &alumiiniv1alpha1.SyncResultApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("WebhookSpec"):
+		return &alumiiniv1alpha1.WebhookSpecApplyConfiguration{}
 
 	}
 	return nil

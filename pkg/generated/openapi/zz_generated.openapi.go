@@ -33,6 +33,10 @@ import (
 
 func GetOpenAPIDefinitions(ref common.ReferenceCallback) map[string]common.OpenAPIDefinition {
 	return map[string]common.OpenAPIDefinition{
+		v1alpha1.DriftIgnoreRule{}.OpenAPIModelName():                schema_pkg_apis_alumiini_v1alpha1_DriftIgnoreRule(ref),
+		v1alpha1.DriftSpec{}.OpenAPIModelName():                      schema_pkg_apis_alumiini_v1alpha1_DriftSpec(ref),
+		v1alpha1.DriftStatus{}.OpenAPIModelName():                    schema_pkg_apis_alumiini_v1alpha1_DriftStatus(ref),
+		v1alpha1.DriftedObject{}.OpenAPIModelName():                  schema_pkg_apis_alumiini_v1alpha1_DriftedObject(ref),
 		v1alpha1.GitRepository{}.OpenAPIModelName():                  schema_pkg_apis_alumiini_v1alpha1_GitRepository(ref),
 		v1alpha1.GitRepositoryList{}.OpenAPIModelName():              schema_pkg_apis_alumiini_v1alpha1_GitRepositoryList(ref),
 		v1alpha1.GitRepositorySpec{}.OpenAPIModelName():              schema_pkg_apis_alumiini_v1alpha1_GitRepositorySpec(ref),
@@ -44,9 +48,11 @@ func GetOpenAPIDefinitions(ref common.ReferenceCallback) map[string]common.OpenA
 		v1alpha1.InventoryEntry{}.OpenAPIModelName():                 schema_pkg_apis_alumiini_v1alpha1_InventoryEntry(ref),
 		v1alpha1.LocalObjectReference{}.OpenAPIModelName():           schema_pkg_apis_alumiini_v1alpha1_LocalObjectReference(ref),
 		v1alpha1.ObjectCounts{}.OpenAPIModelName():                   schema_pkg_apis_alumiini_v1alpha1_ObjectCounts(ref),
+		v1alpha1.PushRecord{}.OpenAPIModelName():                     schema_pkg_apis_alumiini_v1alpha1_PushRecord(ref),
 		v1alpha1.RolloutReference{}.OpenAPIModelName():               schema_pkg_apis_alumiini_v1alpha1_RolloutReference(ref),
 		v1alpha1.SyncRequestRecord{}.OpenAPIModelName():              schema_pkg_apis_alumiini_v1alpha1_SyncRequestRecord(ref),
 		v1alpha1.SyncResult{}.OpenAPIModelName():                     schema_pkg_apis_alumiini_v1alpha1_SyncResult(ref),
+		v1alpha1.WebhookSpec{}.OpenAPIModelName():                    schema_pkg_apis_alumiini_v1alpha1_WebhookSpec(ref),
 		resource.Quantity{}.OpenAPIModelName():                       schema_apimachinery_pkg_api_resource_Quantity(ref),
 		v1.APIGroup{}.OpenAPIModelName():                             schema_pkg_apis_meta_v1_APIGroup(ref),
 		v1.APIGroupList{}.OpenAPIModelName():                         schema_pkg_apis_meta_v1_APIGroupList(ref),
@@ -102,6 +108,248 @@ func GetOpenAPIDefinitions(ref common.ReferenceCallback) map[string]common.OpenA
 		runtime.TypeMeta{}.OpenAPIModelName():                        schema_k8sio_apimachinery_pkg_runtime_TypeMeta(ref),
 		runtime.Unknown{}.OpenAPIModelName():                         schema_k8sio_apimachinery_pkg_runtime_Unknown(ref),
 		version.Info{}.OpenAPIModelName():                            schema_k8sio_apimachinery_pkg_version_Info(ref),
+	}
+}
+
+func schema_pkg_apis_alumiini_v1alpha1_DriftIgnoreRule(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "DriftIgnoreRule names fields of some objects that drift leaves alone.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"group": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Group of the objects' kind; empty for the core group.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"kind": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Kind of the objects, e.g. Deployment.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"name": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Name of one object; empty for every object of the kind.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"paths": {
+						VendorExtensible: spec.VendorExtensible{
+							Extensions: spec.Extensions{
+								"x-kubernetes-list-type": "atomic",
+							},
+						},
+						SchemaProps: spec.SchemaProps{
+							Description: "Paths are JSON pointers (RFC 6901) to the fields, e.g. /spec/replicas.",
+							Type:        []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Type:   []string{"string"},
+										Format: "",
+									},
+								},
+							},
+						},
+					},
+				},
+				Required: []string{"kind", "paths"},
+			},
+		},
+	}
+}
+
+func schema_pkg_apis_alumiini_v1alpha1_DriftSpec(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "DriftSpec says what alumiini does when an applied object is changed or deleted by someone else.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"mode": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Mode is Correct (re-apply the git state), Detect (report only) or Ignore. Defaults to Correct.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"healGracePeriod": {
+						SchemaProps: spec.SchemaProps{
+							Description: "HealGracePeriod delays the correction of a hand edit, as a Go duration (0 to 24h), so an operator can hotfix and commit: the drift is reported at once and corrected only when the period has passed. A commit that changes the object meanwhile is applied at once. Defaults to 0.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"ignore": {
+						VendorExtensible: spec.VendorExtensible{
+							Extensions: spec.Extensions{
+								"x-kubernetes-list-type": "atomic",
+							},
+						},
+						SchemaProps: spec.SchemaProps{
+							Description: "Ignore lists fields alumiini neither corrects nor reports, such as the replica count of a Deployment under an autoscaler. After an object is created, git changes to these fields are not applied either: the live value is kept.",
+							Type:        []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Ref: ref(v1alpha1.DriftIgnoreRule{}.OpenAPIModelName()),
+									},
+								},
+							},
+						},
+					},
+				},
+			},
+		},
+		Dependencies: []string{
+			v1alpha1.DriftIgnoreRule{}.OpenAPIModelName()},
+	}
+}
+
+func schema_pkg_apis_alumiini_v1alpha1_DriftStatus(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "DriftStatus summarizes drift of the applied objects.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"drifted": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Drifted counts the objects that differ from git now.",
+							Type:        []string{"integer"},
+							Format:      "int32",
+						},
+					},
+					"held": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Held counts the objects left alone because they carry alumiini.false.systems/suspend-heal: \"true\".",
+							Type:        []string{"integer"},
+							Format:      "int32",
+						},
+					},
+					"lastDetected": {
+						SchemaProps: spec.SchemaProps{
+							Description: "LastDetected is when drift was last found.",
+							Ref:         ref(v1.Time{}.OpenAPIModelName()),
+						},
+					},
+					"lastCorrected": {
+						SchemaProps: spec.SchemaProps{
+							Description: "LastCorrected is when drift was last corrected.",
+							Ref:         ref(v1.Time{}.OpenAPIModelName()),
+						},
+					},
+					"objects": {
+						VendorExtensible: spec.VendorExtensible{
+							Extensions: spec.Extensions{
+								"x-kubernetes-list-type": "atomic",
+							},
+						},
+						SchemaProps: spec.SchemaProps{
+							Description: "Objects lists the drifted and held objects (at most 50).",
+							Type:        []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Ref: ref(v1alpha1.DriftedObject{}.OpenAPIModelName()),
+									},
+								},
+							},
+						},
+					},
+				},
+			},
+		},
+		Dependencies: []string{
+			v1alpha1.DriftedObject{}.OpenAPIModelName(), v1.Time{}.OpenAPIModelName()},
+	}
+}
+
+func schema_pkg_apis_alumiini_v1alpha1_DriftedObject(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "DriftedObject is one object that drifted or is held.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"group": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Group of the object's kind; empty for the core group.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"kind": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Kind of the object.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"namespace": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Namespace of the object; empty when cluster-scoped.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"name": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Name of the object.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"state": {
+						SchemaProps: spec.SchemaProps{
+							Description: "State is Detected, Corrected, GracePeriod, BackingOff or Held.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"manager": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Manager is the field manager that last changed the object, when known.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"deleted": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Deleted is true when the object had been deleted.",
+							Type:        []string{"boolean"},
+							Format:      "",
+						},
+					},
+					"since": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Since is when this drift was first seen.",
+							Ref:         ref(v1.Time{}.OpenAPIModelName()),
+						},
+					},
+					"message": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Message says what happened and what happens next.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+				},
+				Required: []string{"kind", "name", "state", "since"},
+			},
+		},
+		Dependencies: []string{
+			v1.Time{}.OpenAPIModelName()},
 	}
 }
 
@@ -310,12 +558,24 @@ func schema_pkg_apis_alumiini_v1alpha1_GitRepositorySpec(ref common.ReferenceCal
 							Format:      "",
 						},
 					},
+					"webhook": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Webhook authorizes push webhooks for this GitRepository.",
+							Ref:         ref(v1alpha1.WebhookSpec{}.OpenAPIModelName()),
+						},
+					},
+					"drift": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Drift says what alumiini does when someone changes or deletes an applied object by hand.",
+							Ref:         ref(v1alpha1.DriftSpec{}.OpenAPIModelName()),
+						},
+					},
 				},
 				Required: []string{"url"},
 			},
 		},
 		Dependencies: []string{
-			v1alpha1.LocalObjectReference{}.OpenAPIModelName(), v1alpha1.RolloutReference{}.OpenAPIModelName()},
+			v1alpha1.DriftSpec{}.OpenAPIModelName(), v1alpha1.LocalObjectReference{}.OpenAPIModelName(), v1alpha1.RolloutReference{}.OpenAPIModelName(), v1alpha1.WebhookSpec{}.OpenAPIModelName()},
 	}
 }
 
@@ -412,11 +672,23 @@ func schema_pkg_apis_alumiini_v1alpha1_GitRepositoryStatus(ref common.ReferenceC
 							Ref:         ref(v1alpha1.SyncRequestRecord{}.OpenAPIModelName()),
 						},
 					},
+					"lastPush": {
+						SchemaProps: spec.SchemaProps{
+							Description: "LastPush is the last push webhook that triggered this GitRepository.",
+							Ref:         ref(v1alpha1.PushRecord{}.OpenAPIModelName()),
+						},
+					},
+					"drift": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Drift summarizes changes made to the applied objects by others.",
+							Ref:         ref(v1alpha1.DriftStatus{}.OpenAPIModelName()),
+						},
+					},
 				},
 			},
 		},
 		Dependencies: []string{
-			v1alpha1.Inventory{}.OpenAPIModelName(), v1alpha1.ObjectCounts{}.OpenAPIModelName(), v1alpha1.SyncRequestRecord{}.OpenAPIModelName(), v1.Condition{}.OpenAPIModelName(), v1.Time{}.OpenAPIModelName()},
+			v1alpha1.DriftStatus{}.OpenAPIModelName(), v1alpha1.Inventory{}.OpenAPIModelName(), v1alpha1.ObjectCounts{}.OpenAPIModelName(), v1alpha1.PushRecord{}.OpenAPIModelName(), v1alpha1.SyncRequestRecord{}.OpenAPIModelName(), v1.Condition{}.OpenAPIModelName(), v1.Time{}.OpenAPIModelName()},
 	}
 }
 
@@ -726,6 +998,57 @@ func schema_pkg_apis_alumiini_v1alpha1_ObjectCounts(ref common.ReferenceCallback
 	}
 }
 
+func schema_pkg_apis_alumiini_v1alpha1_PushRecord(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "PushRecord is a push webhook as received.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"provider": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Provider is the webhook's sender: github, gitlab, gitea, bitbucket, bitbucket-server or generic.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"deliveryID": {
+						SchemaProps: spec.SchemaProps{
+							Description: "DeliveryID is the sender's id of the delivery, if it gave one.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"ref": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Ref that was pushed, e.g. refs/heads/main.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"commit": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Commit the push says the ref now points at.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"receivedAt": {
+						SchemaProps: spec.SchemaProps{
+							Description: "ReceivedAt is when alumiini received it.",
+							Ref:         ref(v1.Time{}.OpenAPIModelName()),
+						},
+					},
+				},
+				Required: []string{"provider", "receivedAt"},
+			},
+		},
+		Dependencies: []string{
+			v1.Time{}.OpenAPIModelName()},
+	}
+}
+
 func schema_pkg_apis_alumiini_v1alpha1_RolloutReference(ref common.ReferenceCallback) common.OpenAPIDefinition {
 	return common.OpenAPIDefinition{
 		Schema: spec.Schema{
@@ -875,6 +1198,29 @@ func schema_pkg_apis_alumiini_v1alpha1_SyncResult(ref common.ReferenceCallback) 
 		},
 		Dependencies: []string{
 			v1alpha1.ObjectCounts{}.OpenAPIModelName(), v1.Duration{}.OpenAPIModelName()},
+	}
+}
+
+func schema_pkg_apis_alumiini_v1alpha1_WebhookSpec(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "WebhookSpec authorizes push webhooks for one GitRepository.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"secretRef": {
+						SchemaProps: spec.SchemaProps{
+							Description: "SecretRef names a Secret in this namespace whose key \"token\" is the webhook secret: a push signed with it (or, for GitLab, carrying it) triggers the GitRepositories of this namespace that name this Secret and follow the pushed repository and ref. Pushes signed with the platform-wide secret (--webhook-secret) trigger them too.",
+							Default:     map[string]interface{}{},
+							Ref:         ref(v1alpha1.LocalObjectReference{}.OpenAPIModelName()),
+						},
+					},
+				},
+				Required: []string{"secretRef"},
+			},
+		},
+		Dependencies: []string{
+			v1alpha1.LocalObjectReference{}.OpenAPIModelName()},
 	}
 }
 

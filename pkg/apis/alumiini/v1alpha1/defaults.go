@@ -34,6 +34,9 @@ func SetDefaults_GitRepositorySpec(obj *GitRepositorySpec) {
 		prune := true
 		obj.Prune = &prune
 	}
+	if obj.Drift != nil && obj.Drift.Mode == "" {
+		obj.Drift.Mode = DriftCorrect
+	}
 }
 
 // SetDefaults_GitRepositorySyncRequestSpec gives a waiting request its default

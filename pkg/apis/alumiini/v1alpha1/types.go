@@ -90,6 +90,74 @@ type GitRepositorySpec struct {
 	// are deleted only if this GitRepository created them.
 	// +optional
 	Adopt bool `json:"adopt,omitempty"`
+	// Webhook authorizes push webhooks for this GitRepository.
+	// +optional
+	Webhook *WebhookSpec `json:"webhook,omitempty"`
+	// Drift says what alumiini does when someone changes or deletes an
+	// applied object by hand.
+	// +optional
+	Drift *DriftSpec `json:"drift,omitempty"`
+}
+
+// WebhookSpec authorizes push webhooks for one GitRepository.
+type WebhookSpec struct {
+	// SecretRef names a Secret in this namespace whose key "token" is the
+	// webhook secret: a push signed with it (or, for GitLab, carrying it)
+	// triggers the GitRepositories of this namespace that name this Secret
+	// and follow the pushed repository and ref. Pushes signed with the
+	// platform-wide secret (--webhook-secret) trigger them too.
+	SecretRef LocalObjectReference `json:"secretRef"`
+}
+
+// DriftMode says what alumiini does about drift.
+type DriftMode string
+
+// The drift modes.
+const (
+	// DriftCorrect re-applies the git state of a drifted object.
+	DriftCorrect DriftMode = "Correct"
+	// DriftDetect reports drift in status, an Event and a metric, and
+	// changes nothing.
+	DriftDetect DriftMode = "Detect"
+	// DriftIgnore neither watches for drift nor reports it.
+	DriftIgnore DriftMode = "Ignore"
+)
+
+// DriftSpec says what alumiini does when an applied object is changed or
+// deleted by someone else.
+type DriftSpec struct {
+	// Mode is Correct (re-apply the git state), Detect (report only) or
+	// Ignore. Defaults to Correct.
+	// +optional
+	Mode DriftMode `json:"mode,omitempty"`
+	// HealGracePeriod delays the correction of a hand edit, as a Go duration
+	// (0 to 24h), so an operator can hotfix and commit: the drift is reported
+	// at once and corrected only when the period has passed. A commit that
+	// changes the object meanwhile is applied at once. Defaults to 0.
+	// +optional
+	HealGracePeriod string `json:"healGracePeriod,omitempty"`
+	// Ignore lists fields alumiini neither corrects nor reports, such as the
+	// replica count of a Deployment under an autoscaler. After an object is
+	// created, git changes to these fields are not applied either: the live
+	// value is kept.
+	// +optional
+	// +listType=atomic
+	Ignore []DriftIgnoreRule `json:"ignore,omitempty"`
+}
+
+// DriftIgnoreRule names fields of some objects that drift leaves alone.
+type DriftIgnoreRule struct {
+	// Group of the objects' kind; empty for the core group.
+	// +optional
+	Group string `json:"group,omitempty"`
+	// Kind of the objects, e.g. Deployment.
+	Kind string `json:"kind"`
+	// Name of one object; empty for every object of the kind.
+	// +optional
+	Name string `json:"name,omitempty"`
+	// Paths are JSON pointers (RFC 6901) to the fields, e.g. /spec/replicas.
+	// +listType=atomic
+	Paths []string `json:"paths"`
 }
 
 // LocalObjectReference names an object in the GitRepository's namespace.
@@ -165,6 +233,97 @@ type GitRepositoryStatus struct {
 	// LastSyncRequest is the last sync request handled, with its result.
 	// +optional
 	LastSyncRequest *SyncRequestRecord `json:"lastSyncRequest,omitempty"`
+	// LastPush is the last push webhook that triggered this GitRepository.
+	// +optional
+	LastPush *PushRecord `json:"lastPush,omitempty"`
+	// Drift summarizes changes made to the applied objects by others.
+	// +optional
+	Drift *DriftStatus `json:"drift,omitempty"`
+}
+
+// PushRecord is a push webhook as received.
+type PushRecord struct {
+	// Provider is the webhook's sender: github, gitlab, gitea, bitbucket,
+	// bitbucket-server or generic.
+	Provider string `json:"provider"`
+	// DeliveryID is the sender's id of the delivery, if it gave one.
+	// +optional
+	DeliveryID string `json:"deliveryID,omitempty"`
+	// Ref that was pushed, e.g. refs/heads/main.
+	// +optional
+	Ref string `json:"ref,omitempty"`
+	// Commit the push says the ref now points at.
+	// +optional
+	Commit string `json:"commit,omitempty"`
+	// ReceivedAt is when alumiini received it.
+	ReceivedAt metav1.Time `json:"receivedAt"`
+}
+
+// DriftStatus summarizes drift of the applied objects.
+type DriftStatus struct {
+	// Drifted counts the objects that differ from git now.
+	// +optional
+	Drifted int32 `json:"drifted,omitempty"`
+	// Held counts the objects left alone because they carry
+	// alumiini.false.systems/suspend-heal: "true".
+	// +optional
+	Held int32 `json:"held,omitempty"`
+	// LastDetected is when drift was last found.
+	// +optional
+	LastDetected *metav1.Time `json:"lastDetected,omitempty"`
+	// LastCorrected is when drift was last corrected.
+	// +optional
+	LastCorrected *metav1.Time `json:"lastCorrected,omitempty"`
+	// Objects lists the drifted and held objects (at most 50).
+	// +optional
+	// +listType=atomic
+	Objects []DriftedObject `json:"objects,omitempty"`
+}
+
+// DriftState says where one drifted object stands.
+type DriftState string
+
+// The drift states.
+const (
+	// DriftStateDetected: the object differs from git; mode Detect leaves it so.
+	DriftStateDetected DriftState = "Detected"
+	// DriftStateCorrected: the object differed and the git state was re-applied.
+	DriftStateCorrected DriftState = "Corrected"
+	// DriftStateGracePeriod: the object differs and is corrected when
+	// healGracePeriod has passed.
+	DriftStateGracePeriod DriftState = "GracePeriod"
+	// DriftStateBackingOff: another writer keeps changing the object back;
+	// corrections wait longer each time.
+	DriftStateBackingOff DriftState = "BackingOff"
+	// DriftStateHeld: the object carries the break-glass annotation.
+	DriftStateHeld DriftState = "Held"
+)
+
+// DriftedObject is one object that drifted or is held.
+type DriftedObject struct {
+	// Group of the object's kind; empty for the core group.
+	// +optional
+	Group string `json:"group,omitempty"`
+	// Kind of the object.
+	Kind string `json:"kind"`
+	// Namespace of the object; empty when cluster-scoped.
+	// +optional
+	Namespace string `json:"namespace,omitempty"`
+	// Name of the object.
+	Name string `json:"name"`
+	// State is Detected, Corrected, GracePeriod, BackingOff or Held.
+	State DriftState `json:"state"`
+	// Manager is the field manager that last changed the object, when known.
+	// +optional
+	Manager string `json:"manager,omitempty"`
+	// Deleted is true when the object had been deleted.
+	// +optional
+	Deleted bool `json:"deleted,omitempty"`
+	// Since is when this drift was first seen.
+	Since metav1.Time `json:"since"`
+	// Message says what happened and what happens next.
+	// +optional
+	Message string `json:"message,omitempty"`
 }
 
 // ObjectCounts says what one sync did to the objects of a commit.

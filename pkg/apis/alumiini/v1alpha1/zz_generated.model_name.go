@@ -22,6 +22,26 @@ limitations under the License.
 package v1alpha1
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
+func (in DriftIgnoreRule) OpenAPIModelName() string {
+	return "com.github.falsesystems.alumiini.pkg.apis.alumiini.v1alpha1.DriftIgnoreRule"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in DriftSpec) OpenAPIModelName() string {
+	return "com.github.falsesystems.alumiini.pkg.apis.alumiini.v1alpha1.DriftSpec"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in DriftStatus) OpenAPIModelName() string {
+	return "com.github.falsesystems.alumiini.pkg.apis.alumiini.v1alpha1.DriftStatus"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in DriftedObject) OpenAPIModelName() string {
+	return "com.github.falsesystems.alumiini.pkg.apis.alumiini.v1alpha1.DriftedObject"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
 func (in GitRepository) OpenAPIModelName() string {
 	return "com.github.falsesystems.alumiini.pkg.apis.alumiini.v1alpha1.GitRepository"
 }
@@ -77,6 +97,11 @@ func (in ObjectCounts) OpenAPIModelName() string {
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
+func (in PushRecord) OpenAPIModelName() string {
+	return "com.github.falsesystems.alumiini.pkg.apis.alumiini.v1alpha1.PushRecord"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
 func (in RolloutReference) OpenAPIModelName() string {
 	return "com.github.falsesystems.alumiini.pkg.apis.alumiini.v1alpha1.RolloutReference"
 }
@@ -89,4 +114,9 @@ func (in SyncRequestRecord) OpenAPIModelName() string {
 // OpenAPIModelName returns the OpenAPI model name for this type.
 func (in SyncResult) OpenAPIModelName() string {
 	return "com.github.falsesystems.alumiini.pkg.apis.alumiini.v1alpha1.SyncResult"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in WebhookSpec) OpenAPIModelName() string {
+	return "com.github.falsesystems.alumiini.pkg.apis.alumiini.v1alpha1.WebhookSpec"
 }

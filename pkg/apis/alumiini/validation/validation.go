@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -78,7 +79,104 @@ func ValidateGitRepositorySpec(spec *alumiini.GitRepositorySpec, fldPath *field.
 	if spec.RolloutRef != nil {
 		allErrs = append(allErrs, validateRolloutRef(spec.RolloutRef, fldPath.Child("rolloutRef"))...)
 	}
+	if spec.Webhook != nil {
+		allErrs = append(allErrs, validateObjectName(spec.Webhook.SecretRef.Name, fldPath.Child("webhook", "secretRef", "name"))...)
+	}
+	if spec.Drift != nil {
+		allErrs = append(allErrs, validateDrift(spec.Drift, fldPath.Child("drift"))...)
+	}
 	return allErrs
+}
+
+// Bounds of spec.drift: the ignore rules are matched against every applied
+// object on every sync.
+const (
+	MaxHealGracePeriod    = 24 * time.Hour
+	MaxDriftIgnoreRules   = 32
+	MaxDriftIgnorePaths   = 16
+	maxJSONPointerLength  = 256
+	maxJSONPointerSegment = 16
+)
+
+var driftModes = []alumiini.DriftMode{alumiini.DriftCorrect, alumiini.DriftDetect, alumiini.DriftIgnore}
+
+func validateDrift(drift *alumiini.DriftSpec, fldPath *field.Path) field.ErrorList {
+	var allErrs field.ErrorList
+	if drift.Mode != "" && !slices.Contains(driftModes, drift.Mode) {
+		allErrs = append(allErrs, field.NotSupported(fldPath.Child("mode"), drift.Mode, driftModes))
+	}
+	if drift.HealGracePeriod != "" {
+		allErrs = append(allErrs, validateDuration(drift.HealGracePeriod, 0, MaxHealGracePeriod, fldPath.Child("healGracePeriod"))...)
+	}
+	if len(drift.Ignore) > MaxDriftIgnoreRules {
+		allErrs = append(allErrs, field.TooMany(fldPath.Child("ignore"), len(drift.Ignore), MaxDriftIgnoreRules))
+	}
+	for i, rule := range drift.Ignore {
+		allErrs = append(allErrs, validateIgnoreRule(rule, fldPath.Child("ignore").Index(i))...)
+	}
+	return allErrs
+}
+
+func validateIgnoreRule(rule alumiini.DriftIgnoreRule, fldPath *field.Path) field.ErrorList {
+	var allErrs field.ErrorList
+	if rule.Kind == "" {
+		allErrs = append(allErrs, field.Required(fldPath.Child("kind"), "e.g. Deployment"))
+	} else if !kindPattern.MatchString(rule.Kind) {
+		allErrs = append(allErrs, field.Invalid(fldPath.Child("kind"), rule.Kind, "must be a kind name such as Deployment"))
+	}
+	if rule.Group != "" {
+		for _, msg := range validation.IsDNS1123Subdomain(rule.Group) {
+			allErrs = append(allErrs, field.Invalid(fldPath.Child("group"), rule.Group, msg))
+		}
+	}
+	if rule.Name != "" {
+		allErrs = append(allErrs, validateObjectName(rule.Name, fldPath.Child("name"))...)
+	}
+	switch n := len(rule.Paths); {
+	case n == 0:
+		allErrs = append(allErrs, field.Required(fldPath.Child("paths"), "JSON pointers such as /spec/replicas"))
+	case n > MaxDriftIgnorePaths:
+		allErrs = append(allErrs, field.TooMany(fldPath.Child("paths"), n, MaxDriftIgnorePaths))
+	}
+	for i, p := range rule.Paths {
+		if msg := checkIgnorePath(p); msg != "" {
+			allErrs = append(allErrs, field.Invalid(fldPath.Child("paths").Index(i), p, msg))
+		}
+	}
+	return allErrs
+}
+
+// checkIgnorePath accepts a JSON pointer into an object's spec, data or
+// other content, never its identity or alumiini's own labels.
+func checkIgnorePath(p string) string {
+	switch {
+	case !strings.HasPrefix(p, "/") || len(p) < 2:
+		return "must be a JSON pointer such as /spec/replicas"
+	case len(p) > maxJSONPointerLength:
+		return fmt.Sprintf("must be at most %d characters", maxJSONPointerLength)
+	case strings.Count(p, "/") > maxJSONPointerSegment:
+		return fmt.Sprintf("must have at most %d segments", maxJSONPointerSegment)
+	case strings.Contains(p, "~") && !validEscapes(p):
+		return "'~' must be escaped as ~0, and '/' inside a key as ~1"
+	}
+	for _, fixed := range []string{"/apiVersion", "/kind", "/metadata/name", "/metadata/namespace", "/metadata/labels", "/metadata/annotations", "/status"} {
+		if p == fixed || (fixed != "/metadata/labels" && fixed != "/metadata/annotations" && strings.HasPrefix(p, fixed+"/")) {
+			return "names a field alumiini needs to identify the object; ignore a field inside it instead"
+		}
+	}
+	if strings.HasPrefix(p, "/metadata/labels/alumiini.false.systems~1") || strings.HasPrefix(p, "/metadata/annotations/alumiini.false.systems~1") {
+		return "names a label or annotation alumiini needs to identify the object"
+	}
+	return ""
+}
+
+func validEscapes(p string) bool {
+	for i := 0; i < len(p); i++ {
+		if p[i] == '~' && (i+1 >= len(p) || (p[i+1] != '0' && p[i+1] != '1')) {
+			return false
+		}
+	}
+	return true
 }
 
 // validateURL accepts https, http, ssh and scp-like user@host:path URLs. A URL

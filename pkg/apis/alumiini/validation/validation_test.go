@@ -94,6 +94,28 @@ func TestValidateGitRepository(t *testing.T) {
 
 		{name: "target namespace", mutate: func(r *alumiini.GitRepository) { r.Spec.TargetNamespace = "apps" }},
 		{name: "target namespace invalid", mutate: func(r *alumiini.GitRepository) { r.Spec.TargetNamespace = "Apps_1" }, field: "spec.targetNamespace", errType: field.ErrorTypeInvalid},
+		{name: "webhook secret", mutate: func(r *alumiini.GitRepository) {
+			r.Spec.Webhook = &alumiini.WebhookSpec{SecretRef: alumiini.LocalObjectReference{Name: "hook"}}
+		}},
+		{name: "webhook without secret name", mutate: func(r *alumiini.GitRepository) { r.Spec.Webhook = &alumiini.WebhookSpec{} }, field: "spec.webhook.secretRef.name", errType: field.ErrorTypeRequired},
+		{name: "drift detect with ignore", mutate: func(r *alumiini.GitRepository) {
+			r.Spec.Drift = &alumiini.DriftSpec{Mode: alumiini.DriftDetect, HealGracePeriod: "5m",
+				Ignore: []alumiini.DriftIgnoreRule{{Group: "apps", Kind: "Deployment", Paths: []string{"/spec/replicas", "/metadata/annotations/x~1y"}}}}
+		}},
+		{name: "drift bad mode", mutate: func(r *alumiini.GitRepository) { r.Spec.Drift = &alumiini.DriftSpec{Mode: "Heal"} }, field: "spec.drift.mode", errType: field.ErrorTypeNotSupported},
+		{name: "drift grace too long", mutate: func(r *alumiini.GitRepository) { r.Spec.Drift = &alumiini.DriftSpec{HealGracePeriod: "48h"} }, field: "spec.drift.healGracePeriod", errType: field.ErrorTypeInvalid},
+		{name: "drift ignore without kind", mutate: func(r *alumiini.GitRepository) {
+			r.Spec.Drift = &alumiini.DriftSpec{Ignore: []alumiini.DriftIgnoreRule{{Paths: []string{"/spec/replicas"}}}}
+		}, field: "spec.drift.ignore[0].kind", errType: field.ErrorTypeRequired},
+		{name: "drift ignore not a pointer", mutate: func(r *alumiini.GitRepository) {
+			r.Spec.Drift = &alumiini.DriftSpec{Ignore: []alumiini.DriftIgnoreRule{{Kind: "Deployment", Paths: []string{"spec.replicas"}}}}
+		}, field: "spec.drift.ignore[0].paths[0]", errType: field.ErrorTypeInvalid},
+		{name: "drift ignore of the object's name", mutate: func(r *alumiini.GitRepository) {
+			r.Spec.Drift = &alumiini.DriftSpec{Ignore: []alumiini.DriftIgnoreRule{{Kind: "Deployment", Paths: []string{"/metadata/name"}}}}
+		}, field: "spec.drift.ignore[0].paths[0]", errType: field.ErrorTypeInvalid},
+		{name: "drift ignore of our label", mutate: func(r *alumiini.GitRepository) {
+			r.Spec.Drift = &alumiini.DriftSpec{Ignore: []alumiini.DriftIgnoreRule{{Kind: "Deployment", Paths: []string{"/metadata/labels/alumiini.false.systems~1name"}}}}
+		}, field: "spec.drift.ignore[0].paths[0]", errType: field.ErrorTypeInvalid},
 		{name: "secretRef", mutate: func(r *alumiini.GitRepository) { r.Spec.SecretRef = &alumiini.LocalObjectReference{Name: "git-creds"} }},
 		{name: "secretRef without name", mutate: func(r *alumiini.GitRepository) { r.Spec.SecretRef = &alumiini.LocalObjectReference{} }, field: "spec.secretRef.name", errType: field.ErrorTypeRequired},
 		{name: "secretRef bad name", mutate: func(r *alumiini.GitRepository) { r.Spec.SecretRef = &alumiini.LocalObjectReference{Name: "Git Creds"} }, field: "spec.secretRef.name", errType: field.ErrorTypeInvalid},

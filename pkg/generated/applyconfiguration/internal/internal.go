@@ -39,6 +39,94 @@ func Parser() *typed.Parser {
 var parserOnce sync.Once
 var parser *typed.Parser
 var schemaYAML = typed.YAMLObject(`types:
+- name: com.github.falsesystems.alumiini.pkg.apis.alumiini.v1alpha1.DriftIgnoreRule
+  map:
+    fields:
+    - name: group
+      type:
+        scalar: string
+    - name: kind
+      type:
+        scalar: string
+      default: ""
+    - name: name
+      type:
+        scalar: string
+    - name: paths
+      type:
+        list:
+          elementType:
+            scalar: string
+          elementRelationship: atomic
+- name: com.github.falsesystems.alumiini.pkg.apis.alumiini.v1alpha1.DriftSpec
+  map:
+    fields:
+    - name: healGracePeriod
+      type:
+        scalar: string
+    - name: ignore
+      type:
+        list:
+          elementType:
+            namedType: com.github.falsesystems.alumiini.pkg.apis.alumiini.v1alpha1.DriftIgnoreRule
+          elementRelationship: atomic
+    - name: mode
+      type:
+        scalar: string
+- name: com.github.falsesystems.alumiini.pkg.apis.alumiini.v1alpha1.DriftStatus
+  map:
+    fields:
+    - name: drifted
+      type:
+        scalar: numeric
+    - name: held
+      type:
+        scalar: numeric
+    - name: lastCorrected
+      type:
+        namedType: io.k8s.apimachinery.pkg.apis.meta.v1.Time
+    - name: lastDetected
+      type:
+        namedType: io.k8s.apimachinery.pkg.apis.meta.v1.Time
+    - name: objects
+      type:
+        list:
+          elementType:
+            namedType: com.github.falsesystems.alumiini.pkg.apis.alumiini.v1alpha1.DriftedObject
+          elementRelationship: atomic
+- name: com.github.falsesystems.alumiini.pkg.apis.alumiini.v1alpha1.DriftedObject
+  map:
+    fields:
+    - name: deleted
+      type:
+        scalar: boolean
+    - name: group
+      type:
+        scalar: string
+    - name: kind
+      type:
+        scalar: string
+      default: ""
+    - name: manager
+      type:
+        scalar: string
+    - name: message
+      type:
+        scalar: string
+    - name: name
+      type:
+        scalar: string
+      default: ""
+    - name: namespace
+      type:
+        scalar: string
+    - name: since
+      type:
+        namedType: io.k8s.apimachinery.pkg.apis.meta.v1.Time
+    - name: state
+      type:
+        scalar: string
+      default: ""
 - name: com.github.falsesystems.alumiini.pkg.apis.alumiini.v1alpha1.GitRepository
   map:
     fields:
@@ -72,6 +160,9 @@ var schemaYAML = typed.YAMLObject(`types:
     - name: commit
       type:
         scalar: string
+    - name: drift
+      type:
+        namedType: com.github.falsesystems.alumiini.pkg.apis.alumiini.v1alpha1.DriftSpec
     - name: interval
       type:
         scalar: string
@@ -106,6 +197,9 @@ var schemaYAML = typed.YAMLObject(`types:
       type:
         scalar: string
       default: ""
+    - name: webhook
+      type:
+        namedType: com.github.falsesystems.alumiini.pkg.apis.alumiini.v1alpha1.WebhookSpec
 - name: com.github.falsesystems.alumiini.pkg.apis.alumiini.v1alpha1.GitRepositoryStatus
   map:
     fields:
@@ -117,12 +211,18 @@ var schemaYAML = typed.YAMLObject(`types:
           elementRelationship: associative
           keys:
           - type
+    - name: drift
+      type:
+        namedType: com.github.falsesystems.alumiini.pkg.apis.alumiini.v1alpha1.DriftStatus
     - name: inventory
       type:
         namedType: com.github.falsesystems.alumiini.pkg.apis.alumiini.v1alpha1.Inventory
     - name: lastAttemptedCommit
       type:
         scalar: string
+    - name: lastPush
+      type:
+        namedType: com.github.falsesystems.alumiini.pkg.apis.alumiini.v1alpha1.PushRecord
     - name: lastSyncRequest
       type:
         namedType: com.github.falsesystems.alumiini.pkg.apis.alumiini.v1alpha1.SyncRequestRecord
@@ -199,6 +299,25 @@ var schemaYAML = typed.YAMLObject(`types:
     - name: unchanged
       type:
         scalar: numeric
+- name: com.github.falsesystems.alumiini.pkg.apis.alumiini.v1alpha1.PushRecord
+  map:
+    fields:
+    - name: commit
+      type:
+        scalar: string
+    - name: deliveryID
+      type:
+        scalar: string
+    - name: provider
+      type:
+        scalar: string
+      default: ""
+    - name: receivedAt
+      type:
+        namedType: io.k8s.apimachinery.pkg.apis.meta.v1.Time
+    - name: ref
+      type:
+        scalar: string
 - name: com.github.falsesystems.alumiini.pkg.apis.alumiini.v1alpha1.RolloutReference
   map:
     fields:
@@ -259,6 +378,13 @@ var schemaYAML = typed.YAMLObject(`types:
       type:
         scalar: string
       default: ""
+- name: com.github.falsesystems.alumiini.pkg.apis.alumiini.v1alpha1.WebhookSpec
+  map:
+    fields:
+    - name: secretRef
+      type:
+        namedType: com.github.falsesystems.alumiini.pkg.apis.alumiini.v1alpha1.LocalObjectReference
+      default: {}
 - name: io.k8s.apimachinery.pkg.apis.meta.v1.Condition
   map:
     fields:

@@ -83,19 +83,26 @@ func onlySuspendChanged(spec, old alumiini.GitRepositorySpec) bool {
 	return apiequality.Semantic.DeepEqual(spec, old)
 }
 
-// CheckSecret refuses a GitRepository whose writer may not read the Secret
-// it names, when it is new or its url or secretRef changed: the controller
-// reads the Secret and sends its credentials to spec.url, so naming a
-// Secret is reading it. old is nil on create.
+// CheckSecret refuses a GitRepository whose writer may not read a Secret it
+// names, when it is new or the reference changed: the controller reads
+// spec.secretRef and sends its credentials to spec.url (so a new url counts as
+// a new reference), and it reads spec.webhook.secretRef to decide which pushes
+// may trigger syncs. Naming a Secret is reading it. old is nil on create.
 func (p IdentityPolicy) CheckSecret(ctx context.Context, repo, old *alumiini.GitRepository) field.ErrorList {
-	ref := repo.Spec.SecretRef
-	if ref == nil {
-		return nil
+	var allErrs field.ErrorList
+	if ref := repo.Spec.SecretRef; ref != nil && (old == nil || old.Spec.SecretRef == nil ||
+		*old.Spec.SecretRef != *ref || old.Spec.URL != repo.Spec.URL) {
+		allErrs = append(allErrs, p.checkSecretReader(ctx, repo.Namespace, ref.Name, field.NewPath("spec", "secretRef", "name"),
+			"and alumiini would send its credentials to spec.url on their behalf")...)
 	}
-	if old != nil && old.Spec.SecretRef != nil && *old.Spec.SecretRef == *ref && old.Spec.URL == repo.Spec.URL {
-		return nil
+	if hook := repo.Spec.Webhook; hook != nil && (old == nil || old.Spec.Webhook == nil || *old.Spec.Webhook != *hook) {
+		allErrs = append(allErrs, p.checkSecretReader(ctx, repo.Namespace, hook.SecretRef.Name, field.NewPath("spec", "webhook", "secretRef", "name"),
+			"and pushes signed with it would trigger this GitRepository")...)
 	}
-	fld := field.NewPath("spec", "secretRef", "name")
+	return allErrs
+}
+
+func (p IdentityPolicy) checkSecretReader(ctx context.Context, namespace, name string, fld *field.Path, consequence string) field.ErrorList {
 	user, ok := genericapirequest.UserFrom(ctx)
 	if !ok || p.Authorizer == nil {
 		return field.ErrorList{field.Forbidden(fld, "cannot check who may read the Secret")}
@@ -103,17 +110,16 @@ func (p IdentityPolicy) CheckSecret(ctx context.Context, repo, old *alumiini.Git
 	allowed, detail := p.allows(ctx, authorizer.AttributesRecord{
 		User:            user,
 		Verb:            "get",
-		Namespace:       repo.Namespace,
+		Namespace:       namespace,
 		Resource:        "secrets",
-		Name:            ref.Name,
+		Name:            name,
 		ResourceRequest: true,
 	})
 	if allowed {
 		return nil
 	}
-	return field.ErrorList{field.Forbidden(fld, fmt.Sprintf(
-		"user %q may not read Secret %q in namespace %q%s, and alumiini would send its credentials to spec.url on their behalf",
-		user.GetName(), ref.Name, repo.Namespace, detail))}
+	return field.ErrorList{field.Forbidden(fld, fmt.Sprintf("user %q may not read Secret %q in namespace %q%s, %s",
+		user.GetName(), name, namespace, detail, consequence))}
 }
 
 // allows asks the authorizer; when it says no, detail is the why it gave,

@@ -153,4 +153,15 @@ func TestNamingASecretNeedsTheRightToReadIt(t *testing.T) {
 	if errs := p.CheckSecret(as("tenant"), relabelled, withSecret); len(errs) != 0 {
 		t.Fatalf("a change that keeps the url and Secret: %v", errs)
 	}
+
+	// The webhook's Secret decides which pushes trigger syncs: the same rule.
+	withHook := repo()
+	withHook.Spec.Webhook = &alumiini.WebhookSpec{SecretRef: alumiini.LocalObjectReference{Name: "creds"}}
+	if errs := p.CheckSecret(as("owner"), withHook, nil); len(errs) != 0 {
+		t.Fatalf("the webhook Secret's reader: %v", errs)
+	}
+	errs = p.CheckSecret(as("tenant"), withHook, nil)
+	if len(errs) != 1 || errs[0].Field != "spec.webhook.secretRef.name" {
+		t.Fatalf("a user who may not read the webhook Secret: %v", errs)
+	}
 }

@@ -74,6 +74,11 @@ type GitRepositorySpecApplyConfiguration struct {
 	// Adopted objects are pruned like created ones, except Namespaces, which
 	// are deleted only if this GitRepository created them.
 	Adopt *bool `json:"adopt,omitempty"`
+	// Webhook authorizes push webhooks for this GitRepository.
+	Webhook *WebhookSpecApplyConfiguration `json:"webhook,omitempty"`
+	// Drift says what alumiini does when someone changes or deletes an
+	// applied object by hand.
+	Drift *DriftSpecApplyConfiguration `json:"drift,omitempty"`
 }
 
 // GitRepositorySpecApplyConfiguration constructs a declarative configuration of the GitRepositorySpec type for use with
@@ -191,5 +196,21 @@ func (b *GitRepositorySpecApplyConfiguration) WithRolloutRef(value *RolloutRefer
 // If called multiple times, the Adopt field is set to the value of the last call.
 func (b *GitRepositorySpecApplyConfiguration) WithAdopt(value bool) *GitRepositorySpecApplyConfiguration {
 	b.Adopt = &value
+	return b
+}
+
+// WithWebhook sets the Webhook field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the Webhook field is set to the value of the last call.
+func (b *GitRepositorySpecApplyConfiguration) WithWebhook(value *WebhookSpecApplyConfiguration) *GitRepositorySpecApplyConfiguration {
+	b.Webhook = value
+	return b
+}
+
+// WithDrift sets the Drift field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the Drift field is set to the value of the last call.
+func (b *GitRepositorySpecApplyConfiguration) WithDrift(value *DriftSpecApplyConfiguration) *GitRepositorySpecApplyConfiguration {
+	b.Drift = value
 	return b
 }

@@ -52,6 +52,10 @@ type GitRepositoryStatusApplyConfiguration struct {
 	PendingSyncRequest *SyncRequestRecordApplyConfiguration `json:"pendingSyncRequest,omitempty"`
 	// LastSyncRequest is the last sync request handled, with its result.
 	LastSyncRequest *SyncRequestRecordApplyConfiguration `json:"lastSyncRequest,omitempty"`
+	// LastPush is the last push webhook that triggered this GitRepository.
+	LastPush *PushRecordApplyConfiguration `json:"lastPush,omitempty"`
+	// Drift summarizes changes made to the applied objects by others.
+	Drift *DriftStatusApplyConfiguration `json:"drift,omitempty"`
 }
 
 // GitRepositoryStatusApplyConfiguration constructs a declarative configuration of the GitRepositoryStatus type for use with
@@ -150,5 +154,21 @@ func (b *GitRepositoryStatusApplyConfiguration) WithPendingSyncRequest(value *Sy
 // If called multiple times, the LastSyncRequest field is set to the value of the last call.
 func (b *GitRepositoryStatusApplyConfiguration) WithLastSyncRequest(value *SyncRequestRecordApplyConfiguration) *GitRepositoryStatusApplyConfiguration {
 	b.LastSyncRequest = value
+	return b
+}
+
+// WithLastPush sets the LastPush field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the LastPush field is set to the value of the last call.
+func (b *GitRepositoryStatusApplyConfiguration) WithLastPush(value *PushRecordApplyConfiguration) *GitRepositoryStatusApplyConfiguration {
+	b.LastPush = value
+	return b
+}
+
+// WithDrift sets the Drift field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the Drift field is set to the value of the last call.
+func (b *GitRepositoryStatusApplyConfiguration) WithDrift(value *DriftStatusApplyConfiguration) *GitRepositoryStatusApplyConfiguration {
+	b.Drift = value
 	return b
 }
