@@ -38,7 +38,11 @@ const (
 	// GitRepository took it over (spec.adopt): pruning deletes it like one
 	// it created, except a Namespace, which it leaves.
 	AnnotationAdopted = "alumiini.false.systems/adopted"
-	FieldManager      = "alumiini"
+	// AnnotationSuspendHeal is the break-glass annotation: an object that
+	// carries it with the value "true" is left alone entirely (not
+	// updated from git, not corrected, not pruned) until it is removed.
+	AnnotationSuspendHeal = "alumiini.false.systems/suspend-heal"
+	FieldManager          = "alumiini"
 )
 
 // Owner is the GitRepository objects are applied for.
@@ -69,13 +73,31 @@ const (
 	Configured Action = "configured"
 	Unchanged  Action = "unchanged"
 	Pruned     Action = "pruned"
+	// Held objects carry AnnotationSuspendHeal and were left alone.
+	Held Action = "held"
 )
+
+// Change is an object whose live state differs from the commit.
+type Change struct {
+	Entry
+	// Action is Created (it did not exist) or Configured.
+	Action Action
+	// Manager is who else wrote the object last, from managedFields.
+	Manager string
+	// Written is false when Options.Write held the change back.
+	Written bool
+}
 
 // Result is what one Apply did.
 type Result struct {
 	Created, Configured, Unchanged, Pruned int
-	// Inventory lists every object of the commit, sorted.
+	// Inventory lists every object of the commit, sorted, and the objects
+	// that left it but are held.
 	Inventory []Entry
+	// Changes lists the objects that differed from the commit.
+	Changes []Change
+	// Held lists the objects left alone for AnnotationSuspendHeal.
+	Held []Entry
 }
 
 // Options of one Apply.
@@ -92,6 +114,17 @@ type Options struct {
 	// without it they fail the sync. Another GitRepository's objects are
 	// never taken over.
 	Adopt bool
+	// Ignore names fields whose live value is kept: applying sets them to
+	// what the cluster holds, so neither git nor a correction changes them
+	// once the object exists.
+	Ignore []IgnoreRule
+	// Write, if set, decides for each object that differs from the commit
+	// whether it is written now; a change it holds back is only reported.
+	Write func(Change) bool
+	// Observe, if set, is given every object of the commit as the cluster
+	// holds it after the apply (the write's answer, or the live object when
+	// nothing was written), for drift detection to remember.
+	Observe func(Entry, *unstructured.Unstructured)
 }
 
 // Applier applies for one identity of the target cluster.
@@ -131,6 +164,13 @@ type planned struct {
 	live     *unstructured.Unstructured
 	action   Action
 	recreate bool
+	// held back by Options.Write
+	skip bool
+}
+
+func (p *planned) entry() Entry {
+	gvk := p.obj.GroupVersionKind()
+	return Entry{Group: gvk.Group, Version: gvk.Version, Kind: gvk.Kind, Namespace: p.obj.GetNamespace(), Name: p.obj.GetName()}
 }
 
 // Apply makes the cluster hold objects for owner.
@@ -163,12 +203,12 @@ func (a *Applier) Apply(ctx context.Context, owner Owner, objects []manifest.Obj
 		known[e.id()] = true
 	}
 	// Everything the API can check now is dry-run before anything is written.
-	pl := planner{owner: owner, known: known, force: opts.Force, adopt: opts.Adopt}
+	pl := planner{owner: owner, known: known, force: opts.Force, adopt: opts.Adopt, ignore: opts.Ignore}
 	if err := a.plan(ctx, append(append([]*planned{}, first...), rest...), pl); err != nil {
 		return nil, err
 	}
 	result := &Result{}
-	if err := a.write(ctx, first, result); err != nil {
+	if err := a.write(ctx, first, result, opts); err != nil {
 		return nil, err
 	}
 	if len(deferred) > 0 {
@@ -189,19 +229,17 @@ func (a *Applier) Apply(ctx context.Context, owner Owner, objects []manifest.Obj
 		}
 		rest = append(rest, deferred...)
 	}
-	if err := a.write(ctx, rest, result); err != nil {
+	if err := a.write(ctx, rest, result, opts); err != nil {
 		return nil, err
 	}
 
 	all := append(first, rest...)
 	current := map[manifest.ID]bool{}
 	for _, p := range all {
-		gvk := p.obj.GroupVersionKind()
-		e := Entry{Group: gvk.Group, Version: gvk.Version, Kind: gvk.Kind, Namespace: p.obj.GetNamespace(), Name: p.obj.GetName()}
+		e := p.entry()
 		result.Inventory = append(result.Inventory, e)
 		current[e.id()] = true
 	}
-	sortEntries(result.Inventory)
 	if opts.Prune {
 		var gone []Entry
 		for _, e := range opts.Previous {
@@ -209,12 +247,17 @@ func (a *Applier) Apply(ctx context.Context, owner Owner, objects []manifest.Obj
 				gone = append(gone, e)
 			}
 		}
-		pruned, err := a.Delete(ctx, owner, gone)
+		pruned, held, err := a.prune(ctx, owner, gone)
 		result.Pruned = pruned
+		// A held object stays in the inventory, to be pruned once released.
+		result.Held = append(result.Held, held...)
+		result.Inventory = append(result.Inventory, held...)
 		if err != nil {
+			sortEntries(result.Inventory)
 			return result, err
 		}
 	}
+	sortEntries(result.Inventory)
 	return result, nil
 }
 
@@ -222,9 +265,10 @@ func (a *Applier) Apply(ctx context.Context, owner Owner, objects []manifest.Obj
 type planner struct {
 	owner Owner
 	// known are the objects the last successful sync applied.
-	known map[manifest.ID]bool
-	force bool
-	adopt bool
+	known  map[manifest.ID]bool
+	force  bool
+	adopt  bool
+	ignore []IgnoreRule
 }
 
 // plan dry-runs every apply, deciding which objects change and refusing to
@@ -258,6 +302,11 @@ func (a *Applier) planOne(ctx context.Context, p *planned, pl planner) error {
 		if err := pl.claim(p); err != nil {
 			return err
 		}
+		if live.GetAnnotations()[AnnotationSuspendHeal] == "true" {
+			p.action = Held
+			return nil
+		}
+		keepIgnored(p.obj.Unstructured, live, pl.ignore)
 	}
 	data, err := json.Marshal(p.obj.Object)
 	if err != nil {
@@ -326,20 +375,35 @@ func markAdopted(u *unstructured.Unstructured) {
 	u.SetAnnotations(annotations)
 }
 
-// write applies the objects planned to change, several at once; unchanged
-// ones cost nothing.
-func (a *Applier) write(ctx context.Context, ps []*planned, result *Result) error {
+// write applies the objects planned to change, several at once, unless
+// opts.Write holds them back; unchanged ones cost nothing.
+func (a *Applier) write(ctx context.Context, ps []*planned, result *Result, opts Options) error {
 	errs := make([]error, len(ps))
 	var wg sync.WaitGroup
 	slots := make(chan struct{}, 8)
 	for i, p := range ps {
 		switch p.action {
+		case Held:
+			result.Held = append(result.Held, p.entry())
+			continue
 		case Unchanged:
 			result.Unchanged++
+			a.observe(opts, p, p.live)
 			continue
-		case Created:
+		}
+		change := Change{Entry: p.entry(), Action: p.action, Written: true}
+		if p.live != nil {
+			change.Manager = LastForeignManager(p.live)
+		}
+		if opts.Write != nil && !opts.Write(change) {
+			change.Written, p.skip = false, true
+			result.Changes = append(result.Changes, change)
+			continue
+		}
+		result.Changes = append(result.Changes, change)
+		if p.action == Created {
 			result.Created++
-		case Configured:
+		} else {
 			result.Configured++
 		}
 		wg.Add(1)
@@ -347,10 +411,14 @@ func (a *Applier) write(ctx context.Context, ps []*planned, result *Result) erro
 			defer wg.Done()
 			slots <- struct{}{}
 			defer func() { <-slots }()
+			var written *unstructured.Unstructured
 			if p.recreate {
-				errs[i] = a.recreate(ctx, p)
+				written, errs[i] = a.recreate(ctx, p)
 			} else {
-				errs[i] = a.applyOne(ctx, p)
+				written, errs[i] = a.applyOne(ctx, p)
+			}
+			if errs[i] == nil {
+				a.observe(opts, p, written)
 			}
 		}()
 	}
@@ -358,34 +426,55 @@ func (a *Applier) write(ctx context.Context, ps []*planned, result *Result) erro
 	return joinCapped(errs)
 }
 
-func (a *Applier) applyOne(ctx context.Context, p *planned) error {
+func (a *Applier) observe(opts Options, p *planned, obj *unstructured.Unstructured) {
+	if opts.Observe != nil && obj != nil {
+		opts.Observe(p.entry(), obj)
+	}
+}
+
+// LastForeignManager is the field manager other than alumiini that wrote
+// the object (not its status) most recently, or "" if none did.
+func LastForeignManager(obj metav1.Object) string {
+	var last metav1.ManagedFieldsEntry
+	for _, m := range obj.GetManagedFields() {
+		if m.Manager == FieldManager || m.Subresource == "status" || m.Time == nil {
+			continue
+		}
+		if last.Time == nil || !m.Time.Before(last.Time) {
+			last = m
+		}
+	}
+	return last.Manager
+}
+
+func (a *Applier) applyOne(ctx context.Context, p *planned) (*unstructured.Unstructured, error) {
 	data, err := json.Marshal(p.obj.Object)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	_, err = a.resource(p).Patch(ctx, p.obj.GetName(), types.ApplyPatchType, data,
+	written, err := a.resource(p).Patch(ctx, p.obj.GetName(), types.ApplyPatchType, data,
 		metav1.PatchOptions{FieldManager: FieldManager, Force: ptrTrue()})
 	if err != nil {
-		return &Error{Object: describe(p.obj), Reason: ReasonApplyFailed, Message: apiMessage(err)}
+		return nil, &Error{Object: describe(p.obj), Reason: ReasonApplyFailed, Message: apiMessage(err)}
 	}
-	return nil
+	return written, nil
 }
 
 // recreate deletes an object whose immutable fields changed and applies it anew.
-func (a *Applier) recreate(ctx context.Context, p *planned) error {
+func (a *Applier) recreate(ctx context.Context, p *planned) (*unstructured.Unstructured, error) {
 	client := a.resource(p)
 	// Background: the object goes at once and the garbage collector takes
 	// its dependents, so the wait below does not hang on them.
 	policy := metav1.DeletePropagationBackground
 	if err := client.Delete(ctx, p.obj.GetName(), metav1.DeleteOptions{PropagationPolicy: &policy}); err != nil && !apierrors.IsNotFound(err) {
-		return &Error{Object: describe(p.obj), Reason: ReasonApplyFailed, Message: "deleting to recreate: " + apiMessage(err)}
+		return nil, &Error{Object: describe(p.obj), Reason: ReasonApplyFailed, Message: "deleting to recreate: " + apiMessage(err)}
 	}
 	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
 		_, err := client.Get(ctx, p.obj.GetName(), metav1.GetOptions{})
 		return apierrors.IsNotFound(err), nil
 	})
 	if err != nil {
-		return &Error{Object: describe(p.obj), Reason: ReasonApplyFailed, Message: "waiting for the old object to go: " + err.Error()}
+		return nil, &Error{Object: describe(p.obj), Reason: ReasonApplyFailed, Message: "waiting for the old object to go: " + err.Error()}
 	}
 	return a.applyOne(ctx, p)
 }
@@ -393,8 +482,14 @@ func (a *Applier) recreate(ctx context.Context, p *planned) error {
 // Delete removes the entries that still carry owner's label and returns how
 // many it deleted. An object someone else has taken over is left alone, and
 // so is an adopted Namespace: it held more than this repository put there.
+// So is an object carrying AnnotationSuspendHeal.
 func (a *Applier) Delete(ctx context.Context, owner Owner, entries []Entry) (int, error) {
-	deleted := 0
+	deleted, _, err := a.prune(ctx, owner, entries)
+	return deleted, err
+}
+
+// prune is Delete, also naming the entries it kept for AnnotationSuspendHeal.
+func (a *Applier) prune(ctx context.Context, owner Owner, entries []Entry) (deleted int, held []Entry, err error) {
 	for _, e := range entries {
 		gvk := schema.GroupVersionKind{Group: e.Group, Version: e.Version, Kind: e.Kind}
 		mapping, err := a.mapping(gvk)
@@ -402,7 +497,7 @@ func (a *Applier) Delete(ctx context.Context, owner Owner, entries []Entry) (int
 			if meta.IsNoMatchError(err) {
 				continue // its CRD is gone, and with it the object
 			}
-			return deleted, &Error{Object: e.id().String(), Reason: ReasonPruneFailed, Message: err.Error()}
+			return deleted, held, &Error{Object: e.id().String(), Reason: ReasonPruneFailed, Message: err.Error()}
 		}
 		var client dynamic.ResourceInterface = a.Client.Resource(mapping.Resource)
 		if mapping.Scope.Name() == meta.RESTScopeNameNamespace {
@@ -413,15 +508,19 @@ func (a *Applier) Delete(ctx context.Context, owner Owner, entries []Entry) (int
 			continue
 		}
 		if err != nil {
-			return deleted, &Error{Object: e.id().String(), Reason: ReasonPruneFailed, Message: apiMessage(err)}
+			return deleted, held, &Error{Object: e.id().String(), Reason: ReasonPruneFailed, Message: apiMessage(err)}
 		}
 		labels := live.GetLabels()
 		if labels[LabelName] != owner.Name || labels[LabelNamespace] != owner.Namespace {
 			continue
 		}
+		if live.GetAnnotations()[AnnotationSuspendHeal] == "true" {
+			held = append(held, e)
+			continue
+		}
 		if gvk.GroupKind() == namespaceKind && live.GetAnnotations()[AnnotationAdopted] != "" {
 			if err := release(ctx, client, live); err != nil {
-				return deleted, &Error{Object: e.id().String(), Reason: ReasonPruneFailed, Message: "releasing an adopted Namespace: " + apiMessage(err)}
+				return deleted, held, &Error{Object: e.id().String(), Reason: ReasonPruneFailed, Message: "releasing an adopted Namespace: " + apiMessage(err)}
 			}
 			continue
 		}
@@ -431,11 +530,11 @@ func (a *Applier) Delete(ctx context.Context, owner Owner, entries []Entry) (int
 			Preconditions:     &metav1.Preconditions{UID: ptrUID(live.GetUID())},
 		})
 		if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
-			return deleted, &Error{Object: e.id().String(), Reason: ReasonPruneFailed, Message: apiMessage(err)}
+			return deleted, held, &Error{Object: e.id().String(), Reason: ReasonPruneFailed, Message: apiMessage(err)}
 		}
 		deleted++
 	}
-	return deleted, nil
+	return deleted, held, nil
 }
 
 // release takes our labels and annotations off an object we keep but no

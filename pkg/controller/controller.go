@@ -8,11 +8,13 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/restmapper"
 	"k8s.io/client-go/tools/cache"
@@ -21,6 +23,7 @@ import (
 
 	"github.com/falsesystems/alumiini/pkg/apis/alumiini/v1alpha1"
 	"github.com/falsesystems/alumiini/pkg/apply"
+	"github.com/falsesystems/alumiini/pkg/drift"
 	clientset "github.com/falsesystems/alumiini/pkg/generated/clientset/versioned"
 	generatedscheme "github.com/falsesystems/alumiini/pkg/generated/clientset/versioned/scheme"
 	informers "github.com/falsesystems/alumiini/pkg/generated/informers/externalversions"
@@ -53,6 +56,11 @@ type Config struct {
 	// manifest.Render. Tests use it to make one repository's rendering
 	// misbehave.
 	Render RenderFunc
+	// URLKey folds a repository URL to the key pushes are matched by
+	// (webhook.MatchKey); nil leaves GitRepositories unindexed.
+	URLKey func(url string) string
+	// DisableDrift turns off the drift watches.
+	DisableDrift bool
 }
 
 // Controller watches GitRepositories and runs their workers.
@@ -63,8 +71,12 @@ type Controller struct {
 	reconciler *Reconciler
 	supervisor *Supervisor
 	broadcast  record.EventBroadcaster
+	appliers   *appliers
 	mu         sync.Mutex
 }
+
+// indexURL indexes GitRepositories by the key of their URL, for pushes.
+const indexURL = "url"
 
 // New builds a controller; Run starts it.
 func New(cfg Config) (*Controller, error) {
@@ -87,7 +99,23 @@ func New(cfg Config) (*Controller, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Controller{config: cfg, client: client, factory: factory, broadcast: broadcast}
+	c := &Controller{config: cfg, client: client, factory: factory, broadcast: broadcast, appliers: appliers}
+	if cfg.URLKey != nil {
+		err := factory.Alumiini().V1alpha1().GitRepositories().Informer().AddIndexers(cache.Indexers{
+			indexURL: func(obj any) ([]string, error) {
+				repo, ok := obj.(*v1alpha1.GitRepository)
+				if !ok {
+					return nil, nil
+				}
+				if key := cfg.URLKey(repo.Spec.URL); key != "" {
+					return []string{key}, nil
+				}
+				return nil, nil
+			}})
+		if err != nil {
+			return nil, fmt.Errorf("indexing GitRepositories by URL: %w", err)
+		}
+	}
 	c.reconciler = &Reconciler{
 		Client:     client,
 		Lister:     factory.Alumiini().V1alpha1().GitRepositories().Lister(),
@@ -116,6 +144,13 @@ func perNamespace(cfg Config) int {
 // Run watches GitRepositories until ctx ends.
 func (c *Controller) Run(ctx context.Context) error {
 	defer c.broadcast.Shutdown()
+	if !c.config.DisableDrift {
+		meta, err := metadata.NewForConfig(c.config.TargetConfig)
+		if err != nil {
+			return fmt.Errorf("building the metadata client for drift watches: %w", err)
+		}
+		c.reconciler.drift = newDriftBook(drift.NewWatcher(ctx, meta, c.onDrift), c.appliers.mapper)
+	}
 	opts := c.config.Supervisor
 	opts.OnStall = c.reconciler.Stall
 	c.mu.Lock()
@@ -171,6 +206,50 @@ func (c *Controller) Trigger(namespace, name string) bool {
 	s := c.supervisor
 	c.mu.Unlock()
 	return s != nil && s.Trigger(namespace+"/"+name)
+}
+
+// onDrift makes the owner of an object the watch saw change sync, unless
+// its drift mode is Ignore and it holds nothing back.
+func (c *Controller) onDrift(owner types.NamespacedName, obj drift.Object, seen drift.Observed) {
+	repo, err := c.reconciler.Lister.GitRepositories(owner.Namespace).Get(owner.Name)
+	if err != nil || driftMode(repo) == v1alpha1.DriftIgnore && !c.reconciler.anyHeld(repo) {
+		return
+	}
+	if !c.reconciler.drift.worthChecking(owner.String(), obj, seen) {
+		return
+	}
+	c.Trigger(owner.Namespace, owner.Name)
+}
+
+// Repositories returns the GitRepositories whose URL has key (see
+// Config.URLKey).
+func (c *Controller) Repositories(key string) []*v1alpha1.GitRepository {
+	objs, err := c.factory.Alumiini().V1alpha1().GitRepositories().Informer().GetIndexer().ByIndex(indexURL, key)
+	if err != nil {
+		return nil
+	}
+	repos := make([]*v1alpha1.GitRepository, 0, len(objs))
+	for _, o := range objs {
+		if repo, ok := o.(*v1alpha1.GitRepository); ok {
+			repos = append(repos, repo)
+		}
+	}
+	return repos
+}
+
+// Push records a push webhook on repo and makes it sync now; the Event
+// names the sender, the delivery and the commit. Nothing is written to the
+// API until the sync reports.
+func (c *Controller) Push(repo *v1alpha1.GitRepository, push v1alpha1.PushRecord) {
+	key := repo.Namespace + "/" + repo.Name
+	c.reconciler.NotePush(key, push)
+	c.Trigger(repo.Namespace, repo.Name)
+	delivery := push.DeliveryID
+	if delivery == "" {
+		delivery = "(none given)"
+	}
+	c.reconciler.Recorder.Eventf(repo, corev1.EventTypeNormal, "PushReceived", "%s push to %s, commit %s, delivery %s",
+		push.Provider, push.Ref, short(push.Commit), delivery)
 }
 
 func newRequest(old, repo *v1alpha1.GitRepository) bool {

@@ -56,6 +56,8 @@ const (
 	ReasonSecretNotFound = "SecretNotFound"
 	ReasonRenderFailed   = "RenderFailed"
 	ReasonWorkerCrashed  = "WorkerCrashLoop"
+	// ReasonDrifted: the commit was applied, but objects differ from it now.
+	ReasonDrifted = "Drifted"
 )
 
 // Appliers hands out an applier for the controller's own identity or, with
@@ -85,8 +87,11 @@ type Reconciler struct {
 	// Kustomize builds kustomizations (in a bounded child process); nil
 	// builds them in this process.
 	Kustomize manifest.KustomizeFunc
+	// drift watches what was applied; nil turns drift handling off.
+	drift *driftBook
 
 	failures sync.Map // key → consecutive failures, for retry backoff
+	pushes   sync.Map // key → v1alpha1.PushRecord not yet in the status
 }
 
 var commitPattern = regexp.MustCompile(`^[0-9a-f]{40}$`)
@@ -121,7 +126,7 @@ func (r *Reconciler) Sync(ctx context.Context, key string) time.Duration {
 	}
 	if ok := r.syncOnce(ctx, repo); ok {
 		r.failures.Delete(key)
-		return jitter(interval)
+		return r.untilDriftDue(key, jitter(interval))
 	}
 	// Failures retry sooner than the interval, backing off from 5s.
 	n, _ := r.failures.LoadOrStore(key, 0)
@@ -130,8 +135,44 @@ func (r *Reconciler) Sync(ctx context.Context, key string) time.Duration {
 	return min(interval, time.Duration(5<<min(count-1, 10))*time.Second)
 }
 
+// untilDriftDue shortens next to when a held-back drift correction falls due.
+func (r *Reconciler) untilDriftDue(key string, next time.Duration) time.Duration {
+	if r.drift == nil {
+		return next
+	}
+	if due := r.drift.next(key); !due.IsZero() {
+		next = min(next, max(time.Until(due), 100*time.Millisecond))
+	}
+	return next
+}
+
 // Forget drops what the reconciler keeps about a deleted GitRepository.
-func (r *Reconciler) Forget(key string) { r.failures.Delete(key) }
+func (r *Reconciler) Forget(key string) {
+	r.failures.Delete(key)
+	r.pushes.Delete(key)
+	if r.drift != nil {
+		r.drift.forget(key)
+	}
+}
+
+// NotePush records a push webhook for key, shown in its status by the sync
+// it triggers, and makes that sync list the remote afresh.
+func (r *Reconciler) NotePush(key string, push v1alpha1.PushRecord) { r.pushes.Store(key, push) }
+
+func (r *Reconciler) pendingPush(key string) *v1alpha1.PushRecord {
+	if v, ok := r.pushes.Load(key); ok {
+		push := v.(v1alpha1.PushRecord)
+		return &push
+	}
+	return nil
+}
+
+// pushShown forgets a push once the status shows it, unless a newer one came.
+func (r *Reconciler) pushShown(key string, push *v1alpha1.PushRecord) {
+	if push != nil {
+		r.pushes.CompareAndDelete(key, *push)
+	}
+}
 
 // syncOnce runs one sync through the stages of DESIGN.md's pipeline
 // (resolve, fetch, render, apply, report) and reports success.
@@ -144,8 +185,10 @@ func (r *Reconciler) syncOnce(ctx context.Context, repo *v1alpha1.GitRepository)
 	syncCtx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 
+	key := repo.Namespace + "/" + repo.Name
 	pending := repo.Status.PendingSyncRequest
-	commit, result, err := r.run(syncCtx, repo, pending)
+	push := r.pendingPush(key)
+	out, err := r.run(syncCtx, repo, pending, push)
 	// The outcome is written even when the sync used up its own time (a
 	// timeout is an outcome too), within a bound of its own.
 	ctx, cancelWrite := context.WithTimeout(ctx, statusWriteTimeout)
@@ -153,13 +196,25 @@ func (r *Reconciler) syncOnce(ctx context.Context, repo *v1alpha1.GitRepository)
 	var stage *stageError
 	switch {
 	case errors.As(err, &stage):
-		return r.fail(ctx, repo, pending, stage.commit, stage.reason, stage.Error(), start)
+		return r.fail(ctx, repo, pending, push, stage.commit, stage.reason, stage.Error(), start)
 	case err != nil: // every stage names its failure; this is only a guard
-		return r.fail(ctx, repo, pending, commit, reasonOf(err), err.Error(), start)
-	case result == nil:
-		return true // idle: nothing new, nothing asked
+		return r.fail(ctx, repo, pending, push, "", reasonOf(err), err.Error(), start)
+	case out == nil: // idle: nothing new, nothing asked, nothing drifted
+		return r.showPush(ctx, repo, push)
+	case out.driftOnly:
+		return r.reportDrift(ctx, repo, push, out, start)
 	}
-	return r.report(ctx, repo, pending, commit, result, start)
+	return r.report(ctx, repo, pending, push, out, start)
+}
+
+// outcome is what a sync that did something did.
+type outcome struct {
+	commit string
+	result *apply.Result
+	// driftOnly: the commit was applied already; only objects the drift
+	// watch suspected were compared and, by policy, corrected.
+	driftOnly bool
+	drift     *driftSync
 }
 
 // stageError is a stage's failure: the condition reason, and the commit the
@@ -176,23 +231,44 @@ func failed(reason, commit string, err error) *stageError {
 	return &stageError{reason: reason, commit: commit, err: err}
 }
 
-// run takes the stages in order; a nil result with no error means idle.
-func (r *Reconciler) run(ctx context.Context, repo *v1alpha1.GitRepository, pending *v1alpha1.SyncRequestRecord) (string, *apply.Result, error) {
+// run takes the stages in order; a nil outcome with no error means idle.
+func (r *Reconciler) run(ctx context.Context, repo *v1alpha1.GitRepository, pending *v1alpha1.SyncRequestRecord,
+	push *v1alpha1.PushRecord) (*outcome, error) {
 	src, err := r.resolve(ctx, repo, pending)
 	if err != nil {
-		return "", nil, err
+		return nil, err
 	}
-	tree, err := r.fetch(ctx, repo, pending, src)
-	if err != nil || tree == nil {
-		return "", nil, err
+	commit, err := r.latest(ctx, pending, push, src)
+	if err != nil {
+		return nil, err
+	}
+	var suspects map[manifest.ID]bool
+	if r.upToDate(repo, pending, commit) {
+		if r.drift == nil || driftMode(repo) == v1alpha1.DriftIgnore && !r.anyHeld(repo) {
+			return nil, nil
+		}
+		if suspects = r.drift.suspects(ctx, repo.Namespace+"/"+repo.Name, repo); len(suspects) == 0 {
+			return nil, nil
+		}
+	}
+	tree, err := r.Git.Files(ctx, src, commit, repo.Spec.Path)
+	if err != nil {
+		return nil, failed(git.Reason(err), commit, err)
 	}
 	objects, err := r.render(ctx, repo, src, tree)
 	if err != nil {
-		return tree.Commit, nil, err
+		return nil, err
 	}
+	out := &outcome{commit: commit, driftOnly: suspects != nil}
 	force := pending != nil && pending.Force
-	result, err := r.apply(ctx, repo, objects, force, tree.Commit)
-	return tree.Commit, result, err
+	out.result, out.drift, err = r.apply(ctx, repo, objects, force, commit, suspects)
+	return out, err
+}
+
+// anyHeld: drift mode Ignore still lists objects held by the break-glass
+// annotation, so their watch is consulted.
+func (r *Reconciler) anyHeld(repo *v1alpha1.GitRepository) bool {
+	return repo.Status.Drift != nil && repo.Status.Drift.Held > 0
 }
 
 // resolve says what to fetch: the spec's ref, or the pending request's
@@ -219,28 +295,29 @@ func (r *Reconciler) resolve(ctx context.Context, repo *v1alpha1.GitRepository, 
 	return src, nil
 }
 
-// fetch lists the remote and, unless nothing changed, reads the path of the
-// newest commit. It returns a nil tree when the sync is idle: the remote has
-// nothing new, the spec has not changed, the last sync succeeded and nobody
-// asked, so one ref listing was the whole cost.
-func (r *Reconciler) fetch(ctx context.Context, repo *v1alpha1.GitRepository, pending *v1alpha1.SyncRequestRecord, src git.Source) (*git.Tree, error) {
-	if pending != nil {
+// latest lists the remote (afresh after a push or for a request) for the
+// commit to sync.
+func (r *Reconciler) latest(ctx context.Context, pending *v1alpha1.SyncRequestRecord, push *v1alpha1.PushRecord, src git.Source) (string, error) {
+	switch {
+	case pending != nil:
 		r.Git.Forget(src) // a request must see a push made a moment ago
+	case push != nil:
+		r.Git.Refresh(src, push.ReceivedAt.Time)
 	}
 	commit, err := r.Git.Latest(ctx, src)
 	if err != nil {
-		return nil, failed(git.Reason(err), "", err)
+		return "", failed(git.Reason(err), "", err)
 	}
+	return commit, nil
+}
+
+// upToDate: the remote has nothing new, the spec has not changed, the last
+// sync succeeded and nobody asked, so one ref listing was the whole cost
+// unless the drift watch suspects something.
+func (r *Reconciler) upToDate(repo *v1alpha1.GitRepository, pending *v1alpha1.SyncRequestRecord, commit string) bool {
 	st := repo.Status
-	if pending == nil && commit == st.LastSyncedCommit && st.ObservedGeneration == repo.Generation &&
-		st.Phase == v1alpha1.PhaseSynced {
-		return nil, nil
-	}
-	tree, err := r.Git.Files(ctx, src, commit, repo.Spec.Path)
-	if err != nil {
-		return nil, failed(git.Reason(err), commit, err)
-	}
-	return tree, nil
+	return pending == nil && commit == st.LastSyncedCommit && st.ObservedGeneration == repo.Generation &&
+		st.Phase == v1alpha1.PhaseSynced
 }
 
 // render turns the tree into objects and checks they fit what one
@@ -269,41 +346,84 @@ func (r *Reconciler) render(ctx context.Context, repo *v1alpha1.GitRepository, s
 }
 
 // apply puts the objects in the cluster with the GitRepository's identity,
-// holding one of the shared apply slots.
-func (r *Reconciler) apply(ctx context.Context, repo *v1alpha1.GitRepository, objects []manifest.Object, force bool, commit string) (*apply.Result, error) {
+// holding one of the shared apply slots. With suspects (a sync of the commit
+// already applied) only those objects are compared, nothing is pruned, and
+// the drift policy decides what is written.
+func (r *Reconciler) apply(ctx context.Context, repo *v1alpha1.GitRepository, objects []manifest.Object, force bool,
+	commit string, suspects map[manifest.ID]bool) (*apply.Result, *driftSync, error) {
 	applier, err := r.Appliers.For(repo.Namespace, repo.Spec.ServiceAccountName)
 	if err != nil {
-		return nil, failed(apply.ReasonApplyFailed, commit, err)
+		return nil, nil, failed(apply.ReasonApplyFailed, commit, err)
 	}
-	target := repo.Spec.TargetNamespace
-	if target == "" {
-		target = repo.Namespace
-	}
-	release, err := r.ApplySlots.Acquire(ctx, repo.Namespace)
-	if err != nil {
-		return nil, failed(git.ReasonTimeout, commit, errors.New("timed out waiting for an apply slot"))
-	}
-	defer release()
-	result, err := applier.Apply(ctx, apply.Owner{Namespace: repo.Namespace, Name: repo.Name}, objects, apply.Options{
+	target := targetNamespace(repo)
+	opts := apply.Options{
 		DefaultNamespace: target,
-		Prune:            repo.Spec.Prune == nil || *repo.Spec.Prune,
+		Prune:            (repo.Spec.Prune == nil || *repo.Spec.Prune) && suspects == nil,
 		Previous:         fromInventory(repo.Status.Inventory),
 		Force:            force,
 		Adopt:            repo.Spec.Adopt,
-	})
-	if err != nil {
-		return nil, failed(reasonOf(err), commit, err)
+		Ignore:           ignoreRules(repo),
 	}
-	return result, nil
+	policy := r.driftPolicy(repo, objects, suspects)
+	if policy != nil {
+		if suspects != nil {
+			objects = slices.DeleteFunc(slices.Clone(objects), func(o manifest.Object) bool {
+				return !suspects[keyOfObject(o, target)]
+			})
+		}
+		opts.Write = policy.decide
+		opts.Observe = r.drift.observe(policy.key, target)
+	}
+	release, err := r.ApplySlots.Acquire(ctx, repo.Namespace)
+	if err != nil {
+		return nil, nil, failed(git.ReasonTimeout, commit, errors.New("timed out waiting for an apply slot"))
+	}
+	defer release()
+	result, err := applier.Apply(ctx, apply.Owner{Namespace: repo.Namespace, Name: repo.Name}, objects, opts)
+	if err != nil {
+		return nil, nil, failed(reasonOf(err), commit, err)
+	}
+	if policy != nil {
+		policy.settle(result, objects)
+		r.drift.watch(ctx, result.Inventory)
+	}
+	return result, policy, nil
+}
+
+// driftPolicy is this sync's drift policy, nil when drift handling is off.
+func (r *Reconciler) driftPolicy(repo *v1alpha1.GitRepository, objects []manifest.Object, suspects map[manifest.ID]bool) *driftSync {
+	if r.drift == nil {
+		return nil
+	}
+	key := repo.Namespace + "/" + repo.Name
+	target := targetNamespace(repo)
+	s := &driftSync{book: r.drift, key: key, target: target, mode: driftMode(repo), gitChanged: suspects == nil,
+		grace: gracePeriod(repo), now: time.Now(), examined: suspects}
+	if s.mode == v1alpha1.DriftIgnore {
+		s.mode = v1alpha1.DriftCorrect // nothing was suspected; git changes are written
+	}
+	if s.gitChanged {
+		s.changed = r.drift.changedSince(key, target, objects)
+		s.examined = map[manifest.ID]bool{}
+		for _, o := range objects {
+			s.examined[keyOfObject(o, target)] = true
+		}
+	}
+	return s
 }
 
 // report writes a successful sync into the status and an Event.
 func (r *Reconciler) report(ctx context.Context, repo *v1alpha1.GitRepository, pending *v1alpha1.SyncRequestRecord,
-	commit string, result *apply.Result, start time.Time) bool {
+	push *v1alpha1.PushRecord, out *outcome, start time.Time) bool {
+	commit, result := out.commit, out.result
 	counts := v1alpha1.ObjectCounts{Created: int32(result.Created), Configured: int32(result.Configured),
 		Unchanged: int32(result.Unchanged), Pruned: int32(result.Pruned)}
 	message := fmt.Sprintf("applied commit %s: %d created, %d configured, %d unchanged, %d pruned",
 		short(commit), result.Created, result.Configured, result.Unchanged, result.Pruned)
+	if n := len(result.Held); n > 0 {
+		message += fmt.Sprintf("; %d held by %s", n, apply.AnnotationSuspendHeal)
+	}
+	driftStatus := r.driftStatus(repo)
 	err := r.writeStatus(ctx, repo, func(s *v1alpha1.GitRepositoryStatus, generation int64) {
 		now := metav1.Now()
 		s.Phase = v1alpha1.PhaseSynced
@@ -314,17 +434,97 @@ func (r *Reconciler) report(ctx context.Context, repo *v1alpha1.GitRepository, p
 		s.Message = message
 		s.Objects = &counts
 		s.Inventory = toInventory(result.Inventory)
-		setConditions(s, generation, metav1.ConditionTrue, ReasonSucceeded, message, false)
+		s.Drift = driftStatus
+		if push != nil {
+			s.LastPush = push
+		}
+		setReady(s, generation, message, driftStatus)
 		answer(s, pending, v1alpha1.PhaseSynced, commit, message, counts, time.Since(start))
 	})
 	if err != nil {
 		klog.ErrorS(err, "Writing status", "gitrepository", klog.KObj(repo))
 		return false
 	}
+	r.pushShown(repo.Namespace+"/"+repo.Name, push)
 	if result.Created+result.Configured+result.Pruned > 0 || pending != nil {
 		r.Recorder.Event(repo, corev1.EventTypeNormal, "Synced", message)
 	}
+	r.driftEvents(repo, start)
 	return true
+}
+
+// reportDrift writes what a drift-only sync found and did; the last sync's
+// commit, counts and inventory stay as they were.
+func (r *Reconciler) reportDrift(ctx context.Context, repo *v1alpha1.GitRepository, push *v1alpha1.PushRecord,
+	out *outcome, start time.Time) bool {
+	driftStatus := r.driftStatus(repo)
+	message := repo.Status.Message
+	err := r.writeStatus(ctx, repo, func(s *v1alpha1.GitRepositoryStatus, generation int64) {
+		s.Drift = driftStatus
+		if push != nil {
+			s.LastPush = push
+		}
+		setReady(s, generation, message, driftStatus)
+	})
+	if err != nil {
+		klog.ErrorS(err, "Writing status", "gitrepository", klog.KObj(repo))
+		return false
+	}
+	r.pushShown(repo.Namespace+"/"+repo.Name, push)
+	r.driftEvents(repo, start)
+	return true
+}
+
+// showPush writes a push that found nothing new (a redelivery, or a push to
+// a path this GitRepository does not read), so its sender can see it
+// arrived; an idle sync with no push writes nothing.
+func (r *Reconciler) showPush(ctx context.Context, repo *v1alpha1.GitRepository, push *v1alpha1.PushRecord) bool {
+	if push == nil {
+		return true
+	}
+	err := r.writeStatus(ctx, repo, func(s *v1alpha1.GitRepositoryStatus, _ int64) { s.LastPush = push })
+	if err != nil {
+		klog.ErrorS(err, "Writing status", "gitrepository", klog.KObj(repo))
+		return false
+	}
+	r.pushShown(repo.Namespace+"/"+repo.Name, push)
+	return true
+}
+
+func (r *Reconciler) driftStatus(repo *v1alpha1.GitRepository) *v1alpha1.DriftStatus {
+	if r.drift == nil {
+		return nil
+	}
+	return r.drift.status(repo.Namespace + "/" + repo.Name)
+}
+
+func (r *Reconciler) driftEvents(repo *v1alpha1.GitRepository, start time.Time) {
+	if r.drift == nil {
+		return
+	}
+	for reason, lines := range r.drift.events(repo.Namespace+"/"+repo.Name, start) {
+		kind := corev1.EventTypeWarning
+		if reason == ReasonDriftCorrected {
+			kind = corev1.EventTypeNormal
+		}
+		r.Recorder.Event(repo, kind, reason, brief(strings.Join(lines, "; ")))
+	}
+}
+
+// setReady sets the conditions of a synced GitRepository: Ready unless
+// objects differ from git and are left so (Detect, a grace period, a fight).
+func setReady(s *v1alpha1.GitRepositoryStatus, generation int64, message string, drift *v1alpha1.DriftStatus) {
+	if drift == nil || drift.Drifted == 0 {
+		setConditions(s, generation, metav1.ConditionTrue, ReasonSucceeded, message, false)
+		return
+	}
+	detail := fmt.Sprintf("%d objects differ from git (see status.drift)", drift.Drifted)
+	if len(drift.Objects) > 0 {
+		o := drift.Objects[0]
+		detail = fmt.Sprintf("%d objects differ from git (see status.drift), e.g. %s %s/%s: %s", drift.Drifted,
+			o.Kind, o.Namespace, o.Name, o.Message)
+	}
+	setConditions(s, generation, metav1.ConditionFalse, ReasonDrifted, message+"; "+detail, false)
 }
 
 // reader serves the files of tree's commit to the renderer: the path already
@@ -349,9 +549,12 @@ func cleanPath(p string) string { return strings.Trim(pathpkg.Clean("/"+p), "/")
 // fail records a failed sync: the last good state stays applied and the
 // status says why.
 func (r *Reconciler) fail(ctx context.Context, repo *v1alpha1.GitRepository, pending *v1alpha1.SyncRequestRecord,
-	commit, reason, message string, start time.Time) bool {
+	push *v1alpha1.PushRecord, commit, reason, message string, start time.Time) bool {
 	message = truncate(message)
 	err := r.writeStatus(ctx, repo, func(s *v1alpha1.GitRepositoryStatus, generation int64) {
+		if push != nil {
+			s.LastPush = push
+		}
 		s.Phase = v1alpha1.PhaseFailed
 		s.ObservedGeneration = generation
 		if commit != "" {
@@ -363,6 +566,8 @@ func (r *Reconciler) fail(ctx context.Context, repo *v1alpha1.GitRepository, pen
 	})
 	if err != nil {
 		klog.ErrorS(err, "Writing status", "gitrepository", klog.KObj(repo))
+	} else {
+		r.pushShown(repo.Namespace+"/"+repo.Name, push)
 	}
 	if repo.Status.Message != message || pending != nil {
 		r.Recorder.Event(repo, corev1.EventTypeWarning, reason, brief(message))

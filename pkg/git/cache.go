@@ -167,11 +167,20 @@ type Cache struct {
 	mu       sync.Mutex
 	stores   map[string]*store
 	listings map[string]listing
+	// refreshes counts, per URL key, the pushes that made cached listings
+	// stale; a listing started before one is neither reused nor joined.
+	refreshes map[string]refresh
 }
 
 type listing struct {
 	refs map[plumbing.ReferenceName]plumbing.Hash
-	at   time.Time
+	// at is when the listing started: it shows no push made after that.
+	at time.Time
+}
+
+type refresh struct {
+	generation int
+	since      time.Time
 }
 
 // store is the bare object store of one URL and credentials. Its repository
@@ -202,7 +211,8 @@ func NewCache(opts Options) (*Cache, error) {
 		objects:  cache.NewObjectLRU(32 * cache.MiByte),
 		slots:    slots.New(opts.MaxConcurrentFetches, opts.MaxConcurrentFetchesPerTenant),
 		stores:   map[string]*store{},
-		listings: map[string]listing{},
+		listings:  map[string]listing{},
+		refreshes: map[string]refresh{},
 	}
 	entries, err := os.ReadDir(opts.Dir)
 	if err != nil {
@@ -256,17 +266,37 @@ func (c *Cache) Forget(src Source) {
 	delete(c.listings, src.key())
 }
 
+// Refresh makes the next Latest of src's URL see every push made until
+// since: a cached listing that started earlier is dropped, and one still
+// running is not joined. Any number of GitRepositories told of one push
+// (the same since) still share one new listing.
+func (c *Cache) Refresh(src Source, since time.Time) {
+	key := src.key()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if l, ok := c.listings[key]; ok && !l.at.Before(since) {
+		return
+	}
+	delete(c.listings, key)
+	if r := c.refreshes[key]; r.since.Before(since) {
+		c.refreshes[key] = refresh{generation: r.generation + 1, since: since}
+	}
+}
+
 func (c *Cache) listRefs(ctx context.Context, src Source) (map[plumbing.ReferenceName]plumbing.Hash, error) {
 	key := src.key()
 	c.mu.Lock()
 	cached, ok := c.listings[key]
+	generation := c.refreshes[key].generation
 	c.mu.Unlock()
 	if ok && time.Since(cached.at) < c.opts.ListingTTL {
 		return cached.refs, nil
 	}
 	// Callers on one URL share the listing; each waits for it only as long
 	// as its own context allows.
-	v, err := c.shared(ctx, "list/"+key, "listing refs of "+redact(src.URL), func(ctx context.Context) (any, error) {
+	shareKey := fmt.Sprintf("list/%s/%d", key, generation)
+	v, err := c.shared(ctx, shareKey, "listing refs of "+redact(src.URL), func(ctx context.Context) (any, error) {
+		started := time.Now()
 		auth, err := src.Auth.method(src.URL)
 		if err != nil {
 			return nil, classify(err, "preparing credentials for "+redact(src.URL))
@@ -285,7 +315,9 @@ func (c *Cache) listRefs(ctx context.Context, src Source) (map[plumbing.Referenc
 			}
 		}
 		c.mu.Lock()
-		c.listings[key] = listing{refs: refs, at: time.Now()}
+		if c.refreshes[key].generation == generation {
+			c.listings[key] = listing{refs: refs, at: started}
+		}
 		c.mu.Unlock()
 		return refs, nil
 	})

@@ -526,3 +526,50 @@ func TestHungServerCostsAtMostTheTimeout(t *testing.T) {
 		t.Errorf("a 1s timeout took %s", elapsed)
 	}
 }
+
+// TestAPushRefreshesTheListingOnceForEveryoneOnTheURL: GitRepositories told
+// of one push all see its commit at once, even within the listing TTL, and
+// share one new listing rather than each asking the remote.
+func TestAPushRefreshesTheListingOnceForEveryoneOnTheURL(t *testing.T) {
+	s := newServer(t, gitserver.Options{})
+	commit(t, s, "app", manifests)
+	c := newCache(t, Options{ListingTTL: time.Hour})
+	src := Source{URL: s.BaseURL() + "/app.git", Branch: "main"}
+	ctx := context.Background()
+	if _, err := c.Latest(ctx, src); err != nil {
+		t.Fatal(err)
+	}
+	pushed := commit(t, s, "app", map[string]gitserver.File{"deploy/new.yaml": {Content: "kind: ConfigMap\n"}})
+	before := s.Requests("app.git").RefListings
+	receivedAt := time.Now()
+
+	var wg sync.WaitGroup
+	seen := make(chan string, 20)
+	for i := 0; i < 20; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.Refresh(src, receivedAt)
+			latest, err := c.Latest(ctx, src)
+			if err != nil {
+				t.Error(err)
+			}
+			seen <- latest
+		}()
+	}
+	wg.Wait()
+	close(seen)
+	for latest := range seen {
+		if latest != pushed {
+			t.Fatalf("a GitRepository told of the push saw %s, want the pushed %s", latest, pushed)
+		}
+	}
+	if got := s.Requests("app.git").RefListings - before; got != 1 {
+		t.Errorf("20 GitRepositories told of one push listed %d times, want 1", got)
+	}
+	// Telling them of the same push again costs nothing more.
+	c.Refresh(src, receivedAt)
+	if _, err := c.Latest(ctx, src); err != nil || s.Requests("app.git").RefListings-before != 1 {
+		t.Errorf("a repeated refresh for one push listed again: %v", err)
+	}
+}

@@ -1,0 +1,106 @@
+package apply
+
+import (
+	"context"
+	"testing"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
+)
+
+// TestABreakGlassObjectIsNeitherUpdatedNorPruned: an operator who annotates
+// an object with suspend-heal keeps it as it is, whatever git says, until
+// the annotation goes; then the next apply updates it again.
+func TestABreakGlassObjectIsNeitherUpdatedNorPruned(t *testing.T) {
+	a := newApplier(t)
+	ns := namespace(t, a)
+	ctx := context.Background()
+	owner := Owner{Namespace: "default", Name: "glass"}
+	first := render(t,
+		"a.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\ndata:\n  v: \"1\"\n",
+		"b.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: b\ndata:\n  v: \"1\"\n")
+	result, err := a.Apply(ctx, owner, first, Options{DefaultNamespace: ns, Prune: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cms := a.Client.Resource(configMaps).Namespace(ns)
+	for _, name := range []string{"a", "b"} {
+		patch := []byte(`{"metadata":{"annotations":{"` + AnnotationSuspendHeal + `":"true"}},"data":{"v":"hotfix"}}`)
+		if _, err := cms.Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: "operator"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Git changes a and drops b.
+	second := render(t, "a.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\ndata:\n  v: \"2\"\n")
+	result, err = a.Apply(ctx, owner, second, Options{DefaultNamespace: ns, Prune: true, Previous: result.Inventory})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(result.Held) != 2 || result.Pruned != 0 || result.Configured != 0 {
+		t.Fatalf("held objects were touched: %+v", result)
+	}
+	if len(result.Inventory) != 2 {
+		t.Errorf("a held object that left git must stay in the inventory, to be pruned once released: %v", result.Inventory)
+	}
+	for _, name := range []string{"a", "b"} {
+		live, err := cms.Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if v, _, _ := unstructured.NestedString(live.Object, "data", "v"); v != "hotfix" {
+			t.Errorf("%s: the hotfix was overwritten: %q", name, v)
+		}
+	}
+
+	// Released: git wins again and b is pruned.
+	for _, name := range []string{"a", "b"} {
+		patch := []byte(`{"metadata":{"annotations":{"` + AnnotationSuspendHeal + `":null}}}`)
+		if _, err := cms.Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: "operator"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	result, err = a.Apply(ctx, owner, second, Options{DefaultNamespace: ns, Prune: true, Previous: result.Inventory})
+	if err != nil || result.Configured != 1 || result.Pruned != 1 || len(result.Held) != 0 {
+		t.Fatalf("after release: %+v %v", result, err)
+	}
+	live, _ := cms.Get(ctx, "a", metav1.GetOptions{})
+	if v, _, _ := unstructured.NestedString(live.Object, "data", "v"); v != "2" {
+		t.Errorf("after release git's value is applied, got %q", v)
+	}
+}
+
+// TestIgnoredFieldsKeepTheirLiveValue: a field under an ignore rule is set
+// at creation and then left to whoever changes it, as an autoscaler does.
+func TestIgnoredFieldsKeepTheirLiveValue(t *testing.T) {
+	a := newApplier(t)
+	ns := namespace(t, a)
+	ctx := context.Background()
+	owner := Owner{Namespace: "default", Name: "ignore"}
+	objects := render(t, "a.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: scaled\ndata:\n  replicas: \"1\"\n  other: \"x\"\n")
+	ignore := []IgnoreRule{{Kind: "ConfigMap", Paths: []string{"/data/replicas"}}}
+	result, err := a.Apply(ctx, owner, objects, Options{DefaultNamespace: ns, Ignore: ignore})
+	if err != nil || result.Created != 1 {
+		t.Fatalf("create: %+v %v", result, err)
+	}
+	cms := a.Client.Resource(configMaps).Namespace(ns)
+	patch := []byte(`{"data":{"replicas":"7"}}`)
+	if _, err := cms.Patch(ctx, "scaled", types.MergePatchType, patch, metav1.PatchOptions{FieldManager: "autoscaler"}); err != nil {
+		t.Fatal(err)
+	}
+	result, err = a.Apply(ctx, owner, objects, Options{DefaultNamespace: ns, Ignore: ignore, Previous: result.Inventory})
+	if err != nil || result.Unchanged != 1 || len(result.Changes) != 0 {
+		t.Fatalf("an ignored field's change is not drift: %+v %v", result, err)
+	}
+	// Without the rule the same change is drift, and the other writer is named.
+	var heldBack []Change
+	result, err = a.Apply(ctx, owner, objects, Options{DefaultNamespace: ns, Previous: result.Inventory,
+		Write: func(c Change) bool { heldBack = append(heldBack, c); return false }})
+	if err != nil || len(result.Changes) != 1 || result.Changes[0].Manager != "autoscaler" || result.Changes[0].Written {
+		t.Fatalf("drift without the rule: %+v %v", result.Changes, err)
+	}
+	live, _ := cms.Get(ctx, "scaled", metav1.GetOptions{})
+	if v, _, _ := unstructured.NestedString(live.Object, "data", "replicas"); v != "7" {
+		t.Errorf("a change held back by Write was written: %q", v)
+	}
+}

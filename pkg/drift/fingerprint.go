@@ -1,0 +1,65 @@
+package drift
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"slices"
+	"strings"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/falsesystems/alumiini/pkg/apply"
+)
+
+// Fingerprint sums who owns which fields of an object, from its
+// managedFields, leaving out status writes and timestamps. Server-side apply
+// gives a field changed by an update to whoever changed it, so a hand edit or
+// another controller's write to a field alumiini applied changes the
+// fingerprint, while status updates by controllers and repeated writes of
+// fields someone already owns do not. The break-glass annotation counts too,
+// so setting or removing it is noticed.
+func Fingerprint(meta metav1.Object) string {
+	entries := make([]string, 0, len(meta.GetManagedFields()))
+	for _, m := range meta.GetManagedFields() {
+		if m.Subresource == "status" {
+			continue
+		}
+		fields := ""
+		if m.FieldsV1 != nil {
+			fields = string(m.FieldsV1.Raw)
+		}
+		entries = append(entries, strings.Join([]string{m.Manager, string(m.Operation), m.Subresource, m.APIVersion, fields}, "\x00"))
+	}
+	slices.Sort(entries)
+	h := sha256.New()
+	for _, e := range entries {
+		h.Write([]byte(e))
+		h.Write([]byte{0xff})
+	}
+	h.Write([]byte(meta.GetAnnotations()[apply.AnnotationSuspendHeal]))
+	return hex.EncodeToString(h.Sum(nil)[:12])
+}
+
+// ForeignWriteAfter reports whether a manager other than ours wrote the
+// object (not its status) after our own last write, or we own nothing of it:
+// what a restarted controller, with no remembered fingerprint, must check.
+func ForeignWriteAfter(meta metav1.Object, ours string) bool {
+	var our *metav1.Time
+	for _, m := range meta.GetManagedFields() {
+		if m.Manager == ours && m.Operation == metav1.ManagedFieldsOperationApply && m.Subresource == "" {
+			our = m.Time
+		}
+	}
+	if our == nil {
+		return true
+	}
+	for _, m := range meta.GetManagedFields() {
+		if m.Manager == ours || m.Subresource == "status" || m.Time == nil {
+			continue
+		}
+		if m.Time.After(our.Time) {
+			return true
+		}
+	}
+	return false
+}

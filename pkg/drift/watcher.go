@@ -1,0 +1,196 @@
+// Package drift watches the objects alumiini applied and says when someone
+// else changed or deleted one. One metadata-only watch per kind serves every
+// GitRepository; it sees only objects carrying alumiini's label, and keeps of
+// each only its identity and a fingerprint of who owns which fields, so its
+// memory grows with the managed objects, not with the cluster.
+package drift
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/metadata"
+	"k8s.io/client-go/metadata/metadatainformer"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/klog/v2"
+
+	"github.com/falsesystems/alumiini/pkg/apply"
+)
+
+// Object identifies one watched object.
+type Object struct {
+	Resource  schema.GroupResource
+	Namespace string
+	Name      string
+}
+
+// Observed is what the watch holds of an object.
+type Observed struct {
+	Exists          bool
+	ResourceVersion string
+	// Fingerprint of its field ownership (see Fingerprint).
+	Fingerprint string
+	// ForeignWrite: someone else wrote it after alumiini's last apply, as
+	// far as managedFields say.
+	ForeignWrite bool
+	// Held: it carries the break-glass annotation.
+	Held bool
+}
+
+// Notify is told of every change to an object of owner, with what the watch
+// now holds of it; it decides, cheaply, whether that may be drift.
+type Notify func(owner types.NamespacedName, obj Object, seen Observed)
+
+// Watcher keeps one metadata watch per resource, shared by all owners.
+type Watcher struct {
+	client metadata.Interface
+	notify Notify
+
+	ctx      context.Context
+	mu       sync.Mutex
+	watching map[schema.GroupResource]cache.SharedIndexInformer
+}
+
+// NewWatcher returns a watcher whose watches run until ctx ends and tell
+// notify of every object that may have drifted.
+func NewWatcher(ctx context.Context, client metadata.Interface, notify Notify) *Watcher {
+	return &Watcher{client: client, notify: notify, ctx: ctx,
+		watching: map[schema.GroupResource]cache.SharedIndexInformer{}}
+}
+
+// Watch starts watching resource unless it is watched already (at any
+// version: one watch per group and resource).
+func (w *Watcher) Watch(resource schema.GroupVersionResource) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if _, ok := w.watching[resource.GroupResource()]; ok {
+		return
+	}
+	informer := metadatainformer.NewFilteredMetadataInformer(w.client, resource, metav1.NamespaceAll, 0, cache.Indexers{},
+		func(o *metav1.ListOptions) { o.LabelSelector = apply.LabelName }).Informer()
+	if err := informer.SetTransform(w.shrink); err != nil {
+		klog.ErrorS(err, "Setting the drift watch transform", "resource", resource)
+	}
+	_, err := informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		UpdateFunc: func(oldObj, newObj any) {
+			old, okOld := oldObj.(*metav1.PartialObjectMetadata)
+			obj, okNew := newObj.(*metav1.PartialObjectMetadata)
+			if okOld && okNew && old.ResourceVersion != obj.ResourceVersion {
+				w.tell(resource, obj, observed(obj))
+			}
+		},
+		DeleteFunc: func(obj any) {
+			if tombstone, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+				obj = tombstone.Obj
+			}
+			if meta, ok := obj.(*metav1.PartialObjectMetadata); ok {
+				w.tell(resource, meta, Observed{})
+			}
+		},
+	})
+	if err != nil {
+		klog.ErrorS(err, "Watching for drift", "resource", resource)
+		return
+	}
+	w.watching[resource.GroupResource()] = informer
+	go informer.RunWithContext(w.ctx)
+}
+
+// Lookup says what the watch holds of obj; ok is false while the watch of
+// its resource has not listed yet (or was never asked for), when nothing can
+// be said.
+func (w *Watcher) Lookup(obj Object) (Observed, bool) {
+	w.mu.Lock()
+	informer := w.watching[obj.Resource]
+	w.mu.Unlock()
+	if informer == nil || !informer.HasSynced() {
+		return Observed{}, false
+	}
+	key := obj.Name
+	if obj.Namespace != "" {
+		key = obj.Namespace + "/" + obj.Name
+	}
+	item, exists, err := informer.GetStore().GetByKey(key)
+	if err != nil || !exists {
+		return Observed{}, err == nil
+	}
+	return observed(item.(*metav1.PartialObjectMetadata)), true
+}
+
+func observed(meta *metav1.PartialObjectMetadata) Observed {
+	return Observed{Exists: true, ResourceVersion: meta.ResourceVersion, Fingerprint: meta.Annotations[annotationFingerprint],
+		ForeignWrite: meta.Annotations[annotationForeignWrite] != "", Held: meta.Annotations[annotationHeld] != ""}
+}
+
+// Watched counts the objects held across all watches.
+func (w *Watcher) Watched() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := 0
+	for _, informer := range w.watching {
+		n += len(informer.GetStore().ListKeys())
+	}
+	return n
+}
+
+// WaitForSync waits until every watch has listed, or ctx ends.
+func (w *Watcher) WaitForSync(ctx context.Context) error {
+	w.mu.Lock()
+	var synced []cache.InformerSynced
+	for _, informer := range w.watching {
+		synced = append(synced, informer.HasSynced)
+	}
+	w.mu.Unlock()
+	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
+		return fmt.Errorf("the drift watches did not list: %w", ctx.Err())
+	}
+	return nil
+}
+
+func (w *Watcher) tell(resource schema.GroupVersionResource, meta *metav1.PartialObjectMetadata, seen Observed) {
+	owner := ownerOf(meta.Labels)
+	if owner.Name == "" {
+		return
+	}
+	w.notify(owner, Object{Resource: resource.GroupResource(), Namespace: meta.Namespace, Name: meta.Name}, seen)
+}
+
+// Keys under which shrink keeps what it computed, in the cached copy only
+// (never written to the cluster).
+const (
+	annotationFingerprint  = "drift.alumiini.false.systems/fingerprint"
+	annotationForeignWrite = "drift.alumiini.false.systems/foreign-write"
+	annotationHeld         = "drift.alumiini.false.systems/held"
+)
+
+// shrink keeps of a watched object only what drift needs: identity, owner
+// labels and the fingerprint. A Deployment's managedFields alone can take
+// kilobytes; what is kept is a couple of hundred bytes.
+func (w *Watcher) shrink(obj any) (any, error) {
+	meta, ok := obj.(*metav1.PartialObjectMetadata)
+	if !ok {
+		return obj, nil // a tombstone: already shrunk
+	}
+	owner := ownerOf(meta.Labels)
+	small := &metav1.PartialObjectMetadata{TypeMeta: meta.TypeMeta, ObjectMeta: metav1.ObjectMeta{
+		Name: meta.Name, Namespace: meta.Namespace, UID: meta.UID, ResourceVersion: meta.ResourceVersion,
+		Labels:      map[string]string{apply.LabelName: owner.Name, apply.LabelNamespace: owner.Namespace},
+		Annotations: map[string]string{annotationFingerprint: Fingerprint(meta)},
+	}}
+	if ForeignWriteAfter(meta, apply.FieldManager) {
+		small.Annotations[annotationForeignWrite] = "true"
+	}
+	if meta.Annotations[apply.AnnotationSuspendHeal] == "true" {
+		small.Annotations[annotationHeld] = "true"
+	}
+	return small, nil
+}
+
+// ownerOf names the GitRepository an object's labels say it belongs to.
+func ownerOf(labels map[string]string) types.NamespacedName {
+	return types.NamespacedName{Namespace: labels[apply.LabelNamespace], Name: labels[apply.LabelName]}
+}

@@ -1,0 +1,284 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/falsesystems/alumiini/pkg/apis/alumiini/v1alpha1"
+	"github.com/falsesystems/alumiini/test/gitserver"
+)
+
+// getRepository reads GitRepository default/name as kubectl shows it.
+func getRepository(t *testing.T, name string) *v1alpha1.GitRepository {
+	t.Helper()
+	var repo v1alpha1.GitRepository
+	out := kubectl(t, "get", "gitrepository", name, "-o", "json")
+	if err := json.Unmarshal([]byte(out), &repo); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	return &repo
+}
+
+// eventually polls check every 100ms until it returns "" or within passes,
+// then fails with what check said last.
+func eventually(t *testing.T, within time.Duration, check func() string) time.Duration {
+	t.Helper()
+	start := time.Now()
+	last := ""
+	for time.Since(start) < within {
+		if last = check(); last == "" {
+			return time.Since(start)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("after %s: %s", within, last)
+	return 0
+}
+
+func settingsVersion(t *testing.T, namespace string) string {
+	t.Helper()
+	out, err := cluster.Kubectl(context.Background(), "get", "configmap", "settings", "-n", namespace, "-o", "jsonpath={.data.version}")
+	if err != nil {
+		return "(missing)"
+	}
+	return string(out)
+}
+
+func patchSettings(t *testing.T, namespace, manager, patch string) {
+	t.Helper()
+	kubectl(t, "patch", "configmap", "settings", "-n", namespace, "--type=merge", "-p", patch, "--field-manager="+manager)
+}
+
+func driftedObject(repo *v1alpha1.GitRepository, name string) *v1alpha1.DriftedObject {
+	if repo.Status.Drift == nil {
+		return nil
+	}
+	for i, o := range repo.Status.Drift.Objects {
+		if o.Name == name {
+			return &repo.Status.Drift.Objects[i]
+		}
+	}
+	return nil
+}
+
+func TestDriftDeletedAndEditedObjectsAreCorrected(t *testing.T) {
+	readyRepository(t, "drift-correct", "")
+	kubectl(t, "delete", "configmap", "settings", "-n", "drift-correct")
+	took := eventually(t, 15*time.Second, func() string {
+		if v := settingsVersion(t, "drift-correct"); v != "1" {
+			return "the deleted ConfigMap was not recreated: " + v
+		}
+		return ""
+	})
+	t.Logf("deleted → recreated in %s", took.Round(time.Millisecond))
+
+	patchSettings(t, "drift-correct", "hand-edit", `{"data":{"version":"hacked"}}`)
+	took = eventually(t, 15*time.Second, func() string {
+		if v := settingsVersion(t, "drift-correct"); v != "1" {
+			return "the edited field was not restored: " + v
+		}
+		return ""
+	})
+	t.Logf("edited → restored in %s", took.Round(time.Millisecond))
+	eventually(t, 10*time.Second, func() string {
+		repo := getRepository(t, "drift-correct")
+		if repo.Status.Drift == nil || repo.Status.Drift.LastCorrected == nil || repo.Status.Drift.Drifted != 0 {
+			return "status.drift does not show the correction"
+		}
+		if !strings.Contains(kubectl(t, "get", "events", "--field-selector", "involvedObject.name=drift-correct,reason=DriftCorrected", "-o", "name"), "event") {
+			return "no DriftCorrected Event"
+		}
+		return ""
+	})
+}
+
+// TestStatusWritesOfOthersAreNotDrift: another controller writing an
+// applied object's status, or a label nobody applied, changes nothing and
+// costs no status write.
+func TestStatusWritesOfOthersAreNotDrift(t *testing.T) {
+	createNamespace(t, "drift-status")
+	pushRepository(t, "drift-status", map[string]gitserver.File{"deploy/svc.yaml": {Content: `apiVersion: v1
+kind: Service
+metadata:
+  name: web
+spec:
+  type: LoadBalancer
+  ports: [{port: 80}]
+`}})
+	kubectlInput(t, gitRepository("drift-status", "drift-status", "drift-status", ""), "apply", "-f", "-")
+	kubectl(t, "wait", "--for=condition=Ready", "gitrepository/drift-status", "--timeout=60s")
+	time.Sleep(time.Second) // let the apply's own watch events pass
+	before := getRepository(t, "drift-status").ResourceVersion
+	svcBefore := kubectl(t, "get", "service", "web", "-n", "drift-status", "-o", "jsonpath={.metadata.resourceVersion}")
+
+	kubectl(t, "patch", "service", "web", "-n", "drift-status", "--subresource=status", "--type=merge",
+		"-p", `{"status":{"loadBalancer":{"ingress":[{"ip":"192.0.2.10"}]}}}`, "--field-manager=cloud-controller")
+	kubectl(t, "label", "service", "web", "-n", "drift-status", "team=payments")
+	time.Sleep(3 * time.Second)
+
+	repo := getRepository(t, "drift-status")
+	if repo.ResourceVersion != before || repo.Status.Drift != nil {
+		t.Errorf("a status write and an unrelated label were taken for drift: status.drift %+v", repo.Status.Drift)
+	}
+	svc := kubectl(t, "get", "service", "web", "-n", "drift-status", "-o", "jsonpath={.metadata.labels.team} {.status.loadBalancer.ingress[0].ip}")
+	if svc != "payments 192.0.2.10" {
+		t.Errorf("alumiini undid another writer's fields: %q", svc)
+	}
+	if rv := kubectl(t, "get", "service", "web", "-n", "drift-status", "-o", "jsonpath={.metadata.resourceVersion}"); rv == svcBefore {
+		t.Fatal("the test's own writes did not land")
+	}
+}
+
+func TestDriftDetectOnlyReportsAndKeepsReadyTruthful(t *testing.T) {
+	readyRepository(t, "drift-detect", "  drift:\n    mode: Detect\n")
+	patchSettings(t, "drift-detect", "hand-edit", `{"data":{"version":"hacked"}}`)
+	eventually(t, 15*time.Second, func() string {
+		repo := getRepository(t, "drift-detect")
+		o := driftedObject(repo, "settings")
+		if o == nil || o.State != v1alpha1.DriftStateDetected || o.Manager != "hand-edit" || repo.Status.Drift.Drifted != 1 {
+			return "status.drift does not report the edit"
+		}
+		if ready := kubectl(t, "get", "gitrepository", "drift-detect", "-o", `jsonpath={.status.conditions[?(@.type=="Ready")].status}`); ready != "False" {
+			return "Ready is " + ready + " while an object differs from git"
+		}
+		return ""
+	})
+	time.Sleep(2 * time.Second)
+	if v := settingsVersion(t, "drift-detect"); v != "hacked" {
+		t.Errorf("Detect changed the object: %q", v)
+	}
+	// Putting it back by hand clears the report.
+	patchSettings(t, "drift-detect", "hand-edit", `{"data":{"version":"1"}}`)
+	eventually(t, 15*time.Second, func() string {
+		repo := getRepository(t, "drift-detect")
+		if repo.Status.Drift != nil && repo.Status.Drift.Drifted != 0 {
+			return "the drift report outlived the drift"
+		}
+		return ""
+	})
+}
+
+func TestDriftGracePeriodThenCorrection(t *testing.T) {
+	readyRepository(t, "drift-grace", "  drift:\n    healGracePeriod: 4s\n")
+	patchSettings(t, "drift-grace", "hotfix", `{"data":{"version":"hotfix"}}`)
+	edited := time.Now()
+	eventually(t, 10*time.Second, func() string {
+		if o := driftedObject(getRepository(t, "drift-grace"), "settings"); o == nil || o.State != v1alpha1.DriftStateGracePeriod {
+			return "the hotfix is not reported as within its grace period"
+		}
+		return ""
+	})
+	if v := settingsVersion(t, "drift-grace"); v != "hotfix" && time.Since(edited) < 3*time.Second {
+		t.Errorf("corrected within the grace period: %q", v)
+	}
+	eventually(t, 20*time.Second, func() string {
+		if v := settingsVersion(t, "drift-grace"); v != "1" {
+			return "not corrected after the grace period: " + v
+		}
+		return ""
+	})
+	if took := time.Since(edited); took < 4*time.Second {
+		t.Errorf("corrected after %s, before the 4s grace period", took)
+	}
+}
+
+func TestGitWinsOverAHotfixInItsGracePeriod(t *testing.T) {
+	readyRepository(t, "drift-gitwins", "  drift:\n    healGracePeriod: 1h\n")
+	patchSettings(t, "drift-gitwins", "hotfix", `{"data":{"version":"hotfix"}}`)
+	eventually(t, 10*time.Second, func() string {
+		if o := driftedObject(getRepository(t, "drift-gitwins"), "settings"); o == nil || o.State != v1alpha1.DriftStateGracePeriod {
+			return "the hotfix is not reported"
+		}
+		return ""
+	})
+	pushRepository(t, "drift-gitwins", map[string]gitserver.File{"deploy/cm.yaml": {Content: strings.Replace(configMapV1, `"1"`, `"2"`, 1)}})
+	syncAndWait(t, "drift-gitwins")
+	if v := settingsVersion(t, "drift-gitwins"); v != "2" {
+		t.Errorf("a commit changing the hotfixed object did not win: %q", v)
+	}
+	// The sync of the new commit may be the one the push's watch event
+	// started rather than the requested one; either says so.
+	o := driftedObject(getRepository(t, "drift-gitwins"), "settings")
+	if o == nil || o.State != v1alpha1.DriftStateCorrected || !strings.Contains(o.Message, "git changed") {
+		t.Errorf("status does not say git won: %+v", o)
+	}
+}
+
+func TestBreakGlassObjectIsLeftAlone(t *testing.T) {
+	readyRepository(t, "drift-glass", "")
+	kubectl(t, "annotate", "configmap", "settings", "-n", "drift-glass", "alumiini.false.systems/suspend-heal=true")
+	patchSettings(t, "drift-glass", "oncall", `{"data":{"version":"incident"}}`)
+	time.Sleep(2 * time.Second)
+	if v := settingsVersion(t, "drift-glass"); v != "incident" {
+		t.Fatalf("a held object was healed: %q", v)
+	}
+	// A git change to it is not applied; the status lists it as held.
+	pushRepository(t, "drift-glass", map[string]gitserver.File{"deploy/cm.yaml": {Content: strings.Replace(configMapV1, `"1"`, `"2"`, 1)}})
+	syncAndWait(t, "drift-glass")
+	if v := settingsVersion(t, "drift-glass"); v != "incident" {
+		t.Errorf("a git change overwrote a held object: %q", v)
+	}
+	repo := getRepository(t, "drift-glass")
+	if o := driftedObject(repo, "settings"); o == nil || o.State != v1alpha1.DriftStateHeld || repo.Status.Drift.Held != 1 {
+		t.Errorf("status does not list the held object: %+v", repo.Status.Drift)
+	}
+	if !strings.Contains(kubectl(t, "get", "events", "--field-selector", "involvedObject.name=drift-glass,reason=HealSuspended", "-o", "name"), "event") {
+		t.Error("no HealSuspended warning")
+	}
+	// Removing it from git does not prune it.
+	pushRepository(t, "drift-glass", map[string]gitserver.File{"deploy/other.yaml": {Content: "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: other\n"}}, "deploy/cm.yaml")
+	syncAndWait(t, "drift-glass")
+	if v := settingsVersion(t, "drift-glass"); v != "incident" {
+		t.Errorf("a held object was pruned: %q", v)
+	}
+	// Released, the next sync prunes it.
+	kubectl(t, "annotate", "configmap", "settings", "-n", "drift-glass", "alumiini.false.systems/suspend-heal-")
+	eventually(t, 15*time.Second, func() string {
+		syncAndWait(t, "drift-glass")
+		if v := settingsVersion(t, "drift-glass"); v != "(missing)" {
+			return "a released object that left git was not pruned: " + v
+		}
+		return ""
+	})
+}
+
+func TestIgnoredFieldIsLeftToItsWriter(t *testing.T) {
+	readyRepository(t, "drift-ignore", "  drift:\n    ignore:\n    - kind: ConfigMap\n      paths: [/data/version]\n")
+	patchSettings(t, "drift-ignore", "autoscaler", `{"data":{"version":"7"}}`)
+	time.Sleep(3 * time.Second)
+	if v := settingsVersion(t, "drift-ignore"); v != "7" {
+		t.Errorf("an ignored field was healed: %q", v)
+	}
+	if repo := getRepository(t, "drift-ignore"); repo.Status.Drift != nil && repo.Status.Drift.Drifted != 0 {
+		t.Errorf("an ignored field was reported: %+v", repo.Status.Drift)
+	}
+}
+
+// TestAFightWithAnotherWriterBacksOff: a writer that puts its value back
+// every 200ms is corrected a few times, not hundreds, and named.
+func TestAFightWithAnotherWriterBacksOff(t *testing.T) {
+	readyRepository(t, "drift-fight", "")
+	stop := time.Now().Add(8 * time.Second)
+	writes := 0
+	for time.Now().Before(stop) {
+		if settingsVersion(t, "drift-fight") != "operator" {
+			patchSettings(t, "drift-fight", "stubborn-operator", `{"data":{"version":"operator"}}`)
+			writes++
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Logf("the other writer had to write %d times in 8s", writes)
+	if writes > 8 {
+		t.Errorf("alumiini corrected %d times in 8s; corrections of a fight must back off", writes)
+	}
+	o := driftedObject(getRepository(t, "drift-fight"), "settings")
+	if o == nil || o.Manager != "stubborn-operator" {
+		t.Fatalf("status does not name the other writer: %+v", o)
+	}
+	if o.State != v1alpha1.DriftStateBackingOff && !strings.Contains(o.Message, "corrections in a row") {
+		t.Errorf("status does not say it is a fight: %+v", o)
+	}
+}
