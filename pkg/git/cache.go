@@ -207,10 +207,10 @@ func NewCache(opts Options) (*Cache, error) {
 		return nil, fmt.Errorf("creating the git cache directory %s: %w", opts.Dir, err)
 	}
 	c := &Cache{
-		opts:     opts,
-		objects:  cache.NewObjectLRU(32 * cache.MiByte),
-		slots:    slots.New(opts.MaxConcurrentFetches, opts.MaxConcurrentFetchesPerTenant),
-		stores:   map[string]*store{},
+		opts:      opts,
+		objects:   cache.NewObjectLRU(32 * cache.MiByte),
+		slots:     slots.New(opts.MaxConcurrentFetches, opts.MaxConcurrentFetchesPerTenant),
+		stores:    map[string]*store{},
 		listings:  map[string]listing{},
 		refreshes: map[string]refresh{},
 	}
