@@ -8,6 +8,7 @@ package drift
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -152,34 +153,37 @@ func (w *Watcher) WaitForSync(ctx context.Context) error {
 }
 
 func (w *Watcher) tell(resource schema.GroupVersionResource, meta *metav1.PartialObjectMetadata, seen Observed) {
-	owner := ownerOf(meta.Labels)
-	if owner.Name == "" {
+	namespace, name, _ := strings.Cut(meta.Annotations[annotationOwner], "/")
+	if name == "" {
 		return
 	}
-	w.notify(owner, Object{Resource: resource.GroupResource(), Namespace: meta.Namespace, Name: meta.Name}, seen)
+	w.notify(types.NamespacedName{Namespace: namespace, Name: name}, Object{Resource: resource.GroupResource(), Namespace: meta.Namespace, Name: meta.Name}, seen)
 }
 
 // Keys under which shrink keeps what it computed, in the cached copy only
 // (never written to the cluster).
 const (
+	annotationOwner        = "drift.alumiini.false.systems/owner"
 	annotationFingerprint  = "drift.alumiini.false.systems/fingerprint"
 	annotationForeignWrite = "drift.alumiini.false.systems/foreign-write"
 	annotationHeld         = "drift.alumiini.false.systems/held"
 )
 
 // shrink keeps of a watched object only what drift needs: identity, owner
-// labels and the fingerprint. A Deployment's managedFields alone can take
-// kilobytes; what is kept is a couple of hundred bytes.
+// and the fingerprint, in one small map. A Deployment's metadata as
+// received takes about 2.4 KB in the store, shrunk about 0.8 KB
+// (BenchmarkWatchedObjectBytes).
 func (w *Watcher) shrink(obj any) (any, error) {
 	meta, ok := obj.(*metav1.PartialObjectMetadata)
 	if !ok {
 		return obj, nil // a tombstone: already shrunk
 	}
-	owner := ownerOf(meta.Labels)
-	small := &metav1.PartialObjectMetadata{TypeMeta: meta.TypeMeta, ObjectMeta: metav1.ObjectMeta{
-		Name: meta.Name, Namespace: meta.Namespace, UID: meta.UID, ResourceVersion: meta.ResourceVersion,
-		Labels:      map[string]string{apply.LabelName: owner.Name, apply.LabelNamespace: owner.Namespace},
-		Annotations: map[string]string{annotationFingerprint: Fingerprint(meta)},
+	small := &metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{
+		Name: meta.Name, Namespace: meta.Namespace, ResourceVersion: meta.ResourceVersion,
+		Annotations: map[string]string{
+			annotationOwner:       meta.Labels[apply.LabelNamespace] + "/" + meta.Labels[apply.LabelName],
+			annotationFingerprint: Fingerprint(meta),
+		},
 	}}
 	if ForeignWriteAfter(meta, apply.FieldManager) {
 		small.Annotations[annotationForeignWrite] = "true"
@@ -188,9 +192,4 @@ func (w *Watcher) shrink(obj any) (any, error) {
 		small.Annotations[annotationHeld] = "true"
 	}
 	return small, nil
-}
-
-// ownerOf names the GitRepository an object's labels say it belongs to.
-func ownerOf(labels map[string]string) types.NamespacedName {
-	return types.NamespacedName{Namespace: labels[apply.LabelNamespace], Name: labels[apply.LabelName]}
 }

@@ -1,0 +1,104 @@
+package drift
+
+import (
+	"fmt"
+	"runtime"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/falsesystems/alumiini/pkg/apply"
+)
+
+// deployment returns the metadata a watch receives of a typical applied
+// Deployment: our labels, a few annotations, and managedFields of alumiini,
+// the deployment controller and its status writes.
+func deployment(i int) *metav1.PartialObjectMetadata {
+	fields := func(s string) *metav1.FieldsV1 { return &metav1.FieldsV1{Raw: []byte(s)} }
+	now := metav1.NewTime(time.Unix(1_700_000_000, 0))
+	return &metav1.PartialObjectMetadata{
+		TypeMeta: metav1.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"},
+		ObjectMeta: metav1.ObjectMeta{
+			Name: fmt.Sprintf("web-%05d", i), Namespace: fmt.Sprintf("team-%03d", i%100), UID: "1b4e28ba-2fa1-11d2-883f-0016d3cca427",
+			ResourceVersion: "123456", Generation: 3, CreationTimestamp: now,
+			Labels: map[string]string{apply.LabelName: "apps", apply.LabelNamespace: "team", "app": "web"},
+			Annotations: map[string]string{apply.AnnotationOwner: "team/apps", "deployment.kubernetes.io/revision": "3",
+				"description": "the web frontend of the team's shop, replicated three times"},
+			ManagedFields: []metav1.ManagedFieldsEntry{
+				{Manager: "alumiini", Operation: metav1.ManagedFieldsOperationApply, APIVersion: "apps/v1", Time: &now, FieldsType: "FieldsV1",
+					FieldsV1: fields(`{"f:metadata":{"f:annotations":{"f:alumiini.false.systems/gitrepository":{}},"f:labels":{"f:alumiini.false.systems/name":{},"f:alumiini.false.systems/namespace":{},"f:app":{}}},"f:spec":{"f:replicas":{},"f:selector":{},"f:template":{"f:metadata":{"f:labels":{"f:app":{}}},"f:spec":{"f:containers":{"k:{\"name\":\"web\"}":{".":{},"f:image":{},"f:name":{},"f:ports":{"k:{\"containerPort\":8080,\"protocol\":\"TCP\"}":{".":{},"f:containerPort":{}}}}}}}}}`)},
+				{Manager: "kube-controller-manager", Operation: metav1.ManagedFieldsOperationUpdate, APIVersion: "apps/v1", Time: &now, FieldsType: "FieldsV1",
+					FieldsV1: fields(`{"f:metadata":{"f:annotations":{".":{},"f:deployment.kubernetes.io/revision":{}}}}`)},
+				{Manager: "kube-controller-manager", Operation: metav1.ManagedFieldsOperationUpdate, APIVersion: "apps/v1", Time: &now, FieldsType: "FieldsV1",
+					Subresource: "status", FieldsV1: fields(`{"f:status":{"f:availableReplicas":{},"f:conditions":{".":{},"k:{\"type\":\"Available\"}":{".":{},"f:lastTransitionTime":{},"f:lastUpdateTime":{},"f:message":{},"f:reason":{},"f:status":{},"f:type":{}}},"f:observedGeneration":{},"f:readyReplicas":{},"f:replicas":{},"f:updatedReplicas":{}}}`)},
+			},
+		},
+	}
+}
+
+// BenchmarkWatchedObjectBytes reports what the drift watch keeps per managed
+// object (the shrunk copy in the informer's store), against what keeping the
+// metadata as received would cost.
+func BenchmarkWatchedObjectBytes(b *testing.B) {
+	const n = 20000
+	w := &Watcher{}
+	for _, shrink := range []bool{false, true} {
+		name := "as-received"
+		if shrink {
+			name = "shrunk"
+		}
+		b.Run(name, func(b *testing.B) {
+			for range b.N {
+				store := cache.NewStore(cache.MetaNamespaceKeyFunc)
+				runtime.GC()
+				var before, after runtime.MemStats
+				runtime.ReadMemStats(&before)
+				for i := range n {
+					var obj any = deployment(i)
+					if shrink {
+						obj, _ = w.shrink(obj)
+					}
+					if err := store.Add(obj); err != nil {
+						b.Fatal(err)
+					}
+				}
+				runtime.GC()
+				runtime.ReadMemStats(&after)
+				b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "bytes/object")
+				runtime.KeepAlive(store)
+			}
+		})
+	}
+}
+
+func TestShrinkKeepsOnlyWhatDriftNeeds(t *testing.T) {
+	w := &Watcher{}
+	small, _ := w.shrink(deployment(1))
+	meta := small.(*metav1.PartialObjectMetadata)
+	if len(meta.ManagedFields) != 0 || meta.Annotations["description"] != "" || len(meta.Labels) != 0 {
+		t.Errorf("kept more than drift needs: %+v", meta.ObjectMeta)
+	}
+	if meta.Annotations[annotationOwner] != "team/apps" || meta.Annotations[annotationFingerprint] == "" || meta.ResourceVersion != "123456" {
+		t.Errorf("lost what drift needs: %+v", meta.ObjectMeta)
+	}
+	// A status write by a controller leaves the fingerprint alone; a hand
+	// edit that takes a field from alumiini does not.
+	statusWrite := deployment(1)
+	statusWrite.ManagedFields[2].FieldsV1.Raw = []byte(`{"f:status":{"f:replicas":{}}}`)
+	if Fingerprint(statusWrite) != Fingerprint(deployment(1)) {
+		t.Error("a status write changed the fingerprint")
+	}
+	handEdit := deployment(1)
+	handEdit.ManagedFields = append(handEdit.ManagedFields, metav1.ManagedFieldsEntry{Manager: "kubectl-edit",
+		Operation: metav1.ManagedFieldsOperationUpdate, APIVersion: "apps/v1", FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:spec":{"f:replicas":{}}}`)}})
+	if Fingerprint(handEdit) == Fingerprint(deployment(1)) {
+		t.Error("a hand edit left the fingerprint alone")
+	}
+	held := deployment(1)
+	held.Annotations[apply.AnnotationSuspendHeal] = "true"
+	if Fingerprint(held) == Fingerprint(deployment(1)) {
+		t.Error("the break-glass annotation left the fingerprint alone")
+	}
+}
