@@ -3,7 +3,7 @@
 SHELL := /usr/bin/env bash
 GO ?= go
 
-.PHONY: all bench build dev dev-down dev-smoke test verify verify-codegen codegen vet fmt-check tools unit integration e2e clean
+.PHONY: all bench bench-latency build dev dev-down dev-smoke test verify verify-codegen codegen vet fmt-check tools unit integration e2e clean
 
 all: build
 
@@ -60,3 +60,8 @@ clean:
 BENCH_N ?= 100,1000
 bench: tools
 	$(GO) run ./test/bench -n $(BENCH_N)
+
+## bench-latency: time push → applied (webhook and sync request), drift correction and a 100-GitRepository fan-out (not part of make test)
+BENCH_LATENCY_FLAGS ?=
+bench-latency: tools
+	$(GO) run ./test/bench/latency $(BENCH_LATENCY_FLAGS)

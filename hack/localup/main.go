@@ -46,7 +46,7 @@ func run(opts localcluster.Options) error {
 	for name, port := range map[string]*int{
 		"ALUMIINI_DEV_ETCD_PORT": &opts.Ports.Etcd, "ALUMIINI_DEV_ETCD_PEER_PORT": &opts.Ports.EtcdPeer,
 		"ALUMIINI_DEV_KUBE_PORT": &opts.Ports.KubeAPIServer, "ALUMIINI_DEV_PORT": &opts.Ports.Alumiini,
-		"ALUMIINI_DEV_GIT_PORT": &opts.Ports.Git,
+		"ALUMIINI_DEV_GIT_PORT": &opts.Ports.Git, "ALUMIINI_DEV_WEBHOOK_PORT": &opts.Ports.Webhook,
 	} {
 		if v := os.Getenv(name); v != "" {
 			if *port, err = strconv.Atoi(v); err != nil {
@@ -101,10 +101,12 @@ export KUBECONFIG=%[2]s
 export PATH=%[3]s:$PATH
 # Repositories are $ALUMIINI_GIT_BASE_URL/NAME.git for each bare repo in %[4]s/NAME.git.
 export ALUMIINI_GIT_BASE_URL=%[5]s
-# The push webhook receiver is not implemented yet; this is where it will listen.
-export ALUMIINI_WEBHOOK_URL=%[6]s/webhook
+# The push webhook receiver: POST to $ALUMIINI_WEBHOOK_URL/hooks/github (gitlab,
+# gitea, bitbucket, bitbucket-server, generic), signed with the platform secret.
+export ALUMIINI_WEBHOOK_URL=%[7]s
+export ALUMIINI_WEBHOOK_SECRET=%[8]s
 export ALUMIINI_METRICS_URL=%[6]s/metrics
-`, file, c.Kubeconfig, opts.ToolsDir, filepath.Join(opts.Dir, "git"), c.Git.BaseURL(), c.AlumiiniURL)
+`, file, c.Kubeconfig, opts.ToolsDir, filepath.Join(opts.Dir, "git"), c.Git.BaseURL(), c.AlumiiniURL, c.WebhookURL, c.WebhookSecret)
 	return file, os.WriteFile(file, []byte(content), 0o644)
 }
 
@@ -116,6 +118,7 @@ alumiini is up (%s):
   etcd            http://127.0.0.1:%d    log %s
   alumiini        %s   log %s
   git server      %s    repos in %s
+  webhooks        %s/hooks/PROVIDER (platform secret in $ALUMIINI_WEBHOOK_SECRET)
 
 Use it:
   . %s
@@ -125,7 +128,7 @@ Use it:
 
 Ctrl-C (or hack/local-down.sh) stops everything.
 `, took.Round(100*time.Millisecond), p.KubeAPIServer, c.LogPath("kube-apiserver"), p.Etcd, c.LogPath("etcd"),
-		c.AlumiiniURL, c.LogPath("alumiini"), c.Git.BaseURL(), filepath.Join(opts.Dir, "git"), envFile)
+		c.AlumiiniURL, c.LogPath("alumiini"), c.Git.BaseURL(), filepath.Join(opts.Dir, "git"), c.WebhookURL, envFile)
 }
 
 // lock makes sure one local-up runs per state directory. A lock left by a

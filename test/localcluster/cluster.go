@@ -3,7 +3,9 @@ package localcluster
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -38,11 +40,18 @@ type Ports struct {
 	KubeAPIServer int
 	Alumiini      int
 	Git           int
+	// Webhook is alumiini's push-webhook receiver (plain HTTP on loopback).
+	Webhook int
 }
 
 // DefaultPorts are the fixed ports of `make dev`, so its URLs stay the same
 // from run to run. Tests use zero ports and never collide with it.
-var DefaultPorts = Ports{Etcd: 18479, EtcdPeer: 18481, KubeAPIServer: 18443, Alumiini: 18444, Git: 18480}
+var DefaultPorts = Ports{Etcd: 18479, EtcdPeer: 18481, KubeAPIServer: 18443, Alumiini: 18444, Git: 18480, Webhook: 18445}
+
+// WebhookSecretName is the platform-wide webhook Secret in alumiini's
+// namespace (--webhook-secret); it holds WebhookSecret under every
+// provider's key.
+const WebhookSecretName = "alumiini-webhook"
 
 // Options say where the control plane keeps its state and finds its binaries.
 type Options struct {
@@ -77,6 +86,10 @@ type Cluster struct {
 	Git *gitserver.Server
 	// AlumiiniURL is alumiini's own HTTPS address.
 	AlumiiniURL string
+	// WebhookURL is the push-webhook receiver, e.g. WebhookURL+"/hooks/github".
+	WebhookURL string
+	// WebhookSecret is the platform-wide webhook secret, fresh at each start.
+	WebhookSecret string
 
 	etcd, kubeAPIServer, alumiini *process
 }
@@ -134,6 +147,10 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	if err := c.applyFiles(ctx, "artifacts/deploy/namespace.yaml", "artifacts/deploy/rbac.yaml"); err != nil {
 		return nil, err
 	}
+	step("platform webhook secret %s/%s", alumiiniNamespace, WebhookSecretName)
+	if err := c.createWebhookSecret(ctx); err != nil {
+		return nil, err
+	}
 	step("alumiini on https://127.0.0.1:%d", opts.Ports.Alumiini)
 	if err := c.startAlumiini(ctx); err != nil {
 		return nil, err
@@ -145,8 +162,27 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	return c, nil
 }
 
+// createWebhookSecret stores a fresh platform-wide webhook secret under
+// every provider's key.
+func (c *Cluster) createWebhookSecret(ctx context.Context) error {
+	random := make([]byte, 16)
+	if _, err := rand.Read(random); err != nil {
+		return err
+	}
+	c.WebhookSecret = hex.EncodeToString(random)
+	manifest := "apiVersion: v1\nkind: Secret\nmetadata:\n  name: " + WebhookSecretName + "\n  namespace: " + alumiiniNamespace +
+		"\nstringData:\n"
+	for _, provider := range []string{"github", "gitlab", "gitea", "bitbucket", "bitbucket-server", "generic"} {
+		manifest += "  " + provider + ": " + c.WebhookSecret + "\n"
+	}
+	if out, err := c.KubectlInput(ctx, manifest, "apply", "-f", "-"); err != nil {
+		return fmt.Errorf("creating the webhook secret: %v: %s", err, out)
+	}
+	return nil
+}
+
 func pickFreePorts(p *Ports) error {
-	for _, port := range []*int{&p.Etcd, &p.EtcdPeer, &p.KubeAPIServer, &p.Alumiini, &p.Git} {
+	for _, port := range []*int{&p.Etcd, &p.EtcdPeer, &p.KubeAPIServer, &p.Alumiini, &p.Git, &p.Webhook} {
 		if *port != 0 {
 			continue
 		}
@@ -254,7 +290,10 @@ func (c *Cluster) startAlumiini(ctx context.Context) error {
 		"--tls-cert-file=" + c.pki.cert(alumiiniServingCert), "--tls-private-key-file=" + c.pki.key(alumiiniServingCert),
 		"--etcd-data-dir=" + filepath.Join(c.opts.Dir, "alumiini-etcd"),
 		"--git-cache-dir=" + filepath.Join(c.opts.Dir, "alumiini-git-cache"),
+		"--webhook-bind-address=" + net.JoinHostPort("127.0.0.1", strconv.Itoa(c.opts.Ports.Webhook)),
+		"--webhook-secret=" + alumiiniNamespace + "/" + WebhookSecretName,
 	}
+	c.WebhookURL = fmt.Sprintf("http://127.0.0.1:%d", c.opts.Ports.Webhook)
 	args = append(args, c.opts.AlumiiniArgs...)
 	if c.opts.FastStorage {
 		args = append(args, "--etcd-unsafe-no-fsync")

@@ -9,12 +9,14 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/component-base/metrics/legacyregistry"
 	"k8s.io/klog/v2"
 
 	"github.com/falsesystems/alumiini/pkg/apiserver"
 	"github.com/falsesystems/alumiini/pkg/controller"
 	"github.com/falsesystems/alumiini/pkg/git"
 	"github.com/falsesystems/alumiini/pkg/kustomizeproc"
+	"github.com/falsesystems/alumiini/pkg/webhook"
 )
 
 // ControllerOptions configure the controller that syncs GitRepositories.
@@ -190,14 +192,25 @@ func (o *Options) addController(server *apiserver.Server) error {
 			MaxObjects:                       co.MaxObjects,
 			Kustomize:                        kustomizeproc.New(self, co.Kustomize).Build,
 			Supervisor:                       controller.SupervisorOptions{RestartIntensity: co.RestartIntensity, RestartPeriod: co.RestartPeriod},
+			URLKey:                           webhook.MatchKey,
 		})
 		if err != nil {
 			return err
 		}
 		server.Controller = c
+		if err := controller.RegisterMetrics(legacyregistry.Registerer()); err != nil {
+			return fmt.Errorf("registering the controller's metrics: %w", err)
+		}
 		go func() {
 			if err := c.Run(hook.Context); err != nil {
 				klog.ErrorS(err, "The controller stopped")
+			}
+		}()
+		// The receiver is part of the controller: without the controller
+		// there is nothing to trigger.
+		go func() {
+			if err := o.Webhook.runWebhook(hook.Context, c, target); err != nil {
+				klog.ErrorS(err, "The webhook receiver stopped")
 			}
 		}()
 		return nil

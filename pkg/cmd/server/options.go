@@ -51,6 +51,7 @@ type Options struct {
 
 	// Controller configures the controller that syncs GitRepositories.
 	Controller ControllerOptions
+	Webhook    WebhookOptions
 
 	// standalone is set by Complete when there is no cluster to delegate
 	// authentication and authorization to.
@@ -71,6 +72,7 @@ func NewOptions(out, errOut io.Writer) *Options {
 		),
 		EtcdDataDir: DefaultEtcdDataDir,
 		Controller:  newControllerOptions(),
+		Webhook:     newWebhookOptions(),
 		StdOut:      out,
 		StdErr:      errOut,
 	}
@@ -127,6 +129,7 @@ func (o *Options) Flags() cliflag.NamedFlagSets {
 	_ = storage.MarkHidden("etcd-unsafe-no-fsync")
 
 	o.Controller.AddFlags(sets.FlagSet("controller"))
+	o.Webhook.AddFlags(sets.FlagSet("webhooks"))
 	ro := o.RecommendedOptions
 	ro.Etcd.AddFlags(sets.FlagSet("etcd"))
 	ro.SecureServing.AddFlags(sets.FlagSet("secure serving"))
@@ -188,6 +191,7 @@ func (o *Options) Validate(args []string) error {
 	}
 	errs = append(errs, o.RecommendedOptions.Validate()...)
 	errs = append(errs, o.Controller.Validate()...)
+	errs = append(errs, o.Webhook.Validate()...)
 	return utilerrors.NewAggregate(errs)
 }
 
