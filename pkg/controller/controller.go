@@ -72,6 +72,7 @@ type Controller struct {
 	supervisor *Supervisor
 	broadcast  record.EventBroadcaster
 	appliers   *appliers
+	pushes     *pushPacer
 	mu         sync.Mutex
 }
 
@@ -100,6 +101,10 @@ func New(cfg Config) (*Controller, error) {
 		return nil, err
 	}
 	c := &Controller{config: cfg, client: client, factory: factory, broadcast: broadcast, appliers: appliers}
+	c.pushes = newPushPacer(pushWindow, func(key string) {
+		namespace, name, _ := cache.SplitMetaNamespaceKey(key)
+		c.Trigger(namespace, name)
+	})
 	if cfg.URLKey != nil {
 		err := factory.Alumiini().V1alpha1().GitRepositories().Informer().AddIndexers(cache.Indexers{
 			indexURL: func(obj any) ([]string, error) {
@@ -237,13 +242,14 @@ func (c *Controller) Repositories(key string) []*v1alpha1.GitRepository {
 	return repos
 }
 
-// Push records a push webhook on repo and makes it sync now; the Event
-// names the sender, the delivery and the commit. Nothing is written to the
-// API until the sync reports.
+// Push records a push webhook on repo and makes it sync now, or, within a
+// burst, once more at the end of pushWindow; the Event names the sender,
+// the delivery and the commit. Nothing is written to the API until the sync
+// reports.
 func (c *Controller) Push(repo *v1alpha1.GitRepository, push v1alpha1.PushRecord) {
 	key := repo.Namespace + "/" + repo.Name
 	c.reconciler.NotePush(key, push)
-	c.Trigger(repo.Namespace, repo.Name)
+	c.pushes.push(key)
 	delivery := push.DeliveryID
 	if delivery == "" {
 		delivery = "(none given)"

@@ -283,3 +283,46 @@ func TestATenantsWebhookSecretTriggersOnlyItsOwnGitRepositories(t *testing.T) {
 		t.Errorf("team A's secret synced team B's GitRepository: %s", got)
 	}
 }
+
+// TestABurstOfPushesCoalesces: ten signed deliveries within a second cost a
+// GitRepository at most two syncs (each one ref listing, and a fetch when the
+// commit is new), and the newest commit is applied.
+func TestABurstOfPushesCoalesces(t *testing.T) {
+	const name = "hook-burst"
+	pushRepository(t, name, map[string]gitserver.File{"deploy/cm.yaml": {Content: configMapV1}})
+	hookedRepository(t, "default", name, name, "")
+	var commits []string
+	for i := range 10 {
+		commits = append(commits, pushRepository(t, name, map[string]gitserver.File{
+			"deploy/cm.yaml": {Content: strings.Replace(configMapV1, `"1"`, fmt.Sprintf(`"burst-%d"`, i), 1)}}))
+	}
+	before := cluster.Git.Requests(name + ".git")
+	start := time.Now()
+	for _, commit := range commits {
+		body, h := pushPayload("github", name, "refs/heads/main", commit, cluster.WebhookSecret)
+		if status, answer := sendHook(t, "github", body, h); status != http.StatusOK {
+			t.Fatalf("%d %+v", status, answer)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if sent := time.Since(start); sent > time.Second {
+		t.Logf("sending took %s, more than the second the test is about", sent)
+	}
+	newest := commits[len(commits)-1]
+	eventually(t, 10*time.Second, func() string {
+		if lastSynced(t, "default", name) != newest {
+			return "the newest commit was not applied"
+		}
+		return ""
+	})
+	time.Sleep(1500 * time.Millisecond) // any sync still due would run by now
+	after := cluster.Git.Requests(name + ".git")
+	// A sync lists the refs once, and a fetch opens with a listing of its own.
+	if fetches, listings := after.Fetches-before.Fetches, after.RefListings-before.RefListings; fetches > 2 || listings > 4 {
+		t.Errorf("ten pushes within a second cost %d fetches and %d ref listings, want at most 2 syncs", fetches, listings)
+	}
+	if v := settingsVersion(t, name); v != "burst-9" {
+		t.Errorf("the ConfigMap holds %q, want the newest commit's", v)
+	}
+	t.Logf("fetches %d, ref listings %d", after.Fetches-before.Fetches, after.RefListings-before.RefListings)
+}
