@@ -29,6 +29,9 @@ var Funcs = func(codecs runtimeserializer.CodecFactory) []interface{} {
 			if s.Timeout == "" {
 				s.Timeout = "1m"
 			}
+			if s.Drift != nil && s.Drift.Mode == "" {
+				s.Drift.Mode = alumiini.DriftCorrect
+			}
 		},
 		func(s *alumiini.GitRepositorySyncRequestSpec, c randfill.Continue) {
 			c.FillNoCustom(s)
