@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
@@ -325,4 +326,30 @@ func TestABurstOfPushesCoalesces(t *testing.T) {
 		t.Errorf("the ConfigMap holds %q, want the newest commit's", v)
 	}
 	t.Logf("fetches %d, ref listings %d", after.Fetches-before.Fetches, after.RefListings-before.RefListings)
+}
+
+// TestWebhookAndDriftAreCounted: the receiver's requests, by provider and
+// result, and drift corrections show on alumiini's /metrics.
+func TestWebhookAndDriftAreCounted(t *testing.T) {
+	body, h := pushPayload("github", "hook-metrics-nothing-follows-this", "refs/heads/main", strings.Repeat("a", 40), "wrong")
+	if status, _ := sendHook(t, "github", body, h); status != http.StatusUnauthorized {
+		t.Fatalf("an unsigned push: %d", status)
+	}
+	readyRepository(t, "drift-metrics", "")
+	kubectl(t, "delete", "configmap", "settings", "-n", "drift-metrics")
+	eventually(t, 15*time.Second, func() string {
+		if settingsVersion(t, "drift-metrics") != "1" {
+			return "not recreated"
+		}
+		return ""
+	})
+	metrics, err := cluster.Metrics(context.Background(), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`alumiini_webhook_requests_total{provider="github",result="unauthorized"}`, "alumiini_drift_corrected_total "} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
 }
