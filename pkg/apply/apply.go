@@ -6,6 +6,7 @@
 package apply
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
@@ -156,6 +157,8 @@ const (
 	ReasonOwnedByAnother = "OwnedByAnother"
 	// ReasonAdoptionRequired: the object exists, unmanaged, and spec.adopt is off.
 	ReasonAdoptionRequired = "AdoptionRequired"
+	// ReasonBreakGlassInGit: a manifest carries AnnotationSuspendHeal.
+	ReasonBreakGlassInGit = "BreakGlassInGit"
 )
 
 type planned struct {
@@ -291,6 +294,12 @@ func (a *Applier) plan(ctx context.Context, ps []*planned, pl planner) error {
 }
 
 func (a *Applier) planOne(ctx context.Context, p *planned, pl planner) error {
+	if _, ok := p.obj.GetAnnotations()[AnnotationSuspendHeal]; ok {
+		// Holding an object is for whoever may change it by hand during an
+		// incident; from git it would make a pushed object outlive its revert.
+		return &Error{Object: describe(p.obj), Reason: ReasonBreakGlassInGit, Message: fmt.Sprintf(
+			"carries %s, which is for operators to set on the live object, never in git", AnnotationSuspendHeal)}
+	}
 	client := a.resource(p)
 	live, err := client.Get(ctx, p.obj.GetName(), metav1.GetOptions{})
 	switch {
@@ -302,7 +311,7 @@ func (a *Applier) planOne(ctx context.Context, p *planned, pl planner) error {
 		if err := pl.claim(p); err != nil {
 			return err
 		}
-		if live.GetAnnotations()[AnnotationSuspendHeal] == "true" {
+		if heldByHand(live) {
 			p.action = Held
 			return nil
 		}
@@ -364,6 +373,22 @@ func (pl planner) claim(p *planned) error {
 		markAdopted(p.obj.Unstructured)
 	}
 	return nil
+}
+
+// heldByHand: the object carries the break-glass annotation, set by someone
+// other than alumiini (an annotation alumiini applied, from an older
+// version's git, holds nothing).
+func heldByHand(live *unstructured.Unstructured) bool {
+	if live.GetAnnotations()[AnnotationSuspendHeal] != "true" {
+		return false
+	}
+	field := []byte(`"f:` + AnnotationSuspendHeal + `"`)
+	for _, m := range live.GetManagedFields() {
+		if m.Manager == FieldManager && m.FieldsV1 != nil && bytes.Contains(m.FieldsV1.Raw, field) {
+			return false
+		}
+	}
+	return true
 }
 
 func markAdopted(u *unstructured.Unstructured) {
@@ -514,7 +539,7 @@ func (a *Applier) prune(ctx context.Context, owner Owner, entries []Entry) (dele
 		if labels[LabelName] != owner.Name || labels[LabelNamespace] != owner.Namespace {
 			continue
 		}
-		if live.GetAnnotations()[AnnotationSuspendHeal] == "true" {
+		if heldByHand(live) {
 			held = append(held, e)
 			continue
 		}
@@ -652,13 +677,15 @@ func scope(u *unstructured.Unstructured, mapping *meta.RESTMapping, defaultNames
 }
 
 // sameObject compares a live object with what applying would make of it,
-// ignoring what a write would change by itself.
+// ignoring what a write would change by itself, and the status, which
+// controllers may change between the read and the dry-run.
 func sameObject(live, dry *unstructured.Unstructured) bool {
 	a, b := live.DeepCopy(), dry.DeepCopy()
 	for _, u := range []*unstructured.Unstructured{a, b} {
 		u.SetManagedFields(nil)
 		u.SetResourceVersion("")
 		u.SetGeneration(0)
+		delete(u.Object, "status")
 	}
 	return apiequality.Semantic.DeepEqual(a.Object, b.Object)
 }

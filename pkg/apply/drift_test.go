@@ -2,6 +2,8 @@ package apply
 
 import (
 	"context"
+	"errors"
+	"strings"
 	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -102,5 +104,24 @@ func TestIgnoredFieldsKeepTheirLiveValue(t *testing.T) {
 	live, _ := cms.Get(ctx, "scaled", metav1.GetOptions{})
 	if v, _, _ := unstructured.NestedString(live.Object, "data", "replicas"); v != "7" {
 		t.Errorf("a change held back by Write was written: %q", v)
+	}
+}
+
+// TestBreakGlassCannotComeFromGit: a pushed manifest carrying the break-glass
+// annotation would outlive its own revert and its GitRepository's deletion;
+// it is refused, and nothing of its commit is applied.
+func TestBreakGlassCannotComeFromGit(t *testing.T) {
+	a := newApplier(t)
+	ns := namespace(t, a)
+	objects := render(t,
+		"keep.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: backdoor\n  annotations:\n    "+AnnotationSuspendHeal+": \"true\"\ndata:\n  v: \"evil\"\n",
+		"ok.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: fine\n")
+	_, err := a.Apply(context.Background(), Owner{Namespace: "default", Name: "pushed"}, objects, Options{DefaultNamespace: ns})
+	var aerr *Error
+	if !errors.As(err, &aerr) || aerr.Reason != ReasonBreakGlassInGit || !strings.Contains(err.Error(), "backdoor") {
+		t.Fatalf("got %v", err)
+	}
+	if _, err := a.Client.Resource(configMaps).Namespace(ns).Get(context.Background(), "fine", metav1.GetOptions{}); err == nil {
+		t.Error("the rest of the commit was applied")
 	}
 }

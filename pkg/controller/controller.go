@@ -214,15 +214,16 @@ func (c *Controller) Trigger(namespace, name string) bool {
 }
 
 // onDrift makes the owner of an object the watch saw change sync, unless
-// its drift mode is Ignore and it holds nothing back.
+// its drift mode is Ignore or the change cannot be drift.
 func (c *Controller) onDrift(owner types.NamespacedName, obj drift.Object, seen drift.Observed) {
 	repo, err := c.reconciler.Lister.GitRepositories(owner.Namespace).Get(owner.Name)
-	if err != nil || driftMode(repo) == v1alpha1.DriftIgnore && !c.reconciler.anyHeld(repo) {
+	if err != nil || driftMode(repo) == v1alpha1.DriftIgnore {
 		return
 	}
 	if !c.reconciler.drift.worthChecking(owner.String(), obj, seen) {
 		return
 	}
+	c.reconciler.WokenByDrift(owner.String())
 	c.Trigger(owner.Namespace, owner.Name)
 }
 

@@ -1,40 +1,62 @@
 package controller
 
 import (
+	"fmt"
+	"runtime"
 	"testing"
 	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/falsesystems/alumiini/pkg/apis/alumiini/v1alpha1"
 	"github.com/falsesystems/alumiini/pkg/apply"
 	"github.com/falsesystems/alumiini/pkg/manifest"
 )
 
+var settingsEntry = apply.Entry{Version: "v1", Kind: "ConfigMap", Namespace: "ns", Name: "settings"}
+
+// syncWith runs one sync's drift policy over changes, as the reconciler
+// does around an apply that succeeds, and returns what was written.
+func syncWith(s *driftSync, inventory []apply.Entry, changes ...apply.Change) []apply.Change {
+	var written []apply.Change
+	result := &apply.Result{Inventory: inventory}
+	for _, c := range changes {
+		c.Written = s.decide(c)
+		if c.Written {
+			written = append(written, c)
+		}
+		result.Changes = append(result.Changes, c)
+	}
+	s.settle(result, nil, inventory)
+	return written
+}
+
+func driftOnly(book *driftBook, mode v1alpha1.DriftMode, grace time.Duration, now time.Time) *driftSync {
+	return &driftSync{book: book, key: "ns/r", target: "ns", mode: mode, grace: grace, now: now,
+		examined: map[manifest.ID]bool{keyOfEntry(settingsEntry, "ns"): true}}
+}
+
 // TestFightsBackOff: a writer that keeps changing an object back gets two
 // quick corrections, then ever longer waits, and the status names it.
 func TestFightsBackOff(t *testing.T) {
 	book := newDriftBook(nil, nil)
 	now := time.Unix(1_700_000_000, 0)
-	change := apply.Change{Entry: apply.Entry{Version: "v1", Kind: "ConfigMap", Namespace: "ns", Name: "cm"},
-		Action: apply.Configured, Manager: "stubborn"}
+	change := apply.Change{Entry: settingsEntry, Action: apply.Configured, Manager: "stubborn"}
 	var corrected []time.Duration
 	start := now
-	for step := 0; step < 400; step++ { // the other writer changes it back every 100ms for 40s
-		s := &driftSync{book: book, key: "ns/repo", target: "ns", mode: v1alpha1.DriftCorrect, now: now}
-		if s.decide(change) {
+	for range 400 { // the other writer changes it back every 100ms for 40s
+		if len(syncWith(driftOnly(book, v1alpha1.DriftCorrect, 0, now), []apply.Entry{settingsEntry}, change)) > 0 {
 			corrected = append(corrected, now.Sub(start))
 		}
 		now = now.Add(100 * time.Millisecond)
 	}
 	want := []time.Duration{0, 100 * time.Millisecond, 2100 * time.Millisecond, 6100 * time.Millisecond, 14100 * time.Millisecond, 30100 * time.Millisecond}
-	if len(corrected) != len(want) {
+	if fmt.Sprint(corrected) != fmt.Sprint(want) {
 		t.Fatalf("corrections at %v, want %v", corrected, want)
 	}
-	for i := range want {
-		if corrected[i] != want[i] {
-			t.Fatalf("corrections at %v, want %v", corrected, want)
-		}
-	}
-	st := book.status("ns/repo")
+	st := book.status("ns/r")
 	if st.Drifted != 1 || st.Objects[0].State != v1alpha1.DriftStateBackingOff || st.Objects[0].Manager != "stubborn" {
 		t.Errorf("status: %+v", st.Objects)
 	}
@@ -44,33 +66,147 @@ func TestFightsBackOff(t *testing.T) {
 // drifted object is not written, but a commit that changes it is.
 func TestGraceAndDetectHoldBackOnlyDrift(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0)
-	change := apply.Change{Entry: apply.Entry{Version: "v1", Kind: "ConfigMap", Namespace: "ns", Name: "cm"}, Action: apply.Configured}
+	change := apply.Change{Entry: settingsEntry, Action: apply.Configured}
+	inventory := []apply.Entry{settingsEntry}
 	for _, tc := range []struct {
 		name  string
 		mode  v1alpha1.DriftMode
 		grace time.Duration
 	}{{"detect", v1alpha1.DriftDetect, 0}, {"grace", v1alpha1.DriftCorrect, time.Minute}} {
 		book := newDriftBook(nil, nil)
-		drift := &driftSync{book: book, key: "ns/r", target: "ns", mode: tc.mode, grace: tc.grace, now: now}
-		if drift.decide(change) {
+		if len(syncWith(driftOnly(book, tc.mode, tc.grace, now), inventory, change)) != 0 {
 			t.Errorf("%s: drift was written", tc.name)
 		}
-		unchangedInGit := &driftSync{book: book, key: "ns/r", target: "ns", mode: tc.mode, grace: tc.grace, now: now,
-			gitChanged: true, changed: func(manifest.ID) bool { return false }}
-		if unchangedInGit.decide(change) {
+		unchanged := &driftSync{book: book, key: "ns/r", target: "ns", mode: tc.mode, grace: tc.grace, now: now,
+			fullSync: true, changedInGit: func(manifest.ID) bool { return false }}
+		if len(syncWith(unchanged, inventory, change)) != 0 {
 			t.Errorf("%s: a commit that does not touch the object wrote over its drift", tc.name)
 		}
-		changedInGit := &driftSync{book: book, key: "ns/r", target: "ns", mode: tc.mode, grace: tc.grace, now: now,
-			gitChanged: true, changed: func(manifest.ID) bool { return true }}
-		if !changedInGit.decide(change) {
+		changed := &driftSync{book: book, key: "ns/r", target: "ns", mode: tc.mode, grace: tc.grace, now: now,
+			fullSync: true, changedInGit: func(manifest.ID) bool { return true }}
+		if len(syncWith(changed, inventory, change)) != 1 {
 			t.Errorf("%s: a commit that changes the object did not win", tc.name)
+		}
+		if o := book.status("ns/r").Objects[0]; o.State != v1alpha1.DriftStateCorrected {
+			t.Errorf("%s: after git won: %+v", tc.name, o)
 		}
 	}
 	book := newDriftBook(nil, nil)
-	late := &driftSync{book: book, key: "ns/r", target: "ns", mode: v1alpha1.DriftCorrect, grace: time.Minute, now: now}
-	late.decide(change)
-	late.now = now.Add(time.Minute)
-	if !late.decide(change) {
+	syncWith(driftOnly(book, v1alpha1.DriftCorrect, time.Minute, now), inventory, change)
+	if len(syncWith(driftOnly(book, v1alpha1.DriftCorrect, time.Minute, now.Add(time.Minute)), inventory, change)) != 1 {
 		t.Error("not corrected once the grace period passed")
+	}
+}
+
+// TestChangedInGitAfterARestart: with nothing recorded, the commit applied
+// before (rendered again) tells git's changes from drift.
+func TestChangedInGitAfterARestart(t *testing.T) {
+	cm := func(name, value string) manifest.Object {
+		u := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "v1", "kind": "ConfigMap",
+			"metadata": map[string]any{"name": name}, "data": map[string]any{"v": value}}}
+		return manifest.Object{Unstructured: u}
+	}
+	book := newDriftBook(nil, nil)
+	changed := book.changedSince("ns/r", "ns", []manifest.Object{cm("a", "1"), cm("b", "2")}, []manifest.Object{cm("a", "1"), cm("b", "1")})
+	if changed(manifest.ID{Kind: "ConfigMap", Namespace: "ns", Name: "a"}) || !changed(manifest.ID{Kind: "ConfigMap", Namespace: "ns", Name: "b"}) {
+		t.Error("the previous commit's render does not tell what git changed")
+	}
+	if book.changedSince("ns/r", "ns", []manifest.Object{cm("a", "1")}, nil) != nil {
+		t.Error("with nothing to compare with, git must win")
+	}
+}
+
+// TestIgnoreRecordsNothing: Ignore writes what a sync finds and keeps no
+// drift state, so nothing is held back or reported.
+func TestIgnoreRecordsNothing(t *testing.T) {
+	book := newDriftBook(nil, nil)
+	s := driftOnly(book, v1alpha1.DriftIgnore, time.Hour, time.Unix(1_700_000_000, 0))
+	if len(syncWith(s, []apply.Entry{settingsEntry}, apply.Change{Entry: settingsEntry, Action: apply.Configured})) != 1 {
+		t.Error("Ignore held a change back")
+	}
+	if book.status("ns/r") != nil {
+		t.Errorf("Ignore reported drift: %+v", book.status("ns/r"))
+	}
+}
+
+// TestDriftOfAnObjectThatLeftGitIsForgotten: an object that leaves the
+// inventory takes its drift, fights and baselines with it (a pusher who
+// renames every object each commit must not grow the shared process), and
+// a held-back one is no longer due.
+func TestDriftOfAnObjectThatLeftGitIsForgotten(t *testing.T) {
+	mapper := meta.NewDefaultRESTMapper(nil)
+	mapper.Add(schema.GroupVersionKind{Version: "v1", Kind: "ConfigMap"}, meta.RESTScopeNamespace)
+	book := newDriftBook(nil, mapper)
+	now := time.Unix(1_700_000_000, 0)
+	syncWith(driftOnly(book, v1alpha1.DriftCorrect, time.Minute, now), []apply.Entry{settingsEntry},
+		apply.Change{Entry: settingsEntry, Action: apply.Configured})
+	if book.status("ns/r").Drifted != 1 {
+		t.Fatal("no drift recorded")
+	}
+	runtime.GC()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for c := range 20 {
+		observe := book.observe("ns/r", "ns")
+		var inventory []apply.Entry
+		for i := range 1000 {
+			e := apply.Entry{Version: "v1", Kind: "ConfigMap", Namespace: "ns", Name: fmt.Sprintf("commit-%02d-%04d", c, i)}
+			u := &unstructured.Unstructured{}
+			u.SetAPIVersion("v1")
+			u.SetKind("ConfigMap")
+			u.SetNamespace("ns")
+			u.SetName(e.Name)
+			observe(e, u)
+			inventory = append(inventory, e)
+		}
+		syncWith(&driftSync{book: book, key: "ns/r", target: "ns", mode: v1alpha1.DriftCorrect, now: now, fullSync: true}, inventory)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	d := book.repos["ns/r"]
+	if len(d.baseline) != 1000 || len(d.keys) != 1000 || len(d.drifted) != 0 || len(d.fights) != 0 {
+		t.Errorf("after 20 commits of 1,000 renamed objects the book keeps %d baselines, %d keys, %d drifted, %d fights",
+			len(d.baseline), len(d.keys), len(d.drifted), len(d.fights))
+	}
+	if !book.next("ns/r").IsZero() {
+		t.Error("an object that left git is still due")
+	}
+	t.Logf("heap grew %d KiB", (int64(after.HeapAlloc)-int64(before.HeapAlloc))>>10)
+}
+
+// TestHeldObjectsStayListedAndCorrectionsAreToldOnce: a sync of other
+// suspects keeps a held object listed; a correction is told by the sync
+// that made it only; a failed apply corrects nothing.
+func TestHeldObjectsStayListedAndCorrectionsAreToldOnce(t *testing.T) {
+	book := newDriftBook(nil, nil)
+	now := time.Unix(1_700_000_000, 0)
+	other := apply.Entry{Version: "v1", Kind: "ConfigMap", Namespace: "ns", Name: "other"}
+	inventory := []apply.Entry{settingsEntry, other}
+	full := &driftSync{book: book, key: "ns/r", target: "ns", mode: v1alpha1.DriftCorrect, now: now, fullSync: true}
+	full.settle(&apply.Result{Held: []apply.Entry{settingsEntry}, Inventory: inventory}, nil, inventory)
+
+	s := &driftSync{book: book, key: "ns/r", target: "ns", mode: v1alpha1.DriftCorrect, now: now.Add(time.Second),
+		examined: map[manifest.ID]bool{keyOfEntry(other, "ns"): true}}
+	syncWith(s, inventory, apply.Change{Entry: other, Action: apply.Created})
+	st := book.status("ns/r")
+	if st.Held != 1 || len(st.Objects) != 2 {
+		t.Fatalf("after a sync of another suspect: %+v", st)
+	}
+	if events := book.events("ns/r", now.Add(time.Second)); len(events[ReasonDriftCorrected]) != 1 {
+		t.Errorf("the correcting sync told %v", events)
+	}
+	if events := book.events("ns/r", now.Add(time.Minute)); len(events[ReasonDriftCorrected]) != 0 {
+		t.Errorf("a later sync told the correction again: %v", events)
+	}
+
+	failing := &driftSync{book: book, key: "ns/r", target: "ns", mode: v1alpha1.DriftCorrect, now: now.Add(time.Hour),
+		examined: map[manifest.ID]bool{keyOfEntry(other, "ns"): true}}
+	if !failing.decide(apply.Change{Entry: other, Action: apply.Configured}) {
+		t.Fatal("not written")
+	}
+	failing.failed()
+	o := book.repos["ns/r"].drifted[keyOfEntry(other, "ns")]
+	if o.state != v1alpha1.DriftStateDetected || book.repos["ns/r"].lastCorrected.After(now.Add(time.Minute)) {
+		t.Errorf("a failed apply counted as a correction: %+v", o)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"unicode/utf8"
 
 	corev1 "k8s.io/api/core/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -92,6 +93,10 @@ type Reconciler struct {
 
 	failures sync.Map // key → consecutive failures, for retry backoff
 	pushes   sync.Map // key → v1alpha1.PushRecord not yet in the status
+	// driftWakes holds the keys the drift watch woke, and listedAt when each
+	// GitRepository last listed its remote.
+	driftWakes sync.Map
+	listedAt   sync.Map
 }
 
 var commitPattern = regexp.MustCompile(`^[0-9a-f]{40}$`)
@@ -109,10 +114,7 @@ func (r *Reconciler) Sync(ctx context.Context, key string) time.Duration {
 	if err != nil {
 		return 5 * time.Second
 	}
-	interval, _ := time.ParseDuration(repo.Spec.Interval)
-	if interval <= 0 {
-		interval = 5 * time.Minute
-	}
+	interval := interval(repo)
 	if repo.DeletionTimestamp != nil {
 		return r.finalize(ctx, repo)
 	}
@@ -126,7 +128,7 @@ func (r *Reconciler) Sync(ctx context.Context, key string) time.Duration {
 	}
 	if ok := r.syncOnce(ctx, repo); ok {
 		r.failures.Delete(key)
-		return r.untilDriftDue(key, jitter(interval))
+		return r.next(key, interval)
 	}
 	// Failures retry sooner than the interval, backing off from 5s.
 	n, _ := r.failures.LoadOrStore(key, 0)
@@ -135,8 +137,22 @@ func (r *Reconciler) Sync(ctx context.Context, key string) time.Duration {
 	return min(interval, time.Duration(5<<min(count-1, 10))*time.Second)
 }
 
-// untilDriftDue shortens next to when a held-back drift correction falls due.
-func (r *Reconciler) untilDriftDue(key string, next time.Duration) time.Duration {
+func interval(repo *v1alpha1.GitRepository) time.Duration {
+	d, _ := time.ParseDuration(repo.Spec.Interval)
+	if d <= 0 {
+		return 5 * time.Minute
+	}
+	return d
+}
+
+// next says when a worker that synced looks again: after the interval (with
+// jitter) since it last listed the remote, since syncs the drift watch
+// woke do not list, or when a held-back drift correction falls due.
+func (r *Reconciler) next(key string, interval time.Duration) time.Duration {
+	next := jitter(interval)
+	if listed, ok := r.listedAt.Load(key); ok {
+		next = min(next, max(time.Until(listed.(time.Time).Add(next)), 100*time.Millisecond))
+	}
 	if r.drift == nil {
 		return next
 	}
@@ -146,10 +162,16 @@ func (r *Reconciler) untilDriftDue(key string, next time.Duration) time.Duration
 	return next
 }
 
+// WokenByDrift notes that the drift watch woke key's worker, so its sync
+// may skip listing the remote.
+func (r *Reconciler) WokenByDrift(key string) { r.driftWakes.Store(key, struct{}{}) }
+
 // Forget drops what the reconciler keeps about a deleted GitRepository.
 func (r *Reconciler) Forget(key string) {
 	r.failures.Delete(key)
 	r.pushes.Delete(key)
+	r.driftWakes.Delete(key)
+	r.listedAt.Delete(key)
 	if r.drift != nil {
 		r.drift.forget(key)
 	}
@@ -234,41 +256,63 @@ func failed(reason, commit string, err error) *stageError {
 // run takes the stages in order; a nil outcome with no error means idle.
 func (r *Reconciler) run(ctx context.Context, repo *v1alpha1.GitRepository, pending *v1alpha1.SyncRequestRecord,
 	push *v1alpha1.PushRecord) (*outcome, error) {
+	key := repo.Namespace + "/" + repo.Name
 	src, err := r.resolve(ctx, repo, pending)
 	if err != nil {
 		return nil, err
 	}
-	commit, err := r.latest(ctx, pending, push, src)
+	commit, err := r.commitToSync(ctx, key, repo, pending, push, src)
 	if err != nil {
 		return nil, err
 	}
 	var suspects map[manifest.ID]bool
 	if r.upToDate(repo, pending, commit) {
-		if r.drift == nil || driftMode(repo) == v1alpha1.DriftIgnore && !r.anyHeld(repo) {
+		if r.drift == nil || driftMode(repo) == v1alpha1.DriftIgnore {
 			return nil, nil
 		}
-		if suspects = r.drift.suspects(ctx, repo.Namespace+"/"+repo.Name, repo); len(suspects) == 0 {
+		if suspects = r.drift.suspects(ctx, key, repo); len(suspects) == 0 {
 			return nil, nil
 		}
 	}
-	tree, err := r.Git.Files(ctx, src, commit, repo.Spec.Path)
-	if err != nil {
-		return nil, failed(git.Reason(err), commit, err)
-	}
-	objects, err := r.render(ctx, repo, src, tree)
+	objects, err := r.renderCommit(ctx, repo, src, commit)
 	if err != nil {
 		return nil, err
 	}
 	out := &outcome{commit: commit, driftOnly: suspects != nil}
+	out.drift = r.driftPolicy(ctx, repo, src, commit, objects, suspects)
 	force := pending != nil && pending.Force
-	out.result, out.drift, err = r.apply(ctx, repo, objects, force, commit, suspects)
+	out.result, err = r.apply(ctx, repo, objects, force, commit, out.drift)
+	if err == nil && r.drift != nil {
+		r.drift.watch(ctx, out.result.Inventory) // after the apply slot is released
+	}
 	return out, err
 }
 
-// anyHeld: drift mode Ignore still lists objects held by the break-glass
-// annotation, so their watch is consulted.
-func (r *Reconciler) anyHeld(repo *v1alpha1.GitRepository) bool {
-	return repo.Status.Drift != nil && repo.Status.Drift.Held > 0
+// commitToSync lists the remote for the commit to sync, except when only
+// the drift watch woke the worker and the remote was listed within the
+// interval: drift is corrected against the commit already applied, at no
+// cost to the git server.
+func (r *Reconciler) commitToSync(ctx context.Context, key string, repo *v1alpha1.GitRepository,
+	pending *v1alpha1.SyncRequestRecord, push *v1alpha1.PushRecord, src git.Source) (string, error) {
+	_, driftWake := r.driftWakes.LoadAndDelete(key)
+	if listed, ok := r.listedAt.Load(key); ok && driftWake && pending == nil && push == nil &&
+		r.upToDate(repo, nil, repo.Status.LastSyncedCommit) && time.Since(listed.(time.Time)) < interval(repo) {
+		return repo.Status.LastSyncedCommit, nil
+	}
+	commit, err := r.latest(ctx, pending, push, src)
+	if err == nil {
+		r.listedAt.Store(key, time.Now())
+	}
+	return commit, err
+}
+
+// renderCommit reads the path of commit and renders it.
+func (r *Reconciler) renderCommit(ctx context.Context, repo *v1alpha1.GitRepository, src git.Source, commit string) ([]manifest.Object, error) {
+	tree, err := r.Git.Files(ctx, src, commit, repo.Spec.Path)
+	if err != nil {
+		return nil, failed(git.Reason(err), commit, err)
+	}
+	return r.render(ctx, repo, src, tree)
 }
 
 // resolve says what to fetch: the spec's ref, or the pending request's
@@ -346,29 +390,30 @@ func (r *Reconciler) render(ctx context.Context, repo *v1alpha1.GitRepository, s
 }
 
 // apply puts the objects in the cluster with the GitRepository's identity,
-// holding one of the shared apply slots. With suspects (a sync of the commit
-// already applied) only those objects are compared, nothing is pruned, and
-// the drift policy decides what is written.
+// holding one of the shared apply slots. With a drift policy of a sync of
+// suspects (the commit already applied) only those objects are compared and
+// nothing is pruned; the policy decides what is written.
 func (r *Reconciler) apply(ctx context.Context, repo *v1alpha1.GitRepository, objects []manifest.Object, force bool,
-	commit string, suspects map[manifest.ID]bool) (*apply.Result, *driftSync, error) {
+	commit string, policy *driftSync) (*apply.Result, error) {
 	applier, err := r.Appliers.For(repo.Namespace, repo.Spec.ServiceAccountName)
 	if err != nil {
-		return nil, nil, failed(apply.ReasonApplyFailed, commit, err)
+		return nil, failed(apply.ReasonApplyFailed, commit, err)
 	}
 	target := targetNamespace(repo)
+	previous := fromInventory(repo.Status.Inventory)
 	opts := apply.Options{
 		DefaultNamespace: target,
-		Prune:            (repo.Spec.Prune == nil || *repo.Spec.Prune) && suspects == nil,
-		Previous:         fromInventory(repo.Status.Inventory),
+		Prune:            repo.Spec.Prune == nil || *repo.Spec.Prune,
+		Previous:         previous,
 		Force:            force,
 		Adopt:            repo.Spec.Adopt,
 		Ignore:           ignoreRules(repo),
 	}
-	policy := r.driftPolicy(repo, objects, suspects)
 	if policy != nil {
-		if suspects != nil {
+		if !policy.fullSync {
+			opts.Prune = false
 			objects = slices.DeleteFunc(slices.Clone(objects), func(o manifest.Object) bool {
-				return !suspects[keyOfObject(o, target)]
+				return !policy.examined[keyOfObject(o, target)]
 			})
 		}
 		opts.Write = policy.decide
@@ -376,39 +421,59 @@ func (r *Reconciler) apply(ctx context.Context, repo *v1alpha1.GitRepository, ob
 	}
 	release, err := r.ApplySlots.Acquire(ctx, repo.Namespace)
 	if err != nil {
-		return nil, nil, failed(git.ReasonTimeout, commit, errors.New("timed out waiting for an apply slot"))
+		return nil, failed(git.ReasonTimeout, commit, errors.New("timed out waiting for an apply slot"))
 	}
 	defer release()
 	result, err := applier.Apply(ctx, apply.Owner{Namespace: repo.Namespace, Name: repo.Name}, objects, opts)
 	if err != nil {
-		return nil, nil, failed(reasonOf(err), commit, err)
+		if policy != nil {
+			policy.failed()
+		}
+		return nil, failed(reasonOf(err), commit, err)
 	}
 	if policy != nil {
-		policy.settle(result, objects)
-		r.drift.watch(ctx, result.Inventory)
+		inventory := result.Inventory
+		if !policy.fullSync {
+			inventory = previous
+		}
+		policy.settle(result, objects, inventory)
 	}
-	return result, policy, nil
+	return result, nil
 }
 
 // driftPolicy is this sync's drift policy, nil when drift handling is off.
-func (r *Reconciler) driftPolicy(repo *v1alpha1.GitRepository, objects []manifest.Object, suspects map[manifest.ID]bool) *driftSync {
+// With suspects it compares only them; otherwise every object, telling what
+// git changed (always written) from drift (written by policy).
+func (r *Reconciler) driftPolicy(ctx context.Context, repo *v1alpha1.GitRepository, src git.Source, commit string,
+	objects []manifest.Object, suspects map[manifest.ID]bool) *driftSync {
 	if r.drift == nil {
 		return nil
 	}
 	key := repo.Namespace + "/" + repo.Name
 	target := targetNamespace(repo)
-	s := &driftSync{book: r.drift, key: key, target: target, mode: driftMode(repo), gitChanged: suspects == nil,
-		grace: gracePeriod(repo), now: time.Now(), examined: suspects}
-	if s.mode == v1alpha1.DriftIgnore {
-		s.mode = v1alpha1.DriftCorrect // nothing was suspected; git changes are written
+	s := &driftSync{book: r.drift, key: key, target: target, mode: driftMode(repo), grace: gracePeriod(repo),
+		now: time.Now(), fullSync: suspects == nil, examined: suspects}
+	if !s.fullSync {
+		return s
 	}
-	if s.gitChanged {
-		s.changed = r.drift.changedSince(key, target, objects)
-		s.examined = map[manifest.ID]bool{}
-		for _, o := range objects {
-			s.examined[keyOfObject(o, target)] = true
+	s.examined = map[manifest.ID]bool{}
+	for _, o := range objects {
+		s.examined[keyOfObject(o, target)] = true
+	}
+	var previous []manifest.Object
+	if last := repo.Status.LastSyncedCommit; last != "" && r.drift.needsPrevious(key, repo) {
+		// Since a restart nothing says what git held before: render the
+		// commit last applied, so a drifted object git did not change stays
+		// held back. If that fails, git wins.
+		if last == commit {
+			previous = objects
+		} else if rendered, err := r.renderCommit(ctx, repo, src, last); err == nil {
+			previous = rendered
+		} else {
+			klog.V(2).InfoS("Rendering the last applied commit to tell git's changes from drift", "gitrepository", key, "err", err)
 		}
 	}
+	s.changedInGit = r.drift.changedSince(key, target, objects, previous)
 	return s
 }
 
@@ -459,6 +524,10 @@ func (r *Reconciler) reportDrift(ctx context.Context, repo *v1alpha1.GitReposito
 	out *outcome, start time.Time) bool {
 	driftStatus := r.driftStatus(repo)
 	message := repo.Status.Message
+	r.driftEvents(repo, start)
+	if push == nil && apiequality.Semantic.DeepEqual(driftStatus, repo.Status.Drift) {
+		return true // a re-check that found what the status says already
+	}
 	err := r.writeStatus(ctx, repo, func(s *v1alpha1.GitRepositoryStatus, generation int64) {
 		s.Drift = driftStatus
 		if push != nil {
@@ -471,7 +540,6 @@ func (r *Reconciler) reportDrift(ctx context.Context, repo *v1alpha1.GitReposito
 		return false
 	}
 	r.pushShown(repo.Namespace+"/"+repo.Name, push)
-	r.driftEvents(repo, start)
 	return true
 }
 

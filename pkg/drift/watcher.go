@@ -7,7 +7,6 @@ package drift
 
 import (
 	"context"
-	"fmt"
 	"strings"
 	"sync"
 
@@ -64,12 +63,13 @@ func NewWatcher(ctx context.Context, client metadata.Interface, notify Notify) *
 }
 
 // Watch starts watching resource unless it is watched already (at any
-// version: one watch per group and resource).
-func (w *Watcher) Watch(resource schema.GroupVersionResource) {
+// version: one watch per group and resource), and returns whether the watch
+// has listed.
+func (w *Watcher) Watch(resource schema.GroupVersionResource) cache.InformerSynced {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if _, ok := w.watching[resource.GroupResource()]; ok {
-		return
+	if informer, ok := w.watching[resource.GroupResource()]; ok {
+		return informer.HasSynced
 	}
 	informer := metadatainformer.NewFilteredMetadataInformer(w.client, resource, metav1.NamespaceAll, 0, cache.Indexers{},
 		func(o *metav1.ListOptions) { o.LabelSelector = apply.LabelName }).Informer()
@@ -95,10 +95,10 @@ func (w *Watcher) Watch(resource schema.GroupVersionResource) {
 	})
 	if err != nil {
 		klog.ErrorS(err, "Watching for drift", "resource", resource)
-		return
 	}
 	w.watching[resource.GroupResource()] = informer
 	go informer.RunWithContext(w.ctx)
+	return informer.HasSynced
 }
 
 // Lookup says what the watch holds of obj; ok is false while the watch of
@@ -136,20 +136,6 @@ func (w *Watcher) Watched() int {
 		n += len(informer.GetStore().ListKeys())
 	}
 	return n
-}
-
-// WaitForSync waits until every watch has listed, or ctx ends.
-func (w *Watcher) WaitForSync(ctx context.Context) error {
-	w.mu.Lock()
-	var synced []cache.InformerSynced
-	for _, informer := range w.watching {
-		synced = append(synced, informer.HasSynced)
-	}
-	w.mu.Unlock()
-	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
-		return fmt.Errorf("the drift watches did not list: %w", ctx.Err())
-	}
-	return nil
 }
 
 func (w *Watcher) tell(resource schema.GroupVersionResource, meta *metav1.PartialObjectMetadata, seen Observed) {

@@ -147,7 +147,9 @@ func validateIgnoreRule(rule alumiini.DriftIgnoreRule, fldPath *field.Path) fiel
 }
 
 // checkIgnorePath accepts a JSON pointer into an object's spec, data or
-// other content, never its identity or alumiini's own labels.
+// other content, or to one of its labels or annotations; never to the
+// object's identity, the metadata the API server keeps, its status (never
+// applied, so never drift) or alumiini's own labels and annotations.
 func checkIgnorePath(p string) string {
 	switch {
 	case !strings.HasPrefix(p, "/") || len(p) < 2:
@@ -158,14 +160,17 @@ func checkIgnorePath(p string) string {
 		return fmt.Sprintf("must have at most %d segments", maxJSONPointerSegment)
 	case strings.Contains(p, "~") && !validEscapes(p):
 		return "'~' must be escaped as ~0, and '/' inside a key as ~1"
-	}
-	for _, fixed := range []string{"/apiVersion", "/kind", "/metadata/name", "/metadata/namespace", "/metadata/labels", "/metadata/annotations", "/status"} {
-		if p == fixed || (fixed != "/metadata/labels" && fixed != "/metadata/annotations" && strings.HasPrefix(p, fixed+"/")) {
-			return "names a field alumiini needs to identify the object; ignore a field inside it instead"
+	case p == "/status" || strings.HasPrefix(p, "/status/"):
+		return "status is never applied, so it never drifts"
+	case strings.HasPrefix(p, "/metadata/labels/") || strings.HasPrefix(p, "/metadata/annotations/"):
+		if key := strings.TrimPrefix(strings.TrimPrefix(p, "/metadata/labels/"), "/metadata/annotations/"); key == "" || strings.Contains(key, "/") {
+			return "must name one label or annotation, e.g. /metadata/annotations/example.com~1owner"
+		} else if strings.HasPrefix(key, "alumiini.false.systems~1") {
+			return "names a label or annotation alumiini needs to manage the object"
 		}
-	}
-	if strings.HasPrefix(p, "/metadata/labels/alumiini.false.systems~1") || strings.HasPrefix(p, "/metadata/annotations/alumiini.false.systems~1") {
-		return "names a label or annotation alumiini needs to identify the object"
+		return ""
+	case p == "/apiVersion" || p == "/kind" || p == "/metadata" || strings.HasPrefix(p, "/metadata/"):
+		return "names the object's identity or metadata the API server keeps; only spec-like fields, labels and annotations may be ignored"
 	}
 	return ""
 }

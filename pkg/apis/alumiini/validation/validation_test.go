@@ -294,3 +294,19 @@ func TestRedactURL(t *testing.T) {
 		}
 	}
 }
+
+func TestIgnorePaths(t *testing.T) {
+	for p, ok := range map[string]bool{
+		"/spec/replicas": true, "/data/version": true, "/spec/template/spec/containers/0/image": true,
+		"/metadata/annotations/example.com~1owner": true, "/metadata/labels/team": true,
+		"/metadata": false, "/metadata/managedFields": false, "/metadata/ownerReferences": false, "/metadata/finalizers": false,
+		"/metadata/uid": false, "/metadata/name": false, "/metadata/labels": false, "/metadata/labels/": false,
+		"/metadata/labels/alumiini.false.systems~1name": false, "/metadata/annotations/alumiini.false.systems~1suspend-heal": false,
+		"/metadata/labels/a/b": false, "/status": false, "/status/replicas": false, "/kind": false, "spec/replicas": false,
+		"/spec/~2": false,
+	} {
+		if got := checkIgnorePath(p) == ""; got != ok {
+			t.Errorf("%s: accepted %v, want %v (%s)", p, got, ok, checkIgnorePath(p))
+		}
+	}
+}
