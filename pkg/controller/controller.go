@@ -59,8 +59,6 @@ type Config struct {
 	// URLKey folds a repository URL to the key pushes are matched by
 	// (webhook.MatchKey); nil leaves GitRepositories unindexed.
 	URLKey func(url string) string
-	// DisableDrift turns off the drift watches.
-	DisableDrift bool
 }
 
 // Controller watches GitRepositories and runs their workers.
@@ -149,13 +147,11 @@ func perNamespace(cfg Config) int {
 // Run watches GitRepositories until ctx ends.
 func (c *Controller) Run(ctx context.Context) error {
 	defer c.broadcast.Shutdown()
-	if !c.config.DisableDrift {
-		meta, err := metadata.NewForConfig(c.config.TargetConfig)
-		if err != nil {
-			return fmt.Errorf("building the metadata client for drift watches: %w", err)
-		}
-		c.reconciler.drift = newDriftBook(drift.NewWatcher(ctx, meta, c.onDrift), c.appliers.mapper)
+	meta, err := metadata.NewForConfig(c.config.TargetConfig)
+	if err != nil {
+		return fmt.Errorf("building the metadata client for drift watches: %w", err)
 	}
+	c.reconciler.drift = newDriftBook(drift.NewWatcher(ctx, meta, c.onDrift), c.appliers.mapper)
 	opts := c.config.Supervisor
 	opts.OnStall = c.reconciler.Stall
 	c.mu.Lock()
@@ -163,7 +159,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	c.mu.Unlock()
 
 	informer := c.factory.Alumiini().V1alpha1().GitRepositories().Informer()
-	_, err := informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
+	_, err = informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: func(obj interface{}) {
 			if key, err := cache.MetaNamespaceKeyFunc(obj); err == nil {
 				c.supervisor.Ensure(key)
@@ -244,9 +240,9 @@ func (c *Controller) Repositories(key string) []*v1alpha1.GitRepository {
 }
 
 // Push records a push webhook on repo and makes it sync now, or, within a
-// burst, once more at the end of pushWindow; the Event names the sender,
-// the delivery and the commit. Nothing is written to the API until the sync
-// reports.
+// burst, once more at the end of pushWindow; an Event names the sender, the
+// ref and the delivery (the client's spam filter bounds Events per object).
+// The status shows the push when the sync reports.
 func (c *Controller) Push(repo *v1alpha1.GitRepository, push v1alpha1.PushRecord) {
 	key := repo.Namespace + "/" + repo.Name
 	c.reconciler.NotePush(key, push)
@@ -255,8 +251,10 @@ func (c *Controller) Push(repo *v1alpha1.GitRepository, push v1alpha1.PushRecord
 	if delivery == "" {
 		delivery = "(none given)"
 	}
-	c.reconciler.Recorder.Eventf(repo, corev1.EventTypeNormal, "PushReceived", "%s push to %s, commit %s, delivery %s",
-		push.Provider, push.Ref, short(push.Commit), delivery)
+	// The commit is left out: the payload says it, not the remote, and the
+	// status shows it once this GitRepository's own listing confirms it.
+	c.reconciler.Recorder.Eventf(repo, corev1.EventTypeNormal, "PushReceived", "%s push to %s, delivery %s",
+		push.Provider, push.Ref, delivery)
 }
 
 func newRequest(old, repo *v1alpha1.GitRepository) bool {

@@ -80,7 +80,7 @@ type driftedObject struct {
 	// because git changed the object, not to correct it.
 	correcting, byGit bool
 	correctedAt       time.Time
-	message     string
+	message           string
 }
 
 // drifting: it differs from git now and was left so.

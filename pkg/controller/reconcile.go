@@ -501,7 +501,7 @@ func (r *Reconciler) report(ctx context.Context, repo *v1alpha1.GitRepository, p
 		s.Inventory = toInventory(result.Inventory)
 		s.Drift = driftStatus
 		if push != nil {
-			s.LastPush = push
+			s.LastPush = confirmed(push, commit)
 		}
 		setReady(s, generation, message, driftStatus)
 		answer(s, pending, v1alpha1.PhaseSynced, commit, message, counts, time.Since(start))
@@ -531,7 +531,7 @@ func (r *Reconciler) reportDrift(ctx context.Context, repo *v1alpha1.GitReposito
 	err := r.writeStatus(ctx, repo, func(s *v1alpha1.GitRepositoryStatus, generation int64) {
 		s.Drift = driftStatus
 		if push != nil {
-			s.LastPush = push
+			s.LastPush = confirmed(push, out.commit)
 		}
 		setReady(s, generation, message, driftStatus)
 	})
@@ -550,13 +550,27 @@ func (r *Reconciler) showPush(ctx context.Context, repo *v1alpha1.GitRepository,
 	if push == nil {
 		return true
 	}
-	err := r.writeStatus(ctx, repo, func(s *v1alpha1.GitRepositoryStatus, _ int64) { s.LastPush = push })
+	err := r.writeStatus(ctx, repo, func(s *v1alpha1.GitRepositoryStatus, _ int64) {
+		s.LastPush = confirmed(push, repo.Status.LastSyncedCommit)
+	})
 	if err != nil {
 		klog.ErrorS(err, "Writing status", "gitrepository", klog.KObj(repo))
 		return false
 	}
 	r.pushShown(repo.Namespace+"/"+repo.Name, push)
 	return true
+}
+
+// confirmed is the push as the status shows it: with its commit only once
+// this GitRepository's own listing of the remote saw that commit. A platform
+// webhook authorizes every GitRepository on the pushed URL, also one whose
+// writer cannot read the repository; the payload's commit must not reach it.
+func confirmed(push *v1alpha1.PushRecord, listed string) *v1alpha1.PushRecord {
+	shown := *push
+	if shown.Commit != listed {
+		shown.Commit = ""
+	}
+	return &shown
 }
 
 func (r *Reconciler) driftStatus(repo *v1alpha1.GitRepository) *v1alpha1.DriftStatus {
@@ -621,7 +635,7 @@ func (r *Reconciler) fail(ctx context.Context, repo *v1alpha1.GitRepository, pen
 	message = truncate(message)
 	err := r.writeStatus(ctx, repo, func(s *v1alpha1.GitRepositoryStatus, generation int64) {
 		if push != nil {
-			s.LastPush = push
+			s.LastPush = confirmed(push, commit)
 		}
 		s.Phase = v1alpha1.PhaseFailed
 		s.ObservedGeneration = generation

@@ -28,8 +28,11 @@ const (
 	defaultSecretTTL     = 10 * time.Second
 
 	// maxSecretsPerRequest bounds the Secrets one request may make the
-	// receiver read and check, however many GitRepositories share its URL.
-	maxSecretsPerRequest = 64
+	// receiver read and check, however many GitRepositories share its URL,
+	// and maxSecretsPerNamespace those of one namespace, so a tenant's many
+	// GitRepositories on a victim's URL cannot use up the whole budget.
+	maxSecretsPerRequest   = 64
+	maxSecretsPerNamespace = 4
 
 	hooksPrefix = "/hooks/"
 )
@@ -398,6 +401,7 @@ func (d *delivery) authorize(ctx context.Context, candidates []*v1alpha1.GitRepo
 		return auth
 	}
 	verified := make(map[types.NamespacedName]bool)
+	perNamespace := make(map[string]int)
 	for _, repo := range candidates {
 		if repo.Spec.Webhook == nil || repo.Spec.Webhook.SecretRef.Name == "" {
 			continue
@@ -405,10 +409,11 @@ func (d *delivery) authorize(ctx context.Context, candidates []*v1alpha1.GitRepo
 		name := types.NamespacedName{Namespace: repo.Namespace, Name: repo.Spec.Webhook.SecretRef.Name}
 		ok, checked := verified[name]
 		if !checked {
-			if len(verified) >= maxSecretsPerRequest {
+			if len(verified) >= maxSecretsPerRequest || perNamespace[name.Namespace] >= maxSecretsPerNamespace {
 				auth.capped = true
 				continue
 			}
+			perNamespace[name.Namespace]++
 			data, err := d.h.secrets.get(ctx, name)
 			if err != nil {
 				klog.ErrorS(err, "Reading a webhook Secret", "secret", name)

@@ -17,6 +17,9 @@ const (
 	maxCachedSecrets = 4096
 	// secretReadTimeout bounds one read of a Secret.
 	secretReadTimeout = 10 * time.Second
+	// maxSecretValueBytes: a webhook secret longer than this is not kept
+	// (and so never verifies); providers' own limits are far below it.
+	maxSecretValueBytes = 1024
 )
 
 // secretCache remembers Secrets' data for a short while, so a burst of pushes
@@ -65,6 +68,7 @@ func (c *secretCache) get(ctx context.Context, key types.NamespacedName) (map[st
 		if err != nil {
 			return nil, fmt.Errorf("reading Secret %s: %w", key, err)
 		}
+		data = usedKeys(data)
 		c.store(key, data)
 		return data, nil
 	})
@@ -80,11 +84,31 @@ func (c *secretCache) get(ctx context.Context, key types.NamespacedName) (map[st
 	}
 }
 
+// usedKeys keeps of a Secret only what the receiver checks signatures with:
+// "token" and the providers' keys, each at most maxSecretValueBytes. A
+// tenant's webhook Secret may hold anything; the cache must not.
+func usedKeys(data map[string][]byte) map[string][]byte {
+	kept := map[string][]byte{}
+	for key, value := range data {
+		if _, provider := providers[key]; (key == "token" || provider) && len(value) <= maxSecretValueBytes {
+			kept[key] = value
+		}
+	}
+	if len(kept) == 0 {
+		return nil
+	}
+	return kept
+}
+
 func (c *secretCache) lookup(key types.NamespacedName) (map[string][]byte, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := c.entries[key]
-	if !ok || !c.now().Before(e.expires) {
+	if ok && !c.now().Before(e.expires) {
+		delete(c.entries, key) // expired: drop it now, not when the cache is full
+		ok = false
+	}
+	if !ok {
 		return nil, false
 	}
 	return e.data, true

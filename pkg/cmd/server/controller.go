@@ -208,11 +208,6 @@ func (o *Options) addController(server *apiserver.Server) error {
 		}()
 		// The receiver is part of the controller: without the controller
 		// there is nothing to trigger.
-		go func() {
-			if err := o.Webhook.runWebhook(hook.Context, c, target); err != nil {
-				klog.ErrorS(err, "The webhook receiver stopped")
-			}
-		}()
-		return nil
+		return o.Webhook.startWebhook(hook.Context, c, target)
 	})
 }

@@ -79,9 +79,11 @@ func (o *WebhookOptions) platformSecret() (types.NamespacedName, error) {
 	return types.NamespacedName{Namespace: namespace, Name: name}, nil
 }
 
-// runWebhook serves push webhooks for c until ctx ends, reading Secrets
-// with the controller's own identity.
-func (o *WebhookOptions) runWebhook(ctx context.Context, c *controller.Controller, target *rest.Config) error {
+// startWebhook listens for push webhooks for c and serves them until ctx
+// ends, reading Secrets with the controller's own identity. A port that
+// cannot be bound fails the start: webhooks silently off are what users of
+// other tools complain about.
+func (o *WebhookOptions) startWebhook(ctx context.Context, c *controller.Controller, target *rest.Config) error {
 	if o.BindAddress == "" {
 		klog.InfoS("The webhook receiver is off (no --webhook-bind-address)")
 		return nil
@@ -112,5 +114,14 @@ func (o *WebhookOptions) runWebhook(ctx context.Context, c *controller.Controlle
 			return secret.Data, nil
 		},
 	})
-	return webhook.NewServer(o.BindAddress, o.CertFile, o.KeyFile, handler).Run(ctx)
+	server := webhook.NewServer(o.BindAddress, o.CertFile, o.KeyFile, handler)
+	if err := server.Listen(); err != nil {
+		return fmt.Errorf("the webhook receiver: %w", err)
+	}
+	go func() {
+		if err := server.Run(ctx); err != nil {
+			klog.ErrorS(err, "The webhook receiver stopped")
+		}
+	}()
+	return nil
 }

@@ -120,7 +120,7 @@ func schema_pkg_apis_alumiini_v1alpha1_DriftIgnoreRule(ref common.ReferenceCallb
 				Properties: map[string]spec.Schema{
 					"group": {
 						SchemaProps: spec.SchemaProps{
-							Description: "Group of the objects' kind; empty for the core group.",
+							Description: "Group of the objects' kind, as in their apiVersion: apps for a Deployment; empty only for the core group (ConfigMap, Service, …). A rule matches only the group it names.",
 							Type:        []string{"string"},
 							Format:      "",
 						},
@@ -147,7 +147,7 @@ func schema_pkg_apis_alumiini_v1alpha1_DriftIgnoreRule(ref common.ReferenceCallb
 							},
 						},
 						SchemaProps: spec.SchemaProps{
-							Description: "Paths are JSON pointers (RFC 6901) to the fields, e.g. /spec/replicas.",
+							Description: "Paths are JSON pointers (RFC 6901) to the fields, e.g. /spec/replicas, or one label or annotation (/metadata/annotations/example.com~1owner). A list index is a position: /spec/template/spec/containers/0/image is whatever container comes first.",
 							Type:        []string{"array"},
 							Items: &spec.SchemaOrArray{
 								Schema: &spec.Schema{
@@ -175,14 +175,14 @@ func schema_pkg_apis_alumiini_v1alpha1_DriftSpec(ref common.ReferenceCallback) c
 				Properties: map[string]spec.Schema{
 					"mode": {
 						SchemaProps: spec.SchemaProps{
-							Description: "Mode is Correct (re-apply the git state), Detect (report only) or Ignore. Defaults to Correct.",
+							Description: "Mode is Correct (re-apply the git state), Detect (report only; while an object differs from git, Ready is False with reason Drifted) or Ignore. Defaults to Correct. Drift is an object deleted, or a field alumiini applied (field manager \"alumiini\") changed by another field manager; status.drift names that manager.",
 							Type:        []string{"string"},
 							Format:      "",
 						},
 					},
 					"healGracePeriod": {
 						SchemaProps: spec.SchemaProps{
-							Description: "HealGracePeriod delays the correction of a hand edit, as a Go duration (0 to 24h), so an operator can hotfix and commit: the drift is reported at once and corrected only when the period has passed. A commit that changes the object meanwhile is applied at once. Defaults to 0.",
+							Description: "HealGracePeriod delays the correction of a hand edit, as a Go duration (0 to 24h), so an operator can hotfix and commit: the drift is reported at once and corrected only when the period has passed. A commit that changes the object meanwhile is applied at once. Defaults to 0. Grace periods are kept in memory: after a restart of alumiini they start over.",
 							Type:        []string{"string"},
 							Format:      "",
 						},
@@ -194,7 +194,7 @@ func schema_pkg_apis_alumiini_v1alpha1_DriftSpec(ref common.ReferenceCallback) c
 							},
 						},
 						SchemaProps: spec.SchemaProps{
-							Description: "Ignore lists fields alumiini neither corrects nor reports, such as the replica count of a Deployment under an autoscaler. After an object is created, git changes to these fields are not applied either: the live value is kept.",
+							Description: "Ignore lists fields alumiini neither corrects nor reports, such as the replica count of a Deployment under an autoscaler (group apps, kind Deployment, paths [/spec/replicas]). After an object is created, git changes to these fields are not applied either: the live value is kept.",
 							Type:        []string{"array"},
 							Items: &spec.SchemaOrArray{
 								Schema: &spec.Schema{

@@ -119,27 +119,33 @@ const (
 	// DriftDetect reports drift in status, an Event and a metric, and
 	// changes nothing.
 	DriftDetect DriftMode = "Detect"
-	// DriftIgnore neither watches for drift nor reports it.
+	// DriftIgnore neither looks for drift nor reports it; a sync of a new
+	// commit still writes every object that differs from git.
 	DriftIgnore DriftMode = "Ignore"
 )
 
 // DriftSpec says what alumiini does when an applied object is changed or
 // deleted by someone else.
 type DriftSpec struct {
-	// Mode is Correct (re-apply the git state), Detect (report only) or
-	// Ignore. Defaults to Correct.
+	// Mode is Correct (re-apply the git state), Detect (report only; while
+	// an object differs from git, Ready is False with reason Drifted) or
+	// Ignore. Defaults to Correct. Drift is an object deleted, or a field
+	// alumiini applied (field manager "alumiini") changed by another field
+	// manager; status.drift names that manager.
 	// +optional
 	Mode DriftMode `json:"mode,omitempty"`
 	// HealGracePeriod delays the correction of a hand edit, as a Go duration
 	// (0 to 24h), so an operator can hotfix and commit: the drift is reported
 	// at once and corrected only when the period has passed. A commit that
-	// changes the object meanwhile is applied at once. Defaults to 0.
+	// changes the object meanwhile is applied at once. Defaults to 0. Grace
+	// periods are kept in memory: after a restart of alumiini they start
+	// over.
 	// +optional
 	HealGracePeriod string `json:"healGracePeriod,omitempty"`
 	// Ignore lists fields alumiini neither corrects nor reports, such as the
-	// replica count of a Deployment under an autoscaler. After an object is
-	// created, git changes to these fields are not applied either: the live
-	// value is kept.
+	// replica count of a Deployment under an autoscaler (group apps, kind
+	// Deployment, paths [/spec/replicas]). After an object is created, git
+	// changes to these fields are not applied either: the live value is kept.
 	// +optional
 	// +listType=atomic
 	Ignore []DriftIgnoreRule `json:"ignore,omitempty"`
@@ -147,7 +153,9 @@ type DriftSpec struct {
 
 // DriftIgnoreRule names fields of some objects that drift leaves alone.
 type DriftIgnoreRule struct {
-	// Group of the objects' kind; empty for the core group.
+	// Group of the objects' kind, as in their apiVersion: apps for a
+	// Deployment; empty only for the core group (ConfigMap, Service, …). A
+	// rule matches only the group it names.
 	// +optional
 	Group string `json:"group,omitempty"`
 	// Kind of the objects, e.g. Deployment.
@@ -155,7 +163,10 @@ type DriftIgnoreRule struct {
 	// Name of one object; empty for every object of the kind.
 	// +optional
 	Name string `json:"name,omitempty"`
-	// Paths are JSON pointers (RFC 6901) to the fields, e.g. /spec/replicas.
+	// Paths are JSON pointers (RFC 6901) to the fields, e.g. /spec/replicas,
+	// or one label or annotation (/metadata/annotations/example.com~1owner).
+	// A list index is a position: /spec/template/spec/containers/0/image is
+	// whatever container comes first.
 	// +listType=atomic
 	Paths []string `json:"paths"`
 }

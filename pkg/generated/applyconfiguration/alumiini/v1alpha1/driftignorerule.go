@@ -23,13 +23,18 @@ package v1alpha1
 //
 // DriftIgnoreRule names fields of some objects that drift leaves alone.
 type DriftIgnoreRuleApplyConfiguration struct {
-	// Group of the objects' kind; empty for the core group.
+	// Group of the objects' kind, as in their apiVersion: apps for a
+	// Deployment; empty only for the core group (ConfigMap, Service, …). A
+	// rule matches only the group it names.
 	Group *string `json:"group,omitempty"`
 	// Kind of the objects, e.g. Deployment.
 	Kind *string `json:"kind,omitempty"`
 	// Name of one object; empty for every object of the kind.
 	Name *string `json:"name,omitempty"`
-	// Paths are JSON pointers (RFC 6901) to the fields, e.g. /spec/replicas.
+	// Paths are JSON pointers (RFC 6901) to the fields, e.g. /spec/replicas,
+	// or one label or annotation (/metadata/annotations/example.com~1owner).
+	// A list index is a position: /spec/template/spec/containers/0/image is
+	// whatever container comes first.
 	Paths []string `json:"paths,omitempty"`
 }
 

@@ -28,18 +28,23 @@ import (
 // DriftSpec says what alumiini does when an applied object is changed or
 // deleted by someone else.
 type DriftSpecApplyConfiguration struct {
-	// Mode is Correct (re-apply the git state), Detect (report only) or
-	// Ignore. Defaults to Correct.
+	// Mode is Correct (re-apply the git state), Detect (report only; while
+	// an object differs from git, Ready is False with reason Drifted) or
+	// Ignore. Defaults to Correct. Drift is an object deleted, or a field
+	// alumiini applied (field manager "alumiini") changed by another field
+	// manager; status.drift names that manager.
 	Mode *alumiiniv1alpha1.DriftMode `json:"mode,omitempty"`
 	// HealGracePeriod delays the correction of a hand edit, as a Go duration
 	// (0 to 24h), so an operator can hotfix and commit: the drift is reported
 	// at once and corrected only when the period has passed. A commit that
-	// changes the object meanwhile is applied at once. Defaults to 0.
+	// changes the object meanwhile is applied at once. Defaults to 0. Grace
+	// periods are kept in memory: after a restart of alumiini they start
+	// over.
 	HealGracePeriod *string `json:"healGracePeriod,omitempty"`
 	// Ignore lists fields alumiini neither corrects nor reports, such as the
-	// replica count of a Deployment under an autoscaler. After an object is
-	// created, git changes to these fields are not applied either: the live
-	// value is kept.
+	// replica count of a Deployment under an autoscaler (group apps, kind
+	// Deployment, paths [/spec/replicas]). After an object is created, git
+	// changes to these fields are not applied either: the live value is kept.
 	Ignore []DriftIgnoreRuleApplyConfiguration `json:"ignore,omitempty"`
 }
 
