@@ -465,6 +465,11 @@ func (c *Cache) fetchOnce(ctx context.Context, src Source, st *store, want plumb
 	if err := c.download(ctx, repo, src, auth); err != nil {
 		return plumbing.ZeroHash, err
 	}
+	if err := compact(repo, storage); err != nil {
+		// The store stays usable as it was: compaction only rewrites what the
+		// refs need, and removes old packs after the new one is written.
+		klog.ErrorS(err, "Compacting a git cache store", "dir", st.dir)
+	}
 	if hasCommit(repo, want) {
 		return want, nil
 	}

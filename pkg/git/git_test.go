@@ -62,6 +62,9 @@ func syncOnce(ctx context.Context, c *Cache, src Source, path string) (*Tree, er
 }
 
 func paths(tree *Tree) []string {
+	if tree == nil {
+		return nil
+	}
 	var out []string
 	for _, f := range tree.Files {
 		out = append(out, f.Path)
@@ -571,5 +574,51 @@ func TestAPushRefreshesTheListingOnceForEveryoneOnTheURL(t *testing.T) {
 	c.Refresh(src, receivedAt)
 	if _, err := c.Latest(ctx, src); err != nil || s.Requests("app.git").RefListings-before != 1 {
 		t.Errorf("a repeated refresh for one push listed again: %v", err)
+	}
+}
+
+// TestAStoreStaysCompactHoweverManyPushes: every shallow fetch adds a pack
+// and a shallow line, which made each later fetch of the URL slower; the
+// store is compacted to what its refs need, and a pinned commit survives.
+func TestAStoreStaysCompactHoweverManyPushes(t *testing.T) {
+	s := newServer(t, gitserver.Options{})
+	pinned := commit(t, s, "app", manifests)
+	dir := t.TempDir()
+	c := newCache(t, Options{Dir: dir, ListingTTL: time.Nanosecond})
+	ctx := context.Background()
+	branch := Source{URL: s.BaseURL() + "/app.git", Branch: "main"}
+	pin := Source{URL: branch.URL, Commit: pinned}
+	if _, err := c.Files(ctx, pin, pinned, "deploy"); err != nil {
+		t.Fatal(err)
+	}
+	var last string
+	for i := range 3 * maxPacks {
+		last = commit(t, s, "app", map[string]gitserver.File{"deploy/x.yaml": {Content: fmt.Sprintf("kind: ConfigMap\nv: %d\n", i)}})
+		if _, err := syncOnce(ctx, c, branch, "deploy"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	packs, _ := filepath.Glob(filepath.Join(dir, "*", "objects", "pack", "*.pack"))
+	shallow, _ := filepath.Glob(filepath.Join(dir, "*", "shallow"))
+	lines := 0
+	for _, f := range shallow {
+		data, _ := os.ReadFile(f)
+		lines += strings.Count(string(data), "\n")
+	}
+	if len(packs) > maxPacks+1 || lines > maxPacks+2 {
+		t.Errorf("after %d pushes the store holds %d packs and %d shallow lines", 3*maxPacks, len(packs), lines)
+	}
+	before := s.Requests("app.git").Fetches
+	for _, read := range []struct {
+		src    Source
+		commit string
+	}{{pin, pinned}, {branch, last}} {
+		tree, err := c.Files(ctx, read.src, read.commit, "deploy")
+		if err != nil || tree.Commit != read.commit || len(tree.Files) < 2 {
+			t.Errorf("reading %s after compaction: %v %v", read.commit[:7], err, paths(tree))
+		}
+	}
+	if got := s.Requests("app.git").Fetches - before; got != 0 {
+		t.Errorf("compaction lost what the refs name: reading them again fetched %d times", got)
 	}
 }
