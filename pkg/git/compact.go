@@ -135,6 +135,8 @@ func writePack(storage *filesystem.Storage, objects []plumbing.Hash) (err error)
 			err = cerr
 		}
 	}()
-	_, err = packfile.NewEncoder(w, storage, false).Encode(objects, 10)
+	// No delta search (window 0): compaction costs time linear in the
+	// objects kept, whatever a hostile repository's blobs look like.
+	_, err = packfile.NewEncoder(w, storage, false).Encode(objects, 0)
 	return err
 }
