@@ -80,6 +80,10 @@ func TestShrinkKeepsOnlyWhatDriftNeeds(t *testing.T) {
 	if len(meta.ManagedFields) != 0 || meta.Annotations["description"] != "" || len(meta.Labels) != 0 {
 		t.Errorf("kept more than drift needs: %+v", meta.ObjectMeta)
 	}
+	again, _ := w.shrink(small)
+	if again.(*metav1.PartialObjectMetadata).Annotations[annotationFingerprint] != meta.Annotations[annotationFingerprint] {
+		t.Error("shrinking twice (client-go may) changed the fingerprint")
+	}
 	if meta.Annotations[annotationOwner] != "team/apps" || meta.Annotations[annotationFingerprint] == "" || meta.ResourceVersion != "123456" {
 		t.Errorf("lost what drift needs: %+v", meta.ObjectMeta)
 	}

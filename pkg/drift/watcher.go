@@ -164,6 +164,12 @@ func (w *Watcher) shrink(obj any) (any, error) {
 	if !ok {
 		return obj, nil // a tombstone: already shrunk
 	}
+	if _, shrunk := meta.Annotations[annotationFingerprint]; shrunk && len(meta.ManagedFields) == 0 {
+		// client-go may hand an object already in the store to the
+		// transform again (a relist); shrinking it twice would fingerprint
+		// its emptied managedFields.
+		return obj, nil
+	}
 	small := &metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{
 		Name: meta.Name, Namespace: meta.Namespace, ResourceVersion: meta.ResourceVersion,
 		Annotations: map[string]string{

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -281,4 +282,75 @@ func TestAFightWithAnotherWriterBacksOff(t *testing.T) {
 	if o.State != v1alpha1.DriftStateBackingOff && !strings.Contains(o.Message, "corrections in a row") {
 		t.Errorf("status does not say it is a fight: %+v", o)
 	}
+}
+
+// dryRunsAndWrites sums kube-apiserver's mutating requests on the given
+// resources, and among them dry-runs, from its own metrics.
+func dryRunsAndWrites(t *testing.T, resources ...string) (dryRuns, writes int) {
+	t.Helper()
+	metrics, err := cluster.Metrics(context.Background(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(metrics, "\n") {
+		if !strings.HasPrefix(line, "apiserver_request_total{") {
+			continue
+		}
+		counted := false
+		for _, r := range resources {
+			counted = counted || strings.Contains(line, `resource="`+r+`"`)
+		}
+		mutating := false
+		for _, verb := range []string{`verb="POST"`, `verb="PUT"`, `verb="PATCH"`, `verb="DELETE"`, `verb="APPLY"`} {
+			mutating = mutating || strings.Contains(line, verb)
+		}
+		if !counted || !mutating {
+			continue
+		}
+		var n float64
+		fields := strings.Fields(line)
+		fmt.Sscanf(fields[len(fields)-1], "%g", &n)
+		if strings.Contains(line, `dry_run="All"`) {
+			dryRuns += int(n)
+		} else {
+			writes += int(n)
+		}
+	}
+	return dryRuns, writes
+}
+
+// TestAnIdleIntervalCostsNoWriteAndNoDryRun: a GitRepository whose remote
+// and objects are unchanged re-checks every object at each interval against
+// the drift watch, and that costs kube-apiserver no write and no dry-run.
+// Its objects are of kinds no other test applies (LimitRange, PodTemplate),
+// so the API server's counts of them are this GitRepository's alone.
+func TestAnIdleIntervalCostsNoWriteAndNoDryRun(t *testing.T) {
+	createNamespace(t, "drift-idle")
+	pushRepository(t, "drift-idle", map[string]gitserver.File{
+		"deploy/limits.yaml": {Content: "apiVersion: v1\nkind: LimitRange\nmetadata:\n  name: limits\nspec:\n  limits:\n  - type: Container\n    max: {cpu: \"2\"}\n"},
+		"deploy/template.yaml": {Content: "apiVersion: v1\nkind: PodTemplate\nmetadata:\n  name: runner\ntemplate:\n  spec:\n    containers:\n    - {name: c, image: busybox}\n"}})
+	kubectlInput(t, strings.Replace(gitRepository("drift-idle", "drift-idle", "drift-idle", ""), "interval: 1m", "interval: 10s", 1), "apply", "-f", "-")
+	kubectl(t, "wait", "--for=condition=Ready", "gitrepository/drift-idle", "--timeout=60s")
+	time.Sleep(2 * time.Second)
+	dryBefore, writesBefore := dryRunsAndWrites(t, "limitranges", "podtemplates")
+	rv := getRepository(t, "drift-idle").ResourceVersion
+	time.Sleep(22 * time.Second) // two intervals
+	dryAfter, writesAfter := dryRunsAndWrites(t, "limitranges", "podtemplates")
+	if dryAfter != dryBefore || writesAfter != writesBefore {
+		t.Errorf("two idle intervals cost %d dry-runs and %d writes", dryAfter-dryBefore, writesAfter-writesBefore)
+	}
+	if got := getRepository(t, "drift-idle").ResourceVersion; got != rv {
+		t.Errorf("an idle interval wrote the GitRepository")
+	}
+	if dryBefore == 0 {
+		t.Fatal("the counts show no dry-run at all: the metric or its labels changed, and this test would pass whatever happens")
+	}
+	// A deleted object still comes back at once.
+	kubectl(t, "delete", "podtemplate", "runner", "-n", "drift-idle")
+	eventually(t, 15*time.Second, func() string {
+		if _, err := cluster.Kubectl(context.Background(), "get", "podtemplate", "runner", "-n", "drift-idle"); err != nil {
+			return "not recreated"
+		}
+		return ""
+	})
 }
