@@ -274,11 +274,14 @@ func hashObject(o manifest.Object) uint64 {
 // says.
 func (b *driftBook) changedSince(key, target string, objects, previous []manifest.Object) func(manifest.ID) bool {
 	b.mu.Lock()
-	before := b.repo(key).desired
-	b.mu.Unlock()
-	if before == nil && previous != nil {
-		before = hashObjects(previous, target, nil, false)
+	d := b.repo(key)
+	if d.desired == nil && previous != nil {
+		// Kept at once: a sync that fails must not make every retry render
+		// the previous commit again.
+		d.desired = hashObjects(previous, target, nil, false)
 	}
+	before := d.desired
+	b.mu.Unlock()
 	if before == nil {
 		return nil
 	}

@@ -16,6 +16,7 @@ import (
 	gogit "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/config"
 	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/storer"
 	"github.com/go-git/go-git/v5/plumbing/cache"
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	"github.com/go-git/go-git/v5/storage/filesystem"
@@ -451,24 +452,36 @@ func (c *Cache) fetchOnce(ctx context.Context, src Source, st *store, want plumb
 	if err != nil {
 		return plumbing.ZeroHash, classify(err, doing)
 	}
-	repo, storage, err := openStore(st.dir, c.objects)
-	if err != nil {
-		// A store a crash or a cut transfer left unreadable is only a cache.
-		klog.InfoS("Recreating an unreadable git cache store", "dir", st.dir, "error", err.Error())
+	if packs := countPacks(st.dir); packs > maxPacks {
+		// Every shallow fetch adds a pack and a shallow line; go-git sends
+		// every shallow line and searches every pack, so each push made later
+		// fetches of the URL slower. The store is only a cache: start it
+		// again, and this fetch brings what is needed, within its limits.
+		klog.V(2).InfoS("Starting a git cache store afresh", "dir", st.dir, "packs", packs)
 		_ = os.RemoveAll(st.dir)
-		if repo, storage, err = openStore(st.dir, c.objects); err != nil {
-			return plumbing.ZeroHash, fmt.Errorf("creating the git cache store %s: %w", st.dir, err)
-		}
 	}
-	defer storage.Close()
+	repo, storage, err := c.openOrRecreate(st.dir)
+	if err != nil {
+		return plumbing.ZeroHash, err
+	}
+	defer func() { storage.Close() }()
 
+	offered := hasRefs(repo)
 	if err := c.download(ctx, repo, src, auth); err != nil {
 		return plumbing.ZeroHash, err
 	}
-	if err := compact(repo, storage); err != nil {
-		// The store stays usable as it was: compaction only rewrites what the
-		// refs need, and removes old packs after the new one is written.
-		klog.ErrorS(err, "Compacting a git cache store", "dir", st.dir)
+	if src.Commit != "" && !hasCommit(repo, want) && offered {
+		// go-git offers the commits the store holds; a server then sends
+		// nothing for an older commit it takes us to have. Ask again from
+		// an empty store, which offers none.
+		storage.Close()
+		_ = os.RemoveAll(st.dir)
+		if repo, storage, err = c.openOrRecreate(st.dir); err != nil {
+			return plumbing.ZeroHash, err
+		}
+		if err := c.download(ctx, repo, src, auth); err != nil {
+			return plumbing.ZeroHash, err
+		}
 	}
 	if hasCommit(repo, want) {
 		return want, nil
@@ -661,6 +674,46 @@ func (st *store) close() {
 		st.storage.Close()
 	}
 	st.repo, st.storage = nil, nil
+}
+
+// maxPacks is how many packs a store gathers before it is started afresh.
+const maxPacks = 16
+
+func countPacks(dir string) int {
+	packs, _ := filepath.Glob(filepath.Join(dir, "objects", "pack", "*.pack"))
+	return len(packs)
+}
+
+// openOrRecreate opens the store in dir; one a crash or a cut transfer left
+// unreadable is only a cache, and is made anew.
+func (c *Cache) openOrRecreate(dir string) (*gogit.Repository, *filesystem.Storage, error) {
+	repo, storage, err := openStore(dir, c.objects)
+	if err == nil {
+		return repo, storage, nil
+	}
+	klog.InfoS("Recreating an unreadable git cache store", "dir", dir, "error", err.Error())
+	_ = os.RemoveAll(dir)
+	if repo, storage, err = openStore(dir, c.objects); err != nil {
+		return nil, nil, fmt.Errorf("creating the git cache store %s: %w", dir, err)
+	}
+	return repo, storage, nil
+}
+
+func hasRefs(repo *gogit.Repository) bool {
+	refs, err := repo.References()
+	if err != nil {
+		return false
+	}
+	defer refs.Close()
+	found := false
+	_ = refs.ForEach(func(ref *plumbing.Reference) error {
+		if ref.Type() == plumbing.HashReference {
+			found = true
+			return storer.ErrStop
+		}
+		return nil
+	})
+	return found
 }
 
 // openStore opens (or creates) the bare repository in dir over the shared
