@@ -327,7 +327,7 @@ func dryRunsAndWrites(t *testing.T, resources ...string) (dryRuns, writes int) {
 func TestAnIdleIntervalCostsNoWriteAndNoDryRun(t *testing.T) {
 	createNamespace(t, "drift-idle")
 	pushRepository(t, "drift-idle", map[string]gitserver.File{
-		"deploy/limits.yaml": {Content: "apiVersion: v1\nkind: LimitRange\nmetadata:\n  name: limits\nspec:\n  limits:\n  - type: Container\n    max: {cpu: \"2\"}\n"},
+		"deploy/limits.yaml":   {Content: "apiVersion: v1\nkind: LimitRange\nmetadata:\n  name: limits\nspec:\n  limits:\n  - type: Container\n    max: {cpu: \"2\"}\n"},
 		"deploy/template.yaml": {Content: "apiVersion: v1\nkind: PodTemplate\nmetadata:\n  name: runner\ntemplate:\n  spec:\n    containers:\n    - {name: c, image: busybox}\n"}})
 	kubectlInput(t, strings.Replace(gitRepository("drift-idle", "drift-idle", "drift-idle", ""), "interval: 1m", "interval: 10s", 1), "apply", "-f", "-")
 	kubectl(t, "wait", "--for=condition=Ready", "gitrepository/drift-idle", "--timeout=60s")
