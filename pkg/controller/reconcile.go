@@ -15,7 +15,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
@@ -208,6 +207,7 @@ func (r *Reconciler) syncOnce(ctx context.Context, repo *v1alpha1.GitRepository)
 	defer cancel()
 
 	key := repo.Namespace + "/" + repo.Name
+	repo = repo.DeepCopy() // the sync's own copy: markSyncing updates it
 	pending := repo.Status.PendingSyncRequest
 	push := r.pendingPush(key)
 	out, err := r.run(syncCtx, repo, pending, push)
@@ -279,6 +279,9 @@ func (r *Reconciler) run(ctx context.Context, repo *v1alpha1.GitRepository, pend
 		return nil, err
 	}
 	out := &outcome{commit: commit, driftOnly: suspects != nil}
+	if !out.driftOnly {
+		r.markSyncing(ctx, repo, commit, len(objects))
+	}
 	out.drift = r.driftPolicy(ctx, repo, src, commit, objects, suspects)
 	force := pending != nil && pending.Force
 	out.result, err = r.apply(ctx, repo, objects, force, commit, out.drift)
@@ -286,6 +289,26 @@ func (r *Reconciler) run(ctx context.Context, repo *v1alpha1.GitRepository, pend
 		r.drift.watch(ctx, out.result.Inventory) // after the apply slot is released
 	}
 	return out, err
+}
+
+// markSyncing shows a sync that will apply as in progress (phase Syncing,
+// Reconciling=True), so kubectl and kstatus tools see it, and updates repo
+// (the sync's own copy) to what was written, so the outcome's write does
+// not conflict. A failure to say so is only logged; the sync goes on.
+func (r *Reconciler) markSyncing(ctx context.Context, repo *v1alpha1.GitRepository, commit string, objects int) {
+	message := fmt.Sprintf("applying commit %s: %d objects", short(commit), objects)
+	ctx, cancel := context.WithTimeout(ctx, statusWriteTimeout)
+	defer cancel()
+	written, err := r.writeStatusOf(ctx, repo, func(s *v1alpha1.GitRepositoryStatus, generation int64) {
+		s.Phase = v1alpha1.PhaseSyncing
+		s.LastAttemptedCommit = commit
+		markSyncing(s, generation, message)
+	})
+	if err != nil {
+		klog.ErrorS(err, "Writing status", "gitrepository", klog.KObj(repo))
+		return
+	}
+	*repo = *written
 }
 
 // commitToSync lists the remote for the commit to sync, except when only
@@ -503,7 +526,7 @@ func (r *Reconciler) report(ctx context.Context, repo *v1alpha1.GitRepository, p
 		if push != nil {
 			s.LastPush = confirmed(push, commit)
 		}
-		setReady(s, generation, message, driftStatus)
+		markSynced(s, generation, message, driftStatus)
 		answer(s, pending, v1alpha1.PhaseSynced, commit, message, counts, time.Since(start))
 	})
 	if err != nil {
@@ -533,7 +556,7 @@ func (r *Reconciler) reportDrift(ctx context.Context, repo *v1alpha1.GitReposito
 		if push != nil {
 			s.LastPush = confirmed(push, out.commit)
 		}
-		setReady(s, generation, message, driftStatus)
+		markSynced(s, generation, message, driftStatus)
 	})
 	if err != nil {
 		klog.ErrorS(err, "Writing status", "gitrepository", klog.KObj(repo))
@@ -593,22 +616,6 @@ func (r *Reconciler) driftEvents(repo *v1alpha1.GitRepository, start time.Time) 
 	}
 }
 
-// setReady sets the conditions of a synced GitRepository: Ready unless
-// objects differ from git and are left so (Detect, a grace period, a fight).
-func setReady(s *v1alpha1.GitRepositoryStatus, generation int64, message string, drift *v1alpha1.DriftStatus) {
-	if drift == nil || drift.Drifted == 0 {
-		setConditions(s, generation, metav1.ConditionTrue, ReasonSucceeded, message, false)
-		return
-	}
-	detail := fmt.Sprintf("%d objects differ from git (see status.drift)", drift.Drifted)
-	if len(drift.Objects) > 0 {
-		o := drift.Objects[0]
-		detail = fmt.Sprintf("%d objects differ from git (see status.drift), e.g. %s %s/%s: %s", drift.Drifted,
-			o.Kind, o.Namespace, o.Name, o.Message)
-	}
-	setConditions(s, generation, metav1.ConditionFalse, ReasonDrifted, message+"; "+detail, false)
-}
-
 // reader serves the files of tree's commit to the renderer: the path already
 // read, or any other path of the same commit (a kustomization reads the whole
 // repository, so overlays reach their bases).
@@ -643,7 +650,7 @@ func (r *Reconciler) fail(ctx context.Context, repo *v1alpha1.GitRepository, pen
 			s.LastAttemptedCommit = commit
 		}
 		s.Message = message
-		setConditions(s, generation, metav1.ConditionFalse, reason, message, false)
+		markFailed(s, generation, reason, message)
 		answer(s, pending, v1alpha1.PhaseFailed, commit, message, v1alpha1.ObjectCounts{}, time.Since(start))
 	})
 	if err != nil {
@@ -670,7 +677,7 @@ func (r *Reconciler) Stall(key, message string) {
 	err = r.writeStatus(ctx, repo, func(s *v1alpha1.GitRepositoryStatus, generation int64) {
 		s.Phase = v1alpha1.PhaseFailed
 		s.Message = message
-		setConditions(s, generation, metav1.ConditionFalse, ReasonWorkerCrashed, message, true)
+		markFailed(s, generation, ReasonWorkerCrashed, message)
 		answer(s, s.PendingSyncRequest, v1alpha1.PhaseFailed, "", message, v1alpha1.ObjectCounts{}, 0)
 	})
 	if err != nil {
@@ -689,9 +696,7 @@ func (r *Reconciler) suspend(ctx context.Context, repo *v1alpha1.GitRepository) 
 		s.Phase = v1alpha1.PhaseSuspended
 		s.ObservedGeneration = generation
 		s.Message = message
-		setConditions(s, generation, metav1.ConditionFalse, ReasonSuspended, message, false)
-		apimeta.SetStatusCondition(&s.Conditions, metav1.Condition{Type: v1alpha1.ConditionReconciling,
-			Status: metav1.ConditionFalse, Reason: ReasonSuspended, Message: message, ObservedGeneration: generation})
+		markSuspended(s, generation, message)
 		answer(s, s.PendingSyncRequest, v1alpha1.PhaseFailed, "", message, v1alpha1.ObjectCounts{}, 0)
 	})
 	if err != nil {
@@ -750,9 +755,15 @@ func (r *Reconciler) finalize(ctx context.Context, repo *v1alpha1.GitRepository)
 // writeStatus applies mutate to the freshest copy of the status and writes
 // it, retrying on conflicts, so a sync request accepted meanwhile is kept.
 func (r *Reconciler) writeStatus(ctx context.Context, repo *v1alpha1.GitRepository, mutate func(*v1alpha1.GitRepositoryStatus, int64)) error {
+	_, err := r.writeStatusOf(ctx, repo, mutate)
+	return err
+}
+
+// writeStatusOf is writeStatus, returning the GitRepository as written.
+func (r *Reconciler) writeStatusOf(ctx context.Context, repo *v1alpha1.GitRepository, mutate func(*v1alpha1.GitRepositoryStatus, int64)) (*v1alpha1.GitRepository, error) {
 	client := r.Client.AlumiiniV1alpha1().GitRepositories(repo.Namespace)
 	current := repo.DeepCopy()
-	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+	return current, retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		mutate(&current.Status, current.Generation)
 		updated, err := client.UpdateStatus(ctx, current, metav1.UpdateOptions{})
 		if apierrors.IsConflict(err) {
@@ -782,22 +793,6 @@ func answer(s *v1alpha1.GitRepositoryStatus, handled *v1alpha1.SyncRequestRecord
 		Duration: metav1.Duration{Duration: took.Round(time.Millisecond)}}
 	s.LastSyncRequest = done
 	s.PendingSyncRequest = nil
-}
-
-// setConditions sets kstatus-compatible conditions: Ready says how the last
-// sync went, Reconciling is false once a result is in, Stalled says the
-// worker gave up for now.
-func setConditions(s *v1alpha1.GitRepositoryStatus, generation int64, ready metav1.ConditionStatus, reason, message string, stalled bool) {
-	apimeta.SetStatusCondition(&s.Conditions, metav1.Condition{Type: v1alpha1.ConditionReady, Status: ready,
-		Reason: reason, Message: truncate(message), ObservedGeneration: generation})
-	apimeta.SetStatusCondition(&s.Conditions, metav1.Condition{Type: v1alpha1.ConditionReconciling, Status: metav1.ConditionFalse,
-		Reason: reason, Message: "sync finished", ObservedGeneration: generation})
-	stalledStatus, stalledReason := metav1.ConditionFalse, ReasonSucceeded
-	if stalled {
-		stalledStatus, stalledReason = metav1.ConditionTrue, ReasonWorkerCrashed
-	}
-	apimeta.SetStatusCondition(&s.Conditions, metav1.Condition{Type: v1alpha1.ConditionStalled, Status: stalledStatus,
-		Reason: stalledReason, Message: truncate(message), ObservedGeneration: generation})
 }
 
 func (r *Reconciler) auth(ctx context.Context, namespace, secretName, url string) (*git.Auth, error) {

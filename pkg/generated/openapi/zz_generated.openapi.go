@@ -547,7 +547,7 @@ func schema_pkg_apis_alumiini_v1alpha1_GitRepositorySpec(ref common.ReferenceCal
 					},
 					"rolloutRef": {
 						SchemaProps: spec.SchemaProps{
-							Description: "RolloutRef names the progressive-delivery object a newly applied revision is handed to.",
+							Description: "RolloutRef names the progressive-delivery object a newly applied revision is to be handed to. Validated and stored, but not acted on yet: this release applies the revision directly.",
 							Ref:         ref(v1alpha1.RolloutReference{}.OpenAPIModelName()),
 						},
 					},
@@ -595,7 +595,7 @@ func schema_pkg_apis_alumiini_v1alpha1_GitRepositoryStatus(ref common.ReferenceC
 					},
 					"phase": {
 						SchemaProps: spec.SchemaProps{
-							Description: "Phase is one of Pending, Syncing, Synced, Failed, Suspended.",
+							Description: "Phase is Pending (created, not synced yet), Syncing (a commit is being applied), Synced (the last sync applied its commit), Failed (the last sync failed; the last good state stays applied, retried with backoff) or Suspended.",
 							Type:        []string{"string"},
 							Format:      "",
 						},
@@ -637,7 +637,7 @@ func schema_pkg_apis_alumiini_v1alpha1_GitRepositoryStatus(ref common.ReferenceC
 							},
 						},
 						SchemaProps: spec.SchemaProps{
-							Description: "Conditions: Ready, Reconciling and Stalled.",
+							Description: "Conditions: Ready, Reconciling and Stalled, as kstatus reads them: a sync in progress or a drift correction due is Reconciling; a failed sync, or drift left so in Detect mode, is Stalled until a sync succeeds.",
 							Type:        []string{"array"},
 							Items: &spec.SchemaOrArray{
 								Schema: &spec.Schema{

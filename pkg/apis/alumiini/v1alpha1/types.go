@@ -80,7 +80,8 @@ type GitRepositorySpec struct {
 	// +optional
 	ServiceAccountName string `json:"serviceAccountName,omitempty"`
 	// RolloutRef names the progressive-delivery object a newly applied revision
-	// is handed to.
+	// is to be handed to. Validated and stored, but not acted on yet: this
+	// release applies the revision directly.
 	// +optional
 	RolloutRef *RolloutReference `json:"rolloutRef,omitempty"`
 	// Adopt lets this GitRepository take over objects that already exist and
@@ -211,7 +212,10 @@ type GitRepositoryStatus struct {
 	// ObservedGeneration is the metadata.generation the status describes.
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
-	// Phase is one of Pending, Syncing, Synced, Failed, Suspended.
+	// Phase is Pending (created, not synced yet), Syncing (a commit is being
+	// applied), Synced (the last sync applied its commit), Failed (the last
+	// sync failed; the last good state stays applied, retried with backoff)
+	// or Suspended.
 	// +optional
 	Phase GitRepositoryPhase `json:"phase,omitempty"`
 	// LastSyncedCommit is the commit whose manifests were last applied in full.
@@ -226,7 +230,9 @@ type GitRepositoryStatus struct {
 	// Message says in words what happened last, and why a failure failed.
 	// +optional
 	Message string `json:"message,omitempty"`
-	// Conditions: Ready, Reconciling and Stalled.
+	// Conditions: Ready, Reconciling and Stalled, as kstatus reads them: a
+	// sync in progress or a drift correction due is Reconciling; a failed
+	// sync, or drift left so in Detect mode, is Stalled until a sync succeeds.
 	// +optional
 	// +listType=map
 	// +listMapKey=type

@@ -3,6 +3,7 @@ package gitrepository
 import (
 	"context"
 	"fmt"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"slices"
 
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
@@ -48,10 +49,15 @@ func (Strategy) GetResetFields() map[fieldpath.APIVersion]*fieldpath.Set {
 }
 
 // PrepareForCreate clears status, which only the controller writes, except
-// for the phase, Pending until the first sync, and starts the generation at 1.
+// for the phase, Pending until the first sync, with Reconciling true, so
+// kstatus tools read a new GitRepository as in progress rather than current;
+// and starts the generation at 1.
 func (s Strategy) PrepareForCreate(ctx context.Context, obj runtime.Object) {
 	repo := obj.(*alumiini.GitRepository)
-	repo.Status = alumiini.GitRepositoryStatus{Phase: alumiini.PhasePending}
+	repo.Status = alumiini.GitRepositoryStatus{Phase: alumiini.PhasePending, Conditions: []metav1.Condition{{
+		Type: alumiini.ConditionReconciling, Status: metav1.ConditionTrue, Reason: "Pending",
+		Message: "waiting for the first sync", LastTransitionTime: metav1.Now(),
+	}}}
 	repo.Generation = 1
 	if s.PruneFinalizer != "" && (repo.Spec.Prune == nil || *repo.Spec.Prune) && !slices.Contains(repo.Finalizers, s.PruneFinalizer) {
 		repo.Finalizers = append(repo.Finalizers, s.PruneFinalizer)

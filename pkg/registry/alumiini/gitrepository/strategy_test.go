@@ -29,6 +29,12 @@ func TestPrepareForCreateClearsStatus(t *testing.T) {
 	if r.Status.Phase != alumiini.PhasePending || r.Status.LastSyncedCommit != "" || r.Generation != 1 {
 		t.Fatalf("after create: status %+v generation %d", r.Status, r.Generation)
 	}
+	// kstatus reads a GitRepository without conditions as current; a new
+	// one is in progress (pkg/controller TestKstatusReadsEveryState).
+	if len(r.Status.Conditions) != 1 || r.Status.Conditions[0].Type != alumiini.ConditionReconciling ||
+		r.Status.Conditions[0].Status != "True" {
+		t.Errorf("a new GitRepository's conditions: %+v", r.Status.Conditions)
+	}
 }
 
 func TestPrepareForUpdate(t *testing.T) {

@@ -66,7 +66,8 @@ type GitRepositorySpecApplyConfiguration struct {
 	// --default-service-account.
 	ServiceAccountName *string `json:"serviceAccountName,omitempty"`
 	// RolloutRef names the progressive-delivery object a newly applied revision
-	// is handed to.
+	// is to be handed to. Validated and stored, but not acted on yet: this
+	// release applies the revision directly.
 	RolloutRef *RolloutReferenceApplyConfiguration `json:"rolloutRef,omitempty"`
 	// Adopt lets this GitRepository take over objects that already exist and
 	// that no GitRepository manages; without it such an object fails the

@@ -31,7 +31,10 @@ import (
 type GitRepositoryStatusApplyConfiguration struct {
 	// ObservedGeneration is the metadata.generation the status describes.
 	ObservedGeneration *int64 `json:"observedGeneration,omitempty"`
-	// Phase is one of Pending, Syncing, Synced, Failed, Suspended.
+	// Phase is Pending (created, not synced yet), Syncing (a commit is being
+	// applied), Synced (the last sync applied its commit), Failed (the last
+	// sync failed; the last good state stays applied, retried with backoff)
+	// or Suspended.
 	Phase *alumiiniv1alpha1.GitRepositoryPhase `json:"phase,omitempty"`
 	// LastSyncedCommit is the commit whose manifests were last applied in full.
 	LastSyncedCommit *string `json:"lastSyncedCommit,omitempty"`
@@ -41,7 +44,9 @@ type GitRepositoryStatusApplyConfiguration struct {
 	LastAttemptedCommit *string `json:"lastAttemptedCommit,omitempty"`
 	// Message says in words what happened last, and why a failure failed.
 	Message *string `json:"message,omitempty"`
-	// Conditions: Ready, Reconciling and Stalled.
+	// Conditions: Ready, Reconciling and Stalled, as kstatus reads them: a
+	// sync in progress or a drift correction due is Reconciling; a failed
+	// sync, or drift left so in Detect mode, is Stalled until a sync succeeds.
 	Conditions []metav1.ConditionApplyConfiguration `json:"conditions,omitempty"`
 	// Objects counts what the last sync did.
 	Objects *ObjectCountsApplyConfiguration `json:"objects,omitempty"`
