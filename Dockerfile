@@ -1,11 +1,18 @@
 # alumiini in a container: one static binary on a minimal base.
 FROM golang:1.26 AS build
+ARG VERSION=unknown
+ARG COMMIT=unknown
+ARG BUILD_DATE=unknown
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY cmd cmd
 COPY pkg pkg
-RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o /alumiini ./cmd/alumiini
+RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w \
+      -X github.com/falsesystems/alumiini/pkg/version.Version=${VERSION} \
+      -X github.com/falsesystems/alumiini/pkg/version.Commit=${COMMIT} \
+      -X github.com/falsesystems/alumiini/pkg/version.BuildDate=${BUILD_DATE}" \
+    -o /alumiini ./cmd/alumiini
 
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /alumiini /alumiini

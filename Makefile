@@ -7,8 +7,15 @@ GO ?= go
 
 all: build
 
+# The version stamped into the binary (alumiini version, --version).
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo unknown)
+COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+BUILD_DATE ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
+VERSION_PKG := github.com/falsesystems/alumiini/pkg/version
+LDFLAGS := -X $(VERSION_PKG).Version=$(VERSION) -X $(VERSION_PKG).Commit=$(COMMIT) -X $(VERSION_PKG).BuildDate=$(BUILD_DATE)
+
 build:
-	$(GO) build -o _output/bin/alumiini ./cmd/alumiini
+	$(GO) build -ldflags "$(LDFLAGS)" -o _output/bin/alumiini ./cmd/alumiini
 
 ## dev: run alumiini against a local control plane with an example repository (Ctrl-C stops it)
 dev:

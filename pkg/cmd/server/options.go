@@ -26,6 +26,7 @@ import (
 
 	"github.com/falsesystems/alumiini/pkg/apis/alumiini/v1alpha1"
 	"github.com/falsesystems/alumiini/pkg/apiserver"
+	"github.com/falsesystems/alumiini/pkg/version"
 	"github.com/falsesystems/alumiini/pkg/controller"
 	alumiiniopenapi "github.com/falsesystems/alumiini/pkg/generated/openapi"
 	"github.com/falsesystems/alumiini/pkg/storage/embeddedetcd"
@@ -107,6 +108,17 @@ cluster given by --kubeconfig (or the in-cluster config).`,
 		},
 	}
 	cmd.SetContext(ctx)
+	// --version and `alumiini version` print the same.
+	cmd.Version = version.Get().Version
+	cmd.SetVersionTemplate(version.Get().String())
+	cmd.AddCommand(&cobra.Command{
+		Use:   "version",
+		Short: "Print alumiini's version, commit, build date, and the Go and Kubernetes library versions",
+		Args:  cobra.NoArgs,
+		Run: func(c *cobra.Command, _ []string) {
+			fmt.Fprint(c.OutOrStdout(), version.Get().String())
+		},
+	})
 
 	namedFlagSets := o.Flags()
 	fs := cmd.Flags()
