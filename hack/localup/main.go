@@ -46,7 +46,7 @@ func run(opts localcluster.Options) error {
 	for name, port := range map[string]*int{
 		"ALUMIINI_DEV_ETCD_PORT": &opts.Ports.Etcd, "ALUMIINI_DEV_ETCD_PEER_PORT": &opts.Ports.EtcdPeer,
 		"ALUMIINI_DEV_KUBE_PORT": &opts.Ports.KubeAPIServer, "ALUMIINI_DEV_PORT": &opts.Ports.Alumiini,
-		"ALUMIINI_DEV_GIT_PORT": &opts.Ports.Git, "ALUMIINI_DEV_WEBHOOK_PORT": &opts.Ports.Webhook,
+		"ALUMIINI_DEV_GIT_PORT": &opts.Ports.Git, "ALUMIINI_DEV_WEBHOOK_PORT": &opts.Ports.Webhook, "ALUMIINI_DEV_METRICS_PORT": &opts.Ports.Metrics,
 	} {
 		if v := os.Getenv(name); v != "" {
 			if *port, err = strconv.Atoi(v); err != nil {
@@ -105,8 +105,9 @@ export ALUMIINI_GIT_BASE_URL=%[5]s
 # gitea, bitbucket, bitbucket-server, generic), signed with the platform secret.
 export ALUMIINI_WEBHOOK_URL=%[7]s
 export ALUMIINI_WEBHOOK_SECRET=%[8]s
-export ALUMIINI_METRICS_URL=%[6]s/metrics
-`, file, c.Kubeconfig, opts.ToolsDir, filepath.Join(opts.Dir, "git"), c.Git.BaseURL(), c.AlumiiniURL, c.WebhookURL, c.WebhookSecret)
+# alumiini's metrics, without credentials: curl $ALUMIINI_METRICS_URL
+export ALUMIINI_METRICS_URL=%[9]s
+`, file, c.Kubeconfig, opts.ToolsDir, filepath.Join(opts.Dir, "git"), c.Git.BaseURL(), c.AlumiiniURL, c.WebhookURL, c.WebhookSecret, c.MetricsURL)
 	return file, os.WriteFile(file, []byte(content), 0o644)
 }
 

@@ -200,6 +200,17 @@ func (c *Controller) Run(ctx context.Context) error {
 	return nil
 }
 
+// workers counts the running workers.
+func (c *Controller) workers() int {
+	c.mu.Lock()
+	s := c.supervisor
+	c.mu.Unlock()
+	if s == nil {
+		return 0
+	}
+	return s.Len()
+}
+
 // Trigger makes the worker of namespace/name sync now, as a webhook does. It
 // reports whether such a GitRepository is known.
 func (c *Controller) Trigger(namespace, name string) bool {

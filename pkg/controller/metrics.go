@@ -6,8 +6,48 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// The controller's own metrics, served on the server's /metrics.
+// Results of a sync, as the metrics label them.
+const (
+	resultSynced = "synced" // a commit (or a spec change) applied
+	resultDrift  = "drift"  // only objects the drift watch suspected compared
+	resultIdle   = "idle"   // nothing new: one ref listing at most
+	resultFailed = "failed"
+)
+
+// The controller's own metrics, served on the server's /metrics. Labels are
+// bounded: results, reasons and actions are fixed sets; GitRepositories are
+// named only by the last-sync gauge, deleted with them.
 var (
+	syncsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "alumiini_syncs_total",
+		Help: "Syncs by result (synced, drift, idle, failed) and reason (the Ready condition's reason).",
+	}, []string{"result", "reason"})
+	syncDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "alumiini_sync_duration_seconds",
+		Help:    "How long syncs took, by result.",
+		Buckets: prometheus.ExponentialBuckets(0.005, 2, 16),
+	}, []string{"result"})
+	objectsApplied = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "alumiini_objects_applied_total",
+		Help: "Objects of applied commits by action: created, configured, unchanged, pruned.",
+	}, []string{"action"})
+	lastSync = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "alumiini_gitrepository_last_sync_timestamp_seconds",
+		Help: "When each GitRepository last applied its commit in full (Unix time).",
+	}, []string{"namespace", "name"})
+	workerRestarts = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "alumiini_worker_restarts_total",
+		Help: "Workers restarted after a panic.",
+	})
+	workerStalls = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "alumiini_worker_stalls_total",
+		Help: "Workers marked Stalled after crashing too often.",
+	})
+	slotWait = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "alumiini_slot_wait_seconds",
+		Help:    "How long syncs waited for a shared slot, by slot (apply).",
+		Buckets: prometheus.ExponentialBuckets(0.001, 4, 10),
+	}, []string{"slot"})
 	driftDetected = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "alumiini_drift_detected_total",
 		Help: "Applied objects found to differ from git because someone else changed or deleted them.",
@@ -18,11 +58,16 @@ var (
 	})
 )
 
-// RegisterMetrics registers the controller's metrics with r; registering
-// twice is not an error.
-func RegisterMetrics(r prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{driftDetected, driftCorrected} {
-		if err := r.Register(c); err != nil {
+// RegisterMetrics registers the controller's metrics with r, with c's
+// running workers; registering twice is not an error.
+func RegisterMetrics(r prometheus.Registerer, c *Controller) error {
+	workers := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "alumiini_workers",
+		Help: "Workers running, one per GitRepository.",
+	}, func() float64 { return float64(c.workers()) })
+	for _, m := range []prometheus.Collector{syncsTotal, syncDuration, objectsApplied, lastSync, workerRestarts,
+		workerStalls, slotWait, driftDetected, driftCorrected, workers} {
+		if err := r.Register(m); err != nil {
 			var already prometheus.AlreadyRegisteredError
 			if !errors.As(err, &already) {
 				return err

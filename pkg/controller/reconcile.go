@@ -167,6 +167,9 @@ func (r *Reconciler) WokenByDrift(key string) { r.driftWakes.Store(key, struct{}
 
 // Forget drops what the reconciler keeps about a deleted GitRepository.
 func (r *Reconciler) Forget(key string) {
+	if namespace, name, err := cache.SplitMetaNamespaceKey(key); err == nil {
+		lastSync.DeleteLabelValues(namespace, name)
+	}
 	r.failures.Delete(key)
 	r.pushes.Delete(key)
 	r.driftWakes.Delete(key)
@@ -218,15 +221,34 @@ func (r *Reconciler) syncOnce(ctx context.Context, repo *v1alpha1.GitRepository)
 	var stage *stageError
 	switch {
 	case errors.As(err, &stage):
+		countSync(resultFailed, stage.reason, start)
 		return r.fail(ctx, repo, pending, push, stage.commit, stage.reason, stage.Error(), start)
 	case err != nil: // every stage names its failure; this is only a guard
+		countSync(resultFailed, reasonOf(err), start)
 		return r.fail(ctx, repo, pending, push, "", reasonOf(err), err.Error(), start)
 	case out == nil: // idle: nothing new, nothing asked, nothing drifted
+		countSync(resultIdle, ReasonSucceeded, start)
 		return r.showPush(ctx, repo, push)
 	case out.driftOnly:
+		countSync(resultDrift, ReasonSucceeded, start)
 		return r.reportDrift(ctx, repo, push, out, start)
 	}
+	countSync(resultSynced, ReasonSucceeded, start)
+	countObjects(out.result)
+	lastSync.WithLabelValues(repo.Namespace, repo.Name).SetToCurrentTime()
 	return r.report(ctx, repo, pending, push, out, start)
+}
+
+func countSync(result, reason string, start time.Time) {
+	syncsTotal.WithLabelValues(result, reason).Inc()
+	syncDuration.WithLabelValues(result).Observe(time.Since(start).Seconds())
+}
+
+func countObjects(result *apply.Result) {
+	for action, n := range map[apply.Action]int{apply.Created: result.Created, apply.Configured: result.Configured,
+		apply.Unchanged: result.Unchanged, apply.Pruned: result.Pruned} {
+		objectsApplied.WithLabelValues(string(action)).Add(float64(n))
+	}
 }
 
 // outcome is what a sync that did something did.
@@ -442,7 +464,9 @@ func (r *Reconciler) apply(ctx context.Context, repo *v1alpha1.GitRepository, ob
 		opts.Write = policy.decide
 		opts.Observe = r.drift.observe(policy.key, target)
 	}
+	waiting := time.Now()
 	release, err := r.ApplySlots.Acquire(ctx, repo.Namespace)
+	slotWait.WithLabelValues("apply").Observe(time.Since(waiting).Seconds())
 	if err != nil {
 		return nil, failed(git.ReasonTimeout, commit, errors.New("timed out waiting for an apply slot"))
 	}

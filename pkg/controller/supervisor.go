@@ -171,12 +171,14 @@ func (s *Supervisor) crashed(w *worker, message string, stack []byte) {
 		w.crashes = w.crashes[1:]
 	}
 	klog.ErrorS(nil, "Worker panicked; restarting it", "key", w.key, "panic", message, "crashesInPeriod", len(w.crashes))
+	workerRestarts.Inc()
 	klog.V(4).InfoS("Worker panic stack", "key", w.key, "stack", string(stack))
 	delay := w.backoff
 	w.backoff = min(2*w.backoff, s.opts.MaxRestartBackoff)
 	if len(w.crashes) >= s.opts.RestartIntensity {
 		delay = s.opts.StalledRetry
 		w.crashes = nil
+		workerStalls.Inc()
 		if s.opts.OnStall != nil {
 			msg := fmt.Sprintf("the worker crashed %d times within %s; retrying in %s; last panic: %s",
 				s.opts.RestartIntensity, s.opts.RestartPeriod, s.opts.StalledRetry, message)

@@ -612,6 +612,7 @@ func (c *Cache) evict() {
 			return
 		}
 		klog.V(2).InfoS("Evicting a git cache store", "dir", oldest.dir, "bytes", oldest.size)
+		cacheEvictions.Inc()
 		oldest.mu.Lock()
 		oldest.close()
 		_ = os.RemoveAll(oldest.dir)

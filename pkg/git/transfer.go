@@ -31,6 +31,10 @@ type transfer struct {
 	ctx    context.Context
 	cancel context.CancelCauseFunc
 	read   atomic.Int64
+	// kind ("listing" or "fetch"), start and failed are for the metrics.
+	kind   string
+	start  time.Time
+	failed atomic.Bool
 
 	mu    sync.Mutex
 	conns []net.Conn
@@ -55,6 +59,11 @@ func (c *Cache) startTransfer(ctx context.Context, doing string, auth *Auth) *tr
 		lowTime:  c.opts.LowSpeedTime,
 		ca:       caBundle(auth),
 		id:       strconv.FormatUint(lastTransferID.Add(1), 10),
+		kind:     transferFetch,
+		start:    time.Now(),
+	}
+	if strings.HasPrefix(doing, "listing") {
+		t.kind = transferListing
 	}
 	t.ctx, t.cancel = context.WithCancelCause(context.WithValue(ctx, transferKey{}, t))
 	transfers.Store(t.id, t)
@@ -74,6 +83,7 @@ func (t *transfer) result(err error) error {
 	if err == nil {
 		return nil
 	}
+	t.failed.Store(true)
 	if cause := context.Cause(t.ctx); cause != nil {
 		return classify(cause, t.doing)
 	}
@@ -84,6 +94,13 @@ func (t *transfer) result(err error) error {
 func (t *transfer) end() {
 	transfers.Delete(t.id)
 	t.cancel(nil)
+	result := "ok"
+	if t.failed.Load() {
+		result = "error"
+	}
+	transfersTotal.WithLabelValues(t.kind, result).Inc()
+	transferDuration.WithLabelValues(t.kind).Observe(time.Since(t.start).Seconds())
+	transferBytes.WithLabelValues(t.kind).Add(float64(t.read.Load()))
 }
 
 // count adds n bytes received and stops the transfer past its limit.

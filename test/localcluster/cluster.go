@@ -42,11 +42,13 @@ type Ports struct {
 	Git           int
 	// Webhook is alumiini's push-webhook receiver (plain HTTP on loopback).
 	Webhook int
+	// Metrics is alumiini's unauthenticated /metrics listener.
+	Metrics int
 }
 
 // DefaultPorts are the fixed ports of `make dev`, so its URLs stay the same
 // from run to run. Tests use zero ports and never collide with it.
-var DefaultPorts = Ports{Etcd: 18479, EtcdPeer: 18481, KubeAPIServer: 18443, Alumiini: 18444, Git: 18480, Webhook: 18445}
+var DefaultPorts = Ports{Etcd: 18479, EtcdPeer: 18481, KubeAPIServer: 18443, Alumiini: 18444, Git: 18480, Webhook: 18445, Metrics: 18446}
 
 // WebhookSecretName is the platform-wide webhook Secret in alumiini's
 // namespace (--webhook-secret); it holds WebhookSecret under every
@@ -90,6 +92,8 @@ type Cluster struct {
 	WebhookURL string
 	// WebhookSecret is the platform-wide webhook secret, fresh at each start.
 	WebhookSecret string
+	// MetricsURL serves alumiini's metrics without credentials.
+	MetricsURL string
 
 	etcd, kubeAPIServer, alumiini *process
 }
@@ -182,7 +186,7 @@ func (c *Cluster) createWebhookSecret(ctx context.Context) error {
 }
 
 func pickFreePorts(p *Ports) error {
-	for _, port := range []*int{&p.Etcd, &p.EtcdPeer, &p.KubeAPIServer, &p.Alumiini, &p.Git, &p.Webhook} {
+	for _, port := range []*int{&p.Etcd, &p.EtcdPeer, &p.KubeAPIServer, &p.Alumiini, &p.Git, &p.Webhook, &p.Metrics} {
 		if *port != 0 {
 			continue
 		}
@@ -292,7 +296,9 @@ func (c *Cluster) startAlumiini(ctx context.Context) error {
 		"--git-cache-dir=" + filepath.Join(c.opts.Dir, "alumiini-git-cache"),
 		"--webhook-bind-address=" + net.JoinHostPort("127.0.0.1", strconv.Itoa(c.opts.Ports.Webhook)),
 		"--webhook-secret=" + alumiiniNamespace + "/" + WebhookSecretName,
+		"--metrics-bind-address=" + net.JoinHostPort("127.0.0.1", strconv.Itoa(c.opts.Ports.Metrics)),
 	}
+	c.MetricsURL = fmt.Sprintf("http://127.0.0.1:%d/metrics", c.opts.Ports.Metrics)
 	c.WebhookURL = fmt.Sprintf("http://127.0.0.1:%d", c.opts.Ports.Webhook)
 	args = append(args, c.opts.AlumiiniArgs...)
 	if c.opts.FastStorage {

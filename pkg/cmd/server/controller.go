@@ -198,8 +198,11 @@ func (o *Options) addController(server *apiserver.Server) error {
 			return err
 		}
 		server.Controller = c
-		if err := controller.RegisterMetrics(legacyregistry.Registerer()); err != nil {
+		if err := controller.RegisterMetrics(legacyregistry.Registerer(), c); err != nil {
 			return fmt.Errorf("registering the controller's metrics: %w", err)
+		}
+		if err := git.RegisterMetrics(legacyregistry.Registerer(), cache); err != nil {
+			return fmt.Errorf("registering the git metrics: %w", err)
 		}
 		go func() {
 			if err := c.Run(hook.Context); err != nil {

@@ -53,6 +53,7 @@ type Options struct {
 	// Controller configures the controller that syncs GitRepositories.
 	Controller ControllerOptions
 	Webhook    WebhookOptions
+	Metrics    MetricsOptions
 
 	// standalone is set by Complete when there is no cluster to delegate
 	// authentication and authorization to.
@@ -142,6 +143,7 @@ func (o *Options) Flags() cliflag.NamedFlagSets {
 
 	o.Controller.AddFlags(sets.FlagSet("controller"))
 	o.Webhook.AddFlags(sets.FlagSet("webhooks"))
+	o.Metrics.AddFlags(sets.FlagSet("metrics"))
 	ro := o.RecommendedOptions
 	ro.Etcd.AddFlags(sets.FlagSet("etcd"))
 	ro.SecureServing.AddFlags(sets.FlagSet("secure serving"))
@@ -265,6 +267,9 @@ func (o *Options) NewServer(ctx context.Context) (*apiserver.Server, error) {
 	server, err := config.Complete().New()
 	if err == nil {
 		err = o.addController(server)
+	}
+	if err == nil {
+		err = o.Metrics.addMetricsListener(server)
 	}
 	if err != nil {
 		if config.ExtraConfig.StopStorage != nil {

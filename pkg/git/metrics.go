@@ -1,0 +1,51 @@
+package git
+
+import (
+	"errors"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Kinds of transfer, as the metrics label them.
+const (
+	transferListing = "listing"
+	transferFetch   = "fetch"
+)
+
+var (
+	transfersTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "alumiini_git_transfers_total",
+		Help: "Ref listings and fetches, by kind (listing, fetch) and result (ok, error).",
+	}, []string{"kind", "result"})
+	transferDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "alumiini_git_transfer_duration_seconds",
+		Help:    "How long ref listings and fetches took, by kind.",
+		Buckets: prometheus.ExponentialBuckets(0.005, 2, 14),
+	}, []string{"kind"})
+	transferBytes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "alumiini_git_transfer_bytes_total",
+		Help: "Bytes git servers sent, by kind of transfer.",
+	}, []string{"kind"})
+	cacheEvictions = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "alumiini_git_cache_evictions_total",
+		Help: "Git cache stores evicted to stay within --git-cache-max-bytes.",
+	})
+)
+
+// RegisterMetrics registers the git metrics, and the size of c, with r;
+// registering twice is not an error.
+func RegisterMetrics(r prometheus.Registerer, c *Cache) error {
+	size := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "alumiini_git_cache_bytes",
+		Help: "Bytes the git cache holds on disk.",
+	}, func() float64 { return float64(c.Size()) })
+	for _, m := range []prometheus.Collector{transfersTotal, transferDuration, transferBytes, cacheEvictions, size} {
+		if err := r.Register(m); err != nil {
+			var already prometheus.AlreadyRegisteredError
+			if !errors.As(err, &already) {
+				return err
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,90 @@
+package e2e
+
+import (
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/falsesystems/alumiini/test/gitserver"
+)
+
+// scrape reads alumiini's metrics from the unauthenticated listener and
+// sums each series' samples by metric name (all label sets together).
+func scrape(t *testing.T) map[string]float64 {
+	t.Helper()
+	resp, err := http.Get(cluster.MetricsURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %d %s", cluster.MetricsURL, resp.StatusCode, body)
+	}
+	sums := map[string]float64{}
+	for _, line := range strings.Split(string(body), "\n") {
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		fields := strings.Fields(line)
+		name, _, _ := strings.Cut(fields[0], "{")
+		v, err := strconv.ParseFloat(fields[len(fields)-1], 64)
+		if err == nil {
+			sums[name] += v
+		}
+	}
+	return sums
+}
+
+// TestEveryMetricFamilyIsServedAndMoves: Prometheus scrapes
+// --metrics-bind-address without credentials, and a push, a sync and a
+// correction move each family (restarts, stalls and evictions exist at 0).
+func TestEveryMetricFamilyIsServedAndMoves(t *testing.T) {
+	before := scrape(t)
+	const name = "metrics-families"
+	pushRepository(t, name, map[string]gitserver.File{"deploy/cm.yaml": {Content: configMapV1}})
+	hookedRepository(t, "default", name, name, "")
+	commit := pushRepository(t, name, map[string]gitserver.File{"deploy/cm.yaml": {Content: strings.Replace(configMapV1, `"1"`, `"2"`, 1)}})
+	body, h := pushPayload("github", name, "refs/heads/main", commit, cluster.WebhookSecret)
+	if status, answer := sendHook(t, "github", body, h); status != http.StatusOK {
+		t.Fatalf("%d %+v", status, answer)
+	}
+	eventually(t, 10*time.Second, func() string {
+		if lastSynced(t, "default", name) != commit {
+			return "not synced"
+		}
+		return ""
+	})
+	kubectl(t, "delete", "configmap", "settings", "-n", name)
+	eventually(t, 10*time.Second, func() string {
+		if settingsVersion(t, name) != "2" {
+			return "not corrected"
+		}
+		return ""
+	})
+	after := scrape(t)
+	for _, family := range []string{
+		"alumiini_syncs_total", "alumiini_sync_duration_seconds_count", "alumiini_objects_applied_total",
+		"alumiini_gitrepository_last_sync_timestamp_seconds", "alumiini_slot_wait_seconds_count",
+		"alumiini_git_transfers_total", "alumiini_git_transfer_duration_seconds_count", "alumiini_git_transfer_bytes_total",
+		"alumiini_webhook_requests_total", "alumiini_webhook_request_duration_seconds_count",
+		"alumiini_drift_detected_total", "alumiini_drift_corrected_total",
+	} {
+		if after[family] <= before[family] {
+			t.Errorf("%s did not move: %v → %v", family, before[family], after[family])
+		}
+	}
+	for _, family := range []string{"alumiini_workers", "alumiini_git_cache_bytes"} {
+		if after[family] <= 0 {
+			t.Errorf("%s is %v", family, after[family])
+		}
+	}
+	for _, family := range []string{"alumiini_worker_restarts_total", "alumiini_worker_stalls_total", "alumiini_git_cache_evictions_total"} {
+		if _, ok := after[family]; !ok {
+			t.Errorf("%s is not served", family)
+		}
+	}
+}
