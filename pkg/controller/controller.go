@@ -200,6 +200,16 @@ func (c *Controller) Run(ctx context.Context) error {
 	return nil
 }
 
+// Synced reports an error until the controller has listed the
+// GitRepositories: a /readyz check, so a replica that cannot sync yet takes
+// no traffic.
+func (c *Controller) Synced() error {
+	if !c.factory.Alumiini().V1alpha1().GitRepositories().Informer().HasSynced() {
+		return fmt.Errorf("the GitRepository informer has not synced yet")
+	}
+	return nil
+}
+
 // workers counts the running workers.
 func (c *Controller) workers() int {
 	c.mu.Lock()

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"strconv"
@@ -85,6 +86,25 @@ func TestEveryMetricFamilyIsServedAndMoves(t *testing.T) {
 	for _, family := range []string{"alumiini_worker_restarts_total", "alumiini_worker_stalls_total", "alumiini_git_cache_evictions_total"} {
 		if _, ok := after[family]; !ok {
 			t.Errorf("%s is not served", family)
+		}
+	}
+}
+
+// TestReadyzSaysStorageAndControllerAreReady: /readyz includes the
+// embedded etcd and the controller's informer.
+func TestReadyzSaysStorageAndControllerAreReady(t *testing.T) {
+	out, err := cluster.AlumiiniGet(context.Background(), "/readyz?verbose")
+	if err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	for _, want := range []string{"[+]etcd ok", "[+]alumiini-controller ok", "readyz check passed"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("/readyz lacks %q:\n%s", want, out)
+		}
+	}
+	for _, path := range []string{"/livez", "/healthz"} {
+		if out, err := cluster.AlumiiniGet(context.Background(), path); err != nil || string(out) != "ok" {
+			t.Errorf("%s: %q %v", path, out, err)
 		}
 	}
 }

@@ -506,6 +506,11 @@ func (c *Cluster) Metrics(ctx context.Context, fromAlumiini bool) (string, error
 	return string(body), err
 }
 
+// AlumiiniGet reads path from alumiini's secure port as the admin.
+func (c *Cluster) AlumiiniGet(ctx context.Context, path string) ([]byte, error) {
+	return c.adminGet(ctx, c.AlumiiniURL, path, 0)
+}
+
 // Profile writes a CPU profile of alumiini over the given time to file.
 func (c *Cluster) Profile(ctx context.Context, file string, over time.Duration) error {
 	path := fmt.Sprintf("/debug/pprof/profile?seconds=%d", int(over.Seconds()))

@@ -2,11 +2,14 @@ package server
 
 import (
 	"fmt"
+	"net/http"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/spf13/pflag"
 	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/apiserver/pkg/server/healthz"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/component-base/metrics/legacyregistry"
@@ -175,6 +178,16 @@ func (o *Options) addController(server *apiserver.Server) error {
 	if err != nil {
 		return err
 	}
+	var started atomic.Pointer[controller.Controller]
+	if err := server.GenericAPIServer.AddReadyzChecks(healthz.NamedCheck("alumiini-controller", func(*http.Request) error {
+		c := started.Load()
+		if c == nil {
+			return fmt.Errorf("the controller has not started")
+		}
+		return c.Synced()
+	})); err != nil {
+		return err
+	}
 	return server.GenericAPIServer.AddPostStartHook("alumiini-controller", func(hook genericPostStartHookContext) error {
 		loopback := rest.CopyConfig(hook.LoopbackClientConfig)
 		loopback.QPS, loopback.Burst = co.KubeAPIQPS, co.KubeAPIBurst
@@ -198,6 +211,7 @@ func (o *Options) addController(server *apiserver.Server) error {
 			return err
 		}
 		server.Controller = c
+		started.Store(c)
 		if err := controller.RegisterMetrics(legacyregistry.Registerer(), c); err != nil {
 			return fmt.Errorf("registering the controller's metrics: %w", err)
 		}

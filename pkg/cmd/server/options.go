@@ -26,10 +26,10 @@ import (
 
 	"github.com/falsesystems/alumiini/pkg/apis/alumiini/v1alpha1"
 	"github.com/falsesystems/alumiini/pkg/apiserver"
-	"github.com/falsesystems/alumiini/pkg/version"
 	"github.com/falsesystems/alumiini/pkg/controller"
 	alumiiniopenapi "github.com/falsesystems/alumiini/pkg/generated/openapi"
 	"github.com/falsesystems/alumiini/pkg/storage/embeddedetcd"
+	"github.com/falsesystems/alumiini/pkg/version"
 )
 
 const (
