@@ -15,6 +15,10 @@ import (
 
 var cluster *localcluster.Cluster
 
+// secretValues are credentials and webhook secrets tests gave alumiini; none
+// may appear in its log (checked after every test has run).
+var secretValues []string
+
 func TestMain(m *testing.M) {
 	os.Exit(run(m))
 }
@@ -33,6 +37,18 @@ func run(m *testing.M) int {
 	}
 	fmt.Fprintf(os.Stderr, "local control plane ready in %s\n", time.Since(start).Round(100*time.Millisecond))
 	code := m.Run()
+	secretValues = append(secretValues, cluster.WebhookSecret)
+	if data, err := os.ReadFile(cluster.LogPath("alumiini")); err == nil {
+		for _, secret := range secretValues {
+			if strings.Contains(string(data), secret) {
+				fmt.Fprintf(os.Stderr, "FAIL: alumiini's log holds a secret a test gave it (%d bytes long)\n", len(secret))
+				code = 1
+			}
+		}
+	} else {
+		fmt.Fprintf(os.Stderr, "FAIL: reading alumiini's log to check it holds no secret: %v\n", err)
+		code = 1
+	}
 	if code != 0 {
 		// The component logs are removed with the directory: show alumiini's end.
 		if data, err := os.ReadFile(cluster.LogPath("alumiini")); err == nil {

@@ -2,8 +2,10 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
+	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -106,5 +108,63 @@ func TestReadyzSaysStorageAndControllerAreReady(t *testing.T) {
 		if out, err := cluster.AlumiiniGet(context.Background(), path); err != nil || string(out) != "ok" {
 			t.Errorf("%s: %q %v", path, out, err)
 		}
+	}
+}
+
+// TestCredentialsNeverReachStatusEventsOrLog: a GitRepository whose Secret
+// holds a password, syncing from a server that refuses it; the password is
+// in no status, Event or (checked after all tests, in TestMain) log line.
+func TestCredentialsNeverReachStatusEventsOrLog(t *testing.T) {
+	const name = "secret-never-logged"
+	password := "pw-" + strconv.FormatInt(time.Now().UnixNano(), 36) + "-do-not-log"
+	secretValues = append(secretValues, password)
+	createNamespace(t, name)
+	kubectlInput(t, "apiVersion: v1\nkind: Secret\nmetadata:\n  name: creds\nstringData:\n  username: deploy\n  password: "+password+"\n", "apply", "-f", "-")
+	kubectlInput(t, `apiVersion: alumiini.false.systems/v1alpha1
+kind: GitRepository
+metadata:
+  name: `+name+`
+spec:
+  url: https://127.0.0.1:1/nothing-listens-here.git
+  interval: 10s
+  targetNamespace: `+name+`
+  secretRef:
+    name: creds
+`, "apply", "-f", "-")
+	waitForPhase(t, "default", name, "Failed")
+	for _, out := range []string{
+		kubectl(t, "get", "gitrepository", name, "-o", "yaml"),
+		kubectl(t, "get", "events", "--field-selector", "involvedObject.name="+name, "-o", "yaml"),
+	} {
+		if strings.Contains(out, password) {
+			t.Errorf("the password is shown:\n%s", out)
+		}
+	}
+}
+
+// TestTheBinaryLogsJSONAndTellsItsVersion: --logging-format=json makes every
+// line JSON, from the first; `alumiini version` needs nothing running.
+func TestTheBinaryLogsJSONAndTellsItsVersion(t *testing.T) {
+	out, err := exec.Command(cluster.AlumiiniBinary(), "version").CombinedOutput()
+	if err != nil || !strings.HasPrefix(string(out), "alumiini ") || !strings.Contains(string(out), "k8s.io/apiserver: v") {
+		t.Errorf("alumiini version: %v %s", err, out)
+	}
+	dir := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, cluster.AlumiiniBinary(), "--logging-format=json", "--etcd-data-dir="+dir+"/etcd",
+		"--git-cache-dir="+dir+"/git", "--cert-dir="+dir+"/certs", "--bind-address=127.0.0.1", "--secure-port=0")
+	logs, _ := cmd.CombinedOutput() // standalone, until the timeout stops it
+	lines := strings.Split(strings.TrimSpace(string(logs)), "\n")
+	ready := false
+	for _, line := range lines {
+		var entry map[string]any
+		if err := json.Unmarshal([]byte(line), &entry); err != nil {
+			t.Fatalf("not a JSON line: %q", line)
+		}
+		ready = ready || entry["msg"] == "Embedded etcd ready"
+	}
+	if !ready {
+		t.Errorf("no \"Embedded etcd ready\" among %d lines", len(lines))
 	}
 }

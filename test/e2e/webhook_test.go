@@ -261,6 +261,7 @@ func TestATenantsWebhookSecretTriggersOnlyItsOwnGitRepositories(t *testing.T) {
 	const repo = "hook-shared"
 	first := pushRepository(t, repo, map[string]gitserver.File{"deploy/cm.yaml": {Content: configMapV1}})
 	createNamespace(t, "hook-team-a")
+	secretValues = append(secretValues, "team-a-secret")
 	kubectlInput(t, "apiVersion: v1\nkind: Secret\nmetadata:\n  name: hook\n  namespace: hook-team-a\nstringData:\n  token: team-a-secret\n", "apply", "-f", "-")
 	hookedRepository(t, "hook-team-a", "hook-team-a", repo, "  webhook:\n    secretRef:\n      name: hook\n")
 	hookedRepository(t, "default", "hook-team-b", repo, "")

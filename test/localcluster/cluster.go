@@ -506,6 +506,9 @@ func (c *Cluster) Metrics(ctx context.Context, fromAlumiini bool) (string, error
 	return string(body), err
 }
 
+// AlumiiniBinary is the alumiini command the cluster runs.
+func (c *Cluster) AlumiiniBinary() string { return c.opts.AlumiiniBinary }
+
 // AlumiiniGet reads path from alumiini's secure port as the admin.
 func (c *Cluster) AlumiiniGet(ctx context.Context, path string) ([]byte, error) {
 	return c.adminGet(ctx, c.AlumiiniURL, path, 0)

@@ -24,6 +24,9 @@ import (
 	"k8s.io/klog/v2"
 	netutils "k8s.io/utils/net"
 
+	logsapi "k8s.io/component-base/logs/api/v1"
+	_ "k8s.io/component-base/logs/json/register" // --logging-format=json
+
 	"github.com/falsesystems/alumiini/pkg/apis/alumiini/v1alpha1"
 	"github.com/falsesystems/alumiini/pkg/apiserver"
 	"github.com/falsesystems/alumiini/pkg/controller"
@@ -54,6 +57,9 @@ type Options struct {
 	Controller ControllerOptions
 	Webhook    WebhookOptions
 	Metrics    MetricsOptions
+	// Logs configures logging (--logging-format=json, -v), as Kubernetes
+	// components do.
+	Logs *logsapi.LoggingConfiguration
 
 	// standalone is set by Complete when there is no cluster to delegate
 	// authentication and authorization to.
@@ -75,6 +81,7 @@ func NewOptions(out, errOut io.Writer) *Options {
 		EtcdDataDir: DefaultEtcdDataDir,
 		Controller:  newControllerOptions(),
 		Webhook:     newWebhookOptions(),
+		Logs:        logsapi.NewLoggingConfiguration(),
 		StdOut:      out,
 		StdErr:      errOut,
 	}
@@ -99,6 +106,10 @@ external etcd cluster. Authentication and authorization are delegated to the
 cluster given by --kubeconfig (or the in-cluster config).`,
 		SilenceUsage: true,
 		RunE: func(c *cobra.Command, args []string) error {
+			// Before anything logs, so every line has the chosen format.
+			if err := logsapi.ValidateAndApply(o.Logs, nil); err != nil {
+				return err
+			}
 			if err := o.Complete(); err != nil {
 				return err
 			}
@@ -144,6 +155,7 @@ func (o *Options) Flags() cliflag.NamedFlagSets {
 	o.Controller.AddFlags(sets.FlagSet("controller"))
 	o.Webhook.AddFlags(sets.FlagSet("webhooks"))
 	o.Metrics.AddFlags(sets.FlagSet("metrics"))
+	logsapi.AddFlags(o.Logs, sets.FlagSet("logging"))
 	ro := o.RecommendedOptions
 	ro.Etcd.AddFlags(sets.FlagSet("etcd"))
 	ro.SecureServing.AddFlags(sets.FlagSet("secure serving"))
