@@ -3,7 +3,7 @@
 SHELL := /usr/bin/env bash
 GO ?= go
 
-.PHONY: all bench bench-latency build dev dev-down dev-smoke test verify verify-codegen codegen vet fmt-check tools unit integration e2e clean
+.PHONY: all bench bench-latency install-yaml verify-install-yaml build dev dev-down dev-smoke test verify verify-codegen codegen vet fmt-check tools unit integration e2e clean
 
 all: build
 
@@ -32,7 +32,14 @@ dev-smoke:
 test: verify tools
 	$(GO) test -count=1 -timeout 20m ./...
 
-verify: fmt-check vet verify-codegen
+verify: fmt-check vet verify-codegen verify-install-yaml
+
+## install-yaml: render artifacts/deploy into install.yaml
+install-yaml:
+	hack/update-install-yaml.sh
+
+verify-install-yaml:
+	hack/update-install-yaml.sh --verify
 
 verify-codegen:
 	hack/verify-codegen.sh

@@ -506,6 +506,10 @@ func (c *Cluster) Metrics(ctx context.Context, fromAlumiini bool) (string, error
 	return string(body), err
 }
 
+// CACertPath is the cluster CA's certificate, which signs kube-apiserver's
+// serving certificate (what a pod finds as ca.crt next to its token).
+func (c *Cluster) CACertPath() string { return c.pki.path(caCert) }
+
 // AlumiiniBinary is the alumiini command the cluster runs.
 func (c *Cluster) AlumiiniBinary() string { return c.opts.AlumiiniBinary }
 

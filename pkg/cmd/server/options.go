@@ -57,6 +57,9 @@ type Options struct {
 	Controller ControllerOptions
 	Webhook    WebhookOptions
 	Metrics    MetricsOptions
+	// APIServiceName is the APIService whose caBundle alumiini sets to its
+	// self-signed serving certificate at start.
+	APIServiceName string
 	// Logs configures logging (--logging-format=json, -v), as Kubernetes
 	// components do.
 	Logs *logsapi.LoggingConfiguration
@@ -155,6 +158,9 @@ func (o *Options) Flags() cliflag.NamedFlagSets {
 	o.Controller.AddFlags(sets.FlagSet("controller"))
 	o.Webhook.AddFlags(sets.FlagSet("webhooks"))
 	o.Metrics.AddFlags(sets.FlagSet("metrics"))
+	sets.FlagSet("secure serving").StringVar(&o.APIServiceName, "apiservice-name", o.APIServiceName,
+		"APIService (e.g. v1alpha1.alumiini.false.systems) whose caBundle alumiini sets, at every start, to the self-signed "+
+			"serving certificate it makes when no --tls-cert-file is given. Empty: leave it alone.")
 	logsapi.AddFlags(o.Logs, sets.FlagSet("logging"))
 	ro := o.RecommendedOptions
 	ro.Etcd.AddFlags(sets.FlagSet("etcd"))
@@ -229,7 +235,7 @@ func (o *Options) embeddedEtcd() bool {
 // given) and returns the server config over it.
 func (o *Options) Config(ctx context.Context) (*apiserver.Config, error) {
 	ro := o.RecommendedOptions
-	if err := ro.SecureServing.MaybeDefaultWithSelfSignedCerts("localhost", nil,
+	if err := ro.SecureServing.MaybeDefaultWithSelfSignedCerts("localhost", serviceDNSNames,
 		[]net.IP{netutils.ParseIPSloppy("127.0.0.1")}); err != nil {
 		return nil, fmt.Errorf("creating self-signed certificates: %w", err)
 	}
@@ -282,6 +288,9 @@ func (o *Options) NewServer(ctx context.Context) (*apiserver.Server, error) {
 	}
 	if err == nil {
 		err = o.Metrics.addMetricsListener(server)
+	}
+	if err == nil {
+		err = o.addCABundleSync(server)
 	}
 	if err != nil {
 		if config.ExtraConfig.StopStorage != nil {

@@ -1,0 +1,213 @@
+// Package install proves the shipped install (artifacts/deploy, install.yaml)
+// on a real control plane: it validates and applies, and the alumiini binary,
+// run as its pod would be (in-cluster configuration from the manifest's
+// ServiceAccount token, no admin credentials), serves the API through the
+// APIService and syncs a GitRepository. There is no kubelet here, so the
+// StatefulSet's pod never starts; the binary runs as a local process, and the
+// Service the APIService names is pointed at it on loopback.
+package install
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/falsesystems/alumiini/test/gitserver"
+	"github.com/falsesystems/alumiini/test/localcluster"
+)
+
+var (
+	cluster *localcluster.Cluster
+	binary  string
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(func() int {
+		dir, err := os.MkdirTemp("", "alumiini-install-")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer os.RemoveAll(dir)
+		binary = filepath.Join(dir, "alumiini")
+		build := exec.Command("go", "build", "-o", binary, "./cmd/alumiini")
+		build.Dir, build.Stderr = localcluster.RepoRoot(), os.Stderr
+		if err := build.Run(); err != nil {
+			fmt.Fprintln(os.Stderr, "building alumiini:", err)
+			return 1
+		}
+		if cluster, err = localcluster.StartForTest(dir, true); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer cluster.Stop()
+		return m.Run()
+	}())
+}
+
+func kubectl(t *testing.T, stdin string, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	out, err := cluster.KubectlInput(ctx, stdin, args...)
+	if err != nil {
+		t.Fatalf("kubectl %v: %v", args, err)
+	}
+	return string(out)
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func TestTheShippedInstallRunsWithOnlyItsOwnRights(t *testing.T) {
+	root := localcluster.RepoRoot()
+	install, err := os.ReadFile(filepath.Join(root, "install.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A dry-run creates nothing, so namespaced objects of a dry-run need
+	// their Namespace to exist already, as for any install.
+	kubectl(t, "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: alumiini-system\n", "apply", "-f", "-")
+	kubectl(t, string(install), "apply", "--server-side", "--dry-run=server", "-f", "-")
+	kubectl(t, "", "apply", "--server-side", "-k", filepath.Join(root, "artifacts/deploy"))
+
+	// No pod network: the Service the APIService names points at loopback,
+	// on the port the process below serves.
+	port := freePort(t)
+	kubectl(t, "", "delete", "service", "alumiini", "-n", "alumiini-system")
+	kubectl(t, fmt.Sprintf("apiVersion: v1\nkind: Service\nmetadata:\n  name: alumiini\n  namespace: alumiini-system\n"+
+		"spec:\n  type: ExternalName\n  externalName: localhost\n  ports:\n  - port: %d\n", port), "apply", "-f", "-")
+	kubectl(t, "", "patch", "apiservice", "v1alpha1.alumiini.false.systems", "--type=merge",
+		"-p", fmt.Sprintf(`{"spec":{"service":{"port":%d}}}`, port))
+
+	alumiini := startAsThePod(t, port)
+	defer alumiini.stop()
+
+	// Served through the aggregator: alumiini set the APIService's caBundle
+	// to the certificate it made at start.
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		out, err := cluster.Kubectl(context.Background(), "get", "--raw", "/apis/alumiini.false.systems/v1alpha1")
+		if err == nil && strings.Contains(string(out), "gitrepositories") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the API is not served through the APIService: %v %s\nalumiini's log:\n%s", err, out, alumiini.log())
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+
+	git, err := gitserver.Start(t.TempDir(), "127.0.0.1:0", gitserver.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer git.Close()
+	if _, err := git.Commit(context.Background(), "app", "main", map[string]gitserver.File{
+		"deploy/cm.yaml": {Content: "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: installed\ndata:\n  ok: \"yes\"\n"}}); err != nil {
+		t.Fatal(err)
+	}
+	kubectl(t, "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: team\n", "apply", "-f", "-")
+	kubectl(t, `apiVersion: alumiini.false.systems/v1alpha1
+kind: GitRepository
+metadata:
+  name: app
+  namespace: team
+spec:
+  url: `+git.BaseURL()+`/app.git
+  path: deploy
+`, "apply", "-f", "-")
+	if out, err := cluster.Kubectl(context.Background(), "wait", "--for=condition=Ready", "gitrepository/app", "-n", "team", "--timeout=90s"); err != nil {
+		t.Fatalf("the GitRepository did not sync: %v %s\n%s\nalumiini's log:\n%s", err, out,
+			kubectl(t, "", "get", "gitrepository", "app", "-n", "team", "-o", "yaml"), alumiini.log())
+	}
+	if got := kubectl(t, "", "get", "configmap", "installed", "-n", "team", "-o", "jsonpath={.data.ok}"); got != "yes" {
+		t.Errorf("the synced ConfigMap holds %q", got)
+	}
+}
+
+// process is alumiini running as its pod would.
+type process struct {
+	cmd     *exec.Cmd
+	logFile string
+}
+
+func (p *process) stop() {
+	if p.cmd.Process != nil {
+		_ = p.cmd.Process.Signal(os.Interrupt)
+		done := make(chan struct{})
+		go func() { _ = p.cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			_ = p.cmd.Process.Kill()
+		}
+	}
+}
+
+func (p *process) log() string {
+	data, _ := os.ReadFile(p.logFile)
+	lines := strings.Split(string(data), "\n")
+	if len(lines) > 60 {
+		lines = lines[len(lines)-60:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// startAsThePod runs alumiini with the StatefulSet's arguments (paths and
+// ports made local) and no kubeconfig: client-go's in-cluster loader reads
+// the manifest's ServiceAccount token from where the kubelet projects it,
+// bind-mounted there in a mount namespace of its own (this needs root, as
+// the kubelet does).
+func startAsThePod(t *testing.T, securePort int) *process {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Fatal("running alumiini as its pod would needs root (a mount namespace to project the ServiceAccount token); run make test as root")
+	}
+	token := strings.TrimSpace(kubectl(t, "", "create", "token", "alumiini", "-n", "alumiini-system", "--duration=1h"))
+	projected := t.TempDir()
+	ca, err := os.ReadFile(cluster.CACertPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, data := range map[string]string{"token": token, "ca.crt": string(ca), "namespace": "alumiini-system"} {
+		if err := os.WriteFile(filepath.Join(projected, name), []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	state := t.TempDir()
+	args := []string{
+		"--secure-port=" + strconv.Itoa(securePort), "--bind-address=127.0.0.1",
+		"--etcd-data-dir=" + filepath.Join(state, "etcd"), "--git-cache-dir=" + filepath.Join(state, "git"),
+		"--apiservice-name=v1alpha1.alumiini.false.systems",
+	}
+	const mountPoint = "/var/run/secrets/kubernetes.io/serviceaccount"
+	script := fmt.Sprintf("mkdir -p %s && mount --bind %s %s && exec %s %s", mountPoint, projected, mountPoint,
+		binary, strings.Join(args, " "))
+	p := &process{cmd: exec.Command("unshare", "--mount", "--propagation", "private", "sh", "-c", script),
+		logFile: filepath.Join(state, "alumiini.log")}
+	logFile, err := os.Create(p.logFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.cmd.Stdout, p.cmd.Stderr = logFile, logFile
+	p.cmd.Env = append(os.Environ(), "KUBERNETES_SERVICE_HOST=127.0.0.1",
+		"KUBERNETES_SERVICE_PORT="+strconv.Itoa(cluster.Ports().KubeAPIServer))
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
