@@ -15,7 +15,17 @@ RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w \
     -o /alumiini ./cmd/alumiini
 
 FROM gcr.io/distroless/static-debian12:nonroot
+ARG VERSION=unknown
+ARG COMMIT=unknown
+ARG BUILD_DATE=unknown
+LABEL org.opencontainers.image.title=alumiini \
+      org.opencontainers.image.version=${VERSION} \
+      org.opencontainers.image.revision=${COMMIT} \
+      org.opencontainers.image.created=${BUILD_DATE} \
+      org.opencontainers.image.source=https://github.com/falsesystems/alumiini \
+      org.opencontainers.image.licenses=Apache-2.0
 COPY --from=build /alumiini /alumiini
+USER 65532:65532
 # The embedded etcd keeps its data here; mount a volume to keep it across restarts.
 VOLUME /var/lib/alumiini
 ENTRYPOINT ["/alumiini"]

@@ -3,7 +3,7 @@
 SHELL := /usr/bin/env bash
 GO ?= go
 
-.PHONY: all bench bench-latency install-yaml verify-install-yaml build dev dev-down dev-smoke test verify verify-codegen codegen vet fmt-check tools unit integration e2e clean
+.PHONY: all bench bench-latency image install-yaml verify-install-yaml build dev dev-down dev-smoke test verify verify-codegen codegen vet fmt-check tools unit integration e2e clean
 
 all: build
 
@@ -33,6 +33,10 @@ test: verify tools
 	$(GO) test -count=1 -timeout 20m ./...
 
 verify: fmt-check vet verify-codegen verify-install-yaml
+
+## image: build the container image as an OCI archive (_output/image/alumiini.oci.tar), no Docker engine needed
+image:
+	$(GO) run ./hack/image -version $(VERSION) -commit $(COMMIT) -created $(BUILD_DATE)
 
 ## install-yaml: render artifacts/deploy into install.yaml
 install-yaml:
