@@ -33,7 +33,11 @@ var (
 	}, []string{"action"})
 	lastSync = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "alumiini_gitrepository_last_sync_timestamp_seconds",
-		Help: "When each GitRepository last applied its commit in full (Unix time).",
+		Help: "When each GitRepository last synced successfully (applied, corrected drift, or found nothing new), Unix time.",
+	}, []string{"namespace", "name"})
+	ready = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "alumiini_gitrepository_ready",
+		Help: "1 when the GitRepository's last sync succeeded, 0 when it failed.",
 	}, []string{"namespace", "name"})
 	workerRestarts = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "alumiini_worker_restarts_total",
@@ -65,7 +69,7 @@ func RegisterMetrics(r prometheus.Registerer, c *Controller) error {
 		Name: "alumiini_workers",
 		Help: "Workers running, one per GitRepository.",
 	}, func() float64 { return float64(c.workers()) })
-	for _, m := range []prometheus.Collector{syncsTotal, syncDuration, objectsApplied, lastSync, workerRestarts,
+	for _, m := range []prometheus.Collector{syncsTotal, syncDuration, objectsApplied, lastSync, ready, workerRestarts,
 		workerStalls, slotWait, driftDetected, driftCorrected, workers} {
 		if err := r.Register(m); err != nil {
 			var already prometheus.AlreadyRegisteredError

@@ -169,6 +169,7 @@ func (r *Reconciler) WokenByDrift(key string) { r.driftWakes.Store(key, struct{}
 func (r *Reconciler) Forget(key string) {
 	if namespace, name, err := cache.SplitMetaNamespaceKey(key); err == nil {
 		lastSync.DeleteLabelValues(namespace, name)
+		ready.DeleteLabelValues(namespace, name)
 	}
 	r.failures.Delete(key)
 	r.pushes.Delete(key)
@@ -219,6 +220,13 @@ func (r *Reconciler) syncOnce(ctx context.Context, repo *v1alpha1.GitRepository)
 	ctx, cancelWrite := context.WithTimeout(ctx, statusWriteTimeout)
 	defer cancelWrite()
 	var stage *stageError
+	succeeded := func() {
+		lastSync.WithLabelValues(repo.Namespace, repo.Name).SetToCurrentTime()
+		ready.WithLabelValues(repo.Namespace, repo.Name).Set(1)
+	}
+	if err != nil {
+		ready.WithLabelValues(repo.Namespace, repo.Name).Set(0)
+	}
 	switch {
 	case errors.As(err, &stage):
 		countSync(resultFailed, stage.reason, start)
@@ -228,14 +236,16 @@ func (r *Reconciler) syncOnce(ctx context.Context, repo *v1alpha1.GitRepository)
 		return r.fail(ctx, repo, pending, push, "", reasonOf(err), err.Error(), start)
 	case out == nil: // idle: nothing new, nothing asked, nothing drifted
 		countSync(resultIdle, ReasonSucceeded, start)
+		succeeded()
 		return r.showPush(ctx, repo, push)
 	case out.driftOnly:
 		countSync(resultDrift, ReasonSucceeded, start)
+		succeeded()
 		return r.reportDrift(ctx, repo, push, out, start)
 	}
 	countSync(resultSynced, ReasonSucceeded, start)
 	countObjects(out.result)
-	lastSync.WithLabelValues(repo.Namespace, repo.Name).SetToCurrentTime()
+	succeeded()
 	return r.report(ctx, repo, pending, push, out, start)
 }
 

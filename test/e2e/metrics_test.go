@@ -5,13 +5,17 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/falsesystems/alumiini/test/gitserver"
+	"github.com/falsesystems/alumiini/test/localcluster"
 )
 
 // scrape reads alumiini's metrics from the unauthenticated listener and
@@ -166,5 +170,31 @@ func TestTheBinaryLogsJSONAndTellsItsVersion(t *testing.T) {
 	}
 	if !ready {
 		t.Errorf("no \"Embedded etcd ready\" among %d lines", len(lines))
+	}
+}
+
+// TestTheDashboardAndAlertsQueryMetricsThatExist: every alumiini metric the
+// shipped Grafana dashboard and PrometheusRule query is served.
+func TestTheDashboardAndAlertsQueryMetricsThatExist(t *testing.T) {
+	served := scrape(t)
+	used := map[string]bool{}
+	for _, file := range []string{"artifacts/monitoring/dashboard.json", "artifacts/monitoring/prometheusrule.yaml"} {
+		data, err := os.ReadFile(filepath.Join(localcluster.RepoRoot(), file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, name := range regexp.MustCompile(`alumiini_[a-z_]+`).FindAllString(string(data), -1) {
+			used[name] = true
+		}
+	}
+	if len(used) < 10 {
+		t.Fatalf("found only %d metric names in the dashboard and the alerts", len(used))
+	}
+	for name := range used {
+		_, series := served[name]
+		_, histogram := served[name+"_count"] // a histogram named as a family
+		if !series && !histogram {
+			t.Errorf("%s is queried but not served", name)
+		}
 	}
 }
