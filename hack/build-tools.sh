@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds the pinned control-plane tools (kube-apiserver, etcd, kubectl) from the
-# Go module proxy into _output/bin/<version>/, skipping any already built.
+# Builds the pinned control-plane tools (kube-apiserver, kube-controller-manager,
+# etcd, kubectl) from the Go module proxy into _output/bin/<version>/, skipping
+# any already built.
 # Prebuilt release downloads are not reachable on our machines; the proxy is.
 set -euo pipefail
 
@@ -20,7 +21,7 @@ for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
 done
 
 cd "${ROOT}/hack/tools"
-for tool in etcd kubectl kube-apiserver; do
+for tool in etcd kubectl kube-apiserver kube-controller-manager; do
   if [[ -x "${BIN}/${tool}" ]]; then
     continue
   fi

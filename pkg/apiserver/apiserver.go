@@ -23,7 +23,24 @@ var (
 	Scheme = runtime.NewScheme()
 	// Codecs serialise the types of Scheme.
 	Codecs = serializer.NewCodecFactory(Scheme)
+	// Serializer is what the server offers clients: JSON and YAML. Our types
+	// have no protobuf encoding, and clients that prefer protobuf (the
+	// namespace controller deleting a namespace's GitRepositories) would get
+	// an error instead of falling back to JSON: namespace deletion hung.
+	Serializer runtime.NegotiatedSerializer = withoutProtobuf{Codecs}
 )
+
+type withoutProtobuf struct{ runtime.NegotiatedSerializer }
+
+func (s withoutProtobuf) SupportedMediaTypes() []runtime.SerializerInfo {
+	var infos []runtime.SerializerInfo
+	for _, info := range s.NegotiatedSerializer.SupportedMediaTypes() {
+		if info.MediaType != runtime.ContentTypeProtobuf {
+			infos = append(infos, info)
+		}
+	}
+	return infos
+}
 
 func init() {
 	install.Install(Scheme)
@@ -110,6 +127,7 @@ func (c completedConfig) New() (*Server, error) {
 		return nil, err
 	}
 	group := genericapiserver.NewDefaultAPIGroupInfo(alumiini.GroupName, Scheme, metav1.ParameterCodec, Codecs)
+	group.NegotiatedSerializer = Serializer
 	group.VersionedResourcesStorageMap["v1alpha1"] = map[string]rest.Storage{
 		"gitrepositories":        gitRepositories.GitRepository,
 		"gitrepositories/status": gitRepositories.Status,

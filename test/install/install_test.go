@@ -137,6 +137,68 @@ spec:
 	if got := kubectl(t, "", "get", "configmap", "installed", "-n", "team", "-o", "jsonpath={.data.ok}"); got != "yes" {
 		t.Errorf("the synced ConfigMap holds %q", got)
 	}
+
+	checkAggregatedRoles(t)
+
+	// kubectl api-resources lists the group and nothing fails discovery.
+	if out := kubectl(t, "", "api-resources", "--api-group=alumiini.false.systems"); !strings.Contains(out, "gitrepositories") {
+		t.Errorf("api-resources: %s", out)
+	}
+	// Deleting a namespace that holds a GitRepository completes: the
+	// namespace controller finds the aggregated group, deletes the
+	// GitRepository, whose prune finalizer deletes what it applied.
+	if out, err := cluster.Kubectl(context.Background(), "delete", "namespace", "team", "--timeout=120s"); err != nil {
+		t.Fatalf("deleting a namespace with a GitRepository: %v %s\n%s", err, out,
+			kubectl(t, "", "get", "namespace", "team", "-o", "yaml"))
+	}
+}
+
+// checkAggregatedRoles: kube-controller-manager aggregates alumiini's roles
+// into the built-in edit and view, so a namespace editor may write
+// GitRepositories and ask for syncs, and a viewer may only read them.
+func checkAggregatedRoles(t *testing.T) {
+	t.Helper()
+	kubectl(t, `apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: editors, namespace: team}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: edit}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: ed}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: viewers, namespace: team}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: view}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: vi}]
+`, "apply", "-f", "-")
+	for _, c := range []struct {
+		user, verb, resource, subresource string
+		want                              string
+	}{
+		{"ed", "create", "gitrepositories.alumiini.false.systems", "", "yes"},
+		{"ed", "create", "gitrepositories.alumiini.false.systems", "sync", "yes"},
+		{"vi", "get", "gitrepositories.alumiini.false.systems", "", "yes"},
+		{"vi", "get", "gitrepositories.alumiini.false.systems", "status", "yes"},
+		{"vi", "create", "gitrepositories.alumiini.false.systems", "", "no"},
+		{"vi", "create", "gitrepositories.alumiini.false.systems", "sync", "no"},
+	} {
+		args := []string{"auth", "can-i", c.verb, c.resource, "-n", "team", "--as=" + c.user}
+		if c.subresource != "" {
+			args = append(args, "--subresource="+c.subresource)
+		}
+		deadline := time.Now().Add(30 * time.Second) // aggregation takes a moment
+		for {
+			out, _ := cluster.Kubectl(context.Background(), args...)
+			got := strings.TrimSpace(string(out))
+			if got == c.want {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Errorf("kubectl %s: %q, want %q", strings.Join(args, " "), got, c.want)
+				break
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+	}
 }
 
 // process is alumiini running as its pod would.

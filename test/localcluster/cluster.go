@@ -95,7 +95,7 @@ type Cluster struct {
 	// MetricsURL serves alumiini's metrics without credentials.
 	MetricsURL string
 
-	etcd, kubeAPIServer, alumiini *process
+	etcd, kubeAPIServer, controllerManager, alumiini *process
 }
 
 // Start brings up etcd, kube-apiserver, the git server and alumiini, registers
@@ -132,6 +132,11 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	}
 	step("kube-apiserver on https://127.0.0.1:%d", opts.Ports.KubeAPIServer)
 	if err := c.startKubeAPIServer(ctx); err != nil {
+		return nil, err
+	}
+
+	step("kube-controller-manager")
+	if err := c.startControllerManager(ctx); err != nil {
 		return nil, err
 	}
 
@@ -264,6 +269,32 @@ func (c *Cluster) startKubeAPIServer(ctx context.Context) error {
 		return err
 	}
 	return waitFor(ctx, c.kubeAPIServer, 90*time.Second, func() bool { return c.getOK(ctx, "/readyz") })
+}
+
+// startControllerManager runs kube-controller-manager with the admin's
+// credentials: ClusterRole aggregation, namespace deletion, garbage
+// collection and ServiceAccounts behave as in a real cluster. It serves
+// nothing (--secure-port=0) and needs no leader election.
+func (c *Cluster) startControllerManager(ctx context.Context) error {
+	args := []string{
+		"--kubeconfig=" + c.Kubeconfig,
+		"--authentication-kubeconfig=" + c.Kubeconfig, "--authorization-kubeconfig=" + c.Kubeconfig,
+		"--secure-port=0", "--leader-elect=false",
+		"--service-account-private-key-file=" + c.pki.path(serviceAccountKey),
+		"--root-ca-file=" + c.pki.path(caCert),
+		// No nodes, no cloud: the controllers a GitOps tool's tests touch.
+		"--controllers=*,-node-ipam-controller,-node-lifecycle-controller,-persistentvolume-binder-controller,-persistentvolume-attach-detach-controller",
+	}
+	var err error
+	c.controllerManager, err = startProcess("kube-controller-manager", c.logPath("kube-controller-manager"), c.tool("kube-controller-manager"), args...)
+	if err != nil {
+		return err
+	}
+	// Its ServiceAccount controller making "default" in namespace default
+	// shows it runs.
+	return waitFor(ctx, c.controllerManager, 90*time.Second, func() bool {
+		return c.getOK(ctx, "/api/v1/namespaces/default/serviceaccounts/default")
+	})
 }
 
 // RestartAlumiini stops alumiini with SIGTERM, as a rollout or a node drain
@@ -531,7 +562,7 @@ func (c *Cluster) Profile(ctx context.Context, file string, over time.Duration) 
 // PIDs are the process ids of the components still running.
 func (c *Cluster) PIDs() []int {
 	var pids []int
-	for _, p := range []*process{c.alumiini, c.kubeAPIServer, c.etcd} {
+	for _, p := range []*process{c.alumiini, c.controllerManager, c.kubeAPIServer, c.etcd} {
 		if p != nil && !p.exited() {
 			pids = append(pids, p.cmd.Process.Pid)
 		}
@@ -542,7 +573,7 @@ func (c *Cluster) PIDs() []int {
 // Stop stops alumiini first (it drains and flushes its etcd), then
 // kube-apiserver, etcd and the git server.
 func (c *Cluster) Stop() {
-	for _, p := range []*process{c.alumiini, c.kubeAPIServer, c.etcd} {
+	for _, p := range []*process{c.alumiini, c.controllerManager, c.kubeAPIServer, c.etcd} {
 		if p != nil {
 			p.stop(30 * time.Second)
 		}
