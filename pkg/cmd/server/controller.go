@@ -189,35 +189,12 @@ func (o *Options) addController(server *apiserver.Server) error {
 		return err
 	}
 	return server.GenericAPIServer.AddPostStartHook("alumiini-controller", func(hook genericPostStartHookContext) error {
-		loopback := rest.CopyConfig(hook.LoopbackClientConfig)
-		loopback.QPS, loopback.Burst = co.KubeAPIQPS, co.KubeAPIBurst
-		self, err := os.Executable()
-		if err != nil {
-			return fmt.Errorf("finding alumiini's own binary to run kustomize builds in: %w", err)
-		}
-		c, err := controller.New(controller.Config{
-			APIConfig:                        loopback,
-			TargetConfig:                     target,
-			Git:                              cache,
-			MaxConcurrentApplies:             co.MaxConcurrentApplies,
-			MaxConcurrentAppliesPerNamespace: co.MaxConcurrentAppliesPerNamespace,
-			DefaultServiceAccount:            co.DefaultServiceAccount,
-			MaxObjects:                       co.MaxObjects,
-			Kustomize:                        kustomizeproc.New(self, co.Kustomize).Build,
-			Supervisor:                       controller.SupervisorOptions{RestartIntensity: co.RestartIntensity, RestartPeriod: co.RestartPeriod},
-			URLKey:                           webhook.MatchKey,
-		})
+		c, err := o.newController(hook, target, cache)
 		if err != nil {
 			return err
 		}
 		server.Controller = c
 		started.Store(c)
-		if err := controller.RegisterMetrics(legacyregistry.Registerer(), c); err != nil {
-			return fmt.Errorf("registering the controller's metrics: %w", err)
-		}
-		if err := git.RegisterMetrics(legacyregistry.Registerer(), cache); err != nil {
-			return fmt.Errorf("registering the git metrics: %w", err)
-		}
 		go func() {
 			if err := c.Run(hook.Context); err != nil {
 				klog.ErrorS(err, "The controller stopped")
@@ -227,4 +204,38 @@ func (o *Options) addController(server *apiserver.Server) error {
 		// there is nothing to trigger.
 		return o.Webhook.startWebhook(hook.Context, c, target)
 	})
+}
+
+// newController builds the controller over the server's loopback client,
+// with its metrics registered.
+func (o *Options) newController(hook genericPostStartHookContext, target *rest.Config, cache *git.Cache) (*controller.Controller, error) {
+	co := o.Controller
+	loopback := rest.CopyConfig(hook.LoopbackClientConfig)
+	loopback.QPS, loopback.Burst = co.KubeAPIQPS, co.KubeAPIBurst
+	self, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("finding alumiini's own binary to run kustomize builds in: %w", err)
+	}
+	c, err := controller.New(controller.Config{
+		APIConfig:                        loopback,
+		TargetConfig:                     target,
+		Git:                              cache,
+		MaxConcurrentApplies:             co.MaxConcurrentApplies,
+		MaxConcurrentAppliesPerNamespace: co.MaxConcurrentAppliesPerNamespace,
+		DefaultServiceAccount:            co.DefaultServiceAccount,
+		MaxObjects:                       co.MaxObjects,
+		Kustomize:                        kustomizeproc.New(self, co.Kustomize).Build,
+		Supervisor:                       controller.SupervisorOptions{RestartIntensity: co.RestartIntensity, RestartPeriod: co.RestartPeriod},
+		URLKey:                           webhook.MatchKey,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := controller.RegisterMetrics(legacyregistry.Registerer(), c); err != nil {
+		return nil, fmt.Errorf("registering the controller's metrics: %w", err)
+	}
+	if err := git.RegisterMetrics(legacyregistry.Registerer(), cache); err != nil {
+		return nil, fmt.Errorf("registering the git metrics: %w", err)
+	}
+	return c, nil
 }
