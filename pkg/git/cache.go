@@ -386,7 +386,9 @@ func (c *Cache) shared(ctx context.Context, key, doing string, work func(context
 // fetch brings the wanted commit into the store, shallow and for one ref,
 // retrying a transfer the network cut off. It returns the commit fetched.
 func (c *Cache) fetch(ctx context.Context, src Source, st *store, want plumbing.Hash) (plumbing.Hash, error) {
+	waiting := time.Now()
 	release, err := c.slots.Acquire(ctx, src.Tenant)
+	fetchSlotWait.Observe(time.Since(waiting).Seconds())
 	if err != nil {
 		return plumbing.ZeroHash, classify(err, "waiting to fetch "+src.describe())
 	}

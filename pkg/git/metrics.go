@@ -26,6 +26,11 @@ var (
 		Name: "alumiini_git_transfer_bytes_total",
 		Help: "Bytes git servers sent, by kind of transfer.",
 	}, []string{"kind"})
+	fetchSlotWait = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "alumiini_git_fetch_slot_wait_seconds",
+		Help:    "How long fetches waited for a fetch slot (--max-concurrent-fetches, per namespace too).",
+		Buckets: prometheus.ExponentialBuckets(0.001, 4, 10),
+	})
 	cacheEvictions = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "alumiini_git_cache_evictions_total",
 		Help: "Git cache stores evicted to stay within --git-cache-max-bytes.",
@@ -39,7 +44,7 @@ func RegisterMetrics(r prometheus.Registerer, c *Cache) error {
 		Name: "alumiini_git_cache_bytes",
 		Help: "Bytes the git cache holds on disk.",
 	}, func() float64 { return float64(c.Size()) })
-	for _, m := range []prometheus.Collector{transfersTotal, transferDuration, transferBytes, cacheEvictions, size} {
+	for _, m := range []prometheus.Collector{transfersTotal, transferDuration, transferBytes, fetchSlotWait, cacheEvictions, size} {
 		if err := r.Register(m); err != nil {
 			var already prometheus.AlreadyRegisteredError
 			if !errors.As(err, &already) {
