@@ -1,9 +1,9 @@
 package controller
 
 import (
-	"errors"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/falsesystems/alumiini/pkg/metrics"
 )
 
 // Results of a sync, as the metrics label them.
@@ -69,14 +69,6 @@ func RegisterMetrics(r prometheus.Registerer, c *Controller) error {
 		Name: "alumiini_workers",
 		Help: "Workers running, one per GitRepository.",
 	}, func() float64 { return float64(c.workers()) })
-	for _, m := range []prometheus.Collector{syncsTotal, syncDuration, objectsApplied, lastSync, ready, workerRestarts,
-		workerStalls, slotWait, driftDetected, driftCorrected, workers} {
-		if err := r.Register(m); err != nil {
-			var already prometheus.AlreadyRegisteredError
-			if !errors.As(err, &already) {
-				return err
-			}
-		}
-	}
-	return nil
+	return metrics.Register(r, syncsTotal, syncDuration, objectsApplied, lastSync, ready, workerRestarts,
+		workerStalls, slotWait, driftDetected, driftCorrected, workers)
 }

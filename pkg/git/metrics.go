@@ -1,9 +1,9 @@
 package git
 
 import (
-	"errors"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/falsesystems/alumiini/pkg/metrics"
 )
 
 // Kinds of transfer, as the metrics label them.
@@ -44,13 +44,5 @@ func RegisterMetrics(r prometheus.Registerer, c *Cache) error {
 		Name: "alumiini_git_cache_bytes",
 		Help: "Bytes the git cache holds on disk.",
 	}, func() float64 { return float64(c.Size()) })
-	for _, m := range []prometheus.Collector{transfersTotal, transferDuration, transferBytes, fetchSlotWait, cacheEvictions, size} {
-		if err := r.Register(m); err != nil {
-			var already prometheus.AlreadyRegisteredError
-			if !errors.As(err, &already) {
-				return err
-			}
-		}
-	}
-	return nil
+	return metrics.Register(r, transfersTotal, transferDuration, transferBytes, fetchSlotWait, cacheEvictions, size)
 }

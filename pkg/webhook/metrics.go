@@ -1,10 +1,11 @@
 package webhook
 
 import (
-	"errors"
 	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/falsesystems/alumiini/pkg/metrics"
 )
 
 // The values of the result label of alumiini_webhook_requests_total.
@@ -46,14 +47,8 @@ var (
 // RegisterMetrics registers the webhook receiver's metrics with r. Registering
 // them again with the same registry is not an error.
 func RegisterMetrics(r prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{requestsTotal, requestDuration} {
-		if err := r.Register(c); err != nil {
-			var already prometheus.AlreadyRegisteredError
-			if errors.As(err, &already) {
-				continue
-			}
-			return fmt.Errorf("registering webhook metrics: %w", err)
-		}
+	if err := metrics.Register(r, requestsTotal, requestDuration); err != nil {
+		return fmt.Errorf("registering webhook metrics: %w", err)
 	}
 	return nil
 }
