@@ -418,7 +418,7 @@ func (a *Applier) write(ctx context.Context, ps []*planned, result *Result, opts
 		}
 		change := Change{Entry: p.entry(), Action: p.action, Written: true}
 		if p.live != nil {
-			change.Manager = LastForeignManager(p.live)
+			change.Manager = lastForeignManager(p.live)
 		}
 		if opts.Write != nil && !opts.Write(change) {
 			change.Written, p.skip = false, true
@@ -457,9 +457,9 @@ func (a *Applier) observe(opts Options, p *planned, obj *unstructured.Unstructur
 	}
 }
 
-// LastForeignManager is the field manager other than alumiini that wrote
+// lastForeignManager is the field manager other than alumiini that wrote
 // the object (not its status) most recently, or "" if none did.
-func LastForeignManager(obj metav1.Object) string {
+func lastForeignManager(obj metav1.Object) string {
 	var last metav1.ManagedFieldsEntry
 	for _, m := range obj.GetManagedFields() {
 		if m.Manager == FieldManager || m.Subresource == "status" || m.Time == nil {

@@ -150,7 +150,7 @@ func (s *driftSync) settle(result *apply.Result, objects []manifest.Object, inve
 		switch {
 		case o.correcting:
 			s.corrected(d, id, o)
-		case o.state == v1alpha1.DriftStateHeld && (s.fullSync || s.examined[id]) && !hasKey(held, id):
+		case o.state == v1alpha1.DriftStateHeld && (s.fullSync || s.examined[id]) && !isHeld(held, id):
 			delete(d.drifted, id) // released
 		case o.drifting() && s.examined[id] && !differs[id]:
 			delete(d.drifted, id) // someone put it back
@@ -242,8 +242,8 @@ func (d *repoDrift) keepOnly(inventory []apply.Entry, target string) {
 	}
 }
 
-func hasKey[K comparable, V any](m map[K]V, k K) bool {
-	_, ok := m[k]
+func isHeld(held map[manifest.ID]apply.Entry, id manifest.ID) bool {
+	_, ok := held[id]
 	return ok
 }
 

@@ -127,17 +127,6 @@ func observed(meta *metav1.PartialObjectMetadata) Observed {
 		ForeignWrite: meta.Annotations[annotationForeignWrite] != "", Held: meta.Annotations[annotationHeld] != ""}
 }
 
-// Watched counts the objects held across all watches.
-func (w *Watcher) Watched() int {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	n := 0
-	for _, informer := range w.watching {
-		n += len(informer.GetStore().ListKeys())
-	}
-	return n
-}
-
 func (w *Watcher) tell(resource schema.GroupVersionResource, meta *metav1.PartialObjectMetadata, seen Observed) {
 	namespace, name, _ := strings.Cut(meta.Annotations[annotationOwner], "/")
 	if name == "" {

@@ -8,7 +8,6 @@ import (
 	"io"
 	"mime"
 	"net/http"
-	"runtime/debug"
 	"sort"
 	"strconv"
 	"strings"
@@ -165,15 +164,9 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func (h *handler) serveRecovering(w http.ResponseWriter, r *http.Request, p *provider) (rep reply) {
 	defer func() {
-		v := recover()
-		if v == nil {
+		if !logPanic(recover(), r.URL.Path) {
 			return
 		}
-		if v == http.ErrAbortHandler { // net/http aborts a response by panicking with this value
-			panic(v)
-		}
-		klog.ErrorS(nil, "Webhook handler panicked", "path", r.URL.Path, "panic", fmt.Sprint(v))
-		klog.V(4).InfoS("Webhook handler panic stack", "path", r.URL.Path, "stack", string(debug.Stack()))
 		rep = refuse(http.StatusInternalServerError, resultError, "internal error while handling the webhook; alumiini's log says more")
 	}()
 	return h.serve(w, r, p)

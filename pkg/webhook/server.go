@@ -126,15 +126,9 @@ func (s *Server) Run(ctx context.Context) error {
 func recoverPanics(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		defer func() {
-			v := recover()
-			if v == nil {
+			if !logPanic(recover(), r.URL.Path) {
 				return
 			}
-			if v == http.ErrAbortHandler { // net/http aborts a response by panicking with this value
-				panic(v)
-			}
-			klog.ErrorS(nil, "HTTP handler panicked", "path", r.URL.Path, "panic", fmt.Sprint(v))
-			klog.V(4).InfoS("HTTP handler panic stack", "path", r.URL.Path, "stack", string(debug.Stack()))
 			// If h already wrote the header this only logs a superfluous
 			// WriteHeader; the client sees a truncated answer.
 			w.Header().Set("Content-Type", "application/json")
@@ -143,4 +137,19 @@ func recoverPanics(h http.Handler) http.Handler {
 		}()
 		h.ServeHTTP(w, r)
 	})
+}
+
+// logPanic logs v, a value recover returned, and reports whether there was a
+// panic to answer; net/http's own way of aborting a response
+// (http.ErrAbortHandler) is passed on.
+func logPanic(v any, path string) bool {
+	if v == nil {
+		return false
+	}
+	if v == http.ErrAbortHandler {
+		panic(v)
+	}
+	klog.ErrorS(nil, "Webhook handler panicked", "path", path, "panic", fmt.Sprint(v))
+	klog.V(4).InfoS("Webhook handler panic stack", "path", path, "stack", string(debug.Stack()))
+	return true
 }
