@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"sync"
@@ -8,6 +9,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/discovery/cached/memory"
@@ -59,6 +61,10 @@ type Config struct {
 	// URLKey folds a repository URL to the key pushes are matched by
 	// (webhook.MatchKey); nil leaves GitRepositories unindexed.
 	URLKey func(url string) string
+	// Elect runs lead while this process holds the controller's leadership
+	// and returns when ctx ends; lead returns after its workers have
+	// stopped. Nil: this process always leads.
+	Elect func(ctx context.Context, lead func(ctx context.Context))
 }
 
 // Controller watches GitRepositories and runs their workers.
@@ -144,9 +150,31 @@ func perNamespace(cfg Config) int {
 	return max(1, cfg.MaxConcurrentApplies/4)
 }
 
-// Run watches GitRepositories until ctx ends.
+// Run watches GitRepositories until ctx ends. Workers run while Config.Elect
+// lets this process lead (always, without it); the informers run regardless,
+// so that every replica serves readiness and matches webhook pushes.
 func (c *Controller) Run(ctx context.Context) error {
 	defer c.broadcast.Shutdown()
+	defer c.factory.Shutdown()
+	informer := c.factory.Alumiini().V1alpha1().GitRepositories().Informer()
+	c.factory.Start(ctx.Done())
+	if !cache.WaitForCacheSync(ctx.Done(), informer.HasSynced) {
+		return fmt.Errorf("the GitRepository informer did not sync")
+	}
+	if c.config.Elect == nil {
+		return c.lead(ctx)
+	}
+	c.config.Elect(ctx, func(ctx context.Context) {
+		if err := c.lead(ctx); err != nil {
+			klog.ErrorS(err, "Leading the controller")
+		}
+	})
+	return nil
+}
+
+// lead runs one worker per GitRepository until ctx ends, and returns only
+// once they all have returned.
+func (c *Controller) lead(ctx context.Context) error {
 	meta, err := metadata.NewForConfig(c.config.TargetConfig)
 	if err != nil {
 		return fmt.Errorf("building the metadata client for drift watches: %w", err)
@@ -154,15 +182,35 @@ func (c *Controller) Run(ctx context.Context) error {
 	c.reconciler.drift = newDriftBook(drift.NewWatcher(ctx, meta, c.onDrift), c.appliers.mapper)
 	opts := c.config.Supervisor
 	opts.OnStall = c.reconciler.Stall
+	supervisor := NewSupervisor(ctx, c.reconciler.Sync, opts)
 	c.mu.Lock()
-	c.supervisor = NewSupervisor(ctx, c.reconciler.Sync, opts)
+	c.supervisor = supervisor
 	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		c.supervisor = nil
+		c.mu.Unlock()
+		supervisor.Wait()
+	}()
 
 	informer := c.factory.Alumiini().V1alpha1().GitRepositories().Informer()
-	_, err = informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
+	registration, err := informer.AddEventHandler(workerHandlers(supervisor, c.reconciler))
+	if err != nil {
+		return fmt.Errorf("watching GitRepositories: %w", err)
+	}
+	defer func() { _ = informer.RemoveEventHandler(registration) }()
+	klog.InfoS("Controller started", "gitRepositories", len(informer.GetStore().ListKeys()))
+	<-ctx.Done()
+	return nil
+}
+
+// workerHandlers keep one worker per GitRepository and wake it when its
+// spec, deletion or sync request changes.
+func workerHandlers(supervisor *Supervisor, reconciler *Reconciler) cache.ResourceEventHandlerFuncs {
+	return cache.ResourceEventHandlerFuncs{
 		AddFunc: func(obj interface{}) {
 			if key, err := cache.MetaNamespaceKeyFunc(obj); err == nil {
-				c.supervisor.Ensure(key)
+				supervisor.Ensure(key)
 			}
 		},
 		UpdateFunc: func(oldObj, newObj interface{}) {
@@ -172,32 +220,21 @@ func (c *Controller) Run(ctx context.Context) error {
 				return
 			}
 			key, _ := cache.MetaNamespaceKeyFunc(repo)
-			c.supervisor.Ensure(key)
+			supervisor.Ensure(key)
 			// Our own status writes change neither; a spec change, a new sync
 			// request or a deletion does.
 			if repo.Generation != old.Generation || repo.DeletionTimestamp != nil && old.DeletionTimestamp == nil ||
 				newRequest(old, repo) {
-				c.supervisor.Trigger(key)
+				supervisor.Trigger(key)
 			}
 		},
 		DeleteFunc: func(obj interface{}) {
 			if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
-				c.supervisor.Stop(key)
-				c.reconciler.Forget(key)
+				supervisor.Stop(key)
+				reconciler.Forget(key)
 			}
 		},
-	})
-	if err != nil {
-		return fmt.Errorf("watching GitRepositories: %w", err)
 	}
-	c.factory.Start(ctx.Done())
-	if !cache.WaitForCacheSync(ctx.Done(), informer.HasSynced) {
-		return fmt.Errorf("the GitRepository informer did not sync")
-	}
-	klog.InfoS("Controller started", "gitRepositories", c.supervisor.Len())
-	<-ctx.Done()
-	c.factory.Shutdown()
-	return nil
 }
 
 // Synced reports an error until the controller has listed the
@@ -265,17 +302,46 @@ func (c *Controller) Repositories(key string) []*v1alpha1.GitRepository {
 // ref and the delivery (the client's spam filter bounds Events per object).
 // The status shows the push when the sync reports.
 func (c *Controller) Push(repo *v1alpha1.GitRepository, push v1alpha1.PushRecord) {
+	if !c.leading() {
+		c.forwardPush(repo, push)
+		return
+	}
 	key := repo.Namespace + "/" + repo.Name
 	c.reconciler.NotePush(key, push)
 	c.pushes.push(key)
-	delivery := push.DeliveryID
-	if delivery == "" {
-		delivery = "(none given)"
-	}
+	delivery := cmp.Or(push.DeliveryID, "(none given)")
 	// The commit is left out: the payload says it, not the remote, and the
 	// status shows it once this GitRepository's own listing confirms it.
 	c.reconciler.Recorder.Eventf(repo, corev1.EventTypeNormal, "PushReceived", "%s push to %s, delivery %s",
 		push.Provider, push.Ref, delivery)
+}
+
+// forwardTimeout bounds handing one push to the leading replica.
+const forwardTimeout = 5 * time.Second
+
+// forwardPush hands a push that reached a replica which does not lead to the
+// one that does, as a stored sync request (what kubectl create --raw
+// .../sync makes): the leader's informer sees it and syncs. The push then
+// shows as status.lastSyncRequest rather than status.lastPush.
+func (c *Controller) forwardPush(repo *v1alpha1.GitRepository, push v1alpha1.PushRecord) {
+	ctx, cancel := context.WithTimeout(context.Background(), forwardTimeout)
+	defer cancel()
+	_, err := c.client.AlumiiniV1alpha1().GitRepositories(repo.Namespace).Sync(ctx, repo.Name,
+		&v1alpha1.GitRepositorySyncRequest{}, metav1.CreateOptions{})
+	if err != nil {
+		klog.ErrorS(err, "Forwarding a push to the leading replica as a sync request", "gitRepository", klog.KObj(repo),
+			"provider", push.Provider, "ref", push.Ref)
+		return
+	}
+	c.reconciler.Recorder.Eventf(repo, corev1.EventTypeNormal, "PushReceived", "%s push to %s, delivery %s, handed to the leading replica",
+		push.Provider, push.Ref, cmp.Or(push.DeliveryID, "(none given)"))
+}
+
+// leading reports whether this process runs the workers now.
+func (c *Controller) leading() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.supervisor != nil
 }
 
 func newRequest(old, repo *v1alpha1.GitRepository) bool {
@@ -327,8 +393,10 @@ func (a *appliers) For(namespace, serviceAccount string) (*apply.Applier, error)
 	}
 	config := rest.CopyConfig(a.config)
 	if user != "" {
-		config.Impersonate = rest.ImpersonationConfig{UserName: user,
-			Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + namespace, "system:authenticated"}}
+		// No groups: kube-apiserver adds a ServiceAccount's own, so
+		// alumiini needs only 'impersonate' on serviceaccounts, never on
+		// groups (with which it could act as any group at all).
+		config.Impersonate = rest.ImpersonationConfig{UserName: user}
 	}
 	client, err := dynamic.NewForConfig(config)
 	if err != nil {

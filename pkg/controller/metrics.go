@@ -69,6 +69,15 @@ func RegisterMetrics(r prometheus.Registerer, c *Controller) error {
 		Name: "alumiini_workers",
 		Help: "Workers running, one per GitRepository.",
 	}, func() float64 { return float64(c.workers()) })
+	leading := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "alumiini_controller_leading",
+		Help: "1 while this replica runs the workers (always, without --leader-elect), else 0.",
+	}, func() float64 {
+		if c.leading() {
+			return 1
+		}
+		return 0
+	})
 	return metrics.Register(r, syncsTotal, syncDuration, objectsApplied, lastSync, ready, workerRestarts,
-		workerStalls, slotWait, driftDetected, driftCorrected, workers)
+		workerStalls, slotWait, driftDetected, driftCorrected, workers, leading)
 }

@@ -39,6 +39,9 @@ type Supervisor struct {
 
 	mu      sync.Mutex
 	workers map[string]*worker
+	// closed is set by Wait: no worker starts after it.
+	closed  bool
+	running sync.WaitGroup
 }
 
 type worker struct {
@@ -118,11 +121,26 @@ func (s *Supervisor) Len() int {
 	return len(s.workers)
 }
 
+// Wait returns once every worker has returned; call it after the
+// supervisor's context ended. Leadership handed over waits on it, so that no
+// two processes sync one GitRepository at once.
+func (s *Supervisor) Wait() {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	s.running.Wait()
+}
+
 // start runs w's loop in a new goroutine after delay. Called with s.mu held.
 func (s *Supervisor) start(w *worker, delay time.Duration) {
+	if s.closed {
+		return
+	}
 	ctx, cancel := context.WithCancel(s.ctx)
 	w.cancel = cancel
+	s.running.Add(1)
 	go func() {
+		defer s.running.Done()
 		defer func() {
 			if r := recover(); r != nil {
 				s.crashed(w, fmt.Sprint(r), debug.Stack())

@@ -94,7 +94,12 @@ func TestTheShippedInstallRunsWithOnlyItsOwnRights(t *testing.T) {
 	kubectl(t, "", "patch", "apiservice", "v1alpha1.alumiini.false.systems", "--type=merge",
 		"-p", fmt.Sprintf(`{"spec":{"service":{"port":%d}}}`, port))
 
-	alumiini := startAsThePod(t, port)
+	state := t.TempDir()
+	alumiini := startAsThePod(t, string(install), "alumiini", map[string]string{
+		"--secure-port": strconv.Itoa(port), "--bind-address": "127.0.0.1",
+		"--etcd-data-dir": filepath.Join(state, "etcd"), "--git-cache-dir": filepath.Join(state, "git"),
+		"--webhook-bind-address": "127.0.0.1:0", "--metrics-bind-address": "127.0.0.1:0",
+	})
 	defer alumiini.stop()
 
 	// Served through the aggregator: alumiini set the APIService's caBundle
@@ -199,77 +204,4 @@ subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: vi}]
 			time.Sleep(500 * time.Millisecond)
 		}
 	}
-}
-
-// process is alumiini running as its pod would.
-type process struct {
-	cmd     *exec.Cmd
-	logFile string
-}
-
-func (p *process) stop() {
-	if p.cmd.Process != nil {
-		_ = p.cmd.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { _ = p.cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			_ = p.cmd.Process.Kill()
-		}
-	}
-}
-
-func (p *process) log() string {
-	data, _ := os.ReadFile(p.logFile)
-	lines := strings.Split(string(data), "\n")
-	if len(lines) > 60 {
-		lines = lines[len(lines)-60:]
-	}
-	return strings.Join(lines, "\n")
-}
-
-// startAsThePod runs alumiini with the StatefulSet's arguments (paths and
-// ports made local) and no kubeconfig: client-go's in-cluster loader reads
-// the manifest's ServiceAccount token from where the kubelet projects it,
-// bind-mounted there in a mount namespace of its own (this needs root, as
-// the kubelet does).
-func startAsThePod(t *testing.T, securePort int) *process {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Fatal("running alumiini as its pod would needs root (a mount namespace to project the ServiceAccount token); run make test as root")
-	}
-	token := strings.TrimSpace(kubectl(t, "", "create", "token", "alumiini", "-n", "alumiini-system", "--duration=1h"))
-	projected := t.TempDir()
-	ca, err := os.ReadFile(cluster.CACertPath())
-	if err != nil {
-		t.Fatal(err)
-	}
-	for name, data := range map[string]string{"token": token, "ca.crt": string(ca), "namespace": "alumiini-system"} {
-		if err := os.WriteFile(filepath.Join(projected, name), []byte(data), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	state := t.TempDir()
-	args := []string{
-		"--secure-port=" + strconv.Itoa(securePort), "--bind-address=127.0.0.1",
-		"--etcd-data-dir=" + filepath.Join(state, "etcd"), "--git-cache-dir=" + filepath.Join(state, "git"),
-		"--apiservice-name=v1alpha1.alumiini.false.systems",
-	}
-	const mountPoint = "/var/run/secrets/kubernetes.io/serviceaccount"
-	script := fmt.Sprintf("mkdir -p %s && mount --bind %s %s && exec %s %s", mountPoint, projected, mountPoint,
-		binary, strings.Join(args, " "))
-	p := &process{cmd: exec.Command("unshare", "--mount", "--propagation", "private", "sh", "-c", script),
-		logFile: filepath.Join(state, "alumiini.log")}
-	logFile, err := os.Create(p.logFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.cmd.Stdout, p.cmd.Stderr = logFile, logFile
-	p.cmd.Env = append(os.Environ(), "KUBERNETES_SERVICE_HOST=127.0.0.1",
-		"KUBERNETES_SERVICE_PORT="+strconv.Itoa(cluster.Ports().KubeAPIServer))
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	return p
 }

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"os"
@@ -9,9 +10,13 @@ import (
 
 	"github.com/spf13/pflag"
 	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/apiserver/pkg/server/healthz"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	componentbaseconfig "k8s.io/component-base/config"
+	componentbaseoptions "k8s.io/component-base/config/options"
+	componentbasevalidation "k8s.io/component-base/config/validation"
 	"k8s.io/component-base/metrics/legacyregistry"
 	"k8s.io/klog/v2"
 
@@ -49,6 +54,9 @@ type ControllerOptions struct {
 	MaxObjects int
 	// Kustomize bounds each kustomize build's child process.
 	Kustomize kustomizeproc.Limits
+	// LeaderElection lets replicas share one storage with one running the
+	// workers.
+	LeaderElection componentbaseconfig.LeaderElectionConfiguration
 }
 
 // DefaultGitCacheDir is where fetched repositories are kept.
@@ -74,6 +82,7 @@ func newControllerOptions() ControllerOptions {
 		RestartPeriod:    5 * time.Minute,
 		MaxObjects:       controller.DefaultMaxObjects,
 		Kustomize:        kustomizeproc.DefaultLimits,
+		LeaderElection:   newLeaderElection(),
 		Limits: git.Limits{MaxTotalBytes: git.DefaultMaxTotalBytes, MaxFiles: git.DefaultMaxFiles,
 			MaxFileBytes: git.DefaultMaxFileBytes, MaxDepth: git.DefaultMaxDepth, MaxEntries: git.DefaultMaxEntries},
 	}
@@ -107,6 +116,7 @@ func (o *ControllerOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.Uint64Var(&o.Kustomize.MemoryBytes, "kustomize-memory-bytes", o.Kustomize.MemoryBytes, "Memory one kustomize build's child process may use.")
 	fs.IntVar(&o.Kustomize.Concurrent, "max-concurrent-kustomize-builds", o.Kustomize.Concurrent, "Kustomize builds running at once, across all GitRepositories.")
 	fs.IntVar(&o.MaxObjects, "max-objects", o.MaxObjects, "Most objects one GitRepository may apply; a commit with more fails before anything is applied.")
+	componentbaseoptions.BindLeaderElectionFlags(&o.LeaderElection, fs)
 	fs.Int64Var(&o.Limits.MaxTotalBytes, "max-manifest-bytes", o.Limits.MaxTotalBytes, "Most bytes read from one GitRepository's path (from the whole repository when the path holds a kustomization).")
 	fs.IntVar(&o.Limits.MaxFiles, "max-manifest-files", o.Limits.MaxFiles, "Most files read from one GitRepository's path (from the whole repository when the path holds a kustomization).")
 	fs.Int64Var(&o.Limits.MaxFileBytes, "max-manifest-file-bytes", o.Limits.MaxFileBytes, "Largest single file read.")
@@ -136,6 +146,11 @@ func (o *ControllerOptions) Validate() []error {
 	}
 	if o.MaxConcurrentFetchesPerNamespace < 0 {
 		errs = append(errs, fmt.Errorf("--max-concurrent-fetches-per-namespace must not be negative, got %d", o.MaxConcurrentFetchesPerNamespace))
+	}
+	if o.LeaderElection.LeaderElect {
+		for _, e := range componentbasevalidation.ValidateLeaderElectionConfiguration(&o.LeaderElection, field.NewPath("leaderElection")) {
+			errs = append(errs, fmt.Errorf("--leader-elect: %s", e.Error()))
+		}
 	}
 	if name := o.DefaultServiceAccount; name != "" {
 		for _, msg := range validation.IsDNS1123Subdomain(name) {
@@ -216,6 +231,12 @@ func (o *Options) newController(hook genericPostStartHookContext, target *rest.C
 	if err != nil {
 		return nil, fmt.Errorf("finding alumiini's own binary to run kustomize builds in: %w", err)
 	}
+	var elect func(context.Context, func(context.Context))
+	if co.LeaderElection.LeaderElect {
+		if elect, err = elector(co.LeaderElection, target); err != nil {
+			return nil, err
+		}
+	}
 	c, err := controller.New(controller.Config{
 		APIConfig:                        loopback,
 		TargetConfig:                     target,
@@ -227,6 +248,7 @@ func (o *Options) newController(hook genericPostStartHookContext, target *rest.C
 		Kustomize:                        kustomizeproc.New(self, co.Kustomize).Build,
 		Supervisor:                       controller.SupervisorOptions{RestartIntensity: co.RestartIntensity, RestartPeriod: co.RestartPeriod},
 		URLKey:                           webhook.MatchKey,
+		Elect:                            elect,
 	})
 	if err != nil {
 		return nil, err

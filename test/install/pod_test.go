@@ -1,0 +1,132 @@
+package install
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	"sigs.k8s.io/yaml"
+)
+
+// process is alumiini running as its pod would.
+type process struct {
+	cmd     *exec.Cmd
+	logFile string
+	done    chan struct{}
+}
+
+func (p *process) stop() {
+	if p.cmd.Process == nil {
+		return
+	}
+	_ = p.cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-p.done:
+	case <-time.After(30 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+// kill ends the process at once, as a node loss does.
+func (p *process) kill() {
+	_ = p.cmd.Process.Kill()
+	<-p.done
+}
+
+func (p *process) log() string {
+	data, _ := os.ReadFile(p.logFile)
+	lines := strings.Split(string(data), "\n")
+	if len(lines) > 60 {
+		lines = lines[len(lines)-60:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// podArgs returns the arguments of the rendered manifest's StatefulSet with
+// local is the pod's own: an argument named in local takes its value there
+// ("" drops it), local's other entries are added, and an argument naming a
+// path inside the pod that local does not map fails the test, so a new
+// mount in the manifest cannot go untested.
+func podArgs(t *testing.T, manifest string, local map[string]string) []string {
+	t.Helper()
+	var set *appsv1.StatefulSet
+	for _, doc := range strings.Split(manifest, "\n---\n") {
+		var candidate appsv1.StatefulSet
+		if err := yaml.Unmarshal([]byte(doc), &candidate); err == nil && candidate.Kind == "StatefulSet" {
+			set = &candidate
+		}
+	}
+	if set == nil || len(set.Spec.Template.Spec.Containers) != 1 {
+		t.Fatal("the manifest has no StatefulSet with one container")
+	}
+	var args []string
+	used := map[string]bool{}
+	for _, arg := range set.Spec.Template.Spec.Containers[0].Args {
+		name, value, _ := strings.Cut(arg, "=")
+		if v, ok := local[name]; ok {
+			used[name] = true
+			if v != "" {
+				args = append(args, name+"="+v)
+			}
+			continue
+		}
+		if strings.HasPrefix(value, "/") {
+			t.Fatalf("the StatefulSet's %s names a path in the pod that the test does not map", arg)
+		}
+		args = append(args, arg)
+	}
+	for name, v := range local {
+		if !used[name] && v != "" {
+			args = append(args, name+"="+v)
+		}
+	}
+	return args
+}
+
+// startAsThePod runs alumiini with the manifest's StatefulSet's arguments
+// (made local by podArgs) and no kubeconfig: client-go's in-cluster loader
+// reads the ServiceAccount token from where the kubelet projects it,
+// bind-mounted there in a mount namespace of its own (this needs root, as
+// the kubelet does).
+func startAsThePod(t *testing.T, manifest, name string, local map[string]string) *process {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Fatal("running alumiini as its pod would needs root (a mount namespace to project the ServiceAccount token); run make test as root")
+	}
+	args := podArgs(t, manifest, local)
+	token := strings.TrimSpace(kubectl(t, "", "create", "token", "alumiini", "-n", "alumiini-system", "--duration=1h"))
+	projected := t.TempDir()
+	ca, err := os.ReadFile(cluster.CACertPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for file, data := range map[string]string{"token": token, "ca.crt": string(ca), "namespace": "alumiini-system"} {
+		if err := os.WriteFile(filepath.Join(projected, file), []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const mountPoint = "/var/run/secrets/kubernetes.io/serviceaccount"
+	script := fmt.Sprintf("mkdir -p %s && mount --bind %s %s && exec %s %s", mountPoint, projected, mountPoint,
+		binary, strings.Join(args, " "))
+	p := &process{cmd: exec.Command("unshare", "--mount", "--propagation", "private", "sh", "-c", script),
+		logFile: filepath.Join(t.TempDir(), name+".log"), done: make(chan struct{})}
+	logFile, err := os.Create(p.logFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.cmd.Stdout, p.cmd.Stderr = logFile, logFile
+	p.cmd.Env = append(os.Environ(), "KUBERNETES_SERVICE_HOST=127.0.0.1",
+		"KUBERNETES_SERVICE_PORT="+strconv.Itoa(cluster.Ports().KubeAPIServer))
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = p.cmd.Wait(); logFile.Close(); close(p.done) }()
+	return p
+}

@@ -1,0 +1,212 @@
+package install
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/falsesystems/alumiini/test/gitserver"
+	"github.com/falsesystems/alumiini/test/localcluster"
+)
+
+// TestTwoReplicasOverAnExternalEtcd runs artifacts/overlays/external-etcd
+// as its two pods would: both serve the API from one external etcd (TLS,
+// client certificates), one leads and syncs, a push that reaches the other
+// is handed to the leader, and when the leader is killed the other takes
+// over. cert-manager cannot run here: the test does what it and its CA
+// injector would (a CA-signed serving certificate in the mounted files, the
+// CA in the APIService's caBundle) and applies the rest of the overlay.
+func TestTwoReplicasOverAnExternalEtcd(t *testing.T) {
+	ctx := context.Background()
+	root := localcluster.RepoRoot()
+	dir := t.TempDir()
+	etcd, err := cluster.StartExternalEtcd(ctx, filepath.Join(dir, "etcd"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer etcd.Stop()
+
+	overlay := kubectl(t, "", "kustomize", filepath.Join(root, "artifacts/overlays/external-etcd"))
+	var kept []string
+	for _, doc := range strings.Split(overlay, "\n---\n") {
+		if !strings.Contains(doc, "apiVersion: cert-manager.io/") {
+			kept = append(kept, doc)
+		}
+	}
+	manifest := strings.Join(kept, "\n---\n")
+	kubectl(t, "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: alumiini-system\n", "apply", "-f", "-")
+	// Moving from the base to this overlay, as a user would: the StatefulSet
+	// loses its volumeClaimTemplates, which only a new StatefulSet can.
+	kubectl(t, "", "delete", "statefulset,service", "alumiini", "-n", "alumiini-system", "--ignore-not-found")
+	kubectl(t, "", "delete", "apiservice", "v1alpha1.alumiini.false.systems", "--ignore-not-found")
+	kubectl(t, manifest, "apply", "--server-side", "--dry-run=server", "-f", "-")
+	kubectl(t, manifest, "apply", "--server-side", "-f", "-")
+
+	// What cert-manager would do: one serving certificate for every replica.
+	ca, err := localcluster.NewCertificateAuthority(filepath.Join(dir, "pki"), "serving-ca")
+	if err != nil {
+		t.Fatal(err)
+	}
+	serving, err := ca.Issue("serving", "alumiini.alumiini-system.svc",
+		[]string{"alumiini.alumiini-system.svc", "alumiini.alumiini-system.svc.cluster.local", "localhost"},
+		[]net.IP{net.ParseIP("127.0.0.1")}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caPEM, err := os.ReadFile(ca.CertFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	replica := func(name string, port int) (*process, int) {
+		state := filepath.Join(dir, name)
+		webhookPort := freePort(t)
+		p := startAsThePod(t, manifest, name, map[string]string{
+			"--secure-port": strconv.Itoa(port), "--bind-address": "127.0.0.1",
+			"--git-cache-dir": filepath.Join(state, "git"),
+			"--tls-cert-file": serving.CertFile, "--tls-private-key-file": serving.KeyFile,
+			"--etcd-servers": etcd.URL, "--etcd-cafile": etcd.CAFile, "--etcd-certfile": etcd.CertFile, "--etcd-keyfile": etcd.KeyFile,
+			"--webhook-bind-address": "127.0.0.1:" + strconv.Itoa(webhookPort), "--metrics-bind-address": "127.0.0.1:0",
+		})
+		return p, webhookPort
+	}
+	first, _ := replica("alumiini-0", freePort(t))
+	defer first.stop()
+	waitForLeader(t, first)
+	port := freePort(t)
+	second, secondWebhook := replica("alumiini-1", port)
+	defer second.stop()
+
+	// The aggregator reaches the second replica, which does not lead.
+	kubectl(t, "", "delete", "service", "alumiini", "-n", "alumiini-system")
+	kubectl(t, fmt.Sprintf("apiVersion: v1\nkind: Service\nmetadata:\n  name: alumiini\n  namespace: alumiini-system\n"+
+		"spec:\n  type: ExternalName\n  externalName: localhost\n  ports:\n  - port: %d\n", port), "apply", "-f", "-")
+	kubectl(t, "", "patch", "apiservice", "v1alpha1.alumiini.false.systems", "--type=merge",
+		"-p", fmt.Sprintf(`{"spec":{"service":{"port":%d},"caBundle":%q}}`, port, base64.StdEncoding.EncodeToString(caPEM)))
+	waitForAPI(t, second)
+
+	git, err := gitserver.Start(t.TempDir(), "127.0.0.1:0", gitserver.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer git.Close()
+	commit := func(value string) string {
+		t.Helper()
+		sha, err := git.Commit(ctx, "ha", "main", map[string]gitserver.File{
+			"deploy/cm.yaml": {Content: "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: replicated\ndata:\n  value: " + value + "\n"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sha
+	}
+	commit("one")
+	kubectl(t, `apiVersion: v1
+kind: Namespace
+metadata: {name: ha}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: hook, namespace: ha}
+stringData: {token: replicated-secret}
+---
+apiVersion: alumiini.false.systems/v1alpha1
+kind: GitRepository
+metadata: {name: app, namespace: ha}
+spec:
+  url: `+git.BaseURL()+`/ha.git
+  path: deploy
+  webhook: {secretRef: {name: hook}}
+`, "apply", "-f", "-")
+	waitForValue(t, "one", first)
+
+	// A push to the replica that does not lead syncs through the leader,
+	// long before the 5-minute interval.
+	sha := commit("two")
+	body := fmt.Sprintf(`{"url":%q,"ref":"main","after":%q}`, git.BaseURL()+"/ha.git", sha)
+	mac := hmac.New(sha256.New, []byte("replicated-secret"))
+	mac.Write([]byte(body))
+	req, _ := http.NewRequest(http.MethodPost, fmt.Sprintf("http://127.0.0.1:%d/hooks/generic", secondWebhook), bytes.NewBufferString(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-Signature-256", "sha256="+hex.EncodeToString(mac.Sum(nil)))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	answer, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("the push to the replica not leading: %d %s", resp.StatusCode, answer)
+	}
+	waitForValue(t, "two", first, second)
+
+	// The leader dies: the other replica takes the Lease over and syncs.
+	first.kill()
+	waitForLeader(t, second)
+	commit("three")
+	out, err := cluster.KubectlInput(ctx, "{}", "create", "--raw", "/apis/alumiini.false.systems/v1alpha1/namespaces/ha/gitrepositories/app/sync", "-f", "-")
+	if err != nil {
+		t.Fatalf("a sync request after the leader died: %v %s", err, out)
+	}
+	waitForValue(t, "three", second)
+}
+
+// waitForLeader waits until p says, in its log, that it runs the workers.
+func waitForLeader(t *testing.T, p *process) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for !strings.Contains(p.log(), "Leading: this replica runs the workers") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the replica did not lead; its log:\n%s", p.log())
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+func waitForAPI(t *testing.T, p *process) {
+	t.Helper()
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		out, err := cluster.Kubectl(context.Background(), "get", "--raw", "/apis/alumiini.false.systems/v1alpha1")
+		if err == nil && strings.Contains(string(out), "gitrepositories") {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the API is not served through the APIService: %v %s\nthe replica's log:\n%s", err, out, p.log())
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// waitForValue waits until the synced ConfigMap holds want.
+func waitForValue(t *testing.T, want string, replicas ...*process) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		out, _ := cluster.Kubectl(context.Background(), "get", "configmap", "replicated", "-n", "ha", "-o", "jsonpath={.data.value}")
+		if string(out) == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			var logs []string
+			for _, p := range replicas {
+				logs = append(logs, p.log())
+			}
+			status, _ := cluster.Kubectl(context.Background(), "get", "gitrepository", "app", "-n", "ha", "-o", "yaml")
+			t.Fatalf("the ConfigMap holds %q, want %q\n%s\nlogs:\n%s", out, want, status, strings.Join(logs, "\n----\n"))
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
