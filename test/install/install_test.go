@@ -88,11 +88,7 @@ func TestTheShippedInstallRunsWithOnlyItsOwnRights(t *testing.T) {
 	// No pod network: the Service the APIService names points at loopback,
 	// on the port the process below serves.
 	port := freePort(t)
-	kubectl(t, "", "delete", "service", "alumiini", "-n", "alumiini-system")
-	kubectl(t, fmt.Sprintf("apiVersion: v1\nkind: Service\nmetadata:\n  name: alumiini\n  namespace: alumiini-system\n"+
-		"spec:\n  type: ExternalName\n  externalName: localhost\n  ports:\n  - port: %d\n", port), "apply", "-f", "-")
-	kubectl(t, "", "patch", "apiservice", "v1alpha1.alumiini.false.systems", "--type=merge",
-		"-p", fmt.Sprintf(`{"spec":{"service":{"port":%d}}}`, port))
+	serveAPIFrom(t, port, nil)
 
 	state := t.TempDir()
 	alumiini := startAsThePod(t, string(install), "alumiini", map[string]string{

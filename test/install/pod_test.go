@@ -1,6 +1,7 @@
 package install
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -129,4 +130,21 @@ func startAsThePod(t *testing.T, manifest, name string, local map[string]string)
 	}
 	go func() { _ = p.cmd.Wait(); logFile.Close(); close(p.done) }()
 	return p
+}
+
+// serveAPIFrom points the APIService at a process on loopback port: there
+// is no pod network here, so its Service becomes an ExternalName for
+// localhost. caBundle, if given, is what cert-manager's CA injector would
+// set; without it, alumiini sets its own (--apiservice-name).
+func serveAPIFrom(t *testing.T, port int, caBundle []byte) {
+	t.Helper()
+	kubectl(t, "", "delete", "service", "alumiini", "-n", "alumiini-system", "--ignore-not-found")
+	kubectl(t, fmt.Sprintf("apiVersion: v1\nkind: Service\nmetadata:\n  name: alumiini\n  namespace: alumiini-system\n"+
+		"spec:\n  type: ExternalName\n  externalName: localhost\n  ports:\n  - port: %d\n", port), "apply", "-f", "-")
+	spec := map[string]any{"service": map[string]any{"port": port}}
+	if caBundle != nil {
+		spec["caBundle"] = caBundle // base64 in JSON, as the API wants
+	}
+	patch, _ := json.Marshal(map[string]any{"spec": spec})
+	kubectl(t, "", "patch", "apiservice", "v1alpha1.alumiini.false.systems", "--type=merge", "-p", string(patch))
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -91,11 +90,7 @@ func TestTwoReplicasOverAnExternalEtcd(t *testing.T) {
 	defer second.stop()
 
 	// The aggregator reaches the second replica, which does not lead.
-	kubectl(t, "", "delete", "service", "alumiini", "-n", "alumiini-system")
-	kubectl(t, fmt.Sprintf("apiVersion: v1\nkind: Service\nmetadata:\n  name: alumiini\n  namespace: alumiini-system\n"+
-		"spec:\n  type: ExternalName\n  externalName: localhost\n  ports:\n  - port: %d\n", port), "apply", "-f", "-")
-	kubectl(t, "", "patch", "apiservice", "v1alpha1.alumiini.false.systems", "--type=merge",
-		"-p", fmt.Sprintf(`{"spec":{"service":{"port":%d},"caBundle":%q}}`, port, base64.StdEncoding.EncodeToString(caPEM)))
+	serveAPIFrom(t, port, caPEM)
 	waitForAPI(t, second)
 
 	git, err := gitserver.Start(t.TempDir(), "127.0.0.1:0", gitserver.Options{})
