@@ -55,7 +55,7 @@ vet:
 	$(GO) vet ./...
 
 fmt-check:
-	@files="$$(gofmt -l cmd pkg test hack)"; if [[ -n "$$files" ]]; then echo "gofmt needed: $$files"; exit 1; fi
+	@files="$$(gofmt -l cmd pkg test hack artifacts)"; if [[ -n "$$files" ]]; then echo "gofmt needed: $$files"; exit 1; fi
 
 # kube-apiserver, etcd and kubectl, built once from the module proxy into _output/bin.
 tools:

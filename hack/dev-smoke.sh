@@ -23,3 +23,31 @@ fi
 kubectl get gitrepositories
 # The example repository's ConfigMap is in the cluster: the sync really applied.
 kubectl get configmap greeting --namespace example
+
+# Then the README's own commands for make dev, as a reader would type them
+# (blocks marked "make dev-smoke runs"), in a scratch directory.
+readme_blocks="$(awk '/<!-- make dev-smoke runs/ {marked=1; next}
+  marked && /^```sh$/ {inside=1; next}
+  inside && /^```$/ {inside=0; marked=0; next}
+  inside {print}' README.md)"
+if [[ -z "${readme_blocks}" ]]; then
+  echo "dev-smoke: found no README block to run" >&2
+  exit 1
+fi
+dev_dir="$(cd "${ALUMIINI_DEV_DIR}" && pwd)"
+scratch="$(mktemp -d)"
+trap 'rm -rf "${scratch}"; hack/local-down.sh' EXIT
+(
+  cd "${scratch}"
+  export GIT_AUTHOR_NAME=dev-smoke GIT_AUTHOR_EMAIL=dev-smoke@example.com
+  export GIT_COMMITTER_NAME=dev-smoke GIT_COMMITTER_EMAIL=dev-smoke@example.com
+  # Not set -x: sourcing the env file would print its webhook secret.
+  printf 'dev-smoke: running the README'"'"'s commands:\n%s\n' "${readme_blocks}"
+  eval "${readme_blocks//_output\/local\//${dev_dir}/}"
+  echo
+  message="$(kubectl get configmap greeting -n example -o jsonpath='{.data.message}')"
+  if [[ "${message}" != "hello again" ]]; then
+    echo "dev-smoke: after the README's push the ConfigMap says ${message@Q}, not 'hello again'" >&2
+    exit 1
+  fi
+)

@@ -166,7 +166,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	}
 	c.config.Elect(ctx, func(ctx context.Context) {
 		if err := c.lead(ctx); err != nil {
-			klog.ErrorS(err, "Leading the controller")
+			klog.FromContext(ctx).Error(err, "Leading the controller")
 		}
 	})
 	return nil
@@ -199,7 +199,7 @@ func (c *Controller) lead(ctx context.Context) error {
 		return fmt.Errorf("watching GitRepositories: %w", err)
 	}
 	defer func() { _ = informer.RemoveEventHandler(registration) }()
-	klog.InfoS("Controller started", "gitRepositories", len(informer.GetStore().ListKeys()))
+	klog.FromContext(ctx).Info("Controller started", "gitRepositories", len(informer.GetStore().ListKeys()))
 	<-ctx.Done()
 	return nil
 }
@@ -329,7 +329,7 @@ func (c *Controller) forwardPush(repo *v1alpha1.GitRepository, push v1alpha1.Pus
 	_, err := c.client.AlumiiniV1alpha1().GitRepositories(repo.Namespace).Sync(ctx, repo.Name,
 		&v1alpha1.GitRepositorySyncRequest{}, metav1.CreateOptions{})
 	if err != nil {
-		klog.ErrorS(err, "Forwarding a push to the leading replica as a sync request", "gitRepository", klog.KObj(repo),
+		klog.ErrorS(err, "Forwarding a push to the leading replica as a sync request", logKeyRepository, klog.KObj(repo),
 			"provider", push.Provider, "ref", push.Ref)
 		return
 	}

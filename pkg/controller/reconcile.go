@@ -106,6 +106,7 @@ func (r *Reconciler) Sync(ctx context.Context, key string) time.Duration {
 	if err != nil {
 		return time.Hour
 	}
+	ctx = klog.NewContext(ctx, klog.FromContext(ctx).WithValues(logKeyRepository, klog.KRef(namespace, name)))
 	repo, err := r.Lister.GitRepositories(namespace).Get(name)
 	if apierrors.IsNotFound(err) {
 		return time.Hour // deleted; the controller stops this worker
@@ -118,7 +119,7 @@ func (r *Reconciler) Sync(ctx context.Context, key string) time.Duration {
 		return r.finalize(ctx, repo)
 	}
 	if err := r.ensureFinalizer(ctx, repo); err != nil {
-		klog.ErrorS(err, "Updating finalizers", "gitrepository", key)
+		klog.FromContext(ctx).Error(err, "Updating finalizers")
 		return 5 * time.Second
 	}
 	if repo.Spec.Suspend {
@@ -220,6 +221,9 @@ func (r *Reconciler) syncOnce(ctx context.Context, repo *v1alpha1.GitRepository)
 	ctx, cancelWrite := context.WithTimeout(ctx, statusWriteTimeout)
 	defer cancelWrite()
 	var stage *stageError
+	errors.As(err, &stage)
+	ctx = withCommit(ctx, commitOf(repo, out, stage))
+	logOutcome(ctx, out, err, stage, start)
 	succeeded := func() {
 		lastSync.WithLabelValues(repo.Namespace, repo.Name).SetToCurrentTime()
 		ready.WithLabelValues(repo.Namespace, repo.Name).Set(1)
@@ -228,7 +232,7 @@ func (r *Reconciler) syncOnce(ctx context.Context, repo *v1alpha1.GitRepository)
 		ready.WithLabelValues(repo.Namespace, repo.Name).Set(0)
 	}
 	switch {
-	case errors.As(err, &stage):
+	case stage != nil:
 		countSync(resultFailed, stage.reason, start)
 		return r.fail(ctx, repo, pending, push, stage.commit, stage.reason, stage.Error(), start)
 	case err != nil: // every stage names its failure; this is only a guard
@@ -297,6 +301,7 @@ func (r *Reconciler) run(ctx context.Context, repo *v1alpha1.GitRepository, pend
 	if err != nil {
 		return nil, err
 	}
+	ctx = withCommit(ctx, commit)
 	var suspects map[manifest.ID]bool
 	if r.upToDate(repo, pending, commit) {
 		if r.drift == nil || driftMode(repo) == v1alpha1.DriftIgnore {
@@ -337,7 +342,7 @@ func (r *Reconciler) markSyncing(ctx context.Context, repo *v1alpha1.GitReposito
 		markSyncing(s, generation, message)
 	})
 	if err != nil {
-		klog.ErrorS(err, "Writing status", "gitrepository", klog.KObj(repo))
+		klog.FromContext(ctx).Error(err, "Writing status")
 		return
 	}
 	*repo = *written
@@ -527,7 +532,7 @@ func (r *Reconciler) driftPolicy(ctx context.Context, repo *v1alpha1.GitReposito
 		} else if rendered, err := r.renderCommit(ctx, repo, src, last); err == nil {
 			previous = rendered
 		} else {
-			klog.V(2).InfoS("Rendering the last applied commit to tell git's changes from drift", "gitrepository", key, "err", err)
+			klog.FromContext(ctx).V(2).Info("Rendering the last applied commit to tell git's changes from drift", "err", err)
 		}
 	}
 	s.changedInGit = r.drift.changedSince(key, target, objects, previous)
@@ -564,7 +569,7 @@ func (r *Reconciler) report(ctx context.Context, repo *v1alpha1.GitRepository, p
 		answer(s, pending, v1alpha1.PhaseSynced, commit, message, counts, time.Since(start))
 	})
 	if err != nil {
-		klog.ErrorS(err, "Writing status", "gitrepository", klog.KObj(repo))
+		klog.FromContext(ctx).Error(err, "Writing status")
 		return false
 	}
 	r.pushShown(repo.Namespace+"/"+repo.Name, push)
@@ -593,7 +598,7 @@ func (r *Reconciler) reportDrift(ctx context.Context, repo *v1alpha1.GitReposito
 		markSynced(s, generation, message, driftStatus)
 	})
 	if err != nil {
-		klog.ErrorS(err, "Writing status", "gitrepository", klog.KObj(repo))
+		klog.FromContext(ctx).Error(err, "Writing status")
 		return false
 	}
 	r.pushShown(repo.Namespace+"/"+repo.Name, push)
@@ -611,7 +616,7 @@ func (r *Reconciler) showPush(ctx context.Context, repo *v1alpha1.GitRepository,
 		s.LastPush = confirmed(push, repo.Status.LastSyncedCommit)
 	})
 	if err != nil {
-		klog.ErrorS(err, "Writing status", "gitrepository", klog.KObj(repo))
+		klog.FromContext(ctx).Error(err, "Writing status")
 		return false
 	}
 	r.pushShown(repo.Namespace+"/"+repo.Name, push)
@@ -688,7 +693,7 @@ func (r *Reconciler) fail(ctx context.Context, repo *v1alpha1.GitRepository, pen
 		answer(s, pending, v1alpha1.PhaseFailed, commit, message, v1alpha1.ObjectCounts{}, time.Since(start))
 	})
 	if err != nil {
-		klog.ErrorS(err, "Writing status", "gitrepository", klog.KObj(repo))
+		klog.FromContext(ctx).Error(err, "Writing status")
 	} else {
 		r.pushShown(repo.Namespace+"/"+repo.Name, push)
 	}
@@ -715,7 +720,7 @@ func (r *Reconciler) Stall(key, message string) {
 		answer(s, s.PendingSyncRequest, v1alpha1.PhaseFailed, "", message, v1alpha1.ObjectCounts{}, 0)
 	})
 	if err != nil {
-		klog.ErrorS(err, "Marking a GitRepository stalled", "gitrepository", key)
+		klog.ErrorS(err, "Marking a GitRepository stalled", logKeyRepository, klog.KObj(repo))
 	}
 	r.Recorder.Event(repo, corev1.EventTypeWarning, ReasonWorkerCrashed, brief(message))
 }
@@ -734,7 +739,7 @@ func (r *Reconciler) suspend(ctx context.Context, repo *v1alpha1.GitRepository) 
 		answer(s, s.PendingSyncRequest, v1alpha1.PhaseFailed, "", message, v1alpha1.ObjectCounts{}, 0)
 	})
 	if err != nil {
-		klog.ErrorS(err, "Writing status", "gitrepository", klog.KObj(repo))
+		klog.FromContext(ctx).Error(err, "Writing status")
 	}
 }
 
@@ -774,7 +779,7 @@ func (r *Reconciler) finalize(ctx context.Context, repo *v1alpha1.GitRepository)
 			_, err = applier.Delete(ctx, apply.Owner{Namespace: repo.Namespace, Name: repo.Name}, fromInventory(repo.Status.Inventory))
 		}
 		if err != nil {
-			klog.ErrorS(err, "Deleting what a GitRepository applied", "gitrepository", klog.KObj(repo))
+			klog.FromContext(ctx).Error(err, "Deleting what a GitRepository applied")
 			r.Recorder.Event(repo, corev1.EventTypeWarning, apply.ReasonPruneFailed, brief(err.Error()))
 			return 10 * time.Second
 		}

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 )
 
@@ -188,9 +189,11 @@ func (s *Supervisor) crashed(w *worker, message string, stack []byte) {
 	for len(w.crashes) > 0 && now.Sub(w.crashes[0]) > s.opts.RestartPeriod {
 		w.crashes = w.crashes[1:]
 	}
-	klog.ErrorS(nil, "Worker panicked; restarting it", "key", w.key, "panic", message, "crashesInPeriod", len(w.crashes))
+	namespace, name, _ := cache.SplitMetaNamespaceKey(w.key)
+	logger := klog.FromContext(s.ctx).WithValues(logKeyRepository, klog.KRef(namespace, name))
+	logger.Error(nil, "Worker panicked; restarting it", "panic", message, "crashesInPeriod", len(w.crashes))
 	workerRestarts.Inc()
-	klog.V(4).InfoS("Worker panic stack", "key", w.key, "stack", string(stack))
+	logger.V(4).Info("Worker panic stack", "stack", string(stack))
 	delay := w.backoff
 	w.backoff = min(2*w.backoff, s.opts.MaxRestartBackoff)
 	if len(w.crashes) >= s.opts.RestartIntensity {

@@ -74,7 +74,7 @@ func (w *Watcher) Watch(resource schema.GroupVersionResource) cache.InformerSync
 	informer := metadatainformer.NewFilteredMetadataInformer(w.client, resource, metav1.NamespaceAll, 0, cache.Indexers{},
 		func(o *metav1.ListOptions) { o.LabelSelector = apply.LabelName }).Informer()
 	if err := informer.SetTransform(w.shrink); err != nil {
-		klog.ErrorS(err, "Setting the drift watch transform", "resource", resource)
+		klog.FromContext(w.ctx).Error(err, "Setting the drift watch transform", "resource", resource)
 	}
 	_, err := informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		UpdateFunc: func(oldObj, newObj any) {
@@ -94,7 +94,7 @@ func (w *Watcher) Watch(resource schema.GroupVersionResource) cache.InformerSync
 		},
 	})
 	if err != nil {
-		klog.ErrorS(err, "Watching for drift", "resource", resource)
+		klog.FromContext(w.ctx).Error(err, "Watching for drift", "resource", resource)
 	}
 	w.watching[resource.GroupResource()] = informer
 	go informer.RunWithContext(w.ctx)

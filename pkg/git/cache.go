@@ -423,7 +423,7 @@ func (c *Cache) fetchRetrying(ctx context.Context, src Source, st *store, want p
 		if err == nil || !transient(err) || attempt >= c.opts.FetchRetries {
 			return got, err
 		}
-		klog.V(2).InfoS("Retrying a fetch", "source", src.describe(), "attempt", attempt+1, "error", err.Error())
+		klog.FromContext(ctx).V(2).Info("Retrying a fetch", "source", src.describe(), "attempt", attempt+1, "error", err.Error())
 		removeTempPacks(st.dir)
 		select {
 		case <-time.After(backoff):
@@ -459,7 +459,7 @@ func (c *Cache) fetchOnce(ctx context.Context, src Source, st *store, want plumb
 		// every shallow line and searches every pack, so each push made later
 		// fetches of the URL slower. The store is only a cache: start it
 		// again, and this fetch brings what is needed, within its limits.
-		klog.V(2).InfoS("Starting a git cache store afresh", "dir", st.dir, "packs", packs)
+		klog.FromContext(ctx).V(2).Info("Starting a git cache store afresh", "dir", st.dir, "packs", packs)
 		_ = os.RemoveAll(st.dir)
 	}
 	repo, storage, err := c.openOrRecreate(st.dir)
@@ -523,7 +523,7 @@ func (c *Cache) download(ctx context.Context, repo *gogit.Repository, src Source
 	// the low-speed check; a repository whose history is larger fails with
 	// ReasonLimitExceeded instead of filling the disk. A depth limit would
 	// not bound bytes any better and would miss older commits.
-	klog.V(2).InfoS("The server refused a commit by hash; fetching branch history", "source", src.describe(), "error", err.Error())
+	klog.FromContext(ctx).V(2).Info("The server refused a commit by hash; fetching branch history", "source", src.describe(), "error", err.Error())
 	opts.Depth = 0
 	opts.RefSpecs = []config.RefSpec{"+refs/heads/*:refs/alumiini/heads/*"}
 	return t.result(fetchContext(t.ctx, repo, opts))

@@ -197,7 +197,8 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request, p *provider) rep
 	if !ok {
 		return rep
 	}
-	d := &delivery{h: h, p: p, header: r.Header, body: body, received: received}
+	d := &delivery{h: h, p: p, header: r.Header, body: body, received: received,
+		log: klog.FromContext(r.Context()).WithValues("provider", p.name)}
 	return d.handle(r.Context())
 }
 
@@ -227,6 +228,8 @@ type delivery struct {
 	header   http.Header
 	body     []byte
 	received time.Time
+	// log carries the provider and, once parsed, the delivery id.
+	log klog.Logger
 }
 
 // authorization is what the signature of a delivery allows.
@@ -258,6 +261,7 @@ func (d *delivery) handle(ctx context.Context) reply {
 	if push != nil {
 		urls = push.URLs
 		answer.Delivery = push.DeliveryID
+		d.log = d.log.WithValues("delivery", push.DeliveryID)
 	}
 	candidates, keys := d.candidates(urls)
 	auth := d.authorize(ctx, candidates)
@@ -297,8 +301,7 @@ func (d *delivery) trigger(push *Push, auth authorization, answer pushAnswer) re
 			Commit:     change.Commit,
 			ReceivedAt: metav1.NewTime(d.received),
 		})
-		klog.V(2).InfoS("Webhook push triggered a sync", "gitrepository", klog.KObj(repo), "provider", d.p.name,
-			"delivery", push.DeliveryID, "ref", change.Ref, "commit", change.Commit)
+		d.log.V(2).Info("Webhook push triggered a sync", "gitRepository", klog.KObj(repo), "ref", change.Ref, "pushedCommit", change.Commit)
 		triggered = append(triggered, repo)
 		answer.Triggered = append(answer.Triggered, triggeredRepo{Namespace: repo.Namespace, Name: repo.Name, Ref: change.Ref, Commit: change.Commit})
 	}
@@ -306,13 +309,11 @@ func (d *delivery) trigger(push *Push, auth authorization, answer pushAnswer) re
 	rep := reply{status: http.StatusOK, result: resultTriggered}
 	if len(triggered) > 0 {
 		answer.Message = fmt.Sprintf("triggered %d GitRepositories, skipped %d", len(answer.Triggered), len(answer.Skipped))
-		klog.InfoS("Webhook push triggered syncs", "provider", d.p.name, "delivery", push.DeliveryID,
-			"gitrepositories", klog.KObjSlice(triggered), "skipped", len(answer.Skipped))
+		d.log.Info("Webhook push triggered syncs", "gitRepositories", klog.KObjSlice(triggered), "skipped", len(answer.Skipped))
 	} else {
 		rep.status, rep.result = http.StatusAccepted, resultSkipped
 		answer.Message = msgAllSkipped
-		klog.V(2).InfoS("Webhook push skipped by every GitRepository", "provider", d.p.name, "delivery", push.DeliveryID,
-			"skipped", len(answer.Skipped))
+		d.log.V(2).Info("Webhook push skipped by every GitRepository", "skipped", len(answer.Skipped))
 	}
 	if auth.capped {
 		answer.Message += "; " + msgCapped
@@ -329,7 +330,7 @@ func (d *delivery) unauthorized(auth authorization, keys []string) reply {
 		return refuse(http.StatusServiceUnavailable, resultError,
 			"could not read the webhook Secrets to check the signature; retry later, alumiini's log says more")
 	}
-	klog.V(2).InfoS("Webhook delivery matched no secret", "provider", d.p.name, "matchKeys", keys)
+	d.log.V(2).Info("Webhook delivery matched no secret", "matchKeys", keys)
 	message := "looked up GitRepositories whose spec.url matches " + strings.Join(keys, ", ")
 	if len(keys) == 0 {
 		// A ping or an ignored event may name no repository; then no
@@ -384,7 +385,7 @@ func (d *delivery) authorize(ctx context.Context, candidates []*v1alpha1.GitRepo
 	if name := d.h.opts.PlatformSecret; name.Name != "" {
 		data, err := d.h.secrets.get(ctx, name)
 		if err != nil {
-			klog.ErrorS(err, "Reading the platform webhook Secret", "secret", name)
+			d.log.Error(err, "Reading the platform webhook Secret", "secret", name)
 			auth.readFailed = true
 		}
 		auth.platform = d.verifies(data[d.p.name])
@@ -409,7 +410,7 @@ func (d *delivery) authorize(ctx context.Context, candidates []*v1alpha1.GitRepo
 			perNamespace[name.Namespace]++
 			data, err := d.h.secrets.get(ctx, name)
 			if err != nil {
-				klog.ErrorS(err, "Reading a webhook Secret", "secret", name)
+				d.log.Error(err, "Reading a webhook Secret", "secret", name)
 				auth.readFailed = true
 			}
 			ok = d.verifies(data["token"])

@@ -6,6 +6,7 @@ package e2e
 import (
 	"fmt"
 	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -45,6 +46,10 @@ func run(m *testing.M) int {
 				code = 1
 			}
 		}
+		if err := checkSyncLines(string(data)); err != nil {
+			fmt.Fprintf(os.Stderr, "FAIL: %v\n", err)
+			code = 1
+		}
 	} else {
 		fmt.Fprintf(os.Stderr, "FAIL: reading alumiini's log to check it holds no secret: %v\n", err)
 		code = 1
@@ -61,4 +66,54 @@ func run(m *testing.M) int {
 	}
 	cluster.Stop()
 	return code
+}
+
+var (
+	recordStart    = regexp.MustCompile(`^[IWEF]\d{4} `)
+	syncLine       = regexp.MustCompile(`\] "(Synced|Sync failed|Compared drifted objects with git)"`)
+	repositoryPair = regexp.MustCompile(` gitRepository="[a-z0-9-]+/[a-z0-9.-]+"`)
+	commitPair     = regexp.MustCompile(` commit="[0-9a-f]{40}"`)
+)
+
+// logRecords splits klog's text output into records: a multi-line value
+// (err=<...>) continues its record on the lines that follow.
+func logRecords(log string) []string {
+	var records []string
+	for _, line := range strings.Split(log, "\n") {
+		if recordStart.MatchString(line) || len(records) == 0 {
+			records = append(records, line)
+		} else {
+			records[len(records)-1] += "\n" + line
+		}
+	}
+	return records
+}
+
+// checkSyncLines: every line about a sync names its GitRepository (as
+// klog.KObj renders it) and, once a sync got to one, the commit; no line
+// uses the old lower-case key.
+func checkSyncLines(log string) error {
+	synced := 0
+	for _, line := range logRecords(log) {
+		if strings.Contains(line, " gitrepository=") {
+			return fmt.Errorf("a log line uses the key gitrepository, not gitRepository: %s", line)
+		}
+		m := syncLine.FindStringSubmatch(line)
+		if m == nil {
+			continue
+		}
+		if !repositoryPair.MatchString(line) {
+			return fmt.Errorf("a sync's log line does not name its GitRepository: %s", line)
+		}
+		if m[1] != "Sync failed" && !commitPair.MatchString(line) {
+			return fmt.Errorf("a sync's log line does not name its commit: %s", line)
+		}
+		if m[1] == "Synced" {
+			synced++
+		}
+	}
+	if synced == 0 {
+		return fmt.Errorf("alumiini's log has no \"Synced\" line, though the tests synced")
+	}
+	return nil
 }

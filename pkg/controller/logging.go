@@ -1,0 +1,64 @@
+package controller
+
+import (
+	"context"
+	"time"
+
+	"k8s.io/klog/v2"
+
+	"github.com/falsesystems/alumiini/pkg/apis/alumiini/v1alpha1"
+)
+
+// Every line a sync logs carries the GitRepository (logKeyRepository, a
+// klog.KRef) and, once it is known, the commit (logKeyCommit): both travel
+// in the context's logger, so callees log with klog.FromContext and never
+// repeat them.
+const (
+	logKeyRepository = "gitRepository"
+	logKeyCommit     = "commit"
+)
+
+// withCommit adds commit to the context's logger.
+func withCommit(ctx context.Context, commit string) context.Context {
+	if commit == "" {
+		return ctx
+	}
+	return klog.NewContext(ctx, klog.FromContext(ctx).WithValues(logKeyCommit, commit))
+}
+
+// commitOf is the commit a sync's outcome is about: the one it applied or
+// got to before failing, else the one already synced (an idle sync).
+func commitOf(repo *v1alpha1.GitRepository, out *outcome, stage *stageError) string {
+	switch {
+	case out != nil && out.commit != "":
+		return out.commit
+	case stage != nil:
+		return stage.commit
+	}
+	return repo.Status.LastSyncedCommit
+}
+
+// logOutcome logs one line per sync: failures and syncs that changed
+// something at the default level, idle ones only at -v=4.
+func logOutcome(ctx context.Context, out *outcome, err error, stage *stageError, start time.Time) {
+	logger := klog.FromContext(ctx)
+	took := time.Since(start).Round(time.Millisecond)
+	switch {
+	case err != nil:
+		reason := reasonOf(err)
+		if stage != nil {
+			reason = stage.reason
+		}
+		logger.Error(err, "Sync failed", "reason", reason, "duration", took)
+	case out == nil:
+		logger.V(4).Info("Up to date", "duration", took)
+	default:
+		msg := "Synced"
+		if out.driftOnly {
+			msg = "Compared drifted objects with git"
+		}
+		res := out.result
+		logger.Info(msg, "created", res.Created, "configured", res.Configured, "unchanged", res.Unchanged,
+			"pruned", res.Pruned, "held", len(res.Held), "duration", took)
+	}
+}
