@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -21,6 +22,7 @@ import (
 	"k8s.io/client-go/restmapper"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
+	"k8s.io/client-go/util/workqueue"
 	"k8s.io/klog/v2"
 
 	"github.com/falsesystems/alumiini/pkg/apis/alumiini/v1alpha1"
@@ -62,9 +64,9 @@ type Config struct {
 	// (webhook.MatchKey); nil leaves GitRepositories unindexed.
 	URLKey func(url string) string
 	// Elect runs lead while this process holds the controller's leadership
-	// and returns when ctx ends; lead returns after its workers have
-	// stopped. Nil: this process always leads.
-	Elect func(ctx context.Context, lead func(ctx context.Context))
+	// and returns when ctx ends, or with lead's error; lead returns after its
+	// workers have stopped. Nil: this process always leads.
+	Elect func(ctx context.Context, lead func(ctx context.Context) error) error
 }
 
 // Controller watches GitRepositories and runs their workers.
@@ -77,7 +79,10 @@ type Controller struct {
 	broadcast  record.EventBroadcaster
 	appliers   *appliers
 	pushes     *pushPacer
+	handOver   workqueue.TypedInterface[string]
 	mu         sync.Mutex
+	// stopped holds the error the controller stopped with, for /readyz.
+	stopped atomic.Pointer[error]
 }
 
 // indexURL indexes GitRepositories by the key of their URL, for pushes.
@@ -104,7 +109,8 @@ func New(cfg Config) (*Controller, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Controller{config: cfg, client: client, factory: factory, broadcast: broadcast, appliers: appliers}
+	c := &Controller{config: cfg, client: client, factory: factory, broadcast: broadcast, appliers: appliers,
+		handOver: workqueue.NewTyped[string]()}
 	c.pushes = newPushPacer(pushWindow, func(key string) {
 		namespace, name, _ := cache.SplitMetaNamespaceKey(key)
 		c.Trigger(namespace, name)
@@ -161,15 +167,20 @@ func (c *Controller) Run(ctx context.Context) error {
 	if !cache.WaitForCacheSync(ctx.Done(), informer.HasSynced) {
 		return fmt.Errorf("the GitRepository informer did not sync")
 	}
-	if c.config.Elect == nil {
-		return c.lead(ctx)
+	defer c.handOver.ShutDown()
+	for range handOverWorkers {
+		go c.handOverPushes(ctx)
 	}
-	c.config.Elect(ctx, func(ctx context.Context) {
-		if err := c.lead(ctx); err != nil {
-			klog.FromContext(ctx).Error(err, "Leading the controller")
-		}
-	})
-	return nil
+	var err error
+	if c.config.Elect == nil {
+		err = c.lead(ctx)
+	} else {
+		err = c.config.Elect(ctx, c.lead)
+	}
+	if err != nil {
+		c.stopped.Store(&err)
+	}
+	return err
 }
 
 // lead runs one worker per GitRepository until ctx ends, and returns only
@@ -179,7 +190,13 @@ func (c *Controller) lead(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("building the metadata client for drift watches: %w", err)
 	}
-	c.reconciler.drift = newDriftBook(drift.NewWatcher(ctx, meta, c.onDrift), c.appliers.mapper)
+	// The watcher of this term tells this term's book, whatever the
+	// reconciler holds by the time a late event arrives.
+	var book *driftBook
+	book = newDriftBook(drift.NewWatcher(ctx, meta, func(owner types.NamespacedName, obj drift.Object, seen drift.Observed) {
+		c.onDrift(book, owner, obj, seen)
+	}), c.appliers.mapper)
+	c.reconciler.drift = book
 	opts := c.config.Supervisor
 	opts.OnStall = c.reconciler.Stall
 	supervisor := NewSupervisor(ctx, c.reconciler.Sync, opts)
@@ -241,6 +258,9 @@ func workerHandlers(supervisor *Supervisor, reconciler *Reconciler) cache.Resour
 // GitRepositories: a /readyz check, so a replica that cannot sync yet takes
 // no traffic.
 func (c *Controller) Synced() error {
+	if err := c.stopped.Load(); err != nil {
+		return fmt.Errorf("the controller stopped: %w", *err)
+	}
 	if !c.factory.Alumiini().V1alpha1().GitRepositories().Informer().HasSynced() {
 		return fmt.Errorf("the GitRepository informer has not synced yet")
 	}
@@ -269,12 +289,12 @@ func (c *Controller) Trigger(namespace, name string) bool {
 
 // onDrift makes the owner of an object the watch saw change sync, unless
 // its drift mode is Ignore or the change cannot be drift.
-func (c *Controller) onDrift(owner types.NamespacedName, obj drift.Object, seen drift.Observed) {
+func (c *Controller) onDrift(book *driftBook, owner types.NamespacedName, obj drift.Object, seen drift.Observed) {
 	repo, err := c.reconciler.Lister.GitRepositories(owner.Namespace).Get(owner.Name)
 	if err != nil || driftMode(repo) == v1alpha1.DriftIgnore {
 		return
 	}
-	if !c.reconciler.drift.worthChecking(owner.String(), obj, seen) {
+	if !book.worthChecking(owner.String(), obj, seen) {
 		return
 	}
 	c.reconciler.WokenByDrift(owner.String())
@@ -302,11 +322,11 @@ func (c *Controller) Repositories(key string) []*v1alpha1.GitRepository {
 // ref and the delivery (the client's spam filter bounds Events per object).
 // The status shows the push when the sync reports.
 func (c *Controller) Push(repo *v1alpha1.GitRepository, push v1alpha1.PushRecord) {
-	if !c.leading() {
-		c.forwardPush(repo, push)
+	key := repo.Namespace + "/" + repo.Name
+	if !c.workersRunning() {
+		c.handOver.Add(key)
 		return
 	}
-	key := repo.Namespace + "/" + repo.Name
 	c.reconciler.NotePush(key, push)
 	c.pushes.push(key)
 	delivery := cmp.Or(push.DeliveryID, "(none given)")
@@ -316,40 +336,65 @@ func (c *Controller) Push(repo *v1alpha1.GitRepository, push v1alpha1.PushRecord
 		push.Provider, push.Ref, delivery)
 }
 
-// forwardTimeout bounds handing one push to the leading replica.
-const forwardTimeout = 5 * time.Second
+// Pushes reaching a replica whose workers are not running are handed to the
+// leading replica by a few goroutines, off the webhook's request, so a push
+// fanning out to many GitRepositories is answered at once. The queue holds
+// each GitRepository once, however many pushes name it: bounded by the
+// number of GitRepositories, it never drops one.
+const (
+	handOverWorkers = 4
+	handOverTimeout = 5 * time.Second
+)
 
-// forwardPush hands a push that reached a replica which does not lead to the
-// one that does, as a stored sync request (what kubectl create --raw
-// .../sync makes): the leader's informer sees it and syncs. The push then
-// shows as status.lastSyncRequest rather than status.lastPush.
-func (c *Controller) forwardPush(repo *v1alpha1.GitRepository, push v1alpha1.PushRecord) {
-	ctx, cancel := context.WithTimeout(context.Background(), forwardTimeout)
-	defer cancel()
-	_, err := c.client.AlumiiniV1alpha1().GitRepositories(repo.Namespace).Sync(ctx, repo.Name,
-		&v1alpha1.GitRepositorySyncRequest{}, metav1.CreateOptions{})
-	if err != nil {
-		klog.ErrorS(err, "Forwarding a push to the leading replica as a sync request", logKeyRepository, klog.KObj(repo),
-			"provider", push.Provider, "ref", push.Ref)
-		return
+// handOverPushes hands queued pushes over until the queue shuts down.
+func (c *Controller) handOverPushes(ctx context.Context) {
+	for {
+		key, shutdown := c.handOver.Get()
+		if shutdown {
+			return
+		}
+		c.handOverPush(ctx, key)
+		c.handOver.Done(key)
 	}
-	c.reconciler.Recorder.Eventf(repo, corev1.EventTypeNormal, "PushReceived", "%s push to %s, delivery %s, handed to the leading replica",
-		push.Provider, push.Ref, cmp.Or(push.DeliveryID, "(none given)"))
 }
 
-// leading reports whether this process runs the workers now.
-func (c *Controller) leading() bool {
+// handOverPush hands a push that reached a replica which does not lead to
+// the one that does, as a stored sync request (what kubectl create --raw
+// .../sync makes): the leader's informer sees it, lists the remote afresh
+// and syncs if there is something new (handedOverPush). The push shows as
+// status.lastSyncRequest rather than status.lastPush.
+func (c *Controller) handOverPush(ctx context.Context, key string) {
+	namespace, name, _ := cache.SplitMetaNamespaceKey(key)
+	repo, err := c.reconciler.Lister.GitRepositories(namespace).Get(name)
+	if err != nil {
+		return // deleted meanwhile
+	}
+	ctx, cancel := context.WithTimeout(ctx, handOverTimeout)
+	defer cancel()
+	_, err = c.client.AlumiiniV1alpha1().GitRepositories(namespace).Sync(ctx, name,
+		&v1alpha1.GitRepositorySyncRequest{}, metav1.CreateOptions{})
+	if err != nil {
+		klog.ErrorS(err, "Handing a push to the leading replica as a sync request", logKeyRepository, klog.KObj(repo))
+		return
+	}
+	c.reconciler.Recorder.Event(repo, corev1.EventTypeNormal, "PushReceived", "push handed to the leading replica")
+}
+
+// workersRunning reports whether this process runs the workers now: with
+// --leader-elect, whether it leads.
+func (c *Controller) workersRunning() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.supervisor != nil
 }
 
+// newRequest: a request was recorded, or another joined the pending one.
 func newRequest(old, repo *v1alpha1.GitRepository) bool {
-	p := repo.Status.PendingSyncRequest
+	p, before := repo.Status.PendingSyncRequest, old.Status.PendingSyncRequest
 	if p == nil {
 		return false
 	}
-	return old.Status.PendingSyncRequest == nil || old.Status.PendingSyncRequest.ID != p.ID
+	return before == nil || before.ID != p.ID || before.Joins != p.Joins
 }
 
 // appliers builds one applier per identity, sharing the discovery mapper.

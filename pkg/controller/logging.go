@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"k8s.io/klog/v2"
@@ -27,31 +28,33 @@ func withCommit(ctx context.Context, commit string) context.Context {
 }
 
 // commitOf is the commit a sync's outcome is about: the one it applied or
-// got to before failing, else the one already synced (an idle sync).
-func commitOf(repo *v1alpha1.GitRepository, out *outcome, stage *stageError) string {
+// got to before failing; for an idle sync, the one already synced.
+func commitOf(repo *v1alpha1.GitRepository, out *outcome, err error, stage *stageError) string {
 	switch {
-	case out != nil && out.commit != "":
-		return out.commit
 	case stage != nil:
 		return stage.commit
+	case err != nil:
+		return ""
+	case out != nil:
+		return out.commit
 	}
 	return repo.Status.LastSyncedCommit
 }
 
-// logOutcome logs one line per sync: failures and syncs that changed
-// something at the default level, idle ones only at -v=4.
-func logOutcome(ctx context.Context, out *outcome, err error, stage *stageError, start time.Time) {
+// logOutcome logs one line per sync: failures, applied commits and drift
+// comparisons at the default level, idle rounds only at -v=4.
+func logOutcome(ctx context.Context, out *outcome, err error, reason string, start time.Time) {
 	logger := klog.FromContext(ctx)
 	took := time.Since(start).Round(time.Millisecond)
 	switch {
 	case err != nil:
-		reason := reasonOf(err)
-		if stage != nil {
-			reason = stage.reason
-		}
-		logger.Error(err, "Sync failed", "reason", reason, "duration", took)
+		// As brief as an Event: a failing sync retries, and its error may
+		// quote a whole commit's worth of object errors.
+		logger.Error(errors.New(brief(err.Error())), "Sync failed", "reason", reason, "duration", took)
 	case out == nil:
 		logger.V(4).Info("Up to date", "duration", took)
+	case out.upToDate:
+		logger.V(2).Info("Up to date after a handed-over push", "duration", took)
 	default:
 		msg := "Synced"
 		if out.driftOnly {

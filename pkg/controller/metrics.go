@@ -71,9 +71,9 @@ func RegisterMetrics(r prometheus.Registerer, c *Controller) error {
 	}, func() float64 { return float64(c.workers()) })
 	leading := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "alumiini_controller_leading",
-		Help: "1 while this replica runs the workers (always, without --leader-elect), else 0.",
+		Help: "1 while this replica runs the workers (with --leader-elect, while it holds the Lease), else 0.",
 	}, func() float64 {
-		if c.leading() {
+		if c.workersRunning() {
 			return 1
 		}
 		return 0

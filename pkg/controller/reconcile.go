@@ -16,6 +16,7 @@ import (
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apiserver/pkg/authentication/user"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
@@ -221,9 +222,15 @@ func (r *Reconciler) syncOnce(ctx context.Context, repo *v1alpha1.GitRepository)
 	ctx, cancelWrite := context.WithTimeout(ctx, statusWriteTimeout)
 	defer cancelWrite()
 	var stage *stageError
-	errors.As(err, &stage)
-	ctx = withCommit(ctx, commitOf(repo, out, stage))
-	logOutcome(ctx, out, err, stage, start)
+	failure := ""
+	switch {
+	case errors.As(err, &stage):
+		failure = stage.reason
+	case err != nil: // every stage names its failure; this is only a guard
+		failure = reasonOf(err)
+	}
+	ctx = withCommit(ctx, commitOf(repo, out, err, stage))
+	logOutcome(ctx, out, err, failure, start)
 	succeeded := func() {
 		lastSync.WithLabelValues(repo.Namespace, repo.Name).SetToCurrentTime()
 		ready.WithLabelValues(repo.Namespace, repo.Name).Set(1)
@@ -232,16 +239,21 @@ func (r *Reconciler) syncOnce(ctx context.Context, repo *v1alpha1.GitRepository)
 		ready.WithLabelValues(repo.Namespace, repo.Name).Set(0)
 	}
 	switch {
-	case stage != nil:
-		countSync(resultFailed, stage.reason, start)
-		return r.fail(ctx, repo, pending, push, stage.commit, stage.reason, stage.Error(), start)
-	case err != nil: // every stage names its failure; this is only a guard
-		countSync(resultFailed, reasonOf(err), start)
-		return r.fail(ctx, repo, pending, push, "", reasonOf(err), err.Error(), start)
+	case err != nil:
+		countSync(resultFailed, failure, start)
+		commit, message := "", err.Error()
+		if stage != nil {
+			commit, message = stage.commit, stage.Error()
+		}
+		return r.fail(ctx, repo, pending, push, commit, failure, message, start)
 	case out == nil: // idle: nothing new, nothing asked, nothing drifted
 		countSync(resultIdle, ReasonSucceeded, start)
 		succeeded()
 		return r.showPush(ctx, repo, push)
+	case out.upToDate:
+		countSync(resultIdle, ReasonSucceeded, start)
+		succeeded()
+		return r.answerUpToDate(ctx, repo, pending, out.commit, start)
 	case out.driftOnly:
 		countSync(resultDrift, ReasonSucceeded, start)
 		succeeded()
@@ -268,7 +280,10 @@ func countObjects(result *apply.Result) {
 // outcome is what a sync that did something did.
 type outcome struct {
 	commit string
-	result *apply.Result
+	// upToDate: a push another replica handed over found the commit
+	// applied already; only the request is answered.
+	upToDate bool
+	result   *apply.Result
 	// driftOnly: the commit was applied already; only objects the drift
 	// watch suspected were compared and, by policy, corrected.
 	driftOnly bool
@@ -302,6 +317,9 @@ func (r *Reconciler) run(ctx context.Context, repo *v1alpha1.GitRepository, pend
 		return nil, err
 	}
 	ctx = withCommit(ctx, commit)
+	if handedOverPush(pending) && r.upToDate(repo, nil, commit) {
+		return &outcome{commit: commit, upToDate: true}, nil
+	}
 	var suspects map[manifest.ID]bool
 	if r.upToDate(repo, pending, commit) {
 		if r.drift == nil || driftMode(repo) == v1alpha1.DriftIgnore {
@@ -608,6 +626,28 @@ func (r *Reconciler) reportDrift(ctx context.Context, repo *v1alpha1.GitReposito
 // showPush writes a push that found nothing new (a redelivery, or a push to
 // a path this GitRepository does not read), so its sender can see it
 // arrived; an idle sync with no push writes nothing.
+// handedOverPush tells a push another replica handed over (recorded by
+// alumiini's own loopback identity, with no revision and no force) from a
+// user's request: like a push, it only needs a fresh listing when the
+// commit is applied already, not a render, dry-run and apply.
+func handedOverPush(pending *v1alpha1.SyncRequestRecord) bool {
+	return pending != nil && pending.RequestedBy == user.APIServerUser && pending.Revision == "" && !pending.Force
+}
+
+// answerUpToDate answers a handed-over push whose listing found nothing new.
+func (r *Reconciler) answerUpToDate(ctx context.Context, repo *v1alpha1.GitRepository, pending *v1alpha1.SyncRequestRecord,
+	commit string, start time.Time) bool {
+	message := fmt.Sprintf("up to date: commit %s is applied", short(commit))
+	err := r.writeStatus(ctx, repo, func(s *v1alpha1.GitRepositoryStatus, _ int64) {
+		answer(s, pending, v1alpha1.PhaseSynced, commit, message, v1alpha1.ObjectCounts{}, time.Since(start))
+	})
+	if err != nil {
+		klog.FromContext(ctx).Error(err, "Writing status")
+		return false
+	}
+	return true
+}
+
 func (r *Reconciler) showPush(ctx context.Context, repo *v1alpha1.GitRepository, push *v1alpha1.PushRecord) bool {
 	if push == nil {
 		return true
@@ -704,14 +744,14 @@ func (r *Reconciler) fail(ctx context.Context, repo *v1alpha1.GitRepository, pen
 }
 
 // Stall marks a GitRepository whose worker keeps crashing.
-func (r *Reconciler) Stall(key, message string) {
+func (r *Reconciler) Stall(ctx context.Context, key, message string) {
 	message = truncate(message)
 	namespace, name, _ := cache.SplitMetaNamespaceKey(key)
 	repo, err := r.Lister.GitRepositories(namespace).Get(name)
 	if err != nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, statusWriteTimeout)
 	defer cancel()
 	err = r.writeStatus(ctx, repo, func(s *v1alpha1.GitRepositoryStatus, generation int64) {
 		s.Phase = v1alpha1.PhaseFailed
@@ -769,16 +809,40 @@ func (r *Reconciler) setFinalizer(ctx context.Context, repo *v1alpha1.GitReposit
 }
 
 // finalize deletes what a pruning GitRepository applied, then lets it go.
+// namespaceTerminating reports whether namespace is being deleted.
+func (r *Reconciler) namespaceTerminating(ctx context.Context, namespace string) bool {
+	ns, err := r.Kube.CoreV1().Namespaces().Get(ctx, namespace, metav1.GetOptions{})
+	return err == nil && ns.DeletionTimestamp != nil
+}
+
+// outside keeps the entries that are not in namespace.
+func outside(entries []apply.Entry, namespace string) []apply.Entry {
+	return slices.DeleteFunc(entries, func(e apply.Entry) bool { return e.Namespace == namespace })
+}
+
 func (r *Reconciler) finalize(ctx context.Context, repo *v1alpha1.GitRepository) time.Duration {
 	if !slices.Contains(repo.Finalizers, FinalizerPrune) {
 		return time.Hour
 	}
 	if repo.Spec.Prune == nil || *repo.Spec.Prune {
+		entries := fromInventory(repo.Status.Inventory)
+		terminating := r.namespaceTerminating(ctx, repo.Namespace)
+		if terminating {
+			// The namespace controller deletes what is inside; the
+			// ServiceAccount applying may already have lost its
+			// RoleBinding to it, so asking would only fail.
+			entries = outside(entries, repo.Namespace)
+		}
 		applier, err := r.Appliers.For(repo.Namespace, repo.Spec.ServiceAccountName)
 		if err == nil {
-			_, err = applier.Delete(ctx, apply.Owner{Namespace: repo.Namespace, Name: repo.Name}, fromInventory(repo.Status.Inventory))
+			_, err = applier.Delete(ctx, apply.Owner{Namespace: repo.Namespace, Name: repo.Name}, entries)
 		}
-		if err != nil {
+		switch {
+		case err != nil && terminating:
+			// Retrying would hold the namespace in Terminating for ever if
+			// the identity lost its rights with it: leave the rest, and say so.
+			klog.FromContext(ctx).Error(err, "The namespace is being deleted; leaving what could not be pruned outside it")
+		case err != nil:
 			klog.FromContext(ctx).Error(err, "Deleting what a GitRepository applied")
 			r.Recorder.Event(repo, corev1.EventTypeWarning, apply.ReasonPruneFailed, brief(err.Error()))
 			return 10 * time.Second
@@ -823,6 +887,12 @@ func (r *Reconciler) writeStatusOf(ctx context.Context, repo *v1alpha1.GitReposi
 func answer(s *v1alpha1.GitRepositoryStatus, handled *v1alpha1.SyncRequestRecord, phase v1alpha1.GitRepositoryPhase,
 	commit, message string, counts v1alpha1.ObjectCounts, took time.Duration) {
 	if handled == nil || s.PendingSyncRequest == nil || s.PendingSyncRequest.ID != handled.ID {
+		return
+	}
+	if s.PendingSyncRequest.Joins != handled.Joins {
+		// Another request joined after this sync read it, maybe for a push
+		// this sync's listing came too early to see: it stays pending, and
+		// the worker, woken by the join, handles it again.
 		return
 	}
 	done := s.PendingSyncRequest.DeepCopy()

@@ -28,8 +28,9 @@ type SupervisorOptions struct {
 	MaxRestartBackoff time.Duration
 	// StalledRetry is how long a stalled worker waits before trying again.
 	StalledRetry time.Duration
-	// OnStall is told when a worker stalls, with the last panic's message.
-	OnStall func(key, message string)
+	// OnStall is told when a worker stalls, with the last panic's message,
+	// under the supervisor's context: its report ends with the workers.
+	OnStall func(ctx context.Context, key, message string)
 }
 
 // Supervisor owns one worker goroutine per key.
@@ -40,8 +41,9 @@ type Supervisor struct {
 
 	mu      sync.Mutex
 	workers map[string]*worker
-	// closed is set by Wait: no worker starts after it.
-	closed  bool
+	// draining is set by Wait: no worker starts after it.
+	draining bool
+	// running counts worker goroutines and stall reports, for Wait.
 	running sync.WaitGroup
 }
 
@@ -127,20 +129,22 @@ func (s *Supervisor) Len() int {
 // two processes sync one GitRepository at once.
 func (s *Supervisor) Wait() {
 	s.mu.Lock()
-	s.closed = true
+	s.draining = true
 	s.mu.Unlock()
 	s.running.Wait()
 }
 
 // start runs w's loop in a new goroutine after delay. Called with s.mu held.
 func (s *Supervisor) start(w *worker, delay time.Duration) {
-	if s.closed {
+	if s.draining {
 		return
 	}
 	ctx, cancel := context.WithCancel(s.ctx)
 	w.cancel = cancel
 	s.running.Add(1)
 	go func() {
+		// Deferred first, so it runs last: a crash restarts the worker
+		// (crashed → start → Add) while this goroutine still counts.
 		defer s.running.Done()
 		defer func() {
 			if r := recover(); r != nil {
@@ -166,6 +170,9 @@ func (s *Supervisor) loop(ctx context.Context, w *worker, delay time.Duration) {
 				}
 			}
 		case <-timer.C:
+		}
+		if ctx.Err() != nil { // both were ready; the end wins
+			return
 		}
 		next := s.work(ctx, w.key)
 		s.mu.Lock()
@@ -203,7 +210,11 @@ func (s *Supervisor) crashed(w *worker, message string, stack []byte) {
 		if s.opts.OnStall != nil {
 			msg := fmt.Sprintf("the worker crashed %d times within %s; retrying in %s; last panic: %s",
 				s.opts.RestartIntensity, s.opts.RestartPeriod, s.opts.StalledRetry, message)
-			go s.opts.OnStall(w.key, msg)
+			s.running.Add(1) // a stall report is work Wait waits for too
+			go func() {
+				defer s.running.Done()
+				s.opts.OnStall(s.ctx, w.key, msg)
+			}()
 		}
 	}
 	s.start(w, delay)

@@ -32,7 +32,7 @@ func TestACrashingWorkerDoesNotDisturbTheOthers(t *testing.T) {
 	s := NewSupervisor(ctx, work, SupervisorOptions{
 		RestartIntensity: 3, RestartPeriod: time.Minute,
 		RestartBackoff: 20 * time.Millisecond, StalledRetry: time.Hour,
-		OnStall: func(key, message string) { stalled <- key + ": " + message },
+		OnStall: func(_ context.Context, key, message string) { stalled <- key + ": " + message },
 	})
 	s.Ensure("bad")
 	for i := 0; i < 50; i++ {

@@ -50,11 +50,10 @@ func (p *process) log() string {
 	return strings.Join(lines, "\n")
 }
 
-// podArgs returns the arguments of the rendered manifest's StatefulSet with
-// local is the pod's own: an argument named in local takes its value there
-// ("" drops it), local's other entries are added, and an argument naming a
-// path inside the pod that local does not map fails the test, so a new
-// mount in the manifest cannot go untested.
+// podArgs returns the arguments of the rendered manifest's StatefulSet, each
+// flag named in local given local's value (or dropped, for ""), and local's
+// other flags appended. An argument naming a path inside the pod that local
+// does not map fails the test, so a new mount cannot go untested.
 func podArgs(t *testing.T, manifest string, local map[string]string) []string {
 	t.Helper()
 	var set *appsv1.StatefulSet

@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"sigs.k8s.io/yaml"
+
 	"github.com/falsesystems/alumiini/test/gitserver"
 	"github.com/falsesystems/alumiini/test/localcluster"
 )
@@ -54,14 +56,14 @@ func TestTwoReplicasOverAnExternalEtcd(t *testing.T) {
 	kubectl(t, manifest, "apply", "--server-side", "--dry-run=server", "-f", "-")
 	kubectl(t, manifest, "apply", "--server-side", "-f", "-")
 
-	// What cert-manager would do: one serving certificate for every replica.
+	// What cert-manager would do: one serving certificate for every replica,
+	// for the names the overlay's Certificate asks for.
 	ca, err := localcluster.NewCertificateAuthority(filepath.Join(dir, "pki"), "serving-ca")
 	if err != nil {
 		t.Fatal(err)
 	}
-	serving, err := ca.Issue("serving", "alumiini.alumiini-system.svc",
-		[]string{"alumiini.alumiini-system.svc", "alumiini.alumiini-system.svc.cluster.local", "localhost"},
-		[]net.IP{net.ParseIP("127.0.0.1")}, true)
+	names := certificateNames(t, overlay, "alumiini-serving-cert")
+	serving, err := ca.Issue("serving", names[0], append(names, "localhost"), []net.IP{net.ParseIP("127.0.0.1")}, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,6 +90,11 @@ func TestTwoReplicasOverAnExternalEtcd(t *testing.T) {
 	port := freePort(t)
 	second, secondWebhook := replica("alumiini-1", port)
 	defer second.stop()
+	defer func() {
+		if t.Failed() {
+			t.Logf("alumiini-0's log:\n%s\nalumiini-1's log:\n%s", first.log(), second.log())
+		}
+	}()
 
 	// The aggregator reaches the second replica, which does not lead.
 	serveAPIFrom(t, port, caPEM)
@@ -133,19 +140,45 @@ spec:
 	body := fmt.Sprintf(`{"url":%q,"ref":"main","after":%q}`, git.BaseURL()+"/ha.git", sha)
 	mac := hmac.New(sha256.New, []byte("replicated-secret"))
 	mac.Write([]byte(body))
-	req, _ := http.NewRequest(http.MethodPost, fmt.Sprintf("http://127.0.0.1:%d/hooks/generic", secondWebhook), bytes.NewBufferString(body))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("X-Signature-256", "sha256="+hex.EncodeToString(mac.Sum(nil)))
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
+	push := func() {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, fmt.Sprintf("http://127.0.0.1:%d/hooks/generic", secondWebhook), bytes.NewBufferString(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("X-Signature-256", "sha256="+hex.EncodeToString(mac.Sum(nil)))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		answer, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("the push to the replica not leading: %d %s", resp.StatusCode, answer)
+		}
 	}
-	answer, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("the push to the replica not leading: %d %s", resp.StatusCode, answer)
-	}
+	push()
 	waitForValue(t, "two", first, second)
+	// The same delivery again (a replay) costs the leader a listing, not an
+	// apply: the request is answered as up to date.
+	push()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		got := kubectl(t, "", "get", "gitrepository", "app", "-n", "ha", "-o", "jsonpath={.status.lastSyncRequest.result.message}")
+		if strings.HasPrefix(got, "up to date") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a replayed push was not answered as up to date: %q", got)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	if strings.Contains(second.log(), leadingLine) {
+		t.Fatal("both replicas lead")
+	}
+	events := kubectl(t, "", "get", "events", "-n", "ha", "--field-selector", "involvedObject.name=app,reason=PushReceived",
+		"-o", "jsonpath={.items[*].message}")
+	if !strings.Contains(events, "handed to the leading replica") {
+		t.Errorf("no PushReceived Event says the push was handed over: %q", events)
+	}
 
 	// The leader dies: the other replica takes the Lease over and syncs.
 	first.kill()
@@ -158,11 +191,15 @@ spec:
 	waitForValue(t, "three", second)
 }
 
-// waitForLeader waits until p says, in its log, that it runs the workers.
+const leadingLine = "Leading: this replica runs the workers"
+
+// waitForLeader waits until p says, in its log, that it runs the workers:
+// within the lease duration (15 s) and a retry period of the last leader's
+// death, with room for a slow machine.
 func waitForLeader(t *testing.T, p *process) {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for !strings.Contains(p.log(), "Leading: this replica runs the workers") {
+	deadline := time.Now().Add(45 * time.Second)
+	for !strings.Contains(p.log(), leadingLine) {
 		if time.Now().After(deadline) {
 			t.Fatalf("the replica did not lead; its log:\n%s", p.log())
 		}
@@ -204,4 +241,29 @@ func waitForValue(t *testing.T, want string, replicas ...*process) {
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
+}
+
+// certificateNames returns the dnsNames of the rendered cert-manager
+// Certificate name.
+func certificateNames(t *testing.T, manifest, name string) []string {
+	t.Helper()
+	for _, doc := range strings.Split(manifest, "\n---\n") {
+		var cert struct {
+			Kind     string `json:"kind"`
+			Metadata struct {
+				Name string `json:"name"`
+			} `json:"metadata"`
+			Spec struct {
+				DNSNames []string `json:"dnsNames"`
+			} `json:"spec"`
+		}
+		if err := yaml.Unmarshal([]byte(doc), &cert); err == nil && cert.Kind == "Certificate" && cert.Metadata.Name == name {
+			if len(cert.Spec.DNSNames) == 0 {
+				t.Fatalf("the Certificate %s names no DNS names", name)
+			}
+			return cert.Spec.DNSNames
+		}
+	}
+	t.Fatalf("the manifest has no Certificate %s", name)
+	return nil
 }

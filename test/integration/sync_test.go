@@ -58,6 +58,9 @@ func TestSyncRecordsRequest(t *testing.T) {
 	if !stored.Status.PendingSyncRequest.Force {
 		t.Errorf("force asked by the joining request was lost")
 	}
+	if joins := stored.Status.PendingSyncRequest.Joins; joins != 1 {
+		t.Errorf("the pending request counts %d joins, want 1 (a sync under way must run again)", joins)
+	}
 	// A request for another revision while one is pending is refused.
 	_, err = repos.Sync(ctx, "demo", &v1alpha1.GitRepositorySyncRequest{Spec: v1alpha1.GitRepositorySyncRequestSpec{Revision: "release"}}, metav1.CreateOptions{})
 	if !apierrors.IsConflict(err) || !strings.Contains(err.Error(), answer.Status.ID) {

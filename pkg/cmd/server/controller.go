@@ -231,7 +231,7 @@ func (o *Options) newController(hook genericPostStartHookContext, target *rest.C
 	if err != nil {
 		return nil, fmt.Errorf("finding alumiini's own binary to run kustomize builds in: %w", err)
 	}
-	var elect func(context.Context, func(context.Context))
+	var elect func(context.Context, func(context.Context) error) error
 	if co.LeaderElection.LeaderElect {
 		if elect, err = elector(co.LeaderElection, target); err != nil {
 			return nil, err

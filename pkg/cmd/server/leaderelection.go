@@ -35,7 +35,7 @@ func newLeaderElection() componentbaseconfig.LeaderElectionConfiguration {
 // campaigns for the Lease in the target cluster, runs lead while it holds
 // it, and campaigns again after losing it, once lead has returned (its
 // workers stopped), until ctx ends.
-func elector(le componentbaseconfig.LeaderElectionConfiguration, target *rest.Config) (func(context.Context, func(context.Context)), error) {
+func elector(le componentbaseconfig.LeaderElectionConfiguration, target *rest.Config) (func(context.Context, func(context.Context) error) error, error) {
 	host, err := os.Hostname()
 	if err != nil {
 		return nil, fmt.Errorf("naming this replica for leader election: %w", err)
@@ -47,13 +47,13 @@ func elector(le componentbaseconfig.LeaderElectionConfiguration, target *rest.Co
 		return nil, fmt.Errorf("the leader election lock %s/%s: %w", le.ResourceNamespace, le.ResourceName, err)
 	}
 	c := campaigner{config: le, lock: lock, identity: identity}
-	return func(ctx context.Context, lead func(context.Context)) {
+	return func(ctx context.Context, lead func(context.Context) error) error {
 		for ctx.Err() == nil {
 			if err := c.campaign(ctx, lead); err != nil {
-				klog.ErrorS(err, "Leader election")
-				return
+				return err
 			}
 		}
+		return nil
 	}, nil
 }
 
@@ -64,39 +64,35 @@ type campaigner struct {
 }
 
 // campaign waits for the Lease, runs lead while holding it, and returns
-// once lead has returned. The Lease is released (ReleaseOnCancel) only after
-// lead returned, so on a shutdown the next leader starts no worker before
-// this one's have stopped; a lost Lease stops them RenewDeadline after the
-// last renewal, before another replica may take it at LeaseDuration.
-func (c campaigner) campaign(ctx context.Context, lead func(context.Context)) error {
-	electing, stopElecting := context.WithCancel(context.WithoutCancel(ctx))
+// once lead has returned. client-go's own release (ReleaseOnCancel) would
+// give the Lease up the moment renewing stops, while lead's workers may
+// still be stopping, so it is off: a lost Lease cancels lead at most
+// RenewDeadline+RetryPeriod (12 s) after the last renewal, and another
+// replica may take it only LeaseDuration (15 s) after it saw that renewal.
+// Once lead has returned (on shutdown, or failing), release hands the Lease
+// over.
+func (c campaigner) campaign(ctx context.Context, lead func(context.Context) error) error {
+	// Stopped when lead returns, so that a failed lead does not keep renewing
+	// a Lease it does nothing with.
+	electing, stopElecting := context.WithCancel(ctx)
 	defer stopElecting()
 	var leading atomic.Bool
+	var leadErr error
 	led := make(chan struct{})
-	stopOnShutdown := context.AfterFunc(ctx, func() {
-		if !leading.Load() {
-			stopElecting()
-		}
-	})
-	defer stopOnShutdown()
 	lease := klog.KRef(c.config.ResourceNamespace, c.config.ResourceName)
 	elector, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
-		Lock:            c.lock,
-		Name:            c.config.ResourceName,
-		LeaseDuration:   c.config.LeaseDuration.Duration,
-		RenewDeadline:   c.config.RenewDeadline.Duration,
-		RetryPeriod:     c.config.RetryPeriod.Duration,
-		ReleaseOnCancel: true,
+		Lock:          c.lock,
+		Name:          c.config.ResourceName,
+		LeaseDuration: c.config.LeaseDuration.Duration,
+		RenewDeadline: c.config.RenewDeadline.Duration,
+		RetryPeriod:   c.config.RetryPeriod.Duration,
 		Callbacks: leaderelection.LeaderCallbacks{
 			OnStartedLeading: func(term context.Context) {
 				leading.Store(true)
 				defer close(led)
 				defer stopElecting()
-				leadCtx, cancel := context.WithCancel(term)
-				defer cancel()
-				defer context.AfterFunc(ctx, cancel)()
 				klog.InfoS("Leading: this replica runs the workers", "lease", lease, "identity", c.identity)
-				lead(leadCtx)
+				leadErr = lead(term)
 			},
 			OnStoppedLeading: func() { klog.InfoS("Not leading", "lease", lease, "identity", c.identity) },
 		},
@@ -105,8 +101,30 @@ func (c campaigner) campaign(ctx context.Context, lead func(context.Context)) er
 		return err
 	}
 	elector.Run(electing)
-	if leading.Load() {
-		<-led
+	// client-go starts OnStartedLeading in a goroutine: if ctx ended right
+	// after the Lease was won, lead may not have begun yet. It then runs
+	// with an ended context and starts no sync, and the Lease expires.
+	if !leading.Load() {
+		return nil
 	}
-	return nil
+	<-led
+	c.release()
+	return leadErr
+}
+
+// release gives the Lease up, if this replica still holds it (its workers
+// have stopped), so that another replica need not wait for it to expire.
+func (c campaigner) release() {
+	ctx, cancel := context.WithTimeout(context.Background(), c.config.RenewDeadline.Duration)
+	defer cancel()
+	record, _, err := c.lock.Get(ctx)
+	if err != nil || record.HolderIdentity != c.identity {
+		return
+	}
+	now := metav1.NewTime(time.Now())
+	err = c.lock.Update(ctx, resourcelock.LeaderElectionRecord{
+		LeaderTransitions: record.LeaderTransitions, LeaseDurationSeconds: 1, RenewTime: now, AcquireTime: now})
+	if err != nil {
+		klog.ErrorS(err, "Releasing the controller's Lease; it expires by itself", "identity", c.identity)
+	}
 }

@@ -218,6 +218,9 @@ func (o *Options) Validate(args []string) error {
 		if o.EtcdDataDir == "" {
 			errs = append(errs, fmt.Errorf("--etcd-data-dir must not be empty when --etcd-servers is not given"))
 		}
+		if o.Controller.LeaderElection.LeaderElect {
+			errs = append(errs, fmt.Errorf("--leader-elect needs --etcd-servers: replicas over the embedded etcd would each keep a store of their own"))
+		}
 		etcd.StorageConfig.Transport.ServerList = []string{"embedded"}
 		defer func() { etcd.StorageConfig.Transport.ServerList = nil }()
 	}

@@ -1129,6 +1129,13 @@ func schema_pkg_apis_alumiini_v1alpha1_SyncRequestRecord(ref common.ReferenceCal
 							Ref:         ref(v1.Time{}.OpenAPIModelName()),
 						},
 					},
+					"joins": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Joins counts the equal requests (pushes a replica handed over, too) that joined this one while it was pending. One joining after its sync began makes the controller handle the request once more, so that a push made meanwhile is not missed.",
+							Type:        []string{"integer"},
+							Format:      "int32",
+						},
+					},
 					"handledAt": {
 						SchemaProps: spec.SchemaProps{
 							Description: "HandledAt is when the controller finished the sync that handled it.",

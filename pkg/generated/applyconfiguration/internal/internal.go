@@ -349,6 +349,9 @@ var schemaYAML = typed.YAMLObject(`types:
       type:
         scalar: string
       default: ""
+    - name: joins
+      type:
+        scalar: numeric
     - name: requestedBy
       type:
         scalar: string

@@ -38,6 +38,11 @@ type SyncRequestRecordApplyConfiguration struct {
 	RequestedBy *string `json:"requestedBy,omitempty"`
 	// AcceptedAt is when the sync subresource recorded the request.
 	AcceptedAt *v1.Time `json:"acceptedAt,omitempty"`
+	// Joins counts the equal requests (pushes a replica handed over, too)
+	// that joined this one while it was pending. One joining after its sync
+	// began makes the controller handle the request once more, so that a
+	// push made meanwhile is not missed.
+	Joins *int32 `json:"joins,omitempty"`
 	// HandledAt is when the controller finished the sync that handled it.
 	HandledAt *v1.Time `json:"handledAt,omitempty"`
 	// Result of that sync.
@@ -87,6 +92,14 @@ func (b *SyncRequestRecordApplyConfiguration) WithRequestedBy(value string) *Syn
 // If called multiple times, the AcceptedAt field is set to the value of the last call.
 func (b *SyncRequestRecordApplyConfiguration) WithAcceptedAt(value v1.Time) *SyncRequestRecordApplyConfiguration {
 	b.AcceptedAt = &value
+	return b
+}
+
+// WithJoins sets the Joins field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the Joins field is set to the value of the last call.
+func (b *SyncRequestRecordApplyConfiguration) WithJoins(value int32) *SyncRequestRecordApplyConfiguration {
+	b.Joins = &value
 	return b
 }
 

@@ -110,7 +110,8 @@ func (r *SyncREST) Create(ctx context.Context, name string, obj runtime.Object, 
 // record puts the request on the GitRepository with a guaranteed update, so it
 // survives a restart and reaches the controller through its informer. A request
 // that arrives while an equal one is pending joins it: both callers get the same
-// id and the same result, and the repository syncs once.
+// id and the same result, and the repository syncs once, or once more if the
+// join came after that sync began.
 func (r *SyncREST) record(ctx context.Context, name string, req *alumiini.GitRepositorySyncRequest, dryRun bool) (*alumiini.SyncRequestRecord, *alumiini.GitRepository, error) {
 	key, err := r.store.KeyFunc(ctx, name)
 	if err != nil {
@@ -139,6 +140,10 @@ func (r *SyncREST) record(ctx context.Context, name string, req *alumiini.GitRep
 						pending.ID, pending.Revision, req.Spec.Revision))
 			}
 			pending.Force = pending.Force || req.Spec.Force
+			// Counted, so that a sync already under way handles the
+			// request again: it may have listed the remote before this
+			// request's push.
+			pending.Joins++
 			record = pending.DeepCopy()
 			return repo, nil
 		}
