@@ -141,9 +141,15 @@ type Error struct {
 	Object  string
 	Reason  string
 	Message string
+	// Cause is the API's error, where there was one (for apierrors.IsForbidden
+	// and the like).
+	Cause error
+	// Pruning is the inventory entry a prune failed on.
+	Pruning *Entry
 }
 
 func (e *Error) Error() string { return e.Object + ": " + e.Message }
+func (e *Error) Unwrap() error { return e.Cause }
 
 // Reasons of apply errors.
 const (
@@ -533,7 +539,7 @@ func (a *Applier) prune(ctx context.Context, owner Owner, entries []Entry) (dele
 			continue
 		}
 		if err != nil {
-			return deleted, held, &Error{Object: e.id().String(), Reason: ReasonPruneFailed, Message: apiMessage(err)}
+			return deleted, held, &Error{Object: e.id().String(), Reason: ReasonPruneFailed, Message: apiMessage(err), Cause: err, Pruning: &e}
 		}
 		labels := live.GetLabels()
 		if labels[LabelName] != owner.Name || labels[LabelNamespace] != owner.Namespace {
@@ -555,7 +561,7 @@ func (a *Applier) prune(ctx context.Context, owner Owner, entries []Entry) (dele
 			Preconditions:     &metav1.Preconditions{UID: ptrUID(live.GetUID())},
 		})
 		if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
-			return deleted, held, &Error{Object: e.id().String(), Reason: ReasonPruneFailed, Message: apiMessage(err)}
+			return deleted, held, &Error{Object: e.id().String(), Reason: ReasonPruneFailed, Message: apiMessage(err), Cause: err, Pruning: &e}
 		}
 		deleted++
 	}

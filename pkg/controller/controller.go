@@ -9,6 +9,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -79,7 +80,7 @@ type Controller struct {
 	broadcast  record.EventBroadcaster
 	appliers   *appliers
 	pushes     *pushPacer
-	handOver   workqueue.TypedInterface[string]
+	handOver   workqueue.TypedRateLimitingInterface[string]
 	mu         sync.Mutex
 	// stopped holds the error the controller stopped with, for /readyz.
 	stopped atomic.Pointer[error]
@@ -110,7 +111,7 @@ func New(cfg Config) (*Controller, error) {
 		return nil, err
 	}
 	c := &Controller{config: cfg, client: client, factory: factory, broadcast: broadcast, appliers: appliers,
-		handOver: workqueue.NewTyped[string]()}
+		handOver: workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[string]())}
 	c.pushes = newPushPacer(pushWindow, func(key string) {
 		namespace, name, _ := cache.SplitMetaNamespaceKey(key)
 		c.Trigger(namespace, name)
@@ -162,14 +163,16 @@ func perNamespace(cfg Config) int {
 func (c *Controller) Run(ctx context.Context) error {
 	defer c.broadcast.Shutdown()
 	defer c.factory.Shutdown()
+	var handingOver sync.WaitGroup
+	defer handingOver.Wait()
+	defer c.handOver.ShutDown()
 	informer := c.factory.Alumiini().V1alpha1().GitRepositories().Informer()
 	c.factory.Start(ctx.Done())
 	if !cache.WaitForCacheSync(ctx.Done(), informer.HasSynced) {
 		return fmt.Errorf("the GitRepository informer did not sync")
 	}
-	defer c.handOver.ShutDown()
 	for range handOverWorkers {
-		go c.handOverPushes(ctx)
+		handingOver.Go(func() { c.handOverPushes(ctx) })
 	}
 	var err error
 	if c.config.Elect == nil {
@@ -339,11 +342,13 @@ func (c *Controller) Push(repo *v1alpha1.GitRepository, push v1alpha1.PushRecord
 // Pushes reaching a replica whose workers are not running are handed to the
 // leading replica by a few goroutines, off the webhook's request, so a push
 // fanning out to many GitRepositories is answered at once. The queue holds
-// each GitRepository once, however many pushes name it: bounded by the
-// number of GitRepositories, it never drops one.
+// each GitRepository once, however many pushes name it, so it is bounded by
+// the number of GitRepositories; a failed hand-over is retried a few times
+// with backoff (then the interval syncs it).
 const (
 	handOverWorkers = 4
 	handOverTimeout = 5 * time.Second
+	handOverTries   = 5
 )
 
 // handOverPushes hands queued pushes over until the queue shuts down.
@@ -353,7 +358,11 @@ func (c *Controller) handOverPushes(ctx context.Context) {
 		if shutdown {
 			return
 		}
-		c.handOverPush(ctx, key)
+		if err := c.handOverPush(ctx, key); err != nil && c.handOver.NumRequeues(key) < handOverTries-1 {
+			c.handOver.AddRateLimited(key)
+		} else {
+			c.handOver.Forget(key)
+		}
 		c.handOver.Done(key)
 	}
 }
@@ -363,21 +372,29 @@ func (c *Controller) handOverPushes(ctx context.Context) {
 // .../sync makes): the leader's informer sees it, lists the remote afresh
 // and syncs if there is something new (handedOverPush). The push shows as
 // status.lastSyncRequest rather than status.lastPush.
-func (c *Controller) handOverPush(ctx context.Context, key string) {
+// It returns an error worth retrying.
+func (c *Controller) handOverPush(ctx context.Context, key string) error {
 	namespace, name, _ := cache.SplitMetaNamespaceKey(key)
 	repo, err := c.reconciler.Lister.GitRepositories(namespace).Get(name)
 	if err != nil {
-		return // deleted meanwhile
+		return nil // deleted meanwhile
 	}
 	ctx, cancel := context.WithTimeout(ctx, handOverTimeout)
 	defer cancel()
 	_, err = c.client.AlumiiniV1alpha1().GitRepositories(namespace).Sync(ctx, name,
 		&v1alpha1.GitRepositorySyncRequest{}, metav1.CreateOptions{})
-	if err != nil {
+	switch {
+	case apierrors.IsConflict(err) || apierrors.IsNotFound(err):
+		// Suspended, being deleted, or a request for another revision is
+		// pending (it lists the remote too): nothing to retry.
+		klog.V(2).InfoS("Not handing a push over", logKeyRepository, klog.KObj(repo), "reason", err.Error())
+		return nil
+	case err != nil:
 		klog.ErrorS(err, "Handing a push to the leading replica as a sync request", logKeyRepository, klog.KObj(repo))
-		return
+		return err
 	}
 	c.reconciler.Recorder.Event(repo, corev1.EventTypeNormal, "PushReceived", "push handed to the leading replica")
+	return nil
 }
 
 // workersRunning reports whether this process runs the workers now: with
@@ -394,7 +411,7 @@ func newRequest(old, repo *v1alpha1.GitRepository) bool {
 	if p == nil {
 		return false
 	}
-	return before == nil || before.ID != p.ID || before.Joins != p.Joins
+	return before == nil || before.ID != p.ID || p.Rejoined && !before.Rejoined
 }
 
 // appliers builds one applier per identity, sharing the discovery mapper.

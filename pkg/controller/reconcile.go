@@ -214,6 +214,9 @@ func (r *Reconciler) syncOnce(ctx context.Context, repo *v1alpha1.GitRepository)
 
 	key := repo.Namespace + "/" + repo.Name
 	repo = repo.DeepCopy() // the sync's own copy: markSyncing updates it
+	if !r.beginRequest(ctx, repo) {
+		return false
+	}
 	pending := repo.Status.PendingSyncRequest
 	push := r.pendingPush(key)
 	out, err := r.run(syncCtx, repo, pending, push)
@@ -317,7 +320,7 @@ func (r *Reconciler) run(ctx context.Context, repo *v1alpha1.GitRepository, pend
 		return nil, err
 	}
 	ctx = withCommit(ctx, commit)
-	if handedOverPush(pending) && r.upToDate(repo, nil, commit) {
+	if handedOverPush(pending) && r.upToDate(repo, nil, commit) && !r.driftSuspected(ctx, key, repo) {
 		return &outcome{commit: commit, upToDate: true}, nil
 	}
 	var suspects map[manifest.ID]bool
@@ -626,6 +629,30 @@ func (r *Reconciler) reportDrift(ctx context.Context, repo *v1alpha1.GitReposito
 // showPush writes a push that found nothing new (a redelivery, or a push to
 // a path this GitRepository does not read), so its sender can see it
 // arrived; an idle sync with no push writes nothing.
+// beginRequest clears the pending request's Rejoined flag before this sync
+// lists the remote, so that a request joining from now on sets it again and
+// keeps the request pending for one more round (answer). It updates repo,
+// the sync's own copy, and reports whether the sync may go on.
+func (r *Reconciler) beginRequest(ctx context.Context, repo *v1alpha1.GitRepository) bool {
+	pending := repo.Status.PendingSyncRequest
+	if pending == nil || !pending.Rejoined {
+		return true
+	}
+	ctx, cancel := context.WithTimeout(ctx, statusWriteTimeout)
+	defer cancel()
+	written, err := r.writeStatusOf(ctx, repo, func(s *v1alpha1.GitRepositoryStatus, _ int64) {
+		if p := s.PendingSyncRequest; p != nil && p.ID == pending.ID {
+			p.Rejoined = false
+		}
+	})
+	if err != nil {
+		klog.FromContext(ctx).Error(err, "Writing status")
+		return false
+	}
+	*repo = *written
+	return true
+}
+
 // handedOverPush tells a push another replica handed over (recorded by
 // alumiini's own loopback identity, with no revision and no force) from a
 // user's request: like a push, it only needs a fresh listing when the
@@ -634,18 +661,30 @@ func handedOverPush(pending *v1alpha1.SyncRequestRecord) bool {
 	return pending != nil && pending.RequestedBy == user.APIServerUser && pending.Revision == "" && !pending.Force
 }
 
-// answerUpToDate answers a handed-over push whose listing found nothing new.
+// driftSuspected: the drift watch suspects an object of the GitRepository.
+func (r *Reconciler) driftSuspected(ctx context.Context, key string, repo *v1alpha1.GitRepository) bool {
+	return r.drift != nil && driftMode(repo) != v1alpha1.DriftIgnore && len(r.drift.suspects(ctx, key, repo)) > 0
+}
+
+// answerUpToDate answers a handed-over push whose listing found nothing new,
+// if the stored status agrees (the informer's copy may lag a failure); it
+// reports false otherwise, and the retry syncs in full.
 func (r *Reconciler) answerUpToDate(ctx context.Context, repo *v1alpha1.GitRepository, pending *v1alpha1.SyncRequestRecord,
 	commit string, start time.Time) bool {
 	message := fmt.Sprintf("up to date: commit %s is applied", short(commit))
-	err := r.writeStatus(ctx, repo, func(s *v1alpha1.GitRepositoryStatus, _ int64) {
+	agrees := false
+	err := r.writeStatus(ctx, repo, func(s *v1alpha1.GitRepositoryStatus, generation int64) {
+		if s.Phase != v1alpha1.PhaseSynced || s.LastSyncedCommit != commit || s.ObservedGeneration != generation {
+			return
+		}
+		agrees = true
 		answer(s, pending, v1alpha1.PhaseSynced, commit, message, v1alpha1.ObjectCounts{}, time.Since(start))
 	})
 	if err != nil {
 		klog.FromContext(ctx).Error(err, "Writing status")
 		return false
 	}
-	return true
+	return agrees
 }
 
 func (r *Reconciler) showPush(ctx context.Context, repo *v1alpha1.GitRepository, push *v1alpha1.PushRecord) bool {
@@ -809,6 +848,26 @@ func (r *Reconciler) setFinalizer(ctx context.Context, repo *v1alpha1.GitReposit
 }
 
 // finalize deletes what a pruning GitRepository applied, then lets it go.
+// deleteApplied deletes entries. While the GitRepository's namespace is
+// being deleted, an entry its identity may no longer delete (it lost its
+// rights, e.g. a RoleBinding, with the namespace) is left, logged, rather
+// than hold the namespace Terminating for ever; any other failure is retried.
+func (r *Reconciler) deleteApplied(ctx context.Context, applier *apply.Applier, repo *v1alpha1.GitRepository,
+	entries []apply.Entry, terminating bool) error {
+	owner := apply.Owner{Namespace: repo.Namespace, Name: repo.Name}
+	for {
+		_, err := applier.Delete(ctx, owner, entries)
+		var failed *apply.Error
+		if err == nil || !terminating || !apierrors.IsForbidden(err) || !errors.As(err, &failed) || failed.Pruning == nil {
+			return err
+		}
+		klog.FromContext(ctx).Error(err, "The namespace is being deleted and this object may no longer be deleted; leaving it",
+			"object", failed.Object)
+		left := *failed.Pruning
+		entries = slices.DeleteFunc(entries, func(e apply.Entry) bool { return e == left })
+	}
+}
+
 // namespaceTerminating reports whether namespace is being deleted.
 func (r *Reconciler) namespaceTerminating(ctx context.Context, namespace string) bool {
 	ns, err := r.Kube.CoreV1().Namespaces().Get(ctx, namespace, metav1.GetOptions{})
@@ -835,14 +894,9 @@ func (r *Reconciler) finalize(ctx context.Context, repo *v1alpha1.GitRepository)
 		}
 		applier, err := r.Appliers.For(repo.Namespace, repo.Spec.ServiceAccountName)
 		if err == nil {
-			_, err = applier.Delete(ctx, apply.Owner{Namespace: repo.Namespace, Name: repo.Name}, entries)
+			err = r.deleteApplied(ctx, applier, repo, entries, terminating)
 		}
-		switch {
-		case err != nil && terminating:
-			// Retrying would hold the namespace in Terminating for ever if
-			// the identity lost its rights with it: leave the rest, and say so.
-			klog.FromContext(ctx).Error(err, "The namespace is being deleted; leaving what could not be pruned outside it")
-		case err != nil:
+		if err != nil {
 			klog.FromContext(ctx).Error(err, "Deleting what a GitRepository applied")
 			r.Recorder.Event(repo, corev1.EventTypeWarning, apply.ReasonPruneFailed, brief(err.Error()))
 			return 10 * time.Second
@@ -889,10 +943,11 @@ func answer(s *v1alpha1.GitRepositoryStatus, handled *v1alpha1.SyncRequestRecord
 	if handled == nil || s.PendingSyncRequest == nil || s.PendingSyncRequest.ID != handled.ID {
 		return
 	}
-	if s.PendingSyncRequest.Joins != handled.Joins {
-		// Another request joined after this sync read it, maybe for a push
-		// this sync's listing came too early to see: it stays pending, and
-		// the worker, woken by the join, handles it again.
+	if s.PendingSyncRequest.Rejoined {
+		// Another request joined after this sync began (see
+		// beginRequest), maybe for a push its listing came too early to
+		// see: it stays pending, and the worker, woken by the join,
+		// handles it again.
 		return
 	}
 	done := s.PendingSyncRequest.DeepCopy()

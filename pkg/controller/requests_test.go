@@ -8,31 +8,28 @@ import (
 
 // TestARequestJoinedDuringItsSyncIsHandledAgain: a request (or a push
 // another replica handed over) that joins the pending one after its sync
-// began keeps it pending, so the worker, woken by the join, lists again;
-// without a join the sync answers it.
+// began (the flag beginRequest cleared is set again) keeps it pending, and
+// wakes the worker; without a join the sync answers it.
 func TestARequestJoinedDuringItsSyncIsHandledAgain(t *testing.T) {
 	handled := &v1alpha1.SyncRequestRecord{ID: "a"}
-	for _, c := range []struct {
-		joins       int32
-		wantPending bool
-	}{{0, false}, {1, true}} {
-		s := &v1alpha1.GitRepositoryStatus{PendingSyncRequest: &v1alpha1.SyncRequestRecord{ID: "a", Joins: c.joins}}
+	for _, rejoined := range []bool{false, true} {
+		s := &v1alpha1.GitRepositoryStatus{PendingSyncRequest: &v1alpha1.SyncRequestRecord{ID: "a", Rejoined: rejoined}}
 		answer(s, handled, v1alpha1.PhaseSynced, "c0ffee", "applied", v1alpha1.ObjectCounts{}, 0)
-		if pending := s.PendingSyncRequest != nil; pending != c.wantPending {
-			t.Errorf("joins %d: pending after the answer %v, want %v", c.joins, pending, c.wantPending)
+		if pending := s.PendingSyncRequest != nil; pending != rejoined {
+			t.Errorf("rejoined %v: pending after the answer %v, want %v", rejoined, pending, rejoined)
 		}
-		if !c.wantPending && (s.LastSyncRequest == nil || s.LastSyncRequest.Result.Commit != "c0ffee") {
-			t.Errorf("joins %d: the request was not answered: %+v", c.joins, s.LastSyncRequest)
+		if !rejoined && (s.LastSyncRequest == nil || s.LastSyncRequest.Result.Commit != "c0ffee") {
+			t.Errorf("the request was not answered: %+v", s.LastSyncRequest)
 		}
 	}
 	old := &v1alpha1.GitRepository{Status: v1alpha1.GitRepositoryStatus{PendingSyncRequest: &v1alpha1.SyncRequestRecord{ID: "a"}}}
 	joined := old.DeepCopy()
-	joined.Status.PendingSyncRequest.Joins = 1
+	joined.Status.PendingSyncRequest.Rejoined = true
 	if !newRequest(old, joined) {
 		t.Error("a join does not wake the worker")
 	}
-	if newRequest(joined, joined) {
-		t.Error("an unchanged request wakes the worker")
+	if newRequest(joined, old) || newRequest(joined, joined) {
+		t.Error("clearing the flag, or nothing, wakes the worker")
 	}
 }
 

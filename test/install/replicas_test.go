@@ -182,7 +182,9 @@ spec:
 
 	// The leader dies: the other replica takes the Lease over and syncs.
 	first.kill()
+	killed := time.Now()
 	waitForLeader(t, second)
+	t.Logf("the other replica led %s after the leader was killed (lease 15 s, retry 2 s)", time.Since(killed).Round(100*time.Millisecond))
 	commit("three")
 	out, err := cluster.KubectlInput(ctx, "{}", "create", "--raw", "/apis/alumiini.false.systems/v1alpha1/namespaces/ha/gitrepositories/app/sync", "-f", "-")
 	if err != nil {

@@ -58,8 +58,11 @@ func TestSyncRecordsRequest(t *testing.T) {
 	if !stored.Status.PendingSyncRequest.Force {
 		t.Errorf("force asked by the joining request was lost")
 	}
-	if joins := stored.Status.PendingSyncRequest.Joins; joins != 1 {
-		t.Errorf("the pending request counts %d joins, want 1 (a sync under way must run again)", joins)
+	if !stored.Status.PendingSyncRequest.Rejoined {
+		t.Errorf("the pending request is not marked rejoined (a sync under way must run again)")
+	}
+	if stored.Status.PendingSyncRequest.RequestedBy != pending.RequestedBy {
+		t.Errorf("a join changed who asked: %q, want %q", stored.Status.PendingSyncRequest.RequestedBy, pending.RequestedBy)
 	}
 	// A request for another revision while one is pending is refused.
 	_, err = repos.Sync(ctx, "demo", &v1alpha1.GitRepositorySyncRequest{Spec: v1alpha1.GitRepositorySyncRequestSpec{Revision: "release"}}, metav1.CreateOptions{})

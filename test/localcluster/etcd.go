@@ -59,7 +59,7 @@ func (c *Cluster) StartExternalEtcd(ctx context.Context, dir string) (*ExternalE
 	if err != nil {
 		return nil, err
 	}
-	healthy, err := e.client()
+	healthy, err := e.healthClient()
 	if err != nil {
 		e.Stop()
 		return nil, err
@@ -78,7 +78,8 @@ func (c *Cluster) StartExternalEtcd(ctx context.Context, dir string) (*ExternalE
 	return e, nil
 }
 
-func (e *ExternalEtcd) client() (*http.Client, error) {
+// healthClient reaches the etcd with its client certificate.
+func (e *ExternalEtcd) healthClient() (*http.Client, error) {
 	pair, err := tls.LoadX509KeyPair(e.CertFile, e.KeyFile)
 	if err != nil {
 		return nil, err

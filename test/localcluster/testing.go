@@ -48,5 +48,21 @@ func StartForTest(dir string, controlPlaneOnly bool) (*Cluster, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	return Start(ctx, opts)
+	// A port found free may be taken by another process's outgoing
+	// connection before a component binds it: start afresh on new ports.
+	for attempt := 1; ; attempt++ {
+		c, err := Start(ctx, opts)
+		if err == nil || attempt == 3 || !strings.Contains(err.Error(), "address already in use") {
+			return c, err
+		}
+		fmt.Fprintf(os.Stderr, "==> a port was taken meanwhile; starting again on others: %v\n", firstLine(err))
+		if err := os.RemoveAll(opts.Dir); err != nil {
+			return nil, err
+		}
+	}
+}
+
+func firstLine(err error) string {
+	line, _, _ := strings.Cut(err.Error(), "\n")
+	return line
 }

@@ -179,7 +179,7 @@ type SyncRequestRecord struct {
 	Force       bool
 	RequestedBy string
 	AcceptedAt  metav1.Time
-	Joins       int32
+	Rejoined    bool
 	HandledAt   *metav1.Time
 	Result      *SyncResult
 }

@@ -1129,11 +1129,11 @@ func schema_pkg_apis_alumiini_v1alpha1_SyncRequestRecord(ref common.ReferenceCal
 							Ref:         ref(v1.Time{}.OpenAPIModelName()),
 						},
 					},
-					"joins": {
+					"rejoined": {
 						SchemaProps: spec.SchemaProps{
-							Description: "Joins counts the equal requests (pushes a replica handed over, too) that joined this one while it was pending. One joining after its sync began makes the controller handle the request once more, so that a push made meanwhile is not missed.",
-							Type:        []string{"integer"},
-							Format:      "int32",
+							Description: "Rejoined is set when an equal request (or a push a replica handed over) joined this one since the controller last began handling it; the controller then handles it once more, so that a push made during a sync is not missed.",
+							Type:        []string{"boolean"},
+							Format:      "",
 						},
 					},
 					"handledAt": {

@@ -399,12 +399,12 @@ type SyncRequestRecord struct {
 	RequestedBy string `json:"requestedBy,omitempty"`
 	// AcceptedAt is when the sync subresource recorded the request.
 	AcceptedAt metav1.Time `json:"acceptedAt"`
-	// Joins counts the equal requests (pushes a replica handed over, too)
-	// that joined this one while it was pending. One joining after its sync
-	// began makes the controller handle the request once more, so that a
-	// push made meanwhile is not missed.
+	// Rejoined is set when an equal request (or a push a replica handed
+	// over) joined this one since the controller last began handling it;
+	// the controller then handles it once more, so that a push made during
+	// a sync is not missed.
 	// +optional
-	Joins int32 `json:"joins,omitempty"`
+	Rejoined bool `json:"rejoined,omitempty"`
 	// HandledAt is when the controller finished the sync that handled it.
 	// +optional
 	HandledAt *metav1.Time `json:"handledAt,omitempty"`

@@ -349,9 +349,9 @@ var schemaYAML = typed.YAMLObject(`types:
       type:
         scalar: string
       default: ""
-    - name: joins
+    - name: rejoined
       type:
-        scalar: numeric
+        scalar: boolean
     - name: requestedBy
       type:
         scalar: string

@@ -38,11 +38,11 @@ type SyncRequestRecordApplyConfiguration struct {
 	RequestedBy *string `json:"requestedBy,omitempty"`
 	// AcceptedAt is when the sync subresource recorded the request.
 	AcceptedAt *v1.Time `json:"acceptedAt,omitempty"`
-	// Joins counts the equal requests (pushes a replica handed over, too)
-	// that joined this one while it was pending. One joining after its sync
-	// began makes the controller handle the request once more, so that a
-	// push made meanwhile is not missed.
-	Joins *int32 `json:"joins,omitempty"`
+	// Rejoined is set when an equal request (or a push a replica handed
+	// over) joined this one since the controller last began handling it;
+	// the controller then handles it once more, so that a push made during
+	// a sync is not missed.
+	Rejoined *bool `json:"rejoined,omitempty"`
 	// HandledAt is when the controller finished the sync that handled it.
 	HandledAt *v1.Time `json:"handledAt,omitempty"`
 	// Result of that sync.
@@ -95,11 +95,11 @@ func (b *SyncRequestRecordApplyConfiguration) WithAcceptedAt(value v1.Time) *Syn
 	return b
 }
 
-// WithJoins sets the Joins field in the declarative configuration to the given value
+// WithRejoined sets the Rejoined field in the declarative configuration to the given value
 // and returns the receiver, so that objects can be built by chaining "With" function invocations.
-// If called multiple times, the Joins field is set to the value of the last call.
-func (b *SyncRequestRecordApplyConfiguration) WithJoins(value int32) *SyncRequestRecordApplyConfiguration {
-	b.Joins = &value
+// If called multiple times, the Rejoined field is set to the value of the last call.
+func (b *SyncRequestRecordApplyConfiguration) WithRejoined(value bool) *SyncRequestRecordApplyConfiguration {
+	b.Rejoined = &value
 	return b
 }
 

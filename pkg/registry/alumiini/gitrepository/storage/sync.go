@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/uuid"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/apiserver/pkg/authentication/user"
 	"k8s.io/apiserver/pkg/authorization/authorizer"
 	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
 	genericregistry "k8s.io/apiserver/pkg/registry/generic/registry"
@@ -118,8 +119,8 @@ func (r *SyncREST) record(ctx context.Context, name string, req *alumiini.GitRep
 		return nil, nil, err
 	}
 	requester := ""
-	if user, ok := genericapirequest.UserFrom(ctx); ok {
-		requester = user.GetName()
+	if u, ok := genericapirequest.UserFrom(ctx); ok {
+		requester = u.GetName()
 	}
 	var record *alumiini.SyncRequestRecord
 	updated := &alumiini.GitRepository{}
@@ -140,10 +141,15 @@ func (r *SyncREST) record(ctx context.Context, name string, req *alumiini.GitRep
 						pending.ID, pending.Revision, req.Spec.Revision))
 			}
 			pending.Force = pending.Force || req.Spec.Force
-			// Counted, so that a sync already under way handles the
-			// request again: it may have listed the remote before this
-			// request's push.
-			pending.Joins++
+			// So that a sync already under way handles the request again:
+			// it may have listed the remote before this request's push.
+			// Set once per round, so a flood of joins costs one write each.
+			pending.Rejoined = true
+			if pending.RequestedBy == user.APIServerUser && requester != user.APIServerUser {
+				// A person's request joining a push a replica handed over
+				// asks for a full sync, not only a fresh listing.
+				pending.RequestedBy = requester
+			}
 			record = pending.DeepCopy()
 			return repo, nil
 		}
