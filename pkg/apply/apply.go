@@ -43,7 +43,12 @@ const (
 	// carries it with the value "true" is left alone entirely (not
 	// updated from git, not corrected, not pruned) until it is removed.
 	AnnotationSuspendHeal = "alumiini.false.systems/suspend-heal"
-	FieldManager          = "alumiini"
+	// AnnotationPrune set to "disabled" (in git) keeps an object when it
+	// leaves the repository or its GitRepository is deleted: it is
+	// released (our labels taken off), not deleted, as Flux's
+	// kustomize.toolkit.fluxcd.io/prune.
+	AnnotationPrune = "alumiini.false.systems/prune"
+	FieldManager    = "alumiini"
 )
 
 // Owner is the GitRepository objects are applied for.
@@ -99,6 +104,12 @@ type Result struct {
 	Changes []Change
 	// Held lists the objects left alone for AnnotationSuspendHeal.
 	Held []Entry
+	// Released lists the objects that left the commit and were kept for
+	// AnnotationPrune, no longer managed.
+	Released []Entry
+	// PruneFailed lists the objects that could not be deleted; they stay
+	// in the inventory, to be tried again.
+	PruneFailed []Entry
 }
 
 // Options of one Apply.
@@ -256,11 +267,12 @@ func (a *Applier) Apply(ctx context.Context, owner Owner, objects []manifest.Obj
 				gone = append(gone, e)
 			}
 		}
-		pruned, held, err := a.prune(ctx, owner, gone)
-		result.Pruned = pruned
-		// A held object stays in the inventory, to be pruned once released.
-		result.Held = append(result.Held, held...)
-		result.Inventory = append(result.Inventory, held...)
+		p, err := a.prune(ctx, owner, gone)
+		result.Pruned, result.Released, result.PruneFailed = p.deleted, p.released, p.failed
+		// A held object stays in the inventory, to be pruned once released,
+		// and so does one whose deletion failed, to be tried again.
+		result.Held = append(result.Held, p.held...)
+		result.Inventory = append(append(result.Inventory, p.held...), p.failed...)
 		if err != nil {
 			sortEntries(result.Inventory)
 			return result, err
@@ -508,64 +520,6 @@ func (a *Applier) recreate(ctx context.Context, p *planned) (*unstructured.Unstr
 		return nil, &Error{Object: describe(p.obj), Reason: ReasonApplyFailed, Message: "waiting for the old object to go: " + err.Error()}
 	}
 	return a.applyOne(ctx, p)
-}
-
-// Delete removes the entries that still carry owner's label and returns how
-// many it deleted. An object someone else has taken over is left alone, and
-// so is an adopted Namespace: it held more than this repository put there.
-// So is an object carrying AnnotationSuspendHeal.
-func (a *Applier) Delete(ctx context.Context, owner Owner, entries []Entry) (int, error) {
-	deleted, _, err := a.prune(ctx, owner, entries)
-	return deleted, err
-}
-
-// prune is Delete, also naming the entries it kept for AnnotationSuspendHeal.
-func (a *Applier) prune(ctx context.Context, owner Owner, entries []Entry) (deleted int, held []Entry, err error) {
-	for _, e := range entries {
-		gvk := schema.GroupVersionKind{Group: e.Group, Version: e.Version, Kind: e.Kind}
-		mapping, err := a.mapping(gvk)
-		if err != nil {
-			if meta.IsNoMatchError(err) {
-				continue // its CRD is gone, and with it the object
-			}
-			return deleted, held, &Error{Object: e.id().String(), Reason: ReasonPruneFailed, Message: err.Error()}
-		}
-		var client dynamic.ResourceInterface = a.Client.Resource(mapping.Resource)
-		if mapping.Scope.Name() == meta.RESTScopeNameNamespace {
-			client = a.Client.Resource(mapping.Resource).Namespace(e.Namespace)
-		}
-		live, err := client.Get(ctx, e.Name, metav1.GetOptions{})
-		if apierrors.IsNotFound(err) {
-			continue
-		}
-		if err != nil {
-			return deleted, held, &Error{Object: e.id().String(), Reason: ReasonPruneFailed, Message: apiMessage(err), Cause: err, Pruning: &e}
-		}
-		labels := live.GetLabels()
-		if labels[LabelName] != owner.Name || labels[LabelNamespace] != owner.Namespace {
-			continue
-		}
-		if heldByHand(live) {
-			held = append(held, e)
-			continue
-		}
-		if gvk.GroupKind() == namespaceKind && live.GetAnnotations()[AnnotationAdopted] != "" {
-			if err := release(ctx, client, live); err != nil {
-				return deleted, held, &Error{Object: e.id().String(), Reason: ReasonPruneFailed, Message: "releasing an adopted Namespace: " + apiMessage(err)}
-			}
-			continue
-		}
-		policy := metav1.DeletePropagationBackground
-		err = client.Delete(ctx, e.Name, metav1.DeleteOptions{
-			PropagationPolicy: &policy,
-			Preconditions:     &metav1.Preconditions{UID: ptrUID(live.GetUID())},
-		})
-		if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
-			return deleted, held, &Error{Object: e.id().String(), Reason: ReasonPruneFailed, Message: apiMessage(err), Cause: err, Pruning: &e}
-		}
-		deleted++
-	}
-	return deleted, held, nil
 }
 
 // release takes our labels and annotations off an object we keep but no

@@ -59,6 +59,9 @@ const (
 	ReasonWorkerCrashed  = "WorkerCrashLoop"
 	// ReasonDrifted: the commit was applied, but objects differ from it now.
 	ReasonDrifted = "Drifted"
+	// ReasonEmptyRender: the commit renders no object, which would prune
+	// everything, and the path does not say it is meant to be empty.
+	ReasonEmptyRender = "EmptyRender"
 )
 
 // Appliers hands out an applier for the controller's own identity or, with
@@ -245,10 +248,11 @@ func (r *Reconciler) syncOnce(ctx context.Context, repo *v1alpha1.GitRepository)
 	case err != nil:
 		countSync(resultFailed, failure, start)
 		commit, message := "", err.Error()
+		var inventory *v1alpha1.Inventory
 		if stage != nil {
-			commit, message = stage.commit, stage.Error()
+			commit, message, inventory = stage.commit, stage.Error(), stage.inventory
 		}
-		return r.fail(ctx, repo, pending, push, commit, failure, message, start)
+		return r.fail(ctx, repo, pending, push, failure, failedSync{commit, message, inventory}, start)
 	case out == nil: // idle: nothing new, nothing asked, nothing drifted
 		countSync(resultIdle, ReasonSucceeded, start)
 		succeeded()
@@ -298,6 +302,9 @@ type outcome struct {
 type stageError struct {
 	reason, commit string
 	err            error
+	// inventory, if set, replaces the stored one: the apply wrote
+	// objects before it failed.
+	inventory *v1alpha1.Inventory
 }
 
 func (e *stageError) Error() string { return e.err.Error() }
@@ -393,7 +400,14 @@ func (r *Reconciler) renderCommit(ctx context.Context, repo *v1alpha1.GitReposit
 	if err != nil {
 		return nil, failed(git.Reason(err), commit, err)
 	}
-	return r.render(ctx, repo, src, tree)
+	objects, err := r.render(ctx, repo, src, tree)
+	if err != nil {
+		return nil, err
+	}
+	if err := refuseEmpty(repo, tree, objects); err != nil {
+		return nil, failed(ReasonEmptyRender, commit, err)
+	}
+	return objects, nil
 }
 
 // resolve says what to fetch: the spec's ref, or the pending request's
@@ -512,7 +526,13 @@ func (r *Reconciler) apply(ctx context.Context, repo *v1alpha1.GitRepository, ob
 		if policy != nil {
 			policy.failed()
 		}
-		return nil, failed(reasonOf(err), commit, err)
+		stage := failed(reasonOf(err), commit, err)
+		if result != nil {
+			// Only pruning failed: what was applied, and what could not be
+			// deleted, is the inventory now, so the next sync tries again.
+			stage.inventory = toInventory(result.Inventory)
+		}
+		return nil, stage
 	}
 	if policy != nil {
 		inventory := result.Inventory
@@ -755,10 +775,20 @@ func cleanPath(p string) string { return strings.Trim(pathpkg.Clean("/"+p), "/")
 
 // fail records a failed sync: the last good state stays applied and the
 // status says why.
+// failedSync is what a failed sync got to.
+type failedSync struct {
+	commit, message string
+	// inventory, if set, replaces the stored one.
+	inventory *v1alpha1.Inventory
+}
+
 func (r *Reconciler) fail(ctx context.Context, repo *v1alpha1.GitRepository, pending *v1alpha1.SyncRequestRecord,
-	push *v1alpha1.PushRecord, commit, reason, message string, start time.Time) bool {
-	message = truncate(message)
+	push *v1alpha1.PushRecord, reason string, f failedSync, start time.Time) bool {
+	commit, message := f.commit, truncate(f.message)
 	err := r.writeStatus(ctx, repo, func(s *v1alpha1.GitRepositoryStatus, generation int64) {
+		if f.inventory != nil {
+			s.Inventory = f.inventory
+		}
 		if push != nil {
 			s.LastPush = confirmed(push, commit)
 		}

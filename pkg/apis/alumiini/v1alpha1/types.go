@@ -65,7 +65,12 @@ type GitRepositorySpec struct {
 	// Prune deletes objects that were applied earlier and have left the
 	// repository, and what was applied when the GitRepository is deleted:
 	// only objects still labelled for this GitRepository, and never a
-	// Namespace it adopted. Defaults to true.
+	// Namespace it adopted. An object whose manifest carries the annotation
+	// alumiini.false.systems/prune: disabled is kept (released) instead. A
+	// commit that renders no object at all fails rather than prune
+	// everything, unless the path holds a file named .alumiini-allow-empty.
+	// An object that cannot be deleted stays listed, to be tried again.
+	// Defaults to true.
 	// +optional
 	Prune *bool `json:"prune,omitempty"`
 	// Suspend stops syncing until it is set back to false.
