@@ -86,3 +86,33 @@ func markSuspended(s *v1alpha1.GitRepositoryStatus, generation int64, message st
 	condition(s, generation, v1alpha1.ConditionReconciling, metav1.ConditionFalse, ReasonSuspended, message)
 	condition(s, generation, v1alpha1.ConditionStalled, metav1.ConditionFalse, ReasonSuspended, message)
 }
+
+// markHealthPending: applied; with spec.wait, Ready waits for Healthy.
+func markHealthPending(s *v1alpha1.GitRepositoryStatus, generation int64, message string) {
+	condition(s, generation, v1alpha1.ConditionHealthy, metav1.ConditionUnknown, ReasonHealthCheckPending, message)
+	condition(s, generation, v1alpha1.ConditionReady, metav1.ConditionFalse, ReasonHealthCheckPending, message)
+	condition(s, generation, v1alpha1.ConditionReconciling, metav1.ConditionTrue, ReasonHealthCheckPending, message)
+	condition(s, generation, v1alpha1.ConditionStalled, metav1.ConditionFalse, ReasonHealthCheckPending, message)
+}
+
+// markHealthy: what was applied is healthy; Ready, if it waited for that,
+// is True now (drift, if any, keeps it False).
+func markHealthy(s *v1alpha1.GitRepositoryStatus, generation int64, message string) {
+	condition(s, generation, v1alpha1.ConditionHealthy, metav1.ConditionTrue, ReasonHealthy, message)
+	ready := apimeta.FindStatusCondition(s.Conditions, v1alpha1.ConditionReady)
+	if ready != nil && ready.Reason != ReasonHealthCheckPending && ready.Reason != ReasonHealthTimeout {
+		return
+	}
+	condition(s, generation, v1alpha1.ConditionReady, metav1.ConditionTrue, ReasonSucceeded, message)
+	condition(s, generation, v1alpha1.ConditionReconciling, metav1.ConditionFalse, ReasonSucceeded, message)
+	condition(s, generation, v1alpha1.ConditionStalled, metav1.ConditionFalse, ReasonSucceeded, message)
+}
+
+// markUnhealthy: what was applied did not become healthy in time; kstatus
+// reads Failed until a sync or a later wait says otherwise.
+func markUnhealthy(s *v1alpha1.GitRepositoryStatus, generation int64, message string) {
+	condition(s, generation, v1alpha1.ConditionHealthy, metav1.ConditionFalse, ReasonHealthTimeout, message)
+	condition(s, generation, v1alpha1.ConditionReady, metav1.ConditionFalse, ReasonHealthTimeout, message)
+	condition(s, generation, v1alpha1.ConditionReconciling, metav1.ConditionFalse, ReasonHealthTimeout, message)
+	condition(s, generation, v1alpha1.ConditionStalled, metav1.ConditionTrue, ReasonHealthTimeout, message)
+}

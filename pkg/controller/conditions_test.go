@@ -48,6 +48,24 @@ func TestKstatusReadsEveryState(t *testing.T) {
 			markSynced(s, g, "applied", drifted(v1alpha1.DriftStateDetected))
 			markSynced(s, g, "applied", &v1alpha1.DriftStatus{})
 		}, false, status.CurrentStatus},
+		{"applied, waiting for health (spec.wait)", func(s *v1alpha1.GitRepositoryStatus, g int64) {
+			markSynced(s, g, "applied", nil)
+			markHealthPending(s, g, "waiting")
+		}, false, status.InProgressStatus},
+		{"healthy", func(s *v1alpha1.GitRepositoryStatus, g int64) {
+			markSynced(s, g, "applied", nil)
+			markHealthPending(s, g, "waiting")
+			markHealthy(s, g, "healthy")
+		}, false, status.CurrentStatus},
+		{"not healthy in time", func(s *v1alpha1.GitRepositoryStatus, g int64) {
+			markSynced(s, g, "applied", nil)
+			markUnhealthy(s, g, "Deployment a/web: InProgress")
+		}, false, status.FailedStatus},
+		{"not healthy in time, then a drift re-check", func(s *v1alpha1.GitRepositoryStatus, g int64) {
+			markUnhealthy(s, g, "Deployment a/web: InProgress")
+			markSynced(s, g, "applied", nil)
+			healthConditions(s, g, true)
+		}, false, status.FailedStatus},
 		{"spec changed since the last sync", func(s *v1alpha1.GitRepositoryStatus, g int64) { markSynced(s, g-1, "applied", nil) }, true, status.InProgressStatus},
 	} {
 		repo := &v1alpha1.GitRepository{TypeMeta: metav1.TypeMeta{APIVersion: "alumiini.false.systems/v1alpha1", Kind: "GitRepository"},

@@ -93,6 +93,8 @@ type Reconciler struct {
 	Kustomize manifest.KustomizeFunc
 	// drift watches what was applied; nil turns drift handling off.
 	drift *driftBook
+	// health runs the health waits of spec.wait.
+	health healthWaits
 
 	failures sync.Map // key → consecutive failures, for retry backoff
 	pushes   sync.Map // key → v1alpha1.PushRecord not yet in the status
@@ -180,6 +182,7 @@ func (r *Reconciler) Forget(key string) {
 	r.pushes.Delete(key)
 	r.driftWakes.Delete(key)
 	r.listedAt.Delete(key)
+	r.health.stop(key)
 	if r.drift != nil {
 		r.drift.forget(key)
 	}
@@ -212,6 +215,7 @@ func (r *Reconciler) syncOnce(ctx context.Context, repo *v1alpha1.GitRepository)
 	if timeout <= 0 {
 		timeout = time.Minute
 	}
+	workerCtx := ctx // health waits end with the worker, not with the sync
 	syncCtx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 
@@ -256,6 +260,7 @@ func (r *Reconciler) syncOnce(ctx context.Context, repo *v1alpha1.GitRepository)
 	case out == nil: // idle: nothing new, nothing asked, nothing drifted
 		countSync(resultIdle, ReasonSucceeded, start)
 		succeeded()
+		r.recheckHealth(workerCtx, repo)
 		return r.showPush(ctx, repo, push)
 	case out.upToDate:
 		countSync(resultIdle, ReasonSucceeded, start)
@@ -269,7 +274,13 @@ func (r *Reconciler) syncOnce(ctx context.Context, repo *v1alpha1.GitRepository)
 	countSync(resultSynced, ReasonSucceeded, start)
 	countObjects(out.result)
 	succeeded()
-	return r.report(ctx, repo, pending, push, out, start)
+	if !r.report(ctx, repo, pending, push, out, start) {
+		return false
+	}
+	if repo.Spec.Wait {
+		r.startHealthWait(workerCtx, repo, out.commit, out.result.Inventory)
+	}
+	return true
 }
 
 func countSync(result, reason string, start time.Time) {
@@ -345,6 +356,7 @@ func (r *Reconciler) run(ctx context.Context, repo *v1alpha1.GitRepository, pend
 	}
 	out := &outcome{commit: commit, driftOnly: suspects != nil}
 	if !out.driftOnly {
+		r.health.stop(key) // this apply's own wait follows it
 		r.markSyncing(ctx, repo, commit, len(objects))
 	}
 	out.drift = r.driftPolicy(ctx, repo, src, commit, objects, suspects)
@@ -607,6 +619,11 @@ func (r *Reconciler) report(ctx context.Context, repo *v1alpha1.GitRepository, p
 			s.LastPush = confirmed(push, commit)
 		}
 		markSynced(s, generation, message, driftStatus)
+		if repo.Spec.Wait {
+			markHealthPending(s, generation, fmt.Sprintf("waiting up to %s for %d objects of commit %s to be healthy",
+				healthTimeout(repo), len(result.Inventory)+len(repo.Spec.HealthChecks), short(commit)))
+		}
+		healthConditions(s, generation, repo.Spec.Wait)
 		answer(s, pending, v1alpha1.PhaseSynced, commit, message, counts, time.Since(start))
 	})
 	if err != nil {
@@ -637,6 +654,7 @@ func (r *Reconciler) reportDrift(ctx context.Context, repo *v1alpha1.GitReposito
 			s.LastPush = confirmed(push, out.commit)
 		}
 		markSynced(s, generation, message, driftStatus)
+		healthConditions(s, generation, repo.Spec.Wait)
 	})
 	if err != nil {
 		klog.FromContext(ctx).Error(err, "Writing status")

@@ -34,6 +34,17 @@ type GitRepositorySpec struct {
 	Adopt              bool
 	Webhook            *WebhookSpec
 	Drift              *DriftSpec
+	Wait               bool
+	HealthTimeout      string
+	HealthChecks       []HealthCheckReference
+}
+
+// HealthCheckReference names an object whose health a sync waits for.
+type HealthCheckReference struct {
+	APIVersion string
+	Kind       string
+	Name       string
+	Namespace  string
 }
 
 // WebhookSpec authorizes push webhooks for one GitRepository.
@@ -95,6 +106,7 @@ const (
 	ConditionReady       = "Ready"
 	ConditionReconciling = "Reconciling"
 	ConditionStalled     = "Stalled"
+	ConditionHealthy     = "Healthy"
 )
 
 // GitRepositoryStatus is what the controller observed and did.

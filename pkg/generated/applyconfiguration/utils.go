@@ -46,6 +46,8 @@ func ForKind(kind schema.GroupVersionKind) interface{} {
 		return &alumiiniv1alpha1.GitRepositorySpecApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("GitRepositoryStatus"):
 		return &alumiiniv1alpha1.GitRepositoryStatusApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("HealthCheckReference"):
+		return &alumiiniv1alpha1.HealthCheckReferenceApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("Inventory"):
 		return &alumiiniv1alpha1.InventoryApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("InventoryEntry"):

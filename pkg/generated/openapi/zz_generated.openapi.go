@@ -44,6 +44,7 @@ func GetOpenAPIDefinitions(ref common.ReferenceCallback) map[string]common.OpenA
 		v1alpha1.GitRepositorySyncRequest{}.OpenAPIModelName():       schema_pkg_apis_alumiini_v1alpha1_GitRepositorySyncRequest(ref),
 		v1alpha1.GitRepositorySyncRequestSpec{}.OpenAPIModelName():   schema_pkg_apis_alumiini_v1alpha1_GitRepositorySyncRequestSpec(ref),
 		v1alpha1.GitRepositorySyncRequestStatus{}.OpenAPIModelName(): schema_pkg_apis_alumiini_v1alpha1_GitRepositorySyncRequestStatus(ref),
+		v1alpha1.HealthCheckReference{}.OpenAPIModelName():           schema_pkg_apis_alumiini_v1alpha1_HealthCheckReference(ref),
 		v1alpha1.Inventory{}.OpenAPIModelName():                      schema_pkg_apis_alumiini_v1alpha1_Inventory(ref),
 		v1alpha1.InventoryEntry{}.OpenAPIModelName():                 schema_pkg_apis_alumiini_v1alpha1_InventoryEntry(ref),
 		v1alpha1.LocalObjectReference{}.OpenAPIModelName():           schema_pkg_apis_alumiini_v1alpha1_LocalObjectReference(ref),
@@ -570,12 +571,44 @@ func schema_pkg_apis_alumiini_v1alpha1_GitRepositorySpec(ref common.ReferenceCal
 							Ref:         ref(v1alpha1.DriftSpec{}.OpenAPIModelName()),
 						},
 					},
+					"wait": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Wait makes Ready wait, after each sync that applies, until every applied object and every object of healthChecks is healthy by kstatus rules (a Deployment rolled out, a StatefulSet ready, a Job complete, a CRD established, anything with standard conditions), watched with the identity the GitRepository applies as. The Healthy condition says how it stands; past healthTimeout it is False (reason HealthTimeout) naming each object not healthy. A new commit cancels the wait. The wait holds no apply slot. Defaults to false.",
+							Type:        []string{"boolean"},
+							Format:      "",
+						},
+					},
+					"healthTimeout": {
+						SchemaProps: spec.SchemaProps{
+							Description: "HealthTimeout bounds the wait, as a Go duration (1s to 1h). Defaults to timeout.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"healthChecks": {
+						VendorExtensible: spec.VendorExtensible{
+							Extensions: spec.Extensions{
+								"x-kubernetes-list-type": "atomic",
+							},
+						},
+						SchemaProps: spec.SchemaProps{
+							Description: "HealthChecks names more objects to wait for, such as one applied by someone else; at most 32. Read with the GitRepository's identity.",
+							Type:        []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Ref: ref(v1alpha1.HealthCheckReference{}.OpenAPIModelName()),
+									},
+								},
+							},
+						},
+					},
 				},
 				Required: []string{"url"},
 			},
 		},
 		Dependencies: []string{
-			v1alpha1.DriftSpec{}.OpenAPIModelName(), v1alpha1.LocalObjectReference{}.OpenAPIModelName(), v1alpha1.RolloutReference{}.OpenAPIModelName(), v1alpha1.WebhookSpec{}.OpenAPIModelName()},
+			v1alpha1.DriftSpec{}.OpenAPIModelName(), v1alpha1.HealthCheckReference{}.OpenAPIModelName(), v1alpha1.LocalObjectReference{}.OpenAPIModelName(), v1alpha1.RolloutReference{}.OpenAPIModelName(), v1alpha1.WebhookSpec{}.OpenAPIModelName()},
 	}
 }
 
@@ -847,6 +880,51 @@ func schema_pkg_apis_alumiini_v1alpha1_GitRepositorySyncRequestStatus(ref common
 		},
 		Dependencies: []string{
 			v1alpha1.ObjectCounts{}.OpenAPIModelName(), v1.Duration{}.OpenAPIModelName(), v1.Time{}.OpenAPIModelName()},
+	}
+}
+
+func schema_pkg_apis_alumiini_v1alpha1_HealthCheckReference(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "HealthCheckReference names an object a sync with wait waits for.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"apiVersion": {
+						SchemaProps: spec.SchemaProps{
+							Description: "APIVersion of the object, e.g. apps/v1.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"kind": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Kind of the object, e.g. Deployment.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"name": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Name of the object.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"namespace": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Namespace of the object; defaults to the target namespace. Empty for a cluster-scoped kind.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+				},
+				Required: []string{"apiVersion", "kind", "name"},
+			},
+		},
 	}
 }
 

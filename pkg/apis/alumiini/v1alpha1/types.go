@@ -103,6 +103,39 @@ type GitRepositorySpec struct {
 	// applied object by hand.
 	// +optional
 	Drift *DriftSpec `json:"drift,omitempty"`
+	// Wait makes Ready wait, after each sync that applies, until every
+	// applied object and every object of healthChecks is healthy by kstatus
+	// rules (a Deployment rolled out, a StatefulSet ready, a Job complete, a
+	// CRD established, anything with standard conditions), watched with the
+	// identity the GitRepository applies as. The Healthy condition says how
+	// it stands; past healthTimeout it is False (reason HealthTimeout) naming
+	// each object not healthy. A new commit cancels the wait. The wait holds
+	// no apply slot. Defaults to false.
+	// +optional
+	Wait bool `json:"wait,omitempty"`
+	// HealthTimeout bounds the wait, as a Go duration (1s to 1h). Defaults to
+	// timeout.
+	// +optional
+	HealthTimeout string `json:"healthTimeout,omitempty"`
+	// HealthChecks names more objects to wait for, such as one applied by
+	// someone else; at most 32. Read with the GitRepository's identity.
+	// +optional
+	// +listType=atomic
+	HealthChecks []HealthCheckReference `json:"healthChecks,omitempty"`
+}
+
+// HealthCheckReference names an object a sync with wait waits for.
+type HealthCheckReference struct {
+	// APIVersion of the object, e.g. apps/v1.
+	APIVersion string `json:"apiVersion"`
+	// Kind of the object, e.g. Deployment.
+	Kind string `json:"kind"`
+	// Name of the object.
+	Name string `json:"name"`
+	// Namespace of the object; defaults to the target namespace. Empty for
+	// a cluster-scoped kind.
+	// +optional
+	Namespace string `json:"namespace,omitempty"`
 }
 
 // WebhookSpec authorizes push webhooks for one GitRepository.
@@ -210,6 +243,9 @@ const (
 	ConditionReady       = "Ready"
 	ConditionReconciling = "Reconciling"
 	ConditionStalled     = "Stalled"
+	// ConditionHealthy, with spec.wait, says whether what the last sync
+	// applied (and spec.healthChecks) is healthy by kstatus rules.
+	ConditionHealthy = "Healthy"
 )
 
 // GitRepositoryStatus is what the controller observed and did.

@@ -77,6 +77,11 @@ func (in GitRepositorySyncRequestStatus) OpenAPIModelName() string {
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
+func (in HealthCheckReference) OpenAPIModelName() string {
+	return "com.github.falsesystems.alumiini.pkg.apis.alumiini.v1alpha1.HealthCheckReference"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
 func (in Inventory) OpenAPIModelName() string {
 	return "com.github.falsesystems.alumiini.pkg.apis.alumiini.v1alpha1.Inventory"
 }

@@ -85,6 +85,40 @@ func ValidateGitRepositorySpec(spec *alumiini.GitRepositorySpec, fldPath *field.
 	if spec.Drift != nil {
 		allErrs = append(allErrs, validateDrift(spec.Drift, fldPath.Child("drift"))...)
 	}
+	if spec.HealthTimeout != "" {
+		allErrs = append(allErrs, validateDuration(spec.HealthTimeout, MinTimeout, MaxTimeout, fldPath.Child("healthTimeout"))...)
+	}
+	allErrs = append(allErrs, validateHealthChecks(spec.HealthChecks, fldPath.Child("healthChecks"))...)
+	return allErrs
+}
+
+// MaxHealthChecks bounds spec.healthChecks: each is a watch while a sync waits.
+const MaxHealthChecks = 32
+
+func validateHealthChecks(checks []alumiini.HealthCheckReference, fldPath *field.Path) field.ErrorList {
+	var allErrs field.ErrorList
+	if len(checks) > MaxHealthChecks {
+		return append(allErrs, field.TooMany(fldPath, len(checks), MaxHealthChecks))
+	}
+	for i, c := range checks {
+		p := fldPath.Index(i)
+		if c.APIVersion == "" {
+			allErrs = append(allErrs, field.Required(p.Child("apiVersion"), "e.g. apps/v1"))
+		} else if _, err := schema.ParseGroupVersion(c.APIVersion); err != nil {
+			allErrs = append(allErrs, field.Invalid(p.Child("apiVersion"), c.APIVersion, "must be group/version or version"))
+		}
+		if c.Kind == "" {
+			allErrs = append(allErrs, field.Required(p.Child("kind"), "e.g. Deployment"))
+		} else if !kindPattern.MatchString(c.Kind) {
+			allErrs = append(allErrs, field.Invalid(p.Child("kind"), c.Kind, "must be a kind name such as Deployment"))
+		}
+		allErrs = append(allErrs, validateObjectName(c.Name, p.Child("name"))...)
+		if c.Namespace != "" {
+			for _, msg := range validation.IsDNS1123Label(c.Namespace) {
+				allErrs = append(allErrs, field.Invalid(p.Child("namespace"), c.Namespace, msg))
+			}
+		}
+	}
 	return allErrs
 }
 

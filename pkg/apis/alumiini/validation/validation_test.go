@@ -103,6 +103,16 @@ func TestValidateGitRepository(t *testing.T) {
 				Ignore: []alumiini.DriftIgnoreRule{{Group: "apps", Kind: "Deployment", Paths: []string{"/spec/replicas", "/metadata/annotations/x~1y"}}}}
 		}},
 		{name: "drift bad mode", mutate: func(r *alumiini.GitRepository) { r.Spec.Drift = &alumiini.DriftSpec{Mode: "Heal"} }, field: "spec.drift.mode", errType: field.ErrorTypeNotSupported},
+		{name: "health timeout too long", mutate: func(r *alumiini.GitRepository) { r.Spec.HealthTimeout = "2h" }, field: "spec.healthTimeout", errType: field.ErrorTypeInvalid},
+		{name: "health check without kind", mutate: func(r *alumiini.GitRepository) {
+			r.Spec.HealthChecks = []alumiini.HealthCheckReference{{APIVersion: "apps/v1", Name: "web"}}
+		}, field: "spec.healthChecks[0].kind", errType: field.ErrorTypeRequired},
+		{name: "health check with a bad namespace", mutate: func(r *alumiini.GitRepository) {
+			r.Spec.HealthChecks = []alumiini.HealthCheckReference{{APIVersion: "apps/v1", Kind: "Deployment", Name: "web", Namespace: "Not_A_Namespace"}}
+		}, field: "spec.healthChecks[0].namespace", errType: field.ErrorTypeInvalid},
+		{name: "too many health checks", mutate: func(r *alumiini.GitRepository) {
+			r.Spec.HealthChecks = make([]alumiini.HealthCheckReference, MaxHealthChecks+1)
+		}, field: "spec.healthChecks", errType: field.ErrorTypeTooMany},
 		{name: "drift grace too long", mutate: func(r *alumiini.GitRepository) { r.Spec.Drift = &alumiini.DriftSpec{HealGracePeriod: "48h"} }, field: "spec.drift.healGracePeriod", errType: field.ErrorTypeInvalid},
 		{name: "drift ignore without kind", mutate: func(r *alumiini.GitRepository) {
 			r.Spec.Drift = &alumiini.DriftSpec{Ignore: []alumiini.DriftIgnoreRule{{Paths: []string{"/spec/replicas"}}}}

@@ -163,6 +163,15 @@ var schemaYAML = typed.YAMLObject(`types:
     - name: drift
       type:
         namedType: com.github.falsesystems.alumiini.pkg.apis.alumiini.v1alpha1.DriftSpec
+    - name: healthChecks
+      type:
+        list:
+          elementType:
+            namedType: com.github.falsesystems.alumiini.pkg.apis.alumiini.v1alpha1.HealthCheckReference
+          elementRelationship: atomic
+    - name: healthTimeout
+      type:
+        scalar: string
     - name: interval
       type:
         scalar: string
@@ -197,6 +206,9 @@ var schemaYAML = typed.YAMLObject(`types:
       type:
         scalar: string
       default: ""
+    - name: wait
+      type:
+        scalar: boolean
     - name: webhook
       type:
         namedType: com.github.falsesystems.alumiini.pkg.apis.alumiini.v1alpha1.WebhookSpec
@@ -245,6 +257,24 @@ var schemaYAML = typed.YAMLObject(`types:
       type:
         namedType: com.github.falsesystems.alumiini.pkg.apis.alumiini.v1alpha1.SyncRequestRecord
     - name: phase
+      type:
+        scalar: string
+- name: com.github.falsesystems.alumiini.pkg.apis.alumiini.v1alpha1.HealthCheckReference
+  map:
+    fields:
+    - name: apiVersion
+      type:
+        scalar: string
+      default: ""
+    - name: kind
+      type:
+        scalar: string
+      default: ""
+    - name: name
+      type:
+        scalar: string
+      default: ""
+    - name: namespace
       type:
         scalar: string
 - name: com.github.falsesystems.alumiini.pkg.apis.alumiini.v1alpha1.Inventory

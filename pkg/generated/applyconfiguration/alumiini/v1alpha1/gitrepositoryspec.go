@@ -85,6 +85,21 @@ type GitRepositorySpecApplyConfiguration struct {
 	// Drift says what alumiini does when someone changes or deletes an
 	// applied object by hand.
 	Drift *DriftSpecApplyConfiguration `json:"drift,omitempty"`
+	// Wait makes Ready wait, after each sync that applies, until every
+	// applied object and every object of healthChecks is healthy by kstatus
+	// rules (a Deployment rolled out, a StatefulSet ready, a Job complete, a
+	// CRD established, anything with standard conditions), watched with the
+	// identity the GitRepository applies as. The Healthy condition says how
+	// it stands; past healthTimeout it is False (reason HealthTimeout) naming
+	// each object not healthy. A new commit cancels the wait. The wait holds
+	// no apply slot. Defaults to false.
+	Wait *bool `json:"wait,omitempty"`
+	// HealthTimeout bounds the wait, as a Go duration (1s to 1h). Defaults to
+	// timeout.
+	HealthTimeout *string `json:"healthTimeout,omitempty"`
+	// HealthChecks names more objects to wait for, such as one applied by
+	// someone else; at most 32. Read with the GitRepository's identity.
+	HealthChecks []HealthCheckReferenceApplyConfiguration `json:"healthChecks,omitempty"`
 }
 
 // GitRepositorySpecApplyConfiguration constructs a declarative configuration of the GitRepositorySpec type for use with
@@ -218,5 +233,34 @@ func (b *GitRepositorySpecApplyConfiguration) WithWebhook(value *WebhookSpecAppl
 // If called multiple times, the Drift field is set to the value of the last call.
 func (b *GitRepositorySpecApplyConfiguration) WithDrift(value *DriftSpecApplyConfiguration) *GitRepositorySpecApplyConfiguration {
 	b.Drift = value
+	return b
+}
+
+// WithWait sets the Wait field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the Wait field is set to the value of the last call.
+func (b *GitRepositorySpecApplyConfiguration) WithWait(value bool) *GitRepositorySpecApplyConfiguration {
+	b.Wait = &value
+	return b
+}
+
+// WithHealthTimeout sets the HealthTimeout field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the HealthTimeout field is set to the value of the last call.
+func (b *GitRepositorySpecApplyConfiguration) WithHealthTimeout(value string) *GitRepositorySpecApplyConfiguration {
+	b.HealthTimeout = &value
+	return b
+}
+
+// WithHealthChecks adds the given value to the HealthChecks field in the declarative configuration
+// and returns the receiver, so that objects can be build by chaining "With" function invocations.
+// If called multiple times, values provided by each call will be appended to the HealthChecks field.
+func (b *GitRepositorySpecApplyConfiguration) WithHealthChecks(values ...*HealthCheckReferenceApplyConfiguration) *GitRepositorySpecApplyConfiguration {
+	for i := range values {
+		if values[i] == nil {
+			panic("nil value passed to WithHealthChecks")
+		}
+		b.HealthChecks = append(b.HealthChecks, *values[i])
+	}
 	return b
 }

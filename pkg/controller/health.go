@@ -1,0 +1,349 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic/dynamicinformer"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/klog/v2"
+	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
+
+	"github.com/falsesystems/alumiini/pkg/apis/alumiini/v1alpha1"
+	"github.com/falsesystems/alumiini/pkg/apply"
+)
+
+// The reasons of the Healthy condition.
+const (
+	ReasonHealthCheckPending = "HealthCheckPending"
+	ReasonHealthy            = "Healthy"
+	ReasonHealthTimeout      = "HealthTimeout"
+)
+
+// healthWaits runs at most one health wait per GitRepository, off its
+// worker: a wait holds no apply slot and never delays another
+// GitRepository, and a sync that applies again cancels it.
+type healthWaits struct {
+	mu      sync.Mutex
+	running map[string]*healthWait
+}
+
+type healthWait struct{ cancel context.CancelFunc }
+
+// start cancels key's wait, if any, and runs wait in its place under a
+// context of parent's.
+func (h *healthWaits) start(parent context.Context, key string, wait func(context.Context)) {
+	ctx, cancel := context.WithCancel(parent)
+	w := &healthWait{cancel: cancel}
+	h.mu.Lock()
+	if h.running == nil {
+		h.running = map[string]*healthWait{}
+	}
+	if old := h.running[key]; old != nil {
+		old.cancel()
+	}
+	h.running[key] = w
+	h.mu.Unlock()
+	go func() {
+		defer func() {
+			h.mu.Lock()
+			if h.running[key] == w {
+				delete(h.running, key)
+			}
+			h.mu.Unlock()
+			cancel()
+		}()
+		wait(ctx)
+	}()
+}
+
+// active reports whether key has a wait running.
+func (h *healthWaits) active(key string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.running[key] != nil
+}
+
+// stop cancels key's wait.
+func (h *healthWaits) stop(key string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if w := h.running[key]; w != nil {
+		w.cancel()
+		delete(h.running, key)
+	}
+}
+
+// healthTarget is one object a wait waits for.
+type healthTarget struct {
+	gvk       schema.GroupVersionKind
+	namespace string
+	name      string
+}
+
+func (t healthTarget) String() string {
+	if t.namespace == "" {
+		return t.gvk.Kind + " " + t.name
+	}
+	return t.gvk.Kind + " " + t.namespace + "/" + t.name
+}
+
+// healthTargets are the applied objects and spec.healthChecks, sorted.
+func healthTargets(repo *v1alpha1.GitRepository, applied []apply.Entry) []healthTarget {
+	var targets []healthTarget
+	for _, e := range applied {
+		targets = append(targets, healthTarget{gvk: schema.GroupVersionKind{Group: e.Group, Version: e.Version, Kind: e.Kind},
+			namespace: e.Namespace, name: e.Name})
+	}
+	for _, c := range repo.Spec.HealthChecks {
+		gv, _ := schema.ParseGroupVersion(c.APIVersion)
+		namespace := c.Namespace
+		if namespace == "" {
+			namespace = targetNamespace(repo)
+		}
+		targets = append(targets, healthTarget{gvk: gv.WithKind(c.Kind), namespace: namespace, name: c.Name})
+	}
+	sort.Slice(targets, func(i, j int) bool { return targets[i].String() < targets[j].String() })
+	return targets
+}
+
+func healthTimeout(repo *v1alpha1.GitRepository) time.Duration {
+	for _, d := range []string{repo.Spec.HealthTimeout, repo.Spec.Timeout} {
+		if t, err := time.ParseDuration(d); err == nil && t > 0 {
+			return t
+		}
+	}
+	return time.Minute
+}
+
+// startHealthWait begins waiting, after a sync applied commit, for the
+// GitRepository's objects to be healthy, and writes the outcome into the
+// Healthy and Ready conditions; the worker goes on at once.
+func (r *Reconciler) startHealthWait(parent context.Context, repo *v1alpha1.GitRepository, commit string, applied []apply.Entry) {
+	key := repo.Namespace + "/" + repo.Name
+	targets := healthTargets(repo, applied)
+	timeout := healthTimeout(repo)
+	r.health.start(parent, key, func(ctx context.Context) {
+		ctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		unhealthy := r.waitForHealth(ctx, repo, targets)
+		if parent.Err() != nil || ctx.Err() == context.Canceled {
+			return // a newer sync, a deletion or the end of this term
+		}
+		r.reportHealth(parent, repo, commit, len(targets), unhealthy, timeout)
+	})
+}
+
+// recheckHealth waits again, at an idle round, for what a timed-out wait
+// left unhealthy: a rollout that took longer turns Ready without a new
+// commit.
+func (r *Reconciler) recheckHealth(ctx context.Context, repo *v1alpha1.GitRepository) {
+	key := repo.Namespace + "/" + repo.Name
+	h := apimeta.FindStatusCondition(repo.Status.Conditions, v1alpha1.ConditionHealthy)
+	if !repo.Spec.Wait || h == nil || h.Status != metav1.ConditionFalse || r.health.active(key) {
+		return
+	}
+	r.startHealthWait(ctx, repo, repo.Status.LastSyncedCommit, fromInventory(repo.Status.Inventory))
+}
+
+// waitForHealth watches targets, with the GitRepository's identity, until
+// each is Current by kstatus rules or ctx ends; it returns what is not
+// healthy then, with why. Applied objects are watched per resource and
+// namespace by our label, spec.healthChecks each by name.
+func (r *Reconciler) waitForHealth(ctx context.Context, repo *v1alpha1.GitRepository, targets []healthTarget) []string {
+	applier, err := r.Appliers.For(repo.Namespace, repo.Spec.ServiceAccountName)
+	if err != nil {
+		return []string{"cannot watch: " + err.Error()}
+	}
+	w := &healthWatch{changed: make(chan struct{}, 1), scopeOf: map[healthTarget]watchScope{},
+		stores: map[watchScope]cache.Store{}, errors: map[watchScope]string{}}
+	owner := labels.Set{apply.LabelName: repo.Name, apply.LabelNamespace: repo.Namespace}.String()
+	checks := map[healthTarget]bool{}
+	for _, c := range healthTargets(repo, nil) {
+		checks[c] = true
+	}
+	var synced []cache.InformerSynced
+	for _, t := range targets {
+		mapping, err := applier.Mapper.RESTMapping(t.gvk.GroupKind(), t.gvk.Version)
+		if err != nil {
+			w.missing = append(w.missing, fmt.Sprintf("%s: unknown kind: %v", t, err))
+			continue
+		}
+		scope := watchScope{resource: mapping.Resource, namespace: t.namespace}
+		if mapping.Scope.Name() == apimeta.RESTScopeNameRoot {
+			scope.namespace = ""
+		}
+		if checks[t] {
+			scope.name = t.name // someone else's: watched by name, not by our label
+		}
+		w.scopeOf[t] = scope
+		if _, ok := w.stores[scope]; ok {
+			continue
+		}
+		selector := func(o *metav1.ListOptions) { o.LabelSelector = owner }
+		if scope.name != "" {
+			selector = func(o *metav1.ListOptions) {
+				o.FieldSelector = fields.OneTermEqualSelector("metadata.name", scope.name).String()
+			}
+		}
+		informer := dynamicinformer.NewFilteredDynamicInformer(applier.Client, mapping.Resource, scope.namespace, 0,
+			cache.Indexers{}, selector).Informer()
+		_ = informer.SetWatchErrorHandlerWithContext(func(_ context.Context, _ *cache.Reflector, err error) { w.failed(scope, err) })
+		_, _ = informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
+			AddFunc:    func(any) { w.notify() },
+			UpdateFunc: func(any, any) { w.notify() },
+			DeleteFunc: func(any) { w.notify() },
+		})
+		w.stores[scope] = informer.GetStore()
+		synced = append(synced, informer.HasSynced)
+		go informer.RunWithContext(ctx)
+	}
+	cache.WaitForCacheSync(ctx.Done(), synced...)
+	for {
+		unhealthy := w.unhealthy(targets)
+		if len(unhealthy) == 0 || ctx.Err() != nil {
+			return unhealthy
+		}
+		select {
+		case <-ctx.Done():
+		case <-w.changed:
+		}
+	}
+}
+
+// watchScope is one watch: a resource in a namespace ("" for all, or a
+// cluster-scoped resource), by our label, or one object by name.
+type watchScope struct {
+	resource  schema.GroupVersionResource
+	namespace string
+	name      string
+}
+
+// healthWatch is what one wait's watches have seen.
+type healthWatch struct {
+	changed chan struct{}
+	scopeOf map[healthTarget]watchScope
+	stores  map[watchScope]cache.Store
+	missing []string // targets that could not be watched at all
+	mu      sync.Mutex
+	errors  map[watchScope]string // the last list or watch error of each
+}
+
+func (w *healthWatch) notify() {
+	select {
+	case w.changed <- struct{}{}:
+	default:
+	}
+}
+
+func (w *healthWatch) failed(scope watchScope, err error) {
+	w.mu.Lock()
+	w.errors[scope] = err.Error()
+	w.mu.Unlock()
+	w.notify()
+}
+
+// unhealthy says, for each target not Current, why: kstatus's status and
+// message, not found, or its watch's error.
+func (w *healthWatch) unhealthy(targets []healthTarget) []string {
+	out := append([]string(nil), w.missing...)
+	for _, t := range targets {
+		if scope, ok := w.scopeOf[t]; ok {
+			if why := w.judge(scope, t); why != "" {
+				out = append(out, why)
+			}
+		}
+	}
+	return out
+}
+
+func (w *healthWatch) judge(scope watchScope, t healthTarget) string {
+	key := t.name
+	if scope.namespace != "" {
+		key = scope.namespace + "/" + t.name
+	}
+	obj, exists, _ := w.stores[scope].GetByKey(key)
+	if !exists {
+		w.mu.Lock()
+		watchErr := w.errors[scope]
+		w.mu.Unlock()
+		if watchErr != "" {
+			return fmt.Sprintf("%s: cannot watch: %s", t, watchErr)
+		}
+		return fmt.Sprintf("%s: not found", t)
+	}
+	u, ok := obj.(*unstructured.Unstructured)
+	if !ok {
+		return ""
+	}
+	result, err := status.Compute(u)
+	if err != nil {
+		return fmt.Sprintf("%s: %v", t, err)
+	}
+	if result.Status == status.CurrentStatus {
+		return ""
+	}
+	return fmt.Sprintf("%s: %s: %s", t, result.Status, result.Message)
+}
+
+// reportHealth writes the wait's outcome, unless a newer commit was synced
+// meanwhile.
+func (r *Reconciler) reportHealth(ctx context.Context, repo *v1alpha1.GitRepository, commit string, waited int,
+	unhealthy []string, timeout time.Duration) {
+	ctx, cancel := context.WithTimeout(ctx, statusWriteTimeout)
+	defer cancel()
+	err := r.writeStatus(ctx, repo, func(s *v1alpha1.GitRepositoryStatus, generation int64) {
+		if s.LastSyncedCommit != commit || s.ObservedGeneration != generation {
+			return
+		}
+		if len(unhealthy) == 0 {
+			markHealthy(s, generation, fmt.Sprintf("%d objects of commit %s are healthy", waited, short(commit)))
+			return
+		}
+		markUnhealthy(s, generation, fmt.Sprintf("after %s, %d of %d objects of commit %s are not healthy: %s",
+			timeout, len(unhealthy), waited, short(commit), strings.Join(capList(unhealthy, 10), "; ")))
+	})
+	if err != nil {
+		klog.FromContext(ctx).Error(err, "Writing status")
+		return
+	}
+	if len(unhealthy) > 0 {
+		r.Recorder.Event(repo, "Warning", ReasonHealthTimeout, brief(strings.Join(unhealthy, "; ")))
+	}
+}
+
+func capList(items []string, n int) []string {
+	if len(items) <= n {
+		return items
+	}
+	return append(append([]string(nil), items[:n]...), fmt.Sprintf("and %d more", len(items)-n))
+}
+
+// healthConditions keeps the Healthy condition in step with spec.wait: with
+// it, Ready follows Healthy; without it, Healthy is dropped.
+func healthConditions(s *v1alpha1.GitRepositoryStatus, generation int64, wait bool) {
+	if !wait {
+		apimeta.RemoveStatusCondition(&s.Conditions, v1alpha1.ConditionHealthy)
+		return
+	}
+	h := apimeta.FindStatusCondition(s.Conditions, v1alpha1.ConditionHealthy)
+	if h == nil {
+		return
+	}
+	switch h.Status {
+	case metav1.ConditionUnknown:
+		markHealthPending(s, generation, h.Message)
+	case metav1.ConditionFalse:
+		markUnhealthy(s, generation, h.Message)
+	}
+}
