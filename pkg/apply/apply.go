@@ -397,16 +397,25 @@ func (pl planner) claim(p *planned) error {
 // other than alumiini (an annotation alumiini applied, from an older
 // version's git, holds nothing).
 func heldByHand(live *unstructured.Unstructured) bool {
-	if live.GetAnnotations()[AnnotationSuspendHeal] != "true" {
-		return false
-	}
-	field := []byte(`"f:` + AnnotationSuspendHeal + `"`)
+	return live.GetAnnotations()[AnnotationSuspendHeal] == "true" && !appliedByUs(live, AnnotationSuspendHeal)
+}
+
+// keptByGit: the object's manifest in git disables its pruning. The
+// annotation counts only when alumiini's field manager set it, so whoever
+// may patch an object cannot keep it from being pruned.
+func keptByGit(live *unstructured.Unstructured) bool {
+	return live.GetAnnotations()[AnnotationPrune] == "disabled" && appliedByUs(live, AnnotationPrune)
+}
+
+// appliedByUs reports whether alumiini's field manager owns the annotation.
+func appliedByUs(live *unstructured.Unstructured, annotation string) bool {
+	field := []byte(`"f:` + annotation + `"`)
 	for _, m := range live.GetManagedFields() {
 		if m.Manager == FieldManager && m.FieldsV1 != nil && bytes.Contains(m.FieldsV1.Raw, field) {
-			return false
+			return true
 		}
 	}
-	return true
+	return false
 }
 
 func markAdopted(u *unstructured.Unstructured) {

@@ -119,7 +119,7 @@ func (a *Applier) pruneOne(ctx context.Context, owner Owner, e Entry) (pruneOutc
 		return pruneHeld, nil
 	}
 	annotations := live.GetAnnotations()
-	if annotations[AnnotationPrune] == "disabled" || gvk.GroupKind() == namespaceKind && annotations[AnnotationAdopted] != "" {
+	if keptByGit(live) || gvk.GroupKind() == namespaceKind && annotations[AnnotationAdopted] != "" {
 		if err := release(ctx, client, live); err != nil {
 			return pruneGone, fail("releasing it instead of deleting it: "+apiMessage(err), err)
 		}

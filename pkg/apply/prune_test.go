@@ -8,6 +8,7 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/dynamic"
@@ -50,6 +51,20 @@ func TestPruneDisabledKeepsTheObject(t *testing.T) {
 	}
 	if _, err := a.Client.Resource(configMaps).Namespace(ns).Get(ctx, "gone", metav1.GetOptions{}); err == nil {
 		t.Error("the object without the annotation was not pruned")
+	}
+
+	// The annotation added by hand, not from git, keeps nothing.
+	patch := []byte(`{"metadata":{"annotations":{"alumiini.false.systems/prune":"disabled"}}}`)
+	if _, err := a.Client.Resource(configMaps).Namespace(ns).Patch(ctx, "stays", types.MergePatchType, patch,
+		metav1.PatchOptions{FieldManager: "kubectl-annotate"}); err != nil {
+		t.Fatal(err)
+	}
+	result, err = a.Apply(ctx, owner, nil, Options{DefaultNamespace: ns, Prune: true, Previous: result.Inventory})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if result.Pruned != 1 || len(result.Released) != 0 {
+		t.Errorf("a hand-added annotation: pruned %d, released %v; want it pruned", result.Pruned, result.Released)
 	}
 }
 

@@ -87,20 +87,31 @@ func markSuspended(s *v1alpha1.GitRepositoryStatus, generation int64, message st
 	condition(s, generation, v1alpha1.ConditionStalled, metav1.ConditionFalse, ReasonSuspended, message)
 }
 
+// Health only ever speaks for Ready when Ready would otherwise be True, or
+// already speaks of health: a failure, drift or suspension says more.
+func readyFollowsHealth(s *v1alpha1.GitRepositoryStatus) bool {
+	ready := apimeta.FindStatusCondition(s.Conditions, v1alpha1.ConditionReady)
+	return ready == nil || ready.Status == metav1.ConditionTrue ||
+		ready.Reason == ReasonHealthCheckPending || ready.Reason == ReasonHealthTimeout
+}
+
 // markHealthPending: applied; with spec.wait, Ready waits for Healthy.
 func markHealthPending(s *v1alpha1.GitRepositoryStatus, generation int64, message string) {
 	condition(s, generation, v1alpha1.ConditionHealthy, metav1.ConditionUnknown, ReasonHealthCheckPending, message)
+	if !readyFollowsHealth(s) {
+		return
+	}
 	condition(s, generation, v1alpha1.ConditionReady, metav1.ConditionFalse, ReasonHealthCheckPending, message)
 	condition(s, generation, v1alpha1.ConditionReconciling, metav1.ConditionTrue, ReasonHealthCheckPending, message)
 	condition(s, generation, v1alpha1.ConditionStalled, metav1.ConditionFalse, ReasonHealthCheckPending, message)
 }
 
 // markHealthy: what was applied is healthy; Ready, if it waited for that,
-// is True now (drift, if any, keeps it False).
+// is True now.
 func markHealthy(s *v1alpha1.GitRepositoryStatus, generation int64, message string) {
 	condition(s, generation, v1alpha1.ConditionHealthy, metav1.ConditionTrue, ReasonHealthy, message)
 	ready := apimeta.FindStatusCondition(s.Conditions, v1alpha1.ConditionReady)
-	if ready != nil && ready.Reason != ReasonHealthCheckPending && ready.Reason != ReasonHealthTimeout {
+	if ready == nil || ready.Reason != ReasonHealthCheckPending && ready.Reason != ReasonHealthTimeout {
 		return
 	}
 	condition(s, generation, v1alpha1.ConditionReady, metav1.ConditionTrue, ReasonSucceeded, message)
@@ -112,6 +123,9 @@ func markHealthy(s *v1alpha1.GitRepositoryStatus, generation int64, message stri
 // reads Failed until a sync or a later wait says otherwise.
 func markUnhealthy(s *v1alpha1.GitRepositoryStatus, generation int64, message string) {
 	condition(s, generation, v1alpha1.ConditionHealthy, metav1.ConditionFalse, ReasonHealthTimeout, message)
+	if !readyFollowsHealth(s) {
+		return
+	}
 	condition(s, generation, v1alpha1.ConditionReady, metav1.ConditionFalse, ReasonHealthTimeout, message)
 	condition(s, generation, v1alpha1.ConditionReconciling, metav1.ConditionFalse, ReasonHealthTimeout, message)
 	condition(s, generation, v1alpha1.ConditionStalled, metav1.ConditionTrue, ReasonHealthTimeout, message)

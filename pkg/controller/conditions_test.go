@@ -66,6 +66,15 @@ func TestKstatusReadsEveryState(t *testing.T) {
 			markSynced(s, g, "applied", nil)
 			healthConditions(s, g, true)
 		}, false, status.FailedStatus},
+		{"drift left so (Detect), whatever the health", func(s *v1alpha1.GitRepositoryStatus, g int64) {
+			markSynced(s, g, "applied", drifted(v1alpha1.DriftStateDetected))
+			markHealthPending(s, g, "waiting")
+			markHealthy(s, g, "healthy")
+		}, false, status.FailedStatus},
+		{"suspended while a wait ran out", func(s *v1alpha1.GitRepositoryStatus, g int64) {
+			markSuspended(s, g, "suspended")
+			markUnhealthy(s, g, "Deployment a/web: InProgress")
+		}, false, status.InProgressStatus},
 		{"spec changed since the last sync", func(s *v1alpha1.GitRepositoryStatus, g int64) { markSynced(s, g-1, "applied", nil) }, true, status.InProgressStatus},
 	} {
 		repo := &v1alpha1.GitRepository{TypeMeta: metav1.TypeMeta{APIVersion: "alumiini.false.systems/v1alpha1", Kind: "GitRepository"},

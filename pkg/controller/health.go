@@ -41,8 +41,9 @@ type healthWaits struct {
 type healthWait struct{ cancel context.CancelFunc }
 
 // start cancels key's wait, if any, and runs wait in its place under a
-// context of parent's.
-func (h *healthWaits) start(parent context.Context, key string, wait func(context.Context)) {
+// context of parent's. wait's current reports whether it is still key's
+// wait: one stopped or replaced meanwhile must not write its outcome.
+func (h *healthWaits) start(parent context.Context, key string, wait func(ctx context.Context, current func() bool)) {
 	ctx, cancel := context.WithCancel(parent)
 	w := &healthWait{cancel: cancel}
 	h.mu.Lock()
@@ -63,7 +64,11 @@ func (h *healthWaits) start(parent context.Context, key string, wait func(contex
 			h.mu.Unlock()
 			cancel()
 		}()
-		wait(ctx)
+		wait(ctx, func() bool {
+			h.mu.Lock()
+			defer h.mu.Unlock()
+			return h.running[key] == w
+		})
 	}()
 }
 
@@ -133,24 +138,27 @@ func (r *Reconciler) startHealthWait(parent context.Context, repo *v1alpha1.GitR
 	key := repo.Namespace + "/" + repo.Name
 	targets := healthTargets(repo, applied)
 	timeout := healthTimeout(repo)
-	r.health.start(parent, key, func(ctx context.Context) {
+	r.health.start(parent, key, func(ctx context.Context, current func() bool) {
 		ctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
 		unhealthy := r.waitForHealth(ctx, repo, targets)
 		if parent.Err() != nil || ctx.Err() == context.Canceled {
 			return // a newer sync, a deletion or the end of this term
 		}
-		r.reportHealth(parent, repo, commit, len(targets), unhealthy, timeout)
+		r.reportHealth(parent, repo, commit, current, len(targets), unhealthy, timeout)
 	})
 }
 
-// recheckHealth waits again, at an idle round, for what a timed-out wait
-// left unhealthy: a rollout that took longer turns Ready without a new
-// commit.
+// recheckHealth waits again, at an idle round, for what a wait left
+// unhealthy (a rollout that took longer turns Ready without a new commit),
+// or for what a lost wait left pending.
 func (r *Reconciler) recheckHealth(ctx context.Context, repo *v1alpha1.GitRepository) {
 	key := repo.Namespace + "/" + repo.Name
+	// Unknown too: a wait is kept in memory only, and a restart or a new
+	// leader lost it.
 	h := apimeta.FindStatusCondition(repo.Status.Conditions, v1alpha1.ConditionHealthy)
-	if !repo.Spec.Wait || h == nil || h.Status != metav1.ConditionFalse || r.health.active(key) {
+	if !repo.Spec.Wait || h == nil || h.Status == metav1.ConditionTrue || r.health.active(key) ||
+		repo.Status.Phase != v1alpha1.PhaseSynced {
 		return
 	}
 	r.startHealthWait(ctx, repo, repo.Status.LastSyncedCommit, fromInventory(repo.Status.Inventory))
@@ -165,28 +173,46 @@ func (r *Reconciler) waitForHealth(ctx context.Context, repo *v1alpha1.GitReposi
 	if err != nil {
 		return []string{"cannot watch: " + err.Error()}
 	}
-	w := &healthWatch{changed: make(chan struct{}, 1), scopeOf: map[healthTarget]watchScope{},
+	w := &healthWatch{changed: make(chan struct{}, 1), scopeOf: map[healthTarget]watchScope{}, keyOf: map[healthTarget]string{},
 		stores: map[watchScope]cache.Store{}, errors: map[watchScope]string{}}
 	owner := labels.Set{apply.LabelName: repo.Name, apply.LabelNamespace: repo.Namespace}.String()
 	checks := map[healthTarget]bool{}
 	for _, c := range healthTargets(repo, nil) {
 		checks[c] = true
 	}
-	var synced []cache.InformerSynced
+	mappings := map[healthTarget]*apimeta.RESTMapping{}
+	namespacesOf := map[schema.GroupVersionResource]map[string]bool{}
 	for _, t := range targets {
 		mapping, err := applier.Mapper.RESTMapping(t.gvk.GroupKind(), t.gvk.Version)
 		if err != nil {
 			w.missing = append(w.missing, fmt.Sprintf("%s: unknown kind: %v", t, err))
 			continue
 		}
+		mappings[t] = mapping
+		if namespacesOf[mapping.Resource] == nil {
+			namespacesOf[mapping.Resource] = map[string]bool{}
+		}
+		namespacesOf[mapping.Resource][t.namespace] = true
+	}
+	var synced []cache.InformerSynced
+	for _, t := range targets {
+		mapping, ok := mappings[t]
+		if !ok {
+			continue
+		}
 		scope := watchScope{resource: mapping.Resource, namespace: t.namespace}
-		if mapping.Scope.Name() == apimeta.RESTScopeNameRoot {
+		// One watch per namespace, or one for all of them past a few.
+		if mapping.Scope.Name() == apimeta.RESTScopeNameRoot || len(namespacesOf[mapping.Resource]) > maxWatchedNamespaces {
 			scope.namespace = ""
 		}
 		if checks[t] {
 			scope.name = t.name // someone else's: watched by name, not by our label
 		}
 		w.scopeOf[t] = scope
+		w.keyOf[t] = t.namespace + "/" + t.name
+		if mapping.Scope.Name() == apimeta.RESTScopeNameRoot {
+			w.keyOf[t] = t.name
+		}
 		if _, ok := w.stores[scope]; ok {
 			continue
 		}
@@ -198,6 +224,7 @@ func (r *Reconciler) waitForHealth(ctx context.Context, repo *v1alpha1.GitReposi
 		}
 		informer := dynamicinformer.NewFilteredDynamicInformer(applier.Client, mapping.Resource, scope.namespace, 0,
 			cache.Indexers{}, selector).Informer()
+		_ = informer.SetTransform(shrinkForHealth)
 		_ = informer.SetWatchErrorHandlerWithContext(func(_ context.Context, _ *cache.Reflector, err error) { w.failed(scope, err) })
 		_, _ = informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
 			AddFunc:    func(any) { w.notify() },
@@ -221,6 +248,34 @@ func (r *Reconciler) waitForHealth(ctx context.Context, repo *v1alpha1.GitReposi
 	}
 }
 
+// maxWatchedNamespaces: past this many namespaces of one resource, a wait
+// watches it in all namespaces at once (by our label) rather than open a
+// watch per namespace.
+const maxWatchedNamespaces = 8
+
+// shrinkForHealth keeps of a watched object what kstatus reads (kind, name,
+// generation, deletion, spec and status) and drops the rest (data,
+// annotations, managedFields): a ConfigMap's data or a Secret's never stay
+// in memory for a wait.
+func shrinkForHealth(obj any) (any, error) {
+	u, ok := obj.(*unstructured.Unstructured)
+	if !ok {
+		return obj, nil
+	}
+	metadata := map[string]any{"name": u.GetName(), "namespace": u.GetNamespace(), "generation": u.GetGeneration(),
+		"resourceVersion": u.GetResourceVersion(), "uid": string(u.GetUID())}
+	if deleted := u.GetDeletionTimestamp(); deleted != nil {
+		metadata["deletionTimestamp"] = deleted.UTC().Format(time.RFC3339)
+	}
+	kept := map[string]any{"apiVersion": u.GetAPIVersion(), "kind": u.GetKind(), "metadata": metadata}
+	for _, field := range []string{"spec", "status"} {
+		if v, ok := u.Object[field]; ok {
+			kept[field] = v
+		}
+	}
+	return &unstructured.Unstructured{Object: kept}, nil
+}
+
 // watchScope is one watch: a resource in a namespace ("" for all, or a
 // cluster-scoped resource), by our label, or one object by name.
 type watchScope struct {
@@ -233,6 +288,7 @@ type watchScope struct {
 type healthWatch struct {
 	changed chan struct{}
 	scopeOf map[healthTarget]watchScope
+	keyOf   map[healthTarget]string // the target's key in its store
 	stores  map[watchScope]cache.Store
 	missing []string // targets that could not be watched at all
 	mu      sync.Mutex
@@ -268,11 +324,7 @@ func (w *healthWatch) unhealthy(targets []healthTarget) []string {
 }
 
 func (w *healthWatch) judge(scope watchScope, t healthTarget) string {
-	key := t.name
-	if scope.namespace != "" {
-		key = scope.namespace + "/" + t.name
-	}
-	obj, exists, _ := w.stores[scope].GetByKey(key)
+	obj, exists, _ := w.stores[scope].GetByKey(w.keyOf[t])
 	if !exists {
 		w.mu.Lock()
 		watchErr := w.errors[scope]
@@ -298,12 +350,12 @@ func (w *healthWatch) judge(scope watchScope, t healthTarget) string {
 
 // reportHealth writes the wait's outcome, unless a newer commit was synced
 // meanwhile.
-func (r *Reconciler) reportHealth(ctx context.Context, repo *v1alpha1.GitRepository, commit string, waited int,
-	unhealthy []string, timeout time.Duration) {
+func (r *Reconciler) reportHealth(ctx context.Context, repo *v1alpha1.GitRepository, commit string, current func() bool,
+	waited int, unhealthy []string, timeout time.Duration) {
 	ctx, cancel := context.WithTimeout(ctx, statusWriteTimeout)
 	defer cancel()
 	err := r.writeStatus(ctx, repo, func(s *v1alpha1.GitRepositoryStatus, generation int64) {
-		if s.LastSyncedCommit != commit || s.ObservedGeneration != generation {
+		if !current() || s.LastSyncedCommit != commit || s.ObservedGeneration != generation || s.Phase != v1alpha1.PhaseSynced {
 			return
 		}
 		if len(unhealthy) == 0 {
@@ -320,6 +372,16 @@ func (r *Reconciler) reportHealth(ctx context.Context, repo *v1alpha1.GitReposit
 	if len(unhealthy) > 0 {
 		r.Recorder.Event(repo, "Warning", ReasonHealthTimeout, brief(strings.Join(unhealthy, "; ")))
 	}
+}
+
+// entryNames names inventory entries as kubectl would.
+func entryNames(entries []apply.Entry) []string {
+	names := make([]string, 0, len(entries))
+	for _, e := range entries {
+		t := healthTarget{gvk: schema.GroupVersionKind{Group: e.Group, Version: e.Version, Kind: e.Kind}, namespace: e.Namespace, name: e.Name}
+		names = append(names, t.String())
+	}
+	return names
 }
 
 func capList(items []string, n int) []string {

@@ -278,7 +278,9 @@ func (r *Reconciler) syncOnce(ctx context.Context, repo *v1alpha1.GitRepository)
 		return false
 	}
 	if repo.Spec.Wait {
-		r.startHealthWait(workerCtx, repo, out.commit, out.result.Inventory)
+		// Held objects are not git's to vouch for.
+		applied := slices.DeleteFunc(slices.Clone(out.result.Inventory), func(e apply.Entry) bool { return slices.Contains(out.result.Held, e) })
+		r.startHealthWait(workerCtx, repo, out.commit, applied)
 	}
 	return true
 }
@@ -603,6 +605,10 @@ func (r *Reconciler) report(ctx context.Context, repo *v1alpha1.GitRepository, p
 	if n := len(result.Held); n > 0 {
 		message += fmt.Sprintf("; %d held by %s", n, apply.AnnotationSuspendHeal)
 	}
+	if n := len(result.Released); n > 0 {
+		message += fmt.Sprintf("; %d left the repository but kept (%s: disabled), no longer managed: %s",
+			n, apply.AnnotationPrune, strings.Join(capList(entryNames(result.Released), 10), ", "))
+	}
 	driftStatus := r.driftStatus(repo)
 	err := r.writeStatus(ctx, repo, func(s *v1alpha1.GitRepositoryStatus, generation int64) {
 		now := metav1.Now()
@@ -631,7 +637,7 @@ func (r *Reconciler) report(ctx context.Context, repo *v1alpha1.GitRepository, p
 		return false
 	}
 	r.pushShown(repo.Namespace+"/"+repo.Name, push)
-	if result.Created+result.Configured+result.Pruned > 0 || pending != nil {
+	if result.Created+result.Configured+result.Pruned+len(result.Released) > 0 || pending != nil {
 		r.Recorder.Event(repo, corev1.EventTypeNormal, "Synced", message)
 	}
 	r.driftEvents(repo, start)
@@ -853,6 +859,7 @@ func (r *Reconciler) Stall(ctx context.Context, key, message string) {
 }
 
 func (r *Reconciler) suspend(ctx context.Context, repo *v1alpha1.GitRepository) {
+	r.health.stop(repo.Namespace + "/" + repo.Name)
 	if repo.Status.Phase == v1alpha1.PhaseSuspended && repo.Status.PendingSyncRequest == nil &&
 		repo.Status.ObservedGeneration == repo.Generation {
 		return
@@ -928,6 +935,7 @@ func outside(entries []apply.Entry, namespace string) []apply.Entry {
 }
 
 func (r *Reconciler) finalize(ctx context.Context, repo *v1alpha1.GitRepository) time.Duration {
+	r.health.stop(repo.Namespace + "/" + repo.Name)
 	if !slices.Contains(repo.Finalizers, FinalizerPrune) {
 		return time.Hour
 	}
