@@ -130,3 +130,11 @@ func markUnhealthy(s *v1alpha1.GitRepositoryStatus, generation int64, message st
 	condition(s, generation, v1alpha1.ConditionReconciling, metav1.ConditionFalse, ReasonHealthTimeout, message)
 	condition(s, generation, v1alpha1.ConditionStalled, metav1.ConditionTrue, ReasonHealthTimeout, message)
 }
+
+// markWaiting: nothing is synced until something else is ready (a
+// dependency); kstatus reads InProgress.
+func markWaiting(s *v1alpha1.GitRepositoryStatus, generation int64, reason, message string) {
+	condition(s, generation, v1alpha1.ConditionReady, metav1.ConditionFalse, reason, message)
+	condition(s, generation, v1alpha1.ConditionReconciling, metav1.ConditionTrue, reason, message)
+	condition(s, generation, v1alpha1.ConditionStalled, metav1.ConditionFalse, reason, message)
+}

@@ -116,6 +116,15 @@ func New(cfg Config) (*Controller, error) {
 		namespace, name, _ := cache.SplitMetaNamespaceKey(key)
 		c.Trigger(namespace, name)
 	})
+	if err := factory.Alumiini().V1alpha1().GitRepositories().Informer().AddIndexers(cache.Indexers{
+		indexDependsOn: func(obj any) ([]string, error) {
+			if repo, ok := obj.(*v1alpha1.GitRepository); ok {
+				return dependencyKeys(repo), nil
+			}
+			return nil, nil
+		}}); err != nil {
+		return nil, fmt.Errorf("indexing GitRepositories by dependency: %w", err)
+	}
 	if cfg.URLKey != nil {
 		err := factory.Alumiini().V1alpha1().GitRepositories().Informer().AddIndexers(cache.Indexers{
 			indexURL: func(obj any) ([]string, error) {
@@ -214,7 +223,7 @@ func (c *Controller) lead(ctx context.Context) error {
 	}()
 
 	informer := c.factory.Alumiini().V1alpha1().GitRepositories().Informer()
-	registration, err := informer.AddEventHandler(workerHandlers(supervisor, c.reconciler))
+	registration, err := informer.AddEventHandler(workerHandlers(supervisor, c.reconciler, informer.GetIndexer()))
 	if err != nil {
 		return fmt.Errorf("watching GitRepositories: %w", err)
 	}
@@ -226,11 +235,12 @@ func (c *Controller) lead(ctx context.Context) error {
 
 // workerHandlers keep one worker per GitRepository and wake it when its
 // spec, deletion or sync request changes.
-func workerHandlers(supervisor *Supervisor, reconciler *Reconciler) cache.ResourceEventHandlerFuncs {
+func workerHandlers(supervisor *Supervisor, reconciler *Reconciler, index cache.Indexer) cache.ResourceEventHandlerFuncs {
 	return cache.ResourceEventHandlerFuncs{
 		AddFunc: func(obj interface{}) {
 			if key, err := cache.MetaNamespaceKeyFunc(obj); err == nil {
 				supervisor.Ensure(key)
+				triggerDependents(supervisor, index, key) // they may wait for it to exist
 			}
 		},
 		UpdateFunc: func(oldObj, newObj interface{}) {
@@ -246,6 +256,11 @@ func workerHandlers(supervisor *Supervisor, reconciler *Reconciler) cache.Resour
 			if repo.Generation != old.Generation || repo.DeletionTimestamp != nil && old.DeletionTimestamp == nil ||
 				newRequest(old, repo) {
 				supervisor.Trigger(key)
+			}
+			// A dependency turned Ready: its dependents sync now.
+			wasReady, _ := readyForDependents(old)
+			if isReady, _ := readyForDependents(repo); isReady && !wasReady {
+				triggerDependents(supervisor, index, key)
 			}
 		},
 		DeleteFunc: func(obj interface{}) {
@@ -403,6 +418,16 @@ func (c *Controller) workersRunning() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.supervisor != nil
+}
+
+// triggerDependents wakes the GitRepositories whose spec.dependsOn names key.
+func triggerDependents(supervisor *Supervisor, index cache.Indexer, key string) {
+	dependents, _ := index.ByIndex(indexDependsOn, key)
+	for _, d := range dependents {
+		if k, err := cache.MetaNamespaceKeyFunc(d); err == nil {
+			supervisor.Trigger(k)
+		}
+	}
 }
 
 // newRequest: a request was recorded, or another joined the pending one.

@@ -15,6 +15,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apiserver/pkg/authentication/user"
 	"k8s.io/client-go/kubernetes"
@@ -130,6 +131,11 @@ func (r *Reconciler) Sync(ctx context.Context, key string) time.Duration {
 	}
 	if repo.Spec.Suspend {
 		r.suspend(ctx, repo)
+		return interval
+	}
+	if reason, message := r.blockedByDependencies(repo); reason != "" {
+		// Woken when a dependency turns Ready (Controller.workerHandlers).
+		r.waitForDependencies(ctx, repo, reason, message)
 		return interval
 	}
 	if ok := r.syncOnce(ctx, repo); ok {
@@ -470,7 +476,14 @@ func (r *Reconciler) latest(ctx context.Context, pending *v1alpha1.SyncRequestRe
 func (r *Reconciler) upToDate(repo *v1alpha1.GitRepository, pending *v1alpha1.SyncRequestRecord, commit string) bool {
 	st := repo.Status
 	return pending == nil && commit == st.LastSyncedCommit && st.ObservedGeneration == repo.Generation &&
-		st.Phase == v1alpha1.PhaseSynced
+		st.Phase == v1alpha1.PhaseSynced && !waitedForDependencies(st)
+}
+
+// waitedForDependencies: the status says the last round waited for a
+// dependency, so this one, no longer waiting, must sync and say so.
+func waitedForDependencies(s v1alpha1.GitRepositoryStatus) bool {
+	ready := apimeta.FindStatusCondition(s.Conditions, v1alpha1.ConditionReady)
+	return ready != nil && (ready.Reason == ReasonDependencyNotReady || ready.Reason == ReasonDependencyCycle)
 }
 
 // render turns the tree into objects and checks they fit what one

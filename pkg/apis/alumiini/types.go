@@ -37,6 +37,13 @@ type GitRepositorySpec struct {
 	Wait               bool
 	HealthTimeout      string
 	HealthChecks       []HealthCheckReference
+	DependsOn          []DependencyReference
+}
+
+// DependencyReference names a GitRepository that must be Ready first.
+type DependencyReference struct {
+	Name      string
+	Namespace string
 }
 
 // HealthCheckReference names an object whose health a sync waits for.

@@ -32,6 +32,8 @@ import (
 func ForKind(kind schema.GroupVersionKind) interface{} {
 	switch kind {
 	// Group=alumiini.false.systems, Version=v1alpha1
+	case v1alpha1.SchemeGroupVersion.WithKind("DependencyReference"):
+		return &alumiiniv1alpha1.DependencyReferenceApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("DriftedObject"):
 		return &alumiiniv1alpha1.DriftedObjectApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("DriftIgnoreRule"):

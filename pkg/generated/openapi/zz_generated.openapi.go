@@ -33,6 +33,7 @@ import (
 
 func GetOpenAPIDefinitions(ref common.ReferenceCallback) map[string]common.OpenAPIDefinition {
 	return map[string]common.OpenAPIDefinition{
+		v1alpha1.DependencyReference{}.OpenAPIModelName():            schema_pkg_apis_alumiini_v1alpha1_DependencyReference(ref),
 		v1alpha1.DriftIgnoreRule{}.OpenAPIModelName():                schema_pkg_apis_alumiini_v1alpha1_DriftIgnoreRule(ref),
 		v1alpha1.DriftSpec{}.OpenAPIModelName():                      schema_pkg_apis_alumiini_v1alpha1_DriftSpec(ref),
 		v1alpha1.DriftStatus{}.OpenAPIModelName():                    schema_pkg_apis_alumiini_v1alpha1_DriftStatus(ref),
@@ -109,6 +110,35 @@ func GetOpenAPIDefinitions(ref common.ReferenceCallback) map[string]common.OpenA
 		runtime.TypeMeta{}.OpenAPIModelName():                        schema_k8sio_apimachinery_pkg_runtime_TypeMeta(ref),
 		runtime.Unknown{}.OpenAPIModelName():                         schema_k8sio_apimachinery_pkg_runtime_Unknown(ref),
 		version.Info{}.OpenAPIModelName():                            schema_k8sio_apimachinery_pkg_version_Info(ref),
+	}
+}
+
+func schema_pkg_apis_alumiini_v1alpha1_DependencyReference(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "DependencyReference names a GitRepository that must be Ready first.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"name": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Name of the GitRepository.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"namespace": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Namespace of the GitRepository; defaults to this one's.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+				},
+				Required: []string{"name"},
+			},
+		},
 	}
 }
 
@@ -603,12 +633,30 @@ func schema_pkg_apis_alumiini_v1alpha1_GitRepositorySpec(ref common.ReferenceCal
 							},
 						},
 					},
+					"dependsOn": {
+						VendorExtensible: spec.VendorExtensible{
+							Extensions: spec.Extensions{
+								"x-kubernetes-list-type": "atomic",
+							},
+						},
+						SchemaProps: spec.SchemaProps{
+							Description: "DependsOn names GitRepositories that must be Ready, at the commit they last attempted, before this one syncs; until then Ready is False with reason DependencyNotReady naming the one waited for, and when it becomes Ready this one syncs at once. A dependency in another namespace is only read (whether it is Ready), never changed. A cycle is refused when it names this GitRepository itself, and reported (reason DependencyCycle) otherwise. At most 32.",
+							Type:        []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Ref: ref(v1alpha1.DependencyReference{}.OpenAPIModelName()),
+									},
+								},
+							},
+						},
+					},
 				},
 				Required: []string{"url"},
 			},
 		},
 		Dependencies: []string{
-			v1alpha1.DriftSpec{}.OpenAPIModelName(), v1alpha1.HealthCheckReference{}.OpenAPIModelName(), v1alpha1.LocalObjectReference{}.OpenAPIModelName(), v1alpha1.RolloutReference{}.OpenAPIModelName(), v1alpha1.WebhookSpec{}.OpenAPIModelName()},
+			v1alpha1.DependencyReference{}.OpenAPIModelName(), v1alpha1.DriftSpec{}.OpenAPIModelName(), v1alpha1.HealthCheckReference{}.OpenAPIModelName(), v1alpha1.LocalObjectReference{}.OpenAPIModelName(), v1alpha1.RolloutReference{}.OpenAPIModelName(), v1alpha1.WebhookSpec{}.OpenAPIModelName()},
 	}
 }
 

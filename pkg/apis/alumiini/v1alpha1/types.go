@@ -122,6 +122,25 @@ type GitRepositorySpec struct {
 	// +optional
 	// +listType=atomic
 	HealthChecks []HealthCheckReference `json:"healthChecks,omitempty"`
+	// DependsOn names GitRepositories that must be Ready, at the commit they
+	// last attempted, before this one syncs; until then Ready is False with
+	// reason DependencyNotReady naming the one waited for, and when it
+	// becomes Ready this one syncs at once. A dependency in another
+	// namespace is only read (whether it is Ready), never changed. A cycle
+	// is refused when it names this GitRepository itself, and reported
+	// (reason DependencyCycle) otherwise. At most 32.
+	// +optional
+	// +listType=atomic
+	DependsOn []DependencyReference `json:"dependsOn,omitempty"`
+}
+
+// DependencyReference names a GitRepository that must be Ready first.
+type DependencyReference struct {
+	// Name of the GitRepository.
+	Name string `json:"name"`
+	// Namespace of the GitRepository; defaults to this one's.
+	// +optional
+	Namespace string `json:"namespace,omitempty"`
 }
 
 // HealthCheckReference names an object a sync with wait waits for.

@@ -22,6 +22,11 @@ limitations under the License.
 package v1alpha1
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
+func (in DependencyReference) OpenAPIModelName() string {
+	return "com.github.falsesystems.alumiini.pkg.apis.alumiini.v1alpha1.DependencyReference"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
 func (in DriftIgnoreRule) OpenAPIModelName() string {
 	return "com.github.falsesystems.alumiini.pkg.apis.alumiini.v1alpha1.DriftIgnoreRule"
 }

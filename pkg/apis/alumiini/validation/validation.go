@@ -40,6 +40,37 @@ func ValidateGitRepository(repo *alumiini.GitRepository) field.ErrorList {
 	allErrs := apimachineryvalidation.ValidateObjectMeta(&repo.ObjectMeta, true,
 		apimachineryvalidation.NameIsDNSLabel, field.NewPath("metadata"))
 	allErrs = append(allErrs, ValidateGitRepositorySpec(&repo.Spec, field.NewPath("spec"))...)
+	allErrs = append(allErrs, validateDependsOn(repo, field.NewPath("spec", "dependsOn"))...)
+	return allErrs
+}
+
+// MaxDependencies bounds spec.dependsOn.
+const MaxDependencies = 32
+
+// validateDependsOn checks each dependency's name, and refuses one naming
+// the GitRepository itself (the cycle visible here; longer ones are reported
+// in status).
+func validateDependsOn(repo *alumiini.GitRepository, fldPath *field.Path) field.ErrorList {
+	var allErrs field.ErrorList
+	deps := repo.Spec.DependsOn
+	if len(deps) > MaxDependencies {
+		return append(allErrs, field.TooMany(fldPath, len(deps), MaxDependencies))
+	}
+	for i, d := range deps {
+		p := fldPath.Index(i)
+		allErrs = append(allErrs, validateObjectName(d.Name, p.Child("name"))...)
+		namespace := d.Namespace
+		if namespace != "" {
+			for _, msg := range validation.IsDNS1123Label(namespace) {
+				allErrs = append(allErrs, field.Invalid(p.Child("namespace"), namespace, msg))
+			}
+		} else {
+			namespace = repo.Namespace
+		}
+		if d.Name == repo.Name && namespace == repo.Namespace && repo.Name != "" {
+			allErrs = append(allErrs, field.Invalid(p, d.Name, "a GitRepository cannot depend on itself"))
+		}
+	}
 	return allErrs
 }
 
@@ -47,6 +78,7 @@ func ValidateGitRepository(repo *alumiini.GitRepository) field.ErrorList {
 func ValidateGitRepositoryUpdate(repo, old *alumiini.GitRepository) field.ErrorList {
 	allErrs := apimachineryvalidation.ValidateObjectMetaUpdate(&repo.ObjectMeta, &old.ObjectMeta, field.NewPath("metadata"))
 	allErrs = append(allErrs, ValidateGitRepositorySpec(&repo.Spec, field.NewPath("spec"))...)
+	allErrs = append(allErrs, validateDependsOn(repo, field.NewPath("spec", "dependsOn"))...)
 	return allErrs
 }
 

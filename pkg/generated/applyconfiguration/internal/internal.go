@@ -39,6 +39,16 @@ func Parser() *typed.Parser {
 var parserOnce sync.Once
 var parser *typed.Parser
 var schemaYAML = typed.YAMLObject(`types:
+- name: com.github.falsesystems.alumiini.pkg.apis.alumiini.v1alpha1.DependencyReference
+  map:
+    fields:
+    - name: name
+      type:
+        scalar: string
+      default: ""
+    - name: namespace
+      type:
+        scalar: string
 - name: com.github.falsesystems.alumiini.pkg.apis.alumiini.v1alpha1.DriftIgnoreRule
   map:
     fields:
@@ -160,6 +170,12 @@ var schemaYAML = typed.YAMLObject(`types:
     - name: commit
       type:
         scalar: string
+    - name: dependsOn
+      type:
+        list:
+          elementType:
+            namedType: com.github.falsesystems.alumiini.pkg.apis.alumiini.v1alpha1.DependencyReference
+          elementRelationship: atomic
     - name: drift
       type:
         namedType: com.github.falsesystems.alumiini.pkg.apis.alumiini.v1alpha1.DriftSpec

@@ -100,6 +100,14 @@ type GitRepositorySpecApplyConfiguration struct {
 	// HealthChecks names more objects to wait for, such as one applied by
 	// someone else; at most 32. Read with the GitRepository's identity.
 	HealthChecks []HealthCheckReferenceApplyConfiguration `json:"healthChecks,omitempty"`
+	// DependsOn names GitRepositories that must be Ready, at the commit they
+	// last attempted, before this one syncs; until then Ready is False with
+	// reason DependencyNotReady naming the one waited for, and when it
+	// becomes Ready this one syncs at once. A dependency in another
+	// namespace is only read (whether it is Ready), never changed. A cycle
+	// is refused when it names this GitRepository itself, and reported
+	// (reason DependencyCycle) otherwise. At most 32.
+	DependsOn []DependencyReferenceApplyConfiguration `json:"dependsOn,omitempty"`
 }
 
 // GitRepositorySpecApplyConfiguration constructs a declarative configuration of the GitRepositorySpec type for use with
@@ -261,6 +269,19 @@ func (b *GitRepositorySpecApplyConfiguration) WithHealthChecks(values ...*Health
 			panic("nil value passed to WithHealthChecks")
 		}
 		b.HealthChecks = append(b.HealthChecks, *values[i])
+	}
+	return b
+}
+
+// WithDependsOn adds the given value to the DependsOn field in the declarative configuration
+// and returns the receiver, so that objects can be build by chaining "With" function invocations.
+// If called multiple times, values provided by each call will be appended to the DependsOn field.
+func (b *GitRepositorySpecApplyConfiguration) WithDependsOn(values ...*DependencyReferenceApplyConfiguration) *GitRepositorySpecApplyConfiguration {
+	for i := range values {
+		if values[i] == nil {
+			panic("nil value passed to WithDependsOn")
+		}
+		b.DependsOn = append(b.DependsOn, *values[i])
 	}
 	return b
 }
