@@ -54,7 +54,6 @@ const (
 	ReasonSucceeded      = "Succeeded"
 	ReasonProgressing    = "Progressing"
 	ReasonSuspended      = "Suspended"
-	ReasonInvalidSpec    = "InvalidSpec"
 	ReasonSecretNotFound = "SecretNotFound"
 	ReasonRenderFailed   = "RenderFailed"
 	ReasonWorkerCrashed  = "WorkerCrashLoop"
