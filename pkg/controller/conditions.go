@@ -91,8 +91,12 @@ func markSuspended(s *v1alpha1.GitRepositoryStatus, generation int64, message st
 // already speaks of health: a failure, drift or suspension says more.
 func readyFollowsHealth(s *v1alpha1.GitRepositoryStatus) bool {
 	ready := apimeta.FindStatusCondition(s.Conditions, v1alpha1.ConditionReady)
-	return ready == nil || ready.Status == metav1.ConditionTrue ||
-		ready.Reason == ReasonHealthCheckPending || ready.Reason == ReasonHealthTimeout
+	return ready == nil || ready.Status == metav1.ConditionTrue || healthReason(ready.Reason)
+}
+
+// healthReason: Ready says what a health wait found.
+func healthReason(reason string) bool {
+	return reason == ReasonHealthCheckPending || reason == ReasonHealthTimeout || reason == ReasonRolloutFailed || reason == ReasonRolledBack
 }
 
 // markHealthPending: applied; with spec.wait, Ready waits for Healthy.
@@ -111,7 +115,7 @@ func markHealthPending(s *v1alpha1.GitRepositoryStatus, generation int64, messag
 func markHealthy(s *v1alpha1.GitRepositoryStatus, generation int64, message string) {
 	condition(s, generation, v1alpha1.ConditionHealthy, metav1.ConditionTrue, ReasonHealthy, message)
 	ready := apimeta.FindStatusCondition(s.Conditions, v1alpha1.ConditionReady)
-	if ready == nil || ready.Reason != ReasonHealthCheckPending && ready.Reason != ReasonHealthTimeout {
+	if ready == nil || !healthReason(ready.Reason) {
 		return
 	}
 	condition(s, generation, v1alpha1.ConditionReady, metav1.ConditionTrue, ReasonSucceeded, message)
@@ -119,16 +123,17 @@ func markHealthy(s *v1alpha1.GitRepositoryStatus, generation int64, message stri
 	condition(s, generation, v1alpha1.ConditionStalled, metav1.ConditionFalse, ReasonSucceeded, message)
 }
 
-// markUnhealthy: what was applied did not become healthy in time; kstatus
-// reads Failed until a sync or a later wait says otherwise.
-func markUnhealthy(s *v1alpha1.GitRepositoryStatus, generation int64, message string) {
-	condition(s, generation, v1alpha1.ConditionHealthy, metav1.ConditionFalse, ReasonHealthTimeout, message)
+// markUnhealthy: what was applied did not become healthy in time
+// (HealthTimeout), or its Rollout failed or rolled back (that reason);
+// kstatus reads Failed until a sync or a later wait says otherwise.
+func markUnhealthy(s *v1alpha1.GitRepositoryStatus, generation int64, reason, message string) {
+	condition(s, generation, v1alpha1.ConditionHealthy, metav1.ConditionFalse, reason, message)
 	if !readyFollowsHealth(s) {
 		return
 	}
-	condition(s, generation, v1alpha1.ConditionReady, metav1.ConditionFalse, ReasonHealthTimeout, message)
-	condition(s, generation, v1alpha1.ConditionReconciling, metav1.ConditionFalse, ReasonHealthTimeout, message)
-	condition(s, generation, v1alpha1.ConditionStalled, metav1.ConditionTrue, ReasonHealthTimeout, message)
+	condition(s, generation, v1alpha1.ConditionReady, metav1.ConditionFalse, reason, message)
+	condition(s, generation, v1alpha1.ConditionReconciling, metav1.ConditionFalse, reason, message)
+	condition(s, generation, v1alpha1.ConditionStalled, metav1.ConditionTrue, reason, message)
 }
 
 // markWaiting: nothing is synced until something else is ready (a

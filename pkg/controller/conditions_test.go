@@ -59,10 +59,10 @@ func TestKstatusReadsEveryState(t *testing.T) {
 		}, false, status.CurrentStatus},
 		{"not healthy in time", func(s *v1alpha1.GitRepositoryStatus, g int64) {
 			markSynced(s, g, "applied", nil)
-			markUnhealthy(s, g, "Deployment a/web: InProgress")
+			markUnhealthy(s, g, ReasonHealthTimeout, "Deployment a/web: InProgress")
 		}, false, status.FailedStatus},
 		{"not healthy in time, then a drift re-check", func(s *v1alpha1.GitRepositoryStatus, g int64) {
-			markUnhealthy(s, g, "Deployment a/web: InProgress")
+			markUnhealthy(s, g, ReasonHealthTimeout, "Deployment a/web: InProgress")
 			markSynced(s, g, "applied", nil)
 			healthConditions(s, g, true)
 		}, false, status.FailedStatus},
@@ -73,7 +73,7 @@ func TestKstatusReadsEveryState(t *testing.T) {
 		}, false, status.FailedStatus},
 		{"suspended while a wait ran out", func(s *v1alpha1.GitRepositoryStatus, g int64) {
 			markSuspended(s, g, "suspended")
-			markUnhealthy(s, g, "Deployment a/web: InProgress")
+			markUnhealthy(s, g, ReasonHealthTimeout, "Deployment a/web: InProgress")
 		}, false, status.InProgressStatus},
 		{"spec changed since the last sync", func(s *v1alpha1.GitRepositoryStatus, g int64) { markSynced(s, g-1, "applied", nil) }, true, status.InProgressStatus},
 	} {

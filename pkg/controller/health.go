@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -94,6 +95,11 @@ type healthTarget struct {
 	gvk       schema.GroupVersionKind
 	namespace string
 	name      string
+	// byName: someone else's (spec.healthChecks, spec.rolloutRef), watched
+	// by name rather than by our label.
+	byName bool
+	// rollout: spec.rolloutRef, judged by its phase rather than kstatus.
+	rollout bool
 }
 
 func (t healthTarget) String() string {
@@ -103,23 +109,37 @@ func (t healthTarget) String() string {
 	return t.gvk.Kind + " " + t.namespace + "/" + t.name
 }
 
-// healthTargets are the applied objects and spec.healthChecks, sorted.
-func healthTargets(repo *v1alpha1.GitRepository, applied []apply.Entry) []healthTarget {
+// followedTargets are what a sync's wait follows: with spec.wait the
+// applied objects and spec.healthChecks, and with spec.rolloutRef the
+// Rollout; sorted.
+func followedTargets(repo *v1alpha1.GitRepository, applied []apply.Entry) []healthTarget {
 	var targets []healthTarget
-	for _, e := range applied {
-		targets = append(targets, healthTarget{gvk: schema.GroupVersionKind{Group: e.Group, Version: e.Version, Kind: e.Kind},
-			namespace: e.Namespace, name: e.Name})
-	}
-	for _, c := range repo.Spec.HealthChecks {
-		gv, _ := schema.ParseGroupVersion(c.APIVersion)
-		namespace := c.Namespace
-		if namespace == "" {
-			namespace = targetNamespace(repo)
+	if repo.Spec.Wait {
+		for _, e := range applied {
+			targets = append(targets, healthTarget{gvk: schema.GroupVersionKind{Group: e.Group, Version: e.Version, Kind: e.Kind},
+				namespace: e.Namespace, name: e.Name})
 		}
-		targets = append(targets, healthTarget{gvk: gv.WithKind(c.Kind), namespace: namespace, name: c.Name})
+		for _, c := range repo.Spec.HealthChecks {
+			gv, _ := schema.ParseGroupVersion(c.APIVersion)
+			namespace := c.Namespace
+			if namespace == "" {
+				namespace = targetNamespace(repo)
+			}
+			targets = append(targets, healthTarget{gvk: gv.WithKind(c.Kind), namespace: namespace, name: c.Name, byName: true})
+		}
+	}
+	if ref := repo.Spec.RolloutRef; ref != nil {
+		gv, _ := schema.ParseGroupVersion(ref.APIVersion)
+		targets = append(targets, healthTarget{gvk: gv.WithKind(ref.Kind), namespace: targetNamespace(repo), name: ref.Name,
+			byName: true, rollout: true})
 	}
 	sort.Slice(targets, func(i, j int) bool { return targets[i].String() < targets[j].String() })
 	return targets
+}
+
+// following: a sync that applies is followed by a wait.
+func following(repo *v1alpha1.GitRepository) bool {
+	return repo.Spec.Wait || repo.Spec.RolloutRef != nil
 }
 
 func healthTimeout(repo *v1alpha1.GitRepository) time.Duration {
@@ -136,16 +156,17 @@ func healthTimeout(repo *v1alpha1.GitRepository) time.Duration {
 // Healthy and Ready conditions; the worker goes on at once.
 func (r *Reconciler) startHealthWait(parent context.Context, repo *v1alpha1.GitRepository, commit string, applied []apply.Entry) {
 	key := repo.Namespace + "/" + repo.Name
-	targets := healthTargets(repo, applied)
+	targets := followedTargets(repo, applied)
 	timeout := healthTimeout(repo)
 	r.health.start(parent, key, func(ctx context.Context, current func() bool) {
 		ctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
-		unhealthy := r.waitForHealth(ctx, repo, targets)
+		seen := func(rollout v1alpha1.RolloutStatus) { r.reportRollout(parent, repo, commit, current, rollout) }
+		w := r.waitForHealth(ctx, repo, targets, seen)
 		if parent.Err() != nil || ctx.Err() == context.Canceled {
 			return // a newer sync, a deletion or the end of this term
 		}
-		r.reportHealth(parent, repo, commit, current, len(targets), unhealthy, timeout)
+		r.reportHealth(parent, repo, commit, current, len(targets), w, timeout)
 	})
 }
 
@@ -157,8 +178,12 @@ func (r *Reconciler) recheckHealth(ctx context.Context, repo *v1alpha1.GitReposi
 	// Unknown too: a wait is kept in memory only, and a restart or a new
 	// leader lost it.
 	h := apimeta.FindStatusCondition(repo.Status.Conditions, v1alpha1.ConditionHealthy)
-	if !repo.Spec.Wait || h == nil || h.Status == metav1.ConditionTrue || r.health.active(key) ||
-		repo.Status.Phase != v1alpha1.PhaseSynced {
+	unsettled := repo.Spec.Wait && h != nil && h.Status != metav1.ConditionTrue
+	if rolled := apimeta.FindStatusCondition(repo.Status.Conditions, v1alpha1.ConditionRolledOut); repo.Spec.RolloutRef != nil &&
+		rolled != nil && rolled.Status == metav1.ConditionUnknown {
+		unsettled = true // a lost wait: a Rollout still to follow
+	}
+	if !unsettled || r.health.active(key) || repo.Status.Phase != v1alpha1.PhaseSynced {
 		return
 	}
 	r.startHealthWait(ctx, repo, repo.Status.LastSyncedCommit, fromInventory(repo.Status.Inventory))
@@ -168,23 +193,25 @@ func (r *Reconciler) recheckHealth(ctx context.Context, repo *v1alpha1.GitReposi
 // each is Current by kstatus rules or ctx ends; it returns what is not
 // healthy then, with why. Applied objects are watched per resource and
 // namespace by our label, spec.healthChecks each by name.
-func (r *Reconciler) waitForHealth(ctx context.Context, repo *v1alpha1.GitRepository, targets []healthTarget) []string {
-	applier, err := r.Appliers.For(repo.Namespace, repo.Spec.ServiceAccountName)
-	if err != nil {
-		return []string{"cannot watch: " + err.Error()}
-	}
+func (r *Reconciler) waitForHealth(ctx context.Context, repo *v1alpha1.GitRepository, targets []healthTarget,
+	seen func(v1alpha1.RolloutStatus)) *healthWatch {
 	w := &healthWatch{changed: make(chan struct{}, 1), scopeOf: map[healthTarget]watchScope{}, keyOf: map[healthTarget]string{},
 		stores: map[watchScope]cache.Store{}, errors: map[watchScope]string{}}
-	owner := labels.Set{apply.LabelName: repo.Name, apply.LabelNamespace: repo.Namespace}.String()
-	checks := map[healthTarget]bool{}
-	for _, c := range healthTargets(repo, nil) {
-		checks[c] = true
+	applier, err := r.Appliers.For(repo.Namespace, repo.Spec.ServiceAccountName)
+	if err != nil {
+		w.missing = []string{"cannot watch: " + err.Error()}
+		return w
 	}
+	owner := labels.Set{apply.LabelName: repo.Name, apply.LabelNamespace: repo.Namespace}.String()
 	mappings := map[healthTarget]*apimeta.RESTMapping{}
 	namespacesOf := map[schema.GroupVersionResource]map[string]bool{}
 	for _, t := range targets {
 		mapping, err := applier.Mapper.RESTMapping(t.gvk.GroupKind(), t.gvk.Version)
 		if err != nil {
+			if t.rollout {
+				w.rolloutMissing(t, "its kind is not served (is the Rollout CRD installed?)")
+				continue
+			}
 			w.missing = append(w.missing, fmt.Sprintf("%s: unknown kind: %v", t, err))
 			continue
 		}
@@ -205,7 +232,7 @@ func (r *Reconciler) waitForHealth(ctx context.Context, repo *v1alpha1.GitReposi
 		if mapping.Scope.Name() == apimeta.RESTScopeNameRoot || len(namespacesOf[mapping.Resource]) > maxWatchedNamespaces {
 			scope.namespace = ""
 		}
-		if checks[t] {
+		if t.byName {
 			scope.name = t.name // someone else's: watched by name, not by our label
 		}
 		w.scopeOf[t] = scope
@@ -237,9 +264,14 @@ func (r *Reconciler) waitForHealth(ctx context.Context, repo *v1alpha1.GitReposi
 	}
 	cache.WaitForCacheSync(ctx.Done(), synced...)
 	for {
-		unhealthy := w.unhealthy(targets)
-		if len(unhealthy) == 0 || ctx.Err() != nil {
-			return unhealthy
+		w.unhealthyNow = w.unhealthy(targets)
+		if w.rollout != nil && !apiequality.Semantic.DeepEqual(w.rollout, w.rolloutShown) {
+			shown := *w.rollout
+			w.rolloutShown = &shown
+			seen(shown)
+		}
+		if len(w.unhealthyNow) == 0 || w.rolloutEnded() || ctx.Err() != nil {
+			return w
 		}
 		select {
 		case <-ctx.Done():
@@ -293,6 +325,13 @@ type healthWatch struct {
 	missing []string // targets that could not be watched at all
 	mu      sync.Mutex
 	errors  map[watchScope]string // the last list or watch error of each
+	// unhealthyNow says, when the wait ended, what was not healthy and why.
+	unhealthyNow []string
+	// rollout is what was last seen of spec.rolloutRef's Rollout, its
+	// verdict, and what the status shows of it.
+	rollout      *v1alpha1.RolloutStatus
+	verdict      rolloutVerdict
+	rolloutShown *v1alpha1.RolloutStatus
 }
 
 func (w *healthWatch) notify() {
@@ -329,14 +368,21 @@ func (w *healthWatch) judge(scope watchScope, t healthTarget) string {
 		w.mu.Lock()
 		watchErr := w.errors[scope]
 		w.mu.Unlock()
+		why := "not found"
 		if watchErr != "" {
-			return fmt.Sprintf("%s: cannot watch: %s", t, watchErr)
+			why = "cannot watch: " + watchErr
 		}
-		return fmt.Sprintf("%s: not found", t)
+		if t.rollout {
+			return w.rolloutMissing(t, why)
+		}
+		return fmt.Sprintf("%s: %s", t, why)
 	}
 	u, ok := obj.(*unstructured.Unstructured)
 	if !ok {
 		return ""
+	}
+	if t.rollout {
+		return w.judgeRollout(t, u)
 	}
 	result, err := status.Compute(u)
 	if err != nil {
@@ -351,25 +397,35 @@ func (w *healthWatch) judge(scope watchScope, t healthTarget) string {
 // reportHealth writes the wait's outcome, unless a newer commit was synced
 // meanwhile.
 func (r *Reconciler) reportHealth(ctx context.Context, repo *v1alpha1.GitRepository, commit string, current func() bool,
-	waited int, unhealthy []string, timeout time.Duration) {
+	waited int, w *healthWatch, timeout time.Duration) {
 	ctx, cancel := context.WithTimeout(ctx, statusWriteTimeout)
 	defer cancel()
+	unhealthy := w.unhealthyNow
 	err := r.writeStatus(ctx, repo, func(s *v1alpha1.GitRepositoryStatus, generation int64) {
 		if !current() || s.LastSyncedCommit != commit || s.ObservedGeneration != generation || s.Phase != v1alpha1.PhaseSynced {
 			return
 		}
-		if len(unhealthy) == 0 {
-			markHealthy(s, generation, fmt.Sprintf("%d objects of commit %s are healthy", waited, short(commit)))
-			return
+		if repo.Spec.RolloutRef != nil {
+			s.Rollout = w.rollout
+			markRolledOut(s, generation, w.verdict.outcome(timeout))
 		}
-		markUnhealthy(s, generation, fmt.Sprintf("after %s, %d of %d objects of commit %s are not healthy: %s",
-			timeout, len(unhealthy), waited, short(commit), strings.Join(capList(unhealthy, 10), "; ")))
+		switch {
+		case !repo.Spec.Wait:
+		case len(unhealthy) == 0:
+			markHealthy(s, generation, fmt.Sprintf("%d objects of commit %s are healthy", waited, short(commit)))
+		case w.rolloutEnded():
+			markUnhealthy(s, generation, w.verdict.reason, fmt.Sprintf("%d of %d objects of commit %s are not healthy: %s",
+				len(unhealthy), waited, short(commit), strings.Join(capList(unhealthy, 10), "; ")))
+		default:
+			markUnhealthy(s, generation, ReasonHealthTimeout, fmt.Sprintf("after %s, %d of %d objects of commit %s are not healthy: %s",
+				timeout, len(unhealthy), waited, short(commit), strings.Join(capList(unhealthy, 10), "; ")))
+		}
 	})
 	if err != nil {
 		klog.FromContext(ctx).Error(err, "Writing status")
 		return
 	}
-	if len(unhealthy) > 0 {
+	if len(unhealthy) > 0 && repo.Spec.Wait {
 		r.Recorder.Event(repo, "Warning", ReasonHealthTimeout, brief(strings.Join(unhealthy, "; ")))
 	}
 }
@@ -406,6 +462,6 @@ func healthConditions(s *v1alpha1.GitRepositoryStatus, generation int64, wait bo
 	case metav1.ConditionUnknown:
 		markHealthPending(s, generation, h.Message)
 	case metav1.ConditionFalse:
-		markUnhealthy(s, generation, h.Message)
+		markUnhealthy(s, generation, h.Reason, h.Message)
 	}
 }

@@ -282,7 +282,7 @@ func (r *Reconciler) syncOnce(ctx context.Context, repo *v1alpha1.GitRepository)
 	if !r.report(ctx, repo, pending, push, out, start) {
 		return false
 	}
-	if repo.Spec.Wait {
+	if following(repo) {
 		// Held objects are not git's to vouch for.
 		applied := slices.DeleteFunc(slices.Clone(out.result.Inventory), func(e apply.Entry) bool { return slices.Contains(out.result.Held, e) })
 		r.startHealthWait(workerCtx, repo, out.commit, applied)
@@ -642,6 +642,7 @@ func (r *Reconciler) report(ctx context.Context, repo *v1alpha1.GitRepository, p
 				healthTimeout(repo), len(result.Inventory)+len(repo.Spec.HealthChecks), short(commit)))
 		}
 		healthConditions(s, generation, repo.Spec.Wait)
+		rolloutConditions(s, generation, repo.Spec.RolloutRef, true)
 		answer(s, pending, v1alpha1.PhaseSynced, commit, message, counts, time.Since(start))
 	})
 	if err != nil {

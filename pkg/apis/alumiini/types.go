@@ -114,6 +114,7 @@ const (
 	ConditionReconciling = "Reconciling"
 	ConditionStalled     = "Stalled"
 	ConditionHealthy     = "Healthy"
+	ConditionRolledOut   = "RolledOut"
 )
 
 // GitRepositoryStatus is what the controller observed and did.
@@ -131,6 +132,16 @@ type GitRepositoryStatus struct {
 	LastSyncRequest     *SyncRequestRecord
 	LastPush            *PushRecord
 	Drift               *DriftStatus
+	Rollout             *RolloutStatus
+}
+
+// RolloutStatus is what alumiini last saw of the Rollout of spec.rolloutRef.
+type RolloutStatus struct {
+	Phase      string
+	Step       *int32
+	Weight     *int32
+	Message    string
+	ObservedAt metav1.Time
 }
 
 // PushRecord is a push webhook as received.

@@ -62,6 +62,8 @@ func ForKind(kind schema.GroupVersionKind) interface{} {
 		return &alumiiniv1alpha1.PushRecordApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("RolloutReference"):
 		return &alumiiniv1alpha1.RolloutReferenceApplyConfiguration{}
+	case v1alpha1.SchemeGroupVersion.WithKind("RolloutStatus"):
+		return &alumiiniv1alpha1.RolloutStatusApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("SyncRequestRecord"):
 		return &alumiiniv1alpha1.SyncRequestRecordApplyConfiguration{}
 	case v1alpha1.SchemeGroupVersion.WithKind("SyncResult"):

@@ -52,6 +52,7 @@ func GetOpenAPIDefinitions(ref common.ReferenceCallback) map[string]common.OpenA
 		v1alpha1.ObjectCounts{}.OpenAPIModelName():                   schema_pkg_apis_alumiini_v1alpha1_ObjectCounts(ref),
 		v1alpha1.PushRecord{}.OpenAPIModelName():                     schema_pkg_apis_alumiini_v1alpha1_PushRecord(ref),
 		v1alpha1.RolloutReference{}.OpenAPIModelName():               schema_pkg_apis_alumiini_v1alpha1_RolloutReference(ref),
+		v1alpha1.RolloutStatus{}.OpenAPIModelName():                  schema_pkg_apis_alumiini_v1alpha1_RolloutStatus(ref),
 		v1alpha1.SyncRequestRecord{}.OpenAPIModelName():              schema_pkg_apis_alumiini_v1alpha1_SyncRequestRecord(ref),
 		v1alpha1.SyncResult{}.OpenAPIModelName():                     schema_pkg_apis_alumiini_v1alpha1_SyncResult(ref),
 		v1alpha1.WebhookSpec{}.OpenAPIModelName():                    schema_pkg_apis_alumiini_v1alpha1_WebhookSpec(ref),
@@ -578,7 +579,7 @@ func schema_pkg_apis_alumiini_v1alpha1_GitRepositorySpec(ref common.ReferenceCal
 					},
 					"rolloutRef": {
 						SchemaProps: spec.SchemaProps{
-							Description: "RolloutRef names the progressive-delivery object a newly applied revision is to be handed to. Validated and stored, but not acted on yet: this release applies the revision directly.",
+							Description: "RolloutRef names the Rollout, in the target namespace, that rolls a newly applied revision out gradually: KULTA's (kulta.io, the default) or Argo Rollouts' (argoproj.io). After each sync that applies, alumiini follows it through a watch, with the GitRepository's identity, and reports it in status.rollout and the RolledOut condition: True when it completes, False when it fails or rolls back, or is still paused or progressing past healthTimeout. With wait, Ready waits for RolledOut.",
 							Ref:         ref(v1alpha1.RolloutReference{}.OpenAPIModelName()),
 						},
 					},
@@ -765,11 +766,17 @@ func schema_pkg_apis_alumiini_v1alpha1_GitRepositoryStatus(ref common.ReferenceC
 							Ref:         ref(v1alpha1.DriftStatus{}.OpenAPIModelName()),
 						},
 					},
+					"rollout": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Rollout is what alumiini last saw of the Rollout of spec.rolloutRef.",
+							Ref:         ref(v1alpha1.RolloutStatus{}.OpenAPIModelName()),
+						},
+					},
 				},
 			},
 		},
 		Dependencies: []string{
-			v1alpha1.DriftStatus{}.OpenAPIModelName(), v1alpha1.Inventory{}.OpenAPIModelName(), v1alpha1.ObjectCounts{}.OpenAPIModelName(), v1alpha1.PushRecord{}.OpenAPIModelName(), v1alpha1.SyncRequestRecord{}.OpenAPIModelName(), v1.Condition{}.OpenAPIModelName(), v1.Time{}.OpenAPIModelName()},
+			v1alpha1.DriftStatus{}.OpenAPIModelName(), v1alpha1.Inventory{}.OpenAPIModelName(), v1alpha1.ObjectCounts{}.OpenAPIModelName(), v1alpha1.PushRecord{}.OpenAPIModelName(), v1alpha1.RolloutStatus{}.OpenAPIModelName(), v1alpha1.SyncRequestRecord{}.OpenAPIModelName(), v1.Condition{}.OpenAPIModelName(), v1.Time{}.OpenAPIModelName()},
 	}
 }
 
@@ -1179,37 +1186,85 @@ func schema_pkg_apis_alumiini_v1alpha1_RolloutReference(ref common.ReferenceCall
 	return common.OpenAPIDefinition{
 		Schema: spec.Schema{
 			SchemaProps: spec.SchemaProps{
-				Description: "RolloutReference names the progressive-delivery object a new revision is handed to.",
+				Description: "RolloutReference names the Rollout a new revision is handed to.",
 				Type:        []string{"object"},
 				Properties: map[string]spec.Schema{
 					"apiVersion": {
 						SchemaProps: spec.SchemaProps{
-							Description: "APIVersion of the referent, e.g. argoproj.io/v1alpha1.",
-							Default:     "",
+							Description: "APIVersion of the Rollout: kulta.io/v1alpha1 (the default), kulta.io/v1beta1 or argoproj.io/v1alpha1.",
 							Type:        []string{"string"},
 							Format:      "",
 						},
 					},
 					"kind": {
 						SchemaProps: spec.SchemaProps{
-							Description: "Kind of the referent, e.g. Rollout.",
-							Default:     "",
+							Description: "Kind of the Rollout: Rollout (the default).",
 							Type:        []string{"string"},
 							Format:      "",
 						},
 					},
 					"name": {
 						SchemaProps: spec.SchemaProps{
-							Description: "Name of the referent, in the target namespace.",
+							Description: "Name of the Rollout, in the target namespace.",
 							Default:     "",
 							Type:        []string{"string"},
 							Format:      "",
 						},
 					},
 				},
-				Required: []string{"apiVersion", "kind", "name"},
+				Required: []string{"name"},
 			},
 		},
+	}
+}
+
+func schema_pkg_apis_alumiini_v1alpha1_RolloutStatus(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "RolloutStatus is what alumiini last saw of the Rollout of spec.rolloutRef.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"phase": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Phase of the Rollout: Initializing, Progressing, Paused, Completed or Failed (an Argo Rollout's Healthy reads Completed, Degraded Failed).",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"step": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Step is the canary step the Rollout is at (KULTA's currentStepIndex).",
+							Type:        []string{"integer"},
+							Format:      "int32",
+						},
+					},
+					"weight": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Weight is the share of traffic on the new revision, in percent.",
+							Type:        []string{"integer"},
+							Format:      "int32",
+						},
+					},
+					"message": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Message is the Rollout's own, or why alumiini cannot follow it.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"observedAt": {
+						SchemaProps: spec.SchemaProps{
+							Description: "ObservedAt is when alumiini saw this.",
+							Ref:         ref(v1.Time{}.OpenAPIModelName()),
+						},
+					},
+				},
+				Required: []string{"observedAt"},
+			},
+		},
+		Dependencies: []string{
+			v1.Time{}.OpenAPIModelName()},
 	}
 }
 

@@ -32,6 +32,19 @@ var Funcs = func(codecs runtimeserializer.CodecFactory) []interface{} {
 			if s.Drift != nil && s.Drift.Mode == "" {
 				s.Drift.Mode = alumiini.DriftCorrect
 			}
+			if s.RolloutRef != nil && s.RolloutRef.APIVersion == "" {
+				s.RolloutRef.APIVersion = "kulta.io/v1alpha1"
+			}
+			if s.RolloutRef != nil && s.RolloutRef.Kind == "" {
+				s.RolloutRef.Kind = "Rollout"
+			}
+			// Empty lists are left out of JSON, and read back as nil.
+			if len(s.HealthChecks) == 0 {
+				s.HealthChecks = nil
+			}
+			if len(s.DependsOn) == 0 {
+				s.DependsOn = nil
+			}
 		},
 		func(s *alumiini.GitRepositorySyncRequestSpec, c randfill.Continue) {
 			c.FillNoCustom(s)

@@ -9,6 +9,9 @@ const (
 	DefaultBranch   = "main"
 	DefaultInterval = "5m"
 	DefaultTimeout  = "1m"
+	// DefaultRolloutAPIVersion is KULTA's: spec.rolloutRef: {name: ...}
+	// names a KULTA Rollout.
+	DefaultRolloutAPIVersion = "kulta.io/v1alpha1"
 	// DefaultSyncWaitSeconds is how long a sync request with wait: true blocks
 	// when it names no timeoutSeconds.
 	DefaultSyncWaitSeconds int32 = 20
@@ -36,6 +39,14 @@ func SetDefaults_GitRepositorySpec(obj *GitRepositorySpec) {
 	}
 	if obj.Drift != nil && obj.Drift.Mode == "" {
 		obj.Drift.Mode = DriftCorrect
+	}
+	if obj.RolloutRef != nil {
+		if obj.RolloutRef.APIVersion == "" {
+			obj.RolloutRef.APIVersion = DefaultRolloutAPIVersion
+		}
+		if obj.RolloutRef.Kind == "" {
+			obj.RolloutRef.Kind = "Rollout"
+		}
 	}
 }
 

@@ -84,9 +84,13 @@ type GitRepositorySpec struct {
 	// --default-service-account.
 	// +optional
 	ServiceAccountName string `json:"serviceAccountName,omitempty"`
-	// RolloutRef names the progressive-delivery object a newly applied revision
-	// is to be handed to. Validated and stored, but not acted on yet: this
-	// release applies the revision directly.
+	// RolloutRef names the Rollout, in the target namespace, that rolls a newly
+	// applied revision out gradually: KULTA's (kulta.io, the default) or Argo
+	// Rollouts' (argoproj.io). After each sync that applies, alumiini follows
+	// it through a watch, with the GitRepository's identity, and reports it in
+	// status.rollout and the RolledOut condition: True when it completes,
+	// False when it fails or rolls back, or is still paused or progressing
+	// past healthTimeout. With wait, Ready waits for RolledOut.
 	// +optional
 	RolloutRef *RolloutReference `json:"rolloutRef,omitempty"`
 	// Adopt lets this GitRepository take over objects that already exist and
@@ -235,14 +239,36 @@ type LocalObjectReference struct {
 	Name string `json:"name"`
 }
 
-// RolloutReference names the progressive-delivery object a new revision is handed to.
+// RolloutReference names the Rollout a new revision is handed to.
 type RolloutReference struct {
-	// APIVersion of the referent, e.g. argoproj.io/v1alpha1.
-	APIVersion string `json:"apiVersion"`
-	// Kind of the referent, e.g. Rollout.
-	Kind string `json:"kind"`
-	// Name of the referent, in the target namespace.
+	// APIVersion of the Rollout: kulta.io/v1alpha1 (the default),
+	// kulta.io/v1beta1 or argoproj.io/v1alpha1.
+	// +optional
+	APIVersion string `json:"apiVersion,omitempty"`
+	// Kind of the Rollout: Rollout (the default).
+	// +optional
+	Kind string `json:"kind,omitempty"`
+	// Name of the Rollout, in the target namespace.
 	Name string `json:"name"`
+}
+
+// RolloutStatus is what alumiini last saw of the Rollout of spec.rolloutRef.
+type RolloutStatus struct {
+	// Phase of the Rollout: Initializing, Progressing, Paused, Completed or
+	// Failed (an Argo Rollout's Healthy reads Completed, Degraded Failed).
+	// +optional
+	Phase string `json:"phase,omitempty"`
+	// Step is the canary step the Rollout is at (KULTA's currentStepIndex).
+	// +optional
+	Step *int32 `json:"step,omitempty"`
+	// Weight is the share of traffic on the new revision, in percent.
+	// +optional
+	Weight *int32 `json:"weight,omitempty"`
+	// Message is the Rollout's own, or why alumiini cannot follow it.
+	// +optional
+	Message string `json:"message,omitempty"`
+	// ObservedAt is when alumiini saw this.
+	ObservedAt metav1.Time `json:"observedAt"`
 }
 
 // GitRepositoryPhase is a one-word summary of where a GitRepository stands.
@@ -265,6 +291,9 @@ const (
 	// ConditionHealthy, with spec.wait, says whether what the last sync
 	// applied (and spec.healthChecks) is healthy by kstatus rules.
 	ConditionHealthy = "Healthy"
+	// ConditionRolledOut, with spec.rolloutRef, says whether the Rollout
+	// completed for the last sync's revision.
+	ConditionRolledOut = "RolledOut"
 )
 
 // GitRepositoryStatus is what the controller observed and did.
@@ -316,6 +345,9 @@ type GitRepositoryStatus struct {
 	// Drift summarizes changes made to the applied objects by others.
 	// +optional
 	Drift *DriftStatus `json:"drift,omitempty"`
+	// Rollout is what alumiini last saw of the Rollout of spec.rolloutRef.
+	// +optional
+	Rollout *RolloutStatus `json:"rollout,omitempty"`
 }
 
 // PushRecord is a push webhook as received.

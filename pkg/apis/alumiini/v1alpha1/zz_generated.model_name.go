@@ -117,6 +117,11 @@ func (in RolloutReference) OpenAPIModelName() string {
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
+func (in RolloutStatus) OpenAPIModelName() string {
+	return "com.github.falsesystems.alumiini.pkg.apis.alumiini.v1alpha1.RolloutStatus"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
 func (in SyncRequestRecord) OpenAPIModelName() string {
 	return "com.github.falsesystems.alumiini.pkg.apis.alumiini.v1alpha1.SyncRequestRecord"
 }

@@ -493,17 +493,16 @@ func validateObjectName(name string, fldPath *field.Path) field.ErrorList {
 	return allErrs
 }
 
+// RolloutAPIVersions are the Rollouts alumiini can follow.
+var RolloutAPIVersions = []string{"kulta.io/v1alpha1", "kulta.io/v1beta1", "argoproj.io/v1alpha1"}
+
 func validateRolloutRef(ref *alumiini.RolloutReference, fldPath *field.Path) field.ErrorList {
 	var allErrs field.ErrorList
-	if ref.APIVersion == "" {
-		allErrs = append(allErrs, field.Required(fldPath.Child("apiVersion"), "e.g. argoproj.io/v1alpha1"))
-	} else if _, err := schema.ParseGroupVersion(ref.APIVersion); err != nil {
-		allErrs = append(allErrs, field.Invalid(fldPath.Child("apiVersion"), ref.APIVersion, "must be group/version or version"))
+	if !slices.Contains(RolloutAPIVersions, ref.APIVersion) {
+		allErrs = append(allErrs, field.NotSupported(fldPath.Child("apiVersion"), ref.APIVersion, RolloutAPIVersions))
 	}
-	if ref.Kind == "" {
-		allErrs = append(allErrs, field.Required(fldPath.Child("kind"), "e.g. Rollout"))
-	} else if !kindPattern.MatchString(ref.Kind) {
-		allErrs = append(allErrs, field.Invalid(fldPath.Child("kind"), ref.Kind, "must be a kind name such as Rollout"))
+	if ref.Kind != "Rollout" {
+		allErrs = append(allErrs, field.NotSupported(fldPath.Child("kind"), ref.Kind, []string{"Rollout"}))
 	}
 	allErrs = append(allErrs, validateObjectName(ref.Name, fldPath.Child("name"))...)
 	return allErrs

@@ -134,12 +134,12 @@ func TestValidateGitRepository(t *testing.T) {
 		{name: "rolloutRef", mutate: func(r *alumiini.GitRepository) {
 			r.Spec.RolloutRef = &alumiini.RolloutReference{APIVersion: "argoproj.io/v1alpha1", Kind: "Rollout", Name: "web"}
 		}},
-		{name: "rolloutRef without kind", mutate: func(r *alumiini.GitRepository) {
-			r.Spec.RolloutRef = &alumiini.RolloutReference{APIVersion: "argoproj.io/v1alpha1", Name: "web"}
-		}, field: "spec.rolloutRef.kind", errType: field.ErrorTypeRequired},
-		{name: "rolloutRef bad apiVersion", mutate: func(r *alumiini.GitRepository) {
-			r.Spec.RolloutRef = &alumiini.RolloutReference{APIVersion: "a/b/c", Kind: "Rollout", Name: "web"}
-		}, field: "spec.rolloutRef.apiVersion", errType: field.ErrorTypeInvalid},
+		{name: "rolloutRef of another kind", mutate: func(r *alumiini.GitRepository) {
+			r.Spec.RolloutRef = &alumiini.RolloutReference{APIVersion: "kulta.io/v1alpha1", Kind: "Deployment", Name: "web"}
+		}, field: "spec.rolloutRef.kind", errType: field.ErrorTypeNotSupported},
+		{name: "rolloutRef of an unknown project", mutate: func(r *alumiini.GitRepository) {
+			r.Spec.RolloutRef = &alumiini.RolloutReference{APIVersion: "example.com/v1", Kind: "Rollout", Name: "web"}
+		}, field: "spec.rolloutRef.apiVersion", errType: field.ErrorTypeNotSupported},
 
 		{name: "name too long for a label", mutate: func(r *alumiini.GitRepository) { r.Name = strings.Repeat("a", 64) }, field: "metadata.name", errType: field.ErrorTypeInvalid},
 		{name: "name with dot", mutate: func(r *alumiini.GitRepository) { r.Name = "a.b" }, field: "metadata.name", errType: field.ErrorTypeInvalid},

@@ -275,6 +275,9 @@ var schemaYAML = typed.YAMLObject(`types:
     - name: phase
       type:
         scalar: string
+    - name: rollout
+      type:
+        namedType: com.github.falsesystems.alumiini.pkg.apis.alumiini.v1alpha1.RolloutStatus
 - name: com.github.falsesystems.alumiini.pkg.apis.alumiini.v1alpha1.HealthCheckReference
   map:
     fields:
@@ -370,15 +373,31 @@ var schemaYAML = typed.YAMLObject(`types:
     - name: apiVersion
       type:
         scalar: string
-      default: ""
     - name: kind
       type:
         scalar: string
-      default: ""
     - name: name
       type:
         scalar: string
       default: ""
+- name: com.github.falsesystems.alumiini.pkg.apis.alumiini.v1alpha1.RolloutStatus
+  map:
+    fields:
+    - name: message
+      type:
+        scalar: string
+    - name: observedAt
+      type:
+        namedType: io.k8s.apimachinery.pkg.apis.meta.v1.Time
+    - name: phase
+      type:
+        scalar: string
+    - name: step
+      type:
+        scalar: numeric
+    - name: weight
+      type:
+        scalar: numeric
 - name: com.github.falsesystems.alumiini.pkg.apis.alumiini.v1alpha1.SyncRequestRecord
   map:
     fields:

@@ -70,9 +70,13 @@ type GitRepositorySpecApplyConfiguration struct {
 	// ClusterRole alumiini:controller-identity), unless the server sets
 	// --default-service-account.
 	ServiceAccountName *string `json:"serviceAccountName,omitempty"`
-	// RolloutRef names the progressive-delivery object a newly applied revision
-	// is to be handed to. Validated and stored, but not acted on yet: this
-	// release applies the revision directly.
+	// RolloutRef names the Rollout, in the target namespace, that rolls a newly
+	// applied revision out gradually: KULTA's (kulta.io, the default) or Argo
+	// Rollouts' (argoproj.io). After each sync that applies, alumiini follows
+	// it through a watch, with the GitRepository's identity, and reports it in
+	// status.rollout and the RolledOut condition: True when it completes,
+	// False when it fails or rolls back, or is still paused or progressing
+	// past healthTimeout. With wait, Ready waits for RolledOut.
 	RolloutRef *RolloutReferenceApplyConfiguration `json:"rolloutRef,omitempty"`
 	// Adopt lets this GitRepository take over objects that already exist and
 	// that no GitRepository manages; without it such an object fails the

@@ -61,6 +61,8 @@ type GitRepositoryStatusApplyConfiguration struct {
 	LastPush *PushRecordApplyConfiguration `json:"lastPush,omitempty"`
 	// Drift summarizes changes made to the applied objects by others.
 	Drift *DriftStatusApplyConfiguration `json:"drift,omitempty"`
+	// Rollout is what alumiini last saw of the Rollout of spec.rolloutRef.
+	Rollout *RolloutStatusApplyConfiguration `json:"rollout,omitempty"`
 }
 
 // GitRepositoryStatusApplyConfiguration constructs a declarative configuration of the GitRepositoryStatus type for use with
@@ -175,5 +177,13 @@ func (b *GitRepositoryStatusApplyConfiguration) WithLastPush(value *PushRecordAp
 // If called multiple times, the Drift field is set to the value of the last call.
 func (b *GitRepositoryStatusApplyConfiguration) WithDrift(value *DriftStatusApplyConfiguration) *GitRepositoryStatusApplyConfiguration {
 	b.Drift = value
+	return b
+}
+
+// WithRollout sets the Rollout field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the Rollout field is set to the value of the last call.
+func (b *GitRepositoryStatusApplyConfiguration) WithRollout(value *RolloutStatusApplyConfiguration) *GitRepositoryStatusApplyConfiguration {
+	b.Rollout = value
 	return b
 }

@@ -21,13 +21,14 @@ package v1alpha1
 // RolloutReferenceApplyConfiguration represents a declarative configuration of the RolloutReference type for use
 // with apply.
 //
-// RolloutReference names the progressive-delivery object a new revision is handed to.
+// RolloutReference names the Rollout a new revision is handed to.
 type RolloutReferenceApplyConfiguration struct {
-	// APIVersion of the referent, e.g. argoproj.io/v1alpha1.
+	// APIVersion of the Rollout: kulta.io/v1alpha1 (the default),
+	// kulta.io/v1beta1 or argoproj.io/v1alpha1.
 	APIVersion *string `json:"apiVersion,omitempty"`
-	// Kind of the referent, e.g. Rollout.
+	// Kind of the Rollout: Rollout (the default).
 	Kind *string `json:"kind,omitempty"`
-	// Name of the referent, in the target namespace.
+	// Name of the Rollout, in the target namespace.
 	Name *string `json:"name,omitempty"`
 }
 

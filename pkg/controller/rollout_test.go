@@ -1,0 +1,49 @@
+package controller
+
+import (
+	"testing"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+)
+
+// TestRolloutVerdicts: KULTA's phases and decisions, and Argo's phases read
+// as KULTA's, make the RolledOut condition's reasons.
+func TestRolloutVerdicts(t *testing.T) {
+	kulta := healthTarget{gvk: schema.GroupVersionKind{Group: "kulta.io", Version: "v1alpha1", Kind: "Rollout"}, name: "web", rollout: true}
+	argo := healthTarget{gvk: schema.GroupVersionKind{Group: "argoproj.io", Version: "v1alpha1", Kind: "Rollout"}, name: "web", rollout: true}
+	for _, c := range []struct {
+		name   string
+		target healthTarget
+		status map[string]any
+		gen    int64
+		reason string // "" while progressing
+		ended  bool
+	}{
+		{"progressing", kulta, map[string]any{"phase": "Progressing", "currentStepIndex": int64(1), "currentWeight": int64(20)}, 1, "", false},
+		{"completed", kulta, map[string]any{"phase": "Completed"}, 1, ReasonRolledOut, true},
+		{"completed, an older spec", kulta, map[string]any{"phase": "Completed", "observedGeneration": int64(1)}, 2, "", false},
+		{"failed", kulta, map[string]any{"phase": "Failed", "message": "analysis failed"}, 1, ReasonRolloutFailed, true},
+		{"rolled back", kulta, map[string]any{"phase": "Failed", "decisions": []any{
+			map[string]any{"action": "Promotion"}, map[string]any{"action": "Rollback", "reason": "error rate"}}}, 1, ReasonRolledBack, true},
+		{"argo healthy", argo, map[string]any{"phase": "Healthy"}, 1, ReasonRolledOut, true},
+		{"argo degraded", argo, map[string]any{"phase": "Degraded"}, 1, ReasonRolloutFailed, true},
+		{"argo paused", argo, map[string]any{"phase": "Paused"}, 1, "", false},
+	} {
+		u := &unstructured.Unstructured{Object: map[string]any{"status": c.status}}
+		u.SetGeneration(c.gen)
+		w := &healthWatch{}
+		why := w.judgeRollout(c.target, u)
+		if w.verdict.reason != c.reason || w.verdict.ended() != c.ended || (why == "") != (c.reason == ReasonRolledOut) {
+			t.Errorf("%s: verdict %+v (%q), want reason %q", c.name, w.verdict, why, c.reason)
+		}
+	}
+	w := &healthWatch{}
+	w.judgeRollout(kulta, &unstructured.Unstructured{Object: map[string]any{"status": map[string]any{"phase": "Paused"}}})
+	if got := w.verdict.outcome(0); got.reason != ReasonRolloutPaused {
+		t.Errorf("paused past the timeout: %+v", got)
+	}
+	if s := w.rollout; s == nil || s.Phase != "Paused" {
+		t.Errorf("the status does not show the phase: %+v", s)
+	}
+}
