@@ -28,6 +28,7 @@ import (
 
 	"github.com/falsesystems/alumiini/pkg/apis/alumiini/v1alpha1"
 	"github.com/falsesystems/alumiini/pkg/apply"
+	"github.com/falsesystems/alumiini/pkg/cdevents"
 	"github.com/falsesystems/alumiini/pkg/drift"
 	clientset "github.com/falsesystems/alumiini/pkg/generated/clientset/versioned"
 	generatedscheme "github.com/falsesystems/alumiini/pkg/generated/clientset/versioned/scheme"
@@ -64,6 +65,8 @@ type Config struct {
 	// URLKey folds a repository URL to the key pushes are matched by
 	// (webhook.MatchKey); nil leaves GitRepositories unindexed.
 	URLKey func(url string) string
+	// Events, if set, is where CDEvents go; the controller runs its sender.
+	Events *cdevents.Sink
 	// Elect runs lead while this process holds the controller's leadership
 	// and returns when ctx ends, or with lead's error; lead returns after its
 	// workers have stopped. Nil: this process always leads.
@@ -153,6 +156,9 @@ func New(cfg Config) (*Controller, error) {
 		MaxObjects: cfg.MaxObjects,
 		Kustomize:  cfg.Kustomize,
 	}
+	if cfg.Events != nil {
+		c.reconciler.Events = cfg.Events
+	}
 	if c.reconciler.Render == nil {
 		c.reconciler.Render = manifest.Render
 	}
@@ -172,8 +178,10 @@ func perNamespace(cfg Config) int {
 func (c *Controller) Run(ctx context.Context) error {
 	defer c.broadcast.Shutdown()
 	defer c.factory.Shutdown()
-	var handingOver sync.WaitGroup
+	var handingOver sync.WaitGroup // hand-overs and the CDEvents sender
 	defer handingOver.Wait()
+	ctx, cancel := context.WithCancel(ctx) // ends them when Run returns early
+	defer cancel()
 	defer c.handOver.ShutDown()
 	informer := c.factory.Alumiini().V1alpha1().GitRepositories().Informer()
 	c.factory.Start(ctx.Done())
@@ -182,6 +190,9 @@ func (c *Controller) Run(ctx context.Context) error {
 	}
 	for range handOverWorkers {
 		handingOver.Go(func() { c.handOverPushes(ctx) })
+	}
+	if c.config.Events != nil {
+		handingOver.Go(func() { c.config.Events.Run(ctx) })
 	}
 	var err error
 	if c.config.Elect == nil {

@@ -66,21 +66,25 @@ func readyForDependents(dep *v1alpha1.GitRepository) (bool, string) {
 // blockedByDependencies says why repo may not sync yet (a reason and a
 // message), or "" when every dependency is Ready.
 func (r *Reconciler) blockedByDependencies(repo *v1alpha1.GitRepository) (string, string) {
-	if len(repo.Spec.DependsOn) == 0 {
-		return "", ""
-	}
-	if cycle := r.dependencyCycle(repo); cycle != "" {
-		return ReasonDependencyCycle, "spec.dependsOn forms a cycle: " + cycle + "; nothing is synced until it is broken"
-	}
 	for _, key := range dependencyKeys(repo) {
 		namespace, name, _ := strings.Cut(key, "/")
 		dep, err := r.Lister.GitRepositories(namespace).Get(name)
-		if err != nil {
-			return ReasonDependencyNotReady, fmt.Sprintf("waiting for dependency %s: it does not exist", key)
+		why := "it does not exist"
+		if err == nil {
+			var ok bool
+			if ok, why = readyForDependents(dep); ok {
+				continue
+			}
 		}
-		if ok, why := readyForDependents(dep); !ok {
-			return ReasonDependencyNotReady, fmt.Sprintf("waiting for dependency %s: %s", key, why)
+		// Only then can there be a cycle: every member waits for another.
+		if cycle := r.dependencyCycle(repo); cycle != "" {
+			return ReasonDependencyCycle, truncate("spec.dependsOn forms a cycle: " + cycle + "; nothing is synced until it is broken")
 		}
+		if namespace != repo.Namespace {
+			// Another namespace's: whether it is Ready, nothing more of it.
+			why = "it does not exist or is not Ready"
+		}
+		return ReasonDependencyNotReady, fmt.Sprintf("waiting for dependency %s: %s", key, why)
 	}
 	return "", ""
 }
@@ -122,6 +126,7 @@ func (r *Reconciler) dependencyCycle(repo *v1alpha1.GitRepository) string {
 // waitForDependencies writes why repo waits, unless the status says so
 // already.
 func (r *Reconciler) waitForDependencies(ctx context.Context, repo *v1alpha1.GitRepository, reason, message string) {
+	r.health.stop(repo.Namespace + "/" + repo.Name) // it would judge a spec not applied
 	ready := apimeta.FindStatusCondition(repo.Status.Conditions, v1alpha1.ConditionReady)
 	if ready != nil && ready.Reason == reason && ready.Message == message && repo.Status.ObservedGeneration == repo.Generation {
 		return

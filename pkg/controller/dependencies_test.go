@@ -48,8 +48,13 @@ func TestDependenciesGateTheSync(t *testing.T) {
 
 	app.Spec.DependsOn = append(app.Spec.DependsOn, v1alpha1.DependencyReference{Name: "db", Namespace: "platform"})
 	if reason, msg := r.blockedByDependencies(app); reason != ReasonDependencyNotReady || !strings.Contains(msg, "platform/db") ||
+		strings.Contains(msg, "commit") {
+		t.Errorf("another namespace's dependency behind its last attempt: %s %s (want only whether it is Ready)", reason, msg)
+	}
+	web := dependent("platform", "web", v1alpha1.DependencyReference{Name: "db"})
+	if reason, msg := reconcilerOver(t, failing, web).blockedByDependencies(web); reason != ReasonDependencyNotReady ||
 		!strings.Contains(msg, "not synced the commit it last attempted") {
-		t.Errorf("a dependency behind its last attempt: %s %s", reason, msg)
+		t.Errorf("a dependency of its own namespace behind its last attempt: %s %s", reason, msg)
 	}
 	app.Spec.DependsOn = []v1alpha1.DependencyReference{{Name: "missing"}}
 	if reason, msg := r.blockedByDependencies(app); reason != ReasonDependencyNotReady || !strings.Contains(msg, "team/missing: it does not exist") {

@@ -22,6 +22,7 @@ import (
 
 	"github.com/falsesystems/alumiini/pkg/apis/alumiini/v1alpha1"
 	"github.com/falsesystems/alumiini/pkg/apply"
+	"github.com/falsesystems/alumiini/pkg/cdevents"
 )
 
 // The reasons of the Healthy condition.
@@ -100,6 +101,8 @@ type healthTarget struct {
 	byName bool
 	// rollout: spec.rolloutRef, judged by its phase rather than kstatus.
 	rollout bool
+	// changedAt: when this sync changed the Rollout (zero if it did not).
+	changedAt time.Time
 }
 
 func (t healthTarget) String() string {
@@ -112,7 +115,7 @@ func (t healthTarget) String() string {
 // followedTargets are what a sync's wait follows: with spec.wait the
 // applied objects and spec.healthChecks, and with spec.rolloutRef the
 // Rollout; sorted.
-func followedTargets(repo *v1alpha1.GitRepository, applied []apply.Entry) []healthTarget {
+func followedTargets(repo *v1alpha1.GitRepository, applied []apply.Entry, rolloutChangedAt time.Time) []healthTarget {
 	var targets []healthTarget
 	if repo.Spec.Wait {
 		for _, e := range applied {
@@ -131,7 +134,7 @@ func followedTargets(repo *v1alpha1.GitRepository, applied []apply.Entry) []heal
 	if ref := repo.Spec.RolloutRef; ref != nil {
 		gv, _ := schema.ParseGroupVersion(ref.APIVersion)
 		targets = append(targets, healthTarget{gvk: gv.WithKind(ref.Kind), namespace: targetNamespace(repo), name: ref.Name,
-			byName: true, rollout: true})
+			byName: true, rollout: true, changedAt: rolloutChangedAt})
 	}
 	sort.Slice(targets, func(i, j int) bool { return targets[i].String() < targets[j].String() })
 	return targets
@@ -154,9 +157,10 @@ func healthTimeout(repo *v1alpha1.GitRepository) time.Duration {
 // startHealthWait begins waiting, after a sync applied commit, for the
 // GitRepository's objects to be healthy, and writes the outcome into the
 // Healthy and Ready conditions; the worker goes on at once.
-func (r *Reconciler) startHealthWait(parent context.Context, repo *v1alpha1.GitRepository, commit string, applied []apply.Entry) {
+func (r *Reconciler) startHealthWait(parent context.Context, repo *v1alpha1.GitRepository, commit string, applied []apply.Entry,
+	rolloutChangedAt time.Time) {
 	key := repo.Namespace + "/" + repo.Name
-	targets := followedTargets(repo, applied)
+	targets := followedTargets(repo, applied, rolloutChangedAt)
 	timeout := healthTimeout(repo)
 	r.health.start(parent, key, func(ctx context.Context, current func() bool) {
 		ctx, cancel := context.WithTimeout(ctx, timeout)
@@ -186,7 +190,7 @@ func (r *Reconciler) recheckHealth(ctx context.Context, repo *v1alpha1.GitReposi
 	if !unsettled || r.health.active(key) || repo.Status.Phase != v1alpha1.PhaseSynced {
 		return
 	}
-	r.startHealthWait(ctx, repo, repo.Status.LastSyncedCommit, fromInventory(repo.Status.Inventory))
+	r.startHealthWait(ctx, repo, repo.Status.LastSyncedCommit, fromInventory(repo.Status.Inventory), time.Time{})
 }
 
 // waitForHealth watches targets, with the GitRepository's identity, until
@@ -209,7 +213,7 @@ func (r *Reconciler) waitForHealth(ctx context.Context, repo *v1alpha1.GitReposi
 		mapping, err := applier.Mapper.RESTMapping(t.gvk.GroupKind(), t.gvk.Version)
 		if err != nil {
 			if t.rollout {
-				w.rolloutMissing(t, "its kind is not served (is the Rollout CRD installed?)")
+				w.missing = append(w.missing, w.rolloutMissing(t, "its kind is not served (is the Rollout CRD installed?)"))
 				continue
 			}
 			w.missing = append(w.missing, fmt.Sprintf("%s: unknown kind: %v", t, err))
@@ -263,22 +267,34 @@ func (r *Reconciler) waitForHealth(ctx context.Context, repo *v1alpha1.GitReposi
 		go informer.RunWithContext(ctx)
 	}
 	cache.WaitForCacheSync(ctx.Done(), synced...)
+	var shownAt time.Time
 	for {
 		w.unhealthyNow = w.unhealthy(targets)
+		// The Rollout's progress shows at most every rolloutShowEvery: its
+		// status is whoever-writes-it's, and each change is a write here.
+		var later <-chan time.Time
 		if w.rollout != nil && !apiequality.Semantic.DeepEqual(w.rollout, w.rolloutShown) {
-			shown := *w.rollout
-			w.rolloutShown = &shown
-			seen(shown)
+			if wait := rolloutShowEvery - time.Since(shownAt); wait > 0 {
+				later = time.After(wait)
+			} else {
+				shown := *w.rollout
+				w.rolloutShown, shownAt = &shown, time.Now()
+				seen(shown)
+			}
 		}
-		if len(w.unhealthyNow) == 0 || w.rolloutEnded() || ctx.Err() != nil {
+		if len(w.unhealthyNow) == 0 || w.rolloutFailed() || ctx.Err() != nil {
 			return w
 		}
 		select {
 		case <-ctx.Done():
 		case <-w.changed:
+		case <-later:
 		}
 	}
 }
+
+// rolloutShowEvery bounds how often a wait writes a Rollout's progress.
+const rolloutShowEvery = 5 * time.Second
 
 // maxWatchedNamespaces: past this many namespaces of one resource, a wait
 // watches it in all namespaces at once (by our label) rather than open a
@@ -296,6 +312,17 @@ func shrinkForHealth(obj any) (any, error) {
 	}
 	metadata := map[string]any{"name": u.GetName(), "namespace": u.GetNamespace(), "generation": u.GetGeneration(),
 		"resourceVersion": u.GetResourceVersion(), "uid": string(u.GetUID())}
+	// When the status was written, for a Rollout (statusWrittenSince).
+	var statusWrites []any
+	for _, m := range u.GetManagedFields() {
+		if m.Subresource == "status" && m.Time != nil {
+			statusWrites = append(statusWrites, map[string]any{"manager": m.Manager, "operation": string(m.Operation),
+				"subresource": m.Subresource, "time": m.Time.UTC().Format(time.RFC3339)})
+		}
+	}
+	if statusWrites != nil {
+		metadata["managedFields"] = statusWrites
+	}
 	if deleted := u.GetDeletionTimestamp(); deleted != nil {
 		metadata["deletionTimestamp"] = deleted.UTC().Format(time.RFC3339)
 	}
@@ -401,9 +428,20 @@ func (r *Reconciler) reportHealth(ctx context.Context, repo *v1alpha1.GitReposit
 	ctx, cancel := context.WithTimeout(ctx, statusWriteTimeout)
 	defer cancel()
 	unhealthy := w.unhealthyNow
+	// What the status said before: a re-check that finds the same tells
+	// no one again.
+	var wrote bool
+	var before, beforeRollout metav1.Condition
 	err := r.writeStatus(ctx, repo, func(s *v1alpha1.GitRepositoryStatus, generation int64) {
 		if !current() || s.LastSyncedCommit != commit || s.ObservedGeneration != generation || s.Phase != v1alpha1.PhaseSynced {
 			return
+		}
+		wrote = true
+		if c := apimeta.FindStatusCondition(s.Conditions, v1alpha1.ConditionHealthy); c != nil {
+			before = *c
+		}
+		if c := apimeta.FindStatusCondition(s.Conditions, v1alpha1.ConditionRolledOut); c != nil {
+			beforeRollout = *c
 		}
 		if repo.Spec.RolloutRef != nil {
 			s.Rollout = w.rollout
@@ -413,7 +451,7 @@ func (r *Reconciler) reportHealth(ctx context.Context, repo *v1alpha1.GitReposit
 		case !repo.Spec.Wait:
 		case len(unhealthy) == 0:
 			markHealthy(s, generation, fmt.Sprintf("%d objects of commit %s are healthy", waited, short(commit)))
-		case w.rolloutEnded():
+		case w.rolloutFailed():
 			markUnhealthy(s, generation, w.verdict.reason, fmt.Sprintf("%d of %d objects of commit %s are not healthy: %s",
 				len(unhealthy), waited, short(commit), strings.Join(capList(unhealthy, 10), "; ")))
 		default:
@@ -425,8 +463,18 @@ func (r *Reconciler) reportHealth(ctx context.Context, repo *v1alpha1.GitReposit
 		klog.FromContext(ctx).Error(err, "Writing status")
 		return
 	}
-	if len(unhealthy) > 0 && repo.Spec.Wait {
-		r.Recorder.Event(repo, "Warning", ReasonHealthTimeout, brief(strings.Join(unhealthy, "; ")))
+	if !wrote {
+		return
+	}
+	if w.verdict.reason == ReasonRolledBack && beforeRollout.Reason != ReasonRolledBack {
+		r.emit(repo, cdevents.ServiceRolledBack, commit, w.verdict.message)
+	}
+	if len(unhealthy) > 0 && repo.Spec.Wait && before.Status != metav1.ConditionFalse {
+		reason := ReasonHealthTimeout
+		if w.rolloutFailed() {
+			reason = w.verdict.reason
+		}
+		r.Recorder.Event(repo, "Warning", reason, brief(strings.Join(unhealthy, "; ")))
 	}
 }
 

@@ -26,6 +26,7 @@ import (
 
 	"github.com/falsesystems/alumiini/pkg/apis/alumiini/v1alpha1"
 	"github.com/falsesystems/alumiini/pkg/apply"
+	"github.com/falsesystems/alumiini/pkg/cdevents"
 	clientset "github.com/falsesystems/alumiini/pkg/generated/clientset/versioned"
 	listers "github.com/falsesystems/alumiini/pkg/generated/listers/alumiini/v1alpha1"
 	"github.com/falsesystems/alumiini/pkg/git"
@@ -91,6 +92,8 @@ type Reconciler struct {
 	// Kustomize builds kustomizations (in a bounded child process); nil
 	// builds them in this process.
 	Kustomize manifest.KustomizeFunc
+	// Events tells the delivery pipeline (CDEvents); nil tells no one.
+	Events EventSink
 	// drift watches what was applied; nil turns drift handling off.
 	drift *driftBook
 	// health runs the health waits of spec.wait.
@@ -285,7 +288,7 @@ func (r *Reconciler) syncOnce(ctx context.Context, repo *v1alpha1.GitRepository)
 	if following(repo) {
 		// Held objects are not git's to vouch for.
 		applied := slices.DeleteFunc(slices.Clone(out.result.Inventory), func(e apply.Entry) bool { return slices.Contains(out.result.Held, e) })
-		r.startHealthWait(workerCtx, repo, out.commit, applied)
+		r.startHealthWait(workerCtx, repo, out.commit, applied, rolloutChangedAt(repo, out.result))
 	}
 	return true
 }
@@ -618,7 +621,7 @@ func (r *Reconciler) report(ctx context.Context, repo *v1alpha1.GitRepository, p
 		message += fmt.Sprintf("; %d held by %s", n, apply.AnnotationSuspendHeal)
 	}
 	if n := len(result.Released); n > 0 {
-		message += fmt.Sprintf("; %d left the repository but kept (%s: disabled), no longer managed: %s",
+		message += fmt.Sprintf("; %d left the repository but kept (%s: disabled, or an adopted Namespace), no longer managed: %s",
 			n, apply.AnnotationPrune, strings.Join(capList(entryNames(result.Released), 10), ", "))
 	}
 	driftStatus := r.driftStatus(repo)
@@ -650,6 +653,12 @@ func (r *Reconciler) report(ctx context.Context, repo *v1alpha1.GitRepository, p
 		return false
 	}
 	r.pushShown(repo.Namespace+"/"+repo.Name, push)
+	switch previous := repo.Status.LastSyncedCommit; {
+	case previous == "":
+		r.emit(repo, cdevents.ServiceDeployed, commit, "")
+	case previous != commit:
+		r.emit(repo, cdevents.ServiceUpgraded, commit, "")
+	}
 	if result.Created+result.Configured+result.Pruned+len(result.Released) > 0 || pending != nil {
 		r.Recorder.Event(repo, corev1.EventTypeNormal, "Synced", message)
 	}
@@ -788,6 +797,9 @@ func (r *Reconciler) driftEvents(repo *v1alpha1.GitRepository, start time.Time) 
 			kind = corev1.EventTypeNormal
 		}
 		r.Recorder.Event(repo, kind, reason, brief(strings.Join(lines, "; ")))
+		if reason == ReasonDriftDetected || reason == ReasonDriftCorrected {
+			r.emit(repo, cdevents.Drifted, repo.Status.LastSyncedCommit, reason+": "+brief(strings.Join(lines, "; ")))
+		}
 	}
 }
 
@@ -975,6 +987,9 @@ func (r *Reconciler) finalize(ctx context.Context, repo *v1alpha1.GitRepository)
 	if err != nil && !apierrors.IsNotFound(err) {
 		return 5 * time.Second
 	}
+	if repo.Spec.Prune == nil || *repo.Spec.Prune {
+		r.emit(repo, cdevents.ServiceRemoved, repo.Status.LastSyncedCommit, "")
+	}
 	return time.Hour
 }
 
@@ -1140,4 +1155,16 @@ func shorten(s string, max int, suffix string) string {
 		cut--
 	}
 	return s[:cut] + suffix
+}
+
+// EventSink takes CDEvents (cdevents.Sink); Emit must not block.
+type EventSink = cdevents.Emitter
+
+// emit tells the delivery pipeline what happened to repo.
+func (r *Reconciler) emit(repo *v1alpha1.GitRepository, eventType, commit, detail string) {
+	if r.Events == nil {
+		return
+	}
+	r.Events.Emit(cdevents.Event{Type: eventType, Namespace: repo.Namespace, Name: repo.Name, URL: repo.Spec.URL,
+		Commit: commit, Environment: targetNamespace(repo), Detail: detail})
 }

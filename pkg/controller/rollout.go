@@ -9,9 +9,11 @@ import (
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/klog/v2"
 
 	"github.com/falsesystems/alumiini/pkg/apis/alumiini/v1alpha1"
+	"github.com/falsesystems/alumiini/pkg/apply"
 )
 
 // The reasons of the RolledOut condition.
@@ -44,9 +46,9 @@ type rolloutVerdict struct {
 	phase   string
 }
 
-// ended: the Rollout completed, failed or rolled back; nothing more to wait for.
-func (v rolloutVerdict) ended() bool {
-	return v.reason == ReasonRolledOut || v.reason == ReasonRolloutFailed || v.reason == ReasonRolledBack
+// failed: the Rollout failed or rolled back; waiting longer changes nothing.
+func (v rolloutVerdict) failed() bool {
+	return v.reason == ReasonRolloutFailed || v.reason == ReasonRolledBack
 }
 
 // outcome is the verdict as the RolledOut condition, once the wait is over:
@@ -61,7 +63,7 @@ func (v rolloutVerdict) outcome(timeout time.Duration) rolloutVerdict {
 	return rolloutVerdict{reason: ReasonRolloutTimeout, message: fmt.Sprintf("not complete after %s: %s", timeout, v.message)}
 }
 
-func (w *healthWatch) rolloutEnded() bool { return w.verdict.ended() }
+func (w *healthWatch) rolloutFailed() bool { return w.verdict.failed() }
 
 // rolloutMissing records that the Rollout cannot be read, and says so as
 // an unhealthy target.
@@ -81,6 +83,7 @@ func (w *healthWatch) judgeRollout(t healthTarget, u *unstructured.Unstructured)
 		phase = argoPhases[phase]
 	}
 	message, _, _ := unstructured.NestedString(u.Object, "status", "message")
+	message = brief(message) // whoever writes the Rollout's status writes it
 	seen := v1alpha1.RolloutStatus{Phase: phase, Message: message, ObservedAt: metav1.Now(),
 		Step: nestedInt32(u, "status", "currentStepIndex"), Weight: nestedInt32(u, "status", "currentWeight")}
 	if w.rollout != nil && w.rollout.Phase == seen.Phase && w.rollout.Message == seen.Message &&
@@ -90,9 +93,9 @@ func (w *healthWatch) judgeRollout(t healthTarget, u *unstructured.Unstructured)
 	w.rollout = &seen
 	w.verdict = rolloutVerdict{phase: phase, message: message}
 	switch {
-	case !observedCurrentGeneration(u):
+	case !observedCurrentGeneration(u) || !statusWrittenSince(u, t.changedAt):
 		w.verdict.message = "the Rollout has not picked the new revision up yet"
-	case lastDecision(u) == "Rollback":
+	case phase == rolloutFailed && lastDecision(u) == "Rollback":
 		w.verdict.reason, w.verdict.message = ReasonRolledBack, "rolled back: "+message
 	case phase == rolloutFailed:
 		w.verdict.reason, w.verdict.message = ReasonRolloutFailed, "failed: "+message
@@ -124,6 +127,42 @@ func observedCurrentGeneration(u *unstructured.Unstructured) bool {
 		observed = n
 	}
 	return observed >= u.GetGeneration()
+}
+
+// rolloutChangedAt is now if the sync just wrote spec.rolloutRef's Rollout
+// (its new revision is KULTA's to pick up), else zero.
+func rolloutChangedAt(repo *v1alpha1.GitRepository, result *apply.Result) time.Time {
+	ref := repo.Spec.RolloutRef
+	if ref == nil {
+		return time.Time{}
+	}
+	gv, _ := schema.ParseGroupVersion(ref.APIVersion)
+	for _, c := range result.Changes {
+		if c.Written && c.Group == gv.Group && c.Kind == ref.Kind && c.Name == ref.Name && c.Namespace == targetNamespace(repo) {
+			return time.Now()
+		}
+	}
+	return time.Time{}
+}
+
+// statusWrittenSince: the Rollout's status was written (by KULTA, through
+// its status subresource) no earlier than the second this sync changed the
+// Rollout; a KULTA Rollout's status says no observedGeneration, so only
+// this tells a phase of the new revision from the last one's. A zero
+// changedAt (the sync did not change the Rollout) asks nothing.
+func statusWrittenSince(u *unstructured.Unstructured, changedAt time.Time) bool {
+	if changedAt.IsZero() {
+		return true
+	}
+	if _, found, _ := unstructured.NestedFieldNoCopy(u.Object, "status", "observedGeneration"); found {
+		return true // observedCurrentGeneration says
+	}
+	for _, m := range u.GetManagedFields() {
+		if m.Subresource == "status" && m.Time != nil && !m.Time.Time.Before(changedAt.Truncate(time.Second)) {
+			return true
+		}
+	}
+	return false
 }
 
 // lastDecision is the action of the newest entry of KULTA's status.decisions.

@@ -2,7 +2,9 @@ package controller
 
 import (
 	"testing"
+	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 )
@@ -18,15 +20,17 @@ func TestRolloutVerdicts(t *testing.T) {
 		status map[string]any
 		gen    int64
 		reason string // "" while progressing
-		ended  bool
+		failed bool
 	}{
 		{"progressing", kulta, map[string]any{"phase": "Progressing", "currentStepIndex": int64(1), "currentWeight": int64(20)}, 1, "", false},
-		{"completed", kulta, map[string]any{"phase": "Completed"}, 1, ReasonRolledOut, true},
+		{"completed", kulta, map[string]any{"phase": "Completed"}, 1, ReasonRolledOut, false},
 		{"completed, an older spec", kulta, map[string]any{"phase": "Completed", "observedGeneration": int64(1)}, 2, "", false},
 		{"failed", kulta, map[string]any{"phase": "Failed", "message": "analysis failed"}, 1, ReasonRolloutFailed, true},
 		{"rolled back", kulta, map[string]any{"phase": "Failed", "decisions": []any{
 			map[string]any{"action": "Promotion"}, map[string]any{"action": "Rollback", "reason": "error rate"}}}, 1, ReasonRolledBack, true},
-		{"argo healthy", argo, map[string]any{"phase": "Healthy"}, 1, ReasonRolledOut, true},
+		{"an old rollback, completed since", kulta, map[string]any{"phase": "Completed", "decisions": []any{
+			map[string]any{"action": "Rollback"}}}, 1, ReasonRolledOut, false},
+		{"argo healthy", argo, map[string]any{"phase": "Healthy"}, 1, ReasonRolledOut, false},
 		{"argo degraded", argo, map[string]any{"phase": "Degraded"}, 1, ReasonRolloutFailed, true},
 		{"argo paused", argo, map[string]any{"phase": "Paused"}, 1, "", false},
 	} {
@@ -34,11 +38,25 @@ func TestRolloutVerdicts(t *testing.T) {
 		u.SetGeneration(c.gen)
 		w := &healthWatch{}
 		why := w.judgeRollout(c.target, u)
-		if w.verdict.reason != c.reason || w.verdict.ended() != c.ended || (why == "") != (c.reason == ReasonRolledOut) {
+		if w.verdict.reason != c.reason || w.verdict.failed() != c.failed || (why == "") != (c.reason == ReasonRolledOut) {
 			t.Errorf("%s: verdict %+v (%q), want reason %q", c.name, w.verdict, why, c.reason)
 		}
 	}
+	// KULTA's status says no observedGeneration: a Completed written before
+	// this sync changed the Rollout is the last revision's.
+	changed := kulta
+	changed.changedAt = time.Now()
+	stale := &unstructured.Unstructured{Object: map[string]any{"status": map[string]any{"phase": "Completed"}}}
+	stale.SetManagedFields([]metav1.ManagedFieldsEntry{{Manager: "kulta", Subresource: "status", Time: &metav1.Time{Time: changed.changedAt.Add(-time.Minute)}}})
 	w := &healthWatch{}
+	if w.judgeRollout(changed, stale); w.verdict.reason != "" {
+		t.Errorf("the last revision's Completed: %+v", w.verdict)
+	}
+	stale.SetManagedFields([]metav1.ManagedFieldsEntry{{Manager: "kulta", Subresource: "status", Time: &metav1.Time{Time: changed.changedAt.Add(time.Second)}}})
+	if w.judgeRollout(changed, stale); w.verdict.reason != ReasonRolledOut {
+		t.Errorf("Completed written after the change: %+v", w.verdict)
+	}
+	w = &healthWatch{}
 	w.judgeRollout(kulta, &unstructured.Unstructured{Object: map[string]any{"status": map[string]any{"phase": "Paused"}}})
 	if got := w.verdict.outcome(0); got.reason != ReasonRolloutPaused {
 		t.Errorf("paused past the timeout: %+v", got)

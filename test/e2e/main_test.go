@@ -32,7 +32,13 @@ func run(m *testing.M) int {
 	}
 	defer os.RemoveAll(dir)
 	start := time.Now()
-	if cluster, err = localcluster.StartForTest(dir, false); err != nil {
+	sinkURL, stopSink, err := startCDEventsSink()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer stopSink()
+	if cluster, err = localcluster.StartForTest(dir, false, "--cdevents-sink-url="+sinkURL); err != nil {
 		fmt.Fprintf(os.Stderr, "starting the local control plane: %v\n", err)
 		return 1
 	}

@@ -90,7 +90,8 @@ func TestEveryMetricFamilyIsServedAndMoves(t *testing.T) {
 			t.Errorf("%s is %v", family, after[family])
 		}
 	}
-	for _, family := range []string{"alumiini_worker_restarts_total", "alumiini_worker_stalls_total", "alumiini_git_cache_evictions_total"} {
+	for _, family := range []string{"alumiini_worker_restarts_total", "alumiini_worker_stalls_total", "alumiini_git_cache_evictions_total",
+		"alumiini_cdevents_total"} {
 		if _, ok := after[family]; !ok {
 			t.Errorf("%s is not served", family)
 		}

@@ -53,8 +53,12 @@ func TestAnEmptyCommitPrunesNothingUnlessMeantTo(t *testing.T) {
 	if got := kubectl(t, "get", "configmap", "kept", "-n", "empty-render", "-o", "jsonpath={.metadata.labels}"); strings.Contains(got, "alumiini") {
 		t.Errorf("the object with prune disabled is kept but still labelled ours: %s", got)
 	}
+
+	// Still in git when its GitRepository is deleted: kept too.
+	pushRepository(t, "empty-render", map[string]gitserver.File{"deploy/kept-too.yaml": {Content: strings.Replace(kept, "name: kept", "name: kept-too", 1)}})
+	syncAndWait(t, "empty-render")
 	kubectl(t, "delete", "gitrepository", "empty-render", "--timeout=60s")
-	if _, err := cluster.Kubectl(context.Background(), "get", "configmap", "kept", "-n", "empty-render"); err != nil {
-		t.Error("the object with prune disabled did not outlive its GitRepository")
+	if got, err := cluster.Kubectl(context.Background(), "get", "configmap", "kept-too", "-n", "empty-render", "-o", "jsonpath={.metadata.labels}"); err != nil || strings.Contains(string(got), "alumiini") {
+		t.Errorf("the object with prune disabled did not outlive its GitRepository, released: %v %s", err, got)
 	}
 }

@@ -20,7 +20,7 @@ func RepoRoot() string {
 // StartForTest builds what is missing (the control-plane tools are cached in
 // _output; alumiini is built into dir) and starts a cluster in dir on free
 // ports. Tests call it from TestMain.
-func StartForTest(dir string, controlPlaneOnly bool) (*Cluster, error) {
+func StartForTest(dir string, controlPlaneOnly bool, alumiiniArgs ...string) (*Cluster, error) {
 	root := RepoRoot()
 	cmd := exec.Command(filepath.Join(root, "hack/build-tools.sh"))
 	cmd.Dir = root
@@ -36,6 +36,7 @@ func StartForTest(dir string, controlPlaneOnly bool) (*Cluster, error) {
 		FastStorage:      true,
 		Progress:         os.Stderr,
 		ControlPlaneOnly: controlPlaneOnly,
+		AlumiiniArgs:     alumiiniArgs,
 	}
 	if !controlPlaneOnly {
 		opts.AlumiiniBinary = filepath.Join(dir, "alumiini")

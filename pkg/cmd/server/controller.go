@@ -21,6 +21,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/falsesystems/alumiini/pkg/apiserver"
+	"github.com/falsesystems/alumiini/pkg/cdevents"
 	"github.com/falsesystems/alumiini/pkg/controller"
 	"github.com/falsesystems/alumiini/pkg/git"
 	"github.com/falsesystems/alumiini/pkg/kustomizeproc"
@@ -57,6 +58,8 @@ type ControllerOptions struct {
 	// LeaderElection lets replicas share one storage with one running the
 	// workers.
 	LeaderElection componentbaseconfig.LeaderElectionConfiguration
+	// CDEventsSinkURL is where CDEvents go; empty: nowhere.
+	CDEventsSinkURL string
 }
 
 // DefaultGitCacheDir is where fetched repositories are kept.
@@ -117,6 +120,9 @@ func (o *ControllerOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&o.Kustomize.Concurrent, "max-concurrent-kustomize-builds", o.Kustomize.Concurrent, "Kustomize builds running at once, across all GitRepositories.")
 	fs.IntVar(&o.MaxObjects, "max-objects", o.MaxObjects, "Most objects one GitRepository may apply; a commit with more fails before anything is applied.")
 	componentbaseoptions.BindLeaderElectionFlags(&o.LeaderElection, fs)
+	fs.StringVar(&o.CDEventsSinkURL, "cdevents-sink-url", o.CDEventsSinkURL,
+		"http(s) URL CDEvents (service deployed, upgraded, removed, rolled back; drift) are posted to as CloudEvents, "+
+			"from a bounded queue off the syncs' path. Empty: none are sent.")
 	fs.Int64Var(&o.Limits.MaxTotalBytes, "max-manifest-bytes", o.Limits.MaxTotalBytes, "Most bytes read from one GitRepository's path (from the whole repository when the path holds a kustomization).")
 	fs.IntVar(&o.Limits.MaxFiles, "max-manifest-files", o.Limits.MaxFiles, "Most files read from one GitRepository's path (from the whole repository when the path holds a kustomization).")
 	fs.Int64Var(&o.Limits.MaxFileBytes, "max-manifest-file-bytes", o.Limits.MaxFileBytes, "Largest single file read.")
@@ -140,6 +146,11 @@ func (o *ControllerOptions) Validate() []error {
 	if o.Kustomize.Concurrent < 1 || o.Kustomize.CPUSeconds < 1 || o.Kustomize.MemoryBytes < 64<<20 {
 		errs = append(errs, fmt.Errorf("--max-concurrent-kustomize-builds and --kustomize-cpu-seconds must be at least 1, "+
 			"--kustomize-memory-bytes at least 64 MiB (got %d, %d, %d)", o.Kustomize.Concurrent, o.Kustomize.CPUSeconds, o.Kustomize.MemoryBytes))
+	}
+	if o.CDEventsSinkURL != "" {
+		if _, err := cdevents.NewSink(o.CDEventsSinkURL, "alumiini"); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if o.MaxFetchBytes < 1 {
 		errs = append(errs, fmt.Errorf("--max-fetch-bytes must be at least 1, got %d", o.MaxFetchBytes))
@@ -231,6 +242,15 @@ func (o *Options) newController(hook genericPostStartHookContext, target *rest.C
 	if err != nil {
 		return nil, fmt.Errorf("finding alumiini's own binary to run kustomize builds in: %w", err)
 	}
+	var events *cdevents.Sink
+	if co.CDEventsSinkURL != "" {
+		if events, err = cdevents.NewSink(co.CDEventsSinkURL, "alumiini"); err != nil {
+			return nil, err
+		}
+		if err := cdevents.RegisterMetrics(legacyregistry.Registerer()); err != nil {
+			return nil, fmt.Errorf("registering the CDEvents metrics: %w", err)
+		}
+	}
 	var elect func(context.Context, func(context.Context) error) error
 	if co.LeaderElection.LeaderElect {
 		if elect, err = elector(co.LeaderElection, target); err != nil {
@@ -248,6 +268,7 @@ func (o *Options) newController(hook genericPostStartHookContext, target *rest.C
 		Kustomize:                        kustomizeproc.New(self, co.Kustomize).Build,
 		Supervisor:                       controller.SupervisorOptions{RestartIntensity: co.RestartIntensity, RestartPeriod: co.RestartPeriod},
 		URLKey:                           webhook.MatchKey,
+		Events:                           events,
 		Elect:                            elect,
 	})
 	if err != nil {

@@ -971,7 +971,7 @@ func schema_pkg_apis_alumiini_v1alpha1_HealthCheckReference(ref common.Reference
 					},
 					"namespace": {
 						SchemaProps: spec.SchemaProps{
-							Description: "Namespace of the object; defaults to the target namespace. Empty for a cluster-scoped kind.",
+							Description: "Namespace of the object; defaults to the target namespace; ignored for a cluster-scoped kind.",
 							Type:        []string{"string"},
 							Format:      "",
 						},

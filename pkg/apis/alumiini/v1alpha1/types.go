@@ -155,8 +155,8 @@ type HealthCheckReference struct {
 	Kind string `json:"kind"`
 	// Name of the object.
 	Name string `json:"name"`
-	// Namespace of the object; defaults to the target namespace. Empty for
-	// a cluster-scoped kind.
+	// Namespace of the object; defaults to the target namespace; ignored
+	// for a cluster-scoped kind.
 	// +optional
 	Namespace string `json:"namespace,omitempty"`
 }

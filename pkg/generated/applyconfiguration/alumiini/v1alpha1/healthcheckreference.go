@@ -29,8 +29,8 @@ type HealthCheckReferenceApplyConfiguration struct {
 	Kind *string `json:"kind,omitempty"`
 	// Name of the object.
 	Name *string `json:"name,omitempty"`
-	// Namespace of the object; defaults to the target namespace. Empty for
-	// a cluster-scoped kind.
+	// Namespace of the object; defaults to the target namespace; ignored
+	// for a cluster-scoped kind.
 	Namespace *string `json:"namespace,omitempty"`
 }
 
