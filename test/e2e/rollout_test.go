@@ -96,6 +96,9 @@ func TestRolloutRefFollowsKulta(t *testing.T) {
 	waitForRolledOut(t, "Unknown", "RolloutProgressing")
 	playKulta(t, `{"phase":"Failed","message":"error rate 12%","decisions":[{"action":"Rollback","reason":"analysis failed"}]}`)
 	waitForRolledOut(t, "False", "RolledBack")
+	if e := waitForCDEvent(t, "dev.cdevents.service.rolledback.0.2.0", "default/rollout"); !strings.Contains(e.body.CustomData.Detail, "error rate") {
+		t.Errorf("service.rolledback: %+v", e.body)
+	}
 	if reason, message := readyReason(t, "rollout"); reason != "RolledBack" || !strings.Contains(message, "Rollout rollout/web") {
 		t.Errorf("Ready after a rollback: %s %s", reason, message)
 	}
