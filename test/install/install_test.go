@@ -100,17 +100,7 @@ func TestTheShippedInstallRunsWithOnlyItsOwnRights(t *testing.T) {
 
 	// Served through the aggregator: alumiini set the APIService's caBundle
 	// to the certificate it made at start.
-	deadline := time.Now().Add(90 * time.Second)
-	for {
-		out, err := cluster.Kubectl(context.Background(), "get", "--raw", "/apis/alumiini.false.systems/v1alpha1")
-		if err == nil && strings.Contains(string(out), "gitrepositories") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the API is not served through the APIService: %v %s\nalumiini's log:\n%s", err, out, alumiini.log())
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
+	waitForAPI(t, alumiini)
 
 	git, err := gitserver.Start(t.TempDir(), "127.0.0.1:0", gitserver.Options{})
 	if err != nil {

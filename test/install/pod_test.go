@@ -1,6 +1,7 @@
 package install
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -146,4 +147,21 @@ func serveAPIFrom(t *testing.T, port int, caBundle []byte) {
 	}
 	patch, _ := json.Marshal(map[string]any{"spec": spec})
 	kubectl(t, "", "patch", "apiservice", "v1alpha1.alumiini.false.systems", "--type=merge", "-p", string(patch))
+}
+
+// waitForAPI waits until kube-apiserver serves alumiini's group through the
+// APIService, from p.
+func waitForAPI(t *testing.T, p *process) {
+	t.Helper()
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		out, err := cluster.Kubectl(context.Background(), "get", "--raw", "/apis/alumiini.false.systems/v1alpha1")
+		if err == nil && strings.Contains(string(out), "gitrepositories") {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the API is not served through the APIService: %v %s\nthe replica's log:\n%s", err, out, p.log())
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
 }

@@ -209,21 +209,6 @@ func waitForLeader(t *testing.T, p *process) {
 	}
 }
 
-func waitForAPI(t *testing.T, p *process) {
-	t.Helper()
-	deadline := time.Now().Add(90 * time.Second)
-	for {
-		out, err := cluster.Kubectl(context.Background(), "get", "--raw", "/apis/alumiini.false.systems/v1alpha1")
-		if err == nil && strings.Contains(string(out), "gitrepositories") {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the API is not served through the APIService: %v %s\nthe replica's log:\n%s", err, out, p.log())
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
-}
-
 // waitForValue waits until the synced ConfigMap holds want.
 func waitForValue(t *testing.T, want string, replicas ...*process) {
 	t.Helper()
