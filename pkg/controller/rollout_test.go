@@ -7,6 +7,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/tools/cache"
 )
 
 // TestRolloutVerdicts: KULTA's phases and decisions, and Argo's phases read
@@ -63,5 +64,25 @@ func TestRolloutVerdicts(t *testing.T) {
 	}
 	if s := w.rollout; s == nil || s.Phase != "Paused" {
 		t.Errorf("the status does not show the phase: %+v", s)
+	}
+}
+
+// TestARolloutThatCannotBeReadOrTakesTooLong: a Rollout not found (or whose
+// CRD is missing) reads RolloutNotFound; one still progressing when the
+// wait runs out, RolloutTimeout.
+func TestARolloutThatCannotBeReadOrTakesTooLong(t *testing.T) {
+	kulta := healthTarget{gvk: schema.GroupVersionKind{Group: "kulta.io", Version: "v1alpha1", Kind: "Rollout"}, namespace: "team",
+		name: "web", byName: true, rollout: true}
+	scope := watchScope{resource: schema.GroupVersionResource{Group: "kulta.io", Version: "v1alpha1", Resource: "rollouts"}, namespace: "team", name: "web"}
+	w := &healthWatch{scopeOf: map[healthTarget]watchScope{kulta: scope}, keyOf: map[healthTarget]string{kulta: "team/web"},
+		stores: map[watchScope]cache.Store{scope: cache.NewStore(cache.MetaNamespaceKeyFunc)}, errors: map[watchScope]string{}}
+	unhealthy := w.unhealthy([]healthTarget{kulta})
+	if len(unhealthy) != 1 || w.verdict.reason != ReasonRolloutNotFound || w.rollout == nil {
+		t.Errorf("a missing Rollout: %v %+v", unhealthy, w.verdict)
+	}
+	w = &healthWatch{}
+	w.judgeRollout(kulta, &unstructured.Unstructured{Object: map[string]any{"status": map[string]any{"phase": "Progressing"}}})
+	if got := w.verdict.outcome(time.Minute); got.reason != ReasonRolloutTimeout {
+		t.Errorf("still progressing past the timeout: %+v", got)
 	}
 }

@@ -151,6 +151,9 @@ func TestDriftDetectOnlyReportsAndKeepsReadyTruthful(t *testing.T) {
 	if v := settingsVersion(t, "drift-detect"); v != "hacked" {
 		t.Errorf("Detect changed the object: %q", v)
 	}
+	if !strings.Contains(kubectl(t, "get", "events", "--field-selector", "involvedObject.name=drift-detect,reason=DriftDetected", "-o", "name"), "event") {
+		t.Error("no DriftDetected Event")
+	}
 	// Putting it back by hand clears the report.
 	patchSettings(t, "drift-detect", "hand-edit", `{"data":{"version":"1"}}`)
 	eventually(t, 15*time.Second, func() string {
