@@ -137,7 +137,7 @@ func (r *Reconciler) waitForDependencies(ctx context.Context, repo *v1alpha1.Git
 		s.ObservedGeneration = generation
 		s.Message = message
 		if reason == ReasonDependencyCycle {
-			markFailed(s, generation, reason, message)
+			markFailed(s, generation, reason, withFix(reason, message))
 			return
 		}
 		markWaiting(s, generation, reason, message)

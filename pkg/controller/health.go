@@ -452,11 +452,11 @@ func (r *Reconciler) reportHealth(ctx context.Context, repo *v1alpha1.GitReposit
 		case len(unhealthy) == 0:
 			markHealthy(s, generation, fmt.Sprintf("%d objects of commit %s are healthy", waited, short(commit)))
 		case w.rolloutFailed():
-			markUnhealthy(s, generation, w.verdict.reason, fmt.Sprintf("%d of %d objects of commit %s are not healthy: %s",
-				len(unhealthy), waited, short(commit), strings.Join(capList(unhealthy, 10), "; ")))
+			markUnhealthy(s, generation, w.verdict.reason, withFix(w.verdict.reason, fmt.Sprintf("%d of %d objects of commit %s are not healthy: %s",
+				len(unhealthy), waited, short(commit), strings.Join(capList(unhealthy, 10), "; "))))
 		default:
-			markUnhealthy(s, generation, ReasonHealthTimeout, fmt.Sprintf("after %s, %d of %d objects of commit %s are not healthy: %s",
-				timeout, len(unhealthy), waited, short(commit), strings.Join(capList(unhealthy, 10), "; ")))
+			markUnhealthy(s, generation, ReasonHealthTimeout, withFix(ReasonHealthTimeout, fmt.Sprintf("after %s, %d of %d objects of commit %s are not healthy: %s",
+				timeout, len(unhealthy), waited, short(commit), strings.Join(capList(unhealthy, 10), "; "))))
 		}
 	})
 	if err != nil {

@@ -79,3 +79,30 @@ func reasonConstants(t *testing.T, dir string) []string {
 	}
 	return reasons
 }
+
+// notFailures are the reasons that report progress or success, or that
+// only wait for something else (a dependency, a health check, a suspend):
+// they need no fix.
+var notFailures = map[string]bool{
+	ReasonProgressing: true, ReasonSucceeded: true, ReasonSuspended: true, ReasonDrifted: true,
+	ReasonHealthy: true, ReasonHealthCheckPending: true, ReasonRolledOut: true, ReasonRolloutProgressing: true,
+	ReasonDependencyNotReady: true, ReasonDriftDetected: true, ReasonDriftCorrected: true, ReasonHealSuspended: true,
+}
+
+// TestEveryFailureSaysHowToFixIt: each reason a sync can fail or stop with
+// carries, in the status message and the Event, one line on what to do.
+func TestEveryFailureSaysHowToFixIt(t *testing.T) {
+	for _, dir := range []string{".", "../apply", "../git"} {
+		for _, reason := range reasonConstants(t, dir) {
+			if notFailures[reason] {
+				continue
+			}
+			if fixes[reason] == "" {
+				t.Errorf("reason %s (%s) has no fix", reason, dir)
+			}
+		}
+	}
+	if got := withFix(ReasonEmptyRender, "commit abc renders no objects"); !strings.Contains(got, "To fix: ") || !strings.Contains(got, ".alumiini-allow-empty") {
+		t.Errorf("withFix: %q", got)
+	}
+}

@@ -833,7 +833,7 @@ type failedSync struct {
 
 func (r *Reconciler) fail(ctx context.Context, repo *v1alpha1.GitRepository, pending *v1alpha1.SyncRequestRecord,
 	push *v1alpha1.PushRecord, reason string, f failedSync, start time.Time) bool {
-	commit, message := f.commit, truncate(f.message)
+	commit, message := f.commit, truncate(withFix(reason, f.message))
 	err := r.writeStatus(ctx, repo, func(s *v1alpha1.GitRepositoryStatus, generation int64) {
 		if f.inventory != nil {
 			s.Inventory = f.inventory
@@ -863,7 +863,7 @@ func (r *Reconciler) fail(ctx context.Context, repo *v1alpha1.GitRepository, pen
 
 // Stall marks a GitRepository whose worker keeps crashing.
 func (r *Reconciler) Stall(ctx context.Context, key, message string) {
-	message = truncate(message)
+	message = truncate(withFix(ReasonWorkerCrashed, message))
 	namespace, name, _ := cache.SplitMetaNamespaceKey(key)
 	repo, err := r.Lister.GitRepositories(namespace).Get(name)
 	if err != nil {

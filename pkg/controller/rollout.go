@@ -240,5 +240,5 @@ func markRolledOut(s *v1alpha1.GitRepositoryStatus, generation int64, v rolloutV
 	if v.reason == ReasonRolledOut {
 		status = metav1.ConditionTrue
 	}
-	condition(s, generation, v1alpha1.ConditionRolledOut, status, v.reason, v.message)
+	condition(s, generation, v1alpha1.ConditionRolledOut, status, v.reason, withFix(v.reason, v.message))
 }

@@ -1,0 +1,54 @@
+package controller
+
+import (
+	"github.com/falsesystems/alumiini/pkg/apply"
+	"github.com/falsesystems/alumiini/pkg/git"
+)
+
+// fixes says, for each reason a sync can fail or stop with, in one line
+// what to do; withFix appends it to the status message and the Event, so
+// nobody has to look the reason up. The README's Troubleshooting says the
+// same at more length.
+var fixes = map[string]string{
+	git.ReasonAuthenticationFailed: "check the credentials in the Secret named by spec.secretRef",
+	git.ReasonInvalidCredentials:   "check the keys of the Secret named by spec.secretRef (username/password, bearerToken, identity, known_hosts)",
+	ReasonSecretNotFound:           "create the Secret named by spec.secretRef in this namespace, or fix the name",
+	git.ReasonHostKeyMismatch:      "check known_hosts in the Secret named by spec.secretRef against the server's key",
+	git.ReasonTLSError:             "check ca.crt in the Secret named by spec.secretRef, or the server's certificate",
+	git.ReasonHostUnreachable:      "check spec.url's host and the network from alumiini to it",
+	git.ReasonTimeout:              "the server is slow or stalled; raise spec.timeout if it is only slow",
+	git.ReasonFetchFailed:          "check spec.url and the server; the message says what it answered",
+	git.ReasonRepositoryNotFound:   "check spec.url, and that the credentials may read the repository",
+	git.ReasonRepositoryEmpty:      "push a first commit to the repository",
+	git.ReasonRefNotFound:          "check spec.branch, spec.tag or spec.commit against the repository",
+	git.ReasonPathNotFound:         "check spec.path against the commit named in the message",
+	git.ReasonLimitExceeded:        "make the repository's path smaller, or ask your platform team to raise the --max-* bound named",
+	ReasonRenderFailed:             "fix the manifest or kustomization named in the message, and push",
+	git.ReasonUnsafeContent:        "remove what the message names (a remote base, a path out of the repository) from the repository",
+	ReasonEmptyRender:              "restore the path's manifests, or commit an empty .alumiini-allow-empty there if it is meant to be empty",
+	apply.ReasonDryRunFailed:       "fix the object named in the message so the API accepts it, and push",
+	apply.ReasonUnknownKind:        "install the CRD of the kind named (or commit it with its resources), or fix apiVersion/kind",
+	apply.ReasonCRDNotReady:        "check the CRD named: it was applied but not Established in time",
+	apply.ReasonImmutable:          "ask for a sync with force: true to recreate the object, or revert the field",
+	apply.ReasonOwnedByAnother:     "another GitRepository manages the object named: remove it from one of them",
+	apply.ReasonAdoptionRequired:   "set spec.adopt: true to take the existing object over, or rename it",
+	apply.ReasonApplyFailed:        "give the identity applying (spec.serviceAccountName) the rights named in the message",
+	apply.ReasonPruneFailed:        "give the identity applying the right to delete what the message names; it is tried at every sync",
+	apply.ReasonBreakGlassInGit:    "remove the alumiini.false.systems/suspend-heal annotation from the manifest",
+	ReasonWorkerCrashed:            "report it: alumiini's log has the panic's stack at -v=4",
+	ReasonDependencyCycle:          "remove one of the spec.dependsOn entries of the cycle named",
+	ReasonHealthTimeout:            "look at the objects named (kubectl describe), or raise spec.healthTimeout",
+	ReasonRolloutFailed:            "see the Rollout's own status; the next commit is followed anew",
+	ReasonRolledBack:               "see why the Rollout rolled back (its decisions); push a fixed commit",
+	ReasonRolloutPaused:            "promote or resume the Rollout, or raise spec.healthTimeout",
+	ReasonRolloutTimeout:           "see the Rollout's progress, or raise spec.healthTimeout",
+	ReasonRolloutNotFound:          "create the Rollout named by spec.rolloutRef in the target namespace, install its CRD, or let the identity watch it",
+}
+
+// withFix appends to message what to do about reason, if known.
+func withFix(reason, message string) string {
+	if fix, ok := fixes[reason]; ok {
+		return message + ". To fix: " + fix
+	}
+	return message
+}
