@@ -342,6 +342,8 @@ func TestFetchCutOffIsRetried(t *testing.T) {
 	s.BreakNextFetches(10)
 	if _, err := syncOnce(ctx, c, src, "deploy"); err == nil {
 		t.Fatal("a server that keeps dying mid-fetch gave no error")
+	} else if Reason(err) != ReasonFetchFailed {
+		t.Errorf("a server dying mid-fetch: reason %s (%v), want %s", Reason(err), err, ReasonFetchFailed)
 	}
 	s.BreakNextFetches(0)
 	if tree, err := syncOnce(ctx, c, src, "deploy"); err != nil || len(tree.Files) != 50 {
