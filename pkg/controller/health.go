@@ -155,8 +155,9 @@ func healthTimeout(repo *v1alpha1.GitRepository) time.Duration {
 }
 
 // startHealthWait begins waiting, after a sync applied commit, for the
-// GitRepository's objects to be healthy, and writes the outcome into the
-// Healthy and Ready conditions; the worker goes on at once.
+// GitRepository's objects to be healthy (spec.wait) and its Rollout to
+// complete (spec.rolloutRef), and writes the outcome into the Healthy,
+// RolledOut and Ready conditions; the worker goes on at once.
 func (r *Reconciler) startHealthWait(parent context.Context, repo *v1alpha1.GitRepository, commit string, applied []apply.Entry,
 	rolloutChangedAt time.Time) {
 	key := repo.Namespace + "/" + repo.Name
@@ -194,9 +195,11 @@ func (r *Reconciler) recheckHealth(ctx context.Context, repo *v1alpha1.GitReposi
 }
 
 // waitForHealth watches targets, with the GitRepository's identity, until
-// each is Current by kstatus rules or ctx ends; it returns what is not
-// healthy then, with why. Applied objects are watched per resource and
-// namespace by our label, spec.healthChecks each by name.
+// each is Current by kstatus rules (the Rollout: completed), the Rollout
+// fails, or ctx ends; the returned watch holds what was not healthy then,
+// with why, and what was seen of the Rollout. Applied objects are watched
+// per resource and namespace by our label, spec.healthChecks and the
+// Rollout each by name; seen is told the Rollout's progress.
 func (r *Reconciler) waitForHealth(ctx context.Context, repo *v1alpha1.GitRepository, targets []healthTarget,
 	seen func(v1alpha1.RolloutStatus)) *healthWatch {
 	w := &healthWatch{changed: make(chan struct{}, 1), scopeOf: map[healthTarget]watchScope{}, keyOf: map[healthTarget]string{},
