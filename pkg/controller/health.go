@@ -421,7 +421,8 @@ func (w *healthWatch) judge(scope watchScope, t healthTarget) string {
 	if result.Status == status.CurrentStatus {
 		return ""
 	}
-	return fmt.Sprintf("%s: %s: %s", t, result.Status, result.Message)
+	// The message quotes the object's status, which its writer chose.
+	return brief(fmt.Sprintf("%s: %s: %s", t, result.Status, result.Message))
 }
 
 // reportHealth writes the wait's outcome, unless a newer commit was synced

@@ -82,6 +82,7 @@ func (w *healthWatch) judgeRollout(t healthTarget, u *unstructured.Unstructured)
 	if t.gvk.Group == "argoproj.io" {
 		phase = argoPhases[phase]
 	}
+	phase = shorten(phase, 64, "…") // whoever writes the Rollout's status writes it
 	message, _, _ := unstructured.NestedString(u.Object, "status", "message")
 	message = brief(message) // whoever writes the Rollout's status writes it
 	seen := v1alpha1.RolloutStatus{Phase: phase, Message: message, ObservedAt: metav1.Now(),
