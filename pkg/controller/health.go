@@ -101,8 +101,9 @@ type healthTarget struct {
 	byName bool
 	// rollout: spec.rolloutRef, judged by its phase rather than kstatus.
 	rollout bool
-	// changedAt: when this sync changed the Rollout (zero if it did not).
-	changedAt time.Time
+	// baseline: the Rollout as this sync's write left it (nil if the sync
+	// did not write it).
+	baseline *rolloutBaseline
 }
 
 func (t healthTarget) String() string {
@@ -115,7 +116,7 @@ func (t healthTarget) String() string {
 // followedTargets are what a sync's wait follows: with spec.wait the
 // applied objects and spec.healthChecks, and with spec.rolloutRef the
 // Rollout; sorted.
-func followedTargets(repo *v1alpha1.GitRepository, applied []apply.Entry, rolloutChangedAt time.Time) []healthTarget {
+func followedTargets(repo *v1alpha1.GitRepository, applied []apply.Entry, baseline *rolloutBaseline) []healthTarget {
 	var targets []healthTarget
 	if repo.Spec.Wait {
 		for _, e := range applied {
@@ -134,7 +135,7 @@ func followedTargets(repo *v1alpha1.GitRepository, applied []apply.Entry, rollou
 	if ref := repo.Spec.RolloutRef; ref != nil {
 		gv, _ := schema.ParseGroupVersion(ref.APIVersion)
 		targets = append(targets, healthTarget{gvk: gv.WithKind(ref.Kind), namespace: targetNamespace(repo), name: ref.Name,
-			byName: true, rollout: true, changedAt: rolloutChangedAt})
+			byName: true, rollout: true, baseline: baseline})
 	}
 	sort.Slice(targets, func(i, j int) bool { return targets[i].String() < targets[j].String() })
 	return targets
@@ -159,9 +160,9 @@ func healthTimeout(repo *v1alpha1.GitRepository) time.Duration {
 // complete (spec.rolloutRef), and writes the outcome into the Healthy,
 // RolledOut and Ready conditions; the worker goes on at once.
 func (r *Reconciler) startHealthWait(parent context.Context, repo *v1alpha1.GitRepository, commit string, applied []apply.Entry,
-	rolloutChangedAt time.Time) {
+	baseline *rolloutBaseline) {
 	key := repo.Namespace + "/" + repo.Name
-	targets := followedTargets(repo, applied, rolloutChangedAt)
+	targets := followedTargets(repo, applied, baseline)
 	timeout := healthTimeout(repo)
 	r.health.start(parent, key, func(ctx context.Context, current func() bool) {
 		ctx, cancel := context.WithTimeout(ctx, timeout)
@@ -191,7 +192,7 @@ func (r *Reconciler) recheckHealth(ctx context.Context, repo *v1alpha1.GitReposi
 	if !unsettled || r.health.active(key) || repo.Status.Phase != v1alpha1.PhaseSynced {
 		return
 	}
-	r.startHealthWait(ctx, repo, repo.Status.LastSyncedCommit, fromInventory(repo.Status.Inventory), time.Time{})
+	r.startHealthWait(ctx, repo, repo.Status.LastSyncedCommit, fromInventory(repo.Status.Inventory), nil)
 }
 
 // waitForHealth watches targets, with the GitRepository's identity, until
@@ -315,7 +316,7 @@ func shrinkForHealth(obj any) (any, error) {
 	}
 	metadata := map[string]any{"name": u.GetName(), "namespace": u.GetNamespace(), "generation": u.GetGeneration(),
 		"resourceVersion": u.GetResourceVersion(), "uid": string(u.GetUID())}
-	// When the status was written, for a Rollout (statusWrittenSince).
+	// When the status was written, for a Rollout (rolloutBaseline).
 	var statusWrites []any
 	for _, m := range u.GetManagedFields() {
 		if m.Subresource == "status" && m.Time != nil {
@@ -362,6 +363,8 @@ type healthWatch struct {
 	rollout      *v1alpha1.RolloutStatus
 	verdict      rolloutVerdict
 	rolloutShown *v1alpha1.RolloutStatus
+	// rolloutPickedUp: its status was seen to speak of this sync's write.
+	rolloutPickedUp bool
 }
 
 func (w *healthWatch) notify() {

@@ -288,7 +288,7 @@ func (r *Reconciler) syncOnce(ctx context.Context, repo *v1alpha1.GitRepository)
 	if following(repo) {
 		// Held objects are not git's to vouch for.
 		applied := slices.DeleteFunc(slices.Clone(out.result.Inventory), func(e apply.Entry) bool { return slices.Contains(out.result.Held, e) })
-		r.startHealthWait(workerCtx, repo, out.commit, applied, rolloutChangedAt(repo, out.result))
+		r.startHealthWait(workerCtx, repo, out.commit, applied, out.rollout)
 	}
 	return true
 }
@@ -316,6 +316,9 @@ type outcome struct {
 	// watch suspected were compared and, by policy, corrected.
 	driftOnly bool
 	drift     *driftSync
+	// rollout: spec.rolloutRef's Rollout as the apply wrote it, nil if it
+	// did not write it.
+	rollout *rolloutBaseline
 }
 
 // stageError is a stage's failure: the condition reason, and the commit the
@@ -371,7 +374,7 @@ func (r *Reconciler) run(ctx context.Context, repo *v1alpha1.GitRepository, pend
 	}
 	out.drift = r.driftPolicy(ctx, repo, src, commit, objects, suspects)
 	force := pending != nil && pending.Force
-	out.result, err = r.apply(ctx, repo, objects, force, commit, out.drift)
+	err = r.apply(ctx, repo, objects, force, out)
 	if err == nil && r.drift != nil {
 		r.drift.watch(ctx, out.result.Inventory) // after the apply slot is released
 	}
@@ -516,12 +519,14 @@ func (r *Reconciler) render(ctx context.Context, repo *v1alpha1.GitRepository, s
 // apply puts the objects in the cluster with the GitRepository's identity,
 // holding one of the shared apply slots. With a drift policy of a sync of
 // suspects (the commit already applied) only those objects are compared and
-// nothing is pruned; the policy decides what is written.
+// nothing is pruned; the policy decides what is written. It sets
+// out.result, and out.rollout if the Rollout of spec.rolloutRef was written.
 func (r *Reconciler) apply(ctx context.Context, repo *v1alpha1.GitRepository, objects []manifest.Object, force bool,
-	commit string, policy *driftSync) (*apply.Result, error) {
+	out *outcome) error {
+	commit, policy := out.commit, out.drift
 	applier, err := r.Appliers.For(repo.Namespace, repo.Spec.ServiceAccountName)
 	if err != nil {
-		return nil, failed(apply.ReasonApplyFailed, commit, err)
+		return failed(apply.ReasonApplyFailed, commit, err)
 	}
 	target := targetNamespace(repo)
 	previous := fromInventory(repo.Status.Inventory)
@@ -543,11 +548,13 @@ func (r *Reconciler) apply(ctx context.Context, repo *v1alpha1.GitRepository, ob
 		opts.Write = policy.decide
 		opts.Observe = r.drift.observe(policy.key, target)
 	}
+	rollout := newRolloutWrites(repo)
+	opts.Observe = rollout.observing(target, opts.Observe)
 	waiting := time.Now()
 	release, err := r.ApplySlots.Acquire(ctx, repo.Namespace)
 	slotWait.WithLabelValues("apply").Observe(time.Since(waiting).Seconds())
 	if err != nil {
-		return nil, failed(git.ReasonTimeout, commit, errors.New("timed out waiting for an apply slot"))
+		return failed(git.ReasonTimeout, commit, errors.New("timed out waiting for an apply slot"))
 	}
 	defer release()
 	result, err := applier.Apply(ctx, apply.Owner{Namespace: repo.Namespace, Name: repo.Name}, objects, opts)
@@ -561,7 +568,7 @@ func (r *Reconciler) apply(ctx context.Context, repo *v1alpha1.GitRepository, ob
 			// deleted, is the inventory now, so the next sync tries again.
 			stage.inventory = toInventory(result.Inventory)
 		}
-		return nil, stage
+		return stage
 	}
 	if policy != nil {
 		inventory := result.Inventory
@@ -570,7 +577,8 @@ func (r *Reconciler) apply(ctx context.Context, repo *v1alpha1.GitRepository, ob
 		}
 		policy.settle(result, objects, inventory)
 	}
-	return result, nil
+	out.result, out.rollout = result, rollout.baseline(result, target)
+	return nil
 }
 
 // driftPolicy is this sync's drift policy, nil when drift handling is off.

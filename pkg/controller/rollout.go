@@ -2,8 +2,11 @@ package controller
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/json"
 	"fmt"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
@@ -65,6 +68,16 @@ func (v rolloutVerdict) outcome(timeout time.Duration) rolloutVerdict {
 
 func (w *healthWatch) rolloutFailed() bool { return w.verdict.failed() }
 
+// pickedUp: the Rollout's status speaks of the revision this sync wrote.
+// Once it did, it keeps doing so for this wait, even if the status comes
+// back to what it said before (Progressing, then Completed as last time).
+func (w *healthWatch) pickedUp(t healthTarget, u *unstructured.Unstructured) bool {
+	if !w.rolloutPickedUp && t.baseline.rewritten(u) {
+		w.rolloutPickedUp = true
+	}
+	return w.rolloutPickedUp
+}
+
 // rolloutMissing records that the Rollout cannot be read, and says so as
 // an unhealthy target.
 func (w *healthWatch) rolloutMissing(t healthTarget, why string) string {
@@ -94,7 +107,7 @@ func (w *healthWatch) judgeRollout(t healthTarget, u *unstructured.Unstructured)
 	w.rollout = &seen
 	w.verdict = rolloutVerdict{phase: phase, message: message}
 	switch {
-	case !observedCurrentGeneration(u) || !statusWrittenSince(u, t.changedAt):
+	case !observedCurrentGeneration(u) || !w.pickedUp(t, u):
 		w.verdict.message = "the Rollout has not picked the new revision up yet"
 	case phase == rolloutFailed && lastDecision(u) == "Rollback":
 		w.verdict.reason, w.verdict.message = ReasonRolledBack, "rolled back: "+message
@@ -130,40 +143,103 @@ func observedCurrentGeneration(u *unstructured.Unstructured) bool {
 	return observed >= u.GetGeneration()
 }
 
-// rolloutChangedAt is now if the sync just wrote spec.rolloutRef's Rollout
-// (its new revision is KULTA's to pick up), else zero.
-func rolloutChangedAt(repo *v1alpha1.GitRepository, result *apply.Result) time.Time {
-	ref := repo.Spec.RolloutRef
-	if ref == nil {
-		return time.Time{}
-	}
-	gv, _ := schema.ParseGroupVersion(ref.APIVersion)
-	for _, c := range result.Changes {
-		if c.Written && c.Group == gv.Group && c.Kind == ref.Kind && c.Name == ref.Name && c.Namespace == targetNamespace(repo) {
-			return time.Now()
-		}
-	}
-	return time.Time{}
+// rolloutBaseline is spec.rolloutRef's Rollout as a sync's write left it:
+// when its status was last written (the apiserver's clock, in whole
+// seconds) and a fingerprint of that status. KULTA's status says no
+// observedGeneration, so only a status written since tells a phase of the
+// new revision from the last one's; a write within the same second shows
+// in the fingerprint.
+type rolloutBaseline struct {
+	statusWritten time.Time
+	status        [sha256.Size]byte
 }
 
-// statusWrittenSince: the Rollout's status was written (by KULTA, through
-// its status subresource) no earlier than the second this sync changed the
-// Rollout; a KULTA Rollout's status says no observedGeneration, so only
-// this tells a phase of the new revision from the last one's. A zero
-// changedAt (the sync did not change the Rollout) asks nothing.
-func statusWrittenSince(u *unstructured.Unstructured, changedAt time.Time) bool {
-	if changedAt.IsZero() {
+func baselineOf(u *unstructured.Unstructured) *rolloutBaseline {
+	return &rolloutBaseline{statusWritten: lastStatusWrite(u), status: statusFingerprint(u)}
+}
+
+// rewritten: the Rollout's status was written since the baseline. A nil
+// baseline (the sync did not change the Rollout) asks nothing, nor does a
+// status that says which generation it observed (observedCurrentGeneration
+// judges that).
+func (b *rolloutBaseline) rewritten(u *unstructured.Unstructured) bool {
+	if b == nil {
 		return true
 	}
 	if _, found, _ := unstructured.NestedFieldNoCopy(u.Object, "status", "observedGeneration"); found {
-		return true // observedCurrentGeneration says
+		return true
 	}
+	return lastStatusWrite(u).After(b.statusWritten) || statusFingerprint(u) != b.status
+}
+
+func lastStatusWrite(u *unstructured.Unstructured) time.Time {
+	var last time.Time
 	for _, m := range u.GetManagedFields() {
-		if m.Subresource == "status" && m.Time != nil && !m.Time.Time.Before(changedAt.Truncate(time.Second)) {
-			return true
+		if m.Subresource == "status" && m.Time != nil && m.Time.After(last) {
+			last = m.Time.Time
 		}
 	}
-	return false
+	return last
+}
+
+// statusFingerprint hashes the status as JSON (map keys sorted).
+func statusFingerprint(u *unstructured.Unstructured) [sha256.Size]byte {
+	status, _, _ := unstructured.NestedFieldNoCopy(u.Object, "status")
+	data, _ := json.Marshal(status)
+	return sha256.Sum256(data)
+}
+
+// rolloutWrites catches, through the apply's Observe hook, the Rollout of
+// spec.rolloutRef as the apply left it.
+type rolloutWrites struct {
+	ref   *v1alpha1.RolloutReference
+	group string
+	seen  atomic.Pointer[rolloutBaseline]
+}
+
+func newRolloutWrites(repo *v1alpha1.GitRepository) *rolloutWrites {
+	ref := repo.Spec.RolloutRef
+	if ref == nil {
+		return nil
+	}
+	gv, _ := schema.ParseGroupVersion(ref.APIVersion)
+	return &rolloutWrites{ref: ref, group: gv.Group}
+}
+
+func (w *rolloutWrites) is(e apply.Entry, namespace string) bool {
+	return e.Group == w.group && e.Kind == w.ref.Kind && e.Name == w.ref.Name && e.Namespace == namespace
+}
+
+// observing chains onto next (which may be nil) the catch of the Rollout.
+func (w *rolloutWrites) observing(namespace string, next func(apply.Entry, *unstructured.Unstructured)) func(apply.Entry, *unstructured.Unstructured) {
+	if w == nil {
+		return next
+	}
+	return func(e apply.Entry, obj *unstructured.Unstructured) {
+		if w.is(e, namespace) {
+			w.seen.Store(baselineOf(obj))
+		}
+		if next != nil {
+			next(e, obj)
+		}
+	}
+}
+
+// baseline is the Rollout as this sync's write left it, or nil if the sync
+// did not write it (its new revision is KULTA's to pick up only if it did).
+func (w *rolloutWrites) baseline(result *apply.Result, namespace string) *rolloutBaseline {
+	if w == nil || result == nil {
+		return nil
+	}
+	for _, c := range result.Changes {
+		if c.Written && w.is(c.Entry, namespace) {
+			if b := w.seen.Load(); b != nil {
+				return b
+			}
+			return &rolloutBaseline{} // written, not read back: any status is newer
+		}
+	}
+	return nil
 }
 
 // lastDecision is the action of the newest entry of KULTA's status.decisions.

@@ -44,18 +44,31 @@ func TestRolloutVerdicts(t *testing.T) {
 		}
 	}
 	// KULTA's status says no observedGeneration: a Completed written before
-	// this sync changed the Rollout is the last revision's.
+	// this sync changed the Rollout is the last revision's, even when KULTA
+	// wrote it in the same second as the change.
+	written := time.Date(2026, 11, 27, 10, 44, 18, 0, time.UTC)
+	rollout := func(phase string, statusWritten time.Time) *unstructured.Unstructured {
+		u := &unstructured.Unstructured{Object: map[string]any{"status": map[string]any{"phase": phase, "message": "done"}}}
+		u.SetManagedFields([]metav1.ManagedFieldsEntry{{Manager: "kulta", Subresource: "status", Time: &metav1.Time{Time: statusWritten}}})
+		return u
+	}
 	changed := kulta
-	changed.changedAt = time.Now()
-	stale := &unstructured.Unstructured{Object: map[string]any{"status": map[string]any{"phase": "Completed"}}}
-	stale.SetManagedFields([]metav1.ManagedFieldsEntry{{Manager: "kulta", Subresource: "status", Time: &metav1.Time{Time: changed.changedAt.Add(-time.Minute)}}})
+	changed.baseline = baselineOf(rollout("Completed", written))
 	w := &healthWatch{}
-	if w.judgeRollout(changed, stale); w.verdict.reason != "" {
+	if w.judgeRollout(changed, rollout("Completed", written)); w.verdict.reason != "" {
 		t.Errorf("the last revision's Completed: %+v", w.verdict)
 	}
-	stale.SetManagedFields([]metav1.ManagedFieldsEntry{{Manager: "kulta", Subresource: "status", Time: &metav1.Time{Time: changed.changedAt.Add(time.Second)}}})
-	if w.judgeRollout(changed, stale); w.verdict.reason != ReasonRolledOut {
+	if w.judgeRollout(changed, rollout("Failed", written)); w.verdict.reason != ReasonRolloutFailed {
+		t.Errorf("Failed written in the second of the change: %+v", w.verdict)
+	}
+	w = &healthWatch{}
+	if w.judgeRollout(changed, rollout("Completed", written.Add(time.Second))); w.verdict.reason != ReasonRolledOut {
 		t.Errorf("Completed written after the change: %+v", w.verdict)
+	}
+	w = &healthWatch{}
+	w.judgeRollout(changed, rollout("Progressing", written))
+	if w.judgeRollout(changed, rollout("Completed", written)); w.verdict.reason != ReasonRolledOut {
+		t.Errorf("Progressing, then Completed as last time, within one second: %+v", w.verdict)
 	}
 	w = &healthWatch{}
 	w.judgeRollout(kulta, &unstructured.Unstructured{Object: map[string]any{"status": map[string]any{"phase": "Paused"}}})
