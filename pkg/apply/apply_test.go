@@ -7,11 +7,13 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/dynamic"
@@ -359,4 +361,80 @@ func TestImmutableFieldIsReportedAndForceRecreates(t *testing.T) {
 func unstructuredString(obj map[string]interface{}, field string) (string, bool, error) {
 	v, ok := obj[field].(string)
 	return v, ok, nil
+}
+
+func crd(plural, singular, kind string) string {
+	return `apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: ` + plural + `.conflict.example.com
+spec:
+  group: conflict.example.com
+  names: {kind: ` + kind + `, plural: ` + plural + `, singular: ` + singular + `}
+  scope: Namespaced
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
+`
+}
+
+// TestACRDThatIsNeverEstablishedIsNamed: a CRD whose names clash with
+// another's is stored but never Established; its resources in the same
+// commit are not applied and the failure names the CRD.
+func TestACRDThatIsNeverEstablishedIsNamed(t *testing.T) {
+	a := newApplier(t)
+	ns := namespace(t, a)
+	ctx := context.Background()
+	if _, err := a.Apply(ctx, Owner{Namespace: "default", Name: "widgets"}, render(t, "crd.yaml", crd("widgets", "widget", "Widget")),
+		Options{DefaultNamespace: ns}); err != nil {
+		t.Fatal(err)
+	}
+	a.CRDTimeout = 3 * time.Second
+	clashing := render(t, "crd.yaml", crd("gadgets", "widget", "Gadget"),
+		"gadget.yaml", "apiVersion: conflict.example.com/v1\nkind: Gadget\nmetadata:\n  name: g\n")
+	_, err := a.Apply(ctx, Owner{Namespace: "default", Name: "gadgets"}, clashing, Options{DefaultNamespace: ns})
+	var aerr *Error
+	if !errors.As(err, &aerr) || aerr.Reason != ReasonCRDNotReady || !strings.Contains(err.Error(), "gadgets.conflict.example.com") {
+		t.Fatalf("got %v, want %s naming the CRD", err, ReasonCRDNotReady)
+	}
+}
+
+// TestAWriteRefusedAfterItsDryRunIsNamed: a ResourceQuota checks each
+// dry-run alone, so two Services fit one left in the quota until they are
+// written; the second write fails with ApplyFailed naming it and the quota.
+func TestAWriteRefusedAfterItsDryRunIsNamed(t *testing.T) {
+	a := newApplier(t)
+	ns := namespace(t, a)
+	ctx := context.Background()
+	quotas := schema.GroupVersionResource{Version: "v1", Resource: "resourcequotas"}
+	quota := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "v1", "kind": "ResourceQuota",
+		"metadata": map[string]any{"name": "one-service"}, "spec": map[string]any{"hard": map[string]any{"services": "1"}}}}
+	if _, err := a.Client.Resource(quotas).Namespace(ns).Create(ctx, quota, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// Admission refuses everything it counts until the quota controller
+	// has written the quota's usage.
+	if err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		live, err := a.Client.Resource(quotas).Namespace(ns).Get(ctx, "one-service", metav1.GetOptions{})
+		if err != nil {
+			return false, nil
+		}
+		_, found, _ := unstructured.NestedMap(live.Object, "status", "used")
+		return found, nil
+	}); err != nil {
+		t.Fatal("the quota controller never counted the quota's usage")
+	}
+	service := func(name string) string {
+		return "apiVersion: v1\nkind: Service\nmetadata:\n  name: " + name + "\nspec:\n  ports:\n  - port: 80\n"
+	}
+	objects := render(t, "a.yaml", service("a"), "b.yaml", service("b"))
+	result, err := a.Apply(ctx, Owner{Namespace: "default", Name: "quota"}, objects, Options{DefaultNamespace: ns})
+	var aerr *Error
+	if !errors.As(err, &aerr) || aerr.Reason != ReasonApplyFailed || !strings.Contains(err.Error(), "exceeded quota") ||
+		!strings.Contains(err.Error(), "Service "+ns+"/") {
+		t.Fatalf("got %v (%+v), want %s naming a Service and the quota", err, result, ReasonApplyFailed)
+	}
 }
