@@ -43,15 +43,22 @@ func playKulta(t *testing.T, status string) {
 
 func waitForRolledOut(t *testing.T, wantStatus, wantReason string) {
 	t.Helper()
+	waitForRolledOutOf(t, "rollout", wantStatus, wantReason)
+}
+
+// waitForRolledOutOf waits for GitRepository name's RolledOut condition and
+// returns its message.
+func waitForRolledOutOf(t *testing.T, name, wantStatus, wantReason string) string {
+	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		out := kubectl(t, "get", "gitrepository", "rollout", "-o",
-			`jsonpath={.status.conditions[?(@.type=="RolledOut")].status}/{.status.conditions[?(@.type=="RolledOut")].reason}`)
-		if out == wantStatus+"/"+wantReason {
-			return
+		out := kubectl(t, "get", "gitrepository", name, "-o",
+			`jsonpath={.status.conditions[?(@.type=="RolledOut")].status}/{.status.conditions[?(@.type=="RolledOut")].reason}/{.status.conditions[?(@.type=="RolledOut")].message}`)
+		if strings.HasPrefix(out, wantStatus+"/"+wantReason+"/") {
+			return strings.TrimPrefix(out, wantStatus+"/"+wantReason+"/")
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("RolledOut is %s, want %s/%s\n%s", out, wantStatus, wantReason, kubectl(t, "get", "gitrepository", "rollout", "-o", "yaml"))
+			t.Fatalf("RolledOut is %s, want %s/%s\n%s", out, wantStatus, wantReason, kubectl(t, "get", "gitrepository", name, "-o", "yaml"))
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
@@ -101,5 +108,29 @@ func TestRolloutRefFollowsKulta(t *testing.T) {
 	}
 	if reason, message := readyReason(t, "rollout"); reason != "RolledBack" || !strings.Contains(message, "Rollout rollout/web") {
 		t.Errorf("Ready after a rollback: %s %s", reason, message)
+	}
+}
+
+// TestAMissingRolloutIsAClearReason: a rolloutRef naming a Rollout that is
+// not there, or one whose CRD is not installed (Argo's, here), ends the
+// wait with RolloutNotFound naming it; the sync itself stands.
+func TestAMissingRolloutIsAClearReason(t *testing.T) {
+	pushRepository(t, "rollout-missing", map[string]gitserver.File{"deploy/cm.yaml": {Content: configMapV1}})
+	refs := map[string]string{
+		"rollout-absent": "{name: absent}",
+		"rollout-argo":   "{apiVersion: argoproj.io/v1alpha1, kind: Rollout, name: web}",
+	}
+	for name, ref := range refs {
+		createNamespace(t, name)
+		kubectlInput(t, gitRepository(name, "rollout-missing", name, "  healthTimeout: 2s\n  rolloutRef: "+ref+"\n"),
+			"apply", "-f", "-")
+	}
+	for name, want := range map[string]string{"rollout-absent": "Rollout rollout-absent/absent", "rollout-argo": "Rollout rollout-argo/web"} {
+		if message := waitForRolledOutOf(t, name, "False", "RolloutNotFound"); !strings.Contains(message, want) {
+			t.Errorf("%s: RolledOut says %q, want it to name %s", name, message, want)
+		}
+		if phase := kubectl(t, "get", "gitrepository", name, "-o", "jsonpath={.status.phase}"); phase != "Synced" {
+			t.Errorf("%s: phase %s, want the sync to stand", name, phase)
+		}
 	}
 }
