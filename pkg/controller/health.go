@@ -167,7 +167,9 @@ func (r *Reconciler) startHealthWait(parent context.Context, repo *v1alpha1.GitR
 	r.health.start(parent, key, func(ctx context.Context, current func() bool) {
 		ctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
-		seen := func(rollout v1alpha1.RolloutStatus) { r.reportRollout(parent, repo, commit, current, rollout) }
+		seen := func(rollout v1alpha1.RolloutStatus, pickedUp bool) {
+			r.reportRollout(parent, repo, commit, current, rollout, pickedUp)
+		}
 		w := r.waitForHealth(ctx, repo, targets, seen)
 		if parent.Err() != nil || ctx.Err() == context.Canceled {
 			return // a newer sync, a deletion or the end of this term
@@ -192,7 +194,7 @@ func (r *Reconciler) recheckHealth(ctx context.Context, repo *v1alpha1.GitReposi
 	if !unsettled || r.health.active(key) || repo.Status.Phase != v1alpha1.PhaseSynced {
 		return
 	}
-	r.startHealthWait(ctx, repo, repo.Status.LastSyncedCommit, fromInventory(repo.Status.Inventory), nil)
+	r.startHealthWait(ctx, repo, repo.Status.LastSyncedCommit, fromInventory(repo.Status.Inventory), lostBaseline(repo))
 }
 
 // waitForHealth watches targets, with the GitRepository's identity, until
@@ -202,7 +204,7 @@ func (r *Reconciler) recheckHealth(ctx context.Context, repo *v1alpha1.GitReposi
 // per resource and namespace by our label, spec.healthChecks and the
 // Rollout each by name; seen is told the Rollout's progress.
 func (r *Reconciler) waitForHealth(ctx context.Context, repo *v1alpha1.GitRepository, targets []healthTarget,
-	seen func(v1alpha1.RolloutStatus)) *healthWatch {
+	seen func(rollout v1alpha1.RolloutStatus, pickedUp bool)) *healthWatch {
 	w := &healthWatch{changed: make(chan struct{}, 1), scopeOf: map[healthTarget]watchScope{}, keyOf: map[healthTarget]string{},
 		stores: map[watchScope]cache.Store{}, errors: map[watchScope]string{}}
 	applier, err := r.Appliers.For(repo.Namespace, repo.Spec.ServiceAccountName)
@@ -283,7 +285,7 @@ func (r *Reconciler) waitForHealth(ctx context.Context, repo *v1alpha1.GitReposi
 			} else {
 				shown := *w.rollout
 				w.rolloutShown, shownAt = &shown, time.Now()
-				seen(shown)
+				seen(shown, w.rolloutPickedUp)
 			}
 		}
 		if len(w.unhealthyNow) == 0 || w.rolloutFailed() || ctx.Err() != nil {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -28,6 +29,13 @@ const (
 	ReasonRolloutPaused      = "RolloutPaused"
 	ReasonRolloutTimeout     = "RolloutTimeout"
 	ReasonRolloutNotFound    = "RolloutNotFound"
+)
+
+// The RolledOut condition's messages that say the Rollout's status may
+// still be the last revision's.
+const (
+	notPickedUp      = "the Rollout has not picked the new revision up yet"
+	followingRollout = "following Rollout "
 )
 
 // KULTA's phases; an Argo Rollout's are read as these.
@@ -71,8 +79,8 @@ func (w *healthWatch) rolloutFailed() bool { return w.verdict.failed() }
 // pickedUp: the Rollout's status speaks of the revision this sync wrote.
 // Once it did, it keeps doing so for this wait, even if the status comes
 // back to what it said before (Progressing, then Completed as last time).
-func (w *healthWatch) pickedUp(t healthTarget, u *unstructured.Unstructured) bool {
-	if !w.rolloutPickedUp && t.baseline.rewritten(u) {
+func (w *healthWatch) pickedUp(t healthTarget, u *unstructured.Unstructured, seen v1alpha1.RolloutStatus) bool {
+	if !w.rolloutPickedUp && t.baseline.rewritten(u, seen) {
 		w.rolloutPickedUp = true
 	}
 	return w.rolloutPickedUp
@@ -100,15 +108,14 @@ func (w *healthWatch) judgeRollout(t healthTarget, u *unstructured.Unstructured)
 	message = brief(message) // whoever writes the Rollout's status writes it
 	seen := v1alpha1.RolloutStatus{Phase: phase, Message: message, ObservedAt: metav1.Now(),
 		Step: nestedInt32(u, "status", "currentStepIndex"), Weight: nestedInt32(u, "status", "currentWeight")}
-	if w.rollout != nil && w.rollout.Phase == seen.Phase && w.rollout.Message == seen.Message &&
-		equalInt32(w.rollout.Step, seen.Step) && equalInt32(w.rollout.Weight, seen.Weight) {
+	if w.rollout != nil && sameRolloutStatus(*w.rollout, seen) {
 		seen.ObservedAt = w.rollout.ObservedAt // unchanged: no new status write
 	}
 	w.rollout = &seen
 	w.verdict = rolloutVerdict{phase: phase, message: message}
 	switch {
-	case !observedCurrentGeneration(u) || !w.pickedUp(t, u):
-		w.verdict.message = "the Rollout has not picked the new revision up yet"
+	case !observedCurrentGeneration(u) || !w.pickedUp(t, u, seen):
+		w.verdict.message = notPickedUp
 	case phase == rolloutFailed && lastDecision(u) == "Rollback":
 		w.verdict.reason, w.verdict.message = ReasonRolledBack, "rolled back: "+message
 	case phase == rolloutFailed:
@@ -152,6 +159,10 @@ func observedCurrentGeneration(u *unstructured.Unstructured) bool {
 type rolloutBaseline struct {
 	statusWritten time.Time
 	status        [sha256.Size]byte
+	// shown, when set, replaces the two: after a restart only the
+	// GitRepository's status.rollout tells what the Rollout said while it
+	// had not picked the revision up.
+	shown *v1alpha1.RolloutStatus
 }
 
 func baselineOf(u *unstructured.Unstructured) *rolloutBaseline {
@@ -162,14 +173,32 @@ func baselineOf(u *unstructured.Unstructured) *rolloutBaseline {
 // baseline (the sync did not change the Rollout) asks nothing, nor does a
 // status that says which generation it observed (observedCurrentGeneration
 // judges that).
-func (b *rolloutBaseline) rewritten(u *unstructured.Unstructured) bool {
+func (b *rolloutBaseline) rewritten(u *unstructured.Unstructured, seen v1alpha1.RolloutStatus) bool {
 	if b == nil {
 		return true
 	}
 	if _, found, _ := unstructured.NestedFieldNoCopy(u.Object, "status", "observedGeneration"); found {
 		return true
 	}
+	if s := b.shown; s != nil {
+		return !sameRolloutStatus(*s, seen)
+	}
 	return lastStatusWrite(u).After(b.statusWritten) || statusFingerprint(u) != b.status
+}
+
+// lostBaseline is the baseline of a wait that a restart (or a new leader)
+// lost while the Rollout had not picked the revision up, or nil: the
+// Rollout must say something else than status.rollout shows before its
+// phase counts. Telling a later status that happens to equal it from the
+// old one is beyond reach; that errs towards RolloutTimeout, never towards
+// a RolledOut too early.
+func lostBaseline(repo *v1alpha1.GitRepository) *rolloutBaseline {
+	rolled := apimeta.FindStatusCondition(repo.Status.Conditions, v1alpha1.ConditionRolledOut)
+	if repo.Status.Rollout == nil || rolled == nil || rolled.Status == metav1.ConditionTrue ||
+		!strings.Contains(rolled.Message, notPickedUp) && !strings.HasPrefix(rolled.Message, followingRollout) {
+		return nil
+	}
+	return &rolloutBaseline{shown: repo.Status.Rollout}
 }
 
 func lastStatusWrite(u *unstructured.Unstructured) time.Time {
@@ -262,11 +291,22 @@ func nestedInt32(u *unstructured.Unstructured, fields ...string) *int32 {
 	return &n
 }
 
+// sameRolloutStatus: a and b show the same phase, step, weight and message.
+func sameRolloutStatus(a, b v1alpha1.RolloutStatus) bool {
+	return a.Phase == b.Phase && a.Message == b.Message && equalInt32(a.Step, b.Step) && equalInt32(a.Weight, b.Weight)
+}
+
 func equalInt32(a, b *int32) bool { return a == nil && b == nil || a != nil && b != nil && *a == *b }
 
 // reportRollout shows, while the wait runs, what the Rollout is doing.
 func (r *Reconciler) reportRollout(ctx context.Context, repo *v1alpha1.GitRepository, commit string, current func() bool,
-	seen v1alpha1.RolloutStatus) {
+	seen v1alpha1.RolloutStatus, pickedUp bool) {
+	message := fmt.Sprintf("Rollout %s: %s", repo.Spec.RolloutRef.Name, rolloutSummary(seen))
+	if !pickedUp {
+		// Said in status, so that a wait lost to a restart knows it too
+		// (lostBaseline).
+		message = fmt.Sprintf("Rollout %s: %s; it shows %s", repo.Spec.RolloutRef.Name, notPickedUp, rolloutSummary(seen))
+	}
 	ctx, cancel := context.WithTimeout(ctx, statusWriteTimeout)
 	defer cancel()
 	err := r.writeStatus(ctx, repo, func(s *v1alpha1.GitRepositoryStatus, generation int64) {
@@ -274,8 +314,7 @@ func (r *Reconciler) reportRollout(ctx context.Context, repo *v1alpha1.GitReposi
 			return
 		}
 		s.Rollout = &seen
-		condition(s, generation, v1alpha1.ConditionRolledOut, metav1.ConditionUnknown, ReasonRolloutProgressing,
-			fmt.Sprintf("Rollout %s: %s", repo.Spec.RolloutRef.Name, rolloutSummary(seen)))
+		condition(s, generation, v1alpha1.ConditionRolledOut, metav1.ConditionUnknown, ReasonRolloutProgressing, message)
 	})
 	if err != nil {
 		klog.FromContext(ctx).Error(err, "Writing status")
@@ -307,7 +346,7 @@ func rolloutConditions(s *v1alpha1.GitRepositoryStatus, generation int64, ref *v
 	}
 	if applied {
 		condition(s, generation, v1alpha1.ConditionRolledOut, metav1.ConditionUnknown, ReasonRolloutProgressing,
-			"following Rollout "+ref.Name+" for this revision")
+			followingRollout+ref.Name+" for this revision")
 	}
 }
 

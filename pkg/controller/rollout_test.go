@@ -8,6 +8,8 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/tools/cache"
+
+	"github.com/falsesystems/alumiini/pkg/apis/alumiini/v1alpha1"
 )
 
 // TestRolloutVerdicts: KULTA's phases and decisions, and Argo's phases read
@@ -97,5 +99,35 @@ func TestARolloutThatCannotBeReadOrTakesTooLong(t *testing.T) {
 	w.judgeRollout(kulta, &unstructured.Unstructured{Object: map[string]any{"status": map[string]any{"phase": "Progressing"}}})
 	if got := w.verdict.outcome(time.Minute); got.reason != ReasonRolloutTimeout {
 		t.Errorf("still progressing past the timeout: %+v", got)
+	}
+}
+
+// TestAWaitLostToARestartDoesNotSayRolledOutTooEarly: after a restart the
+// wait is rebuilt from status; while RolledOut said the Rollout had not
+// picked the revision up, the Completed status.rollout shows is the last
+// revision's, and only a status that says something else counts.
+func TestAWaitLostToARestartDoesNotSayRolledOutTooEarly(t *testing.T) {
+	kulta := healthTarget{gvk: schema.GroupVersionKind{Group: "kulta.io", Version: "v1alpha1", Kind: "Rollout"}, name: "web", rollout: true}
+	repo := &v1alpha1.GitRepository{Spec: v1alpha1.GitRepositorySpec{RolloutRef: &v1alpha1.RolloutReference{Name: "web"}}}
+	repo.Status.Rollout = &v1alpha1.RolloutStatus{Phase: "Completed", Message: "done"}
+	completed := &unstructured.Unstructured{Object: map[string]any{"status": map[string]any{"phase": "Completed", "message": "done"}}}
+	for _, message := range []string{"following Rollout web for this revision", "Rollout web: " + notPickedUp + "; it shows Completed"} {
+		repo.Status.Conditions = []metav1.Condition{{Type: v1alpha1.ConditionRolledOut, Status: metav1.ConditionUnknown, Message: message}}
+		target := kulta
+		target.baseline = lostBaseline(repo)
+		w := &healthWatch{}
+		if w.judgeRollout(target, completed); w.verdict.reason != "" {
+			t.Errorf("after %q, the last revision's Completed counts: %+v", message, w.verdict)
+		}
+		moved := &unstructured.Unstructured{Object: map[string]any{"status": map[string]any{"phase": "Completed", "message": "web:2 at 100%"}}}
+		if w.judgeRollout(target, moved); w.verdict.reason != ReasonRolledOut {
+			t.Errorf("after %q, a Completed of the new revision: %+v", message, w.verdict)
+		}
+	}
+	// Once the Rollout was seen to pick the revision up, its status counts.
+	repo.Status.Conditions = []metav1.Condition{{Type: v1alpha1.ConditionRolledOut, Status: metav1.ConditionUnknown,
+		Message: "Rollout web: Progressing, step 1"}}
+	if b := lostBaseline(repo); b != nil {
+		t.Errorf("a wait that saw the revision picked up: baseline %+v", b)
 	}
 }
