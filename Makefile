@@ -74,10 +74,12 @@ e2e: tools
 clean:
 	rm -rf _output
 
-## bench: time N GitRepositories from create to Ready on the local control plane (not part of make test)
+## bench: N GitRepositories next to kubectl apply: create to Ready, CPU, requests, memory, idle, push (not part of make test)
 BENCH_N ?= 100,1000
+BENCH_FLAGS ?= -json _output/bench.json
 bench: tools
-	$(GO) run ./test/bench -n $(BENCH_N)
+	mkdir -p _output
+	$(GO) run ./test/bench -n $(BENCH_N) $(BENCH_FLAGS)
 
 ## bench-latency: time push → applied (webhook and sync request), drift correction and a 100-GitRepository fan-out (not part of make test)
 BENCH_LATENCY_FLAGS ?=

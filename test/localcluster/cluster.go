@@ -570,6 +570,19 @@ func (c *Cluster) PIDs() []int {
 	return pids
 }
 
+// ComponentPIDs are the process ids of the components still running, by
+// name: alumiini, kube-controller-manager, kube-apiserver, etcd.
+func (c *Cluster) ComponentPIDs() map[string]int {
+	pids := map[string]int{}
+	for name, p := range map[string]*process{"alumiini": c.alumiini, "kube-controller-manager": c.controllerManager,
+		"kube-apiserver": c.kubeAPIServer, "etcd": c.etcd} {
+		if p != nil && !p.exited() {
+			pids[name] = p.cmd.Process.Pid
+		}
+	}
+	return pids
+}
+
 // Stop stops alumiini first (it drains and flushes its etcd), then
 // kube-apiserver, etcd and the git server.
 func (c *Cluster) Stop() {

@@ -9,6 +9,9 @@ import (
 
 	"github.com/spf13/pflag"
 	"k8s.io/component-base/metrics/legacyregistry"
+	// client-go's requests to kube-apiserver (rest_client_requests_total
+	// and their latencies), as every Kubernetes component shows them.
+	_ "k8s.io/component-base/metrics/prometheus/restclient"
 	"k8s.io/klog/v2"
 
 	"github.com/falsesystems/alumiini/pkg/apiserver"

@@ -93,6 +93,9 @@ func NewOptions(out, errOut io.Writer) *Options {
 	o.RecommendedOptions.SecureServing.BindPort = defaultSecurePort
 	// Self-signed certificates, when no --tls-cert-file is given, stay in memory.
 	o.RecommendedOptions.SecureServing.ServerCert.CertDirectory = ""
+	// pprof only on request (--profiling): its handlers can hold a CPU for
+	// as long as the caller asks, and share the process with etcd.
+	o.RecommendedOptions.Features.EnableProfiling = false
 	return o
 }
 

@@ -7,11 +7,7 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -42,6 +38,7 @@ import (
 	clientset "github.com/falsesystems/alumiini/pkg/generated/clientset/versioned"
 	alumiiniinformers "github.com/falsesystems/alumiini/pkg/generated/informers/externalversions"
 	"github.com/falsesystems/alumiini/test/gitserver"
+	"github.com/falsesystems/alumiini/test/benchkit"
 	"github.com/falsesystems/alumiini/test/localcluster"
 )
 
@@ -410,45 +407,23 @@ func (b *bench) sendPush(ctx context.Context, repo, commit, delivery string, wan
 	if h, _, ok := strings.Cut(host, ":"); ok {
 		host = h
 	}
-	body, err := json.Marshal(map[string]any{
-		"ref":   "refs/heads/main",
-		"after": commit,
-		"repository": map[string]string{
-			"clone_url": b.repoURL(repo),
-			"html_url":  base + "/" + repo,
-			"ssh_url":   "git@" + host + ":" + repo + ".git",
-		},
-	})
-	if err != nil {
-		return nil, err
-	}
-	mac := hmac.New(sha256.New, []byte(b.cluster.WebhookSecret))
-	mac.Write(body)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, b.cluster.WebhookURL+"/hooks/github", bytes.NewReader(body))
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("X-GitHub-Event", "push")
-	req.Header.Set("X-GitHub-Delivery", delivery)
-	req.Header.Set("X-Hub-Signature-256", "sha256="+hex.EncodeToString(mac.Sum(nil)))
+	push := benchkit.GitHubPush{Commit: commit, Delivery: delivery, Repository: map[string]string{
+		"clone_url": b.repoURL(repo),
+		"html_url":  base + "/" + repo,
+		"ssh_url":   "git@" + host + ":" + repo + ".git",
+	}}
 	b.lastHook = time.Now()
-	resp, err := b.hooks.Do(req)
+	status, raw, err := push.Send(ctx, b.hooks, b.cluster.WebhookURL+"/hooks/github", b.cluster.WebhookSecret)
 	if err != nil {
-		return nil, fmt.Errorf("delivering the push webhook: %w", err)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, fmt.Errorf("reading the webhook's answer: %w", err)
+		return nil, err
 	}
 	var answer pushAnswer
 	if err := json.Unmarshal(raw, &answer); err != nil {
-		return nil, fmt.Errorf("the webhook answered %s with %q: %w", resp.Status, raw, err)
+		return nil, fmt.Errorf("the webhook answered %d with %q: %w", status, raw, err)
 	}
-	if resp.StatusCode != http.StatusOK || answer.triggered(commit) != want {
+	if status != http.StatusOK || answer.triggered(commit) != want {
 		return &answer, fmt.Errorf("the webhook answered %s, triggering %d GitRepositories at %s where %d were expected: %s",
-			resp.Status, answer.triggered(commit), commit, want, strings.TrimSpace(string(raw)))
+			http.StatusText(status), answer.triggered(commit), commit, want, strings.TrimSpace(string(raw)))
 	}
 	return &answer, nil
 }
@@ -730,34 +705,14 @@ func progress(phase string, i, rounds int, took time.Duration) {
 }
 
 // cpuStart reads alumiini's CPU seconds; -1 when the cluster gives no PID.
-func (b *bench) cpuStart() float64 { return processCPUSeconds(b.cluster.AlumiiniPID()) }
+func (b *bench) cpuStart() float64 { return benchkit.CPUSeconds(b.cluster.AlumiiniPID()) }
 
 func (b *bench) cpuSince(start float64) float64 {
-	now := processCPUSeconds(b.cluster.AlumiiniPID())
+	now := benchkit.CPUSeconds(b.cluster.AlumiiniPID())
 	if start < 0 || now < 0 {
 		return -1
 	}
 	return now - start
-}
-
-// processCPUSeconds is the user+system CPU time of a process, or -1.
-func processCPUSeconds(pid int) float64 {
-	if pid == 0 {
-		return -1
-	}
-	data, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
-	if err != nil {
-		return -1
-	}
-	// Fields after the command name, which may hold spaces: utime and
-	// stime are the 14th and 15th of the whole line, in clock ticks (100/s).
-	fields := strings.Fields(string(data)[strings.LastIndexByte(string(data), ')')+2:])
-	if len(fields) < 13 {
-		return -1
-	}
-	utime, _ := strconv.ParseFloat(fields[11], 64)
-	stime, _ := strconv.ParseFloat(fields[12], 64)
-	return (utime + stime) / 100
 }
 
 // observer hands the events of an informer, timestamped as they arrive, to

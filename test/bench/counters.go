@@ -1,0 +1,143 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/falsesystems/alumiini/test/benchkit"
+	"github.com/falsesystems/alumiini/test/localcluster"
+)
+
+// counters is what a phase is measured by, read before and after it.
+type counters struct {
+	cpu map[string]float64
+	// client: alumiini's requests to kube-apiserver by method.
+	client map[string]float64
+	// kube: kube-apiserver's requests by verb (" dry-run" added), alumiini's
+	// group left out; own: alumiini's API's by verb.
+	kube, own map[string]float64
+}
+
+func snapshot(ctx context.Context, c *localcluster.Cluster) (counters, error) {
+	s := counters{cpu: map[string]float64{}}
+	for name, pid := range c.ComponentPIDs() {
+		s.cpu[name] = benchkit.CPUSeconds(pid)
+	}
+	kube, err := metricFamilies(ctx, c, false)
+	if err != nil {
+		return s, err
+	}
+	own, err := metricFamilies(ctx, c, true)
+	if err != nil {
+		return s, err
+	}
+	apiserver := fmt.Sprintf("127.0.0.1:%d", c.Ports().KubeAPIServer)
+	s.client = sumBy(own["rest_client_requests_total"], func(l map[string]string) string {
+		if l["host"] != apiserver {
+			return ""
+		}
+		return l["method"]
+	})
+	byVerb := func(l map[string]string) string {
+		if l["group"] == "alumiini.false.systems" && l["resource"] != "" {
+			return "" // the bench's own requests, through the aggregator
+		}
+		if l["dry_run"] != "" {
+			return l["verb"] + " dry-run"
+		}
+		return l["verb"]
+	}
+	s.kube = sumBy(kube["apiserver_request_total"], byVerb)
+	s.own = sumBy(own["apiserver_request_total"], func(l map[string]string) string { return l["verb"] })
+	return s, nil
+}
+
+// since is what happened between before and s.
+func (s counters) since(before counters) counters {
+	diff := func(after, before map[string]float64) map[string]float64 {
+		out := map[string]float64{}
+		for k, v := range after {
+			if d := v - before[k]; d > 0 {
+				out[k] = d
+			}
+		}
+		return out
+	}
+	return counters{cpu: diff(s.cpu, before.cpu), client: diff(s.client, before.client), kube: diff(s.kube, before.kube),
+		own: diff(s.own, before.own)}
+}
+
+// writes keeps the verbs that change something.
+func writes(m map[string]float64) map[string]float64 {
+	out := map[string]float64{}
+	for k, v := range m {
+		switch strings.Fields(k)[0] {
+		case "POST", "PUT", "PATCH", "DELETE", "CREATE", "UPDATE", "APPLY", "DELETECOLLECTION":
+			if !strings.HasSuffix(k, "dry-run") {
+				out[k] = v
+			}
+		}
+	}
+	return out
+}
+
+func metricFamilies(ctx context.Context, c *localcluster.Cluster, fromAlumiini bool) (map[string]*dto.MetricFamily, error) {
+	text, err := c.Metrics(ctx, fromAlumiini)
+	if err != nil {
+		return nil, err
+	}
+	// Keep only the families read here: parsing all of kube-apiserver's
+	// metrics (histograms by resource) costs seconds.
+	var kept strings.Builder
+	scanner := bufio.NewScanner(strings.NewReader(text))
+	scanner.Buffer(make([]byte, 1<<20), 1<<20)
+	for scanner.Scan() {
+		line := scanner.Text()
+		if strings.Contains(line, "apiserver_request_total") || strings.Contains(line, "rest_client_requests_total") {
+			kept.WriteString(line + "\n")
+		}
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	return parser.TextToMetricFamilies(strings.NewReader(kept.String()))
+}
+
+// sumBy sums a counter's series by the key keyOf makes of their labels
+// ("" leaves a series out).
+func sumBy(family *dto.MetricFamily, keyOf func(map[string]string) string) map[string]float64 {
+	out := map[string]float64{}
+	if family == nil {
+		return out
+	}
+	for _, m := range family.GetMetric() {
+		labels := map[string]string{}
+		for _, l := range m.GetLabel() {
+			labels[l.GetName()] = l.GetValue()
+		}
+		if key := keyOf(labels); key != "" {
+			out[key] += m.GetCounter().GetValue()
+		}
+	}
+	return out
+}
+
+// heapAfterGC is alumiini's live Go heap after a forced collection, from
+// pprof (alumiini runs with --profiling).
+func heapAfterGC(ctx context.Context, c *localcluster.Cluster) (int64, error) {
+	data, err := c.AlumiiniGet(ctx, "/debug/pprof/heap?gc=1&debug=1")
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "# HeapAlloc = "); ok {
+			return strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		}
+	}
+	return 0, fmt.Errorf("no HeapAlloc in the heap profile")
+}

@@ -1,0 +1,100 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"time"
+)
+
+// result is one run's figures, comparable across runs as JSON.
+type result struct {
+	N              int       `json:"n"`
+	GitURLs        int       `json:"gitURLs"`
+	Objects        int       `json:"objects"`
+	Started        time.Time `json:"started"`
+	Kubectl        phase     `json:"kubectl"`
+	Alumiini       phase     `json:"alumiini"`
+	RatioToKubectl float64   `json:"ratioToKubectl"`
+	Memory         memory    `json:"memory"`
+	Idle           idle      `json:"idle"`
+	Push           push      `json:"push"`
+}
+
+// phase is one way of applying the 4N objects.
+type phase struct {
+	Seconds float64 `json:"seconds"`
+	// CPUSeconds of alumiini, kube-apiserver and etcd over the phase.
+	CPUSeconds map[string]float64 `json:"cpuSeconds"`
+	// RequestsPerGitRepository: alumiini's requests to kube-apiserver by
+	// method, from its client; dry-runs and applies as kube-apiserver
+	// counted them (all clients, hence KCM's too, under other verbs).
+	RequestsPerGitRepository map[string]float64 `json:"requestsPerGitRepository,omitempty"`
+	KubeAPIServerVerbs       map[string]float64 `json:"kubeAPIServerVerbs,omitempty"`
+}
+
+type memory struct {
+	EmptyRSS    int64   `json:"emptyRSS"`
+	EmptyHeap   int64   `json:"emptyHeap"`
+	SettledRSS  int64   `json:"settledRSS"`
+	SettledHeap int64   `json:"settledHeap"`
+	RSSPerRepo  float64 `json:"rssPerGitRepository"`
+	HeapPerRepo float64 `json:"heapPerGitRepository"`
+}
+
+type idle struct {
+	Seconds    float64 `json:"seconds"`
+	CPUSeconds float64 `json:"cpuSeconds"`
+	// Requests: alumiini's to kube-apiserver by method; OwnAPIWrites: to
+	// its own API (status writes), by verb.
+	Requests     map[string]float64 `json:"requests"`
+	OwnAPIWrites map[string]float64 `json:"ownAPIWrites"`
+	RefListings  int                `json:"refListings"`
+	Fetches      int                `json:"fetches"`
+}
+
+type push struct {
+	GitRepositories int     `json:"gitRepositories"`
+	Seconds         float64 `json:"seconds"`
+}
+
+func (r *result) print(w io.Writer) {
+	p := func(format string, args ...any) { fmt.Fprintf(w, format+"\n", args...) }
+	p("N=%d GitRepositories over %d git URLs, %d objects", r.N, r.GitURLs, r.Objects)
+	p("  %-34s %10s %10s", "", "kubectl", "alumiini")
+	p("  %-34s %9.2fs %9.2fs   ratio %.2f", "create → all applied/Ready", r.Kubectl.Seconds, r.Alumiini.Seconds, r.RatioToKubectl)
+	for _, name := range []string{"alumiini", "kube-apiserver", "etcd"} {
+		p("  %-34s %10.2f %10.2f", "CPU-s "+name, r.Kubectl.CPUSeconds[name], r.Alumiini.CPUSeconds[name])
+	}
+	p("  %-34s %10s %10.1f", "kube-apiserver CPU-ms per GitRepository", "",
+		1000*r.Alumiini.CPUSeconds["kube-apiserver"]/float64(r.N))
+	p("  alumiini → kube-apiserver per GitRepository: %s", perVerb(r.Alumiini.RequestsPerGitRepository, "%.2f"))
+	p("  kube-apiserver counted (alumiini phase): %s", perVerb(r.Alumiini.KubeAPIServerVerbs, "%.0f"))
+	p("  memory: empty RSS %s heap %s; settled RSS %s heap %s; per GitRepository RSS %s heap %s",
+		mib(r.Memory.EmptyRSS), mib(r.Memory.EmptyHeap), mib(r.Memory.SettledRSS), mib(r.Memory.SettledHeap),
+		kib(r.Memory.RSSPerRepo), kib(r.Memory.HeapPerRepo))
+	p("  idle %.0fs: alumiini CPU %.2fs; requests %s; own API writes %s; ref listings %d, fetches %d (%d URLs)",
+		r.Idle.Seconds, r.Idle.CPUSeconds, perVerb(r.Idle.Requests, "%.0f"), perVerb(r.Idle.OwnAPIWrites, "%.0f"),
+		r.Idle.RefListings, r.Idle.Fetches, r.GitURLs)
+	p("  push to a shared repository → %d GitRepositories show it: %.3fs", r.Push.GitRepositories, r.Push.Seconds)
+}
+
+func perVerb(m map[string]float64, format string) string {
+	if len(m) == 0 {
+		return "none"
+	}
+	var keys []string
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var parts []string
+	for _, k := range keys {
+		parts = append(parts, k+" "+fmt.Sprintf(format, m[k]))
+	}
+	return strings.Join(parts, ", ")
+}
+
+func mib(b int64) string   { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
+func kib(b float64) string { return fmt.Sprintf("%.1f KiB", b/1024) }

@@ -1,0 +1,408 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/falsesystems/alumiini/pkg/apis/alumiini/v1alpha1"
+	clientset "github.com/falsesystems/alumiini/pkg/generated/clientset/versioned"
+	"github.com/falsesystems/alumiini/test/benchkit"
+	"github.com/falsesystems/alumiini/test/gitserver"
+	"github.com/falsesystems/alumiini/test/localcluster"
+)
+
+// settleTime lets a phase's tail (status writes, watches starting) end
+// before the next is measured.
+const settleTime = 10 * time.Second
+
+type bench struct {
+	opts    options
+	n       int
+	dir     string
+	cluster *localcluster.Cluster
+	kube    kubernetes.Interface
+	client  clientset.Interface
+	r       *result
+}
+
+func run(n int, opts options) (*result, error) {
+	dir, err := os.MkdirTemp("", "alumiini-bench-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	cluster, err := localcluster.StartForTest(dir, false, "--profiling")
+	if err != nil {
+		return nil, err
+	}
+	defer cluster.Stop()
+	config, err := cluster.RESTConfig()
+	if err != nil {
+		return nil, err
+	}
+	config.QPS, config.Burst = 1000, 2000
+	b := &bench{opts: opts, n: n, dir: dir, cluster: cluster, kube: kubernetes.NewForConfigOrDie(config),
+		client: clientset.NewForConfigOrDie(config), r: &result{N: n, Objects: 4 * n, Started: time.Now().UTC()}}
+	ctx := context.Background()
+	for _, step := range []struct {
+		name string
+		do   func(context.Context) error
+	}{
+		{"preparing git repositories and namespaces", b.prepare},
+		{"kubectl apply --server-side", b.kubectlPhase},
+		{"the empty process", b.measureEmpty},
+		{"creating GitRepositories until all are Ready", b.syncPhase},
+		{"the settled process", b.measureSettled},
+		{"one idle interval", b.idlePhase},
+		{"one push to a shared repository", b.pushPhase},
+	} {
+		fmt.Fprintf(os.Stderr, "N=%d: %s\n", n, step.name)
+		if err := step.do(ctx); err != nil {
+			return nil, fmt.Errorf("%s: %w", step.name, err)
+		}
+	}
+	return b.r, nil
+}
+
+// repoOf is the git repository and path of GitRepository i.
+func (b *bench) repoOf(i int) (repo, path string) {
+	if b.opts.distinct {
+		return fmt.Sprintf("bench%05d", i), "app"
+	}
+	return fmt.Sprintf("bench%05d", i/10), fmt.Sprintf("apps/p%d", i%10)
+}
+
+func (b *bench) repoURL(repo string) string { return b.cluster.Git.BaseURL() + "/" + repo + ".git" }
+
+func (b *bench) prepare(ctx context.Context) error {
+	files := map[string]map[string]gitserver.File{}
+	for i := 0; i < b.n; i++ {
+		repo, path := b.repoOf(i)
+		if files[repo] == nil {
+			files[repo] = map[string]gitserver.File{}
+		}
+		for name, content := range objects(fmt.Sprintf("app%d", i%10), "", "hello") {
+			files[repo][path+"/"+name] = gitserver.File{Content: content}
+		}
+	}
+	b.r.GitURLs = len(files)
+	for repo, f := range files {
+		if _, err := b.cluster.Git.Commit(ctx, repo, "main", f); err != nil {
+			return err
+		}
+	}
+	return parallel(2*b.n, 16, func(i int) error {
+		name := fmt.Sprintf("bench-%05d", i)
+		if i >= b.n {
+			name = fmt.Sprintf("kubectl-%05d", i-b.n)
+		}
+		_, err := b.kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
+		if apierrors.IsAlreadyExists(err) {
+			return nil
+		}
+		return err
+	})
+}
+
+// kubectlPhase applies the same 4N objects, into namespaces of their own,
+// with `kubectl apply --server-side` from several processes at once.
+func (b *bench) kubectlPhase(ctx context.Context) error {
+	workers := b.opts.kubectlWorkers
+	docs := make([][]string, workers)
+	for i := 0; i < b.n; i++ {
+		for _, content := range objects(fmt.Sprintf("app%d", i%10), fmt.Sprintf("kubectl-%05d", i), "hello") {
+			docs[i%workers] = append(docs[i%workers], content)
+		}
+	}
+	var files []string
+	for w, d := range docs {
+		file := filepath.Join(b.dir, fmt.Sprintf("kubectl-%d.yaml", w))
+		if err := os.WriteFile(file, []byte(strings.Join(d, "---\n")), 0o644); err != nil {
+			return err
+		}
+		files = append(files, file)
+	}
+	before, err := snapshot(ctx, b.cluster)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	var g errgroup.Group
+	for _, file := range files {
+		g.Go(func() error {
+			out, err := b.cluster.Kubectl(ctx, "apply", "--server-side", "--field-manager=bench", "-f", file)
+			if err != nil {
+				return fmt.Errorf("kubectl apply: %w: %s", err, lastLines(out, 5))
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	b.r.Kubectl.Seconds = time.Since(start).Seconds()
+	after, err := snapshot(ctx, b.cluster)
+	if err != nil {
+		return err
+	}
+	b.r.Kubectl.CPUSeconds = after.since(before).cpu
+	return nil
+}
+
+func (b *bench) measureEmpty(ctx context.Context) error {
+	time.Sleep(settleTime)
+	heap, err := heapAfterGC(ctx, b.cluster)
+	b.r.Memory.EmptyHeap, b.r.Memory.EmptyRSS = heap, benchkit.RSSBytes(b.cluster.AlumiiniPID())
+	return err
+}
+
+func (b *bench) syncPhase(ctx context.Context) error {
+	before, err := snapshot(ctx, b.cluster)
+	if err != nil {
+		return err
+	}
+	profiled := make(chan error, 1)
+	if b.opts.cpuProfile != "" {
+		go func() { profiled <- b.cluster.Profile(ctx, b.opts.cpuProfile, 15*time.Second) }()
+	} else {
+		profiled <- nil
+	}
+	start := time.Now()
+	ready := b.watchUntil(ctx, b.n, func(repo *v1alpha1.GitRepository) bool { return isReady(repo) })
+	if err := parallel(b.n, 16, func(i int) error {
+		repo, path := b.repoOf(i)
+		_, err := b.client.AlumiiniV1alpha1().GitRepositories("default").Create(ctx, &v1alpha1.GitRepository{
+			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("bench-%05d", i), Namespace: "default"},
+			Spec: v1alpha1.GitRepositorySpec{URL: b.repoURL(repo), Path: path, TargetNamespace: fmt.Sprintf("bench-%05d", i),
+				Interval: b.opts.interval.String()},
+		}, metav1.CreateOptions{})
+		return err
+	}); err != nil {
+		return err
+	}
+	if err := <-ready; err != nil {
+		return err
+	}
+	b.r.Alumiini.Seconds = time.Since(start).Seconds()
+	b.r.RatioToKubectl = b.r.Alumiini.Seconds / b.r.Kubectl.Seconds
+	after, err := snapshot(ctx, b.cluster)
+	if err != nil {
+		return err
+	}
+	if err := <-profiled; err != nil {
+		fmt.Fprintf(os.Stderr, "bench: profiling: %v\n", err)
+	}
+	d := after.since(before)
+	b.r.Alumiini.CPUSeconds = d.cpu
+	b.r.Alumiini.RequestsPerGitRepository = map[string]float64{}
+	for method, count := range d.client {
+		b.r.Alumiini.RequestsPerGitRepository[method] = count / float64(b.n)
+	}
+	b.r.Alumiini.KubeAPIServerVerbs = d.kube
+	return nil
+}
+
+func (b *bench) measureSettled(ctx context.Context) error {
+	time.Sleep(settleTime)
+	heap, err := heapAfterGC(ctx, b.cluster)
+	m := &b.r.Memory
+	m.SettledHeap, m.SettledRSS = heap, benchkit.RSSBytes(b.cluster.AlumiiniPID())
+	m.RSSPerRepo = float64(m.SettledRSS-m.EmptyRSS) / float64(b.n)
+	m.HeapPerRepo = float64(m.SettledHeap-m.EmptyHeap) / float64(b.n)
+	return err
+}
+
+// idlePhase watches one interval in which git holds nothing new.
+func (b *bench) idlePhase(ctx context.Context) error {
+	b.cluster.Git.ResetCounts()
+	before, err := snapshot(ctx, b.cluster)
+	if err != nil {
+		return err
+	}
+	time.Sleep(b.opts.interval)
+	after, err := snapshot(ctx, b.cluster)
+	if err != nil {
+		return err
+	}
+	d := after.since(before)
+	b.r.Idle = idle{Seconds: b.opts.interval.Seconds(), CPUSeconds: d.cpu["alumiini"], Requests: d.client, OwnAPIWrites: writes(d.own)}
+	counted := map[string]bool{}
+	for i := 0; i < b.n; i++ {
+		if repo, _ := b.repoOf(i); !counted[repo] {
+			counted[repo] = true
+			counts := b.cluster.Git.Requests(repo + ".git")
+			b.r.Idle.RefListings += counts.RefListings
+			b.r.Idle.Fetches += counts.Fetches
+		}
+	}
+	return nil
+}
+
+// pushPhase commits to the first git repository and sends its push
+// webhook; it ends when every GitRepository of it shows the commit.
+func (b *bench) pushPhase(ctx context.Context) error {
+	repo, _ := b.repoOf(0)
+	files := map[string]gitserver.File{}
+	var names []string
+	for i := 0; i < b.n; i++ {
+		if r, path := b.repoOf(i); r == repo {
+			names = append(names, fmt.Sprintf("bench-%05d", i))
+			for name, content := range objects(fmt.Sprintf("app%d", i%10), "", "pushed") {
+				files[path+"/"+name] = gitserver.File{Content: content}
+			}
+		}
+	}
+	commit, err := b.cluster.Git.Commit(ctx, repo, "main", files)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	shown := b.watchUntil(ctx, len(names), func(r *v1alpha1.GitRepository) bool {
+		return r.Status.LastSyncedCommit == commit && isReady(r)
+	})
+	hook := benchkit.GitHubPush{Repository: map[string]string{"clone_url": b.repoURL(repo)}, Commit: commit, Delivery: "bench"}
+	status, answer, err := hook.Send(ctx, &http.Client{Timeout: 30 * time.Second}, b.cluster.WebhookURL+"/hooks/github", b.cluster.WebhookSecret)
+	if err != nil {
+		return err
+	}
+	if status != http.StatusOK {
+		return fmt.Errorf("the webhook answered %d: %s", status, answer)
+	}
+	if err := <-shown; err != nil {
+		return err
+	}
+	b.r.Push = push{GitRepositories: len(names), Seconds: time.Since(start).Seconds()}
+	return nil
+}
+
+func isReady(repo *v1alpha1.GitRepository) bool {
+	for _, c := range repo.Status.Conditions {
+		if c.Type == v1alpha1.ConditionReady {
+			return c.Status == metav1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// watchUntil watches the GitRepositories until want of them satisfy ok;
+// it starts before it returns, so nothing done after is missed. Watching
+// rather than polling: listing thousands through the aggregator would cost
+// more CPU than what is measured.
+func (b *bench) watchUntil(ctx context.Context, want int, ok func(*v1alpha1.GitRepository) bool) <-chan error {
+	done := make(chan error, 1)
+	repos := b.client.AlumiiniV1alpha1().GitRepositories("default")
+	list, err := repos.List(ctx, metav1.ListOptions{})
+	if err != nil {
+		done <- err
+		return done
+	}
+	w, err := repos.Watch(ctx, metav1.ListOptions{ResourceVersion: list.ResourceVersion})
+	if err != nil {
+		done <- err
+		return done
+	}
+	met := map[string]bool{}
+	for i := range list.Items {
+		met[list.Items[i].Name] = ok(&list.Items[i])
+	}
+	count := func() int {
+		c := 0
+		for _, m := range met {
+			if m {
+				c++
+			}
+		}
+		return c
+	}
+	go func() {
+		defer w.Stop()
+		deadline := time.After(30 * time.Minute)
+		for count() < want {
+			select {
+			case event, open := <-w.ResultChan():
+				if !open {
+					done <- fmt.Errorf("the watch ended with %d of %d done", count(), want)
+					return
+				}
+				if repo, isRepo := event.Object.(*v1alpha1.GitRepository); isRepo {
+					met[repo.Name] = ok(repo)
+				}
+			case <-deadline:
+				done <- fmt.Errorf("only %d of %d done after 30 minutes", count(), want)
+				return
+			}
+		}
+		done <- nil
+	}()
+	return done
+}
+
+// objects are one app's manifests; namespace "" leaves it to alumiini.
+func objects(app, namespace, greeting string) map[string]string {
+	meta := "metadata:\n  name: " + app + "\n"
+	if namespace != "" {
+		meta += "  namespace: " + namespace + "\n"
+	}
+	return map[string]string{
+		"deployment.yaml": "apiVersion: apps/v1\nkind: Deployment\n" + meta + `spec:
+  replicas: 0
+  selector:
+    matchLabels: {app: ` + app + `}
+  template:
+    metadata:
+      labels: {app: ` + app + `}
+    spec:
+      serviceAccountName: ` + app + `
+      containers:
+      - name: app
+        image: registry.k8s.io/pause:3.10
+`,
+		"serviceaccount.yaml": "apiVersion: v1\nkind: ServiceAccount\n" + meta,
+		"service.yaml":        "apiVersion: v1\nkind: Service\n" + meta + "spec:\n  selector: {app: " + app + "}\n  ports:\n  - port: 80\n",
+		"configmap.yaml":      "apiVersion: v1\nkind: ConfigMap\n" + meta + "data:\n  greeting: " + greeting + "\n",
+	}
+}
+
+func parallel(n, workers int, f func(int) error) error {
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	next := make(chan int)
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				if err := f(i); err != nil {
+					errs <- err
+				}
+			}
+		}()
+	}
+	for i := 0; i < n; i++ {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	close(errs)
+	return <-errs
+}
+
+func lastLines(out []byte, n int) string {
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
