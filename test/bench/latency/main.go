@@ -37,8 +37,8 @@ import (
 	"github.com/falsesystems/alumiini/pkg/apis/alumiini/v1alpha1"
 	clientset "github.com/falsesystems/alumiini/pkg/generated/clientset/versioned"
 	alumiiniinformers "github.com/falsesystems/alumiini/pkg/generated/informers/externalversions"
-	"github.com/falsesystems/alumiini/test/gitserver"
 	"github.com/falsesystems/alumiini/test/benchkit"
+	"github.com/falsesystems/alumiini/test/gitserver"
 	"github.com/falsesystems/alumiini/test/localcluster"
 )
 
