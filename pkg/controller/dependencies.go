@@ -137,7 +137,7 @@ func (r *Reconciler) waitForDependencies(ctx context.Context, repo *v1alpha1.Git
 		s.ObservedGeneration = generation
 		s.Message = message
 		if reason == ReasonDependencyCycle {
-			markFailed(s, generation, reason, withFix(reason, message))
+			markFailed(s, generation, reason, withFix(reason, message, maxMessageBytes))
 			return
 		}
 		markWaiting(s, generation, reason, message)
@@ -146,5 +146,5 @@ func (r *Reconciler) waitForDependencies(ctx context.Context, repo *v1alpha1.Git
 		klog.FromContext(ctx).Error(err, "Writing status")
 		return
 	}
-	r.Recorder.Event(repo, "Normal", reason, brief(message))
+	r.Recorder.Event(repo, "Normal", reason, withFix(reason, message, eventMessageBytes))
 }

@@ -1,6 +1,8 @@
 package controller
 
 import (
+	"strings"
+
 	"github.com/falsesystems/alumiini/pkg/apply"
 	"github.com/falsesystems/alumiini/pkg/git"
 )
@@ -28,16 +30,17 @@ var fixes = map[string]string{
 	ReasonEmptyRender:              "restore the path's manifests, or commit an empty .alumiini-allow-empty there if it is meant to be empty",
 	apply.ReasonDryRunFailed:       "fix the object named in the message so the API accepts it, and push",
 	apply.ReasonUnknownKind:        "install the CRD of the kind named (or commit it with its resources), or fix apiVersion/kind",
-	apply.ReasonCRDNotReady:        "check the CRD named: it was applied but not Established in time",
+	apply.ReasonCRDNotReady:        "see the CRD's conditions (kubectl get crd NAME -o yaml); NamesAccepted False means its names clash with another CRD's",
 	apply.ReasonImmutable:          "ask for a sync with force: true to recreate the object, or revert the field",
 	apply.ReasonOwnedByAnother:     "another GitRepository manages the object named: remove it from one of them",
 	apply.ReasonAdoptionRequired:   "set spec.adopt: true to take the existing object over, or rename it",
-	apply.ReasonApplyFailed:        "give the identity applying (spec.serviceAccountName) the rights named in the message",
+	apply.ReasonApplyFailed:        "the API refused the write (RBAC, a quota, an admission webhook: the message says which); fix that and push or ask for a sync",
 	apply.ReasonPruneFailed:        "give the identity applying the right to delete what the message names; it is tried at every sync",
 	apply.ReasonBreakGlassInGit:    "remove the alumiini.false.systems/suspend-heal annotation from the manifest",
-	ReasonWorkerCrashed:            "report it: alumiini's log has the panic's stack at -v=4",
+	ReasonWorkerCrashed:            "report it as an alumiini issue with the panic's stack from alumiini's log (-v=4); the worker restarts after the restart period",
 	ReasonDependencyCycle:          "remove one of the spec.dependsOn entries of the cycle named",
-	ReasonHealthTimeout:            "look at the objects named (kubectl describe), or raise spec.healthTimeout",
+	ReasonDependencyNotReady:       "see the dependency named; this GitRepository syncs as soon as it is Ready",
+	ReasonHealthTimeout:            "look at the objects named (kubectl describe); \"cannot watch\" means the identity applying may not list and watch that kind; else raise spec.healthTimeout",
 	ReasonRolloutFailed:            "see the Rollout's own status; the next commit is followed anew",
 	ReasonRolledBack:               "see why the Rollout rolled back (its decisions); push a fixed commit",
 	ReasonRolloutPaused:            "promote or resume the Rollout, or raise spec.healthTimeout",
@@ -45,10 +48,14 @@ var fixes = map[string]string{
 	ReasonRolloutNotFound:          "create the Rollout named by spec.rolloutRef in the target namespace, install its CRD, or let the identity watch it",
 }
 
-// withFix appends to message what to do about reason, if known.
-func withFix(reason, message string) string {
-	if fix, ok := fixes[reason]; ok {
-		return message + ". To fix: " + fix
+// withFix is message followed by what to do about reason, if known, in at
+// most max bytes: the message is cut, never the fix.
+func withFix(reason, message string, max int) string {
+	message = strings.TrimSpace(message)
+	fix, ok := fixes[reason]
+	if !ok {
+		return shorten(message, max, "… (truncated)")
 	}
-	return message
+	tail := ". To fix: " + fix
+	return shorten(message, max-len(tail), "… (truncated)") + tail
 }

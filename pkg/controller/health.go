@@ -101,9 +101,9 @@ type healthTarget struct {
 	byName bool
 	// rollout: spec.rolloutRef, judged by its phase rather than kstatus.
 	rollout bool
-	// baseline: the Rollout as this sync's write left it (nil if the sync
-	// did not write it).
-	baseline *rolloutBaseline
+	// before: what the Rollout said as this sync's write left it (nil if
+	// the sync did not write it).
+	before *v1alpha1.RolloutStatus
 }
 
 func (t healthTarget) String() string {
@@ -116,10 +116,14 @@ func (t healthTarget) String() string {
 // followedTargets are what a sync's wait follows: with spec.wait the
 // applied objects and spec.healthChecks, and with spec.rolloutRef the
 // Rollout; sorted.
-func followedTargets(repo *v1alpha1.GitRepository, applied []apply.Entry, baseline *rolloutBaseline) []healthTarget {
+func followedTargets(repo *v1alpha1.GitRepository, applied []apply.Entry, rolloutBefore *v1alpha1.RolloutStatus) []healthTarget {
 	var targets []healthTarget
+	rollout := newRolloutWrites(repo)
 	if repo.Spec.Wait {
 		for _, e := range applied {
+			if rollout != nil && rollout.is(e, targetNamespace(repo)) {
+				continue // judged by its phase below, not by kstatus (Argo's observedGeneration is a string)
+			}
 			targets = append(targets, healthTarget{gvk: schema.GroupVersionKind{Group: e.Group, Version: e.Version, Kind: e.Kind},
 				namespace: e.Namespace, name: e.Name})
 		}
@@ -135,7 +139,7 @@ func followedTargets(repo *v1alpha1.GitRepository, applied []apply.Entry, baseli
 	if ref := repo.Spec.RolloutRef; ref != nil {
 		gv, _ := schema.ParseGroupVersion(ref.APIVersion)
 		targets = append(targets, healthTarget{gvk: gv.WithKind(ref.Kind), namespace: targetNamespace(repo), name: ref.Name,
-			byName: true, rollout: true, baseline: baseline})
+			byName: true, rollout: true, before: rolloutBefore})
 	}
 	sort.Slice(targets, func(i, j int) bool { return targets[i].String() < targets[j].String() })
 	return targets
@@ -160,9 +164,9 @@ func healthTimeout(repo *v1alpha1.GitRepository) time.Duration {
 // complete (spec.rolloutRef), and writes the outcome into the Healthy,
 // RolledOut and Ready conditions; the worker goes on at once.
 func (r *Reconciler) startHealthWait(parent context.Context, repo *v1alpha1.GitRepository, commit string, applied []apply.Entry,
-	baseline *rolloutBaseline) {
+	rolloutBefore *v1alpha1.RolloutStatus) {
 	key := repo.Namespace + "/" + repo.Name
-	targets := followedTargets(repo, applied, baseline)
+	targets := followedTargets(repo, applied, rolloutBefore)
 	timeout := healthTimeout(repo)
 	r.health.start(parent, key, func(ctx context.Context, current func() bool) {
 		ctx, cancel := context.WithTimeout(ctx, timeout)
@@ -194,7 +198,7 @@ func (r *Reconciler) recheckHealth(ctx context.Context, repo *v1alpha1.GitReposi
 	if !unsettled || r.health.active(key) || repo.Status.Phase != v1alpha1.PhaseSynced {
 		return
 	}
-	r.startHealthWait(ctx, repo, repo.Status.LastSyncedCommit, fromInventory(repo.Status.Inventory), lostBaseline(repo))
+	r.startHealthWait(ctx, repo, repo.Status.LastSyncedCommit, fromInventory(repo.Status.Inventory), lostBefore(repo))
 }
 
 // waitForHealth watches targets, with the GitRepository's identity, until
@@ -318,17 +322,6 @@ func shrinkForHealth(obj any) (any, error) {
 	}
 	metadata := map[string]any{"name": u.GetName(), "namespace": u.GetNamespace(), "generation": u.GetGeneration(),
 		"resourceVersion": u.GetResourceVersion(), "uid": string(u.GetUID())}
-	// When the status was written, for a Rollout (rolloutBaseline).
-	var statusWrites []any
-	for _, m := range u.GetManagedFields() {
-		if m.Subresource == "status" && m.Time != nil {
-			statusWrites = append(statusWrites, map[string]any{"manager": m.Manager, "operation": string(m.Operation),
-				"subresource": m.Subresource, "time": m.Time.UTC().Format(time.RFC3339)})
-		}
-	}
-	if statusWrites != nil {
-		metadata["managedFields"] = statusWrites
-	}
 	if deleted := u.GetDeletionTimestamp(); deleted != nil {
 		metadata["deletionTimestamp"] = deleted.UTC().Format(time.RFC3339)
 	}
@@ -462,10 +455,10 @@ func (r *Reconciler) reportHealth(ctx context.Context, repo *v1alpha1.GitReposit
 			markHealthy(s, generation, fmt.Sprintf("%d objects of commit %s are healthy", waited, short(commit)))
 		case w.rolloutFailed():
 			markUnhealthy(s, generation, w.verdict.reason, withFix(w.verdict.reason, fmt.Sprintf("%d of %d objects of commit %s are not healthy: %s",
-				len(unhealthy), waited, short(commit), strings.Join(capList(unhealthy, 10), "; "))))
+				len(unhealthy), waited, short(commit), strings.Join(capList(unhealthy, 10), "; ")), maxMessageBytes))
 		default:
 			markUnhealthy(s, generation, ReasonHealthTimeout, withFix(ReasonHealthTimeout, fmt.Sprintf("after %s, %d of %d objects of commit %s are not healthy: %s",
-				timeout, len(unhealthy), waited, short(commit), strings.Join(capList(unhealthy, 10), "; "))))
+				timeout, len(unhealthy), waited, short(commit), strings.Join(capList(unhealthy, 10), "; ")), maxMessageBytes))
 		}
 	})
 	if err != nil {
@@ -483,7 +476,7 @@ func (r *Reconciler) reportHealth(ctx context.Context, repo *v1alpha1.GitReposit
 		if w.rolloutFailed() {
 			reason = w.verdict.reason
 		}
-		r.Recorder.Event(repo, "Warning", reason, brief(strings.Join(unhealthy, "; ")))
+		r.Recorder.Event(repo, "Warning", reason, withFix(reason, strings.Join(unhealthy, "; "), eventMessageBytes))
 	}
 }
 

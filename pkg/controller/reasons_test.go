@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/falsesystems/alumiini/pkg/apply"
 )
 
 // TestEveryReasonIsInTheREADME: each reason alumiini can write into a
@@ -102,7 +104,13 @@ func TestEveryFailureSaysHowToFixIt(t *testing.T) {
 			}
 		}
 	}
-	if got := withFix(ReasonEmptyRender, "commit abc renders no objects"); !strings.Contains(got, "To fix: ") || !strings.Contains(got, ".alumiini-allow-empty") {
+	if got := withFix(ReasonEmptyRender, "commit abc renders no objects", maxMessageBytes); !strings.Contains(got, "To fix: ") || !strings.Contains(got, ".alumiini-allow-empty") {
 		t.Errorf("withFix: %q", got)
+	}
+	// A message too long for an Event is cut; its fix is not.
+	long := strings.Repeat("ConfigMap team/x could not be deleted; ", 100)
+	if got := withFix(apply.ReasonPruneFailed, long, eventMessageBytes); len(got) > eventMessageBytes ||
+		!strings.HasSuffix(got, fixes[apply.ReasonPruneFailed]) || !strings.Contains(got, "… (truncated). To fix: ") {
+		t.Errorf("a long message with its fix, in %d bytes: %q", eventMessageBytes, got)
 	}
 }

@@ -286,11 +286,15 @@ func (r *Reconciler) syncOnce(ctx context.Context, repo *v1alpha1.GitRepository)
 		return false
 	}
 	if following(repo) {
-		// Held objects are not git's to vouch for.
-		applied := slices.DeleteFunc(slices.Clone(out.result.Inventory), func(e apply.Entry) bool { return slices.Contains(out.result.Held, e) })
-		r.startHealthWait(workerCtx, repo, out.commit, applied, out.rollout)
+		r.startHealthWait(workerCtx, repo, out.commit, vouchedFor(out.result), out.rollout)
 	}
 	return true
+}
+
+// vouchedFor is what the apply put in the cluster for git: held objects are
+// not git's to vouch for.
+func vouchedFor(result *apply.Result) []apply.Entry {
+	return slices.DeleteFunc(slices.Clone(result.Inventory), func(e apply.Entry) bool { return slices.Contains(result.Held, e) })
 }
 
 func countSync(result, reason string, start time.Time) {
@@ -316,9 +320,9 @@ type outcome struct {
 	// watch suspected were compared and, by policy, corrected.
 	driftOnly bool
 	drift     *driftSync
-	// rollout: spec.rolloutRef's Rollout as the apply wrote it, nil if it
-	// did not write it.
-	rollout *rolloutBaseline
+	// rollout: what spec.rolloutRef's Rollout said as the apply wrote it,
+	// nil if it did not write it.
+	rollout *v1alpha1.RolloutStatus
 }
 
 // stageError is a stage's failure: the condition reason, and the commit the
@@ -554,7 +558,8 @@ func (r *Reconciler) apply(ctx context.Context, repo *v1alpha1.GitRepository, ob
 	release, err := r.ApplySlots.Acquire(ctx, repo.Namespace)
 	slotWait.WithLabelValues("apply").Observe(time.Since(waiting).Seconds())
 	if err != nil {
-		return failed(git.ReasonTimeout, commit, errors.New("timed out waiting for an apply slot"))
+		return failed(git.ReasonTimeout, commit, errors.New("timed out waiting for an apply slot: other GitRepositories held them all "+
+			"(--max-concurrent-applies, --max-concurrent-applies-per-namespace)"))
 	}
 	defer release()
 	result, err := applier.Apply(ctx, apply.Owner{Namespace: repo.Namespace, Name: repo.Name}, objects, opts)
@@ -577,7 +582,7 @@ func (r *Reconciler) apply(ctx context.Context, repo *v1alpha1.GitRepository, ob
 		}
 		policy.settle(result, objects, inventory)
 	}
-	out.result, out.rollout = result, rollout.baseline(result, target)
+	out.result, out.rollout = result, rollout.before(result, target)
 	return nil
 }
 
@@ -650,10 +655,10 @@ func (r *Reconciler) report(ctx context.Context, repo *v1alpha1.GitRepository, p
 		markSynced(s, generation, message, driftStatus)
 		if repo.Spec.Wait {
 			markHealthPending(s, generation, fmt.Sprintf("waiting up to %s for %d objects of commit %s to be healthy",
-				healthTimeout(repo), len(result.Inventory)+len(repo.Spec.HealthChecks), short(commit)))
+				healthTimeout(repo), len(followedTargets(repo, vouchedFor(result), nil)), short(commit)))
 		}
 		healthConditions(s, generation, repo.Spec.Wait)
-		rolloutConditions(s, generation, repo.Spec.RolloutRef, true)
+		followRolloutAnew(s, generation, repo.Spec.RolloutRef, out.rollout)
 		answer(s, pending, v1alpha1.PhaseSynced, commit, message, counts, time.Since(start))
 	})
 	if err != nil {
@@ -830,8 +835,6 @@ func (r *Reconciler) reader(src git.Source, tree *git.Tree, path string) manifes
 
 func cleanPath(p string) string { return strings.Trim(pathpkg.Clean("/"+p), "/") }
 
-// fail records a failed sync: the last good state stays applied and the
-// status says why.
 // failedSync is what a failed sync got to.
 type failedSync struct {
 	commit, message string
@@ -839,9 +842,11 @@ type failedSync struct {
 	inventory *v1alpha1.Inventory
 }
 
+// fail records a failed sync: the last good state stays applied and the
+// status says why.
 func (r *Reconciler) fail(ctx context.Context, repo *v1alpha1.GitRepository, pending *v1alpha1.SyncRequestRecord,
 	push *v1alpha1.PushRecord, reason string, f failedSync, start time.Time) bool {
-	commit, message := f.commit, truncate(withFix(reason, f.message))
+	commit, message := f.commit, withFix(reason, f.message, maxMessageBytes)
 	err := r.writeStatus(ctx, repo, func(s *v1alpha1.GitRepositoryStatus, generation int64) {
 		if f.inventory != nil {
 			s.Inventory = f.inventory
@@ -864,14 +869,14 @@ func (r *Reconciler) fail(ctx context.Context, repo *v1alpha1.GitRepository, pen
 		r.pushShown(repo.Namespace+"/"+repo.Name, push)
 	}
 	if repo.Status.Message != message || pending != nil {
-		r.Recorder.Event(repo, corev1.EventTypeWarning, reason, brief(message))
+		r.Recorder.Event(repo, corev1.EventTypeWarning, reason, withFix(reason, f.message, eventMessageBytes))
 	}
 	return false
 }
 
 // Stall marks a GitRepository whose worker keeps crashing.
-func (r *Reconciler) Stall(ctx context.Context, key, message string) {
-	message = truncate(withFix(ReasonWorkerCrashed, message))
+func (r *Reconciler) Stall(ctx context.Context, key, crash string) {
+	message := withFix(ReasonWorkerCrashed, crash, maxMessageBytes)
 	namespace, name, _ := cache.SplitMetaNamespaceKey(key)
 	repo, err := r.Lister.GitRepositories(namespace).Get(name)
 	if err != nil {
@@ -888,7 +893,7 @@ func (r *Reconciler) Stall(ctx context.Context, key, message string) {
 	if err != nil {
 		klog.ErrorS(err, "Marking a GitRepository stalled", logKeyRepository, klog.KObj(repo))
 	}
-	r.Recorder.Event(repo, corev1.EventTypeWarning, ReasonWorkerCrashed, brief(message))
+	r.Recorder.Event(repo, corev1.EventTypeWarning, ReasonWorkerCrashed, withFix(ReasonWorkerCrashed, crash, eventMessageBytes))
 }
 
 func (r *Reconciler) suspend(ctx context.Context, repo *v1alpha1.GitRepository) {
@@ -987,7 +992,7 @@ func (r *Reconciler) finalize(ctx context.Context, repo *v1alpha1.GitRepository)
 		}
 		if err != nil {
 			klog.FromContext(ctx).Error(err, "Deleting what a GitRepository applied")
-			r.Recorder.Event(repo, corev1.EventTypeWarning, apply.ReasonPruneFailed, brief(err.Error()))
+			r.Recorder.Event(repo, corev1.EventTypeWarning, apply.ReasonPruneFailed, withFix(apply.ReasonPruneFailed, err.Error(), eventMessageBytes))
 			return 10 * time.Second
 		}
 	}
@@ -1134,7 +1139,11 @@ func (r *Reconciler) checkBounds(objects []manifest.Object) error {
 
 // brief shortens a message for an Event, which many tools show on one line;
 // the status keeps the longer one.
-func brief(s string) string { return shorten(s, 1024, "… (see the GitRepository's status)") }
+func brief(s string) string { return shorten(s, eventMessageBytes, "… (see the GitRepository's status)") }
+
+// eventMessageBytes bounds an Event's message, and each line of what a
+// watched object's writer says.
+const eventMessageBytes = 1024
 
 func (r *Reconciler) maxObjects() int {
 	if r.MaxObjects <= 0 {

@@ -2,8 +2,6 @@ package controller
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
@@ -80,7 +78,7 @@ func (w *healthWatch) rolloutFailed() bool { return w.verdict.failed() }
 // Once it did, it keeps doing so for this wait, even if the status comes
 // back to what it said before (Progressing, then Completed as last time).
 func (w *healthWatch) pickedUp(t healthTarget, u *unstructured.Unstructured, seen v1alpha1.RolloutStatus) bool {
-	if !w.rolloutPickedUp && t.baseline.rewritten(u, seen) {
+	if !w.rolloutPickedUp && movedOn(t.before, u, seen) {
 		w.rolloutPickedUp = true
 	}
 	return w.rolloutPickedUp
@@ -91,7 +89,7 @@ func (w *healthWatch) pickedUp(t healthTarget, u *unstructured.Unstructured, see
 func (w *healthWatch) rolloutMissing(t healthTarget, why string) string {
 	message := fmt.Sprintf("%s: %s", t, why)
 	w.verdict = rolloutVerdict{reason: ReasonRolloutNotFound, message: message}
-	w.rollout = &v1alpha1.RolloutStatus{Message: message, ObservedAt: metav1.Now()}
+	w.rollout = &v1alpha1.RolloutStatus{Message: brief(message), ObservedAt: metav1.Now()}
 	return message
 }
 
@@ -99,15 +97,8 @@ func (w *healthWatch) rolloutMissing(t healthTarget, why string) string {
 // message into w.rollout, and whether it completed for this revision,
 // failed or rolled back into w.verdict. It says why it is not done yet, or "".
 func (w *healthWatch) judgeRollout(t healthTarget, u *unstructured.Unstructured) string {
-	phase, _, _ := unstructured.NestedString(u.Object, "status", "phase")
-	if t.gvk.Group == "argoproj.io" {
-		phase = argoPhases[phase]
-	}
-	phase = shorten(phase, 64, "…") // whoever writes the Rollout's status writes it
-	message, _, _ := unstructured.NestedString(u.Object, "status", "message")
-	message = brief(message) // whoever writes the Rollout's status writes it
-	seen := v1alpha1.RolloutStatus{Phase: phase, Message: message, ObservedAt: metav1.Now(),
-		Step: nestedInt32(u, "status", "currentStepIndex"), Weight: nestedInt32(u, "status", "currentWeight")}
+	seen := readRollout(t.gvk.Group, u)
+	phase, message := seen.Phase, seen.Message
 	if w.rollout != nil && sameRolloutStatus(*w.rollout, seen) {
 		seen.ObservedAt = w.rollout.ObservedAt // unchanged: no new status write
 	}
@@ -150,72 +141,46 @@ func observedCurrentGeneration(u *unstructured.Unstructured) bool {
 	return observed >= u.GetGeneration()
 }
 
-// rolloutBaseline is spec.rolloutRef's Rollout as a sync's write left it:
-// when its status was last written (the apiserver's clock, in whole
-// seconds) and a fingerprint of that status. KULTA's status says no
-// observedGeneration, so only a status written since tells a phase of the
-// new revision from the last one's; a write within the same second shows
-// in the fingerprint.
-type rolloutBaseline struct {
-	statusWritten time.Time
-	status        [sha256.Size]byte
-	// shown, when set, replaces the two: after a restart only the
-	// GitRepository's status.rollout tells what the Rollout said while it
-	// had not picked the revision up.
-	shown *v1alpha1.RolloutStatus
+// readRollout is what status.rollout shows of a KULTA (or Argo) Rollout:
+// its phase (Argo's read as KULTA's), step, weight and message, bounded
+// because whoever may write the Rollout's status writes them.
+func readRollout(group string, u *unstructured.Unstructured) v1alpha1.RolloutStatus {
+	phase, _, _ := unstructured.NestedString(u.Object, "status", "phase")
+	if group == "argoproj.io" {
+		phase = argoPhases[phase]
+	}
+	message, _, _ := unstructured.NestedString(u.Object, "status", "message")
+	return v1alpha1.RolloutStatus{Phase: shorten(phase, 64, "…"), Message: brief(message), ObservedAt: metav1.Now(),
+		Step: nestedInt32(u, "status", "currentStepIndex"), Weight: nestedInt32(u, "status", "currentWeight")}
 }
 
-func baselineOf(u *unstructured.Unstructured) *rolloutBaseline {
-	return &rolloutBaseline{statusWritten: lastStatusWrite(u), status: statusFingerprint(u)}
-}
-
-// rewritten: the Rollout's status was written since the baseline. A nil
-// baseline (the sync did not change the Rollout) asks nothing, nor does a
-// status that says which generation it observed (observedCurrentGeneration
-// judges that).
-func (b *rolloutBaseline) rewritten(u *unstructured.Unstructured, seen v1alpha1.RolloutStatus) bool {
-	if b == nil {
+// movedOn: the Rollout's status, as read, no longer says what it said
+// before this sync wrote the new revision (nil: the sync did not write it,
+// so nothing is asked). KULTA's status says no observedGeneration, so only
+// a change tells a phase of the new revision from the last one's: a status
+// write that says the same (a resync, the stable pods' counts) does not
+// count. A status that says which generation it observed is judged by
+// that (observedCurrentGeneration).
+func movedOn(before *v1alpha1.RolloutStatus, u *unstructured.Unstructured, seen v1alpha1.RolloutStatus) bool {
+	if before == nil {
 		return true
 	}
 	if _, found, _ := unstructured.NestedFieldNoCopy(u.Object, "status", "observedGeneration"); found {
 		return true
 	}
-	if s := b.shown; s != nil {
-		return !sameRolloutStatus(*s, seen)
-	}
-	return lastStatusWrite(u).After(b.statusWritten) || statusFingerprint(u) != b.status
+	return !sameRolloutStatus(*before, seen)
 }
 
-// lostBaseline is the baseline of a wait that a restart (or a new leader)
-// lost while the Rollout had not picked the revision up, or nil: the
-// Rollout must say something else than status.rollout shows before its
-// phase counts. Telling a later status that happens to equal it from the
-// old one is beyond reach; that errs towards RolloutTimeout, never towards
-// a RolledOut too early.
-func lostBaseline(repo *v1alpha1.GitRepository) *rolloutBaseline {
+// lostBefore is, for a wait that a restart (or a new leader) lost while
+// the Rollout had not picked the revision up, what the Rollout said then:
+// status.rollout, which the sync set from its write's answer. Otherwise nil.
+func lostBefore(repo *v1alpha1.GitRepository) *v1alpha1.RolloutStatus {
 	rolled := apimeta.FindStatusCondition(repo.Status.Conditions, v1alpha1.ConditionRolledOut)
-	if repo.Status.Rollout == nil || rolled == nil || rolled.Status == metav1.ConditionTrue ||
+	if repo.Status.Rollout == nil || repo.Status.Rollout.Phase == "" || rolled == nil || rolled.Status == metav1.ConditionTrue ||
 		!strings.Contains(rolled.Message, notPickedUp) && !strings.HasPrefix(rolled.Message, followingRollout) {
 		return nil
 	}
-	return &rolloutBaseline{shown: repo.Status.Rollout}
-}
-
-func lastStatusWrite(u *unstructured.Unstructured) time.Time {
-	var last time.Time
-	for _, m := range u.GetManagedFields() {
-		if m.Subresource == "status" && m.Time != nil && m.Time.After(last) {
-			last = m.Time.Time
-		}
-	}
-	return last
-}
-
-// statusFingerprint hashes the status as JSON (map keys sorted).
-func statusFingerprint(u *unstructured.Unstructured) [sha256.Size]byte {
-	status, _, _ := unstructured.NestedFieldNoCopy(u.Object, "status")
-	data, _ := json.Marshal(status)
-	return sha256.Sum256(data)
+	return repo.Status.Rollout
 }
 
 // rolloutWrites catches, through the apply's Observe hook, the Rollout of
@@ -223,7 +188,7 @@ func statusFingerprint(u *unstructured.Unstructured) [sha256.Size]byte {
 type rolloutWrites struct {
 	ref   *v1alpha1.RolloutReference
 	group string
-	seen  atomic.Pointer[rolloutBaseline]
+	seen  atomic.Pointer[v1alpha1.RolloutStatus]
 }
 
 func newRolloutWrites(repo *v1alpha1.GitRepository) *rolloutWrites {
@@ -246,7 +211,8 @@ func (w *rolloutWrites) observing(namespace string, next func(apply.Entry, *unst
 	}
 	return func(e apply.Entry, obj *unstructured.Unstructured) {
 		if w.is(e, namespace) {
-			w.seen.Store(baselineOf(obj))
+			seen := readRollout(w.group, obj)
+			w.seen.Store(&seen)
 		}
 		if next != nil {
 			next(e, obj)
@@ -254,18 +220,19 @@ func (w *rolloutWrites) observing(namespace string, next func(apply.Entry, *unst
 	}
 }
 
-// baseline is the Rollout as this sync's write left it, or nil if the sync
-// did not write it (its new revision is KULTA's to pick up only if it did).
-func (w *rolloutWrites) baseline(result *apply.Result, namespace string) *rolloutBaseline {
+// before is what the Rollout said as this sync's write left it, or nil if
+// the sync did not write it (its new revision is KULTA's to pick up only
+// if it did).
+func (w *rolloutWrites) before(result *apply.Result, namespace string) *v1alpha1.RolloutStatus {
 	if w == nil || result == nil {
 		return nil
 	}
 	for _, c := range result.Changes {
 		if c.Written && w.is(c.Entry, namespace) {
-			if b := w.seen.Load(); b != nil {
-				return b
+			if seen := w.seen.Load(); seen != nil {
+				return seen
 			}
-			return &rolloutBaseline{} // written, not read back: any status is newer
+			return &v1alpha1.RolloutStatus{} // written, not read back: any status is newer
 		}
 	}
 	return nil
@@ -304,7 +271,7 @@ func (r *Reconciler) reportRollout(ctx context.Context, repo *v1alpha1.GitReposi
 	message := fmt.Sprintf("Rollout %s: %s", repo.Spec.RolloutRef.Name, rolloutSummary(seen))
 	if !pickedUp {
 		// Said in status, so that a wait lost to a restart knows it too
-		// (lostBaseline).
+		// (lostBefore).
 		message = fmt.Sprintf("Rollout %s: %s; it shows %s", repo.Spec.RolloutRef.Name, notPickedUp, rolloutSummary(seen))
 	}
 	ctx, cancel := context.WithTimeout(ctx, statusWriteTimeout)
@@ -335,19 +302,23 @@ func rolloutSummary(s v1alpha1.RolloutStatus) string {
 	return out
 }
 
-// rolloutConditions keeps RolledOut and status.rollout in step with
-// spec.rolloutRef: a sync that applied starts following it anew; without
-// it, both are dropped.
-func rolloutConditions(s *v1alpha1.GitRepositoryStatus, generation int64, ref *v1alpha1.RolloutReference, applied bool) {
+// followRolloutAnew, after a sync applied, starts following
+// spec.rolloutRef's Rollout for the new revision; status.rollout shows
+// what the Rollout said as the sync wrote it (before; nil if the sync did
+// not write it). Without a rolloutRef, RolledOut and status.rollout are
+// dropped.
+func followRolloutAnew(s *v1alpha1.GitRepositoryStatus, generation int64, ref *v1alpha1.RolloutReference,
+	before *v1alpha1.RolloutStatus) {
 	if ref == nil {
 		apimeta.RemoveStatusCondition(&s.Conditions, v1alpha1.ConditionRolledOut)
 		s.Rollout = nil
 		return
 	}
-	if applied {
-		condition(s, generation, v1alpha1.ConditionRolledOut, metav1.ConditionUnknown, ReasonRolloutProgressing,
-			followingRollout+ref.Name+" for this revision")
+	if before != nil {
+		s.Rollout = before
 	}
+	condition(s, generation, v1alpha1.ConditionRolledOut, metav1.ConditionUnknown, ReasonRolloutProgressing,
+		followingRollout+ref.Name+" for this revision")
 }
 
 // markRolledOut writes the RolledOut condition of a verdict.
@@ -356,5 +327,5 @@ func markRolledOut(s *v1alpha1.GitRepositoryStatus, generation int64, v rolloutV
 	if v.reason == ReasonRolledOut {
 		status = metav1.ConditionTrue
 	}
-	condition(s, generation, v1alpha1.ConditionRolledOut, status, v.reason, withFix(v.reason, v.message))
+	condition(s, generation, v1alpha1.ConditionRolledOut, status, v.reason, withFix(v.reason, v.message, maxMessageBytes))
 }

@@ -10,6 +10,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/falsesystems/alumiini/pkg/apis/alumiini/v1alpha1"
+	"github.com/falsesystems/alumiini/pkg/apply"
 )
 
 // TestRolloutVerdicts: KULTA's phases and decisions, and Argo's phases read
@@ -45,32 +46,30 @@ func TestRolloutVerdicts(t *testing.T) {
 			t.Errorf("%s: verdict %+v (%q), want reason %q", c.name, w.verdict, why, c.reason)
 		}
 	}
-	// KULTA's status says no observedGeneration: a Completed written before
-	// this sync changed the Rollout is the last revision's, even when KULTA
-	// wrote it in the same second as the change.
-	written := time.Date(2026, 11, 27, 10, 44, 18, 0, time.UTC)
-	rollout := func(phase string, statusWritten time.Time) *unstructured.Unstructured {
-		u := &unstructured.Unstructured{Object: map[string]any{"status": map[string]any{"phase": phase, "message": "done"}}}
-		u.SetManagedFields([]metav1.ManagedFieldsEntry{{Manager: "kulta", Subresource: "status", Time: &metav1.Time{Time: statusWritten}}})
-		return u
+	// KULTA's status says no observedGeneration: what it said as this sync
+	// wrote the new revision is the last revision's, however often KULTA
+	// writes it again (a resync, the stable pods' counts).
+	rollout := func(phase, message string, ready int64) *unstructured.Unstructured {
+		return &unstructured.Unstructured{Object: map[string]any{"status": map[string]any{"phase": phase, "message": message,
+			"currentStepIndex": int64(3), "readyReplicas": ready}}}
 	}
 	changed := kulta
-	changed.baseline = baselineOf(rollout("Completed", written))
+	before := readRollout("kulta.io", rollout("Completed", "done", 3))
+	changed.before = &before
 	w := &healthWatch{}
-	if w.judgeRollout(changed, rollout("Completed", written)); w.verdict.reason != "" {
+	if w.judgeRollout(changed, rollout("Completed", "done", 3)); w.verdict.reason != "" {
 		t.Errorf("the last revision's Completed: %+v", w.verdict)
 	}
-	if w.judgeRollout(changed, rollout("Failed", written)); w.verdict.reason != ReasonRolloutFailed {
-		t.Errorf("Failed written in the second of the change: %+v", w.verdict)
+	if w.judgeRollout(changed, rollout("Completed", "done", 2)); w.verdict.reason != "" {
+		t.Errorf("the last revision's Completed, its pods' count rewritten: %+v", w.verdict)
+	}
+	if w.judgeRollout(changed, rollout("Failed", "analysis failed", 3)); w.verdict.reason != ReasonRolloutFailed {
+		t.Errorf("Failed after the change: %+v", w.verdict)
 	}
 	w = &healthWatch{}
-	if w.judgeRollout(changed, rollout("Completed", written.Add(time.Second))); w.verdict.reason != ReasonRolledOut {
-		t.Errorf("Completed written after the change: %+v", w.verdict)
-	}
-	w = &healthWatch{}
-	w.judgeRollout(changed, rollout("Progressing", written))
-	if w.judgeRollout(changed, rollout("Completed", written)); w.verdict.reason != ReasonRolledOut {
-		t.Errorf("Progressing, then Completed as last time, within one second: %+v", w.verdict)
+	w.judgeRollout(changed, rollout("Progressing", "canary at 20%", 3))
+	if w.judgeRollout(changed, rollout("Completed", "done", 3)); w.verdict.reason != ReasonRolledOut {
+		t.Errorf("Progressing, then Completed as last time: %+v", w.verdict)
 	}
 	w = &healthWatch{}
 	w.judgeRollout(kulta, &unstructured.Unstructured{Object: map[string]any{"status": map[string]any{"phase": "Paused"}}})
@@ -114,7 +113,7 @@ func TestAWaitLostToARestartDoesNotSayRolledOutTooEarly(t *testing.T) {
 	for _, message := range []string{"following Rollout web for this revision", "Rollout web: " + notPickedUp + "; it shows Completed"} {
 		repo.Status.Conditions = []metav1.Condition{{Type: v1alpha1.ConditionRolledOut, Status: metav1.ConditionUnknown, Message: message}}
 		target := kulta
-		target.baseline = lostBaseline(repo)
+		target.before = lostBefore(repo)
 		w := &healthWatch{}
 		if w.judgeRollout(target, completed); w.verdict.reason != "" {
 			t.Errorf("after %q, the last revision's Completed counts: %+v", message, w.verdict)
@@ -127,7 +126,28 @@ func TestAWaitLostToARestartDoesNotSayRolledOutTooEarly(t *testing.T) {
 	// Once the Rollout was seen to pick the revision up, its status counts.
 	repo.Status.Conditions = []metav1.Condition{{Type: v1alpha1.ConditionRolledOut, Status: metav1.ConditionUnknown,
 		Message: "Rollout web: Progressing, step 1"}}
-	if b := lostBaseline(repo); b != nil {
-		t.Errorf("a wait that saw the revision picked up: baseline %+v", b)
+	if b := lostBefore(repo); b != nil {
+		t.Errorf("a wait that saw the revision picked up: before %+v", b)
+	}
+}
+
+// TestARolloutFromGitIsFollowedOnce: with wait, the Rollout that git holds
+// and spec.rolloutRef names is judged once, by its phase: kstatus cannot
+// read an Argo Rollout (its observedGeneration is a string).
+func TestARolloutFromGitIsFollowedOnce(t *testing.T) {
+	repo := &v1alpha1.GitRepository{Spec: v1alpha1.GitRepositorySpec{Wait: true, TargetNamespace: "team",
+		RolloutRef: &v1alpha1.RolloutReference{APIVersion: "argoproj.io/v1alpha1", Kind: "Rollout", Name: "web"}}}
+	applied := []apply.Entry{
+		{Group: "argoproj.io", Version: "v1alpha1", Kind: "Rollout", Namespace: "team", Name: "web"},
+		{Version: "v1", Kind: "ConfigMap", Namespace: "team", Name: "settings"},
+	}
+	targets := followedTargets(repo, applied, nil)
+	if len(targets) != 2 {
+		t.Fatalf("targets %v, want the ConfigMap and the Rollout once", targets)
+	}
+	for _, target := range targets {
+		if target.gvk.Kind == "Rollout" && !target.rollout {
+			t.Errorf("the Rollout is judged by kstatus: %+v", target)
+		}
 	}
 }

@@ -604,7 +604,7 @@ func schema_pkg_apis_alumiini_v1alpha1_GitRepositorySpec(ref common.ReferenceCal
 					},
 					"wait": {
 						SchemaProps: spec.SchemaProps{
-							Description: "Wait makes Ready wait, after each sync that applies, until every applied object and every object of healthChecks is healthy by kstatus rules (a Deployment rolled out, a StatefulSet ready, a Job complete, a CRD established, anything with standard conditions), watched with the identity the GitRepository applies as. The Healthy condition says how it stands; past healthTimeout it is False (reason HealthTimeout) naming each object not healthy. A new commit cancels the wait. The wait holds no apply slot. Defaults to false.",
+							Description: "Wait makes Ready wait, after each sync that applies, until every applied object and every object of healthChecks is healthy by kstatus rules (a Deployment rolled out, a StatefulSet ready, a Job complete, a CRD established, anything with standard conditions), watched with the identity the GitRepository applies as. The Healthy condition says how it stands; past healthTimeout it is False (reason HealthTimeout) naming each object not healthy. The next sync that applies (a new commit, a spec change, a sync request) replaces the wait with its own. The wait holds no apply slot. Defaults to false.",
 							Type:        []string{"boolean"},
 							Format:      "",
 						},

@@ -113,8 +113,9 @@ type GitRepositorySpec struct {
 	// CRD established, anything with standard conditions), watched with the
 	// identity the GitRepository applies as. The Healthy condition says how
 	// it stands; past healthTimeout it is False (reason HealthTimeout) naming
-	// each object not healthy. A new commit cancels the wait. The wait holds
-	// no apply slot. Defaults to false.
+	// each object not healthy. The next sync that applies (a new commit, a
+	// spec change, a sync request) replaces the wait with its own. The wait
+	// holds no apply slot. Defaults to false.
 	// +optional
 	Wait bool `json:"wait,omitempty"`
 	// HealthTimeout bounds the wait, as a Go duration (1s to 1h). Defaults to
