@@ -107,6 +107,9 @@ type Result struct {
 	// Released lists the objects that left the commit and were kept for
 	// AnnotationPrune, no longer managed.
 	Released []Entry
+	// KeptByGit lists the entries of Inventory whose manifest carries
+	// AnnotationPrune "disabled" (the next prune's Options.KeptByGit).
+	KeptByGit []Entry
 	// PruneFailed lists the objects that could not be deleted; they stay
 	// in the inventory, to be tried again.
 	PruneFailed []Entry
@@ -120,6 +123,10 @@ type Options struct {
 	Prune bool
 	// Previous is the inventory of the last successful sync.
 	Previous []Entry
+	// KeptByGit are the entries of Previous whose manifest carried
+	// AnnotationPrune "disabled" when last applied: leaving the commit,
+	// they are released rather than deleted.
+	KeptByGit []Entry
 	// Force recreates objects whose immutable fields changed.
 	Force bool
 	// Adopt takes over existing objects that no GitRepository manages;
@@ -259,6 +266,9 @@ func (a *Applier) Apply(ctx context.Context, owner Owner, objects []manifest.Obj
 		e := p.entry()
 		result.Inventory = append(result.Inventory, e)
 		current[e.id()] = true
+		if p.obj.GetAnnotations()[AnnotationPrune] == "disabled" {
+			result.KeptByGit = append(result.KeptByGit, e)
+		}
 	}
 	if opts.Prune {
 		var gone []Entry
@@ -267,12 +277,19 @@ func (a *Applier) Apply(ctx context.Context, owner Owner, objects []manifest.Obj
 				gone = append(gone, e)
 			}
 		}
-		p, err := a.prune(ctx, owner, gone)
+		kept := idSet(opts.KeptByGit)
+		p, err := a.prune(ctx, owner, gone, kept)
 		result.Pruned, result.Released, result.PruneFailed = p.deleted, p.released, p.failed
 		// A held object stays in the inventory, to be pruned once released,
-		// and so does one whose deletion failed, to be tried again.
+		// and so does one whose deletion failed, to be tried again; each
+		// as git left it, kept or not.
 		result.Held = append(result.Held, p.held...)
-		result.Inventory = append(append(result.Inventory, p.held...), p.failed...)
+		for _, e := range append(slices.Clone(p.held), p.failed...) {
+			result.Inventory = append(result.Inventory, e)
+			if kept[e.id()] {
+				result.KeptByGit = append(result.KeptByGit, e)
+			}
+		}
 		if err != nil {
 			sortEntries(result.Inventory)
 			return result, err
@@ -400,11 +417,12 @@ func heldByHand(live *unstructured.Unstructured) bool {
 	return live.GetAnnotations()[AnnotationSuspendHeal] == "true" && !appliedByUs(live, AnnotationSuspendHeal)
 }
 
-// keptByGit: the object's manifest in git disables its pruning. The
-// annotation counts only when alumiini's field manager set it, so whoever
-// may patch an object cannot keep it from being pruned.
-func keptByGit(live *unstructured.Unstructured) bool {
-	return live.GetAnnotations()[AnnotationPrune] == "disabled" && appliedByUs(live, AnnotationPrune)
+func idSet(entries []Entry) map[manifest.ID]bool {
+	set := make(map[manifest.ID]bool, len(entries))
+	for _, e := range entries {
+		set[e.id()] = true
+	}
+	return set
 }
 
 // appliedByUs reports whether alumiini's field manager owns the annotation.

@@ -10,6 +10,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
+
+	"github.com/falsesystems/alumiini/pkg/manifest"
 )
 
 // pruned is what one prune did with each entry.
@@ -32,22 +34,22 @@ const (
 
 // Delete removes the entries that still carry owner's label and returns how
 // many it deleted. An object someone else has taken over is left alone, and
-// so is one carrying AnnotationSuspendHeal; one carrying AnnotationPrune
-// "disabled", and an adopted Namespace (it held more than this repository
-// put there), are released instead.
-func (a *Applier) Delete(ctx context.Context, owner Owner, entries []Entry) (int, error) {
-	p, err := a.prune(ctx, owner, entries)
+// so is one carrying AnnotationSuspendHeal; those of keptByGit (their
+// manifest carried AnnotationPrune "disabled") and an adopted Namespace (it
+// held more than this repository put there) are released instead.
+func (a *Applier) Delete(ctx context.Context, owner Owner, entries, keptByGit []Entry) (int, error) {
+	p, err := a.prune(ctx, owner, entries, idSet(keptByGit))
 	return p.deleted, err
 }
 
 // prune is Delete, saying what it did with each entry. It goes on past an
 // entry it fails on, so one stuck object does not keep the others; the
 // error names every failure (the first ten in full).
-func (a *Applier) prune(ctx context.Context, owner Owner, entries []Entry) (pruned, error) {
+func (a *Applier) prune(ctx context.Context, owner Owner, entries []Entry, keptByGit map[manifest.ID]bool) (pruned, error) {
 	var p pruned
 	var failures []*Error
 	for _, e := range entries {
-		outcome, err := a.pruneOne(ctx, owner, e)
+		outcome, err := a.pruneOne(ctx, owner, e, keptByGit[e.id()])
 		if err != nil {
 			p.failed = append(p.failed, e)
 			failures = append(failures, err)
@@ -88,7 +90,7 @@ func pruneError(failures []*Error) *Error {
 	return &first
 }
 
-func (a *Applier) pruneOne(ctx context.Context, owner Owner, e Entry) (pruneOutcome, *Error) {
+func (a *Applier) pruneOne(ctx context.Context, owner Owner, e Entry, keptByGit bool) (pruneOutcome, *Error) {
 	fail := func(message string, cause error) *Error {
 		return &Error{Object: e.id().String(), Reason: ReasonPruneFailed, Message: message, Cause: cause, Pruning: &e}
 	}
@@ -119,7 +121,7 @@ func (a *Applier) pruneOne(ctx context.Context, owner Owner, e Entry) (pruneOutc
 		return pruneHeld, nil
 	}
 	annotations := live.GetAnnotations()
-	if keptByGit(live) || gvk.GroupKind() == namespaceKind && annotations[AnnotationAdopted] != "" {
+	if keptByGit || gvk.GroupKind() == namespaceKind && annotations[AnnotationAdopted] != "" {
 		if err := release(ctx, client, live); err != nil {
 			return pruneGone, fail("releasing it instead of deleting it: "+apiMessage(err), err)
 		}

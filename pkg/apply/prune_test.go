@@ -31,8 +31,11 @@ func TestPruneDisabledKeepsTheObject(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if len(first.KeptByGit) != 1 || first.KeptByGit[0].Name != "kept" {
+		t.Fatalf("kept by git: %v, want [kept]", first.KeptByGit)
+	}
 	result, err := a.Apply(ctx, owner, render(t, "stays.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: stays\n"),
-		Options{DefaultNamespace: ns, Prune: true, Previous: first.Inventory})
+		Options{DefaultNamespace: ns, Prune: true, Previous: first.Inventory, KeptByGit: first.KeptByGit})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,13 +56,14 @@ func TestPruneDisabledKeepsTheObject(t *testing.T) {
 		t.Error("the object without the annotation was not pruned")
 	}
 
-	// The annotation added by hand, not from git, keeps nothing.
+	// The annotation added by hand, not from git, keeps nothing, even
+	// written under alumiini's field manager name (a client picks it).
 	patch := []byte(`{"metadata":{"annotations":{"alumiini.false.systems/prune":"disabled"}}}`)
 	if _, err := a.Client.Resource(configMaps).Namespace(ns).Patch(ctx, "stays", types.MergePatchType, patch,
-		metav1.PatchOptions{FieldManager: "kubectl-annotate"}); err != nil {
+		metav1.PatchOptions{FieldManager: FieldManager}); err != nil {
 		t.Fatal(err)
 	}
-	result, err = a.Apply(ctx, owner, nil, Options{DefaultNamespace: ns, Prune: true, Previous: result.Inventory})
+	result, err = a.Apply(ctx, owner, nil, Options{DefaultNamespace: ns, Prune: true, Previous: result.Inventory, KeptByGit: result.KeptByGit})
 	if err != nil {
 		t.Fatal(err)
 	}

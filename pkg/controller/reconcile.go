@@ -538,6 +538,7 @@ func (r *Reconciler) apply(ctx context.Context, repo *v1alpha1.GitRepository, ob
 		DefaultNamespace: target,
 		Prune:            repo.Spec.Prune == nil || *repo.Spec.Prune,
 		Previous:         previous,
+		KeptByGit:        keptByGit(repo.Status.Inventory),
 		Force:            force,
 		Adopt:            repo.Spec.Adopt,
 		Ignore:           ignoreRules(repo),
@@ -571,7 +572,7 @@ func (r *Reconciler) apply(ctx context.Context, repo *v1alpha1.GitRepository, ob
 		if result != nil {
 			// Only pruning failed: what was applied, and what could not be
 			// deleted, is the inventory now, so the next sync tries again.
-			stage.inventory = toInventory(result.Inventory)
+			stage.inventory = toInventory(result.Inventory, result.KeptByGit)
 		}
 		return stage
 	}
@@ -647,7 +648,7 @@ func (r *Reconciler) report(ctx context.Context, repo *v1alpha1.GitRepository, p
 		s.LastSyncTime = &now
 		s.Message = message
 		s.Objects = &counts
-		s.Inventory = toInventory(result.Inventory)
+		s.Inventory = toInventory(result.Inventory, result.KeptByGit)
 		s.Drift = driftStatus
 		if push != nil {
 			s.LastPush = confirmed(push, commit)
@@ -949,7 +950,7 @@ func (r *Reconciler) deleteApplied(ctx context.Context, applier *apply.Applier, 
 	entries []apply.Entry, terminating bool) error {
 	owner := apply.Owner{Namespace: repo.Namespace, Name: repo.Name}
 	for {
-		_, err := applier.Delete(ctx, owner, entries)
+		_, err := applier.Delete(ctx, owner, entries, keptByGit(repo.Status.Inventory))
 		var failed *apply.Error
 		if err == nil || !terminating || !apierrors.IsForbidden(err) || !errors.As(err, &failed) || failed.Pruning == nil {
 			return err
@@ -1102,10 +1103,30 @@ func fromInventory(inv *v1alpha1.Inventory) []apply.Entry {
 	return entries
 }
 
-func toInventory(entries []apply.Entry) *v1alpha1.Inventory {
+// keptByGit are the entries whose manifest carried
+// alumiini.false.systems/prune: disabled when last applied.
+func keptByGit(inv *v1alpha1.Inventory) []apply.Entry {
+	if inv == nil {
+		return nil
+	}
+	var entries []apply.Entry
+	for _, e := range inv.Entries {
+		if e.PruneDisabled {
+			entries = append(entries, apply.Entry{Group: e.Group, Version: e.Version, Kind: e.Kind, Namespace: e.Namespace, Name: e.Name})
+		}
+	}
+	return entries
+}
+
+func toInventory(entries, keptByGit []apply.Entry) *v1alpha1.Inventory {
+	kept := make(map[apply.Entry]bool, len(keptByGit))
+	for _, e := range keptByGit {
+		kept[e] = true
+	}
 	inv := &v1alpha1.Inventory{}
 	for _, e := range entries {
-		inv.Entries = append(inv.Entries, v1alpha1.InventoryEntry{Group: e.Group, Version: e.Version, Kind: e.Kind, Namespace: e.Namespace, Name: e.Name})
+		inv.Entries = append(inv.Entries, v1alpha1.InventoryEntry{Group: e.Group, Version: e.Version, Kind: e.Kind,
+			Namespace: e.Namespace, Name: e.Name, PruneDisabled: kept[e]})
 	}
 	return inv
 }

@@ -199,6 +199,9 @@ type InventoryEntry struct {
 	Kind      string
 	Namespace string
 	Name      string
+	// PruneDisabled: its manifest carried alumiini.false.systems/prune:
+	// disabled when last applied.
+	PruneDisabled bool
 }
 
 // SyncRequestRecord is a sync request as kept on its GitRepository: pending

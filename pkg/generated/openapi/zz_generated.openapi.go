@@ -1061,6 +1061,13 @@ func schema_pkg_apis_alumiini_v1alpha1_InventoryEntry(ref common.ReferenceCallba
 							Format:      "",
 						},
 					},
+					"pruneDisabled": {
+						SchemaProps: spec.SchemaProps{
+							Description: "PruneDisabled: the object's manifest carried alumiini.false.systems/prune: disabled when it was last applied, so it is released (kept, no longer managed) rather than deleted when it leaves the repository or the GitRepository is deleted. Only this record counts, not the live object's annotation, which anyone who may patch the object could set.",
+							Type:        []string{"boolean"},
+							Format:      "",
+						},
+					},
 				},
 				Required: []string{"version", "kind", "name"},
 			},

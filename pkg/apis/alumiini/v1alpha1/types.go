@@ -474,6 +474,14 @@ type InventoryEntry struct {
 	Namespace string `json:"namespace,omitempty"`
 	// Name of the object.
 	Name string `json:"name"`
+	// PruneDisabled: the object's manifest carried
+	// alumiini.false.systems/prune: disabled when it was last applied, so
+	// it is released (kept, no longer managed) rather than deleted when it
+	// leaves the repository or the GitRepository is deleted. Only this
+	// record counts, not the live object's annotation, which anyone who may
+	// patch the object could set.
+	// +optional
+	PruneDisabled bool `json:"pruneDisabled,omitempty"`
 }
 
 // SyncRequestRecord is a sync request as kept on its GitRepository: pending

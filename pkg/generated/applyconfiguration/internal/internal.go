@@ -322,6 +322,9 @@ var schemaYAML = typed.YAMLObject(`types:
     - name: namespace
       type:
         scalar: string
+    - name: pruneDisabled
+      type:
+        scalar: boolean
     - name: version
       type:
         scalar: string

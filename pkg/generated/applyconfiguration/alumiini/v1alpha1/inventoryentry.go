@@ -33,6 +33,13 @@ type InventoryEntryApplyConfiguration struct {
 	Namespace *string `json:"namespace,omitempty"`
 	// Name of the object.
 	Name *string `json:"name,omitempty"`
+	// PruneDisabled: the object's manifest carried
+	// alumiini.false.systems/prune: disabled when it was last applied, so
+	// it is released (kept, no longer managed) rather than deleted when it
+	// leaves the repository or the GitRepository is deleted. Only this
+	// record counts, not the live object's annotation, which anyone who may
+	// patch the object could set.
+	PruneDisabled *bool `json:"pruneDisabled,omitempty"`
 }
 
 // InventoryEntryApplyConfiguration constructs a declarative configuration of the InventoryEntry type for use with
@@ -78,5 +85,13 @@ func (b *InventoryEntryApplyConfiguration) WithNamespace(value string) *Inventor
 // If called multiple times, the Name field is set to the value of the last call.
 func (b *InventoryEntryApplyConfiguration) WithName(value string) *InventoryEntryApplyConfiguration {
 	b.Name = &value
+	return b
+}
+
+// WithPruneDisabled sets the PruneDisabled field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the PruneDisabled field is set to the value of the last call.
+func (b *InventoryEntryApplyConfiguration) WithPruneDisabled(value bool) *InventoryEntryApplyConfiguration {
+	b.PruneDisabled = &value
 	return b
 }
