@@ -6,6 +6,7 @@ package cdevents
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"sync"
@@ -78,7 +79,7 @@ func NewSink(target, source string) (*Sink, error) {
 		return nil, fmt.Errorf("--cdevents-sink-url must be an http:// or https:// URL, got %q", target)
 	}
 	protocol, err := cloudevents.NewHTTP(cloudevents.WithTarget(target),
-		cehttp.WithClient(http.Client{Timeout: attemptTimeout,
+		cehttp.WithClient(http.Client{Timeout: attemptTimeout, Transport: cappedAnswers{next: http.DefaultTransport},
 			// The sink is the one the flag names: a redirect is an error,
 			// not somewhere else to post to.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}))
@@ -91,6 +92,24 @@ func NewSink(target, source string) (*Sink, error) {
 	}
 	return &Sink{target: target, source: source, client: client, queue: make(chan Event, QueueLength), queued: map[string]int{},
 		Counted: func(eventType, result string) { eventsTotal.WithLabelValues(eventType, result).Inc() }}, nil
+}
+
+// maxAnswerBytes bounds what is read of the sink's answer.
+const maxAnswerBytes = 64 << 10
+
+// cappedAnswers reads at most maxAnswerBytes of each answer: the sink is
+// not ours, and the SDK may read a refusal's body whole.
+type cappedAnswers struct{ next http.RoundTripper }
+
+func (c cappedAnswers) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := c.next.RoundTrip(r)
+	if resp != nil && resp.Body != nil {
+		resp.Body = struct {
+			io.Reader
+			io.Closer
+		}{io.LimitReader(resp.Body, maxAnswerBytes), resp.Body}
+	}
+	return resp, err
 }
 
 var eventsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{

@@ -279,7 +279,12 @@ func (r *Reconciler) waitForHealth(ctx context.Context, repo *v1alpha1.GitReposi
 	cache.WaitForCacheSync(ctx.Done(), synced...)
 	var shownAt time.Time
 	for {
+		// Each pass judges every target; events arrive as fast as whoever
+		// may write the watched objects writes. Passes are spaced so that
+		// judging takes at most a tenth of a core, however hard they write.
+		started := time.Now()
 		w.unhealthyNow = w.unhealthy(targets)
+		rest := time.After(judgeSpacing * time.Since(started))
 		// The Rollout's progress shows at most every rolloutShowEvery: its
 		// status is whoever-writes-it's, and each change is a write here.
 		var later <-chan time.Time
@@ -300,8 +305,16 @@ func (r *Reconciler) waitForHealth(ctx context.Context, repo *v1alpha1.GitReposi
 		case <-w.changed:
 		case <-later:
 		}
+		select {
+		case <-ctx.Done():
+		case <-rest:
+		}
 	}
 }
+
+// judgeSpacing: a wait rests this many times as long as a pass took before
+// the next one.
+const judgeSpacing = 9
 
 // rolloutShowEvery bounds how often a wait writes a Rollout's progress.
 const rolloutShowEvery = 5 * time.Second
