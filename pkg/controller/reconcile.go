@@ -1160,7 +1160,9 @@ func (r *Reconciler) checkBounds(objects []manifest.Object) error {
 
 // brief shortens a message for an Event, which many tools show on one line;
 // the status keeps the longer one.
-func brief(s string) string { return shorten(s, eventMessageBytes, "… (see the GitRepository's status)") }
+func brief(s string) string {
+	return shorten(s, eventMessageBytes, "… (see the GitRepository's status)")
+}
 
 // eventMessageBytes bounds an Event's message, and each line of what a
 // watched object's writer says.
