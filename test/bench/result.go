@@ -32,6 +32,9 @@ type phase struct {
 	// counted them (all clients, hence KCM's too, under other verbs).
 	RequestsPerGitRepository map[string]float64 `json:"requestsPerGitRepository,omitempty"`
 	KubeAPIServerVerbs       map[string]float64 `json:"kubeAPIServerVerbs,omitempty"`
+	// OwnAPIPerGitRepository: requests alumiini's API served (the bench's
+	// creates and watch, alumiini's status writes), by verb.
+	OwnAPIPerGitRepository map[string]float64 `json:"ownAPIPerGitRepository,omitempty"`
 }
 
 type memory struct {
@@ -71,6 +74,7 @@ func (r *result) print(w io.Writer) {
 		1000*r.Alumiini.CPUSeconds["kube-apiserver"]/float64(r.N))
 	p("  alumiini → kube-apiserver per GitRepository: %s", perVerb(r.Alumiini.RequestsPerGitRepository, "%.2f"))
 	p("  kube-apiserver counted (alumiini phase): %s", perVerb(r.Alumiini.KubeAPIServerVerbs, "%.0f"))
+	p("  alumiini's API served per GitRepository: %s", perVerb(r.Alumiini.OwnAPIPerGitRepository, "%.2f"))
 	p("  memory: empty RSS %s heap %s; settled RSS %s heap %s; per GitRepository RSS %s heap %s",
 		mib(r.Memory.EmptyRSS), mib(r.Memory.EmptyHeap), mib(r.Memory.SettledRSS), mib(r.Memory.SettledHeap),
 		kib(r.Memory.RSSPerRepo), kib(r.Memory.HeapPerRepo))

@@ -211,6 +211,10 @@ func (b *bench) syncPhase(ctx context.Context) error {
 		b.r.Alumiini.RequestsPerGitRepository[method] = count / float64(b.n)
 	}
 	b.r.Alumiini.KubeAPIServerVerbs = d.kube
+	b.r.Alumiini.OwnAPIPerGitRepository = map[string]float64{}
+	for verb, count := range d.own {
+		b.r.Alumiini.OwnAPIPerGitRepository[verb] = count / float64(b.n)
+	}
 	return nil
 }
 
