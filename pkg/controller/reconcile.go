@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	pathpkg "path"
 	"regexp"
 	"slices"
@@ -142,13 +143,33 @@ func (r *Reconciler) Sync(ctx context.Context, key string) time.Duration {
 	}
 	if ok := r.syncOnce(ctx, repo); ok {
 		r.failures.Delete(key)
-		return r.next(key, interval)
+		return r.next(key, repo.Spec.URL, interval)
 	}
 	// Failures retry sooner than the interval, backing off from 5s.
 	n, _ := r.failures.LoadOrStore(key, 0)
 	count := n.(int) + 1
 	r.failures.Store(key, count)
 	return min(interval, time.Duration(5<<min(count-1, 10))*time.Second)
+}
+
+// pollAt is when a GitRepository that listed url at from lists it again:
+// the first instant of url's poll grid at least half an interval after
+// from. The grid's instants are interval apart, offset by a hash of url,
+// so the GitRepositories of one URL and interval poll together and share
+// one ref listing, whenever each last synced, while different URLs are
+// spread over the interval. Between two polls lie half an interval to one
+// and a half, an interval on average.
+func pollAt(url string, interval time.Duration, from time.Time) time.Time {
+	h := fnv.New64a()
+	h.Write([]byte(url))
+	offset := int64(h.Sum64() % uint64(interval))
+	earliest := from.Add(interval / 2).UnixNano()
+	steps := (earliest - offset) / int64(interval)
+	at := steps*int64(interval) + offset
+	for at <= earliest {
+		at += int64(interval)
+	}
+	return time.Unix(0, at)
 }
 
 func interval(repo *v1alpha1.GitRepository) time.Duration {
@@ -159,14 +180,15 @@ func interval(repo *v1alpha1.GitRepository) time.Duration {
 	return d
 }
 
-// next says when a worker that synced looks again: after the interval (with
-// jitter) since it last listed the remote, since syncs the drift watch
-// woke do not list, or when a held-back drift correction falls due.
-func (r *Reconciler) next(key string, interval time.Duration) time.Duration {
-	next := jitter(interval)
+// next says when a worker that synced looks again: at its URL's next poll
+// an interval after it last listed the remote (syncs the drift watch woke
+// do not list), or when a held-back drift correction falls due.
+func (r *Reconciler) next(key, url string, interval time.Duration) time.Duration {
+	from := time.Now()
 	if listed, ok := r.listedAt.Load(key); ok {
-		next = min(next, max(time.Until(listed.(time.Time).Add(next)), 100*time.Millisecond))
+		from = listed.(time.Time)
 	}
+	next := max(time.Until(pollAt(url, interval, from)), 100*time.Millisecond)
 	if r.drift == nil {
 		return next
 	}

@@ -3,7 +3,6 @@ package controller
 import (
 	"context"
 	"fmt"
-	"math/rand"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -220,11 +219,3 @@ func (s *Supervisor) crashed(w *worker, message string, stack []byte) {
 	s.start(w, delay)
 }
 
-// jitter spreads d by ±10% so that workers created together drift apart.
-func jitter(d time.Duration) time.Duration {
-	if d <= 0 {
-		return d
-	}
-	spread := int64(d) / 5
-	return d - time.Duration(spread/2) + time.Duration(rand.Int63n(spread+1))
-}

@@ -95,10 +95,34 @@ func TestTriggerWorksNowAndStopEnds(t *testing.T) {
 	}
 }
 
-func TestJitterStaysWithinTenPercent(t *testing.T) {
-	for i := 0; i < 1000; i++ {
-		if d := jitter(time.Minute); d < 54*time.Second || d > 66*time.Second {
-			t.Fatalf("jitter(1m) = %s", d)
+// TestOneURLsGitRepositoriesPollTogether: GitRepositories of one URL and
+// interval that last listed it at different times poll at the same instant
+// (one shared listing), half an interval to one and a half after their
+// last listing; other URLs poll at other instants.
+func TestOneURLsGitRepositoriesPollTogether(t *testing.T) {
+	const url = "https://git.example.com/team/apps.git"
+	interval := 10 * time.Minute
+	start := time.Date(2026, 11, 27, 11, 0, 0, 0, time.UTC)
+	first := pollAt(url, interval, start)
+	for _, after := range []time.Duration{time.Second, 3 * time.Minute, 4*time.Minute + 59*time.Second} {
+		from := start.Add(after)
+		at := pollAt(url, interval, from)
+		if gap := at.Sub(from); gap < interval/2 || gap > 3*interval/2 {
+			t.Errorf("listed at +%s: next poll %s later", after, gap)
 		}
+		if !at.Equal(first) && !at.Equal(first.Add(interval)) {
+			t.Errorf("listed at +%s: polls at %s, off the grid of %s", after, at, first)
+		}
+	}
+	if a, b := pollAt(url, interval, start.Add(time.Second)), pollAt(url, interval, start.Add(2*time.Minute)); !a.Equal(b) {
+		t.Errorf("two GitRepositories synced two minutes apart poll at %s and %s", a, b)
+	}
+	offsets := map[time.Duration]bool{}
+	for i := range 100 {
+		at := pollAt(fmt.Sprintf("https://git.example.com/team/app-%d.git", i), interval, start)
+		offsets[at.Sub(start)%interval] = true
+	}
+	if len(offsets) < 90 {
+		t.Errorf("100 URLs poll at only %d instants of the interval", len(offsets))
 	}
 }

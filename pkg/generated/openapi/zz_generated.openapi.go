@@ -531,7 +531,7 @@ func schema_pkg_apis_alumiini_v1alpha1_GitRepositorySpec(ref common.ReferenceCal
 					},
 					"interval": {
 						SchemaProps: spec.SchemaProps{
-							Description: "Interval between polls of the remote, as a Go duration (10s to 24h). Defaults to 5m. Pushes arriving by webhook sync at once regardless.",
+							Description: "Interval between polls of the remote, as a Go duration (10s to 24h). Defaults to 5m. GitRepositories of one URL and interval poll at the same instants and share one ref listing, so a poll comes half an interval to one and a half after the last. Pushes arriving by webhook sync at once regardless.",
 							Type:        []string{"string"},
 							Format:      "",
 						},

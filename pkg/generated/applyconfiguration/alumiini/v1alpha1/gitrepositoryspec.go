@@ -38,7 +38,10 @@ type GitRepositorySpecApplyConfiguration struct {
 	// ".." segments. Defaults to the repository root.
 	Path *string `json:"path,omitempty"`
 	// Interval between polls of the remote, as a Go duration (10s to 24h).
-	// Defaults to 5m. Pushes arriving by webhook sync at once regardless.
+	// Defaults to 5m. GitRepositories of one URL and interval poll at the
+	// same instants and share one ref listing, so a poll comes half an
+	// interval to one and a half after the last. Pushes arriving by
+	// webhook sync at once regardless.
 	Interval *string `json:"interval,omitempty"`
 	// Timeout for one sync (fetch, render and apply), as a Go duration (1s to 1h).
 	// Defaults to 1m.
