@@ -336,6 +336,10 @@ func (a *Applier) planOne(ctx context.Context, p *planned, pl planner) error {
 			"carries %s, which is for operators to set on the live object, never in git", AnnotationSuspendHeal)}
 	}
 	client := a.resource(p)
+	if !pl.known[manifest.IDOf(p.obj.Unstructured)] && a.isNew(ctx, client, p) {
+		p.action = Created
+		return nil
+	}
 	live, err := client.Get(ctx, p.obj.GetName(), metav1.GetOptions{})
 	switch {
 	case apierrors.IsNotFound(err):
@@ -352,12 +356,7 @@ func (a *Applier) planOne(ctx context.Context, p *planned, pl planner) error {
 		}
 		keepIgnored(p.obj.Unstructured, live, pl.ignore)
 	}
-	data, err := json.Marshal(p.obj.Object)
-	if err != nil {
-		return err
-	}
-	dry, err := client.Patch(ctx, p.obj.GetName(), types.ApplyPatchType, data,
-		metav1.PatchOptions{FieldManager: FieldManager, Force: ptrTrue(), DryRun: []string{metav1.DryRunAll}})
+	dry, err := dryRun(ctx, client, p)
 	if err != nil {
 		if isImmutable(err) {
 			if pl.force {
@@ -378,6 +377,25 @@ func (a *Applier) planOne(ctx context.Context, p *planned, pl planner) error {
 		p.action = Configured
 	}
 	return nil
+}
+
+// isNew dry-runs an object the last sync did not apply, most likely a new
+// one, before reading it: a dry-run that would create it answers without a
+// resourceVersion, and then there is nothing to read, claim or compare. An
+// object that exists, or a dry-run that fails, is planned the long way,
+// which reads it first, so that whose it is is said before what is wrong.
+func (a *Applier) isNew(ctx context.Context, client dynamic.ResourceInterface, p *planned) bool {
+	dry, err := dryRun(ctx, client, p)
+	return err == nil && dry.GetResourceVersion() == ""
+}
+
+func dryRun(ctx context.Context, client dynamic.ResourceInterface, p *planned) (*unstructured.Unstructured, error) {
+	data, err := json.Marshal(p.obj.Object)
+	if err != nil {
+		return nil, err
+	}
+	return client.Patch(ctx, p.obj.GetName(), types.ApplyPatchType, data,
+		metav1.PatchOptions{FieldManager: FieldManager, Force: ptrTrue(), DryRun: []string{metav1.DryRunAll}})
 }
 
 // claim decides whether the existing object p.live may be applied for the

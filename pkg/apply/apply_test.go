@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -436,5 +438,51 @@ func TestAWriteRefusedAfterItsDryRunIsNamed(t *testing.T) {
 	if !errors.As(err, &aerr) || aerr.Reason != ReasonApplyFailed || !strings.Contains(err.Error(), "exceeded quota") ||
 		!strings.Contains(err.Error(), "Service "+ns+"/") {
 		t.Fatalf("got %v (%+v), want %s naming a Service and the quota", err, result, ReasonApplyFailed)
+	}
+}
+
+// countingGets counts the GETs a client makes.
+type countingGets struct {
+	next http.RoundTripper
+	gets atomic.Int32
+}
+
+func (c *countingGets) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Method == http.MethodGet {
+		c.gets.Add(1)
+	}
+	return c.next.RoundTrip(r)
+}
+
+// TestANewObjectIsNotRead: objects the last sync did not apply are dry-run
+// first; those the dry-run would create are not read at all, and are still
+// created; one that exists is read and claimed as before.
+func TestANewObjectIsNotRead(t *testing.T) {
+	a := newApplier(t)
+	ns := namespace(t, a)
+	counter := &countingGets{}
+	config := rest.CopyConfig(restConfig)
+	config.Wrap(func(rt http.RoundTripper) http.RoundTripper { counter.next = rt; return counter })
+	a.Client = dynamic.NewForConfigOrDie(config)
+	ctx := context.Background()
+	objects := render(t,
+		"a.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n",
+		"b.yaml", "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: b\n")
+	result, err := a.Apply(ctx, Owner{Namespace: "default", Name: "fresh"}, objects, Options{DefaultNamespace: ns})
+	if err != nil || result.Created != 2 {
+		t.Fatalf("applying two new objects: %+v %v", result, err)
+	}
+	if n := counter.gets.Load(); n != 0 {
+		t.Errorf("two new objects cost %d reads", n)
+	}
+	if _, err := a.Client.Resource(configMaps).Namespace(ns).Get(ctx, "a", metav1.GetOptions{}); err != nil {
+		t.Errorf("the new ConfigMap: %v", err)
+	}
+	// Another GitRepository's object is not new to the dry-run: it is
+	// read, and refused.
+	_, err = a.Apply(ctx, Owner{Namespace: "default", Name: "other"}, objects[:1], Options{DefaultNamespace: ns})
+	var aerr *Error
+	if !errors.As(err, &aerr) || aerr.Reason != ReasonOwnedByAnother {
+		t.Errorf("another GitRepository's object: %v", err)
 	}
 }

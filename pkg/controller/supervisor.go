@@ -218,4 +218,3 @@ func (s *Supervisor) crashed(w *worker, message string, stack []byte) {
 	}
 	s.start(w, delay)
 }
-
