@@ -394,13 +394,15 @@ func (r *Reconciler) run(ctx context.Context, repo *v1alpha1.GitRepository, pend
 		return nil, err
 	}
 	out := &outcome{commit: commit, driftOnly: suspects != nil}
+	shown := func() {}
 	if !out.driftOnly {
 		r.health.stop(key) // this apply's own wait follows it
-		r.markSyncing(ctx, repo, commit, len(objects))
+		shown = r.showSyncingAfter(ctx, repo, commit, len(objects), syncingShownAfter)
 	}
 	out.drift = r.driftPolicy(ctx, repo, src, commit, objects, suspects)
 	force := pending != nil && pending.Force
 	err = r.apply(ctx, repo, objects, force, out)
+	shown()
 	if err == nil && r.drift != nil {
 		r.drift.watch(ctx, out.result.Inventory) // after the apply slot is released
 	}
@@ -411,7 +413,42 @@ func (r *Reconciler) run(ctx context.Context, repo *v1alpha1.GitRepository, pend
 // Reconciling=True), so kubectl and kstatus tools see it, and updates repo
 // (the sync's own copy) to what was written, so the outcome's write does
 // not conflict. A failure to say so is only logged; the sync goes on.
-func (r *Reconciler) markSyncing(ctx context.Context, repo *v1alpha1.GitRepository, commit string, objects int) {
+// syncingShownAfter: an apply still running this long shows phase Syncing;
+// one done sooner costs a single status write, its outcome.
+const syncingShownAfter = time.Second
+
+// showSyncingAfter writes phase Syncing once the apply has run for after,
+// from a copy of repo. The returned func ends that: it waits for a write
+// begun, and takes the stored GitRepository it answered into repo, so the
+// outcome is written over it; the worker calls it before anything else
+// reads or writes repo.
+func (r *Reconciler) showSyncingAfter(ctx context.Context, repo *v1alpha1.GitRepository, commit string, objects int,
+	after time.Duration) func() {
+	copied := repo.DeepCopy()
+	stop := make(chan struct{})
+	written := make(chan *v1alpha1.GitRepository, 1)
+	go func() {
+		defer close(written)
+		select {
+		case <-stop:
+			return
+		case <-time.After(after):
+		}
+		if w := r.markSyncing(ctx, copied, commit, objects); w != nil {
+			written <- w
+		}
+	}()
+	return func() {
+		close(stop)
+		if w := <-written; w != nil {
+			*repo = *w
+		}
+	}
+}
+
+// markSyncing writes that commit is being applied; it returns the stored
+// GitRepository, or nil if the write failed.
+func (r *Reconciler) markSyncing(ctx context.Context, repo *v1alpha1.GitRepository, commit string, objects int) *v1alpha1.GitRepository {
 	message := fmt.Sprintf("applying commit %s: %d objects", short(commit), objects)
 	ctx, cancel := context.WithTimeout(ctx, statusWriteTimeout)
 	defer cancel()
@@ -422,9 +459,9 @@ func (r *Reconciler) markSyncing(ctx context.Context, repo *v1alpha1.GitReposito
 	})
 	if err != nil {
 		klog.FromContext(ctx).Error(err, "Writing status")
-		return
+		return nil
 	}
-	*repo = *written
+	return written
 }
 
 // commitToSync lists the remote for the commit to sync, except when only

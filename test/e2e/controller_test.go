@@ -237,3 +237,42 @@ func TestSIGTERMLosesNothing(t *testing.T) {
 	}
 	kubectl(t, "delete", "gitrepository", "restart", "--timeout=60s")
 }
+
+// clashingCRD is a CRD whose singular name is another CRD's: stored, never
+// Established.
+func clashingCRD(plural, singular, kind string) string {
+	return `apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: ` + plural + `.clash.example.com}
+spec:
+  group: clash.example.com
+  names: {kind: ` + kind + `, plural: ` + plural + `, singular: ` + singular + `}
+  scope: Namespaced
+  versions:
+  - {name: v1, served: true, storage: true, schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}}
+`
+}
+
+// TestASlowApplyShowsSyncing: an apply still running after a second shows
+// phase Syncing (here it waits for a CRD that is never Established); it
+// then fails with CRDNotEstablished, naming the CRD.
+func TestASlowApplyShowsSyncing(t *testing.T) {
+	kubectlInput(t, clashingCRD("widgets", "widget", "Widget"), "apply", "-f", "-")
+	createNamespace(t, "slow-apply")
+	pushRepository(t, "slow-apply", map[string]gitserver.File{
+		"deploy/crd.yaml":    {Content: clashingCRD("gadgets", "widget", "Gadget")},
+		"deploy/gadget.yaml": {Content: "apiVersion: clash.example.com/v1\nkind: Gadget\nmetadata:\n  name: g\n"},
+	})
+	kubectlInput(t, gitRepository("slow-apply", "slow-apply", "slow-apply", ""), "apply", "-f", "-")
+	waitForPhase(t, "default", "slow-apply", v1alpha1.PhaseSyncing)
+	if reconciling := kubectl(t, "get", "gitrepository", "slow-apply", "-o",
+		`jsonpath={.status.conditions[?(@.type=="Reconciling")].message}`); !strings.Contains(reconciling, "applying commit") {
+		t.Errorf("Reconciling while syncing: %q", reconciling)
+	}
+	if message := waitForPhase(t, "default", "slow-apply", v1alpha1.PhaseFailed); !strings.Contains(message, "gadgets.clash.example.com") {
+		t.Errorf("the failure does not name the CRD: %s", message)
+	}
+	if reason, _ := readyReason(t, "slow-apply"); reason != "CRDNotEstablished" {
+		t.Errorf("Ready's reason: %s, want CRDNotEstablished", reason)
+	}
+}
