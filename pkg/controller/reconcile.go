@@ -394,15 +394,12 @@ func (r *Reconciler) run(ctx context.Context, repo *v1alpha1.GitRepository, pend
 		return nil, err
 	}
 	out := &outcome{commit: commit, driftOnly: suspects != nil}
-	shown := func() {}
 	if !out.driftOnly {
 		r.health.stop(key) // this apply's own wait follows it
-		shown = r.showSyncingAfter(ctx, repo, commit, len(objects), syncingShownAfter)
 	}
 	out.drift = r.driftPolicy(ctx, repo, src, commit, objects, suspects)
 	force := pending != nil && pending.Force
 	err = r.apply(ctx, repo, objects, force, out)
-	shown()
 	if err == nil && r.drift != nil {
 		r.drift.watch(ctx, out.result.Inventory) // after the apply slot is released
 	}
@@ -413,8 +410,9 @@ func (r *Reconciler) run(ctx context.Context, repo *v1alpha1.GitRepository, pend
 // Reconciling=True), so kubectl and kstatus tools see it, and updates repo
 // (the sync's own copy) to what was written, so the outcome's write does
 // not conflict. A failure to say so is only logged; the sync goes on.
-// syncingShownAfter: an apply still running this long shows phase Syncing;
-// one done sooner costs a single status write, its outcome.
+// syncingShownAfter: an apply still running this long after it got its
+// slot shows phase Syncing; one done sooner costs a single status write,
+// its outcome.
 const syncingShownAfter = time.Second
 
 // showSyncingAfter writes phase Syncing once the apply has run for after,
@@ -622,6 +620,10 @@ func (r *Reconciler) apply(ctx context.Context, repo *v1alpha1.GitRepository, ob
 			"(--max-concurrent-applies, --max-concurrent-applies-per-namespace)"))
 	}
 	defer release()
+	if !out.driftOnly {
+		shown := r.showSyncingAfter(ctx, repo, commit, len(objects), syncingShownAfter)
+		defer shown()
+	}
 	result, err := applier.Apply(ctx, apply.Owner{Namespace: repo.Namespace, Name: repo.Name}, objects, opts)
 	if err != nil {
 		if policy != nil {

@@ -17,9 +17,14 @@ type result struct {
 	Kubectl        phase     `json:"kubectl"`
 	Alumiini       phase     `json:"alumiini"`
 	RatioToKubectl float64   `json:"ratioToKubectl"`
-	Memory         memory    `json:"memory"`
-	Idle           idle      `json:"idle"`
-	Push           push      `json:"push"`
+	// KubectlDryRunSeconds: the same kubectl processes with
+	// --dry-run=server first, what dry-running every object costs;
+	// RatioToKubectlDryRunAndApply compares alumiini with both.
+	KubectlDryRunSeconds         float64 `json:"kubectlDryRunSeconds"`
+	RatioToKubectlDryRunAndApply float64 `json:"ratioToKubectlDryRunAndApply"`
+	Memory                       memory  `json:"memory"`
+	Idle                         idle    `json:"idle"`
+	Push                         push    `json:"push"`
 }
 
 // phase is one way of applying the 4N objects.
@@ -67,6 +72,8 @@ func (r *result) print(w io.Writer) {
 	p("N=%d GitRepositories over %d git URLs, %d objects", r.N, r.GitURLs, r.Objects)
 	p("  %-34s %10s %10s", "", "kubectl", "alumiini")
 	p("  %-34s %9.2fs %9.2fs   ratio %.2f", "create → all applied/Ready", r.Kubectl.Seconds, r.Alumiini.Seconds, r.RatioToKubectl)
+	p("  %-34s %9.2fs %10s   ratio to dry-run + apply %.2f", "kubectl --dry-run=server first", r.KubectlDryRunSeconds, "",
+		r.RatioToKubectlDryRunAndApply)
 	for _, name := range []string{"alumiini", "kube-apiserver", "etcd"} {
 		p("  %-34s %10.2f %10.2f", "CPU-s "+name, r.Kubectl.CPUSeconds[name], r.Alumiini.CPUSeconds[name])
 	}
