@@ -16,6 +16,7 @@ import (
 	gitssh "github.com/go-git/go-git/v5/plumbing/transport/ssh"
 	"github.com/skeema/knownhosts"
 	"golang.org/x/crypto/ssh"
+	"k8s.io/utils/lru"
 )
 
 // The Secret keys alumiini reads, named as Flux names them.
@@ -191,14 +192,41 @@ func plainHTTP(url string) bool {
 }
 
 // knownHosts accepts exactly the keys in known_hosts: an unknown host or a
-// changed key is refused.
+// changed key is refused. A content seen before is not parsed again: the
+// parser reads only files, and a temporary file per listing is what the
+// cache saves.
 func (a *Auth) knownHosts() (*knownhosts.HostKeyDB, error) {
+	cacheable := len(a.KnownHosts) <= maxCachedKnownHostsBytes
+	key := sha256.Sum256(a.KnownHosts)
+	if cacheable {
+		if db, ok := hostKeyDBs.Get(key); ok {
+			return db.(*knownhosts.HostKeyDB), nil
+		}
+	}
+	db, err := parseKnownHosts(a.KnownHosts)
+	if err == nil && cacheable {
+		hostKeyDBs.Add(key, db)
+	}
+	return db, err
+}
+
+// hostKeyDBs holds parsed known_hosts by their content's hash: at most
+// maxCachedKnownHosts, each of at most maxCachedKnownHostsBytes (a larger
+// one is parsed every time), so tenants' contents take a few MiB at most.
+var hostKeyDBs = lru.New(maxCachedKnownHosts)
+
+const (
+	maxCachedKnownHosts      = 256
+	maxCachedKnownHostsBytes = 16 << 10
+)
+
+func parseKnownHosts(content []byte) (*knownhosts.HostKeyDB, error) {
 	f, err := os.CreateTemp("", "alumiini-known-hosts-")
 	if err != nil {
 		return nil, err
 	}
 	defer os.Remove(f.Name())
-	if _, err := f.Write(a.KnownHosts); err != nil {
+	if _, err := f.Write(content); err != nil {
 		f.Close()
 		return nil, err
 	}

@@ -150,6 +150,13 @@ func TestSSH(t *testing.T) {
 	if tree.Commit != sha || len(tree.Files) != 2 {
 		t.Errorf("tree over SSH: %s %v", tree.Commit, paths(tree))
 	}
+	// The next listing with the same known_hosts does not parse it again
+	// (nor write it to a temporary file for the parser).
+	if first, err := auth.knownHosts(); err != nil {
+		t.Error(err)
+	} else if again, _ := auth.knownHosts(); again != first {
+		t.Error("known_hosts was parsed again for the same content")
+	}
 
 	wrongKey, _ := AuthFromSecret("ssh-creds", url, map[string][]byte{KeyIdentity: sshd.OtherKey, KeyKnownHosts: sshd.KnownHosts})
 	_, err = syncOnce(ctx, newCache(t, Options{}), Source{URL: url, Branch: "main", Auth: wrongKey}, "deploy")

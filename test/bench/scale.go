@@ -14,6 +14,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/falsesystems/alumiini/pkg/apis/alumiini/v1alpha1"
@@ -150,6 +151,7 @@ func (b *bench) kubectlPhase(ctx context.Context) error {
 		return err
 	}
 	b.r.Kubectl.Seconds = took.Seconds()
+	fmt.Fprintf(os.Stderr, "N=%d: kubectl dry-run %.1fs, apply %.1fs\n", b.n, dryRun.Seconds(), took.Seconds())
 	after, err := snapshot(ctx, b.cluster)
 	if err != nil {
 		return err
@@ -211,6 +213,7 @@ func (b *bench) syncPhase(ctx context.Context) error {
 		return err
 	}
 	b.r.Alumiini.Seconds = time.Since(start).Seconds()
+	fmt.Fprintf(os.Stderr, "N=%d: alumiini %.1fs\n", b.n, b.r.Alumiini.Seconds)
 	b.r.RatioToKubectl = b.r.Alumiini.Seconds / b.r.Kubectl.Seconds
 	b.r.RatioToKubectlDryRunAndApply = b.r.Alumiini.Seconds / (b.r.Kubectl.Seconds + b.r.KubectlDryRunSeconds)
 	after, err := snapshot(ctx, b.cluster)
@@ -319,24 +322,12 @@ func isReady(repo *v1alpha1.GitRepository) bool {
 // watchUntil watches the GitRepositories until want of them satisfy ok;
 // it starts before it returns, so nothing done after is missed. Watching
 // rather than polling: listing thousands through the aggregator would cost
-// more CPU than what is measured.
+// more CPU than what is measured. A watch the server ends is started anew
+// from a fresh list.
 func (b *bench) watchUntil(ctx context.Context, want int, ok func(*v1alpha1.GitRepository) bool) <-chan error {
 	done := make(chan error, 1)
 	repos := b.client.AlumiiniV1alpha1().GitRepositories("default")
-	list, err := repos.List(ctx, metav1.ListOptions{})
-	if err != nil {
-		done <- err
-		return done
-	}
-	w, err := repos.Watch(ctx, metav1.ListOptions{ResourceVersion: list.ResourceVersion})
-	if err != nil {
-		done <- err
-		return done
-	}
 	met := map[string]bool{}
-	for i := range list.Items {
-		met[list.Items[i].Name] = ok(&list.Items[i])
-	}
 	count := func() int {
 		c := 0
 		for _, m := range met {
@@ -346,15 +337,33 @@ func (b *bench) watchUntil(ctx context.Context, want int, ok func(*v1alpha1.GitR
 		}
 		return c
 	}
+	watchFromList := func() (watch.Interface, error) {
+		list, err := repos.List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return nil, err
+		}
+		for i := range list.Items {
+			met[list.Items[i].Name] = ok(&list.Items[i])
+		}
+		return repos.Watch(ctx, metav1.ListOptions{ResourceVersion: list.ResourceVersion})
+	}
+	w, err := watchFromList()
+	if err != nil {
+		done <- err
+		return done
+	}
 	go func() {
-		defer w.Stop()
+		defer func() { w.Stop() }()
 		deadline := time.After(30 * time.Minute)
 		for count() < want {
 			select {
 			case event, open := <-w.ResultChan():
 				if !open {
-					done <- fmt.Errorf("the watch ended with %d of %d done", count(), want)
-					return
+					if w, err = watchFromList(); err != nil {
+						done <- fmt.Errorf("watching again with %d of %d done: %w", count(), want, err)
+						return
+					}
+					continue
 				}
 				if repo, isRepo := event.Object.(*v1alpha1.GitRepository); isRepo {
 					met[repo.Name] = ok(repo)
