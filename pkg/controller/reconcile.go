@@ -2,9 +2,11 @@ package controller
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"hash/fnv"
+	mathrand "math/rand/v2"
 	pathpkg "path"
 	"regexp"
 	"slices"
@@ -145,23 +147,28 @@ func (r *Reconciler) Sync(ctx context.Context, key string) time.Duration {
 		r.failures.Delete(key)
 		return r.next(key, repo.Spec.URL, interval)
 	}
-	// Failures retry sooner than the interval, backing off from 5s.
+	// Failures retry sooner than the interval, backing off from 5s, each
+	// by a tenth more or less, so that GitRepositories failing together
+	// (one server down) do not retry in lockstep.
 	n, _ := r.failures.LoadOrStore(key, 0)
 	count := n.(int) + 1
 	r.failures.Store(key, count)
-	return min(interval, time.Duration(5<<min(count-1, 10))*time.Second)
+	backoff := time.Duration(5<<min(count-1, 10)) * time.Second
+	return min(interval, backoff-backoff/10+time.Duration(mathrand.Int64N(int64(backoff/5)+1)))
 }
 
 // pollAt is when a GitRepository that listed url at from lists it again:
 // the first instant of url's poll grid at least half an interval after
-// from. The grid's instants are interval apart, offset by a hash of url,
-// so the GitRepositories of one URL and interval poll together and share
-// one ref listing, whenever each last synced, while different URLs are
-// spread over the interval. Between two polls lie half an interval to one
-// and a half, an interval on average.
+// from. The grid's instants are interval apart, offset by a hash of url
+// (as git folds its spellings) salted per process, so the GitRepositories
+// of one URL and interval poll together and share one ref listing,
+// whenever each last synced, while different URLs are spread over the
+// interval and nobody outside can tell when a URL is polled. Between two
+// polls lie half an interval to one and a half, an interval on average.
 func pollAt(url string, interval time.Duration, from time.Time) time.Time {
 	h := fnv.New64a()
-	h.Write([]byte(url))
+	h.Write(pollSalt[:])
+	h.Write([]byte(git.NormalizeURL(url)))
 	offset := int64(h.Sum64() % uint64(interval))
 	earliest := from.Add(interval / 2).UnixNano()
 	steps := (earliest - offset) / int64(interval)
@@ -171,6 +178,11 @@ func pollAt(url string, interval time.Duration, from time.Time) time.Time {
 	}
 	return time.Unix(0, at)
 }
+
+var pollSalt = func() (salt [8]byte) {
+	_, _ = rand.Read(salt[:])
+	return salt
+}()
 
 func interval(repo *v1alpha1.GitRepository) time.Duration {
 	d, _ := time.ParseDuration(repo.Spec.Interval)
@@ -246,8 +258,6 @@ func (r *Reconciler) syncOnce(ctx context.Context, repo *v1alpha1.GitRepository)
 		timeout = time.Minute
 	}
 	workerCtx := ctx // health waits end with the worker, not with the sync
-	syncCtx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
 
 	key := repo.Namespace + "/" + repo.Name
 	repo = repo.DeepCopy() // the sync's own copy: markSyncing updates it
@@ -256,7 +266,7 @@ func (r *Reconciler) syncOnce(ctx context.Context, repo *v1alpha1.GitRepository)
 	}
 	pending := repo.Status.PendingSyncRequest
 	push := r.pendingPush(key)
-	out, err := r.run(syncCtx, repo, pending, push)
+	out, err := r.run(ctx, timeout, repo, pending, push)
 	// The outcome is written even when the sync used up its own time (a
 	// timeout is an outcome too), within a bound of its own.
 	ctx, cancelWrite := context.WithTimeout(ctx, statusWriteTimeout)
@@ -365,8 +375,16 @@ func failed(reason, commit string, err error) *stageError {
 }
 
 // run takes the stages in order; a nil outcome with no error means idle.
-func (r *Reconciler) run(ctx context.Context, repo *v1alpha1.GitRepository, pending *v1alpha1.SyncRequestRecord,
-	push *v1alpha1.PushRecord) (*outcome, error) {
+//
+// timeout bounds the fetch and render, and then the apply, each; the wait
+// for an apply slot does not count. When many GitRepositories sync at once
+// (a restart, a push to a monorepo) they queue for slots, and a sync whose
+// time ran out in the queue would have fetched and rendered for nothing,
+// only to queue again.
+func (r *Reconciler) run(worker context.Context, timeout time.Duration, repo *v1alpha1.GitRepository,
+	pending *v1alpha1.SyncRequestRecord, push *v1alpha1.PushRecord) (*outcome, error) {
+	ctx, cancel := context.WithTimeout(worker, timeout)
+	defer cancel()
 	key := repo.Namespace + "/" + repo.Name
 	src, err := r.resolve(ctx, repo, pending)
 	if err != nil {
@@ -399,7 +417,7 @@ func (r *Reconciler) run(ctx context.Context, repo *v1alpha1.GitRepository, pend
 	}
 	out.drift = r.driftPolicy(ctx, repo, src, commit, objects, suspects)
 	force := pending != nil && pending.Force
-	err = r.apply(ctx, repo, objects, force, out)
+	err = r.apply(withCommit(worker, commit), timeout, repo, objects, force, out)
 	if err == nil && r.drift != nil {
 		r.drift.watch(ctx, out.result.Inventory) // after the apply slot is released
 	}
@@ -438,8 +456,8 @@ func (r *Reconciler) showSyncingAfter(ctx context.Context, repo *v1alpha1.GitRep
 	}()
 	return func() {
 		close(stop)
-		if w := <-written; w != nil {
-			*repo = *w
+		if w := <-written; w != nil && w.Generation == repo.Generation {
+			*repo = *w // else the outcome's write re-reads, and keeps the generation applied
 		}
 	}
 }
@@ -582,8 +600,8 @@ func (r *Reconciler) render(ctx context.Context, repo *v1alpha1.GitRepository, s
 // suspects (the commit already applied) only those objects are compared and
 // nothing is pruned; the policy decides what is written. It sets
 // out.result, and out.rollout if the Rollout of spec.rolloutRef was written.
-func (r *Reconciler) apply(ctx context.Context, repo *v1alpha1.GitRepository, objects []manifest.Object, force bool,
-	out *outcome) error {
+func (r *Reconciler) apply(ctx context.Context, timeout time.Duration, repo *v1alpha1.GitRepository, objects []manifest.Object,
+	force bool, out *outcome) error {
 	commit, policy := out.commit, out.drift
 	applier, err := r.Appliers.For(repo.Namespace, repo.Spec.ServiceAccountName)
 	if err != nil {
@@ -613,18 +631,23 @@ func (r *Reconciler) apply(ctx context.Context, repo *v1alpha1.GitRepository, ob
 	rollout := newRolloutWrites(repo)
 	opts.Observe = rollout.observing(target, opts.Observe)
 	waiting := time.Now()
-	release, err := r.ApplySlots.Acquire(ctx, repo.Namespace)
+	acquired, err := r.ApplySlots.Acquire(ctx, repo.Namespace) // the worker's context: queueing is not the sync's time
 	slotWait.WithLabelValues("apply").Observe(time.Since(waiting).Seconds())
 	if err != nil {
-		return failed(git.ReasonTimeout, commit, errors.New("timed out waiting for an apply slot: other GitRepositories held them all "+
-			"(--max-concurrent-applies, --max-concurrent-applies-per-namespace)"))
+		return failed(git.ReasonTimeout, commit, fmt.Errorf("stopped waiting for an apply slot: %w", err))
 	}
+	release := sync.OnceFunc(acquired)
 	defer release()
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	shown := func() {}
 	if !out.driftOnly {
-		shown := r.showSyncingAfter(ctx, repo, commit, len(objects), syncingShownAfter)
+		shown = sync.OnceFunc(r.showSyncingAfter(ctx, repo, commit, len(objects), syncingShownAfter))
 		defer shown()
 	}
 	result, err := applier.Apply(ctx, apply.Owner{Namespace: repo.Namespace, Name: repo.Name}, objects, opts)
+	release() // before waiting for a Syncing write: the next apply may start
+	shown()
 	if err != nil {
 		if policy != nil {
 			policy.failed()
@@ -1079,8 +1102,12 @@ func (r *Reconciler) writeStatus(ctx context.Context, repo *v1alpha1.GitReposito
 func (r *Reconciler) writeStatusOf(ctx context.Context, repo *v1alpha1.GitRepository, mutate func(*v1alpha1.GitRepositoryStatus, int64)) (*v1alpha1.GitRepository, error) {
 	client := r.Client.AlumiiniV1alpha1().GitRepositories(repo.Namespace)
 	current := repo.DeepCopy()
+	// The generation the caller acted on, even after a conflict re-read a
+	// newer spec: a spec changed meanwhile is not observed by this write,
+	// so the next sync applies it.
+	acted := repo.Generation
 	return current, retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		mutate(&current.Status, current.Generation)
+		mutate(&current.Status, acted)
 		updated, err := client.UpdateStatus(ctx, current, metav1.UpdateOptions{})
 		if apierrors.IsConflict(err) {
 			if fresh, getErr := client.Get(ctx, repo.Name, metav1.GetOptions{}); getErr == nil {

@@ -212,12 +212,13 @@ func (a *Auth) knownHosts() (*knownhosts.HostKeyDB, error) {
 
 // hostKeyDBs holds parsed known_hosts by their content's hash: at most
 // maxCachedKnownHosts, each of at most maxCachedKnownHostsBytes (a larger
-// one is parsed every time), so tenants' contents take a few MiB at most.
+// one is parsed every time). Parsed, one takes up to ~23× its text (one
+// line of thousands of host patterns): ~12 MiB for all at worst.
 var hostKeyDBs = lru.New(maxCachedKnownHosts)
 
 const (
-	maxCachedKnownHosts      = 256
-	maxCachedKnownHostsBytes = 16 << 10
+	maxCachedKnownHosts      = 128
+	maxCachedKnownHostsBytes = 4 << 10
 )
 
 func parseKnownHosts(content []byte) (*knownhosts.HostKeyDB, error) {

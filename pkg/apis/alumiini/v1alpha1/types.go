@@ -51,7 +51,9 @@ type GitRepositorySpec struct {
 	// webhook sync at once regardless.
 	// +optional
 	Interval string `json:"interval,omitempty"`
-	// Timeout for one sync (fetch, render and apply), as a Go duration (1s to 1h).
+	// Timeout for one sync, as a Go duration (1s to 1h): it bounds the
+	// fetch and render, and then the apply, each; waiting for a free apply
+	// slot while many GitRepositories sync at once does not count.
 	// Defaults to 1m.
 	// +optional
 	Timeout string `json:"timeout,omitempty"`

@@ -43,7 +43,9 @@ type GitRepositorySpecApplyConfiguration struct {
 	// interval to one and a half after the last. Pushes arriving by
 	// webhook sync at once regardless.
 	Interval *string `json:"interval,omitempty"`
-	// Timeout for one sync (fetch, render and apply), as a Go duration (1s to 1h).
+	// Timeout for one sync, as a Go duration (1s to 1h): it bounds the
+	// fetch and render, and then the apply, each; waiting for a free apply
+	// slot while many GitRepositories sync at once does not count.
 	// Defaults to 1m.
 	Timeout *string `json:"timeout,omitempty"`
 	// TargetNamespace is given to namespaced objects that name no namespace.
