@@ -76,10 +76,10 @@ clean:
 
 ## bench: N GitRepositories next to kubectl apply: create to Ready, CPU, requests, memory, idle, push (not part of make test)
 BENCH_N ?= 100,1000
-BENCH_FLAGS ?= -json _output/bench.json
+BENCH_FLAGS ?=
 bench: tools
 	mkdir -p _output
-	$(GO) run ./test/bench -n $(BENCH_N) $(BENCH_FLAGS)
+	$(GO) run ./test/bench -n $(BENCH_N) -json _output/bench.json $(BENCH_FLAGS)
 
 ## bench-latency: time push → applied (webhook and sync request), drift correction and a 100-GitRepository fan-out (not part of make test)
 BENCH_LATENCY_FLAGS ?=

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
-	mathrand "math/rand/v2"
 	pathpkg "path"
 	"regexp"
 	"slices"
@@ -20,6 +19,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/apiserver/pkg/authentication/user"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
@@ -148,13 +148,12 @@ func (r *Reconciler) Sync(ctx context.Context, key string) time.Duration {
 		return r.next(key, repo.Spec.URL, interval)
 	}
 	// Failures retry sooner than the interval, backing off from 5s, each
-	// by a tenth more or less, so that GitRepositories failing together
-	// (one server down) do not retry in lockstep.
+	// up to a fifth later, so that GitRepositories failing together (one
+	// server down) do not retry in lockstep.
 	n, _ := r.failures.LoadOrStore(key, 0)
 	count := n.(int) + 1
 	r.failures.Store(key, count)
-	backoff := time.Duration(5<<min(count-1, 10)) * time.Second
-	return min(interval, backoff-backoff/10+time.Duration(mathrand.Int64N(int64(backoff/5)+1)))
+	return min(interval, wait.Jitter(time.Duration(5<<min(count-1, 10))*time.Second, 0.2))
 }
 
 // pollAt is when a GitRepository that listed url at from lists it again:
@@ -419,15 +418,11 @@ func (r *Reconciler) run(worker context.Context, timeout time.Duration, repo *v1
 	force := pending != nil && pending.Force
 	err = r.apply(withCommit(worker, commit), timeout, repo, objects, force, out)
 	if err == nil && r.drift != nil {
-		r.drift.watch(ctx, out.result.Inventory) // after the apply slot is released
+		r.drift.watch(worker, out.result.Inventory) // after the apply slot is released; not bounded by the fetch's time
 	}
 	return out, err
 }
 
-// markSyncing shows a sync that will apply as in progress (phase Syncing,
-// Reconciling=True), so kubectl and kstatus tools see it, and updates repo
-// (the sync's own copy) to what was written, so the outcome's write does
-// not conflict. A failure to say so is only logged; the sync goes on.
 // syncingShownAfter: an apply still running this long after it got its
 // slot shows phase Syncing; one done sooner costs a single status write,
 // its outcome.
@@ -462,8 +457,10 @@ func (r *Reconciler) showSyncingAfter(ctx context.Context, repo *v1alpha1.GitRep
 	}
 }
 
-// markSyncing writes that commit is being applied; it returns the stored
-// GitRepository, or nil if the write failed.
+// markSyncing shows a sync that applies as in progress (phase Syncing,
+// Reconciling=True), so kubectl and kstatus tools see it; it returns the
+// stored GitRepository, or nil if the write failed (only logged: the sync
+// goes on).
 func (r *Reconciler) markSyncing(ctx context.Context, repo *v1alpha1.GitRepository, commit string, objects int) *v1alpha1.GitRepository {
 	message := fmt.Sprintf("applying commit %s: %d objects", short(commit), objects)
 	ctx, cancel := context.WithTimeout(ctx, statusWriteTimeout)
@@ -631,23 +628,23 @@ func (r *Reconciler) apply(ctx context.Context, timeout time.Duration, repo *v1a
 	rollout := newRolloutWrites(repo)
 	opts.Observe = rollout.observing(target, opts.Observe)
 	waiting := time.Now()
-	acquired, err := r.ApplySlots.Acquire(ctx, repo.Namespace) // the worker's context: queueing is not the sync's time
+	releaseSlot, err := r.ApplySlots.Acquire(ctx, repo.Namespace) // the worker's context: queueing is not the sync's time
 	slotWait.WithLabelValues("apply").Observe(time.Since(waiting).Seconds())
 	if err != nil {
 		return failed(git.ReasonTimeout, commit, fmt.Errorf("stopped waiting for an apply slot: %w", err))
 	}
-	release := sync.OnceFunc(acquired)
+	release := sync.OnceFunc(releaseSlot)
 	defer release()
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	shown := func() {}
+	endSyncingNote := func() {}
 	if !out.driftOnly {
-		shown = sync.OnceFunc(r.showSyncingAfter(ctx, repo, commit, len(objects), syncingShownAfter))
-		defer shown()
+		endSyncingNote = sync.OnceFunc(r.showSyncingAfter(ctx, repo, commit, len(objects), syncingShownAfter))
+		defer endSyncingNote()
 	}
 	result, err := applier.Apply(ctx, apply.Owner{Namespace: repo.Namespace, Name: repo.Name}, objects, opts)
 	release() // before waiting for a Syncing write: the next apply may start
-	shown()
+	endSyncingNote()
 	if err != nil {
 		if policy != nil {
 			policy.failed()

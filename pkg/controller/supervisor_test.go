@@ -104,18 +104,20 @@ func TestOneURLsGitRepositoriesPollTogether(t *testing.T) {
 	interval := 10 * time.Minute
 	start := time.Date(2026, 11, 27, 11, 0, 0, 0, time.UTC)
 	first := pollAt(url, interval, start)
-	for _, after := range []time.Duration{time.Second, 3 * time.Minute, 4*time.Minute + 59*time.Second} {
-		from := start.Add(after)
+	// GitRepositories that listed anywhere in the interval before first's
+	// half-interval mark all poll at first.
+	for _, d := range []time.Duration{time.Second, 3 * time.Minute, 9*time.Minute + 59*time.Second} {
+		from := first.Add(-interval/2 - d)
 		at := pollAt(url, interval, from)
-		if gap := at.Sub(from); gap < interval/2 || gap > 3*interval/2 {
-			t.Errorf("listed at +%s: next poll %s later", after, gap)
+		if !at.Equal(first) {
+			t.Errorf("listed %s before: polls at %s, not with the others at %s", interval/2+d, at, first)
 		}
-		if !at.Equal(first) && !at.Equal(first.Add(interval)) {
-			t.Errorf("listed at +%s: polls at %s, off the grid of %s", after, at, first)
+		if gap := at.Sub(from); gap < interval/2 || gap > 3*interval/2 {
+			t.Errorf("listed %s before: the next poll is %s later", interval/2+d, gap)
 		}
 	}
-	if a, b := pollAt(url, interval, start.Add(time.Second)), pollAt(url, interval, start.Add(2*time.Minute)); !a.Equal(b) {
-		t.Errorf("two GitRepositories synced two minutes apart poll at %s and %s", a, b)
+	if spelled := pollAt("HTTPS://git.example.com/team/apps.git/", interval, start); !spelled.Equal(first) {
+		t.Errorf("another spelling of the URL polls at %s, not %s", spelled, first)
 	}
 	offsets := map[time.Duration]bool{}
 	for i := range 100 {

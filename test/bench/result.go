@@ -71,23 +71,26 @@ func (r *result) print(w io.Writer) {
 	p := func(format string, args ...any) { fmt.Fprintf(w, format+"\n", args...) }
 	p("N=%d GitRepositories over %d git URLs, %d objects", r.N, r.GitURLs, r.Objects)
 	p("  %-34s %10s %10s", "", "kubectl", "alumiini")
-	p("  %-34s %9.2fs %9.2fs   ratio %.2f", "create → all applied/Ready", r.Kubectl.Seconds, r.Alumiini.Seconds, r.RatioToKubectl)
-	p("  %-34s %9.2fs %10s   ratio to dry-run + apply %.2f", "kubectl --dry-run=server first", r.KubectlDryRunSeconds, "",
+	p("  %-34s %9.2fs %9.2fs   alumiini ÷ kubectl %.2f", "create → all applied/Ready", r.Kubectl.Seconds, r.Alumiini.Seconds, r.RatioToKubectl)
+	p("  %-34s %9.2fs %10s   alumiini ÷ (dry-run + apply) %.2f", "kubectl --dry-run=server alone", r.KubectlDryRunSeconds, "",
 		r.RatioToKubectlDryRunAndApply)
+	p("  %-34s %10.2f %10s", "CPU-s the 8 kubectl processes", r.Kubectl.CPUSeconds["kubectl"], "—")
 	for _, name := range []string{"alumiini", "kube-apiserver", "etcd"} {
 		p("  %-34s %10.2f %10.2f", "CPU-s "+name, r.Kubectl.CPUSeconds[name], r.Alumiini.CPUSeconds[name])
 	}
 	p("  %-34s %10s %10.1f", "kube-apiserver CPU-ms per GitRepository", "",
 		1000*r.Alumiini.CPUSeconds["kube-apiserver"]/float64(r.N))
 	p("  alumiini → kube-apiserver per GitRepository: %s", perVerb(r.Alumiini.RequestsPerGitRepository, "%.2f"))
-	p("  kube-apiserver counted (alumiini phase): %s", perVerb(r.Alumiini.KubeAPIServerVerbs, "%.0f"))
-	p("  alumiini's API served per GitRepository: %s", perVerb(r.Alumiini.OwnAPIPerGitRepository, "%.2f"))
+	p("  kube-apiserver's requests in that time, all clients (KCM, the bench) together: %s",
+		perVerb(r.Alumiini.KubeAPIServerVerbs, "%.0f"))
+	p("  alumiini's own API per GitRepository (the bench's create, alumiini's status writes): %s",
+		perVerb(r.Alumiini.OwnAPIPerGitRepository, "%.2f"))
 	p("  memory: empty RSS %s heap %s; settled RSS %s heap %s; per GitRepository RSS %s heap %s",
 		mib(r.Memory.EmptyRSS), mib(r.Memory.EmptyHeap), mib(r.Memory.SettledRSS), mib(r.Memory.SettledHeap),
 		kib(r.Memory.RSSPerRepo), kib(r.Memory.HeapPerRepo))
-	p("  idle %.0fs: alumiini CPU %.2fs; requests %s; own API writes %s; ref listings %d, fetches %d (%d URLs)",
+	p("  idle %.0fs: alumiini CPU %.2fs; requests %s; own API writes %s; ref listings %d (of %d URLs), fetches %d",
 		r.Idle.Seconds, r.Idle.CPUSeconds, perVerb(r.Idle.Requests, "%.0f"), perVerb(r.Idle.OwnAPIWrites, "%.0f"),
-		r.Idle.RefListings, r.Idle.Fetches, r.GitURLs)
+		r.Idle.RefListings, r.GitURLs, r.Idle.Fetches)
 	p("  push to a shared repository → %d GitRepositories show it: %.3fs", r.Push.GitRepositories, r.Push.Seconds)
 }
 

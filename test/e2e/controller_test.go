@@ -257,6 +257,12 @@ spec:
 // phase Syncing (here it waits for a CRD that is never Established); it
 // then fails with CRDNotEstablished, naming the CRD.
 func TestASlowApplyShowsSyncing(t *testing.T) {
+	t.Cleanup(func() {
+		// Retried, it would wait for its CRD again and again while later
+		// tests run.
+		_, _ = cluster.Kubectl(context.Background(), "delete", "gitrepository", "slow-apply", "--timeout=60s")
+		_, _ = cluster.Kubectl(context.Background(), "delete", "crd", "widgets.clash.example.com", "gadgets.clash.example.com")
+	})
 	kubectlInput(t, clashingCRD("widgets", "widget", "Widget"), "apply", "-f", "-")
 	createNamespace(t, "slow-apply")
 	pushRepository(t, "slow-apply", map[string]gitserver.File{

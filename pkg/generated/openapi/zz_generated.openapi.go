@@ -538,7 +538,7 @@ func schema_pkg_apis_alumiini_v1alpha1_GitRepositorySpec(ref common.ReferenceCal
 					},
 					"timeout": {
 						SchemaProps: spec.SchemaProps{
-							Description: "Timeout for one sync, as a Go duration (1s to 1h): it bounds the fetch and render, and then the apply, each; waiting for a free apply slot while many GitRepositories sync at once does not count. Defaults to 1m.",
+							Description: "Timeout for one sync, as a Go duration (1s to 1h): two budgets of it, one for the fetch and render, one for the apply; waiting for a free apply slot while many GitRepositories sync at once counts in neither. Defaults to 1m.",
 							Type:        []string{"string"},
 							Format:      "",
 						},

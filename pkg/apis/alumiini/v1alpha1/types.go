@@ -51,9 +51,9 @@ type GitRepositorySpec struct {
 	// webhook sync at once regardless.
 	// +optional
 	Interval string `json:"interval,omitempty"`
-	// Timeout for one sync, as a Go duration (1s to 1h): it bounds the
-	// fetch and render, and then the apply, each; waiting for a free apply
-	// slot while many GitRepositories sync at once does not count.
+	// Timeout for one sync, as a Go duration (1s to 1h): two budgets of it,
+	// one for the fetch and render, one for the apply; waiting for a free
+	// apply slot while many GitRepositories sync at once counts in neither.
 	// Defaults to 1m.
 	// +optional
 	Timeout string `json:"timeout,omitempty"`

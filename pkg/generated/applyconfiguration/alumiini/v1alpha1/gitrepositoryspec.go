@@ -43,9 +43,9 @@ type GitRepositorySpecApplyConfiguration struct {
 	// interval to one and a half after the last. Pushes arriving by
 	// webhook sync at once regardless.
 	Interval *string `json:"interval,omitempty"`
-	// Timeout for one sync, as a Go duration (1s to 1h): it bounds the
-	// fetch and render, and then the apply, each; waiting for a free apply
-	// slot while many GitRepositories sync at once does not count.
+	// Timeout for one sync, as a Go duration (1s to 1h): two budgets of it,
+	// one for the fetch and render, one for the apply; waiting for a free
+	// apply slot while many GitRepositories sync at once counts in neither.
 	// Defaults to 1m.
 	Timeout *string `json:"timeout,omitempty"`
 	// TargetNamespace is given to namespaced objects that name no namespace.
