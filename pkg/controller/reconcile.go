@@ -1078,12 +1078,15 @@ func (r *Reconciler) finalize(ctx context.Context, repo *v1alpha1.GitRepository)
 			return 10 * time.Second
 		}
 	}
+	if repo.Spec.Prune == nil || *repo.Spec.Prune {
+		// Before the finalizer goes: once it has, the GitRepository is
+		// gone, and the informer may stop this worker before the write's
+		// answer arrives. A retry after a failed write tells it again.
+		r.emit(repo, cdevents.ServiceRemoved, repo.Status.LastSyncedCommit, "")
+	}
 	err := r.setFinalizer(ctx, repo, false)
 	if err != nil && !apierrors.IsNotFound(err) {
 		return 5 * time.Second
-	}
-	if repo.Spec.Prune == nil || *repo.Spec.Prune {
-		r.emit(repo, cdevents.ServiceRemoved, repo.Status.LastSyncedCommit, "")
 	}
 	return time.Hour
 }

@@ -128,8 +128,9 @@ func TestPanickingRenderIsIsolated(t *testing.T) {
 		t.Errorf("the stalled GitRepository's status: %s %q", stalled.Status.Phase, stalled.Status.Message)
 	}
 
-	// The healthy ones keep their cadence: over 25s at a 10s interval (±10%
-	// jitter) each lists its remote at least twice more.
+	// The healthy ones keep their cadence: over 25s at a 10s interval (a
+	// poll ½ to 1½ intervals after the last, 10 s in a steady state) each
+	// lists its remote at least twice more.
 	before := map[string]int{}
 	for i := 0; i < healthy; i++ {
 		before[fmt.Sprintf("r%02d.git", i)] = git1.Requests(fmt.Sprintf("r%02d.git", i)).RefListings
@@ -146,6 +147,14 @@ func TestPanickingRenderIsIsolated(t *testing.T) {
 	}
 
 	// The in-process trigger (what the webhook receiver uses) syncs at once.
+	// Just after a poll, and past the 2 s the listing is cached for, the
+	// next poll is 10 s away: only the trigger can make it list now.
+	polled := git1.Requests("r00.git").RefListings
+	deadline = time.Now().Add(15 * time.Second)
+	for git1.Requests("r00.git").RefListings == polled && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(2500 * time.Millisecond)
 	listings := git1.Requests("r00.git").RefListings
 	if !c.Trigger("default", "r00") {
 		t.Fatal("Trigger does not know default/r00")
