@@ -125,7 +125,7 @@ type Source struct {
 }
 
 func (s Source) key() string {
-	sum := sha256.Sum256([]byte(normalizeURL(s.URL) + "\x00" + s.Auth.fingerprint()))
+	sum := sha256.Sum256([]byte(NormalizeURL(s.URL) + "\x00" + s.Auth.fingerprint()))
 	return hex.EncodeToString(sum[:10])
 }
 

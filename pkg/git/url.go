@@ -49,13 +49,10 @@ func sshAddress(raw string) string {
 	return net.JoinHostPort(host, "22")
 }
 
-// NormalizeURL folds the spellings of one repository URL that git treats
-// as the same (scheme and host case, a trailing slash).
-func NormalizeURL(raw string) string { return normalizeURL(raw) }
-
-// normalizeURL folds the spellings of one repository URL that git treats as
-// the same (scheme and host case, a trailing slash), so they share a store.
-func normalizeURL(raw string) string {
+// NormalizeURL folds the spellings of one repository URL that git treats as
+// the same (scheme and host case, a trailing slash), so they share a store
+// and a poll.
+func NormalizeURL(raw string) string {
 	raw = strings.TrimSuffix(raw, "/")
 	u, err := url.Parse(raw)
 	if err != nil || u.Scheme == "" {
