@@ -35,6 +35,7 @@ import (
 	informers "github.com/falsesystems/alumiini/pkg/generated/informers/externalversions"
 	"github.com/falsesystems/alumiini/pkg/git"
 	"github.com/falsesystems/alumiini/pkg/manifest"
+	"github.com/falsesystems/alumiini/pkg/secrets"
 	"github.com/falsesystems/alumiini/pkg/slots"
 )
 
@@ -74,9 +75,22 @@ type Config struct {
 }
 
 // Controller watches GitRepositories and runs their workers.
+// secretCacheOptions: the git credentials of spec.secretRef, up to 4,096
+// Secrets and 16 MiB of them watched; past that a poll reads with a GET.
+var secretCacheOptions = secrets.Options{
+	Keys:       git.SecretKeys,
+	MaxBytes:   16 << 20,
+	MaxWatches: 4096,
+	IdleAfter:  30 * time.Minute,
+	// A new watch lists in milliseconds; a list still waiting after this
+	// is failing (Forbidden, say), and a GET then reports why.
+	SyncTimeout: 5 * time.Second,
+}
+
 type Controller struct {
 	config     Config
 	client     clientset.Interface
+	kube       kubernetes.Interface
 	factory    informers.SharedInformerFactory
 	reconciler *Reconciler
 	supervisor *Supervisor
@@ -113,7 +127,7 @@ func New(cfg Config) (*Controller, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Controller{config: cfg, client: client, factory: factory, broadcast: broadcast, appliers: appliers,
+	c := &Controller{config: cfg, client: client, kube: kube, factory: factory, broadcast: broadcast, appliers: appliers,
 		handOver: workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[string]())}
 	c.pushes = newPushPacer(pushWindow, func(key string) {
 		namespace, name, _ := cache.SplitMetaNamespaceKey(key)
@@ -188,6 +202,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	if !cache.WaitForCacheSync(ctx.Done(), informer.HasSynced) {
 		return fmt.Errorf("the GitRepository informer did not sync")
 	}
+	c.reconciler.Secrets = secrets.New(ctx, c.kube, secretCacheOptions)
 	for range handOverWorkers {
 		handingOver.Go(func() { c.handOverPushes(ctx) })
 	}

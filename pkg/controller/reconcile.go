@@ -34,6 +34,7 @@ import (
 	listers "github.com/falsesystems/alumiini/pkg/generated/listers/alumiini/v1alpha1"
 	"github.com/falsesystems/alumiini/pkg/git"
 	"github.com/falsesystems/alumiini/pkg/manifest"
+	"github.com/falsesystems/alumiini/pkg/secrets"
 	"github.com/falsesystems/alumiini/pkg/slots"
 )
 
@@ -97,6 +98,8 @@ type Reconciler struct {
 	Kustomize manifest.KustomizeFunc
 	// Events tells the delivery pipeline (CDEvents); nil tells no one.
 	Events EventSink
+	// Secrets reads spec.secretRef from watches; nil reads with a GET.
+	Secrets *secrets.Cache
 	// drift watches what was applied; nil turns drift handling off.
 	drift *driftBook
 	// health runs the health waits of spec.wait.
@@ -1146,14 +1149,25 @@ func answer(s *v1alpha1.GitRepositoryStatus, handled *v1alpha1.SyncRequestRecord
 }
 
 func (r *Reconciler) auth(ctx context.Context, namespace, secretName, url string) (*git.Auth, error) {
-	secret, err := r.Kube.CoreV1().Secrets(namespace).Get(ctx, secretName, metav1.GetOptions{})
+	data, err := r.secretData(ctx, namespace, secretName)
 	if apierrors.IsNotFound(err) {
 		return nil, &reasoned{ReasonSecretNotFound, fmt.Sprintf("secret %q named by spec.secretRef not found in namespace %q", secretName, namespace)}
 	}
 	if err != nil {
 		return nil, &reasoned{ReasonSecretNotFound, fmt.Sprintf("reading secret %q: %v", secretName, apiMessage(err))}
 	}
-	return git.AuthFromSecret(secretName, url, secret.Data)
+	return git.AuthFromSecret(secretName, url, data)
+}
+
+func (r *Reconciler) secretData(ctx context.Context, namespace, name string) (map[string][]byte, error) {
+	if r.Secrets != nil {
+		return r.Secrets.Data(ctx, namespace, name)
+	}
+	secret, err := r.Kube.CoreV1().Secrets(namespace).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return nil, err
+	}
+	return secret.Data, nil
 }
 
 type reasoned struct{ reason, message string }

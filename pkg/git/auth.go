@@ -29,6 +29,9 @@ const (
 	KeyKnownHosts  = "known_hosts"
 )
 
+// SecretKeys are all the keys AuthFromSecret reads.
+var SecretKeys = []string{KeyUsername, KeyPassword, KeyBearerToken, KeyCACert, KeyIdentity, KeyKnownHosts}
+
 // Auth is what a repository needs to authenticate: HTTPS basic or bearer
 // credentials and a CA, or an SSH key and the known host keys.
 type Auth struct {

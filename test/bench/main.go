@@ -27,6 +27,7 @@ type options struct {
 	kubectlWorkers int
 	jsonOut        string
 	cpuProfile     string
+	heapProfile    string
 }
 
 func main() {
@@ -37,6 +38,7 @@ func main() {
 	flag.IntVar(&opts.kubectlWorkers, "kubectl-processes", 8, "kubectl processes applying the same objects")
 	flag.StringVar(&opts.jsonOut, "json", "", "also write the results as JSON to this file")
 	flag.StringVar(&opts.cpuProfile, "cpuprofile", "", "write a CPU profile of alumiini during the (last) sync to this file")
+	flag.StringVar(&opts.heapProfile, "heapprofile", "", "write alumiini's settled heap profile (for go tool pprof) to this file")
 	flag.Parse()
 	for _, field := range strings.Split(*counts, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(field))

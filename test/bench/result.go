@@ -43,12 +43,15 @@ type phase struct {
 }
 
 type memory struct {
-	EmptyRSS    int64   `json:"emptyRSS"`
-	EmptyHeap   int64   `json:"emptyHeap"`
-	SettledRSS  int64   `json:"settledRSS"`
-	SettledHeap int64   `json:"settledHeap"`
-	RSSPerRepo  float64 `json:"rssPerGitRepository"`
-	HeapPerRepo float64 `json:"heapPerGitRepository"`
+	EmptyRSS   int64 `json:"emptyRSS"`
+	EmptyHeap  int64 `json:"emptyHeap"`
+	SettledRSS int64 `json:"settledRSS"`
+	// Of which mapped files (the binary, etcd's database), in the same order.
+	EmptyRSSFile   int64   `json:"emptyRSSFile"`
+	SettledRSSFile int64   `json:"settledRSSFile"`
+	SettledHeap    int64   `json:"settledHeap"`
+	RSSPerRepo     float64 `json:"rssPerGitRepository"`
+	HeapPerRepo    float64 `json:"heapPerGitRepository"`
 }
 
 type idle struct {
@@ -85,8 +88,9 @@ func (r *result) print(w io.Writer) {
 		perVerb(r.Alumiini.KubeAPIServerVerbs, "%.0f"))
 	p("  alumiini's own API per GitRepository (the bench's create, alumiini's status writes): %s",
 		perVerb(r.Alumiini.OwnAPIPerGitRepository, "%.2f"))
-	p("  memory: empty RSS %s heap %s; settled RSS %s heap %s; per GitRepository RSS %s heap %s",
-		mib(r.Memory.EmptyRSS), mib(r.Memory.EmptyHeap), mib(r.Memory.SettledRSS), mib(r.Memory.SettledHeap),
+	p("  memory: empty RSS %s (files %s) heap %s; settled RSS %s (files %s) heap %s; per GitRepository RSS %s heap %s",
+		mib(r.Memory.EmptyRSS), mib(r.Memory.EmptyRSSFile), mib(r.Memory.EmptyHeap),
+		mib(r.Memory.SettledRSS), mib(r.Memory.SettledRSSFile), mib(r.Memory.SettledHeap),
 		kib(r.Memory.RSSPerRepo), kib(r.Memory.HeapPerRepo))
 	p("  idle %.0fs: alumiini CPU %.2fs; requests %s; own API writes %s; ref listings %d (of %d URLs), fetches %d",
 		r.Idle.Seconds, r.Idle.CPUSeconds, perVerb(r.Idle.Requests, "%.0f"), perVerb(r.Idle.OwnAPIWrites, "%.0f"),

@@ -204,6 +204,7 @@ func (b *bench) measureEmpty(ctx context.Context) error {
 	time.Sleep(settleTime)
 	heap, err := heapAfterGC(ctx, b.cluster)
 	b.r.Memory.EmptyHeap, b.r.Memory.EmptyRSS = heap, benchkit.RSSBytes(b.cluster.AlumiiniPID())
+	b.r.Memory.EmptyRSSFile = benchkit.RSSFileBytes(b.cluster.AlumiiniPID())
 	return err
 }
 
@@ -264,8 +265,15 @@ func (b *bench) measureSettled(ctx context.Context) error {
 	heap, err := heapAfterGC(ctx, b.cluster)
 	m := &b.r.Memory
 	m.SettledHeap, m.SettledRSS = heap, benchkit.RSSBytes(b.cluster.AlumiiniPID())
+	m.SettledRSSFile = benchkit.RSSFileBytes(b.cluster.AlumiiniPID())
 	m.RSSPerRepo = float64(m.SettledRSS-m.EmptyRSS) / float64(b.n)
 	m.HeapPerRepo = float64(m.SettledHeap-m.EmptyHeap) / float64(b.n)
+	if err == nil && b.opts.heapProfile != "" {
+		var profile []byte
+		if profile, err = b.cluster.AlumiiniGet(ctx, "/debug/pprof/heap"); err == nil {
+			err = os.WriteFile(b.opts.heapProfile, profile, 0o644)
+		}
+	}
 	return err
 }
 

@@ -39,13 +39,20 @@ func CPUSeconds(pid int) float64 {
 }
 
 // RSSBytes is a process's resident set size, or 0.
-func RSSBytes(pid int) int64 {
+func RSSBytes(pid int) int64 { return statusBytes(pid, "VmRSS:") }
+
+// RSSFileBytes is the part of the resident set that maps files (the
+// binary's pages, etcd's bbolt database), which the kernel may drop and
+// read again; the rest is the process's own memory.
+func RSSFileBytes(pid int) int64 { return statusBytes(pid, "RssFile:") }
+
+func statusBytes(pid int, field string) int64 {
 	data, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "status"))
 	if err != nil {
 		return 0
 	}
 	for _, line := range strings.Split(string(data), "\n") {
-		if fields := strings.Fields(line); len(fields) >= 2 && fields[0] == "VmRSS:" {
+		if fields := strings.Fields(line); len(fields) >= 2 && fields[0] == field {
 			kib, _ := strconv.ParseInt(fields[1], 10, 64)
 			return kib << 10
 		}
