@@ -46,7 +46,7 @@ type memory struct {
 	EmptyRSS   int64 `json:"emptyRSS"`
 	EmptyHeap  int64 `json:"emptyHeap"`
 	SettledRSS int64 `json:"settledRSS"`
-	// Of which mapped files (the binary, etcd's database), in the same order.
+	// The part of each that maps files (the binary's code, etcd's database).
 	EmptyRSSFile   int64   `json:"emptyRSSFile"`
 	SettledRSSFile int64   `json:"settledRSSFile"`
 	SettledHeap    int64   `json:"settledHeap"`
@@ -63,6 +63,8 @@ type idle struct {
 	OwnAPIWrites map[string]float64 `json:"ownAPIWrites"`
 	RefListings  int                `json:"refListings"`
 	Fetches      int                `json:"fetches"`
+	// EmptyCPUSecondsPerMinute: the process with no GitRepository, idle.
+	EmptyCPUSecondsPerMinute float64 `json:"emptyCPUSecondsPerMinute"`
 }
 
 type push struct {
@@ -92,9 +94,9 @@ func (r *result) print(w io.Writer) {
 		mib(r.Memory.EmptyRSS), mib(r.Memory.EmptyRSSFile), mib(r.Memory.EmptyHeap),
 		mib(r.Memory.SettledRSS), mib(r.Memory.SettledRSSFile), mib(r.Memory.SettledHeap),
 		kib(r.Memory.RSSPerRepo), kib(r.Memory.HeapPerRepo))
-	p("  idle %.0fs: alumiini CPU %.2fs; requests %s; own API writes %s; ref listings %d (of %d URLs), fetches %d",
-		r.Idle.Seconds, r.Idle.CPUSeconds, perVerb(r.Idle.Requests, "%.0f"), perVerb(r.Idle.OwnAPIWrites, "%.0f"),
-		r.Idle.RefListings, r.GitURLs, r.Idle.Fetches)
+	p("  idle %.0fs: alumiini CPU %.2fs (empty process: %.2fs per minute); requests %s; own API writes %s; ref listings %d (of %d URLs), fetches %d",
+		r.Idle.Seconds, r.Idle.CPUSeconds, r.Idle.EmptyCPUSecondsPerMinute, perVerb(r.Idle.Requests, "%.0f"),
+		perVerb(r.Idle.OwnAPIWrites, "%.0f"), r.Idle.RefListings, r.GitURLs, r.Idle.Fetches)
 	p("  push to a shared repository → %d GitRepositories show it: %.3fs", r.Push.GitRepositories, r.Push.Seconds)
 }
 

@@ -200,8 +200,16 @@ func kubectlApply(ctx context.Context, cluster *localcluster.Cluster, files []st
 	return time.Since(start), err
 }
 
+// emptyIdleTime is how long the empty process's own idle CPU is measured:
+// what an idle interval costs with no GitRepository at all.
+const emptyIdleTime = 60 * time.Second
+
 func (b *bench) measureEmpty(ctx context.Context) error {
 	time.Sleep(settleTime)
+	pid := b.cluster.AlumiiniPID()
+	cpu := benchkit.CPUSeconds(pid)
+	time.Sleep(emptyIdleTime)
+	b.r.Idle.EmptyCPUSecondsPerMinute = (benchkit.CPUSeconds(pid) - cpu) / emptyIdleTime.Minutes()
 	heap, err := heapAfterGC(ctx, b.cluster)
 	b.r.Memory.EmptyHeap, b.r.Memory.EmptyRSS = heap, benchkit.RSSBytes(b.cluster.AlumiiniPID())
 	b.r.Memory.EmptyRSSFile = benchkit.RSSFileBytes(b.cluster.AlumiiniPID())
@@ -290,7 +298,8 @@ func (b *bench) idlePhase(ctx context.Context) error {
 		return err
 	}
 	d := after.since(before)
-	b.r.Idle = idle{Seconds: b.opts.interval.Seconds(), CPUSeconds: d.cpu["alumiini"], Requests: d.client, OwnAPIWrites: writes(d.own)}
+	b.r.Idle.Seconds, b.r.Idle.CPUSeconds = b.opts.interval.Seconds(), d.cpu["alumiini"]
+	b.r.Idle.Requests, b.r.Idle.OwnAPIWrites = d.client, writes(d.own)
 	counted := map[string]bool{}
 	for i := 0; i < b.n; i++ {
 		if repo, _ := b.repoOf(i); !counted[repo] {

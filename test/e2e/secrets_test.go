@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/base64"
+	"maps"
 	"net/http"
 	"strconv"
 	"strings"
@@ -22,8 +23,9 @@ import (
 )
 
 // TestRotatedCredentialsAreUsed: a GitRepository whose Secret holds a wrong
-// password fails; fixing the Secret alone (no change to the GitRepository)
-// makes it sync, read from the Secret's watch.
+// password fails to authenticate; fixing the Secret alone (no change to the
+// GitRepository) makes it sync. (That it is read from a watch, not a GET,
+// TestSecretCacheAgainstKubeAPIServer shows.)
 func TestRotatedCredentialsAreUsed(t *testing.T) {
 	const name = "rotated-credentials"
 	right := "right-" + strconv.FormatInt(time.Now().UnixNano(), 36)
@@ -47,6 +49,7 @@ func TestRotatedCredentialsAreUsed(t *testing.T) {
 			"  password: " + base64.StdEncoding.EncodeToString([]byte(password)) + "\n" +
 			"  ca.crt: " + base64.StdEncoding.EncodeToString(ca) + "\n"
 	}
+	defer kubectl(t, "delete", "namespace", name, "--wait=false")
 	kubectlInput(t, secret("wrong-password"), "apply", "-f", "-")
 	kubectlInput(t, `apiVersion: alumiini.false.systems/v1alpha1
 kind: GitRepository
@@ -56,15 +59,18 @@ metadata:
 spec:
   url: `+server.BaseURL()+`/`+name+`.git
   path: deploy
-  interval: 5s
+  interval: 10s
   targetNamespace: `+name+`
   secretRef:
     name: creds
 `, "apply", "-f", "-")
 	waitForPhase(t, name, name, "Failed")
+	if reason := kubectl(t, "get", "gitrepository", name, "-n", name, "-o",
+		`jsonpath={.status.conditions[?(@.type=="Ready")].reason}`); reason != "AuthenticationFailed" {
+		t.Fatalf("with the wrong password: reason %q, want AuthenticationFailed", reason)
+	}
 	kubectlInput(t, secret(right), "apply", "-f", "-")
-	waitForPhase(t, name, name, "Ready")
-	kubectl(t, "delete", "namespace", name, "--timeout=120s")
+	waitForPhase(t, name, name, "Synced")
 }
 
 // TestSecretCacheAgainstKubeAPIServer drives pkg/secrets against the real
@@ -100,18 +106,18 @@ func TestSecretCacheAgainstKubeAPIServer(t *testing.T) {
 		data, err := c.Data(ctx, namespace, name)
 		return string(data[git.KeyPassword]), err
 	}
-	eventually := func(what string, ok func() bool) {
+	within := func(what string, ok func() bool) {
 		t.Helper()
-		for deadline := time.Now().Add(10 * time.Second); !ok(); time.Sleep(20 * time.Millisecond) {
+		for deadline := time.Now().Add(30 * time.Second); !ok(); time.Sleep(20 * time.Millisecond) {
 			if time.Now().After(deadline) {
-				t.Fatalf("not within 10s: %s", what)
+				t.Fatalf("not within 30s: %s", what)
 			}
 		}
 	}
 
 	put("first", "one")
-	cache := secrets.New(ctx, client, secrets.Options{Keys: git.SecretKeys, MaxBytes: 1 << 20, MaxWatches: 2,
-		IdleAfter: time.Hour, SyncTimeout: 5 * time.Second})
+	cache := secrets.New(ctx, client, secrets.Options{Keys: git.SecretKeys, MaxBytes: 1 << 20, MaxBytesPerNamespace: 1 << 20,
+		MaxWatches: 2, MaxWatchesPerNamespace: 2, IdleAfter: time.Hour, SyncTimeout: time.Minute})
 	counts.reset()
 	for range 50 {
 		if password, err := passwordOf(cache, "first"); err != nil || password != "one" {
@@ -126,13 +132,13 @@ func TestSecretCacheAgainstKubeAPIServer(t *testing.T) {
 		t.Errorf("a key git never reads is held: %v", data)
 	}
 	put("first", "two")
-	eventually("a changed Secret is read", func() bool { p, _ := passwordOf(cache, "first"); return p == "two" })
+	within("a changed Secret is read", func() bool { p, _ := passwordOf(cache, "first"); return p == "two" })
 
 	if _, err := cache.Data(ctx, namespace, "second"); !apierrors.IsNotFound(err) {
 		t.Errorf("a missing Secret: %v, want NotFound", err)
 	}
 	put("second", "late")
-	eventually("a Secret created after its first read is read", func() bool { p, _ := passwordOf(cache, "second"); return p == "late" })
+	within("a Secret created after its first read is read", func() bool { p, _ := passwordOf(cache, "second"); return p == "late" })
 
 	put("third", "over-the-cap")
 	counts.reset()
@@ -148,20 +154,20 @@ func TestSecretCacheAgainstKubeAPIServer(t *testing.T) {
 	if err := client.CoreV1().Secrets(namespace).Delete(ctx, "first", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	eventually("a deleted Secret is NotFound", func() bool { _, err := cache.Data(ctx, namespace, "first"); return apierrors.IsNotFound(err) })
+	within("a deleted Secret is NotFound", func() bool { _, err := cache.Data(ctx, namespace, "first"); return apierrors.IsNotFound(err) })
 
-	small := secrets.New(ctx, client, secrets.Options{Keys: git.SecretKeys, MaxBytes: 10, MaxWatches: 10,
-		IdleAfter: time.Second, SyncTimeout: 5 * time.Second})
+	small := secrets.New(ctx, client, secrets.Options{Keys: git.SecretKeys, MaxBytes: 1 << 20, MaxBytesPerNamespace: 10,
+		MaxWatches: 10, MaxWatchesPerNamespace: 10, IdleAfter: time.Second, SyncTimeout: time.Minute})
 	counts.reset()
 	for range 3 {
 		if password, err := passwordOf(small, "second"); err != nil || password != "late" {
-			t.Fatalf("past MaxBytes: read %q, %v", password, err)
+			t.Fatalf("past MaxBytesPerNamespace: read %q, %v", password, err)
 		}
 	}
 	if got := counts.snapshot(); got["GET"] != 3 {
-		t.Errorf("past MaxBytes: %v; want a GET per read", got)
+		t.Errorf("past MaxBytesPerNamespace: %v; want a GET per read", got)
 	}
-	eventually("an unread watch stops", func() bool { return small.Watches() == 0 })
+	within("an unread watch stops", func() bool { return small.Watches() == 0 })
 
 	// An identity that may get Secrets but not list or watch them: the
 	// refused watch is noticed at once, and reads are GETs.
@@ -198,9 +204,10 @@ subjects:
 	getterConfig := rest.CopyConfig(config)
 	getterConfig.Impersonate = rest.ImpersonationConfig{UserName: "system:serviceaccount:" + namespace + ":getter"}
 	getter := secrets.New(ctx, kubernetes.NewForConfigOrDie(getterConfig), secrets.Options{Keys: git.SecretKeys,
-		MaxBytes: 1 << 20, MaxWatches: 10, IdleAfter: time.Hour, SyncTimeout: time.Minute})
+		MaxBytes: 1 << 20, MaxBytesPerNamespace: 1 << 20, MaxWatches: 10, MaxWatchesPerNamespace: 10,
+		IdleAfter: time.Hour, SyncTimeout: time.Minute})
 	started := time.Now()
-	eventually("get-only RBAC is in force", func() bool { p, _ := passwordOf(getter, "second"); return p == "late" })
+	within("get-only RBAC is in force", func() bool { p, _ := passwordOf(getter, "second"); return p == "late" })
 	if took := time.Since(started); took > 30*time.Second {
 		t.Errorf("with list and watch forbidden, a read took %s: the refusal went unnoticed until SyncTimeout", took)
 	}
@@ -239,11 +246,7 @@ func (c *requestCounts) reset() {
 func (c *requestCounts) snapshot() map[string]int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	out := map[string]int{}
-	for k, v := range c.byKind {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(c.byKind)
 }
 
 type roundTripperFunc func(*http.Request) (*http.Response, error)
