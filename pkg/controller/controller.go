@@ -68,25 +68,31 @@ type Config struct {
 	URLKey func(url string) string
 	// Events, if set, is where CDEvents go; the controller runs its sender.
 	Events *cdevents.Sink
+	// Share, when set, makes this replica sync only the GitRepositories it
+	// owns (--share-work); Elect then holds this replica's own Lease.
+	Share *Share
 	// Elect runs lead while this process holds the controller's leadership
 	// and returns when ctx ends, or with lead's error; lead returns after its
 	// workers have stopped. Nil: this process always leads.
 	Elect func(ctx context.Context, lead func(ctx context.Context) error) error
 }
 
-// Controller watches GitRepositories and runs their workers.
 // secretCacheOptions: the git credentials of spec.secretRef, up to 4,096
-// Secrets and 16 MiB of them watched; past that a poll reads with a GET.
+// Secrets and 16 MiB of them watched (a sixteenth of each per namespace);
+// past that a poll reads with a GET.
 var secretCacheOptions = secrets.Options{
-	Keys:       git.SecretKeys,
-	MaxBytes:   16 << 20,
-	MaxWatches: 4096,
-	IdleAfter:  30 * time.Minute,
+	Keys:                   git.SecretKeys,
+	MaxBytes:               16 << 20,
+	MaxBytesPerNamespace:   1 << 20,
+	MaxWatches:             4096,
+	MaxWatchesPerNamespace: 256,
+	IdleAfter:              30 * time.Minute,
 	// A new watch lists in milliseconds; a list still waiting after this
 	// is failing (Forbidden, say), and a GET then reports why.
 	SyncTimeout: 5 * time.Second,
 }
 
+// Controller watches GitRepositories and runs their workers.
 type Controller struct {
 	config     Config
 	client     clientset.Interface
@@ -99,6 +105,8 @@ type Controller struct {
 	pushes     *pushPacer
 	handOver   workqueue.TypedRateLimitingInterface[string]
 	mu         sync.Mutex
+	// owning settles ownership while this replica runs workers with Share.
+	owning *ownership
 	// stopped holds the error the controller stopped with, for /readyz.
 	stopped atomic.Pointer[error]
 }
@@ -170,6 +178,9 @@ func New(cfg Config) (*Controller, error) {
 		MaxObjects: cfg.MaxObjects,
 		Kustomize:  cfg.Kustomize,
 	}
+	if cfg.Share != nil {
+		c.reconciler.Owner = cfg.Share.Identity
+	}
 	if cfg.Events != nil {
 		c.reconciler.Events = cfg.Events
 	}
@@ -203,6 +214,12 @@ func (c *Controller) Run(ctx context.Context) error {
 		return fmt.Errorf("the GitRepository informer did not sync")
 	}
 	c.reconciler.Secrets = secrets.New(ctx, c.kube, secretCacheOptions)
+	if share := c.config.Share; share != nil {
+		go share.View.Run(ctx, c.membersChanged)
+		if !cache.WaitForCacheSync(ctx.Done(), share.View.HasSynced) {
+			return fmt.Errorf("the replicas' Leases did not sync")
+		}
+	}
 	for range handOverWorkers {
 		handingOver.Go(func() { c.handOverPushes(ctx) })
 	}
@@ -249,7 +266,20 @@ func (c *Controller) lead(ctx context.Context) error {
 	}()
 
 	informer := c.factory.Alumiini().V1alpha1().GitRepositories().Informer()
-	registration, err := informer.AddEventHandler(workerHandlers(supervisor, c.reconciler, informer.GetIndexer()))
+	var owning *ownership
+	if c.config.Share != nil {
+		owning = newOwnership(*c.config.Share, c.client, c.reconciler.Lister, supervisor)
+		c.mu.Lock()
+		c.owning = owning
+		c.mu.Unlock()
+		defer func() {
+			c.mu.Lock()
+			c.owning = nil
+			c.mu.Unlock()
+		}()
+		go owning.run(ctx)
+	}
+	registration, err := informer.AddEventHandler(workerHandlers(supervisor, c.reconciler, informer.GetIndexer(), owning))
 	if err != nil {
 		return fmt.Errorf("watching GitRepositories: %w", err)
 	}
@@ -260,10 +290,22 @@ func (c *Controller) lead(ctx context.Context) error {
 }
 
 // workerHandlers keep one worker per GitRepository and wake it when its
-// spec, deletion or sync request changes.
-func workerHandlers(supervisor *Supervisor, reconciler *Reconciler, index cache.Indexer) cache.ResourceEventHandlerFuncs {
+// spec, deletion or sync request changes. With owning (--share-work), only
+// GitRepositories this replica owns have workers, and every change is a
+// reason to settle who owns it.
+func workerHandlers(supervisor *Supervisor, reconciler *Reconciler, index cache.Indexer, owning *ownership) cache.ResourceEventHandlerFuncs {
+	ours := func(repo *v1alpha1.GitRepository) bool {
+		if owning == nil || repo == nil {
+			return true
+		}
+		owning.queue.Add(repo.Namespace + "/" + repo.Name)
+		return owning.mine(repo)
+	}
 	return cache.ResourceEventHandlerFuncs{
 		AddFunc: func(obj interface{}) {
+			if repo, _ := obj.(*v1alpha1.GitRepository); !ours(repo) {
+				return
+			}
 			if key, err := cache.MetaNamespaceKeyFunc(obj); err == nil {
 				supervisor.Ensure(key)
 				triggerDependents(supervisor, index, key) // they may wait for it to exist
@@ -272,7 +314,7 @@ func workerHandlers(supervisor *Supervisor, reconciler *Reconciler, index cache.
 		UpdateFunc: func(oldObj, newObj interface{}) {
 			old, _ := oldObj.(*v1alpha1.GitRepository)
 			repo, _ := newObj.(*v1alpha1.GitRepository)
-			if old == nil || repo == nil {
+			if old == nil || repo == nil || !ours(repo) {
 				return
 			}
 			key, _ := cache.MetaNamespaceKeyFunc(repo)
@@ -367,7 +409,7 @@ func (c *Controller) Repositories(key string) []*v1alpha1.GitRepository {
 // The status shows the push when the sync reports.
 func (c *Controller) Push(repo *v1alpha1.GitRepository, push v1alpha1.PushRecord) {
 	key := repo.Namespace + "/" + repo.Name
-	if !c.workersRunning() {
+	if !c.runsWorker(key) {
 		c.handOver.Add(key)
 		return
 	}
@@ -380,8 +422,9 @@ func (c *Controller) Push(repo *v1alpha1.GitRepository, push v1alpha1.PushRecord
 		push.Provider, push.Ref, delivery)
 }
 
-// Pushes reaching a replica whose workers are not running are handed to the
-// leading replica by a few goroutines, off the webhook's request, so a push
+// Pushes reaching a replica that does not run the GitRepository's worker
+// are handed to the replica that does (the leader, or its owner with
+// --share-work) by a few goroutines, off the webhook's request, so a push
 // fanning out to many GitRepositories is answered at once. The queue holds
 // each GitRepository once, however many pushes name it, so it is bounded by
 // the number of GitRepositories; a failed hand-over is retried a few times
@@ -408,9 +451,10 @@ func (c *Controller) handOverPushes(ctx context.Context) {
 	}
 }
 
-// handOverPush hands a push that reached a replica which does not lead to
-// the one that does, as a stored sync request (what kubectl create --raw
-// .../sync makes): the leader's informer sees it, lists the remote afresh
+// handOverPush hands a push that reached a replica which does not sync the
+// GitRepository to the one that does, as a stored sync request (what
+// kubectl create --raw .../sync makes): that replica's informer sees it,
+// lists the remote afresh
 // and syncs if there is something new (handedOverPush). The push shows as
 // status.lastSyncRequest rather than status.lastPush.
 // It returns an error worth retrying.
@@ -431,15 +475,34 @@ func (c *Controller) handOverPush(ctx context.Context, key string) error {
 		klog.V(2).InfoS("Not handing a push over", logKeyRepository, klog.KObj(repo), "reason", err.Error())
 		return nil
 	case err != nil:
-		klog.ErrorS(err, "Handing a push to the leading replica as a sync request", logKeyRepository, klog.KObj(repo))
+		klog.ErrorS(err, "Handing a push to the replica that syncs it, as a sync request", logKeyRepository, klog.KObj(repo))
 		return err
 	}
-	c.reconciler.Recorder.Event(repo, corev1.EventTypeNormal, "PushReceived", "push handed to the leading replica")
+	c.reconciler.Recorder.Event(repo, corev1.EventTypeNormal, "PushReceived", "push handed to the replica that syncs it")
 	return nil
 }
 
-// workersRunning reports whether this process runs the workers now: with
-// --leader-elect, whether it leads.
+// membersChanged: the live replicas changed, so ownership may move.
+func (c *Controller) membersChanged() {
+	c.mu.Lock()
+	owning := c.owning
+	c.mu.Unlock()
+	if owning != nil {
+		owning.settleAll()
+	}
+}
+
+// runsWorker reports whether this process runs key's worker now.
+func (c *Controller) runsWorker(key string) bool {
+	c.mu.Lock()
+	s := c.supervisor
+	c.mu.Unlock()
+	return s != nil && s.Has(key)
+}
+
+// workersRunning reports whether this process runs workers now: with
+// --leader-elect, whether it leads; with --share-work, whether it holds
+// its own Lease.
 func (c *Controller) workersRunning() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()

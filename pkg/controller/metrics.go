@@ -60,6 +60,10 @@ var (
 		Name: "alumiini_drift_corrected_total",
 		Help: "Drifted objects whose git state alumiini re-applied.",
 	})
+	ownershipMoves = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "alumiini_ownership_moves_total",
+		Help: "GitRepositories this replica claimed or released (--share-work), by move.",
+	}, []string{"move"})
 )
 
 // RegisterMetrics registers the controller's metrics with r, with c's
@@ -67,7 +71,7 @@ var (
 func RegisterMetrics(r prometheus.Registerer, c *Controller) error {
 	workers := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "alumiini_workers",
-		Help: "Workers running, one per GitRepository.",
+		Help: "Workers running, one per GitRepository this replica syncs (with --share-work, the ones it owns).",
 	}, func() float64 { return float64(c.workers()) })
 	leading := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "alumiini_controller_leading",
@@ -79,5 +83,5 @@ func RegisterMetrics(r prometheus.Registerer, c *Controller) error {
 		return 0
 	})
 	return metrics.Register(r, syncsTotal, syncDuration, objectsApplied, lastSync, ready, workerRestarts,
-		workerStalls, slotWait, driftDetected, driftCorrected, workers, leading)
+		workerStalls, slotWait, driftDetected, driftCorrected, ownershipMoves, workers, leading)
 }

@@ -100,6 +100,10 @@ type Reconciler struct {
 	Events EventSink
 	// Secrets reads spec.secretRef from watches; nil reads with a GET.
 	Secrets *secrets.Cache
+	// Owner, with --share-work, is this process's identity: it syncs and
+	// writes the status of only the GitRepositories whose status.owner
+	// names it.
+	Owner string
 	// drift watches what was applied; nil turns drift handling off.
 	drift *driftBook
 	// health runs the health waits of spec.wait.
@@ -128,6 +132,9 @@ func (r *Reconciler) Sync(ctx context.Context, key string) time.Duration {
 	}
 	if err != nil {
 		return 5 * time.Second
+	}
+	if r.Owner != "" && repo.Status.Owner != r.Owner {
+		return time.Hour // another replica's now; ownership stops this worker
 	}
 	interval := interval(repo)
 	if repo.DeletionTimestamp != nil {
@@ -1110,6 +1117,12 @@ func (r *Reconciler) writeStatusOf(ctx context.Context, repo *v1alpha1.GitReposi
 	// so the next sync applies it.
 	acted := repo.Generation
 	return current, retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		// The fence of --share-work: the write is conditional on the
+		// resourceVersion read, so it lands only while this process
+		// still owns the GitRepository.
+		if r.Owner != "" && current.Status.Owner != r.Owner {
+			return errNotOwner
+		}
 		mutate(&current.Status, acted)
 		updated, err := client.UpdateStatus(ctx, current, metav1.UpdateOptions{})
 		if apierrors.IsConflict(err) {
@@ -1169,6 +1182,9 @@ func (r *Reconciler) secretData(ctx context.Context, namespace, name string) (ma
 	}
 	return secret.Data, nil
 }
+
+// errNotOwner: another replica owns the GitRepository now (--share-work).
+var errNotOwner = errors.New("another replica owns this GitRepository now")
 
 type reasoned struct{ reason, message string }
 

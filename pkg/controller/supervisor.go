@@ -53,6 +53,10 @@ type worker struct {
 	stopped bool
 	crashes []time.Time
 	backoff time.Duration
+	// done counts this worker's goroutine (and a restart's), for StopAndWait.
+	done sync.WaitGroup
+	// quit, closed, ends the worker after the work in hand (StopAndWait).
+	quit chan struct{}
 }
 
 // NewSupervisor returns a supervisor whose workers stop when ctx ends.
@@ -82,7 +86,7 @@ func (s *Supervisor) Ensure(key string) {
 	if _, ok := s.workers[key]; ok {
 		return
 	}
-	w := &worker{key: key, trigger: make(chan struct{}, 1), backoff: s.opts.RestartBackoff}
+	w := &worker{key: key, trigger: make(chan struct{}, 1), quit: make(chan struct{}), backoff: s.opts.RestartBackoff}
 	s.workers[key] = w
 	s.start(w, 0)
 }
@@ -103,17 +107,42 @@ func (s *Supervisor) Trigger(key string) bool {
 	return true
 }
 
-// Stop ends key's worker.
+// Stop ends key's worker, cancelling the work in hand.
 func (s *Supervisor) Stop(key string) {
+	if w := s.remove(key); w != nil && w.cancel != nil {
+		w.cancel()
+	}
+}
+
+// StopAndWait ends key's worker once the work in hand is done (a sync is
+// never cut between its first and last write) and returns when it has: a
+// replica hands a GitRepository to another only after that.
+func (s *Supervisor) StopAndWait(key string) {
+	if w := s.remove(key); w != nil {
+		w.done.Wait()
+	}
+}
+
+// Has reports whether key has a worker.
+func (s *Supervisor) Has(key string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if w, ok := s.workers[key]; ok {
-		w.stopped = true
-		if w.cancel != nil {
-			w.cancel()
-		}
-		delete(s.workers, key)
+	_, ok := s.workers[key]
+	return ok
+}
+
+// remove forgets key's worker and tells it to quit after its work in hand.
+func (s *Supervisor) remove(key string) *worker {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	w, ok := s.workers[key]
+	if !ok {
+		return nil
 	}
+	w.stopped = true
+	close(w.quit)
+	delete(s.workers, key)
+	return w
 }
 
 // Len is the number of workers.
@@ -141,10 +170,12 @@ func (s *Supervisor) start(w *worker, delay time.Duration) {
 	ctx, cancel := context.WithCancel(s.ctx)
 	w.cancel = cancel
 	s.running.Add(1)
+	w.done.Add(1)
 	go func() {
-		// Deferred first, so it runs last: a crash restarts the worker
+		// Deferred first, so they run last: a crash restarts the worker
 		// (crashed → start → Add) while this goroutine still counts.
 		defer s.running.Done()
+		defer w.done.Done()
 		defer func() {
 			if r := recover(); r != nil {
 				s.crashed(w, fmt.Sprint(r), debug.Stack())
@@ -161,6 +192,8 @@ func (s *Supervisor) loop(ctx context.Context, w *worker, delay time.Duration) {
 		select {
 		case <-ctx.Done():
 			return
+		case <-w.quit:
+			return
 		case <-w.trigger:
 			if !timer.Stop() {
 				select {
@@ -170,7 +203,7 @@ func (s *Supervisor) loop(ctx context.Context, w *worker, delay time.Duration) {
 			}
 		case <-timer.C:
 		}
-		if ctx.Err() != nil { // both were ready; the end wins
+		if ctx.Err() != nil || isClosed(w.quit) { // both were ready; the end wins
 			return
 		}
 		next := s.work(ctx, w.key)
@@ -217,4 +250,13 @@ func (s *Supervisor) crashed(w *worker, message string, stack []byte) {
 		}
 	}
 	s.start(w, delay)
+}
+
+func isClosed(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
 }

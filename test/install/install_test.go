@@ -167,6 +167,8 @@ subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: vi}]
 	}{
 		{"ed", "create", "gitrepositories.alumiini.false.systems", "", "yes"},
 		{"ed", "create", "gitrepositories.alumiini.false.systems", "sync", "yes"},
+		// The status is alumiini's: status.owner decides which replica syncs.
+		{"ed", "update", "gitrepositories.alumiini.false.systems", "status", "no"},
 		{"vi", "get", "gitrepositories.alumiini.false.systems", "", "yes"},
 		{"vi", "get", "gitrepositories.alumiini.false.systems", "status", "yes"},
 		{"vi", "create", "gitrepositories.alumiini.false.systems", "", "no"},

@@ -32,63 +32,18 @@ import (
 // CA in the APIService's caBundle) and applies the rest of the overlay.
 func TestTwoReplicasOverAnExternalEtcd(t *testing.T) {
 	ctx := context.Background()
-	root := localcluster.RepoRoot()
 	dir := t.TempDir()
 	etcd, err := cluster.StartExternalEtcd(ctx, filepath.Join(dir, "etcd"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer etcd.Stop()
-
-	overlay := kubectl(t, "", "kustomize", filepath.Join(root, "artifacts/overlays/external-etcd"))
-	var kept []string
-	for _, doc := range strings.Split(overlay, "\n---\n") {
-		if !strings.Contains(doc, "apiVersion: cert-manager.io/") {
-			kept = append(kept, doc)
-		}
-	}
-	manifest := strings.Join(kept, "\n---\n")
-	kubectl(t, "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: alumiini-system\n", "apply", "-f", "-")
-	// Moving from the base to this overlay, as a user would: the StatefulSet
-	// loses its volumeClaimTemplates, which only a new StatefulSet can.
-	kubectl(t, "", "delete", "statefulset,service", "alumiini", "-n", "alumiini-system", "--ignore-not-found")
-	kubectl(t, "", "delete", "apiservice", "v1alpha1.alumiini.false.systems", "--ignore-not-found")
-	kubectl(t, manifest, "apply", "--server-side", "--dry-run=server", "-f", "-")
-	kubectl(t, manifest, "apply", "--server-side", "-f", "-")
-
-	// What cert-manager would do: one serving certificate for every replica,
-	// for the names the overlay's Certificate asks for.
-	ca, err := localcluster.NewCertificateAuthority(filepath.Join(dir, "pki"), "serving-ca")
-	if err != nil {
-		t.Fatal(err)
-	}
-	names := certificateNames(t, overlay, "alumiini-serving-cert")
-	serving, err := ca.Issue("serving", names[0], append(names, "localhost"), []net.IP{net.ParseIP("127.0.0.1")}, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caPEM, err := os.ReadFile(ca.CertFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	replica := func(name string, port int) (*process, int) {
-		state := filepath.Join(dir, name)
-		webhookPort := freePort(t)
-		p := startAsThePod(t, manifest, name, map[string]string{
-			"--secure-port": strconv.Itoa(port), "--bind-address": "127.0.0.1",
-			"--git-cache-dir": filepath.Join(state, "git"),
-			"--tls-cert-file": serving.CertFile, "--tls-private-key-file": serving.KeyFile,
-			"--etcd-servers": etcd.URL, "--etcd-cafile": etcd.CAFile, "--etcd-certfile": etcd.CertFile, "--etcd-keyfile": etcd.KeyFile,
-			"--webhook-bind-address": "127.0.0.1:" + strconv.Itoa(webhookPort), "--metrics-bind-address": "127.0.0.1:0",
-		})
-		return p, webhookPort
-	}
-	first, _ := replica("alumiini-0", freePort(t))
+	caPEM, replica := applyReplicaOverlay(t, "external-etcd", dir, etcd)
+	first, _ := replica("alumiini-0", freePort(t), nil)
 	defer first.stop()
 	waitForLeader(t, first)
 	port := freePort(t)
-	second, secondWebhook := replica("alumiini-1", port)
+	second, secondWebhook := replica("alumiini-1", port, nil)
 	defer second.stop()
 	defer func() {
 		if t.Failed() {
@@ -176,7 +131,7 @@ spec:
 	}
 	events := kubectl(t, "", "get", "events", "-n", "ha", "--field-selector", "involvedObject.name=app,reason=PushReceived",
 		"-o", "jsonpath={.items[*].message}")
-	if !strings.Contains(events, "handed to the leading replica") {
+	if !strings.Contains(events, "handed to the replica that syncs it") {
 		t.Errorf("no PushReceived Event says the push was handed over: %q", events)
 	}
 
@@ -191,6 +146,68 @@ spec:
 		t.Fatalf("a sync request after the leader died: %v %s", err, out)
 	}
 	waitForValue(t, "three", second)
+}
+
+// replicaStarter starts one replica as its pod would, on a port of its own,
+// with extra flags; it returns the process and its webhook port.
+type replicaStarter func(name string, port int, extra map[string]string) (*process, int)
+
+// applyReplicaOverlay applies artifacts/overlays/overlay over an external
+// etcd as a user moving from the base would, and does what cert-manager
+// and its CA injector would: one CA-signed serving certificate for every
+// replica, for the names the overlay's Certificate asks for. It returns the
+// CA and how to start a replica.
+// With etcd nil, the replicas run their embedded etcd (extra flags say how).
+func applyReplicaOverlay(t *testing.T, overlay, dir string, etcd *localcluster.ExternalEtcd) ([]byte, replicaStarter) {
+	t.Helper()
+	rendered := kubectl(t, "", "kustomize", filepath.Join(localcluster.RepoRoot(), "artifacts/overlays", overlay))
+	var kept []string
+	for _, doc := range strings.Split(rendered, "\n---\n") {
+		if !strings.Contains(doc, "apiVersion: cert-manager.io/") {
+			kept = append(kept, doc)
+		}
+	}
+	manifest := strings.Join(kept, "\n---\n")
+	kubectl(t, "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: alumiini-system\n", "apply", "-f", "-")
+	// Moving from the base to this overlay, as a user would: the StatefulSet
+	// loses its volumeClaimTemplates, which only a new StatefulSet can.
+	kubectl(t, "", "delete", "statefulset,service", "alumiini", "-n", "alumiini-system", "--ignore-not-found")
+	kubectl(t, "", "delete", "apiservice", "v1alpha1.alumiini.false.systems", "--ignore-not-found")
+	kubectl(t, manifest, "apply", "--server-side", "--dry-run=server", "-f", "-")
+	kubectl(t, manifest, "apply", "--server-side", "-f", "-")
+
+	ca, err := localcluster.NewCertificateAuthority(filepath.Join(dir, "pki"), "serving-ca")
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := certificateNames(t, rendered, "alumiini-serving-cert")
+	serving, err := ca.Issue("serving", names[0], append(names, "localhost"), []net.IP{net.ParseIP("127.0.0.1")}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caPEM, err := os.ReadFile(ca.CertFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := func(name string, port int, extra map[string]string) (*process, int) {
+		state := filepath.Join(dir, name)
+		webhookPort := freePort(t)
+		flags := map[string]string{
+			"--secure-port": strconv.Itoa(port), "--bind-address": "127.0.0.1",
+			"--git-cache-dir": filepath.Join(state, "git"),
+			"--tls-cert-file": serving.CertFile, "--tls-private-key-file": serving.KeyFile,
+			"--webhook-bind-address": "127.0.0.1:" + strconv.Itoa(webhookPort), "--metrics-bind-address": "127.0.0.1:0",
+		}
+		if etcd != nil {
+			flags["--etcd-servers"], flags["--etcd-cafile"] = etcd.URL, etcd.CAFile
+			flags["--etcd-certfile"], flags["--etcd-keyfile"] = etcd.CertFile, etcd.KeyFile
+		}
+		for k, v := range extra {
+			flags[k] = v
+		}
+		return startAsThePod(t, manifest, name, flags), webhookPort
+	}
+	return caPEM, start
 }
 
 const leadingLine = "Leading: this replica runs the workers"

@@ -133,6 +133,7 @@ type GitRepositoryStatus struct {
 	LastPush            *PushRecord
 	Drift               *DriftStatus
 	Rollout             *RolloutStatus
+	Owner               string
 }
 
 // RolloutStatus is what alumiini last saw of the Rollout of spec.rolloutRef.

@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/apiserver/pkg/server/healthz"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	componentbaseconfig "k8s.io/component-base/config"
@@ -25,6 +26,7 @@ import (
 	"github.com/falsesystems/alumiini/pkg/controller"
 	"github.com/falsesystems/alumiini/pkg/git"
 	"github.com/falsesystems/alumiini/pkg/kustomizeproc"
+	"github.com/falsesystems/alumiini/pkg/membership"
 	"github.com/falsesystems/alumiini/pkg/webhook"
 )
 
@@ -58,6 +60,12 @@ type ControllerOptions struct {
 	// LeaderElection lets replicas share one storage with one running the
 	// workers.
 	LeaderElection componentbaseconfig.LeaderElectionConfiguration
+	// ShareWork splits the GitRepositories between the live replicas, each
+	// holding a Lease of its own (the --leader-elect-* timings apply).
+	ShareWork bool
+	// ReplicaName names this replica's Lease and is what GitRepositories
+	// are hashed over; empty: the host name (a StatefulSet's pod name).
+	ReplicaName string
 	// CDEventsSinkURL is where CDEvents go; empty: nowhere.
 	CDEventsSinkURL string
 }
@@ -120,6 +128,11 @@ func (o *ControllerOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&o.Kustomize.Concurrent, "max-concurrent-kustomize-builds", o.Kustomize.Concurrent, "Kustomize builds running at once, across all GitRepositories.")
 	fs.IntVar(&o.MaxObjects, "max-objects", o.MaxObjects, "Most objects one GitRepository may apply; a commit with more fails before anything is applied.")
 	componentbaseoptions.BindLeaderElectionFlags(&o.LeaderElection, fs)
+	fs.BoolVar(&o.ShareWork, "share-work", o.ShareWork,
+		"Replicas over one etcd split the GitRepositories between them: each holds a Lease of its own in "+
+			"--leader-elect-resource-namespace and syncs the GitRepositories that hash to it (needs --etcd-servers; not with --leader-elect).")
+	fs.StringVar(&o.ReplicaName, "replica-name", o.ReplicaName,
+		"This replica's name with --share-work, stable across restarts so it takes its share back (empty: the host name).")
 	fs.StringVar(&o.CDEventsSinkURL, "cdevents-sink-url", o.CDEventsSinkURL,
 		"http(s) URL CDEvents (service deployed, upgraded, removed, rolled back; drift) are posted to as CloudEvents, "+
 			"from a bounded queue off the syncs' path. Empty: none are sent.")
@@ -158,9 +171,17 @@ func (o *ControllerOptions) Validate() []error {
 	if o.MaxConcurrentFetchesPerNamespace < 0 {
 		errs = append(errs, fmt.Errorf("--max-concurrent-fetches-per-namespace must not be negative, got %d", o.MaxConcurrentFetchesPerNamespace))
 	}
-	if o.LeaderElection.LeaderElect {
+	if o.LeaderElection.LeaderElect || o.ShareWork {
 		for _, e := range componentbasevalidation.ValidateLeaderElectionConfiguration(&o.LeaderElection, field.NewPath("leaderElection")) {
 			errs = append(errs, fmt.Errorf("--leader-elect: %s", e.Error()))
+		}
+	}
+	if o.LeaderElection.LeaderElect && o.ShareWork {
+		errs = append(errs, fmt.Errorf("--share-work and --leader-elect exclude each other: one splits the work, the other gives it all to one replica"))
+	}
+	if name := o.ReplicaName; name != "" {
+		for _, msg := range validation.IsDNS1123Subdomain(membership.LeasePrefix + name) {
+			errs = append(errs, fmt.Errorf("--replica-name %q: %s", name, msg))
 		}
 	}
 	if name := o.DefaultServiceAccount; name != "" {
@@ -252,8 +273,14 @@ func (o *Options) newController(hook genericPostStartHookContext, target *rest.C
 		}
 	}
 	var elect func(context.Context, func(context.Context) error) error
-	if co.LeaderElection.LeaderElect {
-		if elect, err = elector(co.LeaderElection, target); err != nil {
+	var share *controller.Share
+	switch {
+	case co.LeaderElection.LeaderElect:
+		if elect, _, err = elector(co.LeaderElection, "", target); err != nil {
+			return nil, err
+		}
+	case co.ShareWork:
+		if elect, share, err = co.sharer(target); err != nil {
 			return nil, err
 		}
 	}
@@ -270,6 +297,7 @@ func (o *Options) newController(hook genericPostStartHookContext, target *rest.C
 		URLKey:                           webhook.MatchKey,
 		Events:                           events,
 		Elect:                            elect,
+		Share:                            share,
 	})
 	if err != nil {
 		return nil, err
@@ -281,4 +309,30 @@ func (o *Options) newController(hook genericPostStartHookContext, target *rest.C
 		return nil, fmt.Errorf("registering the git metrics: %w", err)
 	}
 	return c, nil
+}
+
+// sharer is --share-work: this replica holds the Lease alumiini-replica-NAME
+// as the leader election of its own, and runs workers for its share while
+// it does.
+func (co ControllerOptions) sharer(target *rest.Config) (func(context.Context, func(context.Context) error) error, *controller.Share, error) {
+	name := co.ReplicaName
+	if name == "" {
+		host, err := os.Hostname()
+		if err != nil {
+			return nil, nil, fmt.Errorf("naming this replica (--replica-name): %w", err)
+		}
+		name = host
+	}
+	le := co.LeaderElection
+	le.ResourceName = membership.LeasePrefix + name
+	elect, identity, err := elector(le, name, target)
+	if err != nil {
+		return nil, nil, err
+	}
+	kube, err := kubernetes.NewForConfig(target)
+	if err != nil {
+		return nil, nil, fmt.Errorf("building the client of the replicas' Leases: %w", err)
+	}
+	view := membership.NewView(kube, le.ResourceNamespace, le.LeaseDuration.Duration)
+	return elect, &controller.Share{View: view, Name: name, Identity: identity, Recheck: le.RetryPeriod.Duration}, nil
 }

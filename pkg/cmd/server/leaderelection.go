@@ -31,20 +31,24 @@ func newLeaderElection() componentbaseconfig.LeaderElectionConfiguration {
 	}
 }
 
-// elector returns the controller's Config.Elect for --leader-elect: it
-// campaigns for the Lease in the target cluster, runs lead while it holds
-// it, and campaigns again after losing it, once lead has returned (its
-// workers stopped), until ctx ends.
-func elector(le componentbaseconfig.LeaderElectionConfiguration, target *rest.Config) (func(context.Context, func(context.Context) error) error, error) {
-	host, err := os.Hostname()
-	if err != nil {
-		return nil, fmt.Errorf("naming this replica for leader election: %w", err)
+// elector returns the controller's Config.Elect for --leader-elect (and,
+// on a Lease of its own, for --share-work): it campaigns for the Lease in
+// the target cluster, runs lead while it holds it, and campaigns again after
+// losing it, once lead has returned (its workers stopped), until ctx ends.
+// The identity is name (the host name if empty) and a per-process id.
+func elector(le componentbaseconfig.LeaderElectionConfiguration, name string, target *rest.Config) (func(context.Context, func(context.Context) error) error, string, error) {
+	if name == "" {
+		host, err := os.Hostname()
+		if err != nil {
+			return nil, "", fmt.Errorf("naming this replica for leader election: %w", err)
+		}
+		name = host
 	}
-	identity := host + "_" + string(uuid.NewUUID())
+	identity := name + "_" + string(uuid.NewUUID())
 	lock, err := resourcelock.NewFromKubeconfig(le.ResourceLock, le.ResourceNamespace, le.ResourceName,
 		resourcelock.ResourceLockConfig{Identity: identity}, rest.CopyConfig(target), le.RenewDeadline.Duration)
 	if err != nil {
-		return nil, fmt.Errorf("the leader election lock %s/%s: %w", le.ResourceNamespace, le.ResourceName, err)
+		return nil, "", fmt.Errorf("the leader election lock %s/%s: %w", le.ResourceNamespace, le.ResourceName, err)
 	}
 	c := campaigner{config: le, lock: lock, identity: identity}
 	return func(ctx context.Context, lead func(context.Context) error) error {
@@ -54,7 +58,7 @@ func elector(le componentbaseconfig.LeaderElectionConfiguration, target *rest.Co
 			}
 		}
 		return nil
-	}, nil
+	}, identity, nil
 }
 
 type campaigner struct {

@@ -772,6 +772,13 @@ func schema_pkg_apis_alumiini_v1alpha1_GitRepositoryStatus(ref common.ReferenceC
 							Ref:         ref(v1alpha1.RolloutStatus{}.OpenAPIModelName()),
 						},
 					},
+					"owner": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Owner is the replica process (its --replica-name, then a per-process id) that syncs this GitRepository when replicas share the work (--share-work). A replica claims it here before it syncs, and clears it once its worker has stopped, so that two never sync it at once.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
 				},
 			},
 		},

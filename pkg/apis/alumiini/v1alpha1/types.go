@@ -354,6 +354,12 @@ type GitRepositoryStatus struct {
 	// Rollout is what alumiini last saw of the Rollout of spec.rolloutRef.
 	// +optional
 	Rollout *RolloutStatus `json:"rollout,omitempty"`
+	// Owner is the replica process (its --replica-name, then a per-process
+	// id) that syncs this GitRepository when replicas share the work
+	// (--share-work). A replica claims it here before it syncs, and clears
+	// it once its worker has stopped, so that two never sync it at once.
+	// +optional
+	Owner string `json:"owner,omitempty"`
 }
 
 // PushRecord is a push webhook as received.

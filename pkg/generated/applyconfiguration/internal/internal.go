@@ -269,6 +269,9 @@ var schemaYAML = typed.YAMLObject(`types:
     - name: observedGeneration
       type:
         scalar: numeric
+    - name: owner
+      type:
+        scalar: string
     - name: pendingSyncRequest
       type:
         namedType: com.github.falsesystems.alumiini.pkg.apis.alumiini.v1alpha1.SyncRequestRecord

@@ -63,6 +63,11 @@ type GitRepositoryStatusApplyConfiguration struct {
 	Drift *DriftStatusApplyConfiguration `json:"drift,omitempty"`
 	// Rollout is what alumiini last saw of the Rollout of spec.rolloutRef.
 	Rollout *RolloutStatusApplyConfiguration `json:"rollout,omitempty"`
+	// Owner is the replica process (its --replica-name, then a per-process
+	// id) that syncs this GitRepository when replicas share the work
+	// (--share-work). A replica claims it here before it syncs, and clears
+	// it once its worker has stopped, so that two never sync it at once.
+	Owner *string `json:"owner,omitempty"`
 }
 
 // GitRepositoryStatusApplyConfiguration constructs a declarative configuration of the GitRepositoryStatus type for use with
@@ -185,5 +190,13 @@ func (b *GitRepositoryStatusApplyConfiguration) WithDrift(value *DriftStatusAppl
 // If called multiple times, the Rollout field is set to the value of the last call.
 func (b *GitRepositoryStatusApplyConfiguration) WithRollout(value *RolloutStatusApplyConfiguration) *GitRepositoryStatusApplyConfiguration {
 	b.Rollout = value
+	return b
+}
+
+// WithOwner sets the Owner field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the Owner field is set to the value of the last call.
+func (b *GitRepositoryStatusApplyConfiguration) WithOwner(value string) *GitRepositoryStatusApplyConfiguration {
+	b.Owner = &value
 	return b
 }
