@@ -52,6 +52,8 @@ type Options struct {
 	EtcdDataDir string
 	// EtcdUnsafeNoFsync skips fsync in the embedded etcd; for tests only.
 	EtcdUnsafeNoFsync bool
+	// EtcdCluster makes the embedded etcd one member of several.
+	EtcdCluster EtcdClusterOptions
 
 	// Controller configures the controller that syncs GitRepositories.
 	Controller ControllerOptions
@@ -82,6 +84,7 @@ func NewOptions(out, errOut io.Writer) *Options {
 			apiserver.Codecs.LegacyCodec(v1alpha1.SchemeGroupVersion),
 		),
 		EtcdDataDir: DefaultEtcdDataDir,
+		EtcdCluster: newEtcdClusterOptions(),
 		Controller:  newControllerOptions(),
 		Webhook:     newWebhookOptions(),
 		Logs:        logsapi.NewLoggingConfiguration(),
@@ -157,6 +160,7 @@ func (o *Options) Flags() cliflag.NamedFlagSets {
 	storage.BoolVar(&o.EtcdUnsafeNoFsync, "etcd-unsafe-no-fsync", o.EtcdUnsafeNoFsync,
 		"Do not fsync the embedded etcd's writes. For tests only: a crash may lose data.")
 	_ = storage.MarkHidden("etcd-unsafe-no-fsync")
+	o.EtcdCluster.AddFlags(storage)
 
 	o.Controller.AddFlags(sets.FlagSet("controller"))
 	o.Webhook.AddFlags(sets.FlagSet("webhooks"))
@@ -217,12 +221,17 @@ func (o *Options) Validate(args []string) error {
 		errs = append(errs, fmt.Errorf("alumiini takes no arguments, got %q", args))
 	}
 	etcd := o.RecommendedOptions.Etcd
+	errs = append(errs, o.EtcdCluster.Validate(!o.embeddedEtcd())...)
 	if o.embeddedEtcd() {
 		if o.EtcdDataDir == "" {
 			errs = append(errs, fmt.Errorf("--etcd-data-dir must not be empty when --etcd-servers is not given"))
 		}
-		if o.Controller.LeaderElection.LeaderElect {
-			errs = append(errs, fmt.Errorf("--leader-elect needs --etcd-servers: replicas over the embedded etcd would each keep a store of their own"))
+		const alone = "needs --etcd-servers or --etcd-cluster-size: replicas over a single-member embedded etcd would each keep a store of their own"
+		if o.Controller.LeaderElection.LeaderElect && !o.EtcdCluster.clustered() {
+			errs = append(errs, fmt.Errorf("--leader-elect %s", alone))
+		}
+		if o.Controller.ShareWork && !o.EtcdCluster.clustered() {
+			errs = append(errs, fmt.Errorf("--share-work %s", alone))
 		}
 		etcd.StorageConfig.Transport.ServerList = []string{"embedded"}
 		defer func() { etcd.StorageConfig.Transport.ServerList = nil }()
@@ -248,7 +257,12 @@ func (o *Options) Config(ctx context.Context) (*apiserver.Config, error) {
 
 	var stopStorage func()
 	if o.embeddedEtcd() {
-		etcd, err := embeddedetcd.Start(ctx, embeddedetcd.Config{DataDir: o.EtcdDataDir, UnsafeNoFsync: o.EtcdUnsafeNoFsync})
+		cluster, err := o.EtcdCluster.cluster()
+		if err != nil {
+			return nil, err
+		}
+		etcd, err := embeddedetcd.Start(ctx, embeddedetcd.Config{DataDir: o.EtcdDataDir, UnsafeNoFsync: o.EtcdUnsafeNoFsync,
+			Cluster: cluster})
 		if err != nil {
 			return nil, err
 		}

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"sync"
@@ -27,6 +28,9 @@ type Config struct {
 	StartTimeout time.Duration
 	// UnsafeNoFsync skips fsync, for tests only: a crash may lose writes.
 	UnsafeNoFsync bool
+	// Cluster, when set, makes this etcd one member of several; nil: a
+	// single member on loopback.
+	Cluster *Cluster
 }
 
 // Server is a running embedded etcd.
@@ -49,6 +53,11 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	if cfg.StartTimeout == 0 {
 		cfg.StartTimeout = time.Minute
+		if cfg.Cluster != nil {
+			// A new cluster is ready once a quorum of members runs, and
+			// their pods may be scheduled minutes apart.
+			cfg.StartTimeout = 5 * time.Minute
+		}
 	}
 
 	ecfg := embed.NewConfig()
@@ -60,18 +69,25 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	// Port 0: the kernel picks free ports, so several alumiini processes (tests,
 	// a dev server) never collide. Peers are never dialled in a single-member cluster.
 	loopback := url.URL{Scheme: "https", Host: "127.0.0.1:0"}
-	creds, err := newCredentials()
+	creds, err := credentialsFor(cfg.Cluster)
 	if err != nil {
 		return nil, err
 	}
 	serving := transport.TLSInfo{CertFile: creds.server.CertFile, KeyFile: creds.server.KeyFile,
 		TrustedCAFile: creds.server.CAFile, ClientCertAuth: true}
 	ecfg.ClientTLSInfo, ecfg.PeerTLSInfo = serving, serving
-	ecfg.ListenClientUrls = []url.URL{loopback}
-	ecfg.AdvertiseClientUrls = []url.URL{loopback}
-	ecfg.ListenPeerUrls = []url.URL{loopback}
-	ecfg.AdvertisePeerUrls = []url.URL{loopback}
-	ecfg.InitialCluster = ecfg.InitialClusterFromName(ecfg.Name)
+	if cfg.Cluster != nil {
+		if err := cfg.Cluster.configure(ctx, ecfg, creds); err != nil {
+			creds.remove()
+			return nil, err
+		}
+	} else {
+		ecfg.ListenClientUrls = []url.URL{loopback}
+		ecfg.AdvertiseClientUrls = []url.URL{loopback}
+		ecfg.ListenPeerUrls = []url.URL{loopback}
+		ecfg.AdvertisePeerUrls = []url.URL{loopback}
+		ecfg.InitialCluster = ecfg.InitialClusterFromName(ecfg.Name)
+	}
 	// No client-facing metrics listener or v2 gateway: only loopback gRPC.
 	ecfg.ListenMetricsUrls = nil
 
@@ -104,7 +120,10 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	started = true
 	s := &Server{etcd: e, closing: closing, credentials: creds}
 	for _, l := range e.Clients {
-		s.clientURLs = append(s.clientURLs, "https://"+l.Addr().String())
+		// This replica's API server uses the loopback listener only.
+		if addr, ok := l.Addr().(*net.TCPAddr); ok && addr.IP.IsLoopback() {
+			s.clientURLs = append(s.clientURLs, "https://"+l.Addr().String())
+		}
 	}
 	go func() {
 		// etcd reports fatal errors of its listeners here after start-up.
@@ -131,4 +150,15 @@ func (s *Server) Close() {
 		<-s.etcd.Server.StopNotify()
 		s.credentials.remove()
 	})
+}
+
+func credentialsFor(cluster *Cluster) (*credentials, error) {
+	if cluster == nil {
+		return newCredentials()
+	}
+	if err := cluster.validate(); err != nil {
+		return nil, err
+	}
+	dns, ips := cluster.hosts()
+	return newClusterCredentials(cluster.CAFile, cluster.CAKeyFile, dns, ips)
 }

@@ -1,9 +1,11 @@
 package embeddedetcd
 
 import (
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -33,13 +35,82 @@ type credentials struct {
 	client TLSFiles // the API server's client certificate
 }
 
+// newCredentials makes a CA of its own and, from it, etcd's certificate
+// for loopback and the API server's client certificate.
 func newCredentials() (*credentials, error) {
+	return makeCredentials(nil, nil, nil)
+}
+
+// newClusterCredentials issues this member's certificates from the
+// cluster's CA (files), for dns and ips, so peers and other members'
+// clients accept it.
+func newClusterCredentials(caCertFile, caKeyFile string, dns []string, ips []net.IP) (*credentials, error) {
+	ca, err := loadAuthority(caCertFile, caKeyFile)
+	if err != nil {
+		return nil, err
+	}
+	return makeCredentials(ca, dns, ips)
+}
+
+type authority struct {
+	cert *x509.Certificate
+	key  crypto.Signer
+	pem  []byte
+}
+
+func loadAuthority(certFile, keyFile string) (*authority, error) {
+	pair, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("the etcd members' CA (%s, %s): %w", certFile, keyFile, err)
+	}
+	cert, err := x509.ParseCertificate(pair.Certificate[0])
+	if err != nil {
+		return nil, fmt.Errorf("the etcd members' CA %s: %w", certFile, err)
+	}
+	key, ok := pair.PrivateKey.(crypto.Signer)
+	if !ok || !cert.IsCA {
+		return nil, fmt.Errorf("the etcd members' CA %s is not a CA certificate with a signing key", certFile)
+	}
+	data, err := os.ReadFile(certFile)
+	if err != nil {
+		return nil, err
+	}
+	return &authority{cert: cert, key: key, pem: data}, nil
+}
+
+func selfMadeAuthority() (*authority, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	tmpl := template("alumiini-embedded-etcd-ca")
+	tmpl.IsCA = true
+	tmpl.BasicConstraintsValid = true
+	tmpl.KeyUsage = x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return nil, err
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, err
+	}
+	return &authority{cert: cert, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}, nil
+}
+
+func makeCredentials(ca *authority, dns []string, ips []net.IP) (*credentials, error) {
 	dir, err := os.MkdirTemp("", "alumiini-etcd-tls-")
 	if err != nil {
 		return nil, fmt.Errorf("creating a directory for etcd's certificates: %w", err)
 	}
 	c := &credentials{dir: dir}
-	if err := c.write(); err != nil {
+	if ca == nil {
+		ca, err = selfMadeAuthority()
+	}
+	if err == nil {
+		err = c.write(ca, dns, ips)
+	}
+	if err != nil {
 		c.remove()
 		return nil, fmt.Errorf("creating etcd's certificates: %w", err)
 	}
@@ -48,46 +119,31 @@ func newCredentials() (*credentials, error) {
 
 func (c *credentials) remove() { _ = os.RemoveAll(c.dir) }
 
-func (c *credentials) write() error {
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return err
-	}
-	caTemplate := template("alumiini-embedded-etcd-ca")
-	caTemplate.IsCA = true
-	caTemplate.BasicConstraintsValid = true
-	caTemplate.KeyUsage = x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature
-	caDER, err := x509.CreateCertificate(rand.Reader, caTemplate, caTemplate, &caKey.PublicKey, caKey)
-	if err != nil {
-		return err
-	}
-	caCert, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		return err
-	}
+func (c *credentials) write(ca *authority, dns []string, ips []net.IP) error {
 	caFile := filepath.Join(c.dir, "ca.crt")
-	if err := writePEM(caFile, "CERTIFICATE", caDER); err != nil {
+	if err := os.WriteFile(caFile, ca.pem, 0o600); err != nil {
 		return err
 	}
-	// etcd's certificate serves clients and also authenticates it to itself as
-	// a peer, so it carries both usages.
+	// etcd's certificate serves clients and also authenticates it as a
+	// peer (to itself, or to the other members), so it carries both usages.
 	server := template("alumiini-embedded-etcd")
-	server.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1)}
-	server.DNSNames = []string{"localhost"}
+	server.IPAddresses = append([]net.IP{net.IPv4(127, 0, 0, 1)}, ips...)
+	server.DNSNames = append([]string{"localhost"}, dns...)
 	server.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
-	if c.server, err = c.issue("server", server, caCert, caKey); err != nil {
+	var err error
+	if c.server, err = c.issue("server", server, ca.cert, ca.key); err != nil {
 		return err
 	}
 	client := template("alumiini-apiserver")
 	client.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
-	if c.client, err = c.issue("client", client, caCert, caKey); err != nil {
+	if c.client, err = c.issue("client", client, ca.cert, ca.key); err != nil {
 		return err
 	}
 	c.server.CAFile, c.client.CAFile = caFile, caFile
 	return nil
 }
 
-func (c *credentials) issue(name string, tmpl, ca *x509.Certificate, caKey *ecdsa.PrivateKey) (TLSFiles, error) {
+func (c *credentials) issue(name string, tmpl, ca *x509.Certificate, caKey crypto.Signer) (TLSFiles, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return TLSFiles{}, err
@@ -121,4 +177,13 @@ func template(commonName string) *x509.Certificate {
 
 func writePEM(file, blockType string, der []byte) error {
 	return os.WriteFile(file, pem.EncodeToMemory(&pem.Block{Type: blockType, Bytes: der}), 0o600)
+}
+
+// marshalKey encodes an EC key as a PEM body (what tests write as a CA Secret).
+func marshalKey(key crypto.Signer) ([]byte, error) {
+	ec, ok := key.(*ecdsa.PrivateKey)
+	if !ok {
+		return nil, fmt.Errorf("not an EC key")
+	}
+	return x509.MarshalECPrivateKey(ec)
 }

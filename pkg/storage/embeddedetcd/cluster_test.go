@@ -1,0 +1,173 @@
+package embeddedetcd
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+)
+
+// freeAddr is a loopback address nothing listens on now.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// testCA writes a CA's certificate and key files, as the Secret would hold.
+func testCA(t *testing.T) (certFile, keyFile string) {
+	t.Helper()
+	ca, err := selfMadeAuthority()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "ca.crt"), filepath.Join(dir, "ca.key")
+	if err := os.WriteFile(certFile, ca.pem, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	key, err := marshalKey(ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := writePEM(keyFile, "EC PRIVATE KEY", key); err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile
+}
+
+type testMembers struct {
+	t                 *testing.T
+	members           map[string]MemberURLs
+	listen            map[string][2]string
+	dirs              map[string]string
+	caFile, caKeyFile string
+}
+
+func newTestMembers(t *testing.T, n int) *testMembers {
+	m := &testMembers{t: t, members: map[string]MemberURLs{}, listen: map[string][2]string{}, dirs: map[string]string{}}
+	m.caFile, m.caKeyFile = testCA(t)
+	for i := range n {
+		name := fmt.Sprintf("alumiini-%d", i)
+		peer, client := freeAddr(t), freeAddr(t)
+		m.members[name] = MemberURLs{Peer: "https://" + peer, Client: "https://" + client}
+		m.listen[name] = [2]string{peer, client}
+		m.dirs[name] = t.TempDir()
+	}
+	return m
+}
+
+func (m *testMembers) start(ctx context.Context, name string) (*Server, error) {
+	return Start(ctx, Config{DataDir: m.dirs[name], UnsafeNoFsync: true, StartTimeout: time.Minute, Cluster: &Cluster{
+		Name: name, Members: m.members, ListenPeer: m.listen[name][0], ListenClient: m.listen[name][1],
+		CAFile: m.caFile, CAKeyFile: m.caKeyFile}})
+}
+
+// TestThreeMembersKeepServingAndRejoin: three members started at once form
+// one cluster; what one writes the others read; with one stopped the others
+// still write; it restarts on its data and rejoins; with its data lost it
+// is removed and added anew by itself, and catches up.
+func TestThreeMembersKeepServingAndRejoin(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	m := newTestMembers(t, 3)
+	servers := map[string]*Server{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for name := range m.members {
+		wg.Go(func() {
+			s, err := m.start(ctx, name)
+			if err != nil {
+				t.Errorf("starting %s: %v", name, err)
+				return
+			}
+			mu.Lock()
+			servers[name] = s
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	defer func() {
+		for _, s := range servers {
+			s.Close()
+		}
+	}()
+	put := func(name, key, value string) {
+		t.Helper()
+		c := client(t, servers[name])
+		defer c.Close()
+		if _, err := c.Put(ctx, key, value); err != nil {
+			t.Fatalf("put through %s: %v", name, err)
+		}
+	}
+	get := func(name, key string) string {
+		t.Helper()
+		c := client(t, servers[name])
+		defer c.Close()
+		resp, err := c.Get(ctx, key) // linearizable: through the leader
+		if err != nil {
+			t.Fatalf("get through %s: %v", name, err)
+		}
+		if len(resp.Kvs) == 0 {
+			return ""
+		}
+		return string(resp.Kvs[0].Value)
+	}
+	put("alumiini-0", "/k", "one")
+	if got := get("alumiini-2", "/k"); got != "one" {
+		t.Fatalf("alumiini-2 reads %q, want what alumiini-0 wrote", got)
+	}
+
+	servers["alumiini-2"].Close()
+	delete(servers, "alumiini-2")
+	put("alumiini-1", "/k", "two") // two of three: a quorum
+	restarted, err := m.start(ctx, "alumiini-2")
+	if err != nil {
+		t.Fatalf("restarting alumiini-2 on its data: %v", err)
+	}
+	servers["alumiini-2"] = restarted
+	if got := get("alumiini-2", "/k"); got != "two" {
+		t.Fatalf("alumiini-2 rejoined reads %q, want two", got)
+	}
+
+	// Its volume is lost.
+	servers["alumiini-2"].Close()
+	delete(servers, "alumiini-2")
+	if err := os.RemoveAll(m.dirs["alumiini-2"]); err != nil {
+		t.Fatal(err)
+	}
+	put("alumiini-0", "/k", "three")
+	fresh, err := m.start(ctx, "alumiini-2")
+	if err != nil {
+		t.Fatalf("starting alumiini-2 without its data: %v", err)
+	}
+	servers["alumiini-2"] = fresh
+	if got := get("alumiini-2", "/k"); got != "three" {
+		t.Fatalf("alumiini-2 re-added reads %q, want three", got)
+	}
+	c := client(t, servers["alumiini-0"])
+	defer c.Close()
+	list, err := c.MemberList(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list.Members) != 3 {
+		t.Errorf("%d members after the re-add, want 3: %v", len(list.Members), list.Members)
+	}
+	for _, member := range list.Members {
+		if member.Name == "" || member.IsLearner {
+			t.Errorf("member %v is not a started voting member", member)
+		}
+	}
+}
