@@ -24,16 +24,18 @@ import (
 )
 
 // TestThreeReplicasShareTheWork runs artifacts/overlays/share-work as its
-// three pods would over one external etcd (see shareTheWork).
+// three pods would over an external etcd of three members (see
+// shareTheWork); once all are synced one etcd member is killed, and the API
+// and the syncs go on over the other two.
 func TestThreeReplicasShareTheWork(t *testing.T) {
 	dir := t.TempDir()
-	etcd, err := cluster.StartExternalEtcd(context.Background(), filepath.Join(dir, "etcd"))
+	etcd, err := cluster.StartExternalEtcdCluster(context.Background(), filepath.Join(dir, "etcd"), 3)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer etcd.Stop()
 	caPEM, replica := applyReplicaOverlay(t, "share-work", dir, etcd)
-	shareTheWork(t, 60, caPEM, replica, func(string) map[string]string { return nil })
+	shareTheWork(t, 60, caPEM, replica, func(string) map[string]string { return nil }, func() { etcd.KillMember(2) })
 }
 
 // TestThreeReplicasWithEmbeddedEtcdMembers runs artifacts/overlays/ha as its
@@ -64,7 +66,7 @@ func TestThreeReplicasWithEmbeddedEtcdMembers(t *testing.T) {
 			"--etcd-listen-client-address": fmt.Sprintf("127.0.0.1:%d", listen[name].client),
 			"--etcd-ca-file":               ca.CertFile, "--etcd-ca-key-file": strings.TrimSuffix(ca.CertFile, ".crt") + ".key",
 		}
-	})
+	}, func() {})
 }
 
 // shareTheWork: n GitRepositories over three replicas; every one is owned
@@ -75,7 +77,8 @@ func TestThreeReplicasWithEmbeddedEtcdMembers(t *testing.T) {
 // same share. No GitRepository is synced by two replicas at once, by the
 // replicas' own log lines of each sync (start and end); a sync the killed
 // process had in flight leaves no line, so that one is not checked.
-func shareTheWork(t *testing.T, n int, caPEM []byte, replica replicaStarter, flagsOf func(name string) map[string]string) {
+// synced is called once all are synced the first time.
+func shareTheWork(t *testing.T, n int, caPEM []byte, replica replicaStarter, flagsOf func(name string) map[string]string, synced func()) {
 	ctx := context.Background()
 	names := []string{"alumiini-0", "alumiini-1", "alumiini-2"}
 	procs := map[string]*process{}
@@ -144,6 +147,7 @@ spec:
 	kubectl(t, strings.Join(manifests, "\n---\n"), "apply", "-f", "-")
 
 	owners := waitForShares(t, n, "one", names)
+	synced()
 	counts := map[string]int{}
 	for _, owner := range owners {
 		counts[replicaOf(owner)]++

@@ -9,23 +9,33 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
-// ExternalEtcd is an etcd of its own, run as production etcd clusters are:
-// TLS with client-certificate authentication. Its client certificate files
-// are what a user puts in the Secret the external-etcd overlay mounts.
+// ExternalEtcd is an etcd cluster of its own, run as production etcd
+// clusters are: TLS with client-certificate authentication. Its client
+// certificate files are what a user puts in the Secret the external-etcd
+// overlay mounts.
 type ExternalEtcd struct {
-	// URL is the client URL (https, loopback).
+	// URL is the members' client URLs (https, loopback), comma-separated
+	// as --etcd-servers takes them.
 	URL string
 	// CAFile, CertFile and KeyFile authenticate a client.
 	CAFile, CertFile, KeyFile string
-	proc                      *process
+	urls                      []string
+	procs                     []*process
 }
 
-// StartExternalEtcd starts an etcd with TLS under dir, on free loopback
-// ports, built from the same tools as the control plane's.
+// StartExternalEtcd starts a one-member etcd with TLS under dir, on free
+// loopback ports, built from the same tools as the control plane's.
 func (c *Cluster) StartExternalEtcd(ctx context.Context, dir string) (*ExternalEtcd, error) {
+	return c.StartExternalEtcdCluster(ctx, dir, 1)
+}
+
+// StartExternalEtcdCluster starts an etcd cluster of members members, as
+// StartExternalEtcd does one.
+func (c *Cluster) StartExternalEtcdCluster(ctx context.Context, dir string, members int) (*ExternalEtcd, error) {
 	ca, err := NewCertificateAuthority(dir, "external-etcd-ca")
 	if err != nil {
 		return nil, err
@@ -39,7 +49,7 @@ func (c *Cluster) StartExternalEtcd(ctx context.Context, dir string) (*ExternalE
 	if err != nil {
 		return nil, err
 	}
-	ports := make([]int, 2)
+	ports := make([]int, 2*members)
 	for i := range ports {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -48,34 +58,54 @@ func (c *Cluster) StartExternalEtcd(ctx context.Context, dir string) (*ExternalE
 		ports[i] = l.Addr().(*net.TCPAddr).Port
 		l.Close()
 	}
-	e := &ExternalEtcd{URL: fmt.Sprintf("https://127.0.0.1:%d", ports[0]), CAFile: ca.CertFile, CertFile: client.CertFile, KeyFile: client.KeyFile}
-	peer := fmt.Sprintf("http://127.0.0.1:%d", ports[1])
-	e.proc, err = startProcess("external-etcd", filepath.Join(dir, "etcd.log"), c.tool("etcd"),
-		"--name=external", "--data-dir="+filepath.Join(dir, "data"),
-		"--listen-client-urls="+e.URL, "--advertise-client-urls="+e.URL,
-		"--listen-peer-urls="+peer, "--initial-advertise-peer-urls="+peer, "--initial-cluster=external="+peer,
-		"--cert-file="+server.CertFile, "--key-file="+server.KeyFile,
-		"--client-cert-auth", "--trusted-ca-file="+ca.CertFile, "--unsafe-no-fsync", "--log-level=warn")
-	if err != nil {
-		return nil, err
+	e := &ExternalEtcd{CAFile: ca.CertFile, CertFile: client.CertFile, KeyFile: client.KeyFile}
+	var initial []string
+	for i := range members {
+		e.urls = append(e.urls, fmt.Sprintf("https://127.0.0.1:%d", ports[2*i]))
+		initial = append(initial, fmt.Sprintf("external-%d=http://127.0.0.1:%d", i, ports[2*i+1]))
+	}
+	e.URL = strings.Join(e.urls, ",")
+	for i := range members {
+		name, peer := fmt.Sprintf("external-%d", i), fmt.Sprintf("http://127.0.0.1:%d", ports[2*i+1])
+		proc, err := startProcess(name, filepath.Join(dir, name+".log"), c.tool("etcd"),
+			"--name="+name, "--data-dir="+filepath.Join(dir, name),
+			"--listen-client-urls="+e.urls[i], "--advertise-client-urls="+e.urls[i],
+			"--listen-peer-urls="+peer, "--initial-advertise-peer-urls="+peer, "--initial-cluster="+strings.Join(initial, ","),
+			"--cert-file="+server.CertFile, "--key-file="+server.KeyFile,
+			"--client-cert-auth", "--trusted-ca-file="+ca.CertFile, "--unsafe-no-fsync", "--log-level=warn")
+		if err != nil {
+			e.Stop()
+			return nil, err
+		}
+		e.procs = append(e.procs, proc)
 	}
 	healthy, err := e.healthClient()
 	if err != nil {
 		e.Stop()
 		return nil, err
 	}
-	if err := waitFor(ctx, e.proc, 30*time.Second, func() bool {
-		resp, err := healthy.Get(e.URL + "/health")
-		if err != nil {
-			return false
+	for i, url := range e.urls {
+		if err := waitFor(ctx, e.procs[i], 30*time.Second, func() bool {
+			resp, err := healthy.Get(url + "/health")
+			if err != nil {
+				return false
+			}
+			resp.Body.Close()
+			return resp.StatusCode == http.StatusOK
+		}); err != nil {
+			e.Stop()
+			return nil, err
 		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}); err != nil {
-		e.Stop()
-		return nil, err
 	}
 	return e, nil
+}
+
+// KillMember ends member i at once (SIGKILL), as a node loss does.
+func (e *ExternalEtcd) KillMember(i int) {
+	if p := e.procs[i]; !p.exited() {
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
 }
 
 // healthClient reaches the etcd with its client certificate.
@@ -94,8 +124,12 @@ func (e *ExternalEtcd) healthClient() (*http.Client, error) {
 		Transport: &http.Transport{TLSClientConfig: &tls.Config{Certificates: []tls.Certificate{pair}, RootCAs: roots}}}, nil
 }
 
-// Stop stops the etcd.
-func (e *ExternalEtcd) Stop() { e.proc.stop(5 * time.Second) }
+// Stop stops every member.
+func (e *ExternalEtcd) Stop() {
+	for _, p := range e.procs {
+		p.stop(5 * time.Second)
+	}
+}
 
 // CertificateAuthority issues certificates into files, as cert-manager or
 // an etcd operator would for a real cluster.
