@@ -320,9 +320,9 @@ func workerHandlers(supervisor *Supervisor, reconciler *Reconciler, index cache.
 			key, _ := cache.MetaNamespaceKeyFunc(repo)
 			supervisor.Ensure(key)
 			// Our own status writes change neither; a spec change, a new sync
-			// request or a deletion does.
+			// request, a deletion or a claim (--share-work) does.
 			if repo.Generation != old.Generation || repo.DeletionTimestamp != nil && old.DeletionTimestamp == nil ||
-				newRequest(old, repo) {
+				newRequest(old, repo) || repo.Status.Owner != old.Status.Owner {
 				supervisor.Trigger(key)
 			}
 			// A dependency turned Ready: its dependents sync now.

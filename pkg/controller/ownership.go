@@ -118,19 +118,27 @@ func (o *ownership) settle(ctx context.Context, key string) (again bool, err err
 	}
 	owner := repo.Status.Owner
 	ours := o.share.View.OwnerOf(key) == o.share.Name
+	if owner != o.share.Identity {
+		// Another process owns it (or no one does): a worker here, left
+		// from before a stall in which another replica claimed it, stops.
+		o.supervisor.Stop(key)
+	}
 	switch {
 	case ours && owner == o.share.Identity:
 		o.supervisor.Ensure(key)
 		return false, nil
-	case ours && !o.share.View.Alive(owner):
+	case ours && !o.share.View.Alive(owner) && !o.share.View.RenewedSince(ctx, owner):
 		return false, o.setOwner(ctx, repo, o.share.Identity, "claimed")
 	case ours:
 		return true, nil // its owner is handing it over, or will be judged dead
+	case owner == o.share.Identity && o.supervisor.Busy(key):
+		// Settled again once the worker has returned, without holding
+		// this goroutine for as long as its sync takes.
+		o.supervisor.StopThen(key, func() { o.queue.Add(key) })
+		return false, nil
 	case owner == o.share.Identity:
-		o.supervisor.StopAndWait(key)
 		return false, o.setOwner(ctx, repo, "", "released")
 	default:
-		o.supervisor.Stop(key)
 		return false, nil
 	}
 }

@@ -40,6 +40,9 @@ type Supervisor struct {
 
 	mu      sync.Mutex
 	workers map[string]*worker
+	// stopping holds workers told to quit that have not returned yet: no
+	// new worker of their key starts meanwhile.
+	stopping map[string]*worker
 	// draining is set by Wait: no worker starts after it.
 	draining bool
 	// running counts worker goroutines and stall reports, for Wait.
@@ -53,9 +56,9 @@ type worker struct {
 	stopped bool
 	crashes []time.Time
 	backoff time.Duration
-	// done counts this worker's goroutine (and a restart's), for StopAndWait.
+	// done counts this worker's goroutine (and a restart's), for StopThen.
 	done sync.WaitGroup
-	// quit, closed, ends the worker after the work in hand (StopAndWait).
+	// quit, closed, ends the worker after the work in hand (StopThen).
 	quit chan struct{}
 }
 
@@ -76,7 +79,7 @@ func NewSupervisor(ctx context.Context, work WorkFunc, opts SupervisorOptions) *
 	if opts.StalledRetry == 0 {
 		opts.StalledRetry = 10 * time.Minute
 	}
-	return &Supervisor{work: work, opts: opts, ctx: ctx, workers: map[string]*worker{}}
+	return &Supervisor{work: work, opts: opts, ctx: ctx, workers: map[string]*worker{}, stopping: map[string]*worker{}}
 }
 
 // Ensure starts a worker for key unless one runs; a new worker works at once.
@@ -85,6 +88,9 @@ func (s *Supervisor) Ensure(key string) {
 	defer s.mu.Unlock()
 	if _, ok := s.workers[key]; ok {
 		return
+	}
+	if _, ok := s.stopping[key]; ok {
+		return // StopThen's then decides again once it has returned
 	}
 	w := &worker{key: key, trigger: make(chan struct{}, 1), quit: make(chan struct{}), backoff: s.opts.RestartBackoff}
 	s.workers[key] = w
@@ -114,21 +120,51 @@ func (s *Supervisor) Stop(key string) {
 	}
 }
 
-// StopAndWait ends key's worker once the work in hand is done (a sync is
-// never cut between its first and last write) and returns when it has: a
-// replica hands a GitRepository to another only after that.
-func (s *Supervisor) StopAndWait(key string) {
-	if w := s.remove(key); w != nil {
-		w.done.Wait()
+// StopThen ends key's worker once the work in hand is done (a sync is
+// never cut between its first and last write), and calls then when it has
+// returned (at once if there is none): a replica hands a GitRepository to
+// another only after that. Until then no new worker of key starts.
+func (s *Supervisor) StopThen(key string, then func()) {
+	w := s.remove(key)
+	if w == nil {
+		s.mu.Lock()
+		w = s.stopping[key]
+		s.mu.Unlock()
 	}
+	if w == nil {
+		then()
+		return
+	}
+	s.mu.Lock()
+	s.stopping[key] = w
+	s.mu.Unlock()
+	go func() {
+		w.done.Wait()
+		s.mu.Lock()
+		if s.stopping[key] == w {
+			delete(s.stopping, key)
+		}
+		s.mu.Unlock()
+		then()
+	}()
 }
 
-// Has reports whether key has a worker.
+// Has reports whether key has a worker that takes work (not one told to
+// quit).
 func (s *Supervisor) Has(key string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	_, ok := s.workers[key]
-	return ok
+	_, running := s.workers[key]
+	return running
+}
+
+// Busy reports whether key has a worker, or one still returning.
+func (s *Supervisor) Busy(key string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, running := s.workers[key]
+	_, stopping := s.stopping[key]
+	return running || stopping
 }
 
 // remove forgets key's worker and tells it to quit after its work in hand.

@@ -1,12 +1,14 @@
 package membership
 
 import (
+	"context"
 	"fmt"
 	"testing"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/fake"
 )
 
 func keys(n int) []string {
@@ -71,8 +73,8 @@ func lease(name, holder string, renewed time.Time) *coordinationv1.Lease {
 // never seen is given a lease duration before it counts as dead.
 func TestLivenessFollowsRenewalsSeenHere(t *testing.T) {
 	c := &clock{now: time.Unix(1000, 0)}
-	v := &View{leaseDuration: 15 * time.Second, now: c.Now,
-		leases: map[string]*seenLease{}, gone: map[string]time.Time{}, unknown: map[string]time.Time{}}
+	v := NewView(fake.NewClientset(), "alumiini-system", 15*time.Second)
+	v.now = c.Now
 	changes := 0
 	v.onChange = func() { changes++ }
 	// A renewTime far in the past by the writer's clock counts as renewed
@@ -108,5 +110,36 @@ func TestLivenessFollowsRenewalsSeenHere(t *testing.T) {
 	v.forget(LeasePrefix + "a")
 	if v.Alive("a_2") || len(v.Live()) != 0 {
 		t.Errorf("a's Lease deleted: a_2 alive %v, live %v", v.Alive("a_2"), v.Live())
+	}
+}
+
+// TestALaggingWatchDoesNotMakeAnOwnerDead: the watch last showed b's Lease
+// a lease duration ago, but kube-apiserver has it renewed since: asked
+// before a claim, RenewedSince reads it and b is alive.
+func TestALaggingWatchDoesNotMakeAnOwnerDead(t *testing.T) {
+	c := &clock{now: time.Unix(1000, 0)}
+	stored := lease("b", "b_1", time.Unix(1000, 0))
+	client := fake.NewClientset()
+	v := NewView(client, "alumiini-system", 15*time.Second)
+	v.now = c.Now
+	v.saw(stored)
+	c.now = c.now.Add(16 * time.Second)
+	if v.Alive("b_1") {
+		t.Fatal("b unrenewed for 16s by the watch, yet alive")
+	}
+	renewed := lease("b", "b_1", time.Unix(1015, 0))
+	renewed.Namespace = "alumiini-system"
+	if _, err := client.CoordinationV1().Leases("alumiini-system").Create(context.Background(), renewed, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if !v.RenewedSince(context.Background(), "b_1") {
+		t.Error("b renewed its Lease (the watch had not shown it), yet judged dead")
+	}
+	c.now = c.now.Add(16 * time.Second)
+	if v.RenewedSince(context.Background(), "b_1") {
+		t.Error("b's Lease unchanged for another lease duration, yet alive")
+	}
+	if v.RenewedSince(context.Background(), "gone_1") {
+		t.Error("an identity whose Lease does not exist is alive")
 	}
 }

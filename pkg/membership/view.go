@@ -8,6 +8,8 @@ import (
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	coordinationinformers "k8s.io/client-go/informers/coordination/v1"
 	"k8s.io/client-go/kubernetes"
@@ -26,6 +28,8 @@ type Member struct{ Name, Identity string }
 // process sees its renewTime change, so clocks of other machines never
 // matter, as in client-go's leader election.
 type View struct {
+	client        kubernetes.Interface
+	namespace     string
 	leaseDuration time.Duration
 	onChange      func()
 	now           func() time.Time
@@ -41,6 +45,8 @@ type View struct {
 	// their Lease may just not have reached this watch yet.
 	unknown map[string]time.Time
 	live    []Member
+	// askedAt: when RenewedSince last read an identity's Lease.
+	askedAt map[string]time.Time
 }
 
 type seenLease struct {
@@ -51,8 +57,9 @@ type seenLease struct {
 
 // NewView returns a view of the replicas' Leases in namespace; Run watches them.
 func NewView(client kubernetes.Interface, namespace string, leaseDuration time.Duration) *View {
-	v := &View{leaseDuration: leaseDuration, now: time.Now,
-		leases: map[string]*seenLease{}, gone: map[string]time.Time{}, unknown: map[string]time.Time{}}
+	v := &View{client: client, namespace: namespace, leaseDuration: leaseDuration, now: time.Now,
+		leases: map[string]*seenLease{}, gone: map[string]time.Time{}, unknown: map[string]time.Time{},
+		askedAt: map[string]time.Time{}}
 	v.informer = coordinationinformers.NewLeaseInformer(client, namespace, 0, cache.Indexers{})
 	_, _ = v.informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj any) { v.saw(obj) },
@@ -126,6 +133,38 @@ func (v *View) Alive(identity string) bool {
 	return now.Sub(first) < v.leaseDuration
 }
 
+// RenewedSince reads identity's Lease from kube-apiserver, past the watch,
+// and reports whether it is alive after all: renewed since the watch last
+// showed it (the watch lags) or still held by a process never seen dead.
+// A replica asks before it claims a dead owner's GitRepository, so a slow
+// watch alone never makes a live owner look dead. It reads each identity's
+// Lease at most once a second; in between, or when the read fails, it
+// answers as Alive does, or true if it cannot tell.
+func (v *View) RenewedSince(ctx context.Context, identity string) bool {
+	if identity == "" {
+		return false
+	}
+	v.mu.Lock()
+	recent := v.now().Sub(v.askedAt[identity]) < time.Second
+	if !recent {
+		v.askedAt[identity] = v.now()
+	}
+	v.mu.Unlock()
+	if recent {
+		return v.Alive(identity)
+	}
+	name, _, _ := strings.Cut(identity, "_")
+	lease, err := v.client.CoordinationV1().Leases(v.namespace).Get(ctx, LeasePrefix+name, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		return false
+	case err != nil:
+		return true // cannot tell: claim later
+	}
+	v.saw(lease)
+	return v.Alive(identity)
+}
+
 func (v *View) saw(obj any) {
 	lease, ok := obj.(*coordinationv1.Lease)
 	if !ok || !strings.HasPrefix(lease.Name, LeasePrefix) {
@@ -196,6 +235,11 @@ func (v *View) recompute() {
 	for id, at := range v.unknown {
 		if now.Sub(at) > 10*v.leaseDuration {
 			delete(v.unknown, id)
+		}
+	}
+	for id, at := range v.askedAt {
+		if now.Sub(at) > time.Minute {
+			delete(v.askedAt, id)
 		}
 	}
 	onChange := v.onChange

@@ -13,12 +13,13 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/falsesystems/alumiini/pkg/apis/alumiini/v1alpha1"
+	"github.com/falsesystems/alumiini/pkg/membership"
 	"github.com/falsesystems/alumiini/test/gitserver"
 	"github.com/falsesystems/alumiini/test/localcluster"
 )
@@ -222,6 +223,30 @@ spec:
 	}
 	t.Logf("%s restarted owns its %d GitRepositories again after %s", victim, counts[victim], time.Since(restarted).Round(100*time.Millisecond))
 
+	// A sync request with wait: true reaches alumiini-0 (the APIService's
+	// backend) for a GitRepository another replica owns: it is stored, the
+	// owner syncs, and the answer comes back through alumiini-0.
+	var other string
+	for key, owner := range owners {
+		if replicaOf(owner) == victim {
+			other = key
+			break
+		}
+	}
+	third := commit("three")
+	out, err := cluster.KubectlInput(ctx, `{"spec":{"wait":true,"timeoutSeconds":60}}`, "create", "--raw",
+		"/apis/alumiini.false.systems/v1alpha1/namespaces/share/gitrepositories/"+other+"/sync", "-f", "-")
+	if err != nil {
+		t.Fatalf("a waiting sync request for %s, owned by %s: %v %s", other, victim, err, out)
+	}
+	var result v1alpha1.GitRepositorySyncRequest
+	if err := json.Unmarshal(out, &result); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if result.Status.Phase != v1alpha1.PhaseSynced || result.Status.Commit != third {
+		t.Errorf("a waiting sync request for %s answered %+v, want Synced at %s", other, result.Status, third)
+	}
+
 	var logs []string
 	for _, p := range append(ended, procs["alumiini-0"], procs["alumiini-1"], procs[victim]) {
 		data, _ := os.ReadFile(p.logFile)
@@ -237,18 +262,19 @@ func replicaOf(owner string) string {
 }
 
 // waitForShares waits until every GitRepository of namespace share is
-// owned by one of live, synced, and its ConfigMap holds value; it returns
-// the owners by name.
+// owned by the replica of live that hashing gives it, synced, and its
+// ConfigMap holds value; it returns the owners by name.
 func waitForShares(t *testing.T, n int, value string, live []string) map[string]string {
 	t.Helper()
-	deadline := time.Now().Add(90 * time.Second)
+	within := 90*time.Second + time.Duration(n)*200*time.Millisecond // 2 cores: room for a slow machine
+	deadline := time.Now().Add(within)
 	for {
 		owners, problem := shares(t, n, value, live)
 		if problem == "" {
 			return owners
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("after 90 s: %s", problem)
+			t.Fatalf("after %s: %s", within, problem)
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
@@ -280,8 +306,8 @@ func shares(t *testing.T, n int, value string, live []string) (map[string]string
 	owners := map[string]string{}
 	for _, r := range repos.Items {
 		owner := r.Status.Owner
-		if !slices.Contains(live, replicaOf(owner)) {
-			return nil, fmt.Sprintf("%s is owned by %q, not one of %v", r.Metadata.Name, owner, live)
+		if want := membership.Owner("share/"+r.Metadata.Name, live); replicaOf(owner) != want {
+			return nil, fmt.Sprintf("%s is owned by %q, not by %s as hashing over %v says", r.Metadata.Name, owner, want, live)
 		}
 		if values[r.Metadata.Name] != value {
 			return nil, fmt.Sprintf("ConfigMap %s holds %q, want %q", r.Metadata.Name, values[r.Metadata.Name], value)

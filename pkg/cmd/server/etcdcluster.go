@@ -1,10 +1,17 @@
 package server
 
 import (
+	"context"
 	"fmt"
+	"net"
 	"os"
 
 	"github.com/spf13/pflag"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/falsesystems/alumiini/pkg/storage/embeddedetcd"
 )
@@ -70,20 +77,58 @@ func (o *EtcdClusterOptions) Validate(external bool) []error {
 	if o.Size%2 == 0 {
 		errs = append(errs, fmt.Errorf("--etcd-cluster-size %d: use an odd number (3 or 5); an even one tolerates no more failures than one less", o.Size))
 	}
+	if members, err := embeddedetcd.ParseMembers(o.Members); o.Members != "" && err == nil && (len(members) < 3 || len(members)%2 == 0) {
+		errs = append(errs, fmt.Errorf("--etcd-members lists %d members: use an odd number, 3 or more", len(members)))
+	}
 	if o.Members == "" && o.PeerDomain == "" {
 		errs = append(errs, fmt.Errorf("--etcd-cluster-size %d needs --etcd-peer-domain (or --etcd-members)", o.Size))
 	}
 	if o.CAFile == "" || o.CAKeyFile == "" {
 		errs = append(errs, fmt.Errorf("--etcd-cluster-size %d needs --etcd-ca-file and --etcd-ca-key-file: each member issues its certificates from that CA", o.Size))
 	}
-	if _, err := o.cluster(); err != nil && len(errs) == 0 {
+	if o.Members == "" && (portOf(o.ListenPeer) != "2380" || portOf(o.ListenClient) != "2379") {
+		errs = append(errs, fmt.Errorf("--etcd-peer-domain reaches members on ports 2380 and 2379; listen on those, or list the members with --etcd-members"))
+	}
+	if _, err := o.cluster(nil, ""); err != nil && len(errs) == 0 {
 		errs = append(errs, err)
 	}
 	return errs
 }
 
-// cluster is the embedded etcd's Cluster, or nil for a single member.
-func (o *EtcdClusterOptions) cluster() (*embeddedetcd.Cluster, error) {
+// formedConfigMap records that the embedded etcd cluster formed once, in
+// the target cluster (outside every member's volume): the ConfigMap
+// alumiini-etcd-formed exists.
+type formedConfigMap struct {
+	client    kubernetes.Interface
+	namespace string
+}
+
+const formedConfigMapName = "alumiini-etcd-formed"
+
+func (f formedConfigMap) Formed(ctx context.Context) (bool, error) {
+	_, err := f.client.CoreV1().ConfigMaps(f.namespace).Get(ctx, formedConfigMapName, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("reading ConfigMap %s/%s: %w", f.namespace, formedConfigMapName, err)
+	}
+	return true, nil
+}
+
+func (f formedConfigMap) MarkFormed(ctx context.Context) error {
+	record := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: formedConfigMapName, Namespace: f.namespace},
+		Data: map[string]string{"note": "alumiini's embedded etcd cluster has formed: a member without data joins it, never starts a new one"}}
+	_, err := f.client.CoreV1().ConfigMaps(f.namespace).Create(ctx, record, metav1.CreateOptions{})
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("creating ConfigMap %s/%s: %w", f.namespace, formedConfigMapName, err)
+	}
+	return nil
+}
+
+// cluster is the embedded etcd's Cluster, or nil for a single member;
+// target reaches the cluster that keeps its formed record in namespace.
+func (o *EtcdClusterOptions) cluster(target *rest.Config, namespace string) (*embeddedetcd.Cluster, error) {
 	if !o.clustered() {
 		return nil, nil
 	}
@@ -108,6 +153,19 @@ func (o *EtcdClusterOptions) cluster() (*embeddedetcd.Cluster, error) {
 	if err != nil {
 		return nil, fmt.Errorf("the embedded etcd's members: %w", err)
 	}
-	return &embeddedetcd.Cluster{Name: name, Members: members, ListenPeer: o.ListenPeer, ListenClient: o.ListenClient,
-		CAFile: o.CAFile, CAKeyFile: o.CAKeyFile}, nil
+	cluster := &embeddedetcd.Cluster{Name: name, Members: members, ListenPeer: o.ListenPeer, ListenClient: o.ListenClient,
+		CAFile: o.CAFile, CAKeyFile: o.CAKeyFile}
+	if target != nil {
+		client, err := kubernetes.NewForConfig(target)
+		if err != nil {
+			return nil, fmt.Errorf("the client of the embedded etcd's formed record: %w", err)
+		}
+		cluster.Formed = formedConfigMap{client: client, namespace: namespace}
+	}
+	return cluster, nil
+}
+
+func portOf(address string) string {
+	_, port, _ := net.SplitHostPort(address)
+	return port
 }

@@ -18,6 +18,7 @@ import (
 	genericapiserver "k8s.io/apiserver/pkg/server"
 	genericoptions "k8s.io/apiserver/pkg/server/options"
 	"k8s.io/apiserver/pkg/util/compatibility"
+	"k8s.io/client-go/rest"
 	cliflag "k8s.io/component-base/cli/flag"
 	"k8s.io/component-base/cli/globalflag"
 	"k8s.io/component-base/term"
@@ -257,7 +258,14 @@ func (o *Options) Config(ctx context.Context) (*apiserver.Config, error) {
 
 	var stopStorage func()
 	if o.embeddedEtcd() {
-		cluster, err := o.EtcdCluster.cluster()
+		var target *rest.Config
+		if o.EtcdCluster.clustered() {
+			var err error
+			if target, err = targetConfig(o.kubeconfig); err != nil {
+				return nil, fmt.Errorf("an embedded etcd cluster keeps a record in the cluster: %w", err)
+			}
+		}
+		cluster, err := o.EtcdCluster.cluster(target, o.Controller.LeaderElection.ResourceNamespace)
 		if err != nil {
 			return nil, err
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"maps"
 	"net"
 	"net/url"
@@ -36,6 +37,15 @@ type Cluster struct {
 	// CAFile and CAKeyFile are the CA every member issues its own
 	// certificates from at start, and checks the others' against.
 	CAFile, CAKeyFile string
+	// Formed remembers, outside the members' volumes, that the cluster has
+	// formed once (see join).
+	Formed FormedRecord
+}
+
+// FormedRecord keeps whether the cluster has formed once.
+type FormedRecord interface {
+	Formed(ctx context.Context) (bool, error)
+	MarkFormed(ctx context.Context) error
 }
 
 // MemberURLs are where one member is reached.
@@ -83,6 +93,9 @@ func (c *Cluster) validate() error {
 	if _, ok := c.Members[c.Name]; !ok {
 		return fmt.Errorf("this member %q is not among the etcd members %v", c.Name, slices.Sorted(maps.Keys(c.Members)))
 	}
+	if c.Formed == nil {
+		return errors.New("an etcd cluster of several members needs a record of whether it has formed")
+	}
 	if c.CAFile == "" || c.CAKeyFile == "" {
 		return errors.New("an etcd cluster of several members needs a CA (certificate and key) to issue its members' certificates")
 	}
@@ -109,6 +122,10 @@ func (c *Cluster) configure(ctx context.Context, ecfg *embed.Config, creds *cred
 	ecfg.ListenClientUrls = []url.URL{*client, {Scheme: "https", Host: "127.0.0.1:0"}}
 	ecfg.AdvertiseClientUrls = []url.URL{*selfClient}
 	ecfg.InitialClusterToken = "alumiini"
+	// Peers are trusted by the members' private CA; etcd's extra check
+	// that a peer's certificate names match its address would depend on
+	// reverse DNS of pod IPs being current.
+	ecfg.PeerTLSInfo.SkipClientSANVerify = true
 	state, initial, err := c.join(ctx, ecfg.Dir, creds)
 	if err != nil {
 		return err
@@ -118,16 +135,22 @@ func (c *Cluster) configure(ctx context.Context, ecfg *embed.Config, creds *cred
 }
 
 // join decides how this member starts. With its data directory it restarts
-// as the member it was. Without one, it asks the other members: when none
-// answers the cluster is new (every replica starting at once); when they
+// as the member it was. Without one, it asks the other members: when they
 // answer, it joins as the member the cluster expects, or, if the cluster
 // knows a member of its name that has run (its data was lost), it is
 // removed and added anew, so a replica whose volume was lost comes back by
-// itself.
+// itself. When none answers, the cluster is new (every replica starting at
+// once) unless Formed says it formed before: then this member waits for
+// one with data. Starting anew then would come back under the member's old
+// identity with an empty log, and with another member that missed the last
+// writes it would make a quorum that has lost them.
 func (c *Cluster) join(ctx context.Context, dataDir string, creds *credentials) (state, initial string, err error) {
 	static := c.initialCluster(nil)
-	if _, err := os.Stat(filepath.Join(dataDir, "member")); err == nil {
+	switch _, err := os.Stat(filepath.Join(dataDir, "member")); {
+	case err == nil:
 		return embed.ClusterStateFlagExisting, static, nil
+	case !errors.Is(err, fs.ErrNotExist):
+		return "", "", fmt.Errorf("reading etcd's data directory %s: %w", dataDir, err)
 	}
 	cli, err := c.clientOfOthers(creds)
 	if err != nil {
@@ -136,8 +159,18 @@ func (c *Cluster) join(ctx context.Context, dataDir string, creds *credentials) 
 	defer cli.Close()
 	asked, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	list, err := cli.MemberList(asked)
+	// Serializable: any member that runs answers from what it knows, with
+	// or without a quorum, so "no answer" means no member runs at all.
+	list, err := cli.MemberList(asked, clientv3.WithSerializable())
 	if err != nil {
+		formed, recordErr := c.Formed.Formed(ctx)
+		switch {
+		case recordErr != nil:
+			return "", "", fmt.Errorf("no other etcd member answers (%v), and whether the cluster formed before is unknown: %w", err, recordErr)
+		case formed:
+			return "", "", fmt.Errorf("this etcd member has no data and no other member answers (%v), but the cluster formed before: "+
+				"it joins once a member with data runs (restart it then)", err)
+		}
 		klog.InfoS("No other etcd member answers; starting a new cluster", "member", c.Name, "err", err.Error())
 		return embed.ClusterStateFlagNew, static, nil
 	}

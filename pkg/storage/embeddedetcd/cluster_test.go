@@ -6,7 +6,9 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -44,12 +46,20 @@ func testCA(t *testing.T) (certFile, keyFile string) {
 	return certFile, keyFile
 }
 
+// formedFlag stands in for the ConfigMap that records that the cluster
+// formed (pkg/cmd/server keeps it in kube-apiserver; test/install runs it).
+type formedFlag struct{ formed atomic.Bool }
+
+func (f *formedFlag) Formed(context.Context) (bool, error) { return f.formed.Load(), nil }
+func (f *formedFlag) MarkFormed(context.Context) error     { f.formed.Store(true); return nil }
+
 type testMembers struct {
 	t                 *testing.T
 	members           map[string]MemberURLs
 	listen            map[string][2]string
 	dirs              map[string]string
 	caFile, caKeyFile string
+	formed            formedFlag
 }
 
 func newTestMembers(t *testing.T, n int) *testMembers {
@@ -68,7 +78,7 @@ func newTestMembers(t *testing.T, n int) *testMembers {
 func (m *testMembers) start(ctx context.Context, name string) (*Server, error) {
 	return Start(ctx, Config{DataDir: m.dirs[name], UnsafeNoFsync: true, StartTimeout: time.Minute, Cluster: &Cluster{
 		Name: name, Members: m.members, ListenPeer: m.listen[name][0], ListenClient: m.listen[name][1],
-		CAFile: m.caFile, CAKeyFile: m.caKeyFile}})
+		CAFile: m.caFile, CAKeyFile: m.caKeyFile, Formed: &m.formed}})
 }
 
 // TestThreeMembersKeepServingAndRejoin: three members started at once form
@@ -79,22 +89,7 @@ func TestThreeMembersKeepServingAndRejoin(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	m := newTestMembers(t, 3)
-	servers := map[string]*Server{}
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	for name := range m.members {
-		wg.Go(func() {
-			s, err := m.start(ctx, name)
-			if err != nil {
-				t.Errorf("starting %s: %v", name, err)
-				return
-			}
-			mu.Lock()
-			servers[name] = s
-			mu.Unlock()
-		})
-	}
-	wg.Wait()
+	servers := m.startAll(ctx, "alumiini-0", "alumiini-1", "alumiini-2")
 	if t.Failed() {
 		return
 	}
@@ -169,5 +164,85 @@ func TestThreeMembersKeepServingAndRejoin(t *testing.T) {
 		if member.Name == "" || member.IsLearner {
 			t.Errorf("member %v is not a started voting member", member)
 		}
+	}
+}
+
+// startAll starts the named members at once and fails the test if one
+// does not start.
+func (m *testMembers) startAll(ctx context.Context, names ...string) map[string]*Server {
+	servers := map[string]*Server{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, name := range names {
+		wg.Go(func() {
+			s, err := m.start(ctx, name)
+			if err != nil {
+				m.t.Errorf("starting %s: %v", name, err)
+				return
+			}
+			mu.Lock()
+			servers[name] = s
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	return servers
+}
+
+// TestALostMemberNeverStartsANewClusterAlone: with every member down and
+// one member's volume lost, that member, started first, refuses to start a
+// new cluster (it would come back under its old identity with an empty
+// log, and with a member that missed the last write form a quorum that
+// lost it); once members with data run, it joins and reads the last write.
+func TestALostMemberNeverStartsANewClusterAlone(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	m := newTestMembers(t, 3)
+	servers := m.startAll(ctx, "alumiini-0", "alumiini-1", "alumiini-2")
+	if t.Failed() {
+		return
+	}
+	write := func(name, value string) {
+		c := client(t, servers[name])
+		defer c.Close()
+		if _, err := c.Put(ctx, "/k", value); err != nil {
+			t.Fatalf("put through %s: %v", name, err)
+		}
+	}
+	write("alumiini-0", "one")
+	servers["alumiini-1"].Close() // alumiini-1 misses the next write
+	write("alumiini-0", "two")
+	servers["alumiini-0"].Close()
+	servers["alumiini-2"].Close()
+	if err := os.RemoveAll(m.dirs["alumiini-2"]); err != nil {
+		t.Fatal(err)
+	}
+
+	if s, err := m.start(ctx, "alumiini-2"); err == nil {
+		s.Close()
+		t.Fatal("a member without data, alone, started a new cluster after the cluster had formed")
+	} else if !strings.Contains(err.Error(), "formed before") {
+		t.Fatalf("a member without data, alone: %v", err)
+	}
+
+	servers = m.startAll(ctx, "alumiini-1", "alumiini-0")
+	if t.Failed() {
+		return
+	}
+	defer func() {
+		for _, s := range servers {
+			s.Close()
+		}
+	}()
+	fresh, err := m.start(ctx, "alumiini-2")
+	if err != nil {
+		t.Fatalf("alumiini-2 without data, once the others run: %v", err)
+	}
+	servers["alumiini-2"] = fresh
+	c := client(t, fresh)
+	defer c.Close()
+	resp, err := c.Get(ctx, "/k")
+	if err != nil || len(resp.Kvs) != 1 || string(resp.Kvs[0].Value) != "two" {
+		t.Fatalf("alumiini-2 re-added reads %v (%v), want the last write, two", resp, err)
 	}
 }

@@ -118,6 +118,15 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	}
 
 	started = true
+	if cfg.Cluster != nil {
+		// Ready means a quorum formed: from now on a member without data
+		// never starts a new cluster alone.
+		if err := cfg.Cluster.Formed.MarkFormed(ctx); err != nil {
+			e.Close()
+			creds.remove()
+			return nil, fmt.Errorf("recording that the etcd cluster formed: %w", err)
+		}
+	}
 	s := &Server{etcd: e, closing: closing, credentials: creds}
 	for _, l := range e.Clients {
 		// This replica's API server uses the loopback listener only.
