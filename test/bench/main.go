@@ -28,6 +28,7 @@ type options struct {
 	jsonOut        string
 	cpuProfile     string
 	heapProfile    string
+	idleProfile    string
 }
 
 func main() {
@@ -39,6 +40,7 @@ func main() {
 	flag.StringVar(&opts.jsonOut, "json", "", "also write the results as JSON to this file")
 	flag.StringVar(&opts.cpuProfile, "cpuprofile", "", "write a CPU profile of alumiini during the (last) sync to this file")
 	flag.StringVar(&opts.heapProfile, "heapprofile", "", "write alumiini's settled heap profile (for go tool pprof) to this file")
+	flag.StringVar(&opts.idleProfile, "idleprofile", "", "write a CPU profile of alumiini over (up to 50 s of) the idle interval to this file")
 	flag.Parse()
 	for _, field := range strings.Split(*counts, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(field))

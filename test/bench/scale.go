@@ -292,7 +292,14 @@ func (b *bench) idlePhase(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	time.Sleep(b.opts.interval)
+	start := time.Now()
+	if b.opts.idleProfile != "" {
+		// The API server cuts requests at 60 s: a sample of the interval.
+		if err := b.cluster.Profile(ctx, b.opts.idleProfile, min(b.opts.interval, 50*time.Second)); err != nil {
+			return fmt.Errorf("profiling the idle interval: %w", err)
+		}
+	}
+	time.Sleep(b.opts.interval - time.Since(start))
 	after, err := snapshot(ctx, b.cluster)
 	if err != nil {
 		return err

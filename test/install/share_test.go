@@ -234,7 +234,7 @@ spec:
 		}
 	}
 	third := commit("three")
-	out, err := cluster.KubectlInput(ctx, `{"spec":{"wait":true,"timeoutSeconds":60}}`, "create", "--raw",
+	out, err := cluster.KubectlInput(ctx, `{"spec":{"wait":true,"timeoutSeconds":30}}`, "create", "--raw",
 		"/apis/alumiini.false.systems/v1alpha1/namespaces/share/gitrepositories/"+other+"/sync", "-f", "-")
 	if err != nil {
 		t.Fatalf("a waiting sync request for %s, owned by %s: %v %s", other, victim, err, out)
