@@ -27,6 +27,37 @@ func replicaLease(name, holder string) *coordinationv1.Lease {
 		Spec: coordinationv1.LeaseSpec{HolderIdentity: &holder, RenewTime: &now}}
 }
 
+// twoReplicas: live replicas a and b, and a GitRepository that hashing
+// gives to one of them while status.owner names a's process, a_1.
+type twoReplicas struct {
+	view      *membership.View
+	name, key string
+	repo      *v1alpha1.GitRepository
+	client    *fake.Clientset
+	index     cache.Indexer
+}
+
+func newTwoReplicas(ctx context.Context, t *testing.T, hashedTo string) twoReplicas {
+	t.Helper()
+	f := twoReplicas{view: membership.NewView(kubefake.NewClientset(replicaLease("a", "a_1"), replicaLease("b", "b_1")), "ns", 15*time.Second)}
+	go f.view.Run(ctx, nil)
+	for len(f.view.Live()) < 2 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	for i := 0; f.name == ""; i++ {
+		if candidate := fmt.Sprintf("app-%d", i); f.view.OwnerOf("team/"+candidate) == hashedTo {
+			f.name = candidate
+		}
+	}
+	f.key = "team/" + f.name
+	f.repo = &v1alpha1.GitRepository{ObjectMeta: metav1.ObjectMeta{Namespace: "team", Name: f.name, ResourceVersion: "1"},
+		Status: v1alpha1.GitRepositoryStatus{Owner: "a_1"}}
+	f.client = fake.NewSimpleClientset(f.repo)
+	f.index = cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{})
+	_ = f.index.Add(f.repo.DeepCopy())
+	return f
+}
+
 // TestAWorkerStopsWhenAnotherReplicaClaims: replica a stalled, b claimed a
 // GitRepository of a's in the meantime. Once a sees that, its worker stops
 // (it neither syncs another's GitRepository nor sleeps on it); when the
@@ -34,23 +65,8 @@ func replicaLease(name, holder string) *coordinationv1.Lease {
 func TestAWorkerStopsWhenAnotherReplicaClaims(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	view := membership.NewView(kubefake.NewClientset(replicaLease("a", "a_1"), replicaLease("b", "b_1")), "ns", 15*time.Second)
-	go view.Run(ctx, nil)
-	for len(view.Live()) < 2 {
-		time.Sleep(10 * time.Millisecond)
-	}
-	var name string
-	for i := 0; name == ""; i++ {
-		if candidate := fmt.Sprintf("app-%d", i); view.OwnerOf("team/"+candidate) == "a" {
-			name = candidate
-		}
-	}
-	key := "team/" + name
-	repo := &v1alpha1.GitRepository{ObjectMeta: metav1.ObjectMeta{Namespace: "team", Name: name, ResourceVersion: "1"},
-		Status: v1alpha1.GitRepositoryStatus{Owner: "a_1"}}
-	client := fake.NewSimpleClientset(repo)
-	index := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{})
-	_ = index.Add(repo.DeepCopy())
+	f := newTwoReplicas(ctx, t, "a")
+	view, name, key, repo, client, index := f.view, f.name, f.key, f.repo, f.client, f.index
 	var syncs atomic.Int32
 	supervisor := NewSupervisor(ctx, func(context.Context, string) time.Duration {
 		syncs.Add(1)
@@ -100,23 +116,8 @@ func TestAWorkerStopsWhenAnotherReplicaClaims(t *testing.T) {
 func TestAReleaseWaitsForTheSyncInHand(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	view := membership.NewView(kubefake.NewClientset(replicaLease("a", "a_1"), replicaLease("b", "b_1")), "ns", 15*time.Second)
-	go view.Run(ctx, nil)
-	for len(view.Live()) < 2 {
-		time.Sleep(10 * time.Millisecond)
-	}
-	var name string
-	for i := 0; name == ""; i++ {
-		if candidate := fmt.Sprintf("app-%d", i); view.OwnerOf("team/"+candidate) == "b" {
-			name = candidate
-		}
-	}
-	key := "team/" + name
-	repo := &v1alpha1.GitRepository{ObjectMeta: metav1.ObjectMeta{Namespace: "team", Name: name, ResourceVersion: "1"},
-		Status: v1alpha1.GitRepositoryStatus{Owner: "a_1"}}
-	client := fake.NewSimpleClientset(repo)
-	index := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{})
-	_ = index.Add(repo.DeepCopy())
+	f := newTwoReplicas(ctx, t, "b")
+	view, name, key, client, index := f.view, f.name, f.key, f.client, f.index
 	inSync, finish := make(chan struct{}), make(chan struct{})
 	supervisor := NewSupervisor(ctx, func(context.Context, string) time.Duration {
 		close(inSync)

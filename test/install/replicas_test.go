@@ -92,24 +92,7 @@ spec:
 	// A push to the replica that does not lead syncs through the leader,
 	// long before the 5-minute interval.
 	sha := commit("two")
-	body := fmt.Sprintf(`{"url":%q,"ref":"main","after":%q}`, git.BaseURL()+"/ha.git", sha)
-	mac := hmac.New(sha256.New, []byte("replicated-secret"))
-	mac.Write([]byte(body))
-	push := func() {
-		t.Helper()
-		req, _ := http.NewRequest(http.MethodPost, fmt.Sprintf("http://127.0.0.1:%d/hooks/generic", secondWebhook), bytes.NewBufferString(body))
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("X-Signature-256", "sha256="+hex.EncodeToString(mac.Sum(nil)))
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		answer, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			t.Fatalf("the push to the replica not leading: %d %s", resp.StatusCode, answer)
-		}
-	}
+	push := func() { signedPush(t, secondWebhook, "replicated-secret", git.BaseURL()+"/ha.git", sha) }
 	push()
 	waitForValue(t, "two", first, second)
 	// The same delivery again (a replay) costs the leader a listing, not an
@@ -208,6 +191,27 @@ func applyReplicaOverlay(t *testing.T, overlay, dir string, etcd *localcluster.E
 		return startAsThePod(t, manifest, name, flags), webhookPort
 	}
 	return caPEM, start
+}
+
+// signedPush sends a generic push webhook for url at commit sha to the
+// webhook receiver on port, signed with secret, and fails unless answered 200.
+func signedPush(t *testing.T, port int, secret, url, sha string) {
+	t.Helper()
+	body := fmt.Sprintf(`{"url":%q,"ref":"main","after":%q}`, url, sha)
+	mac := hmac.New(sha256.New, []byte(secret))
+	mac.Write([]byte(body))
+	req, _ := http.NewRequest(http.MethodPost, fmt.Sprintf("http://127.0.0.1:%d/hooks/generic", port), bytes.NewBufferString(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-Signature-256", "sha256="+hex.EncodeToString(mac.Sum(nil)))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	answer, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("the push to port %d: %d %s", port, resp.StatusCode, answer)
+	}
 }
 
 const leadingLine = "Leading: this replica runs the workers"

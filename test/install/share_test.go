@@ -1,11 +1,7 @@
 package install
 
 import (
-	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -184,22 +180,7 @@ spec:
 
 	// A push reaching one survivor syncs every GitRepository: its own, and
 	// the other's through a stored sync request.
-	sha := commit("two")
-	body := fmt.Sprintf(`{"url":%q,"ref":"main","after":%q}`, git.BaseURL()+"/shared.git", sha)
-	mac := hmac.New(sha256.New, []byte("shared-secret"))
-	mac.Write([]byte(body))
-	req, _ := http.NewRequest(http.MethodPost, fmt.Sprintf("http://127.0.0.1:%d/hooks/generic", webhookPorts["alumiini-0"]), bytes.NewBufferString(body))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("X-Signature-256", "sha256="+hex.EncodeToString(mac.Sum(nil)))
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	answer, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("the push: %d %s", resp.StatusCode, answer)
-	}
+	signedPush(t, webhookPorts["alumiini-0"], "shared-secret", git.BaseURL()+"/shared.git", commit("two"))
 	waitForShares(t, n, "two", survivors)
 
 	// The killed replica comes back under its name: it takes back exactly
