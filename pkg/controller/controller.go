@@ -71,6 +71,10 @@ type Config struct {
 	// Share, when set, makes this replica sync only the GitRepositories it
 	// owns (--share-work); Elect then holds this replica's own Lease.
 	Share *Share
+	// ShardSelector, when set, limits this controller to the
+	// GitRepositories whose labels it selects (--shard-selector): fixed
+	// sharding, each shard run by replicas of its own.
+	ShardSelector string
 	// Elect runs lead while this process holds the controller's leadership
 	// and returns when ctx ends, or with lead's error; lead returns after its
 	// workers have stopped. Nil: this process always leads.
@@ -127,7 +131,8 @@ func New(cfg Config) (*Controller, error) {
 	if err != nil {
 		return nil, fmt.Errorf("building the target cluster client: %w", err)
 	}
-	factory := informers.NewSharedInformerFactory(client, 0)
+	factory := informers.NewSharedInformerFactoryWithOptions(client, 0,
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = cfg.ShardSelector }))
 	broadcast := record.NewBroadcaster()
 	broadcast.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: kube.CoreV1().Events("")})
 	recorder := broadcast.NewRecorder(generatedscheme.Scheme, corev1.EventSource{Component: "alumiini"})

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/apiserver/pkg/server/healthz"
@@ -66,6 +67,9 @@ type ControllerOptions struct {
 	// ReplicaName names this replica's Lease and is what GitRepositories
 	// are hashed over; empty: the host name (a StatefulSet's pod name).
 	ReplicaName string
+	// ShardSelector limits the controller to the GitRepositories whose
+	// labels it selects.
+	ShardSelector string
 	// CDEventsSinkURL is where CDEvents go; empty: nowhere.
 	CDEventsSinkURL string
 }
@@ -131,6 +135,9 @@ func (o *ControllerOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.ShareWork, "share-work", o.ShareWork,
 		"Replicas over one etcd split the GitRepositories between them: each holds a Lease of its own in "+
 			"--leader-elect-resource-namespace and syncs the GitRepositories that hash to it (needs --etcd-servers; not with --leader-elect).")
+	fs.StringVar(&o.ShardSelector, "shard-selector", o.ShardSelector,
+		"Label selector of the GitRepositories this controller syncs (e.g. shard=team-a); others are left to controllers with other selectors. "+
+			"Every GitRepository must match exactly one shard's selector, or none syncs it.")
 	fs.StringVar(&o.ReplicaName, "replica-name", o.ReplicaName,
 		"This replica's name with --share-work, stable across restarts so it takes its share back (empty: the host name).")
 	fs.StringVar(&o.CDEventsSinkURL, "cdevents-sink-url", o.CDEventsSinkURL,
@@ -178,6 +185,14 @@ func (o *ControllerOptions) Validate() []error {
 	}
 	if o.LeaderElection.LeaderElect && o.ShareWork {
 		errs = append(errs, fmt.Errorf("--share-work and --leader-elect exclude each other: one splits the work, the other gives it all to one replica"))
+	}
+	if _, err := labels.Parse(o.ShardSelector); err != nil {
+		errs = append(errs, fmt.Errorf("--shard-selector %q: %w", o.ShardSelector, err))
+	}
+	if o.ShardSelector != "" && o.ShareWork {
+		// The replicas' Leases would count every shard's replicas as
+		// members, and hash GitRepositories to replicas that never see them.
+		errs = append(errs, fmt.Errorf("--shard-selector and --share-work exclude each other: run a shard as one replica, or as replicas with --leader-elect and a --leader-elect-resource-name of its own"))
 	}
 	if name := o.ReplicaName; name != "" {
 		for _, msg := range validation.IsDNS1123Subdomain(membership.LeasePrefix + name) {
@@ -298,6 +313,7 @@ func (o *Options) newController(hook genericPostStartHookContext, target *rest.C
 		Events:                           events,
 		Elect:                            elect,
 		Share:                            share,
+		ShardSelector:                    co.ShardSelector,
 	})
 	if err != nil {
 		return nil, err
