@@ -113,9 +113,16 @@ func (s *Supervisor) Trigger(key string) bool {
 	return true
 }
 
-// Stop ends key's worker, cancelling the work in hand.
+// Stop ends key's worker, cancelling the work in hand (also of a worker
+// StopThen is letting finish).
 func (s *Supervisor) Stop(key string) {
-	if w := s.remove(key); w != nil && w.cancel != nil {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	w := s.removeLocked(key)
+	if w == nil {
+		w = s.stopping[key]
+	}
+	if w != nil && w.cancel != nil {
 		w.cancel()
 	}
 }
@@ -125,19 +132,18 @@ func (s *Supervisor) Stop(key string) {
 // returned (at once if there is none): a replica hands a GitRepository to
 // another only after that. Until then no new worker of key starts.
 func (s *Supervisor) StopThen(key string, then func()) {
-	w := s.remove(key)
-	if w == nil {
-		s.mu.Lock()
+	s.mu.Lock()
+	w := s.removeLocked(key)
+	if w != nil {
+		s.stopping[key] = w
+	} else {
 		w = s.stopping[key]
-		s.mu.Unlock()
 	}
+	s.mu.Unlock()
 	if w == nil {
 		then()
 		return
 	}
-	s.mu.Lock()
-	s.stopping[key] = w
-	s.mu.Unlock()
 	go func() {
 		w.done.Wait()
 		s.mu.Lock()
@@ -167,10 +173,9 @@ func (s *Supervisor) Busy(key string) bool {
 	return running || stopping
 }
 
-// remove forgets key's worker and tells it to quit after its work in hand.
-func (s *Supervisor) remove(key string) *worker {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+// removeLocked forgets key's worker and tells it to quit after its work in
+// hand. Called with s.mu held.
+func (s *Supervisor) removeLocked(key string) *worker {
 	w, ok := s.workers[key]
 	if !ok {
 		return nil

@@ -128,3 +128,43 @@ func TestOneURLsGitRepositoriesPollTogether(t *testing.T) {
 		t.Errorf("100 URLs poll at only %d instants of the interval", len(offsets))
 	}
 }
+
+// TestStopCancelsAWorkerLeftToFinish: a worker StopThen lets finish its
+// sync is still cancelled by Stop (another process owns its GitRepository
+// now), no new worker of its key starts before it has returned, and then
+// runs once it has.
+func TestStopCancelsAWorkerLeftToFinish(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	started, cancelled := make(chan struct{}, 2), make(chan struct{})
+	s := NewSupervisor(ctx, func(ctx context.Context, _ string) time.Duration {
+		started <- struct{}{}
+		<-ctx.Done()
+		close(cancelled)
+		return time.Hour
+	}, SupervisorOptions{})
+	s.Ensure("a")
+	<-started
+	thenRan := make(chan struct{})
+	s.StopThen("a", func() { close(thenRan) })
+	s.Ensure("a") // refused while the first still runs
+	if !s.Busy("a") || s.Has("a") {
+		t.Fatalf("while stopping: busy %v, has %v; want busy, no worker taking work", s.Busy("a"), s.Has("a"))
+	}
+	s.Stop("a")
+	select {
+	case <-cancelled:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Stop did not cancel the worker StopThen was letting finish")
+	}
+	select {
+	case <-thenRan:
+	case <-time.After(10 * time.Second):
+		t.Fatal("then did not run after the worker returned")
+	}
+	select {
+	case <-started:
+		t.Fatal("a second worker of the key started while the first was stopping")
+	default:
+	}
+}

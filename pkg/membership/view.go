@@ -45,8 +45,13 @@ type View struct {
 	// their Lease may just not have reached this watch yet.
 	unknown map[string]time.Time
 	live    []Member
-	// askedAt: when RenewedSince last read an identity's Lease.
-	askedAt map[string]time.Time
+	// asked: what RenewedSince last read of an identity's Lease, and when.
+	asked map[string]answer
+}
+
+type answer struct {
+	at    time.Time
+	alive bool
 }
 
 type seenLease struct {
@@ -59,7 +64,7 @@ type seenLease struct {
 func NewView(client kubernetes.Interface, namespace string, leaseDuration time.Duration) *View {
 	v := &View{client: client, namespace: namespace, leaseDuration: leaseDuration, now: time.Now,
 		leases: map[string]*seenLease{}, gone: map[string]time.Time{}, unknown: map[string]time.Time{},
-		askedAt: map[string]time.Time{}}
+		asked: map[string]answer{}}
 	v.informer = coordinationinformers.NewLeaseInformer(client, namespace, 0, cache.Indexers{})
 	_, _ = v.informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj any) { v.saw(obj) },
@@ -138,31 +143,36 @@ func (v *View) Alive(identity string) bool {
 // showed it (the watch lags) or still held by a process never seen dead.
 // A replica asks before it claims a dead owner's GitRepository, so a slow
 // watch alone never makes a live owner look dead. It reads each identity's
-// Lease at most once a second; in between, or when the read fails, it
-// answers as Alive does, or true if it cannot tell.
+// Lease at most once a second and answers as that read did in between;
+// when the read fails it answers true (cannot tell: claim later).
 func (v *View) RenewedSince(ctx context.Context, identity string) bool {
 	if identity == "" {
 		return false
 	}
 	v.mu.Lock()
-	recent := v.now().Sub(v.askedAt[identity]) < time.Second
-	if !recent {
-		v.askedAt[identity] = v.now()
-	}
+	last, ok := v.asked[identity]
 	v.mu.Unlock()
-	if recent {
-		return v.Alive(identity)
+	if ok && v.now().Sub(last.at) < time.Second {
+		return last.alive
 	}
 	name, _, _ := strings.Cut(identity, "_")
 	lease, err := v.client.CoordinationV1().Leases(v.namespace).Get(ctx, LeasePrefix+name, metav1.GetOptions{})
 	switch {
 	case apierrors.IsNotFound(err):
-		return false
+		v.forget(LeasePrefix + name)
+		v.mu.Lock()
+		v.gone[identity] = v.now() // no Lease holds it
+		v.mu.Unlock()
 	case err != nil:
 		return true // cannot tell: claim later
+	default:
+		v.saw(lease)
 	}
-	v.saw(lease)
-	return v.Alive(identity)
+	alive := v.Alive(identity)
+	v.mu.Lock()
+	v.asked[identity] = answer{at: v.now(), alive: alive}
+	v.mu.Unlock()
+	return alive
 }
 
 func (v *View) saw(obj any) {
@@ -237,9 +247,9 @@ func (v *View) recompute() {
 			delete(v.unknown, id)
 		}
 	}
-	for id, at := range v.askedAt {
-		if now.Sub(at) > time.Minute {
-			delete(v.askedAt, id)
+	for id, last := range v.asked {
+		if now.Sub(last.at) > time.Minute {
+			delete(v.asked, id)
 		}
 	}
 	onChange := v.onChange

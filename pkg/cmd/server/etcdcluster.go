@@ -105,6 +105,10 @@ type formedConfigMap struct {
 
 const formedConfigMapName = "alumiini-etcd-formed"
 
+func (f formedConfigMap) String() string {
+	return "ConfigMap " + f.namespace + "/" + formedConfigMapName
+}
+
 func (f formedConfigMap) Formed(ctx context.Context) (bool, error) {
 	_, err := f.client.CoreV1().ConfigMaps(f.namespace).Get(ctx, formedConfigMapName, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {

@@ -234,6 +234,9 @@ func (o *Options) Validate(args []string) error {
 		if o.Controller.ShareWork && !o.EtcdCluster.clustered() {
 			errs = append(errs, fmt.Errorf("--share-work %s", alone))
 		}
+		if o.Controller.ShardSelector != "" && !o.EtcdCluster.clustered() {
+			errs = append(errs, fmt.Errorf("--shard-selector %s", alone))
+		}
 		etcd.StorageConfig.Transport.ServerList = []string{"embedded"}
 		defer func() { etcd.StorageConfig.Transport.ServerList = nil }()
 	}

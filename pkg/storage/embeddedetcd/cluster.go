@@ -42,10 +42,12 @@ type Cluster struct {
 	Formed FormedRecord
 }
 
-// FormedRecord keeps whether the cluster has formed once.
+// FormedRecord keeps whether the cluster has formed once; String names
+// where, for the operator.
 type FormedRecord interface {
 	Formed(ctx context.Context) (bool, error)
 	MarkFormed(ctx context.Context) error
+	String() string
 }
 
 // MemberURLs are where one member is reached.
@@ -159,8 +161,10 @@ func (c *Cluster) join(ctx context.Context, dataDir string, creds *credentials) 
 	defer cli.Close()
 	asked, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	// Serializable: any member that runs answers from what it knows, with
-	// or without a quorum, so "no answer" means no member runs at all.
+	// etcd answers clients only once its member has a quorum: "no answer"
+	// means no quorum runs, which is also the case when every member is
+	// starting at once. Only the formed record tells the two apart.
+	// Serializable: a member that runs answers without asking the leader.
 	list, err := cli.MemberList(asked, clientv3.WithSerializable())
 	if err != nil {
 		formed, recordErr := c.Formed.Formed(ctx)
@@ -168,8 +172,9 @@ func (c *Cluster) join(ctx context.Context, dataDir string, creds *credentials) 
 		case recordErr != nil:
 			return "", "", fmt.Errorf("no other etcd member answers (%v), and whether the cluster formed before is unknown: %w", err, recordErr)
 		case formed:
-			return "", "", fmt.Errorf("this etcd member has no data and no other member answers (%v), but the cluster formed before: "+
-				"it joins once a member with data runs (restart it then)", err)
+			return "", "", fmt.Errorf("this etcd member has no data and no other member answers (%v), but the cluster formed before "+
+				"(%s says so): it joins once members with data run again; if every member's data is gone for good, "+
+				"delete that record to start a new, empty cluster", err, c.Formed)
 		}
 		klog.InfoS("No other etcd member answers; starting a new cluster", "member", c.Name, "err", err.Error())
 		return embed.ClusterStateFlagNew, static, nil

@@ -52,6 +52,7 @@ type formedFlag struct{ formed atomic.Bool }
 
 func (f *formedFlag) Formed(context.Context) (bool, error) { return f.formed.Load(), nil }
 func (f *formedFlag) MarkFormed(context.Context) error     { f.formed.Store(true); return nil }
+func (f *formedFlag) String() string                       { return "the test's formed flag" }
 
 type testMembers struct {
 	t                 *testing.T

@@ -17,6 +17,7 @@ import (
 
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 	"go.etcd.io/etcd/server/v3/embed"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/klog/v2"
 )
 
@@ -118,16 +119,13 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	}
 
 	started = true
+	s := &Server{etcd: e, closing: closing, credentials: creds}
 	if cfg.Cluster != nil {
 		// Ready means a quorum formed: from now on a member without data
-		// never starts a new cluster alone.
-		if err := cfg.Cluster.Formed.MarkFormed(ctx); err != nil {
-			e.Close()
-			creds.remove()
-			return nil, fmt.Errorf("recording that the etcd cluster formed: %w", err)
-		}
+		// never starts a new cluster alone. A failing record (kube-apiserver
+		// away) is retried rather than taking a healthy member down.
+		go markFormed(ctx, cfg.Cluster.Formed)
 	}
-	s := &Server{etcd: e, closing: closing, credentials: creds}
 	for _, l := range e.Clients {
 		// This replica's API server uses the loopback listener only.
 		if addr, ok := l.Addr().(*net.TCPAddr); ok && addr.IP.IsLoopback() {
@@ -170,4 +168,17 @@ func credentialsFor(cluster *Cluster) (*credentials, error) {
 	}
 	dns, ips := cluster.hosts()
 	return newClusterCredentials(cluster.CAFile, cluster.CAKeyFile, dns, ips)
+}
+
+// markFormed records that the cluster formed, retrying until it is
+// recorded or ctx ends.
+func markFormed(ctx context.Context, record FormedRecord) {
+	backoff := wait.Backoff{Duration: time.Second, Factor: 2, Jitter: 0.1, Steps: 100, Cap: time.Minute}
+	_ = wait.ExponentialBackoffWithContext(ctx, backoff, func(ctx context.Context) (bool, error) {
+		err := record.MarkFormed(ctx)
+		if err != nil {
+			klog.ErrorS(err, "Recording that the embedded etcd cluster formed; retrying")
+		}
+		return err == nil, nil
+	})
 }
