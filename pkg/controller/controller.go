@@ -459,10 +459,9 @@ func (c *Controller) handOverPushes(ctx context.Context) {
 // handOverPush hands a push that reached a replica which does not sync the
 // GitRepository to the one that does, as a stored sync request (what
 // kubectl create --raw .../sync makes): that replica's informer sees it,
-// lists the remote afresh
-// and syncs if there is something new (handedOverPush). The push shows as
-// status.lastSyncRequest rather than status.lastPush.
-// It returns an error worth retrying.
+// lists the remote afresh and syncs if there is something new
+// (handedOverPush). The push shows as status.lastSyncRequest rather than
+// status.lastPush. It returns an error worth retrying.
 func (c *Controller) handOverPush(ctx context.Context, key string) error {
 	namespace, name, _ := cache.SplitMetaNamespaceKey(key)
 	repo, err := c.reconciler.Lister.GitRepositories(namespace).Get(name)

@@ -2,6 +2,8 @@ package embeddedetcd
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/x509"
 	"fmt"
 	"net"
 	"os"
@@ -36,7 +38,7 @@ func testCA(t *testing.T) (certFile, keyFile string) {
 	if err := os.WriteFile(certFile, ca.pem, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	key, err := marshalKey(ca.key)
+	key, err := x509.MarshalECPrivateKey(ca.key.(*ecdsa.PrivateKey))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,6 +55,31 @@ type formedFlag struct{ formed atomic.Bool }
 func (f *formedFlag) Formed(context.Context) (bool, error) { return f.formed.Load(), nil }
 func (f *formedFlag) MarkFormed(context.Context) error     { f.formed.Store(true); return nil }
 func (f *formedFlag) String() string                       { return "the test's formed flag" }
+
+// putThrough writes key through member s.
+func putThrough(ctx context.Context, t *testing.T, s *Server, key, value string) {
+	t.Helper()
+	c := client(t, s)
+	defer c.Close()
+	if _, err := c.Put(ctx, key, value); err != nil {
+		t.Fatalf("put through %s: %v", s.ClientURLs(), err)
+	}
+}
+
+// getThrough reads key through member s (linearizable: through the leader).
+func getThrough(ctx context.Context, t *testing.T, s *Server, key string) string {
+	t.Helper()
+	c := client(t, s)
+	defer c.Close()
+	resp, err := c.Get(ctx, key)
+	if err != nil {
+		t.Fatalf("get through %s: %v", s.ClientURLs(), err)
+	}
+	if len(resp.Kvs) == 0 {
+		return ""
+	}
+	return string(resp.Kvs[0].Value)
+}
 
 type testMembers struct {
 	t                 *testing.T
@@ -99,27 +126,8 @@ func TestThreeMembersKeepServingAndRejoin(t *testing.T) {
 			s.Close()
 		}
 	}()
-	put := func(name, key, value string) {
-		t.Helper()
-		c := client(t, servers[name])
-		defer c.Close()
-		if _, err := c.Put(ctx, key, value); err != nil {
-			t.Fatalf("put through %s: %v", name, err)
-		}
-	}
-	get := func(name, key string) string {
-		t.Helper()
-		c := client(t, servers[name])
-		defer c.Close()
-		resp, err := c.Get(ctx, key) // linearizable: through the leader
-		if err != nil {
-			t.Fatalf("get through %s: %v", name, err)
-		}
-		if len(resp.Kvs) == 0 {
-			return ""
-		}
-		return string(resp.Kvs[0].Value)
-	}
+	put := func(name, key, value string) { t.Helper(); putThrough(ctx, t, servers[name], key, value) }
+	get := func(name, key string) string { t.Helper(); return getThrough(ctx, t, servers[name], key) }
 	put("alumiini-0", "/k", "one")
 	if got := get("alumiini-2", "/k"); got != "one" {
 		t.Fatalf("alumiini-2 reads %q, want what alumiini-0 wrote", got)
@@ -203,13 +211,7 @@ func TestALostMemberNeverStartsANewClusterAlone(t *testing.T) {
 	if t.Failed() {
 		return
 	}
-	write := func(name, value string) {
-		c := client(t, servers[name])
-		defer c.Close()
-		if _, err := c.Put(ctx, "/k", value); err != nil {
-			t.Fatalf("put through %s: %v", name, err)
-		}
-	}
+	write := func(name, value string) { t.Helper(); putThrough(ctx, t, servers[name], "/k", value) }
 	write("alumiini-0", "one")
 	servers["alumiini-1"].Close() // alumiini-1 misses the next write
 	write("alumiini-0", "two")
@@ -240,10 +242,7 @@ func TestALostMemberNeverStartsANewClusterAlone(t *testing.T) {
 		t.Fatalf("alumiini-2 without data, once the others run: %v", err)
 	}
 	servers["alumiini-2"] = fresh
-	c := client(t, fresh)
-	defer c.Close()
-	resp, err := c.Get(ctx, "/k")
-	if err != nil || len(resp.Kvs) != 1 || string(resp.Kvs[0].Value) != "two" {
-		t.Fatalf("alumiini-2 re-added reads %v (%v), want the last write, two", resp, err)
+	if got := getThrough(ctx, t, fresh, "/k"); got != "two" {
+		t.Fatalf("alumiini-2 re-added reads %q, want the last write, two", got)
 	}
 }

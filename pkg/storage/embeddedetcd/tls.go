@@ -178,12 +178,3 @@ func template(commonName string) *x509.Certificate {
 func writePEM(file, blockType string, der []byte) error {
 	return os.WriteFile(file, pem.EncodeToMemory(&pem.Block{Type: blockType, Bytes: der}), 0o600)
 }
-
-// marshalKey encodes an EC key as a PEM body (what tests write as a CA Secret).
-func marshalKey(key crypto.Signer) ([]byte, error) {
-	ec, ok := key.(*ecdsa.PrivateKey)
-	if !ok {
-		return nil, fmt.Errorf("not an EC key")
-	}
-	return x509.MarshalECPrivateKey(ec)
-}
