@@ -29,6 +29,7 @@ type options struct {
 	cpuProfile     string
 	heapProfile    string
 	idleProfile    string
+	emptyProfile   string
 }
 
 func main() {
@@ -40,7 +41,8 @@ func main() {
 	flag.StringVar(&opts.jsonOut, "json", "", "also write the results as JSON to this file")
 	flag.StringVar(&opts.cpuProfile, "cpuprofile", "", "write a CPU profile of alumiini during the (last) sync to this file")
 	flag.StringVar(&opts.heapProfile, "heapprofile", "", "write alumiini's settled heap profile (for go tool pprof) to this file")
-	flag.StringVar(&opts.idleProfile, "idleprofile", "", "write a CPU profile of alumiini over (up to 50 s of) the idle interval to this file")
+	flag.StringVar(&opts.emptyProfile, "emptyprofile", "", "write a CPU profile of alumiini with no GitRepository, idle (50 s), to this file")
+	flag.StringVar(&opts.idleProfile, "idleprofile", "", "write CPU profiles of alumiini over the idle interval to this file (its first 50 s) and FILE.2, FILE.3, ... (the next)")
 	flag.Parse()
 	for _, field := range strings.Split(*counts, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(field))

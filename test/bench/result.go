@@ -22,9 +22,15 @@ type result struct {
 	// RatioToKubectlDryRunAndApply compares alumiini with both.
 	KubectlDryRunSeconds         float64 `json:"kubectlDryRunSeconds"`
 	RatioToKubectlDryRunAndApply float64 `json:"ratioToKubectlDryRunAndApply"`
-	Memory                       memory  `json:"memory"`
-	Idle                         idle    `json:"idle"`
-	Push                         push    `json:"push"`
+	// KubectlDryRunCPUSeconds: each process's CPU over those dry-runs,
+	// kube-apiserver's being the price of the guarantee.
+	KubectlDryRunCPUSeconds map[string]float64 `json:"kubectlDryRunCPUSeconds"`
+	// Cores is what the machine has: a phase's CPU-seconds of all
+	// processes over Cores is the least time it could take.
+	Cores  int    `json:"cores"`
+	Memory memory `json:"memory"`
+	Idle   idle   `json:"idle"`
+	Push   push   `json:"push"`
 }
 
 // phase is one way of applying the 4N objects.
@@ -51,6 +57,8 @@ type memory struct {
 	SettledRSSFile int64   `json:"settledRSSFile"`
 	SettledHeap    int64   `json:"settledHeap"`
 	RSSPerRepo     float64 `json:"rssPerGitRepository"`
+	// AnonRSSPerRepo leaves out the mapped files, which do not grow with N.
+	AnonRSSPerRepo float64 `json:"anonRSSPerGitRepository"`
 	HeapPerRepo    float64 `json:"heapPerGitRepository"`
 }
 
@@ -83,6 +91,10 @@ func (r *result) print(w io.Writer) {
 	for _, name := range []string{"alumiini", "kube-apiserver", "etcd"} {
 		p("  %-34s %10.2f %10.2f", "CPU-s "+name, r.Kubectl.CPUSeconds[name], r.Alumiini.CPUSeconds[name])
 	}
+	p("  %-34s %10.2f %10.2f   (the dry-runs alone: %.2f)", "CPU-s all processes", total(r.Kubectl.CPUSeconds),
+		total(r.Alumiini.CPUSeconds), total(r.KubectlDryRunCPUSeconds))
+	p("  %-34s %9.2fs %9.2fs   (all CPU-s ÷ %d cores: the least the work allows)", "CPU-bound floor",
+		total(r.Kubectl.CPUSeconds)/float64(r.Cores), total(r.Alumiini.CPUSeconds)/float64(r.Cores), r.Cores)
 	p("  %-34s %10s %10.1f", "kube-apiserver CPU-ms per GitRepository", "",
 		1000*r.Alumiini.CPUSeconds["kube-apiserver"]/float64(r.N))
 	p("  alumiini → kube-apiserver per GitRepository: %s", perVerb(r.Alumiini.RequestsPerGitRepository, "%.2f"))
@@ -90,10 +102,10 @@ func (r *result) print(w io.Writer) {
 		perVerb(r.Alumiini.KubeAPIServerVerbs, "%.0f"))
 	p("  alumiini's own API per GitRepository (the bench's create, alumiini's status writes): %s",
 		perVerb(r.Alumiini.OwnAPIPerGitRepository, "%.2f"))
-	p("  memory: empty RSS %s (files %s) heap %s; settled RSS %s (files %s) heap %s; per GitRepository RSS %s heap %s",
+	p("  memory: empty RSS %s (files %s) heap %s; settled RSS %s (files %s) heap %s; per GitRepository RSS %s (without files %s) heap %s",
 		mib(r.Memory.EmptyRSS), mib(r.Memory.EmptyRSSFile), mib(r.Memory.EmptyHeap),
 		mib(r.Memory.SettledRSS), mib(r.Memory.SettledRSSFile), mib(r.Memory.SettledHeap),
-		kib(r.Memory.RSSPerRepo), kib(r.Memory.HeapPerRepo))
+		kib(r.Memory.RSSPerRepo), kib(r.Memory.AnonRSSPerRepo), kib(r.Memory.HeapPerRepo))
 	p("  idle %.0fs: alumiini CPU %.2fs (empty process: %.2fs per minute); requests %s; own API writes %s; ref listings %d (of %d URLs), fetches %d",
 		r.Idle.Seconds, r.Idle.CPUSeconds, r.Idle.EmptyCPUSecondsPerMinute, perVerb(r.Idle.Requests, "%.0f"),
 		perVerb(r.Idle.OwnAPIWrites, "%.0f"), r.Idle.RefListings, r.GitURLs, r.Idle.Fetches)
@@ -114,6 +126,14 @@ func perVerb(m map[string]float64, format string) string {
 		parts = append(parts, k+" "+fmt.Sprintf(format, m[k]))
 	}
 	return strings.Join(parts, ", ")
+}
+
+func total(cpu map[string]float64) float64 {
+	var sum float64
+	for _, seconds := range cpu {
+		sum += seconds
+	}
+	return sum
 }
 
 func mib(b int64) string   { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -64,7 +65,7 @@ func run(n int, opts options) (*result, error) {
 	direct.Host = cluster.AlumiiniURL
 	b := &bench{opts: opts, n: n, dir: dir, cluster: cluster, kube: kubernetes.NewForConfigOrDie(config),
 		client: clientset.NewForConfigOrDie(config), watcher: clientset.NewForConfigOrDie(direct),
-		r: &result{N: n, Objects: 4 * n, Started: time.Now().UTC()}}
+		r: &result{N: n, Objects: 4 * n, Started: time.Now().UTC(), Cores: runtime.NumCPU()}}
 	ctx := context.Background()
 	for _, step := range []struct {
 		name string
@@ -146,30 +147,40 @@ func (b *bench) kubectlPhase(ctx context.Context) error {
 	}
 	// The cost of alumiini's guarantee, every object dry-run before any
 	// is written: the same dry-runs from kubectl.
-	dryRun, err := kubectlApply(ctx, b.cluster, files, "--dry-run=server")
+	dryRunCPU, dryRun, err := b.measureKubectl(ctx, files, "--dry-run=server")
 	if err != nil {
 		return err
 	}
-	b.r.KubectlDryRunSeconds = dryRun.Seconds()
+	b.r.KubectlDryRunSeconds, b.r.KubectlDryRunCPUSeconds = dryRun.Seconds(), dryRunCPU
+	cpu, took, err := b.measureKubectl(ctx, files)
+	if err != nil {
+		return err
+	}
+	b.r.Kubectl.Seconds, b.r.Kubectl.CPUSeconds = took.Seconds(), cpu
+	fmt.Fprintf(os.Stderr, "N=%d: kubectl dry-run %.1fs, apply %.1fs\n", b.n, dryRun.Seconds(), took.Seconds())
+	return nil
+}
+
+// measureKubectl runs kubectlApply and returns each process's CPU-seconds
+// over it, the kubectl processes' together as "kubectl".
+func (b *bench) measureKubectl(ctx context.Context, files []string, extra ...string) (map[string]float64, time.Duration, error) {
 	before, err := snapshot(ctx, b.cluster)
 	if err != nil {
-		return err
+		return nil, 0, err
 	}
 	childrenBefore := childrenCPUSeconds()
-	took, err := kubectlApply(ctx, b.cluster, files)
+	took, err := kubectlApply(ctx, b.cluster, files, extra...)
 	if err != nil {
-		return err
+		return nil, 0, err
 	}
 	kubectlCPU := childrenCPUSeconds() - childrenBefore
-	b.r.Kubectl.Seconds = took.Seconds()
-	fmt.Fprintf(os.Stderr, "N=%d: kubectl dry-run %.1fs, apply %.1fs\n", b.n, dryRun.Seconds(), took.Seconds())
 	after, err := snapshot(ctx, b.cluster)
 	if err != nil {
-		return err
+		return nil, 0, err
 	}
-	b.r.Kubectl.CPUSeconds = after.since(before).cpu
-	b.r.Kubectl.CPUSeconds["kubectl"] = kubectlCPU
-	return nil
+	cpu := after.since(before).cpu
+	cpu["kubectl"] = kubectlCPU
+	return cpu, took, nil
 }
 
 // childrenCPUSeconds is the CPU time of the bench's child processes that
@@ -208,7 +219,13 @@ func (b *bench) measureEmpty(ctx context.Context) error {
 	time.Sleep(settleTime)
 	pid := b.cluster.AlumiiniPID()
 	cpu := benchkit.CPUSeconds(pid)
-	time.Sleep(emptyIdleTime)
+	start := time.Now()
+	if b.opts.emptyProfile != "" {
+		if err := b.cluster.Profile(ctx, b.opts.emptyProfile, 50*time.Second); err != nil {
+			return fmt.Errorf("profiling the empty process: %w", err)
+		}
+	}
+	time.Sleep(emptyIdleTime - time.Since(start))
 	b.r.Idle.EmptyCPUSecondsPerMinute = (benchkit.CPUSeconds(pid) - cpu) / emptyIdleTime.Minutes()
 	heap, err := heapAfterGC(ctx, b.cluster)
 	b.r.Memory.EmptyHeap, b.r.Memory.EmptyRSS = heap, benchkit.RSSBytes(b.cluster.AlumiiniPID())
@@ -275,6 +292,7 @@ func (b *bench) measureSettled(ctx context.Context) error {
 	m.SettledHeap, m.SettledRSS = heap, benchkit.RSSBytes(b.cluster.AlumiiniPID())
 	m.SettledRSSFile = benchkit.RSSFileBytes(b.cluster.AlumiiniPID())
 	m.RSSPerRepo = float64(m.SettledRSS-m.EmptyRSS) / float64(b.n)
+	m.AnonRSSPerRepo = float64((m.SettledRSS-m.SettledRSSFile)-(m.EmptyRSS-m.EmptyRSSFile)) / float64(b.n)
 	m.HeapPerRepo = float64(m.SettledHeap-m.EmptyHeap) / float64(b.n)
 	if err == nil && b.opts.heapProfile != "" {
 		var profile []byte
@@ -283,6 +301,22 @@ func (b *bench) measureSettled(ctx context.Context) error {
 		}
 	}
 	return err
+}
+
+// profileInParts profiles alumiini until end in parts of up to 50 s (the
+// API server cuts requests at 60 s): file, file.2, file.3, ...; `go tool
+// pprof file file.2 ...` reads them as one.
+func (b *bench) profileInParts(ctx context.Context, file string, end time.Time) error {
+	for part := 1; time.Until(end) > time.Second; part++ {
+		name := file
+		if part > 1 {
+			name = fmt.Sprintf("%s.%d", file, part)
+		}
+		if err := b.cluster.Profile(ctx, name, min(time.Until(end), 50*time.Second)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // idlePhase watches one interval in which git holds nothing new.
@@ -294,12 +328,11 @@ func (b *bench) idlePhase(ctx context.Context) error {
 	}
 	start := time.Now()
 	if b.opts.idleProfile != "" {
-		// The API server cuts requests at 60 s: a sample of the interval.
-		if err := b.cluster.Profile(ctx, b.opts.idleProfile, min(b.opts.interval, 50*time.Second)); err != nil {
+		if err := b.profileInParts(ctx, b.opts.idleProfile, start.Add(b.opts.interval)); err != nil {
 			return fmt.Errorf("profiling the idle interval: %w", err)
 		}
 	}
-	time.Sleep(b.opts.interval - time.Since(start))
+	time.Sleep(time.Until(start.Add(b.opts.interval)))
 	after, err := snapshot(ctx, b.cluster)
 	if err != nil {
 		return err
