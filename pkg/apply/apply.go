@@ -26,6 +26,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/metadata"
 
 	"github.com/falsesystems/alumiini/pkg/manifest"
 )
@@ -149,7 +150,12 @@ type Options struct {
 // Applier applies for one identity of the target cluster.
 type Applier struct {
 	Client dynamic.Interface
-	Mapper meta.ResettableRESTMapper
+	// Metadata, if set, is asked for the dry-runs whose answer is read only
+	// for its metadata: kube-apiserver then encodes, and alumiini decodes,
+	// the metadata alone (a fifth of the sync's decoding at 1,000
+	// GitRepositories, all of them new).
+	Metadata metadata.Interface
+	Mapper   meta.ResettableRESTMapper
 	// CRDTimeout bounds the wait for new CRDs to be established.
 	CRDTimeout time.Duration
 }
@@ -385,8 +391,20 @@ func (a *Applier) planOne(ctx context.Context, p *planned, pl planner) error {
 // object that exists, or a dry-run that fails, is planned the long way,
 // which reads it first, so that whose it is is said before what is wrong.
 func (a *Applier) isNew(ctx context.Context, client dynamic.ResourceInterface, p *planned) bool {
-	dry, err := dryRun(ctx, client, p)
-	return err == nil && dry.GetResourceVersion() == ""
+	if a.Metadata == nil {
+		dry, err := dryRun(ctx, client, p)
+		return err == nil && dry.GetResourceVersion() == ""
+	}
+	data, err := json.Marshal(p.obj.Object)
+	if err != nil {
+		return false
+	}
+	var answer metadata.ResourceInterface = a.Metadata.Resource(p.mapping.Resource)
+	if p.mapping.Scope.Name() == meta.RESTScopeNameNamespace {
+		answer = a.Metadata.Resource(p.mapping.Resource).Namespace(p.obj.GetNamespace())
+	}
+	dry, err := answer.Patch(ctx, p.obj.GetName(), types.ApplyPatchType, data, dryRunOptions())
+	return err == nil && dry.ResourceVersion == ""
 }
 
 func dryRun(ctx context.Context, client dynamic.ResourceInterface, p *planned) (*unstructured.Unstructured, error) {
@@ -394,8 +412,11 @@ func dryRun(ctx context.Context, client dynamic.ResourceInterface, p *planned) (
 	if err != nil {
 		return nil, err
 	}
-	return client.Patch(ctx, p.obj.GetName(), types.ApplyPatchType, data,
-		metav1.PatchOptions{FieldManager: FieldManager, Force: ptrTrue(), DryRun: []string{metav1.DryRunAll}})
+	return client.Patch(ctx, p.obj.GetName(), types.ApplyPatchType, data, dryRunOptions())
+}
+
+func dryRunOptions() metav1.PatchOptions {
+	return metav1.PatchOptions{FieldManager: FieldManager, Force: ptrTrue(), DryRun: []string{metav1.DryRunAll}}
 }
 
 // claim decides whether the existing object p.live may be applied for the

@@ -582,7 +582,11 @@ func (a *appliers) For(namespace, serviceAccount string) (*apply.Applier, error)
 	if err != nil {
 		return nil, err
 	}
-	applier := &apply.Applier{Client: client, Mapper: a.mapper, CRDTimeout: 30 * time.Second}
+	metadataClient, err := metadata.NewForConfig(config)
+	if err != nil {
+		return nil, err
+	}
+	applier := &apply.Applier{Client: client, Metadata: metadataClient, Mapper: a.mapper, CRDTimeout: 30 * time.Second}
 	a.byUser[user] = applier
 	return applier, nil
 }
