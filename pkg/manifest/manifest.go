@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 
+	apipath "k8s.io/apimachinery/pkg/api/validation/path"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/yaml"
@@ -242,6 +243,16 @@ func check(u *unstructured.Unstructured) error {
 	}
 	if _, err := schema.ParseGroupVersion(u.GetAPIVersion()); err != nil {
 		return fmt.Errorf("apiVersion %q: %v", u.GetAPIVersion(), err)
+	}
+	// The name and namespace become segments of request paths: "..", "/"
+	// or "%" would point a request (a dry-run included) elsewhere.
+	for _, field := range [][2]string{{"metadata.name", u.GetName()}, {"metadata.namespace", u.GetNamespace()}} {
+		if field[1] == "" {
+			continue
+		}
+		if msgs := apipath.IsValidPathSegmentName(field[1]); len(msgs) > 0 {
+			return fmt.Errorf("%s %s %q: %s", u.GetKind(), field[0], field[1], strings.Join(msgs, "; "))
+		}
 	}
 	return nil
 }

@@ -55,6 +55,14 @@ func TestRenderErrorsNameTheFile(t *testing.T) {
 		{name: "no apiVersion", files: files("x.yaml", "kind: ConfigMap\nmetadata:\n  name: a\n"), says: "x.yaml: object has no apiVersion"},
 		{name: "no kind", files: files("x.yaml", "apiVersion: v1\nmetadata:\n  name: a\n"), says: "x.yaml: object has no kind"},
 		{name: "no name", files: files("x.yaml", "apiVersion: v1\nkind: ConfigMap\n"), says: "ConfigMap has no metadata.name"},
+		// A name or namespace is a segment of the request path: "../services/x/proxy"
+		// would send the dry-run to a Service's proxy.
+		{name: "name leaving its path", files: files("x.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ../services/x:80/proxy/admin\n"),
+			says: `x.yaml: ConfigMap metadata.name "../services/x:80/proxy/admin": may not contain '/'`},
+		{name: "namespace leaving its path", files: files("x.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n  namespace: ..\n"),
+			says: `x.yaml: ConfigMap metadata.namespace "..": may not be '..'`},
+		{name: "kustomize output leaving its path", files: files("kustomization.yaml", "namePrefix: ../\nresources:\n- cm.yaml\n",
+			"cm.yaml", strings.ReplaceAll(cm, "%s", "settings")), says: `metadata.name "../settings": may not contain '/'`},
 		{name: "duplicate", files: files("a.yaml", strings.ReplaceAll(cm, "%s", "dup"), "b/c.yaml", strings.ReplaceAll(cm, "%s", "dup")),
 			says: "b/c.yaml: ConfigMap dup is also defined in a.yaml"},
 		{name: "remote base", files: files("kustomization.yaml", "resources:\n- https://github.com/org/repo//base\n"), says: `resources[0]: remote location "https://github.com/org/repo//base" (a URL) is not allowed`},
