@@ -55,9 +55,18 @@ func TestMain(m *testing.M) {
 
 func newApplier(t *testing.T) *Applier {
 	t.Helper()
-	client := dynamic.NewForConfigOrDie(restConfig)
+	return newApplierAs(t, restConfig)
+}
+
+// newApplierAs acts as config's identity, with discovery as the admin.
+func newApplierAs(t *testing.T, config *rest.Config) *Applier {
+	t.Helper()
 	disco := discovery.NewDiscoveryClientForConfigOrDie(restConfig)
-	return &Applier{Client: client, Mapper: restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(disco))}
+	a, err := New(config, restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(disco)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
 }
 
 func render(t *testing.T, kv ...string) []manifest.Object {

@@ -9,7 +9,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/client-go/dynamic"
 
 	"github.com/falsesystems/alumiini/pkg/manifest"
 )
@@ -102,10 +101,7 @@ func (a *Applier) pruneOne(ctx context.Context, owner Owner, e Entry, keptByGit 
 	if err != nil {
 		return pruneGone, fail(err.Error(), err)
 	}
-	var client dynamic.ResourceInterface = a.Client.Resource(mapping.Resource)
-	if mapping.Scope.Name() == meta.RESTScopeNameNamespace {
-		client = a.Client.Resource(mapping.Resource).Namespace(e.Namespace)
-	}
+	client := a.Client.Resource(mapping.Resource).Namespace(namespaceIn(mapping, e.Namespace))
 	live, err := client.Get(ctx, e.Name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		return pruneGone, nil

@@ -9,11 +9,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/discovery"
-	"k8s.io/client-go/discovery/cached/memory"
-	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/restmapper"
 )
 
 // TestPruneDisabledKeepsTheObject: an object whose manifest says
@@ -90,8 +86,7 @@ func TestFailedDeletionsStayInTheInventory(t *testing.T) {
 	}
 	config := rest.CopyConfig(restConfig)
 	config.Impersonate = rest.ImpersonationConfig{UserName: "no-delete"}
-	a := &Applier{Client: dynamic.NewForConfigOrDie(config),
-		Mapper: restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(discovery.NewDiscoveryClientForConfigOrDie(restConfig)))}
+	a := newApplierAs(t, config)
 
 	owner := Owner{Namespace: "default", Name: "stuck"}
 	objects := render(t,

@@ -15,7 +15,6 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/discovery/cached/memory"
-	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/metadata"
@@ -578,15 +577,11 @@ func (a *appliers) For(namespace, serviceAccount string) (*apply.Applier, error)
 		// groups (with which it could act as any group at all).
 		config.Impersonate = rest.ImpersonationConfig{UserName: user}
 	}
-	client, err := dynamic.NewForConfig(config)
+	applier, err := apply.New(config, a.mapper)
 	if err != nil {
 		return nil, err
 	}
-	metadataClient, err := metadata.NewForConfig(config)
-	if err != nil {
-		return nil, err
-	}
-	applier := &apply.Applier{Client: client, Metadata: metadataClient, Mapper: a.mapper, CRDTimeout: 30 * time.Second}
+	applier.CRDTimeout = 30 * time.Second
 	a.byUser[user] = applier
 	return applier, nil
 }
