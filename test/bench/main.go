@@ -3,9 +3,10 @@
 // repositories (or N with -distinct), each path a Deployment (replicas 0), a
 // ServiceAccount, a Service and a ConfigMap for its own namespace. It
 // reports the same 4N objects applied by `kubectl apply --server-side` from
-// 8 processes; alumiini's create → all Ready, with the CPU of alumiini,
-// kube-apiserver and etcd and alumiini's requests by verb; alumiini's
-// memory empty and settled; one idle interval; and one push to a shared
+// 8 processes (and dry-run by them first); alumiini's create → all Ready;
+// for each, the CPU of every process and that CPU over the machine's cores
+// (no phase can take less); alumiini's requests by verb; alumiini's memory
+// empty and settled; one idle interval; and one push to a shared
 // repository until all its GitRepositories show it. Run it with
 // `make bench` (BENCH_N=100,1000 by default).
 package main
@@ -41,8 +42,8 @@ func main() {
 	flag.StringVar(&opts.jsonOut, "json", "", "also write the results as JSON to this file")
 	flag.StringVar(&opts.cpuProfile, "cpuprofile", "", "write a CPU profile of alumiini during the (last) sync to this file")
 	flag.StringVar(&opts.heapProfile, "heapprofile", "", "write alumiini's settled heap profile (for go tool pprof) to this file")
-	flag.StringVar(&opts.emptyProfile, "emptyprofile", "", "write a CPU profile of alumiini with no GitRepository, idle (50 s), to this file")
-	flag.StringVar(&opts.idleProfile, "idleprofile", "", "write CPU profiles of alumiini over the idle interval to this file (its first 50 s) and FILE.2, FILE.3, ... (the next)")
+	flag.StringVar(&opts.emptyProfile, "emptyprofile", "", "write a CPU profile of alumiini with no GitRepository, idle (50 s), to FILE")
+	flag.StringVar(&opts.idleProfile, "idleprofile", "", "write CPU profiles of alumiini over the whole idle interval, 50 s each, to FILE, FILE.2, FILE.3, ...")
 	flag.Parse()
 	for _, field := range strings.Split(*counts, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(field))

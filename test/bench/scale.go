@@ -221,12 +221,12 @@ func (b *bench) measureEmpty(ctx context.Context) error {
 	cpu := benchkit.CPUSeconds(pid)
 	start := time.Now()
 	if b.opts.emptyProfile != "" {
-		if err := b.cluster.Profile(ctx, b.opts.emptyProfile, 50*time.Second); err != nil {
+		if err := b.cluster.Profile(ctx, b.opts.emptyProfile, maxProfile); err != nil {
 			return fmt.Errorf("profiling the empty process: %w", err)
 		}
 	}
 	time.Sleep(emptyIdleTime - time.Since(start))
-	b.r.Idle.EmptyCPUSecondsPerMinute = (benchkit.CPUSeconds(pid) - cpu) / emptyIdleTime.Minutes()
+	b.r.Idle.EmptyCPUSecondsPerMinute = (benchkit.CPUSeconds(pid) - cpu) / time.Since(start).Minutes()
 	heap, err := heapAfterGC(ctx, b.cluster)
 	b.r.Memory.EmptyHeap, b.r.Memory.EmptyRSS = heap, benchkit.RSSBytes(b.cluster.AlumiiniPID())
 	b.r.Memory.EmptyRSSFile = benchkit.RSSFileBytes(b.cluster.AlumiiniPID())
@@ -303,16 +303,20 @@ func (b *bench) measureSettled(ctx context.Context) error {
 	return err
 }
 
-// profileInParts profiles alumiini until end in parts of up to 50 s (the
-// API server cuts requests at 60 s): file, file.2, file.3, ...; `go tool
-// pprof file file.2 ...` reads them as one.
+// maxProfile: alumiini's API server ends requests after a minute (its
+// --request-timeout), a profile's included.
+const maxProfile = 50 * time.Second
+
+// profileInParts profiles alumiini until end in parts of up to maxProfile:
+// file, file.2, file.3, ...; `go tool pprof file file.2 ...` reads them as
+// one. A remainder under 5 s is left out.
 func (b *bench) profileInParts(ctx context.Context, file string, end time.Time) error {
-	for part := 1; time.Until(end) > time.Second; part++ {
+	for part := 1; time.Until(end) >= 5*time.Second; part++ {
 		name := file
 		if part > 1 {
 			name = fmt.Sprintf("%s.%d", file, part)
 		}
-		if err := b.cluster.Profile(ctx, name, min(time.Until(end), 50*time.Second)); err != nil {
+		if err := b.cluster.Profile(ctx, name, min(time.Until(end), maxProfile)); err != nil {
 			return err
 		}
 	}
