@@ -31,6 +31,7 @@ type options struct {
 	heapProfile    string
 	idleProfile    string
 	emptyProfile   string
+	alumiiniEnv    string
 }
 
 func main() {
@@ -42,6 +43,7 @@ func main() {
 	flag.StringVar(&opts.jsonOut, "json", "", "also write the results as JSON to this file")
 	flag.StringVar(&opts.cpuProfile, "cpuprofile", "", "write a CPU profile of alumiini during the (last) sync to this file")
 	flag.StringVar(&opts.heapProfile, "heapprofile", "", "write alumiini's settled heap profile (for go tool pprof) to this file")
+	flag.StringVar(&opts.alumiiniEnv, "alumiini-env", "", "comma-separated NAME=VALUE added to alumiini's environment alone (e.g. GOGC=50)")
 	flag.StringVar(&opts.emptyProfile, "emptyprofile", "", "write a CPU profile of alumiini with no GitRepository, idle (50 s), to FILE")
 	flag.StringVar(&opts.idleProfile, "idleprofile", "", "write CPU profiles of alumiini over the whole idle interval, 50 s each, to FILE, FILE.2, FILE.3, ...")
 	flag.Parse()

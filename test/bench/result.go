@@ -10,7 +10,9 @@ import (
 
 // result is one run's figures, comparable across runs as JSON.
 type result struct {
-	N              int       `json:"n"`
+	N int `json:"n"`
+	// AlumiiniEnv: what -alumiini-env added to alumiini's environment.
+	AlumiiniEnv    []string  `json:"alumiiniEnv,omitempty"`
 	GitURLs        int       `json:"gitURLs"`
 	Objects        int       `json:"objects"`
 	Started        time.Time `json:"started"`
@@ -84,7 +86,7 @@ type push struct {
 
 func (r *result) print(w io.Writer) {
 	p := func(format string, args ...any) { fmt.Fprintf(w, format+"\n", args...) }
-	p("N=%d GitRepositories over %d git URLs, %d objects", r.N, r.GitURLs, r.Objects)
+	p("N=%d GitRepositories over %d git URLs, %d objects%s", r.N, r.GitURLs, r.Objects, envNote(r.AlumiiniEnv))
 	p("  %-34s %10s %10s", "", "kubectl", "alumiini")
 	p("  %-34s %9.2fs %9.2fs   alumiini ÷ kubectl %.2f", "create → all applied/Ready", r.Kubectl.Seconds, r.Alumiini.Seconds, r.RatioToKubectl)
 	p("  %-34s %9.2fs %10s   alumiini ÷ (dry-run + apply) %.2f", "kubectl --dry-run=server alone", r.KubectlDryRunSeconds, "",
@@ -129,6 +131,13 @@ func perVerb(m map[string]float64, format string) string {
 		parts = append(parts, k+" "+fmt.Sprintf(format, m[k]))
 	}
 	return strings.Join(parts, ", ")
+}
+
+func envNote(env []string) string {
+	if len(env) == 0 {
+		return ""
+	}
+	return "; alumiini run with " + strings.Join(env, " ")
 }
 
 func total(cpu map[string]float64) float64 {

@@ -51,7 +51,11 @@ func run(n int, opts options) (*result, error) {
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	cluster, err := localcluster.StartForTest(dir, false, "--profiling")
+	var env []string
+	if opts.alumiiniEnv != "" {
+		env = strings.Split(opts.alumiiniEnv, ",")
+	}
+	cluster, err := localcluster.StartForTestWith(dir, localcluster.Options{AlumiiniArgs: []string{"--profiling"}, AlumiiniEnv: env})
 	if err != nil {
 		return nil, err
 	}
@@ -65,7 +69,7 @@ func run(n int, opts options) (*result, error) {
 	direct.Host = cluster.AlumiiniURL
 	b := &bench{opts: opts, n: n, dir: dir, cluster: cluster, kube: kubernetes.NewForConfigOrDie(config),
 		client: clientset.NewForConfigOrDie(config), watcher: clientset.NewForConfigOrDie(direct),
-		r: &result{N: n, Objects: 4 * n, Started: time.Now().UTC(), Cores: runtime.NumCPU()}}
+		r: &result{N: n, AlumiiniEnv: env, Objects: 4 * n, Started: time.Now().UTC(), Cores: runtime.NumCPU()}}
 	ctx := context.Background()
 	for _, step := range []struct {
 		name string

@@ -72,6 +72,8 @@ type Options struct {
 	Progress io.Writer
 	// AlumiiniArgs are added to alumiini's command line.
 	AlumiiniArgs []string
+	// AlumiiniEnv is added to alumiini's environment alone (GOGC=50, say).
+	AlumiiniEnv []string
 	// ControlPlaneOnly starts etcd and kube-apiserver and nothing else, for
 	// tests of code that talks to a cluster without alumiini in front.
 	ControlPlaneOnly bool
@@ -221,7 +223,7 @@ func (c *Cluster) startEtcd(ctx context.Context) error {
 		args = append(args, "--unsafe-no-fsync")
 	}
 	var err error
-	if c.etcd, err = startProcess("etcd", c.logPath("etcd"), c.tool("etcd"), args...); err != nil {
+	if c.etcd, err = startProcess("etcd", c.logPath("etcd"), c.tool("etcd"), nil, args...); err != nil {
 		return err
 	}
 	return waitFor(ctx, c.etcd, 30*time.Second, func() bool {
@@ -262,7 +264,7 @@ func (c *Cluster) startKubeAPIServer(ctx context.Context) error {
 		"--profiling=false",
 	}
 	var err error
-	if c.kubeAPIServer, err = startProcess("kube-apiserver", c.logPath("kube-apiserver"), c.tool("kube-apiserver"), args...); err != nil {
+	if c.kubeAPIServer, err = startProcess("kube-apiserver", c.logPath("kube-apiserver"), c.tool("kube-apiserver"), nil, args...); err != nil {
 		return err
 	}
 	if err := c.writeKubeconfig(c.Kubeconfig, adminClientCert, c.opts.Ports.KubeAPIServer); err != nil {
@@ -286,7 +288,7 @@ func (c *Cluster) startControllerManager(ctx context.Context) error {
 		"--controllers=*,-node-ipam-controller,-node-lifecycle-controller,-persistentvolume-binder-controller,-persistentvolume-attach-detach-controller",
 	}
 	var err error
-	c.controllerManager, err = startProcess("kube-controller-manager", c.logPath("kube-controller-manager"), c.tool("kube-controller-manager"), args...)
+	c.controllerManager, err = startProcess("kube-controller-manager", c.logPath("kube-controller-manager"), c.tool("kube-controller-manager"), nil, args...)
 	if err != nil {
 		return err
 	}
@@ -336,7 +338,7 @@ func (c *Cluster) startAlumiini(ctx context.Context) error {
 		args = append(args, "--etcd-unsafe-no-fsync")
 	}
 	var err error
-	c.alumiini, err = startProcess("alumiini", c.logPath("alumiini"), c.opts.AlumiiniBinary, args...)
+	c.alumiini, err = startProcess("alumiini", c.logPath("alumiini"), c.opts.AlumiiniBinary, c.opts.AlumiiniEnv, args...)
 	return err
 }
 

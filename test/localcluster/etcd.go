@@ -67,7 +67,7 @@ func (c *Cluster) StartExternalEtcdCluster(ctx context.Context, dir string, memb
 	e.URL = strings.Join(e.urls, ",")
 	for i := range members {
 		name, peer := fmt.Sprintf("external-%d", i), fmt.Sprintf("http://127.0.0.1:%d", ports[2*i+1])
-		proc, err := startProcess(name, filepath.Join(dir, name+".log"), c.tool("etcd"),
+		proc, err := startProcess(name, filepath.Join(dir, name+".log"), c.tool("etcd"), nil,
 			"--name="+name, "--data-dir="+filepath.Join(dir, name),
 			"--listen-client-urls="+e.urls[i], "--advertise-client-urls="+e.urls[i],
 			"--listen-peer-urls="+peer, "--initial-advertise-peer-urls="+peer, "--initial-cluster="+strings.Join(initial, ","),

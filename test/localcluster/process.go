@@ -19,14 +19,15 @@ type process struct {
 	err     error
 }
 
-func startProcess(name, logFile string, binary string, args ...string) (*process, error) {
+// startProcess runs binary with our environment (childEnv) and env added.
+func startProcess(name, logFile string, binary string, env []string, args ...string) (*process, error) {
 	log, err := os.OpenFile(logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("opening %s log: %w", name, err)
 	}
 	cmd := exec.Command(binary, args...)
 	cmd.Stdout, cmd.Stderr = log, log
-	cmd.Env = childEnv()
+	cmd.Env = append(childEnv(), env...)
 	// If we are killed without a chance to clean up, the children follow.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	if err := cmd.Start(); err != nil {

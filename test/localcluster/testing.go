@@ -21,6 +21,12 @@ func RepoRoot() string {
 // _output; alumiini is built into dir) and starts a cluster in dir on free
 // ports. Tests call it from TestMain.
 func StartForTest(dir string, controlPlaneOnly bool, alumiiniArgs ...string) (*Cluster, error) {
+	return StartForTestWith(dir, Options{ControlPlaneOnly: controlPlaneOnly, AlumiiniArgs: alumiiniArgs})
+}
+
+// StartForTestWith is StartForTest with what opts sets of ControlPlaneOnly,
+// AlumiiniArgs and AlumiiniEnv; it fills in the rest.
+func StartForTestWith(dir string, given Options) (*Cluster, error) {
 	root := RepoRoot()
 	cmd := exec.Command(filepath.Join(root, "hack/build-tools.sh"))
 	cmd.Dir = root
@@ -35,10 +41,11 @@ func StartForTest(dir string, controlPlaneOnly bool, alumiiniArgs ...string) (*C
 		RepoRoot:         root,
 		FastStorage:      true,
 		Progress:         os.Stderr,
-		ControlPlaneOnly: controlPlaneOnly,
-		AlumiiniArgs:     alumiiniArgs,
+		ControlPlaneOnly: given.ControlPlaneOnly,
+		AlumiiniArgs:     given.AlumiiniArgs,
+		AlumiiniEnv:      given.AlumiiniEnv,
 	}
-	if !controlPlaneOnly {
+	if !opts.ControlPlaneOnly {
 		opts.AlumiiniBinary = filepath.Join(dir, "alumiini")
 		build := exec.Command("go", "build", "-o", opts.AlumiiniBinary, "./cmd/alumiini")
 		build.Dir = root
