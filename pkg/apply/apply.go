@@ -412,12 +412,15 @@ func (a *Applier) isNew(ctx context.Context, p *planned) bool {
 	if err != nil {
 		return false
 	}
-	// The metadata client, unlike the dynamic one, puts any name into the
-	// path; manifest.Render refuses such names, and so does this.
-	if len(apipath.IsValidPathSegmentName(p.obj.GetName())) > 0 {
+	// The metadata client, unlike the dynamic one, puts any name and
+	// namespace into the path; manifest.Render refuses such, and so does
+	// this (false: the long way, whose dynamic client refuses them too).
+	namespace := namespaceIn(p.mapping, p.obj.GetNamespace())
+	if len(apipath.IsValidPathSegmentName(p.obj.GetName())) > 0 ||
+		namespace != "" && len(apipath.IsValidPathSegmentName(namespace)) > 0 {
 		return false
 	}
-	client := a.Metadata.Resource(p.mapping.Resource).Namespace(namespaceIn(p.mapping, p.obj.GetNamespace()))
+	client := a.Metadata.Resource(p.mapping.Resource).Namespace(namespace)
 	dry, err := client.Patch(ctx, p.obj.GetName(), types.ApplyPatchType, data, dryRunOptions())
 	return err == nil && dry.ResourceVersion == ""
 }

@@ -81,6 +81,19 @@ func TestRenderErrorsNameTheFile(t *testing.T) {
 	}
 }
 
+// TestKustomizeOutputNamesAreCheckedOutOfProcess: the build alumiini runs
+// in a child process returns JSON, read by its own code path.
+func TestKustomizeOutputNamesAreCheckedOutOfProcess(t *testing.T) {
+	outOfProcess := Kustomize(func(_ context.Context, files []git.File, dir string) ([]byte, error) {
+		return BuildJSON(files, dir)
+	})
+	_, err := Render(context.Background(), "", FilesReader(files("kustomization.yaml", "namePrefix: ../\nresources:\n- cm.yaml\n",
+		"cm.yaml", strings.ReplaceAll(cm, "%s", "settings"))), outOfProcess)
+	if want := `metadata.name "../settings": may not contain '/'`; err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("got %v, want an error saying %q", err, want)
+	}
+}
+
 func TestRenderKustomization(t *testing.T) {
 	objects, err := renderRepo("", files(
 		"kustomization.yaml", "namePrefix: prod-\ncommonLabels:\n  env: prod\nresources:\n- base\n",
