@@ -408,16 +408,16 @@ func (a *Applier) planOne(ctx context.Context, p *planned, pl planner) error {
 // object that exists, or a dry-run that fails, is planned the long way,
 // which reads it first, so that whose it is is said before what is wrong.
 func (a *Applier) isNew(ctx context.Context, p *planned) bool {
-	data, err := json.Marshal(p.obj.Object)
-	if err != nil {
-		return false
-	}
 	// The metadata client, unlike the dynamic one, puts any name and
 	// namespace into the path; manifest.Render refuses such, and so does
 	// this (false: the long way, whose dynamic client refuses them too).
 	namespace := namespaceIn(p.mapping, p.obj.GetNamespace())
 	if len(apipath.IsValidPathSegmentName(p.obj.GetName())) > 0 ||
 		namespace != "" && len(apipath.IsValidPathSegmentName(namespace)) > 0 {
+		return false
+	}
+	data, err := json.Marshal(p.obj.Object)
+	if err != nil {
 		return false
 	}
 	client := a.Metadata.Resource(p.mapping.Resource).Namespace(namespace)
