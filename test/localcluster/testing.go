@@ -24,8 +24,8 @@ func StartForTest(dir string, controlPlaneOnly bool, alumiiniArgs ...string) (*C
 	return StartForTestWith(dir, Options{ControlPlaneOnly: controlPlaneOnly, AlumiiniArgs: alumiiniArgs})
 }
 
-// StartForTestWith is StartForTest with what opts sets of ControlPlaneOnly,
-// AlumiiniArgs and AlumiiniEnv; it fills in the rest.
+// StartForTestWith is StartForTest taking ControlPlaneOnly,
+// AlumiiniArgs and AlumiiniEnv from given; it fills in the rest.
 func StartForTestWith(dir string, given Options) (*Cluster, error) {
 	root := RepoRoot()
 	cmd := exec.Command(filepath.Join(root, "hack/build-tools.sh"))
