@@ -161,15 +161,16 @@ func (s *Sink) Run(ctx context.Context) {
 }
 
 func (s *Sink) send(ctx context.Context, e Event) {
+	logger := klog.FromContext(ctx).WithValues("gitRepository", klog.KRef(e.Namespace, e.Name), "commit", e.Commit)
 	event, err := s.cloudEvent(e, time.Now())
 	if err != nil {
-		klog.ErrorS(err, "Encoding a CDEvent", "type", e.Type)
+		logger.Error(err, "Encoding a CDEvent", "type", e.Type)
 		s.Counted(e.Type, "failed")
 		return
 	}
 	ctx = cloudevents.ContextWithRetriesExponentialBackoff(ctx, 500*time.Millisecond, retries)
 	if result := s.client.Send(ctx, event); !cloudevents.IsACK(result) {
-		klog.V(2).InfoS("Sending a CDEvent failed", "type", e.Type, "gitRepository", klog.KRef(e.Namespace, e.Name), "err", result)
+		logger.V(2).Info("Sending a CDEvent failed", "type", e.Type, "err", result)
 		s.Counted(e.Type, "failed")
 		return
 	}

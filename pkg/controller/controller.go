@@ -258,6 +258,7 @@ func (c *Controller) lead(ctx context.Context) error {
 	c.reconciler.drift = book
 	opts := c.config.Supervisor
 	opts.OnStall = c.reconciler.Stall
+	opts.OnExit = dropSeries // after the worker's last write: another replica's series or none are the true ones
 	supervisor := NewSupervisor(ctx, c.reconciler.Sync, opts)
 	c.mu.Lock()
 	c.supervisor = supervisor
@@ -475,10 +476,10 @@ func (c *Controller) handOverPush(ctx context.Context, key string) error {
 	case apierrors.IsConflict(err) || apierrors.IsNotFound(err):
 		// Suspended, being deleted, or a request for another revision is
 		// pending (it lists the remote too): nothing to retry.
-		klog.V(2).InfoS("Not handing a push over", logKeyRepository, klog.KObj(repo), "reason", err.Error())
+		klog.FromContext(ctx).V(2).Info("Not handing a push over", logKeyRepository, klog.KObj(repo), "reason", err.Error())
 		return nil
 	case err != nil:
-		klog.ErrorS(err, "Handing a push to the replica that syncs it, as a sync request", logKeyRepository, klog.KObj(repo))
+		klog.FromContext(ctx).Error(err, "Handing a push to the replica that syncs it, as a sync request", logKeyRepository, klog.KObj(repo))
 		return err
 	}
 	c.reconciler.Recorder.Event(repo, corev1.EventTypeNormal, "PushReceived", "push handed to the replica that syncs it")

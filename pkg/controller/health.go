@@ -475,7 +475,7 @@ func (r *Reconciler) reportHealth(ctx context.Context, repo *v1alpha1.GitReposit
 		}
 	})
 	if err != nil {
-		klog.FromContext(ctx).Error(err, "Writing status")
+		klog.FromContext(withCommit(ctx, commit)).Error(err, "Writing status")
 		return
 	}
 	if !wrote {

@@ -2,7 +2,10 @@ package controller
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/client-go/tools/cache"
 
+	"github.com/falsesystems/alumiini/pkg/apis/alumiini/v1alpha1"
 	"github.com/falsesystems/alumiini/pkg/metrics"
 )
 
@@ -16,7 +19,8 @@ const (
 
 // The controller's own metrics, served on the server's /metrics. Labels are
 // bounded: results, reasons and actions are fixed sets; GitRepositories are
-// named only by the last-sync gauge, deleted with them.
+// named only by the per-GitRepository gauges, deleted with them and when
+// another replica takes them over.
 var (
 	syncsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "alumiini_syncs_total",
@@ -37,7 +41,7 @@ var (
 	}, []string{"namespace", "name"})
 	ready = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "alumiini_gitrepository_ready",
-		Help: "1 when the GitRepository's last sync succeeded, 0 when it failed.",
+		Help: "1 while the GitRepository's Ready condition is True, else 0; served by the replica that syncs it.",
 	}, []string{"namespace", "name"})
 	workerRestarts = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "alumiini_worker_restarts_total",
@@ -84,4 +88,25 @@ func RegisterMetrics(r prometheus.Registerer, c *Controller) error {
 	})
 	return metrics.Register(r, syncsTotal, syncDuration, objectsApplied, lastSync, ready, workerRestarts,
 		workerStalls, slotWait, driftDetected, driftCorrected, ownershipMoves, workers, leading)
+}
+
+// showReady sets repo's ready gauge from its Ready condition, so an alert on
+// it sees every reason Ready is False (a failure, a health timeout, drift
+// left in Detect mode, a crash loop), not only failed syncs.
+func showReady(repo *v1alpha1.GitRepository) {
+	value := 0.0
+	if meta.IsStatusConditionTrue(repo.Status.Conditions, v1alpha1.ConditionReady) {
+		value = 1
+	}
+	ready.WithLabelValues(repo.Namespace, repo.Name).Set(value)
+}
+
+// dropSeries deletes key's per-GitRepository series once its worker has
+// returned: it was deleted, or another replica syncs it now (its series are
+// the true ones), or this one stopped leading.
+func dropSeries(key string) {
+	if namespace, name, err := cache.SplitMetaNamespaceKey(key); err == nil {
+		lastSync.DeleteLabelValues(namespace, name)
+		ready.DeleteLabelValues(namespace, name)
+	}
 }

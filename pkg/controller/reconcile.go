@@ -136,6 +136,7 @@ func (r *Reconciler) Sync(ctx context.Context, key string) time.Duration {
 	if r.Owner != "" && repo.Status.Owner != r.Owner {
 		return time.Hour // another replica's now; ownership stops this worker
 	}
+	showReady(repo) // the status as stored, after a restart or a hand-over too
 	interval := interval(repo)
 	if repo.DeletionTimestamp != nil {
 		return r.finalize(ctx, repo)
@@ -225,10 +226,7 @@ func (r *Reconciler) WokenByDrift(key string) { r.driftWakes.Store(key, struct{}
 
 // Forget drops what the reconciler keeps about a deleted GitRepository.
 func (r *Reconciler) Forget(key string) {
-	if namespace, name, err := cache.SplitMetaNamespaceKey(key); err == nil {
-		lastSync.DeleteLabelValues(namespace, name)
-		ready.DeleteLabelValues(namespace, name)
-	}
+	dropSeries(key)
 	r.failures.Delete(key)
 	r.pushes.Delete(key)
 	r.driftWakes.Delete(key)
@@ -290,13 +288,7 @@ func (r *Reconciler) syncOnce(ctx context.Context, repo *v1alpha1.GitRepository)
 	}
 	ctx = withCommit(ctx, commitOf(repo, out, err, stage))
 	logOutcome(ctx, out, err, failure, start)
-	succeeded := func() {
-		lastSync.WithLabelValues(repo.Namespace, repo.Name).SetToCurrentTime()
-		ready.WithLabelValues(repo.Namespace, repo.Name).Set(1)
-	}
-	if err != nil {
-		ready.WithLabelValues(repo.Namespace, repo.Name).Set(0)
-	}
+	succeeded := func() { lastSync.WithLabelValues(repo.Namespace, repo.Name).SetToCurrentTime() }
 	switch {
 	case err != nil:
 		countSync(resultFailed, failure, start)
@@ -983,7 +975,8 @@ func (r *Reconciler) Stall(ctx context.Context, key, crash string) {
 		answer(s, s.PendingSyncRequest, v1alpha1.PhaseFailed, "", message, v1alpha1.ObjectCounts{}, 0)
 	})
 	if err != nil {
-		klog.ErrorS(err, "Marking a GitRepository stalled", logKeyRepository, klog.KObj(repo))
+		logger := klog.FromContext(withCommit(ctx, repo.Status.LastSyncedCommit))
+		logger.Error(err, "Marking a GitRepository stalled", logKeyRepository, klog.KObj(repo))
 	}
 	r.Recorder.Event(repo, corev1.EventTypeWarning, ReasonWorkerCrashed, withFix(ReasonWorkerCrashed, crash, eventMessageBytes))
 }
@@ -1132,6 +1125,7 @@ func (r *Reconciler) writeStatusOf(ctx context.Context, repo *v1alpha1.GitReposi
 		}
 		if err == nil {
 			*current = *updated
+			showReady(updated)
 		}
 		return err
 	})

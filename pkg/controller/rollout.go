@@ -284,7 +284,7 @@ func (r *Reconciler) reportRollout(ctx context.Context, repo *v1alpha1.GitReposi
 		condition(s, generation, v1alpha1.ConditionRolledOut, metav1.ConditionUnknown, ReasonRolloutProgressing, message)
 	})
 	if err != nil {
-		klog.FromContext(ctx).Error(err, "Writing status")
+		klog.FromContext(withCommit(ctx, commit)).Error(err, "Writing status")
 	}
 }
 

@@ -30,6 +30,9 @@ type SupervisorOptions struct {
 	// OnStall is told when a worker stalls, with the last panic's message,
 	// under the supervisor's context: its report ends with the workers.
 	OnStall func(ctx context.Context, key, message string)
+	// OnExit is told when a stopped worker of key has returned (not when a
+	// crash restarts it): nothing of that worker runs any more.
+	OnExit func(key string)
 }
 
 // Supervisor owns one worker goroutine per key.
@@ -218,8 +221,11 @@ func (s *Supervisor) start(w *worker, delay time.Duration) {
 		defer s.running.Done()
 		defer w.done.Done()
 		defer func() {
-			if r := recover(); r != nil {
-				s.crashed(w, fmt.Sprint(r), debug.Stack())
+			if r := recover(); r != nil && s.crashed(w, fmt.Sprint(r), debug.Stack()) {
+				return // restarted
+			}
+			if s.opts.OnExit != nil {
+				s.opts.OnExit(w.key)
 			}
 		}()
 		s.loop(ctx, w, delay)
@@ -257,12 +263,13 @@ func (s *Supervisor) loop(ctx context.Context, w *worker, delay time.Duration) {
 
 // crashed restarts a worker that panicked, after a backoff that doubles with
 // each crash; past the restart intensity the key is reported stalled and
-// retried slowly. Other workers are not touched.
-func (s *Supervisor) crashed(w *worker, message string, stack []byte) {
+// retried slowly. Other workers are not touched. It reports whether the
+// worker was restarted (not when it had been stopped).
+func (s *Supervisor) crashed(w *worker, message string, stack []byte) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if w.stopped || s.ctx.Err() != nil {
-		return
+		return false
 	}
 	now := time.Now()
 	w.crashes = append(w.crashes, now)
@@ -291,6 +298,7 @@ func (s *Supervisor) crashed(w *worker, message string, stack []byte) {
 		}
 	}
 	s.start(w, delay)
+	return true
 }
 
 func isClosed(c <-chan struct{}) bool {

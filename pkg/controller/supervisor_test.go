@@ -7,13 +7,17 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // TestACrashingWorkerDoesNotDisturbTheOthers runs a worker that panics on
 // every round beside 50 healthy ones on a 100ms interval: the healthy ones
 // keep their cadence, the crashing one is restarted with backoff and, past
-// the restart intensity, reported stalled.
+// the restart intensity, reported stalled; the restart and stall counters
+// say so.
 func TestACrashingWorkerDoesNotDisturbTheOthers(t *testing.T) {
+	restartsBefore, stallsBefore := testutil.ToFloat64(workerRestarts), testutil.ToFloat64(workerStalls)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	const interval = 100 * time.Millisecond
@@ -53,6 +57,12 @@ func TestACrashingWorkerDoesNotDisturbTheOthers(t *testing.T) {
 	defer mu.Unlock()
 	if got := len(rounds["bad"]); got != 3 {
 		t.Errorf("the crashing worker ran %d times, want 3 (then it waits StalledRetry)", got)
+	}
+	if got := testutil.ToFloat64(workerRestarts) - restartsBefore; got != 3 {
+		t.Errorf("alumiini_worker_restarts_total moved by %v, want 3", got)
+	}
+	if got := testutil.ToFloat64(workerStalls) - stallsBefore; got != 1 {
+		t.Errorf("alumiini_worker_stalls_total moved by %v, want 1", got)
 	}
 	for i := 0; i < 50; i++ {
 		key := fmt.Sprintf("good-%02d", i)
@@ -166,5 +176,49 @@ func TestStopCancelsAWorkerLeftToFinish(t *testing.T) {
 	case <-started:
 		t.Fatal("a second worker of the key started while the first was stopping")
 	default:
+	}
+}
+
+// TestOnExitComesAfterTheStoppedWorkersLastWork: a worker stopped in the
+// middle of a round (a GitRepository deleted mid-sync) finishes that round
+// first, and only then is OnExit told; a crash restart tells it nothing. So
+// the per-GitRepository series OnExit drops cannot be set again by a sync
+// still in flight, which a tenant creating and deleting GitRepositories
+// could otherwise pile up on /metrics.
+func TestOnExitComesAfterTheStoppedWorkersLastWork(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	const key = "tenant/deleted-mid-sync"
+	inRound := make(chan struct{})
+	exited := make(chan string, 2)
+	crashed := false
+	s := NewSupervisor(ctx, func(ctx context.Context, key string) time.Duration {
+		if !crashed {
+			crashed = true
+			panic("first round crashes")
+		}
+		close(inRound)
+		<-ctx.Done()                                               // the sync notices the stop only late ...
+		ready.WithLabelValues("tenant", "deleted-mid-sync").Set(0) // ... and writes its gauge
+		return time.Hour
+	}, SupervisorOptions{RestartBackoff: time.Millisecond, OnExit: func(key string) {
+		dropSeries(key)
+		exited <- key
+	}})
+	s.Ensure(key)
+	<-inRound
+	select {
+	case k := <-exited:
+		t.Fatalf("OnExit told of %s after a crash restart", k)
+	default:
+	}
+	s.Stop(key)
+	select {
+	case <-exited:
+	case <-time.After(10 * time.Second):
+		t.Fatal("OnExit was never told")
+	}
+	if ready.DeleteLabelValues("tenant", "deleted-mid-sync") {
+		t.Error("the alumiini_gitrepository_ready series is still there after the worker exited")
 	}
 }

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/falsesystems/alumiini/test/gitserver"
 )
 
@@ -492,6 +494,7 @@ func TestCacheEvictsLeastRecentlyUsedPastItsBound(t *testing.T) {
 	dir := t.TempDir()
 	c := newCache(t, Options{Dir: dir, MaxBytes: 1})
 	ctx := context.Background()
+	evictionsBefore := testutil.ToFloat64(cacheEvictions)
 	if _, err := syncOnce(ctx, c, Source{URL: s.BaseURL() + "/one.git", Branch: "main"}, "deploy"); err != nil {
 		t.Fatal(err)
 	}
@@ -501,6 +504,9 @@ func TestCacheEvictsLeastRecentlyUsedPastItsBound(t *testing.T) {
 	// The store in use when the bound was checked stays; the older one goes.
 	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
 		t.Fatalf("%d stores on disk past a 1-byte bound, want only the one in use", len(entries))
+	}
+	if got := testutil.ToFloat64(cacheEvictions) - evictionsBefore; got != 1 {
+		t.Errorf("alumiini_git_cache_evictions_total moved by %v, want 1", got)
 	}
 	// An evicted store costs a re-fetch and nothing else.
 	before := s.Requests("one.git").Fetches

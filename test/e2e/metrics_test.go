@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -18,9 +19,10 @@ import (
 	"github.com/falsesystems/alumiini/test/localcluster"
 )
 
-// scrape reads alumiini's metrics from the unauthenticated listener and
-// sums each series' samples by metric name (all label sets together).
-func scrape(t *testing.T) map[string]float64 {
+// scrapeSeries reads alumiini's metrics from the unauthenticated listener,
+// each series by its name and labels as the exposition format writes them:
+// alumiini_gitrepository_ready{name="x",namespace="y"}.
+func scrapeSeries(t *testing.T) map[string]float64 {
 	t.Helper()
 	resp, err := http.Get(cluster.MetricsURL)
 	if err != nil {
@@ -31,17 +33,26 @@ func scrape(t *testing.T) map[string]float64 {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("GET %s: %d %s", cluster.MetricsURL, resp.StatusCode, body)
 	}
-	sums := map[string]float64{}
+	series := map[string]float64{}
 	for _, line := range strings.Split(string(body), "\n") {
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
 		}
-		fields := strings.Fields(line)
-		name, _, _ := strings.Cut(fields[0], "{")
-		v, err := strconv.ParseFloat(fields[len(fields)-1], 64)
-		if err == nil {
-			sums[name] += v
+		cut := strings.LastIndexByte(line, ' ')
+		if v, err := strconv.ParseFloat(line[cut+1:], 64); cut > 0 && err == nil {
+			series[line[:cut]] = v
 		}
+	}
+	return series
+}
+
+// scrape sums each metric's series by name (all label sets together).
+func scrape(t *testing.T) map[string]float64 {
+	t.Helper()
+	sums := map[string]float64{}
+	for series, v := range scrapeSeries(t) {
+		name, _, _ := strings.Cut(series, "{")
+		sums[name] += v
 	}
 	return sums
 }
@@ -50,7 +61,7 @@ func scrape(t *testing.T) map[string]float64 {
 // --metrics-bind-address without credentials, and a push, a sync and a
 // correction move each family (restarts, stalls and evictions exist at 0).
 func TestEveryMetricFamilyIsServedAndMoves(t *testing.T) {
-	before := scrape(t)
+	before, beforeSeries := scrape(t), scrapeSeries(t)
 	const name = "metrics-families"
 	pushRepository(t, name, map[string]gitserver.File{"deploy/cm.yaml": {Content: configMapV1}})
 	hookedRepository(t, "default", name, name, "")
@@ -73,6 +84,14 @@ func TestEveryMetricFamilyIsServedAndMoves(t *testing.T) {
 		return ""
 	})
 	after := scrape(t)
+	// Listings and fetches are told apart by their kind label.
+	afterSeries := scrapeSeries(t)
+	for _, kind := range []string{"listing", "fetch"} {
+		series := `alumiini_git_transfers_total{kind="` + kind + `",result="ok"}`
+		if afterSeries[series] <= beforeSeries[series] {
+			t.Errorf("%s did not move: %v → %v", series, beforeSeries[series], afterSeries[series])
+		}
+	}
 	for _, family := range []string{
 		"alumiini_syncs_total", "alumiini_sync_duration_seconds_count", "alumiini_objects_applied_total",
 		"alumiini_gitrepository_last_sync_timestamp_seconds", "alumiini_slot_wait_seconds_count",
@@ -96,6 +115,44 @@ func TestEveryMetricFamilyIsServedAndMoves(t *testing.T) {
 			t.Errorf("%s is not served", family)
 		}
 	}
+}
+
+// TestTheReadyGaugeFollowsTheReadyCondition: alumiini_gitrepository_ready is
+// 1 for a GitRepository whose Ready condition is True, 0 for one whose is
+// False (what the "not Ready" alert fires on), and gone once it is deleted.
+func TestTheReadyGaugeFollowsTheReadyCondition(t *testing.T) {
+	const good, bad = "ready-gauge-good", "ready-gauge-bad"
+	readyRepository(t, good, "")
+	kubectlInput(t, `apiVersion: alumiini.false.systems/v1alpha1
+kind: GitRepository
+metadata:
+  name: `+bad+`
+spec:
+  url: http://127.0.0.1:1/nothing-listens-here.git
+  interval: 1h
+  targetNamespace: default
+`, "apply", "-f", "-")
+	waitForPhase(t, "default", bad, "Failed")
+	gauge := func(name string) string {
+		return `alumiini_gitrepository_ready{name="` + name + `",namespace="default"}`
+	}
+	eventually(t, 10*time.Second, func() string {
+		series := scrapeSeries(t)
+		if v, ok := series[gauge(good)]; !ok || v != 1 {
+			return fmt.Sprintf("%s is %v (served: %v), want 1", gauge(good), v, ok)
+		}
+		if v, ok := series[gauge(bad)]; !ok || v != 0 {
+			return fmt.Sprintf("%s is %v (served: %v), want 0", gauge(bad), v, ok)
+		}
+		return ""
+	})
+	kubectl(t, "delete", "gitrepository", bad, "--wait")
+	eventually(t, 10*time.Second, func() string {
+		if _, ok := scrapeSeries(t)[gauge(bad)]; ok {
+			return "the deleted GitRepository's series is still served"
+		}
+		return ""
+	})
 }
 
 // TestReadyzSaysStorageAndControllerAreReady: /readyz includes the

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/falsesystems/alumiini/pkg/cmd/server"
 	"github.com/falsesystems/alumiini/test/localcluster"
@@ -20,7 +21,9 @@ import (
 
 // TestExternalEtcd runs the server against a separate etcd process given with
 // --etcd-servers, and checks that objects land there (they survive a
-// server restart with no embedded etcd anywhere).
+// server restart with no embedded etcd anywhere), and that /readyz fails,
+// naming etcd, once that etcd is gone: a replica that cannot store takes no
+// traffic.
 func TestExternalEtcd(t *testing.T) {
 	root := localcluster.RepoRoot()
 	out, err := exec.Command(filepath.Join(root, "hack/build-tools.sh")).Output()
@@ -72,5 +75,19 @@ func TestExternalEtcd(t *testing.T) {
 	second := startServerWith(t, external)
 	if _, err := second.Client.AlumiiniV1alpha1().GitRepositories("default").Get(ctx, "kept", metav1.GetOptions{}); err != nil {
 		t.Fatalf("after a restart on the external etcd: %v", err)
+	}
+
+	_ = etcd.Process.Kill()
+	_ = etcd.Wait()
+	var code int
+	var body []byte
+	err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 60*time.Second, true, func(ctx context.Context) (bool, error) {
+		result := second.Client.Discovery().RESTClient().Get().AbsPath("/readyz").Param("verbose", "").Do(ctx)
+		body, _ = result.Raw()
+		result.StatusCode(&code)
+		return code != http.StatusOK, nil
+	})
+	if err != nil || !strings.Contains(string(body), "[-]etcd") {
+		t.Errorf("/readyz with its etcd gone: %d %v\n%s", code, err, body)
 	}
 }
