@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -76,7 +77,9 @@ func buildStatic(out, version, commit, created string) error {
 	pkg := "github.com/falsesystems/alumiini/pkg/version"
 	ldflags := fmt.Sprintf("-s -w -X %[1]s.Version=%[2]s -X %[1]s.Commit=%[3]s -X %[1]s.BuildDate=%[4]s", pkg, version, commit, created)
 	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", ldflags, "-o", out, "./cmd/alumiini")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	// The image is labelled linux/GOARCH of this machine: built here, so
+	// the test can run it here.
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+runtime.GOARCH)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("building the static binary: %w", err)
@@ -110,7 +113,7 @@ func build(o options) (v1.Image, error) {
 		return nil, err
 	}
 	cfg = cfg.DeepCopy()
-	cfg.Architecture, cfg.OS, cfg.Created = "amd64", "linux", v1.Time{Time: created}
+	cfg.Architecture, cfg.OS, cfg.Created = runtime.GOARCH, "linux", v1.Time{Time: created}
 	cfg.Config.Entrypoint = []string{"/alumiini"}
 	cfg.Config.User = fmt.Sprintf("%d:%d", uid, uid)
 	cfg.Config.WorkingDir = "/"

@@ -84,6 +84,7 @@ func TestTheShippedInstallRunsWithOnlyItsOwnRights(t *testing.T) {
 	kubectl(t, "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: alumiini-system\n", "apply", "-f", "-")
 	kubectl(t, string(install), "apply", "--server-side", "--dry-run=server", "-f", "-")
 	kubectl(t, "", "apply", "--server-side", "-k", filepath.Join(root, "artifacts/deploy"))
+	checkPodAdmittedAsRestricted(t)
 
 	// No pod network: the Service the APIService names points at loopback,
 	// on the port the process below serves.
@@ -141,6 +142,30 @@ spec:
 	if out, err := cluster.Kubectl(context.Background(), "delete", "namespace", "team", "--timeout=120s"); err != nil {
 		t.Fatalf("deleting a namespace with a GitRepository: %v %s\n%s", err, out,
 			kubectl(t, "", "get", "namespace", "team", "-o", "yaml"))
+	}
+}
+
+// checkPodAdmittedAsRestricted: the Namespace enforces the restricted Pod
+// Security Standard, and kube-controller-manager's StatefulSet controller
+// still gets the pod alumiini-0 admitted (no kubelet runs it here), so the
+// pod template meets the standard.
+func checkPodAdmittedAsRestricted(t *testing.T) {
+	t.Helper()
+	enforced := kubectl(t, "", "get", "namespace", "alumiini-system", "-o", `jsonpath={.metadata.labels.pod-security\.kubernetes\.io/enforce}`)
+	if enforced != "restricted" {
+		t.Errorf("alumiini-system enforces %q, want restricted", enforced)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		out, err := cluster.Kubectl(context.Background(), "get", "pod", "alumiini-0", "-n", "alumiini-system", "-o", "name")
+		if err == nil && strings.TrimSpace(string(out)) == "pod/alumiini-0" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the StatefulSet's pod was not admitted: %v %s\nevents:\n%s", err, out,
+				kubectl(t, "", "get", "events", "-n", "alumiini-system"))
+		}
+		time.Sleep(500 * time.Millisecond)
 	}
 }
 

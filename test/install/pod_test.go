@@ -57,16 +57,7 @@ func (p *process) log() string {
 // does not map fails the test, so a new mount cannot go untested.
 func podArgs(t *testing.T, manifest string, local map[string]string) []string {
 	t.Helper()
-	var set *appsv1.StatefulSet
-	for _, doc := range strings.Split(manifest, "\n---\n") {
-		var candidate appsv1.StatefulSet
-		if err := yaml.Unmarshal([]byte(doc), &candidate); err == nil && candidate.Kind == "StatefulSet" {
-			set = &candidate
-		}
-	}
-	if set == nil || len(set.Spec.Template.Spec.Containers) != 1 {
-		t.Fatal("the manifest has no StatefulSet with one container")
-	}
+	set := statefulSet(t, manifest)
 	var args []string
 	used := map[string]bool{}
 	for _, arg := range set.Spec.Template.Spec.Containers[0].Args {
@@ -91,17 +82,86 @@ func podArgs(t *testing.T, manifest string, local map[string]string) []string {
 	return args
 }
 
+// statefulSet is the rendered manifest's StatefulSet, with its one container.
+func statefulSet(t *testing.T, manifest string) *appsv1.StatefulSet {
+	t.Helper()
+	var set *appsv1.StatefulSet
+	for _, doc := range strings.Split(manifest, "\n---\n") {
+		var candidate appsv1.StatefulSet
+		if err := yaml.Unmarshal([]byte(doc), &candidate); err == nil && candidate.Kind == "StatefulSet" {
+			set = &candidate
+		}
+	}
+	if set == nil || len(set.Spec.Template.Spec.Containers) != 1 {
+		t.Fatal("the manifest has no StatefulSet with one container")
+	}
+	return set
+}
+
+// podUser is the user and group the StatefulSet's pod runs as, which must
+// be a non-root user with a read-only root filesystem: the process here
+// runs so too, proving the hardened securityContext is one alumiini works in.
+func podUser(t *testing.T, manifest string) (uid, gid int64) {
+	t.Helper()
+	spec := statefulSet(t, manifest).Spec.Template.Spec
+	pod, container := spec.SecurityContext, spec.Containers[0].SecurityContext
+	if pod == nil || pod.RunAsUser == nil || pod.RunAsGroup == nil || *pod.RunAsUser == 0 ||
+		container == nil || container.ReadOnlyRootFilesystem == nil || !*container.ReadOnlyRootFilesystem {
+		t.Fatal("the StatefulSet's pod must run as a non-root runAsUser and runAsGroup with a read-only root filesystem")
+	}
+	return *pod.RunAsUser, *pod.RunAsGroup
+}
+
+// givePod makes each absolute path among local's values usable by uid:gid,
+// as the kubelet makes volumes usable by fsGroup: the path (created as a
+// directory if missing) is chowned, and the directories above it that the
+// test created may be passed through.
+func givePod(t *testing.T, local map[string]string, uid, gid int64) {
+	t.Helper()
+	paths := []string{binary}
+	for _, v := range local {
+		if filepath.IsAbs(v) {
+			paths = append(paths, v)
+		}
+	}
+	temp := filepath.Clean(os.TempDir())
+	for _, path := range paths {
+		if _, err := os.Stat(path); os.IsNotExist(err) {
+			if err := os.MkdirAll(path, 0o700); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if path != binary {
+			if err := exec.Command("chown", "-R", fmt.Sprintf("%d:%d", uid, gid), path).Run(); err != nil {
+				t.Fatalf("chown %s: %v", path, err)
+			}
+		}
+		for dir := filepath.Dir(path); strings.HasPrefix(dir, temp+"/"); dir = filepath.Dir(dir) {
+			info, err := os.Stat(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(dir, info.Mode().Perm()|0o001); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
 // startAsThePod runs alumiini with the manifest's StatefulSet's arguments
 // (made local by podArgs) and no kubeconfig: client-go's in-cluster loader
 // reads the ServiceAccount token from where the kubelet projects it,
 // bind-mounted there in a mount namespace of its own (this needs root, as
-// the kubelet does).
+// the kubelet does). It runs as the pod's user on a read-only root
+// filesystem (podUser).
 func startAsThePod(t *testing.T, manifest, name string, local map[string]string) *process {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Fatal("running alumiini as its pod would needs root (a mount namespace to project the ServiceAccount token); run make test as root")
 	}
 	args := podArgs(t, manifest, local)
+	uid, gid := podUser(t, manifest)
+	givePod(t, local, uid, gid)
 	token := strings.TrimSpace(kubectl(t, "", "create", "token", "alumiini", "-n", "alumiini-system", "--duration=1h"))
 	projected := t.TempDir()
 	ca, err := os.ReadFile(cluster.CACertPath())
@@ -113,9 +173,19 @@ func startAsThePod(t *testing.T, manifest, name string, local map[string]string)
 			t.Fatal(err)
 		}
 	}
+	if err := os.Chmod(projected, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// In a mount namespace of its own: the token where the kubelet projects
+	// it, then the root filesystem read-only except the temporary directory
+	// (the pod's /tmp emptyDir; the test's data directories, standing for the
+	// pod's volume, are in it too), and
+	// the manifest's user and group, with no other groups and no way to gain
+	// privileges.
 	const mountPoint = "/var/run/secrets/kubernetes.io/serviceaccount"
-	script := fmt.Sprintf("mkdir -p %s && mount --bind %s %s && exec %s %s", mountPoint, projected, mountPoint,
-		binary, strings.Join(args, " "))
+	script := fmt.Sprintf("mkdir -p %[1]s && mount --bind %[2]s %[1]s && mount --bind %[3]s %[3]s && mount -o remount,bind,ro / && "+
+		"exec setpriv --reuid=%[4]d --regid=%[5]d --clear-groups --no-new-privs %[6]s %[7]s",
+		mountPoint, projected, os.TempDir(), uid, gid, binary, strings.Join(args, " "))
 	p := &process{cmd: exec.Command("unshare", "--mount", "--propagation", "private", "sh", "-c", script),
 		logFile: filepath.Join(t.TempDir(), name+".log"), done: make(chan struct{})}
 	logFile, err := os.Create(p.logFile)
@@ -123,7 +193,7 @@ func startAsThePod(t *testing.T, manifest, name string, local map[string]string)
 		t.Fatal(err)
 	}
 	p.cmd.Stdout, p.cmd.Stderr = logFile, logFile
-	p.cmd.Env = append(os.Environ(), "KUBERNETES_SERVICE_HOST=127.0.0.1",
+	p.cmd.Env = append(os.Environ(), "HOME=/", "KUBERNETES_SERVICE_HOST=127.0.0.1",
 		"KUBERNETES_SERVICE_PORT="+strconv.Itoa(cluster.Ports().KubeAPIServer))
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)

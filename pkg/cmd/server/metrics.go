@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/pflag"
 	"k8s.io/component-base/metrics/legacyregistry"
 	// client-go's requests to kube-apiserver (rest_client_requests_total
@@ -29,6 +30,9 @@ func (o *MetricsOptions) AddFlags(fs *pflag.FlagSet) {
 			"credentials (the same metrics are on the secure port's /metrics, behind authorization). Empty: off.")
 }
 
+// maxScrapesInFlight bounds the unauthenticated listener's concurrent scrapes.
+const maxScrapesInFlight = 2
+
 // addMetricsListener serves /metrics on BindAddress once the server runs; a
 // port that cannot be bound fails the start.
 func (o *MetricsOptions) addMetricsListener(server *apiserver.Server) error {
@@ -41,7 +45,10 @@ func (o *MetricsOptions) addMetricsListener(server *apiserver.Server) error {
 			return fmt.Errorf("--metrics-bind-address: %w", err)
 		}
 		mux := http.NewServeMux()
-		mux.Handle("/metrics", legacyregistry.Handler())
+		// Anyone on the pod network may reach this port: scrapes beyond two
+		// at once are refused (503) rather than gathered in parallel.
+		mux.Handle("/metrics", promhttp.HandlerFor(legacyregistry.DefaultGatherer,
+			promhttp.HandlerOpts{MaxRequestsInFlight: maxScrapesInFlight}))
 		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
 			WriteTimeout: 30 * time.Second, IdleTimeout: time.Minute, MaxHeaderBytes: 16 << 10}
 		go func() {
