@@ -285,7 +285,7 @@ func schema_pkg_apis_alumiini_v1alpha1_DriftStatus(ref common.ReferenceCallback)
 							},
 						},
 						SchemaProps: spec.SchemaProps{
-							Description: "Objects lists the drifted and held objects (at most 50).",
+							Description: "Objects lists the drifted and held objects, and those corrected in the last 10 minutes (at most 50).",
 							Type:        []string{"array"},
 							Items: &spec.SchemaOrArray{
 								Schema: &spec.Schema{
@@ -389,7 +389,7 @@ func schema_pkg_apis_alumiini_v1alpha1_GitRepository(ref common.ReferenceCallbac
 	return common.OpenAPIDefinition{
 		Schema: spec.Schema{
 			SchemaProps: spec.SchemaProps{
-				Description: "GitRepository keeps the cluster equal to what a path of a git repository holds. alumiini syncs it on a push (webhook), on a timer, on request (the sync subresource) and when someone changes the applied objects by hand.",
+				Description: "GitRepository keeps the cluster equal to what a path of a git repository holds. alumiini syncs it on a timer, on request (the sync subresource), on a push when its webhook receiver is on, and, with spec.drift.mode Correct (the default), when someone changes the applied objects by hand.",
 				Type:        []string{"object"},
 				Properties: map[string]spec.Schema{
 					"kind": {
@@ -517,7 +517,7 @@ func schema_pkg_apis_alumiini_v1alpha1_GitRepositorySpec(ref common.ReferenceCal
 					},
 					"commit": {
 						SchemaProps: spec.SchemaProps{
-							Description: "Commit (40 hexadecimal characters) to pin instead of following a branch. A pinned commit is fetched once and never polled again.",
+							Description: "Commit (40 lower-case hexadecimal characters) to pin instead of following a branch. A pinned commit is fetched once and never polled again.",
 							Type:        []string{"string"},
 							Format:      "",
 						},
@@ -677,7 +677,7 @@ func schema_pkg_apis_alumiini_v1alpha1_GitRepositoryStatus(ref common.ReferenceC
 					},
 					"phase": {
 						SchemaProps: spec.SchemaProps{
-							Description: "Phase is Pending (created, not synced yet), Syncing (a commit is being applied), Synced (the last sync applied its commit), Failed (the last sync failed; the last good state stays applied, retried with backoff) or Suspended.",
+							Description: "Phase is Pending (created, not synced yet), Syncing (a commit is being applied, shown once its apply has run for a second), Synced (the last sync applied its commit), Failed (the last sync failed; the last good state stays applied, retried with backoff) or Suspended.",
 							Type:        []string{"string"},
 							Format:      "",
 						},
@@ -691,7 +691,7 @@ func schema_pkg_apis_alumiini_v1alpha1_GitRepositoryStatus(ref common.ReferenceC
 					},
 					"lastSyncTime": {
 						SchemaProps: spec.SchemaProps{
-							Description: "LastSyncTime is when lastSyncedCommit was applied.",
+							Description: "LastSyncTime is when lastSyncedCommit was last applied (a spec change or a forced sync request applies it again).",
 							Ref:         ref(v1.Time{}.OpenAPIModelName()),
 						},
 					},
@@ -719,7 +719,7 @@ func schema_pkg_apis_alumiini_v1alpha1_GitRepositoryStatus(ref common.ReferenceC
 							},
 						},
 						SchemaProps: spec.SchemaProps{
-							Description: "Conditions: Ready, Reconciling and Stalled, as kstatus reads them: a sync in progress or a drift correction due is Reconciling; a failed sync, or drift left so in Detect mode, is Stalled until a sync succeeds.",
+							Description: "Conditions: Ready, Reconciling and Stalled, as kstatus reads them, and Healthy (with spec.wait) and RolledOut (with spec.rolloutRef). A sync in progress, a health wait or a drift correction due is Reconciling; a failed sync is Stalled until a sync succeeds, a health or Rollout timeout or failure until a later sync or wait says otherwise, and drift left so in Detect mode until the objects match git again.",
 							Type:        []string{"array"},
 							Items: &spec.SchemaOrArray{
 								Schema: &spec.Schema{

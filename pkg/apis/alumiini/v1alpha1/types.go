@@ -9,8 +9,9 @@ import (
 // +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
 
 // GitRepository keeps the cluster equal to what a path of a git repository
-// holds. alumiini syncs it on a push (webhook), on a timer, on request (the sync
-// subresource) and when someone changes the applied objects by hand.
+// holds. alumiini syncs it on a timer, on request (the sync subresource), on a
+// push when its webhook receiver is on, and, with spec.drift.mode Correct (the
+// default), when someone changes the applied objects by hand.
 type GitRepository struct {
 	metav1.TypeMeta `json:",inline"`
 	// Standard object metadata.
@@ -36,7 +37,7 @@ type GitRepositorySpec struct {
 	// Tag to pin instead of following a branch.
 	// +optional
 	Tag string `json:"tag,omitempty"`
-	// Commit (40 hexadecimal characters) to pin instead of following a branch.
+	// Commit (40 lower-case hexadecimal characters) to pin instead of following a branch.
 	// A pinned commit is fetched once and never polled again.
 	// +optional
 	Commit string `json:"commit,omitempty"`
@@ -308,7 +309,7 @@ type GitRepositoryStatus struct {
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 	// Phase is Pending (created, not synced yet), Syncing (a commit is being
-	// applied), Synced (the last sync applied its commit), Failed (the last
+	// applied, shown once its apply has run for a second), Synced (the last sync applied its commit), Failed (the last
 	// sync failed; the last good state stays applied, retried with backoff)
 	// or Suspended.
 	// +optional
@@ -316,7 +317,8 @@ type GitRepositoryStatus struct {
 	// LastSyncedCommit is the commit whose manifests were last applied in full.
 	// +optional
 	LastSyncedCommit string `json:"lastSyncedCommit,omitempty"`
-	// LastSyncTime is when lastSyncedCommit was applied.
+	// LastSyncTime is when lastSyncedCommit was last applied (a spec change or
+	// a forced sync request applies it again).
 	// +optional
 	LastSyncTime *metav1.Time `json:"lastSyncTime,omitempty"`
 	// LastAttemptedCommit is the commit of the last sync, whether or not it succeeded.
@@ -325,9 +327,12 @@ type GitRepositoryStatus struct {
 	// Message says in words what happened last, and why a failure failed.
 	// +optional
 	Message string `json:"message,omitempty"`
-	// Conditions: Ready, Reconciling and Stalled, as kstatus reads them: a
-	// sync in progress or a drift correction due is Reconciling; a failed
-	// sync, or drift left so in Detect mode, is Stalled until a sync succeeds.
+	// Conditions: Ready, Reconciling and Stalled, as kstatus reads them, and
+	// Healthy (with spec.wait) and RolledOut (with spec.rolloutRef). A sync in
+	// progress, a health wait or a drift correction due is Reconciling; a
+	// failed sync is Stalled until a sync succeeds, a health or Rollout
+	// timeout or failure until a later sync or wait says otherwise, and drift
+	// left so in Detect mode until the objects match git again.
 	// +optional
 	// +listType=map
 	// +listMapKey=type
@@ -395,7 +400,8 @@ type DriftStatus struct {
 	// LastCorrected is when drift was last corrected.
 	// +optional
 	LastCorrected *metav1.Time `json:"lastCorrected,omitempty"`
-	// Objects lists the drifted and held objects (at most 50).
+	// Objects lists the drifted and held objects, and those corrected in the
+	// last 10 minutes (at most 50).
 	// +optional
 	// +listType=atomic
 	Objects []DriftedObject `json:"objects,omitempty"`

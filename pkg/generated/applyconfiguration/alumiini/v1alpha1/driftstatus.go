@@ -36,7 +36,8 @@ type DriftStatusApplyConfiguration struct {
 	LastDetected *v1.Time `json:"lastDetected,omitempty"`
 	// LastCorrected is when drift was last corrected.
 	LastCorrected *v1.Time `json:"lastCorrected,omitempty"`
-	// Objects lists the drifted and held objects (at most 50).
+	// Objects lists the drifted and held objects, and those corrected in the
+	// last 10 minutes (at most 50).
 	Objects []DriftedObjectApplyConfiguration `json:"objects,omitempty"`
 }
 

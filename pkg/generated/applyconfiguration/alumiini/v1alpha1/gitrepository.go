@@ -31,8 +31,9 @@ import (
 // with apply.
 //
 // GitRepository keeps the cluster equal to what a path of a git repository
-// holds. alumiini syncs it on a push (webhook), on a timer, on request (the sync
-// subresource) and when someone changes the applied objects by hand.
+// holds. alumiini syncs it on a timer, on request (the sync subresource), on a
+// push when its webhook receiver is on, and, with spec.drift.mode Correct (the
+// default), when someone changes the applied objects by hand.
 type GitRepositoryApplyConfiguration struct {
 	v1.TypeMetaApplyConfiguration `json:""`
 	// Standard object metadata.

@@ -31,7 +31,7 @@ type GitRepositorySpecApplyConfiguration struct {
 	Branch *string `json:"branch,omitempty"`
 	// Tag to pin instead of following a branch.
 	Tag *string `json:"tag,omitempty"`
-	// Commit (40 hexadecimal characters) to pin instead of following a branch.
+	// Commit (40 lower-case hexadecimal characters) to pin instead of following a branch.
 	// A pinned commit is fetched once and never polled again.
 	Commit *string `json:"commit,omitempty"`
 	// Path inside the repository whose manifests are applied: relative, without

@@ -32,21 +32,25 @@ type GitRepositoryStatusApplyConfiguration struct {
 	// ObservedGeneration is the metadata.generation the status describes.
 	ObservedGeneration *int64 `json:"observedGeneration,omitempty"`
 	// Phase is Pending (created, not synced yet), Syncing (a commit is being
-	// applied), Synced (the last sync applied its commit), Failed (the last
+	// applied, shown once its apply has run for a second), Synced (the last sync applied its commit), Failed (the last
 	// sync failed; the last good state stays applied, retried with backoff)
 	// or Suspended.
 	Phase *alumiiniv1alpha1.GitRepositoryPhase `json:"phase,omitempty"`
 	// LastSyncedCommit is the commit whose manifests were last applied in full.
 	LastSyncedCommit *string `json:"lastSyncedCommit,omitempty"`
-	// LastSyncTime is when lastSyncedCommit was applied.
+	// LastSyncTime is when lastSyncedCommit was last applied (a spec change or
+	// a forced sync request applies it again).
 	LastSyncTime *v1.Time `json:"lastSyncTime,omitempty"`
 	// LastAttemptedCommit is the commit of the last sync, whether or not it succeeded.
 	LastAttemptedCommit *string `json:"lastAttemptedCommit,omitempty"`
 	// Message says in words what happened last, and why a failure failed.
 	Message *string `json:"message,omitempty"`
-	// Conditions: Ready, Reconciling and Stalled, as kstatus reads them: a
-	// sync in progress or a drift correction due is Reconciling; a failed
-	// sync, or drift left so in Detect mode, is Stalled until a sync succeeds.
+	// Conditions: Ready, Reconciling and Stalled, as kstatus reads them, and
+	// Healthy (with spec.wait) and RolledOut (with spec.rolloutRef). A sync in
+	// progress, a health wait or a drift correction due is Reconciling; a
+	// failed sync is Stalled until a sync succeeds, a health or Rollout
+	// timeout or failure until a later sync or wait says otherwise, and drift
+	// left so in Detect mode until the objects match git again.
 	Conditions []metav1.ConditionApplyConfiguration `json:"conditions,omitempty"`
 	// Objects counts what the last sync did.
 	Objects *ObjectCountsApplyConfiguration `json:"objects,omitempty"`
