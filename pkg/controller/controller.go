@@ -258,7 +258,7 @@ func (c *Controller) lead(ctx context.Context) error {
 	c.reconciler.drift = book
 	opts := c.config.Supervisor
 	opts.OnStall = c.reconciler.Stall
-	opts.OnExit = dropSeries // after the worker's last write: another replica's series or none are the true ones
+	opts.OnStart, opts.OnExit = series.workerStarted, series.workerExited
 	supervisor := NewSupervisor(ctx, c.reconciler.Sync, opts)
 	c.mu.Lock()
 	c.supervisor = supervisor

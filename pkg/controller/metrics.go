@@ -1,6 +1,8 @@
 package controller
 
 import (
+	"sync"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/client-go/tools/cache"
@@ -41,7 +43,7 @@ var (
 	}, []string{"namespace", "name"})
 	ready = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "alumiini_gitrepository_ready",
-		Help: "1 while the GitRepository's Ready condition is True, else 0; served by the replica that syncs it.",
+		Help: "1 while the GitRepository's Ready condition is True, else 0; none while it is suspended; served by the replica that syncs it.",
 	}, []string{"namespace", "name"})
 	workerRestarts = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "alumiini_worker_restarts_total",
@@ -90,10 +92,68 @@ func RegisterMetrics(r prometheus.Registerer, c *Controller) error {
 		workerStalls, slotWait, driftDetected, driftCorrected, ownershipMoves, workers, leading)
 }
 
+// perRepository keeps the per-GitRepository series to the GitRepositories
+// that have a worker here: a status write landing after the last worker of
+// one returned (a health or Rollout wait, a stall report, a sync cut short
+// by a hand-over) cannot bring its series back, so a deleted or handed-over
+// GitRepository leaves none behind on /metrics.
+type perRepository struct {
+	mu sync.Mutex
+	// workers counts each key's workers that have not returned yet: an old
+	// one may still be returning while a new one runs (a GitRepository
+	// deleted and created again, or claimed back).
+	workers map[string]int
+}
+
+var series = &perRepository{workers: map[string]int{}}
+
+// workerStarted: key has one more worker here (the supervisor's OnStart).
+func (p *perRepository) workerStarted(key string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.workers[key]++
+}
+
+// workerExited: one of key's workers returned for good (OnExit); with the
+// last, its series go.
+func (p *perRepository) workerExited(key string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.workers[key]--; p.workers[key] > 0 {
+		return
+	}
+	delete(p.workers, key)
+	p.dropLocked(key)
+}
+
+// drop deletes key's series now (the GitRepository was deleted).
+func (p *perRepository) drop(key string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.dropLocked(key)
+}
+
+func (p *perRepository) dropLocked(key string) {
+	if namespace, name, err := cache.SplitMetaNamespaceKey(key); err == nil {
+		lastSync.DeleteLabelValues(namespace, name)
+		ready.DeleteLabelValues(namespace, name)
+	}
+}
+
 // showReady sets repo's ready gauge from its Ready condition, so an alert on
 // it sees every reason Ready is False (a failure, a health timeout, drift
-// left in Detect mode, a crash loop), not only failed syncs.
-func showReady(repo *v1alpha1.GitRepository) {
+// left in Detect mode, a crash loop), not only failed syncs. A suspended
+// GitRepository is not Ready on purpose: it has no series, so no alert.
+func (p *perRepository) showReady(repo *v1alpha1.GitRepository) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.workers[repo.Namespace+"/"+repo.Name] == 0 {
+		return
+	}
+	if repo.Spec.Suspend {
+		ready.DeleteLabelValues(repo.Namespace, repo.Name)
+		return
+	}
 	value := 0.0
 	if meta.IsStatusConditionTrue(repo.Status.Conditions, v1alpha1.ConditionReady) {
 		value = 1
@@ -101,12 +161,11 @@ func showReady(repo *v1alpha1.GitRepository) {
 	ready.WithLabelValues(repo.Namespace, repo.Name).Set(value)
 }
 
-// dropSeries deletes key's per-GitRepository series once its worker has
-// returned: it was deleted, or another replica syncs it now (its series are
-// the true ones), or this one stopped leading.
-func dropSeries(key string) {
-	if namespace, name, err := cache.SplitMetaNamespaceKey(key); err == nil {
-		lastSync.DeleteLabelValues(namespace, name)
-		ready.DeleteLabelValues(namespace, name)
+// synced records a successful sync of repo now.
+func (p *perRepository) synced(repo *v1alpha1.GitRepository) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.workers[repo.Namespace+"/"+repo.Name] > 0 {
+		lastSync.WithLabelValues(repo.Namespace, repo.Name).SetToCurrentTime()
 	}
 }

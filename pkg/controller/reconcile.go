@@ -136,7 +136,7 @@ func (r *Reconciler) Sync(ctx context.Context, key string) time.Duration {
 	if r.Owner != "" && repo.Status.Owner != r.Owner {
 		return time.Hour // another replica's now; ownership stops this worker
 	}
-	showReady(repo) // the status as stored, after a restart or a hand-over too
+	series.showReady(repo) // the status as stored, after a restart or a hand-over too
 	interval := interval(repo)
 	if repo.DeletionTimestamp != nil {
 		return r.finalize(ctx, repo)
@@ -226,7 +226,7 @@ func (r *Reconciler) WokenByDrift(key string) { r.driftWakes.Store(key, struct{}
 
 // Forget drops what the reconciler keeps about a deleted GitRepository.
 func (r *Reconciler) Forget(key string) {
-	dropSeries(key)
+	series.drop(key)
 	r.failures.Delete(key)
 	r.pushes.Delete(key)
 	r.driftWakes.Delete(key)
@@ -288,7 +288,7 @@ func (r *Reconciler) syncOnce(ctx context.Context, repo *v1alpha1.GitRepository)
 	}
 	ctx = withCommit(ctx, commitOf(repo, out, err, stage))
 	logOutcome(ctx, out, err, failure, start)
-	succeeded := func() { lastSync.WithLabelValues(repo.Namespace, repo.Name).SetToCurrentTime() }
+	succeeded := func() { series.synced(repo) }
 	switch {
 	case err != nil:
 		countSync(resultFailed, failure, start)
@@ -975,8 +975,10 @@ func (r *Reconciler) Stall(ctx context.Context, key, crash string) {
 		answer(s, s.PendingSyncRequest, v1alpha1.PhaseFailed, "", message, v1alpha1.ObjectCounts{}, 0)
 	})
 	if err != nil {
-		logger := klog.FromContext(withCommit(ctx, repo.Status.LastSyncedCommit))
-		logger.Error(err, "Marking a GitRepository stalled", logKeyRepository, klog.KObj(repo))
+		// The commit that crashed is unknown here; the one last synced is what
+		// the cluster holds.
+		klog.FromContext(ctx).Error(err, "Marking a GitRepository stalled", logKeyRepository, klog.KObj(repo),
+			"lastSyncedCommit", repo.Status.LastSyncedCommit)
 	}
 	r.Recorder.Event(repo, corev1.EventTypeWarning, ReasonWorkerCrashed, withFix(ReasonWorkerCrashed, crash, eventMessageBytes))
 }
@@ -1119,13 +1121,19 @@ func (r *Reconciler) writeStatusOf(ctx context.Context, repo *v1alpha1.GitReposi
 		mutate(&current.Status, acted)
 		updated, err := client.UpdateStatus(ctx, current, metav1.UpdateOptions{})
 		if apierrors.IsConflict(err) {
-			if fresh, getErr := client.Get(ctx, repo.Name, metav1.GetOptions{}); getErr == nil {
+			fresh, getErr := client.Get(ctx, repo.Name, metav1.GetOptions{})
+			if getErr == nil && fresh.UID != repo.UID {
+				// Deleted and created again under its name: this write (an
+				// inventory, conditions) is about the old one, not this.
+				return apierrors.NewNotFound(v1alpha1.Resource("gitrepositories"), repo.Name)
+			}
+			if getErr == nil {
 				current = fresh
 			}
 		}
 		if err == nil {
 			*current = *updated
-			showReady(updated)
+			series.showReady(updated)
 		}
 		return err
 	})

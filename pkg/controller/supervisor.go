@@ -30,9 +30,11 @@ type SupervisorOptions struct {
 	// OnStall is told when a worker stalls, with the last panic's message,
 	// under the supervisor's context: its report ends with the workers.
 	OnStall func(ctx context.Context, key, message string)
-	// OnExit is told when a stopped worker of key has returned (not when a
-	// crash restarts it): nothing of that worker runs any more.
-	OnExit func(key string)
+	// OnStart is told when a worker of key starts, and OnExit when a stopped
+	// worker of key has returned (not when a crash restarts it): nothing of
+	// that worker runs any more and its context is cancelled. A newer worker
+	// of the same key may start before an old one has returned.
+	OnStart, OnExit func(key string)
 }
 
 // Supervisor owns one worker goroutine per key.
@@ -97,7 +99,9 @@ func (s *Supervisor) Ensure(key string) {
 	}
 	w := &worker{key: key, trigger: make(chan struct{}, 1), quit: make(chan struct{}), backoff: s.opts.RestartBackoff}
 	s.workers[key] = w
-	s.start(w, 0)
+	if s.start(w, 0) && s.opts.OnStart != nil {
+		s.opts.OnStart(key)
+	}
 }
 
 // Trigger asks key's worker to work now; it reports whether a worker exists.
@@ -206,10 +210,11 @@ func (s *Supervisor) Wait() {
 	s.running.Wait()
 }
 
-// start runs w's loop in a new goroutine after delay. Called with s.mu held.
-func (s *Supervisor) start(w *worker, delay time.Duration) {
+// start runs w's loop in a new goroutine after delay, and reports whether it
+// did (not once Wait began). Called with s.mu held.
+func (s *Supervisor) start(w *worker, delay time.Duration) bool {
 	if s.draining {
-		return
+		return false
 	}
 	ctx, cancel := context.WithCancel(s.ctx)
 	w.cancel = cancel
@@ -221,8 +226,10 @@ func (s *Supervisor) start(w *worker, delay time.Duration) {
 		defer s.running.Done()
 		defer w.done.Done()
 		defer func() {
-			if r := recover(); r != nil && s.crashed(w, fmt.Sprint(r), debug.Stack()) {
-				return // restarted
+			r := recover()
+			cancel() // ends what this run started under its context (health waits)
+			if r != nil && s.crashed(w, fmt.Sprint(r), debug.Stack()) {
+				return // restarted, under a context of its own
 			}
 			if s.opts.OnExit != nil {
 				s.opts.OnExit(w.key)
@@ -230,6 +237,7 @@ func (s *Supervisor) start(w *worker, delay time.Duration) {
 		}()
 		s.loop(ctx, w, delay)
 	}()
+	return true
 }
 
 func (s *Supervisor) loop(ctx context.Context, w *worker, delay time.Duration) {
@@ -297,8 +305,7 @@ func (s *Supervisor) crashed(w *worker, message string, stack []byte) bool {
 			}()
 		}
 	}
-	s.start(w, delay)
-	return true
+	return s.start(w, delay)
 }
 
 func isClosed(c <-chan struct{}) bool {

@@ -5,10 +5,14 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/falsesystems/alumiini/pkg/apis/alumiini/v1alpha1"
 )
 
 // TestACrashingWorkerDoesNotDisturbTheOthers runs a worker that panics on
@@ -179,46 +183,103 @@ func TestStopCancelsAWorkerLeftToFinish(t *testing.T) {
 	}
 }
 
-// TestOnExitComesAfterTheStoppedWorkersLastWork: a worker stopped in the
-// middle of a round (a GitRepository deleted mid-sync) finishes that round
-// first, and only then is OnExit told; a crash restart tells it nothing. So
-// the per-GitRepository series OnExit drops cannot be set again by a sync
-// still in flight, which a tenant creating and deleting GitRepositories
-// could otherwise pile up on /metrics.
-func TestOnExitComesAfterTheStoppedWorkersLastWork(t *testing.T) {
+// notReady is a GitRepository whose Ready condition is False.
+func notReady(namespace, name string) *v1alpha1.GitRepository {
+	return &v1alpha1.GitRepository{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name}}
+}
+
+// served reports whether key's ready series exists (and deletes it, which
+// is the only way the client library tells).
+func served(namespace, name string) bool { return ready.DeleteLabelValues(namespace, name) }
+
+// TestSeriesGoWithTheLastWorkerAndStayGone: a worker stopped in the middle
+// of a round (a GitRepository deleted mid-sync) finishes that round, whose
+// late status write would set the gauge; only then is OnExit told (not on a
+// crash restart), and the series goes. A status write landing after that (a
+// health wait, a stall report) brings nothing back. Otherwise a tenant
+// creating and deleting GitRepositories could pile series up on /metrics.
+func TestSeriesGoWithTheLastWorkerAndStayGone(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	const key = "tenant/deleted-mid-sync"
+	p := &perRepository{workers: map[string]int{}}
+	repo := notReady("tenant", "deleted-mid-sync")
 	inRound := make(chan struct{})
 	exited := make(chan string, 2)
-	crashed := false
+	panicked := false // the restart runs after the panic, never beside it
 	s := NewSupervisor(ctx, func(ctx context.Context, key string) time.Duration {
-		if !crashed {
-			crashed = true
+		if !panicked {
+			panicked = true
 			panic("first round crashes")
 		}
 		close(inRound)
-		<-ctx.Done()                                               // the sync notices the stop only late ...
-		ready.WithLabelValues("tenant", "deleted-mid-sync").Set(0) // ... and writes its gauge
+		<-ctx.Done()      // the sync notices the stop only late ...
+		p.showReady(repo) // ... and writes its status
 		return time.Hour
-	}, SupervisorOptions{RestartBackoff: time.Millisecond, OnExit: func(key string) {
-		dropSeries(key)
+	}, SupervisorOptions{RestartBackoff: time.Millisecond, OnStart: p.workerStarted, OnExit: func(key string) {
+		p.workerExited(key)
 		exited <- key
 	}})
-	s.Ensure(key)
+	s.Ensure("tenant/deleted-mid-sync")
 	<-inRound
-	select {
-	case k := <-exited:
-		t.Fatalf("OnExit told of %s after a crash restart", k)
-	default:
-	}
-	s.Stop(key)
+	s.Stop("tenant/deleted-mid-sync")
 	select {
 	case <-exited:
 	case <-time.After(10 * time.Second):
 		t.Fatal("OnExit was never told")
 	}
-	if ready.DeleteLabelValues("tenant", "deleted-mid-sync") {
-		t.Error("the alumiini_gitrepository_ready series is still there after the worker exited")
+	select {
+	case <-exited:
+		t.Error("OnExit was told twice: once for the crash restart too")
+	case <-time.After(100 * time.Millisecond):
+	}
+	if served("tenant", "deleted-mid-sync") {
+		t.Error("the ready series is still there after the worker exited")
+	}
+	p.showReady(repo) // a health wait's write, after the exit
+	if served("tenant", "deleted-mid-sync") {
+		t.Error("a status write after the worker exited brought the ready series back")
+	}
+}
+
+// TestAnOldWorkersExitLeavesTheNewOnesSeries: a GitRepository deleted and
+// created again under its name gets a new worker while the old one is still
+// returning; the old one's exit must not drop what the new one shows.
+func TestAnOldWorkersExitLeavesTheNewOnesSeries(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	p := &perRepository{workers: map[string]int{}}
+	const key = "tenant/recreated"
+	release := make(chan struct{})
+	rounds := make(chan int32, 2)
+	var round atomic.Int32
+	exited := make(chan string, 2)
+	s := NewSupervisor(ctx, func(ctx context.Context, key string) time.Duration {
+		n := round.Add(1)
+		rounds <- n
+		if n == 1 {
+			<-release // the old worker's sync, still going after its Stop
+		} else {
+			p.showReady(notReady("tenant", "recreated"))
+		}
+		return time.Hour
+	}, SupervisorOptions{OnStart: p.workerStarted, OnExit: func(key string) {
+		p.workerExited(key)
+		exited <- key
+	}})
+	s.Ensure(key)
+	<-rounds
+	s.Stop(key)
+	s.Ensure(key) // the new GitRepository's worker
+	<-rounds
+	close(release)
+	<-exited // the old worker's
+	if !served("tenant", "recreated") {
+		t.Error("the old worker's exit dropped the new worker's series")
+	}
+	p.showReady(notReady("tenant", "recreated"))
+	s.Stop(key)
+	<-exited
+	if served("tenant", "recreated") {
+		t.Error("the series outlived the last worker")
 	}
 }

@@ -39,7 +39,10 @@ func scrapeSeries(t *testing.T) map[string]float64 {
 			continue
 		}
 		cut := strings.LastIndexByte(line, ' ')
-		if v, err := strconv.ParseFloat(line[cut+1:], 64); cut > 0 && err == nil {
+		if cut <= 0 {
+			continue
+		}
+		if v, err := strconv.ParseFloat(line[cut+1:], 64); err == nil {
 			series[line[:cut]] = v
 		}
 	}
@@ -83,13 +86,21 @@ func TestEveryMetricFamilyIsServedAndMoves(t *testing.T) {
 		}
 		return ""
 	})
-	after := scrape(t)
+	// Scrapes within a second share one gather: wait for a fresh one.
+	eventually(t, 10*time.Second, func() string {
+		return familiesMoved(scrape(t), scrapeSeries(t), before, beforeSeries)
+	})
+}
+
+// familiesMoved says which of alumiini's metric families did not move from
+// before to after (or are not served); "" when all did.
+func familiesMoved(after, afterSeries, before, beforeSeries map[string]float64) string {
+	var stuck []string
 	// Listings and fetches are told apart by their kind label.
-	afterSeries := scrapeSeries(t)
 	for _, kind := range []string{"listing", "fetch"} {
 		series := `alumiini_git_transfers_total{kind="` + kind + `",result="ok"}`
 		if afterSeries[series] <= beforeSeries[series] {
-			t.Errorf("%s did not move: %v → %v", series, beforeSeries[series], afterSeries[series])
+			stuck = append(stuck, fmt.Sprintf("%s did not move: %v → %v", series, beforeSeries[series], afterSeries[series]))
 		}
 	}
 	for _, family := range []string{
@@ -101,55 +112,67 @@ func TestEveryMetricFamilyIsServedAndMoves(t *testing.T) {
 		"alumiini_drift_detected_total", "alumiini_drift_corrected_total",
 	} {
 		if after[family] <= before[family] {
-			t.Errorf("%s did not move: %v → %v", family, before[family], after[family])
+			stuck = append(stuck, fmt.Sprintf("%s did not move: %v → %v", family, before[family], after[family]))
 		}
 	}
 	for _, family := range []string{"alumiini_workers", "alumiini_git_cache_bytes", "alumiini_controller_leading"} {
 		if after[family] <= 0 {
-			t.Errorf("%s is %v", family, after[family])
+			stuck = append(stuck, fmt.Sprintf("%s is %v", family, after[family]))
 		}
 	}
 	for _, family := range []string{"alumiini_worker_restarts_total", "alumiini_worker_stalls_total", "alumiini_git_cache_evictions_total",
 		"alumiini_cdevents_total"} {
 		if _, ok := after[family]; !ok {
-			t.Errorf("%s is not served", family)
+			stuck = append(stuck, family+" is not served")
 		}
 	}
+	return strings.Join(stuck, "; ")
 }
 
 // TestTheReadyGaugeFollowsTheReadyCondition: alumiini_gitrepository_ready is
-// 1 for a GitRepository whose Ready condition is True, 0 for one whose is
-// False (what the "not Ready" alert fires on), and gone once it is deleted.
+// 1 for a GitRepository whose Ready condition is True and 0 for one whose is
+// False, whether its sync failed or succeeded and then its health wait timed
+// out (what the "not Ready" alert fires on); a suspended one has no series,
+// nor has a deleted one.
 func TestTheReadyGaugeFollowsTheReadyCondition(t *testing.T) {
-	const good, bad = "ready-gauge-good", "ready-gauge-bad"
+	const good, failing, unhealthy = "ready-gauge-good", "ready-gauge-failing", "ready-gauge-unhealthy"
 	readyRepository(t, good, "")
 	kubectlInput(t, `apiVersion: alumiini.false.systems/v1alpha1
 kind: GitRepository
 metadata:
-  name: `+bad+`
+  name: `+failing+`
 spec:
   url: http://127.0.0.1:1/nothing-listens-here.git
   interval: 1h
   targetNamespace: default
 `, "apply", "-f", "-")
-	waitForPhase(t, "default", bad, "Failed")
+	createNamespace(t, unhealthy)
+	pushRepository(t, unhealthy, map[string]gitserver.File{"deploy/cm.yaml": {Content: configMapV1}})
+	kubectlInput(t, gitRepository(unhealthy, unhealthy, unhealthy,
+		"  wait: true\n  healthTimeout: 2s\n  healthChecks: [{apiVersion: v1, kind: ConfigMap, name: never-made}]\n"), "apply", "-f", "-")
+	waitForPhase(t, "default", failing, "Failed")
+	waitForPhase(t, "default", unhealthy, "Synced") // the sync succeeded; Ready waits for health
 	gauge := func(name string) string {
 		return `alumiini_gitrepository_ready{name="` + name + `",namespace="default"}`
 	}
-	eventually(t, 10*time.Second, func() string {
+	want := map[string]float64{good: 1, failing: 0, unhealthy: 0}
+	eventually(t, 20*time.Second, func() string {
 		series := scrapeSeries(t)
-		if v, ok := series[gauge(good)]; !ok || v != 1 {
-			return fmt.Sprintf("%s is %v (served: %v), want 1", gauge(good), v, ok)
-		}
-		if v, ok := series[gauge(bad)]; !ok || v != 0 {
-			return fmt.Sprintf("%s is %v (served: %v), want 0", gauge(bad), v, ok)
+		for name, v := range want {
+			if got, ok := series[gauge(name)]; !ok || got != v {
+				return fmt.Sprintf("%s is %v (served: %v), want %v", gauge(name), got, ok, v)
+			}
 		}
 		return ""
 	})
-	kubectl(t, "delete", "gitrepository", bad, "--wait")
-	eventually(t, 10*time.Second, func() string {
-		if _, ok := scrapeSeries(t)[gauge(bad)]; ok {
-			return "the deleted GitRepository's series is still served"
+	kubectl(t, "patch", "gitrepository", good, "--type=merge", "-p", `{"spec":{"suspend":true}}`)
+	kubectl(t, "delete", "gitrepository", failing, "--wait")
+	eventually(t, 20*time.Second, func() string {
+		series := scrapeSeries(t)
+		for _, name := range []string{good, failing} {
+			if _, ok := series[gauge(name)]; ok {
+				return "the series of " + name + " (suspended or deleted) is still served"
+			}
 		}
 		return ""
 	})

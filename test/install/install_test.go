@@ -146,14 +146,17 @@ spec:
 }
 
 // checkPodAdmittedAsRestricted: the Namespace enforces the restricted Pod
-// Security Standard, and kube-controller-manager's StatefulSet controller
-// still gets the pod alumiini-0 admitted (no kubelet runs it here), so the
-// pod template meets the standard.
+// Security Standard (a pod with no securityContext is refused there, so
+// admission is on),
+// and kube-controller-manager's StatefulSet controller still gets the pod
+// alumiini-0 admitted (no kubelet runs it here): the pod template meets the
+// standard.
 func checkPodAdmittedAsRestricted(t *testing.T) {
 	t.Helper()
-	enforced := kubectl(t, "", "get", "namespace", "alumiini-system", "-o", `jsonpath={.metadata.labels.pod-security\.kubernetes\.io/enforce}`)
-	if enforced != "restricted" {
-		t.Errorf("alumiini-system enforces %q, want restricted", enforced)
+	out, err := cluster.Kubectl(context.Background(), "run", "unhardened", "--image=example.invalid/x",
+		"--dry-run=server", "-n", "alumiini-system")
+	if err == nil || !strings.Contains(err.Error()+string(out), "violates PodSecurity") {
+		t.Errorf("a pod without a securityContext in alumiini-system: %v %s, want it refused by PodSecurity", err, out)
 	}
 	deadline := time.Now().Add(60 * time.Second)
 	for {

@@ -98,44 +98,46 @@ func statefulSet(t *testing.T, manifest string) *appsv1.StatefulSet {
 	return set
 }
 
-// podUser is the user and group the StatefulSet's pod runs as, which must
-// be a non-root user with a read-only root filesystem: the process here
-// runs so too, proving the hardened securityContext is one alumiini works in.
-func podUser(t *testing.T, manifest string) (uid, gid int64) {
+// podIdentity is who the StatefulSet's container runs as.
+type podIdentity struct{ uid, gid, fsGroup int64 }
+
+// podUser is the user, group and fsGroup the StatefulSet's container runs
+// as (the container's securityContext over the pod's), which must be a
+// non-root user with a read-only root filesystem: the process here runs so
+// too, proving the hardened securityContext is one alumiini works in.
+func podUser(t *testing.T, manifest string) podIdentity {
 	t.Helper()
 	spec := statefulSet(t, manifest).Spec.Template.Spec
 	pod, container := spec.SecurityContext, spec.Containers[0].SecurityContext
-	if pod == nil || pod.RunAsUser == nil || pod.RunAsGroup == nil || *pod.RunAsUser == 0 ||
-		container == nil || container.ReadOnlyRootFilesystem == nil || !*container.ReadOnlyRootFilesystem {
-		t.Fatal("the StatefulSet's pod must run as a non-root runAsUser and runAsGroup with a read-only root filesystem")
+	if pod == nil || container == nil {
+		t.Fatal("the StatefulSet sets no securityContext")
 	}
-	return *pod.RunAsUser, *pod.RunAsGroup
+	uid, gid, nonRoot := pod.RunAsUser, pod.RunAsGroup, pod.RunAsNonRoot
+	if container.RunAsUser != nil {
+		uid = container.RunAsUser
+	}
+	if container.RunAsGroup != nil {
+		gid = container.RunAsGroup
+	}
+	if container.RunAsNonRoot != nil {
+		nonRoot = container.RunAsNonRoot
+	}
+	readOnly := container.ReadOnlyRootFilesystem
+	if uid == nil || gid == nil || *uid == 0 || nonRoot == nil || !*nonRoot || pod.FSGroup == nil || readOnly == nil || !*readOnly {
+		t.Fatal("the StatefulSet's container must run as a non-root runAsUser and runAsGroup (runAsNonRoot), with an fsGroup, on a read-only root filesystem")
+	}
+	return podIdentity{uid: *uid, gid: *gid, fsGroup: *pod.FSGroup}
 }
 
-// givePod makes each absolute path among local's values usable by uid:gid,
-// as the kubelet makes volumes usable by fsGroup: the path (created as a
-// directory if missing) is chowned, and the directories above it that the
-// test created may be passed through.
-func givePod(t *testing.T, local map[string]string, uid, gid int64) {
+// givePod makes each absolute path among local's values what the kubelet
+// would make it for the pod: a directory (created if missing; the pod's
+// volume) is the pod user's, a file (a key or certificate; the overlays'
+// Secret volumes) is root's, readable by fsGroup alone (0440). The
+// directories above each, which the test made, let others pass.
+func givePod(t *testing.T, local map[string]string, id podIdentity) {
 	t.Helper()
-	paths := []string{binary}
-	for _, v := range local {
-		if filepath.IsAbs(v) {
-			paths = append(paths, v)
-		}
-	}
 	temp := filepath.Clean(os.TempDir())
-	for _, path := range paths {
-		if _, err := os.Stat(path); os.IsNotExist(err) {
-			if err := os.MkdirAll(path, 0o700); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if path != binary {
-			if err := exec.Command("chown", "-R", fmt.Sprintf("%d:%d", uid, gid), path).Run(); err != nil {
-				t.Fatalf("chown %s: %v", path, err)
-			}
-		}
+	passThrough := func(path string) {
 		for dir := filepath.Dir(path); strings.HasPrefix(dir, temp+"/"); dir = filepath.Dir(dir) {
 			info, err := os.Stat(dir)
 			if err != nil {
@@ -143,6 +145,30 @@ func givePod(t *testing.T, local map[string]string, uid, gid int64) {
 			}
 			if err := os.Chmod(dir, info.Mode().Perm()|0o001); err != nil {
 				t.Fatal(err)
+			}
+		}
+	}
+	passThrough(binary)
+	for _, path := range local {
+		if !filepath.IsAbs(path) {
+			continue
+		}
+		info, err := os.Stat(path)
+		if os.IsNotExist(err) {
+			err = os.MkdirAll(path, 0o700)
+			info, _ = os.Stat(path)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		passThrough(path)
+		owner, mode := fmt.Sprintf("%d:%d", id.uid, id.gid), "u+rwX"
+		if !info.IsDir() {
+			owner, mode = fmt.Sprintf("0:%d", id.fsGroup), "0440"
+		}
+		for _, cmd := range [][]string{{"chown", "-R", owner, path}, {"chmod", "-R", mode, path}} {
+			if out, err := exec.Command(cmd[0], cmd[1:]...).CombinedOutput(); err != nil {
+				t.Fatalf("%v: %v %s", cmd, err, out)
 			}
 		}
 	}
@@ -160,8 +186,8 @@ func startAsThePod(t *testing.T, manifest, name string, local map[string]string)
 		t.Fatal("running alumiini as its pod would needs root (a mount namespace to project the ServiceAccount token); run make test as root")
 	}
 	args := podArgs(t, manifest, local)
-	uid, gid := podUser(t, manifest)
-	givePod(t, local, uid, gid)
+	id := podUser(t, manifest)
+	givePod(t, local, id)
 	token := strings.TrimSpace(kubectl(t, "", "create", "token", "alumiini", "-n", "alumiini-system", "--duration=1h"))
 	projected := t.TempDir()
 	ca, err := os.ReadFile(cluster.CACertPath())
@@ -177,15 +203,15 @@ func startAsThePod(t *testing.T, manifest, name string, local map[string]string)
 		t.Fatal(err)
 	}
 	// In a mount namespace of its own: the token where the kubelet projects
-	// it, then the root filesystem read-only except the temporary directory
-	// (the pod's /tmp emptyDir; the test's data directories, standing for the
-	// pod's volume, are in it too), and
-	// the manifest's user and group, with no other groups and no way to gain
-	// privileges.
+	// it; the root filesystem read-only but for the temporary directory
+	// (the pod's /tmp emptyDir; the test's data directories, standing for
+	// the pod's volume, are in it too; other mounts such as /dev/shm are
+	// left as they are); and the pod's user, group and fsGroup, no other
+	// groups, no way to gain privileges.
 	const mountPoint = "/var/run/secrets/kubernetes.io/serviceaccount"
 	script := fmt.Sprintf("mkdir -p %[1]s && mount --bind %[2]s %[1]s && mount --bind %[3]s %[3]s && mount -o remount,bind,ro / && "+
-		"exec setpriv --reuid=%[4]d --regid=%[5]d --clear-groups --no-new-privs %[6]s %[7]s",
-		mountPoint, projected, os.TempDir(), uid, gid, binary, strings.Join(args, " "))
+		"exec setpriv --reuid=%[4]d --regid=%[5]d --groups=%[6]d --no-new-privs --inh-caps=-all --bounding-set=-all %[7]s %[8]s",
+		mountPoint, projected, os.TempDir(), id.uid, id.gid, id.fsGroup, binary, strings.Join(args, " "))
 	p := &process{cmd: exec.Command("unshare", "--mount", "--propagation", "private", "sh", "-c", script),
 		logFile: filepath.Join(t.TempDir(), name+".log"), done: make(chan struct{})}
 	logFile, err := os.Create(p.logFile)
@@ -193,13 +219,49 @@ func startAsThePod(t *testing.T, manifest, name string, local map[string]string)
 		t.Fatal(err)
 	}
 	p.cmd.Stdout, p.cmd.Stderr = logFile, logFile
-	p.cmd.Env = append(os.Environ(), "HOME=/", "KUBERNETES_SERVICE_HOST=127.0.0.1",
-		"KUBERNETES_SERVICE_PORT="+strconv.Itoa(cluster.Ports().KubeAPIServer))
+	// A pod's environment, not the test's: HOME=/ as container runtimes set
+	// it for a user the image's passwd does not name, and the Service's.
+	p.cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=/", "KUBERNETES_SERVICE_HOST=127.0.0.1",
+		"KUBERNETES_SERVICE_PORT=" + strconv.Itoa(cluster.Ports().KubeAPIServer)}
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	go func() { _ = p.cmd.Wait(); logFile.Close(); close(p.done) }()
+	checkRunsAsThePod(t, p, id)
 	return p
+}
+
+// checkRunsAsThePod: the process (unshare, sh and setpriv exec in place, so
+// its PID is alumiini's at last) runs as the pod's user and groups, with no
+// capability and no way to gain one, so the test cannot pass as root.
+func checkRunsAsThePod(t *testing.T, p *process, id podIdentity) {
+	t.Helper()
+	ids := func(v int64) string { return fmt.Sprintf("%d\t%d\t%d\t%d", v, v, v, v) }
+	want := map[string]string{"Uid": ids(id.uid), "Gid": ids(id.gid), "Groups": fmt.Sprint(id.fsGroup),
+		"NoNewPrivs": "1", "CapEff": "0000000000000000", "CapPrm": "0000000000000000"}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+		got := map[string]string{}
+		for _, line := range strings.Split(string(status), "\n") {
+			if key, value, ok := strings.Cut(line, ":"); ok {
+				got[key] = strings.TrimSpace(value)
+			}
+		}
+		mismatch := ""
+		for key, value := range want {
+			if got[key] != value {
+				mismatch += fmt.Sprintf(" %s=%q (want %q)", key, got[key], value)
+			}
+		}
+		if err == nil && mismatch == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("alumiini does not run as the pod would: %v%s\n%s", err, mismatch, p.log())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // serveAPIFrom points the APIService at a process on loopback port: there

@@ -5,9 +5,12 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/spf13/pflag"
 	"k8s.io/component-base/metrics/legacyregistry"
 	// client-go's requests to kube-apiserver (rest_client_requests_total
@@ -30,8 +33,27 @@ func (o *MetricsOptions) AddFlags(fs *pflag.FlagSet) {
 			"credentials (the same metrics are on the secure port's /metrics, behind authorization). Empty: off.")
 }
 
-// maxScrapesInFlight bounds the unauthenticated listener's concurrent scrapes.
-const maxScrapesInFlight = 2
+// sharedGather gathers at most once every so often, whoever asks, and hands
+// every caller in between the same result (encoders only read it).
+type sharedGather struct {
+	gatherer prometheus.Gatherer
+	every    time.Duration
+
+	mu       sync.Mutex
+	at       time.Time
+	families []*dto.MetricFamily
+	err      error
+}
+
+func (g *sharedGather) Gather() ([]*dto.MetricFamily, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if time.Since(g.at) >= g.every {
+		g.families, g.err = g.gatherer.Gather()
+		g.at = time.Now()
+	}
+	return g.families, g.err
+}
 
 // addMetricsListener serves /metrics on BindAddress once the server runs; a
 // port that cannot be bound fails the start.
@@ -45,12 +67,14 @@ func (o *MetricsOptions) addMetricsListener(server *apiserver.Server) error {
 			return fmt.Errorf("--metrics-bind-address: %w", err)
 		}
 		mux := http.NewServeMux()
-		// Anyone on the pod network may reach this port: scrapes beyond two
-		// at once are refused (503) rather than gathered in parallel.
-		mux.Handle("/metrics", promhttp.HandlerFor(legacyregistry.DefaultGatherer,
-			promhttp.HandlerOpts{MaxRequestsInFlight: maxScrapesInFlight}))
+		// Anyone on the pod network may reach this port: scrapes share one
+		// gather a second, so a flood costs encoding what was gathered, and
+		// none is refused (Prometheus's own keep working).
+		gather := &sharedGather{gatherer: legacyregistry.DefaultGatherer, every: time.Second}
+		mux.Handle("/metrics", promhttp.InstrumentMetricHandler(legacyregistry.Registerer(),
+			promhttp.HandlerFor(gather, promhttp.HandlerOpts{})))
 		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
-			WriteTimeout: 30 * time.Second, IdleTimeout: time.Minute, MaxHeaderBytes: 16 << 10}
+			WriteTimeout: 10 * time.Second, IdleTimeout: time.Minute, MaxHeaderBytes: 16 << 10}
 		go func() {
 			<-hook.Context.Done()
 			_ = srv.Close()

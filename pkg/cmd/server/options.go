@@ -5,6 +5,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -70,6 +71,8 @@ type Options struct {
 	// standalone is set by Complete when there is no cluster to delegate
 	// authentication and authorization to.
 	standalone bool
+	// storageFailed, set by Run, is told when the embedded etcd fails.
+	storageFailed func(error)
 	// kubeconfig is --kubeconfig, kept because standalone mode drops CoreAPI.
 	kubeconfig string
 
@@ -273,7 +276,7 @@ func (o *Options) Config(ctx context.Context) (*apiserver.Config, error) {
 			return nil, err
 		}
 		etcd, err := embeddedetcd.Start(ctx, embeddedetcd.Config{DataDir: o.EtcdDataDir, UnsafeNoFsync: o.EtcdUnsafeNoFsync,
-			Cluster: cluster})
+			Cluster: cluster, OnFailure: o.storageFailed})
 		if err != nil {
 			return nil, err
 		}
@@ -333,13 +336,22 @@ func (o *Options) NewServer(ctx context.Context) (*apiserver.Server, error) {
 	return server, nil
 }
 
-// Run serves until ctx is cancelled (SIGTERM or SIGINT in the command).
+// Run serves until ctx is cancelled (SIGTERM or SIGINT in the command), or
+// until the embedded etcd fails: then it shuts down and returns that error,
+// so the process exits and is restarted (its liveness probe leaves etcd out).
 func (o *Options) Run(ctx context.Context) error {
+	ctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	o.storageFailed = func(err error) { stop(fmt.Errorf("the embedded etcd failed: %w", err)) }
 	server, err := o.NewServer(ctx)
 	if err != nil {
 		return err
 	}
-	return server.Run(ctx)
+	err = server.Run(ctx)
+	if cause := context.Cause(ctx); err == nil && cause != nil && !errors.Is(cause, context.Canceled) {
+		return cause
+	}
+	return err
 }
 
 type genericPostStartHookContext = genericapiserver.PostStartHookContext

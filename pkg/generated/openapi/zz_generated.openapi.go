@@ -531,7 +531,7 @@ func schema_pkg_apis_alumiini_v1alpha1_GitRepositorySpec(ref common.ReferenceCal
 					},
 					"interval": {
 						SchemaProps: spec.SchemaProps{
-							Description: "Interval between polls of the remote, as a Go duration (10s to 24h). Defaults to 5m. GitRepositories of one URL and interval poll at the same instants and share one ref listing, so a poll comes half an interval to one and a half after the last. Pushes arriving by webhook sync at once regardless.",
+							Description: "Interval between polls of the remote, as a Go duration (10s to 24h). Defaults to 5m. GitRepositories of one URL and interval poll at the same instants and share one ref listing, so a poll comes half an interval to one and a half after the last. A signed push to the webhook receiver, when it is on, syncs at once regardless (pushes within a second of one another fold into one more sync).",
 							Type:        []string{"string"},
 							Format:      "",
 						},
@@ -677,7 +677,7 @@ func schema_pkg_apis_alumiini_v1alpha1_GitRepositoryStatus(ref common.ReferenceC
 					},
 					"phase": {
 						SchemaProps: spec.SchemaProps{
-							Description: "Phase is Pending (created, not synced yet), Syncing (a commit is being applied, shown once its apply has run for a second), Synced (the last sync applied its commit), Failed (the last sync failed; the last good state stays applied, retried with backoff) or Suspended.",
+							Description: "Phase is Pending (created, not synced yet), Syncing (a commit is being applied, shown after a second of it), Synced (the last sync applied its commit), Failed (the last sync failed; the last good state stays applied, retried with backoff) or Suspended.",
 							Type:        []string{"string"},
 							Format:      "",
 						},
@@ -691,7 +691,7 @@ func schema_pkg_apis_alumiini_v1alpha1_GitRepositoryStatus(ref common.ReferenceC
 					},
 					"lastSyncTime": {
 						SchemaProps: spec.SchemaProps{
-							Description: "LastSyncTime is when lastSyncedCommit was last applied (a spec change or a forced sync request applies it again).",
+							Description: "LastSyncTime is when lastSyncedCommit was last applied (a spec change, a sync request, a retry after a failure or the end of a suspension or a dependency wait may apply the same commit again).",
 							Ref:         ref(v1.Time{}.OpenAPIModelName()),
 						},
 					},

@@ -32,6 +32,10 @@ type Config struct {
 	// Cluster, when set, makes this etcd one member of several; nil: a
 	// single member on loopback.
 	Cluster *Cluster
+	// OnFailure is told once if etcd fails or stops after start-up other
+	// than by Close: the process cannot serve without it, and /livez leaves
+	// etcd out, so the process should end and be restarted.
+	OnFailure func(error)
 }
 
 // Server is a running embedded etcd.
@@ -148,12 +152,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 			s.clientURLs = append(s.clientURLs, "https://"+l.Addr().String())
 		}
 	}
-	go func() {
-		// etcd reports fatal errors of its listeners here after start-up.
-		if err, ok := <-e.Err(); ok && err != nil && !closing.Load() {
-			klog.ErrorS(err, "Embedded etcd failed")
-		}
-	}()
+	go watchForFailure(e, closing, cfg.OnFailure)
 	klog.InfoS("Embedded etcd ready", "dataDir", cfg.DataDir, "clientURLs", s.clientURLs)
 	return s, nil
 }
@@ -163,6 +162,24 @@ func (s *Server) ClientURLs() []string { return s.clientURLs }
 
 // ClientTLS is the client certificate etcd accepts; it is valid while etcd runs.
 func (s *Server) ClientTLS() TLSFiles { return s.credentials.client }
+
+// watchForFailure waits for etcd to fail (its listeners report fatal errors
+// on Err) or to stop other than by Close, and tells onFailure.
+func watchForFailure(e *embed.Etcd, closing *atomic.Bool, onFailure func(error)) {
+	var err error
+	select {
+	case err = <-e.Err(): // nil once Close closed it
+	case <-e.Server.StopNotify():
+		err = errors.New("the etcd server stopped")
+	}
+	if err == nil || closing.Load() {
+		return
+	}
+	klog.ErrorS(err, "Embedded etcd failed")
+	if onFailure != nil {
+		onFailure(err)
+	}
+}
 
 // Close stops etcd after its in-flight requests; everything committed before
 // is on disk.

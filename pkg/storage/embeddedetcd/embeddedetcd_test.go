@@ -146,3 +146,38 @@ func tlsConfig(t *testing.T, info transport.TLSInfo) *tls.Config {
 	}
 	return cfg
 }
+
+// TestAFailureAfterStartIsReportedAndCloseIsNot: etcd stopping on its own
+// (here its server is stopped behind the Server's back) is reported to
+// OnFailure, so the process ends and is restarted; Close is not a failure.
+func TestAFailureAfterStartIsReportedAndCloseIsNot(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	failed := make(chan error, 2)
+	report := func(err error) { failed <- err }
+	s, err := Start(ctx, Config{DataDir: t.TempDir(), UnsafeNoFsync: true, OnFailure: report})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.etcd.Server.Stop()
+	select {
+	case err := <-failed:
+		if err == nil {
+			t.Error("OnFailure was told nil")
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("etcd stopped and OnFailure was never told")
+	}
+
+	closed, err := Start(ctx, Config{DataDir: t.TempDir(), UnsafeNoFsync: true, OnFailure: report})
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed.Close()
+	select {
+	case err := <-failed:
+		t.Errorf("Close was reported as a failure: %v", err)
+	case <-time.After(2 * time.Second):
+	}
+}

@@ -48,8 +48,9 @@ type GitRepositorySpec struct {
 	// Interval between polls of the remote, as a Go duration (10s to 24h).
 	// Defaults to 5m. GitRepositories of one URL and interval poll at the
 	// same instants and share one ref listing, so a poll comes half an
-	// interval to one and a half after the last. Pushes arriving by
-	// webhook sync at once regardless.
+	// interval to one and a half after the last. A signed push to the
+	// webhook receiver, when it is on, syncs at once regardless (pushes within
+	// a second of one another fold into one more sync).
 	// +optional
 	Interval string `json:"interval,omitempty"`
 	// Timeout for one sync, as a Go duration (1s to 1h): two budgets of it,
@@ -309,7 +310,7 @@ type GitRepositoryStatus struct {
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 	// Phase is Pending (created, not synced yet), Syncing (a commit is being
-	// applied, shown once its apply has run for a second), Synced (the last sync applied its commit), Failed (the last
+	// applied, shown after a second of it), Synced (the last sync applied its commit), Failed (the last
 	// sync failed; the last good state stays applied, retried with backoff)
 	// or Suspended.
 	// +optional
@@ -317,8 +318,9 @@ type GitRepositoryStatus struct {
 	// LastSyncedCommit is the commit whose manifests were last applied in full.
 	// +optional
 	LastSyncedCommit string `json:"lastSyncedCommit,omitempty"`
-	// LastSyncTime is when lastSyncedCommit was last applied (a spec change or
-	// a forced sync request applies it again).
+	// LastSyncTime is when lastSyncedCommit was last applied (a spec change, a
+	// sync request, a retry after a failure or the end of a suspension or a
+	// dependency wait may apply the same commit again).
 	// +optional
 	LastSyncTime *metav1.Time `json:"lastSyncTime,omitempty"`
 	// LastAttemptedCommit is the commit of the last sync, whether or not it succeeded.

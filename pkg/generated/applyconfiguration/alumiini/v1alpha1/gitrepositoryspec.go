@@ -40,8 +40,9 @@ type GitRepositorySpecApplyConfiguration struct {
 	// Interval between polls of the remote, as a Go duration (10s to 24h).
 	// Defaults to 5m. GitRepositories of one URL and interval poll at the
 	// same instants and share one ref listing, so a poll comes half an
-	// interval to one and a half after the last. Pushes arriving by
-	// webhook sync at once regardless.
+	// interval to one and a half after the last. A signed push to the
+	// webhook receiver, when it is on, syncs at once regardless (pushes within
+	// a second of one another fold into one more sync).
 	Interval *string `json:"interval,omitempty"`
 	// Timeout for one sync, as a Go duration (1s to 1h): two budgets of it,
 	// one for the fetch and render, one for the apply; waiting for a free

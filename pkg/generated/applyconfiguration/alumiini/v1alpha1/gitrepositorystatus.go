@@ -32,14 +32,15 @@ type GitRepositoryStatusApplyConfiguration struct {
 	// ObservedGeneration is the metadata.generation the status describes.
 	ObservedGeneration *int64 `json:"observedGeneration,omitempty"`
 	// Phase is Pending (created, not synced yet), Syncing (a commit is being
-	// applied, shown once its apply has run for a second), Synced (the last sync applied its commit), Failed (the last
+	// applied, shown after a second of it), Synced (the last sync applied its commit), Failed (the last
 	// sync failed; the last good state stays applied, retried with backoff)
 	// or Suspended.
 	Phase *alumiiniv1alpha1.GitRepositoryPhase `json:"phase,omitempty"`
 	// LastSyncedCommit is the commit whose manifests were last applied in full.
 	LastSyncedCommit *string `json:"lastSyncedCommit,omitempty"`
-	// LastSyncTime is when lastSyncedCommit was last applied (a spec change or
-	// a forced sync request applies it again).
+	// LastSyncTime is when lastSyncedCommit was last applied (a spec change, a
+	// sync request, a retry after a failure or the end of a suspension or a
+	// dependency wait may apply the same commit again).
 	LastSyncTime *v1.Time `json:"lastSyncTime,omitempty"`
 	// LastAttemptedCommit is the commit of the last sync, whether or not it succeeded.
 	LastAttemptedCommit *string `json:"lastAttemptedCommit,omitempty"`
