@@ -40,14 +40,17 @@ type healthWaits struct {
 	running map[string]*healthWait
 }
 
-type healthWait struct{ cancel context.CancelFunc }
+type healthWait struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+}
 
 // start cancels key's wait, if any, and runs wait in its place under a
 // context of parent's. wait's current reports whether it is still key's
 // wait: one stopped or replaced meanwhile must not write its outcome.
 func (h *healthWaits) start(parent context.Context, key string, wait func(ctx context.Context, current func() bool)) {
 	ctx, cancel := context.WithCancel(parent)
-	w := &healthWait{cancel: cancel}
+	w := &healthWait{ctx: ctx, cancel: cancel}
 	h.mu.Lock()
 	if h.running == nil {
 		h.running = map[string]*healthWait{}
@@ -74,11 +77,13 @@ func (h *healthWaits) start(parent context.Context, key string, wait func(ctx co
 	}()
 }
 
-// active reports whether key has a wait running.
+// active reports whether key has a wait running: not one whose context
+// ended (its worker crashed and was restarted) and that has yet to return.
 func (h *healthWaits) active(key string) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return h.running[key] != nil
+	w := h.running[key]
+	return w != nil && w.ctx.Err() == nil
 }
 
 // stop cancels key's wait.

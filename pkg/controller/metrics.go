@@ -119,7 +119,8 @@ func (p *perRepository) workerStarted(key string) {
 func (p *perRepository) workerExited(key string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.workers[key]--; p.workers[key] > 0 {
+	if p.workers[key] > 1 {
+		p.workers[key]--
 		return
 	}
 	delete(p.workers, key)

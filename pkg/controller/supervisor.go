@@ -97,11 +97,15 @@ func (s *Supervisor) Ensure(key string) {
 	if _, ok := s.stopping[key]; ok {
 		return // StopThen's then decides again once it has returned
 	}
+	if s.draining {
+		return
+	}
 	w := &worker{key: key, trigger: make(chan struct{}, 1), quit: make(chan struct{}), backoff: s.opts.RestartBackoff}
 	s.workers[key] = w
-	if s.start(w, 0) && s.opts.OnStart != nil {
-		s.opts.OnStart(key)
+	if s.opts.OnStart != nil {
+		s.opts.OnStart(key) // before the worker runs: its exit, however soon, comes after
 	}
+	s.start(w, 0)
 }
 
 // Trigger asks key's worker to work now; it reports whether a worker exists.

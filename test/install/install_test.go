@@ -153,10 +153,19 @@ spec:
 // standard.
 func checkPodAdmittedAsRestricted(t *testing.T) {
 	t.Helper()
-	out, err := cluster.Kubectl(context.Background(), "run", "unhardened", "--image=example.invalid/x",
-		"--dry-run=server", "-n", "alumiini-system")
-	if err == nil || !strings.Contains(err.Error()+string(out), "violates PodSecurity") {
-		t.Errorf("a pod without a securityContext in alumiini-system: %v %s, want it refused by PodSecurity", err, out)
+	// Polled: until kube-controller-manager made the namespace's default
+	// ServiceAccount, ServiceAccount admission may refuse the pod first.
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		out, err := cluster.Kubectl(context.Background(), "run", "unhardened", "--image=example.invalid/x",
+			"--dry-run=server", "-n", "alumiini-system")
+		if err != nil && strings.Contains(err.Error()+string(out), "violates PodSecurity") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("a pod without a securityContext in alumiini-system: %v %s, want it refused by PodSecurity", err, out)
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
 	}
 	deadline := time.Now().Add(60 * time.Second)
 	for {

@@ -221,12 +221,14 @@ func startAsThePod(t *testing.T, manifest, name string, local map[string]string)
 	p.cmd.Stdout, p.cmd.Stderr = logFile, logFile
 	// A pod's environment, not the test's: HOME=/ as container runtimes set
 	// it for a user the image's passwd does not name, and the Service's.
-	p.cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=/", "KUBERNETES_SERVICE_HOST=127.0.0.1",
+	// TMPDIR: the one writable directory (the pod's /tmp).
+	p.cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=/", "TMPDIR=" + os.TempDir(), "KUBERNETES_SERVICE_HOST=127.0.0.1",
 		"KUBERNETES_SERVICE_PORT=" + strconv.Itoa(cluster.Ports().KubeAPIServer)}
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	go func() { _ = p.cmd.Wait(); logFile.Close(); close(p.done) }()
+	t.Cleanup(p.stop) // also when a check below fails; stopping twice is harmless
 	checkRunsAsThePod(t, p, id)
 	return p
 }
@@ -238,7 +240,7 @@ func checkRunsAsThePod(t *testing.T, p *process, id podIdentity) {
 	t.Helper()
 	ids := func(v int64) string { return fmt.Sprintf("%d\t%d\t%d\t%d", v, v, v, v) }
 	want := map[string]string{"Uid": ids(id.uid), "Gid": ids(id.gid), "Groups": fmt.Sprint(id.fsGroup),
-		"NoNewPrivs": "1", "CapEff": "0000000000000000", "CapPrm": "0000000000000000"}
+		"NoNewPrivs": "1", "CapEff": "0000000000000000", "CapPrm": "0000000000000000", "CapBnd": "0000000000000000"}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))

@@ -33,6 +33,23 @@ func (o *MetricsOptions) AddFlags(fs *pflag.FlagSet) {
 			"credentials (the same metrics are on the secure port's /metrics, behind authorization). Empty: off.")
 }
 
+// maxScrapes is how many scrapes of the plain listener run at once.
+const maxScrapes = 2
+
+// limitConcurrent runs at most n of next's requests at once; others wait, until
+// their client gives up.
+func limitConcurrent(n int, next http.Handler) http.Handler {
+	slots := make(chan struct{}, n)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case slots <- struct{}{}:
+			defer func() { <-slots }()
+			next.ServeHTTP(w, r)
+		case <-r.Context().Done():
+		}
+	})
+}
+
 // sharedGather gathers at most once every so often, whoever asks, and hands
 // every caller in between the same result (encoders only read it).
 type sharedGather struct {
@@ -68,11 +85,12 @@ func (o *MetricsOptions) addMetricsListener(server *apiserver.Server) error {
 		}
 		mux := http.NewServeMux()
 		// Anyone on the pod network may reach this port: scrapes share one
-		// gather a second, so a flood costs encoding what was gathered, and
-		// none is refused (Prometheus's own keep working).
+		// gather a second and at most maxScrapes are encoded at once, so a
+		// flood costs that much CPU at most; the rest wait their turn
+		// rather than being refused.
 		gather := &sharedGather{gatherer: legacyregistry.DefaultGatherer, every: time.Second}
-		mux.Handle("/metrics", promhttp.InstrumentMetricHandler(legacyregistry.Registerer(),
-			promhttp.HandlerFor(gather, promhttp.HandlerOpts{})))
+		mux.Handle("/metrics", limitConcurrent(maxScrapes, promhttp.InstrumentMetricHandler(legacyregistry.Registerer(),
+			promhttp.HandlerFor(gather, promhttp.HandlerOpts{}))))
 		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
 			WriteTimeout: 10 * time.Second, IdleTimeout: time.Minute, MaxHeaderBytes: 16 << 10}
 		go func() {
