@@ -23,6 +23,9 @@ type counters struct {
 	// kube: kube-apiserver's requests by verb (" dry-run" added), alumiini's
 	// group left out; own: alumiini's API's by verb.
 	kube, own map[string]float64
+	// kubeWrites: kube-apiserver's writes (not dry-runs) by verb and
+	// resource, "POST replicasets", all clients: who else was busy.
+	kubeWrites map[string]float64
 }
 
 func snapshot(ctx context.Context, c *localcluster.Cluster) (counters, error) {
@@ -55,6 +58,12 @@ func snapshot(ctx context.Context, c *localcluster.Cluster) (counters, error) {
 		return l["verb"]
 	}
 	s.kube = sumBy(kube["apiserver_request_total"], byVerb)
+	s.kubeWrites = sumBy(kube["apiserver_request_total"], func(l map[string]string) string {
+		if verb := byVerb(l); verb != "" && isWrite(verb) {
+			return verb + " " + l["resource"]
+		}
+		return ""
+	})
 	s.own = sumBy(own["apiserver_request_total"], func(l map[string]string) string { return l["verb"] })
 	return s, nil
 }
@@ -71,21 +80,27 @@ func (s counters) since(before counters) counters {
 		return out
 	}
 	return counters{cpu: diff(s.cpu, before.cpu), client: diff(s.client, before.client), kube: diff(s.kube, before.kube),
-		own: diff(s.own, before.own)}
+		own: diff(s.own, before.own), kubeWrites: diff(s.kubeWrites, before.kubeWrites)}
 }
 
 // writes keeps the verbs that change something.
 func writes(m map[string]float64) map[string]float64 {
 	out := map[string]float64{}
 	for k, v := range m {
-		switch strings.Fields(k)[0] {
-		case "POST", "PUT", "PATCH", "DELETE", "CREATE", "UPDATE", "APPLY", "DELETECOLLECTION":
-			if !strings.HasSuffix(k, "dry-run") {
-				out[k] = v
-			}
+		if isWrite(k) {
+			out[k] = v
 		}
 	}
 	return out
+}
+
+// isWrite: verb (as snapshot keys it, " dry-run" added) changes something.
+func isWrite(verb string) bool {
+	switch strings.Fields(verb)[0] {
+	case "POST", "PUT", "PATCH", "DELETE", "CREATE", "UPDATE", "APPLY", "DELETECOLLECTION":
+		return !strings.HasSuffix(verb, "dry-run")
+	}
+	return false
 }
 
 func metricFamilies(ctx context.Context, c *localcluster.Cluster, fromAlumiini bool) (map[string]*dto.MetricFamily, error) {

@@ -22,16 +22,18 @@ import (
 )
 
 type options struct {
-	counts         []int
-	distinct       bool
-	interval       time.Duration
-	kubectlWorkers int
-	jsonOut        string
-	cpuProfile     string
-	heapProfile    string
-	idleProfile    string
-	emptyProfile   string
-	alumiiniEnv    string
+	counts           []int
+	distinct         bool
+	interval         time.Duration
+	kubectlWorkers   int
+	jsonOut          string
+	cpuProfile       string
+	heapProfile      string
+	idleProfile      string
+	emptyProfile     string
+	alumiiniEnv      string
+	kcmQPS           int
+	apiserverProfile string
 }
 
 func main() {
@@ -46,6 +48,8 @@ func main() {
 	flag.StringVar(&opts.alumiiniEnv, "alumiini-env", "", "comma-separated NAME=VALUE added to alumiini's environment alone (e.g. GOGC=50)")
 	flag.StringVar(&opts.emptyProfile, "emptyprofile", "", "write a CPU profile of alumiini with no GitRepository, idle (50 s), to FILE")
 	flag.StringVar(&opts.idleProfile, "idleprofile", "", "write CPU profiles of alumiini over the whole idle interval, 50 s each, to FILE, FILE.2, FILE.3, ...")
+	flag.IntVar(&opts.kcmQPS, "kcm-qps", 0, "kube-controller-manager's --kube-api-qps (0: its default, 20); higher shortens the waits for it between phases at large N")
+	flag.StringVar(&opts.apiserverProfile, "apiserverprofile", "", "write a CPU profile of kube-apiserver during the (last) sync to this file (it runs with --profiling)")
 	flag.Parse()
 	for _, field := range strings.Split(*counts, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(field))

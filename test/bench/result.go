@@ -29,10 +29,17 @@ type result struct {
 	KubectlDryRunCPUSeconds map[string]float64 `json:"kubectlDryRunCPUSeconds"`
 	// Cores is what the machine has: a phase's CPU-seconds of all
 	// processes over Cores is the least time it could take.
-	Cores  int    `json:"cores"`
-	Memory memory `json:"memory"`
-	Idle   idle   `json:"idle"`
-	Push   push   `json:"push"`
+	Cores int `json:"cores"`
+	// ControllerManagerQPS: kube-controller-manager's --kube-api-qps, when
+	// -kcm-qps set it (0: its default, 20).
+	ControllerManagerQPS int `json:"controllerManagerQPS,omitempty"`
+	// QuietWaitSeconds: how long the bench waited before each phase for
+	// kube-apiserver's writes (kube-controller-manager's reaction to the
+	// phase before) to stop.
+	QuietWaitSeconds map[string]float64 `json:"quietWaitSeconds"`
+	Memory           memory             `json:"memory"`
+	Idle             idle               `json:"idle"`
+	Push             push               `json:"push"`
 }
 
 // phase is one way of applying the 4N objects.
@@ -45,6 +52,9 @@ type phase struct {
 	// counted them (all clients, hence KCM's too, under other verbs).
 	RequestsPerGitRepository map[string]float64 `json:"requestsPerGitRepository,omitempty"`
 	KubeAPIServerVerbs       map[string]float64 `json:"kubeAPIServerVerbs,omitempty"`
+	// KubeAPIServerWrites: kube-apiserver's writes over the phase by verb
+	// and resource, all clients (the applier's and kube-controller-manager's).
+	KubeAPIServerWrites map[string]float64 `json:"kubeAPIServerWrites,omitempty"`
 	// OwnAPIPerGitRepository: requests alumiini's API served (the bench's
 	// creates and watch, alumiini's status writes), by verb.
 	OwnAPIPerGitRepository map[string]float64 `json:"ownAPIPerGitRepository,omitempty"`
@@ -105,6 +115,10 @@ func (r *result) print(w io.Writer) {
 	p("  alumiini → kube-apiserver per GitRepository: %s", perVerb(r.Alumiini.RequestsPerGitRepository, "%.2f"))
 	p("  kube-apiserver's requests in that time, all clients (KCM, the bench) together: %s",
 		perVerb(r.Alumiini.KubeAPIServerVerbs, "%.0f"))
+	p("  kube-apiserver's writes in each phase, all clients, the most first: kubectl %s; alumiini %s",
+		topWrites(r.Kubectl.KubeAPIServerWrites, 6), topWrites(r.Alumiini.KubeAPIServerWrites, 6))
+	p("  waited for kube-apiserver's writes to stop (kube-controller-manager, QPS %s): before kubectl %.0fs, before the empty process %.0fs, before the settled process %.0fs",
+		qpsNote(r.ControllerManagerQPS), r.QuietWaitSeconds["kubectl"], r.QuietWaitSeconds["empty"], r.QuietWaitSeconds["settled"])
 	p("  alumiini's own API per GitRepository (the bench's create, alumiini's status writes): %s",
 		perVerb(r.Alumiini.OwnAPIPerGitRepository, "%.2f"))
 	p("  memory: empty RSS %s (files %s) heap %s; settled RSS %s (files %s) heap %s; per GitRepository RSS %s (anonymous, without mapped files, %s) heap %s",
@@ -150,3 +164,30 @@ func total(cpu map[string]float64) float64 {
 
 func mib(b int64) string   { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
 func kib(b float64) string { return fmt.Sprintf("%.1f KiB", b/1024) }
+
+// topWrites lists the n commonest writes, "PATCH configmaps 4000".
+func topWrites(m map[string]float64, n int) string {
+	var keys []string
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool { return m[keys[i]] > m[keys[j]] || m[keys[i]] == m[keys[j]] && keys[i] < keys[j] })
+	if len(keys) > n {
+		keys = keys[:n]
+	}
+	var parts []string
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s %.0f", k, m[k]))
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, ", ")
+}
+
+func qpsNote(qps int) string {
+	if qps == 0 {
+		return "20, its default"
+	}
+	return fmt.Sprint(qps)
+}

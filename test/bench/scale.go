@@ -55,7 +55,16 @@ func run(n int, opts options) (*result, error) {
 	if opts.alumiiniEnv != "" {
 		env = strings.Split(opts.alumiiniEnv, ",")
 	}
-	cluster, err := localcluster.StartForTestWith(dir, localcluster.Options{AlumiiniArgs: []string{"--profiling"}, AlumiiniEnv: env})
+	var kcm []string
+	if opts.kcmQPS > 0 {
+		kcm = []string{fmt.Sprintf("--kube-api-qps=%d", opts.kcmQPS), fmt.Sprintf("--kube-api-burst=%d", 2*opts.kcmQPS)}
+	}
+	var apiserver []string
+	if opts.apiserverProfile != "" {
+		apiserver = []string{"--profiling=true"}
+	}
+	cluster, err := localcluster.StartForTestWith(dir, localcluster.Options{AlumiiniArgs: []string{"--profiling"}, AlumiiniEnv: env,
+		ControllerManagerArgs: kcm, KubeAPIServerArgs: apiserver})
 	if err != nil {
 		return nil, err
 	}
@@ -69,16 +78,21 @@ func run(n int, opts options) (*result, error) {
 	direct.Host = cluster.AlumiiniURL
 	b := &bench{opts: opts, n: n, dir: dir, cluster: cluster, kube: kubernetes.NewForConfigOrDie(config),
 		client: clientset.NewForConfigOrDie(config), watcher: clientset.NewForConfigOrDie(direct),
-		r: &result{N: n, AlumiiniEnv: env, Objects: 4 * n, Started: time.Now().UTC(), Cores: runtime.NumCPU()}}
+		r: &result{N: n, AlumiiniEnv: env, Objects: 4 * n, Started: time.Now().UTC(), Cores: runtime.NumCPU(),
+			ControllerManagerQPS: opts.kcmQPS, QuietWaitSeconds: map[string]float64{}}}
 	ctx := context.Background()
 	for _, step := range []struct {
 		name string
 		do   func(context.Context) error
 	}{
 		{"preparing git repositories and namespaces", b.prepare},
+		{"waiting for kube-apiserver's writes to stop", b.quiesce("kubectl")},
 		{"kubectl apply --server-side", b.kubectlPhase},
+		{"deleting kubectl's Services", b.deleteKubectlServices},
+		{"waiting for kube-apiserver's writes to stop", b.quiesce("empty")},
 		{"the empty process", b.measureEmpty},
 		{"creating GitRepositories until all are Ready", b.syncPhase},
+		{"waiting for kube-apiserver's writes to stop", b.quiesce("settled")},
 		{"the settled process", b.measureSettled},
 		{"one idle interval", b.idlePhase},
 		{"one push to a shared repository", b.pushPhase},
@@ -151,40 +165,97 @@ func (b *bench) kubectlPhase(ctx context.Context) error {
 	}
 	// The cost of alumiini's guarantee, every object dry-run before any
 	// is written: the same dry-runs from kubectl.
-	dryRunCPU, dryRun, err := b.measureKubectl(ctx, files, "--dry-run=server")
+	dryRunCounts, dryRun, err := b.measureKubectl(ctx, files, "--dry-run=server")
 	if err != nil {
 		return err
 	}
-	b.r.KubectlDryRunSeconds, b.r.KubectlDryRunCPUSeconds = dryRun.Seconds(), dryRunCPU
-	cpu, took, err := b.measureKubectl(ctx, files)
+	b.r.KubectlDryRunSeconds, b.r.KubectlDryRunCPUSeconds = dryRun.Seconds(), dryRunCounts.cpu
+	counts, took, err := b.measureKubectl(ctx, files)
 	if err != nil {
 		return err
 	}
-	b.r.Kubectl.Seconds, b.r.Kubectl.CPUSeconds = took.Seconds(), cpu
+	b.r.Kubectl.Seconds, b.r.Kubectl.CPUSeconds = took.Seconds(), counts.cpu
+	b.r.Kubectl.KubeAPIServerWrites = counts.kubeWrites
 	fmt.Fprintf(os.Stderr, "N=%d: kubectl dry-run %.1fs, apply %.1fs\n", b.n, dryRun.Seconds(), took.Seconds())
 	return nil
 }
 
-// measureKubectl runs kubectlApply and returns each process's CPU-seconds
-// over it, the kubectl processes' together as "kubectl".
-func (b *bench) measureKubectl(ctx context.Context, files []string, extra ...string) (map[string]float64, time.Duration, error) {
+// deleteKubectlServices deletes the Services the kubectl phase made before
+// alumiini's phase: kube-apiserver's ClusterIP allocator lists every
+// allocated IPAddress after each Service it creates (to update a metric),
+// so a Service costs more the more a cluster holds, and alumiini's phase
+// would otherwise pay for kubectl's Services too.
+func (b *bench) deleteKubectlServices(ctx context.Context) error {
+	return parallel(b.n, 16, func(i int) error {
+		err := b.kube.CoreV1().Services(fmt.Sprintf("kubectl-%05d", i)).Delete(ctx, fmt.Sprintf("app%d", i%10), metav1.DeleteOptions{})
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		return err
+	})
+}
+
+// measureKubectl runs kubectlApply and returns what the counters moved by
+// over it, with the kubectl processes' CPU-seconds together as "kubectl".
+func (b *bench) measureKubectl(ctx context.Context, files []string, extra ...string) (counters, time.Duration, error) {
 	before, err := snapshot(ctx, b.cluster)
 	if err != nil {
-		return nil, 0, err
+		return counters{}, 0, err
 	}
 	childrenBefore := childrenCPUSeconds()
 	took, err := kubectlApply(ctx, b.cluster, files, extra...)
 	if err != nil {
-		return nil, 0, err
+		return counters{}, 0, err
 	}
 	kubectlCPU := childrenCPUSeconds() - childrenBefore
 	after, err := snapshot(ctx, b.cluster)
 	if err != nil {
-		return nil, 0, err
+		return counters{}, 0, err
 	}
-	cpu := after.since(before).cpu
-	cpu["kubectl"] = kubectlCPU
-	return cpu, took, nil
+	d := after.since(before)
+	d.cpu["kubectl"] = kubectlCPU
+	return d, took, nil
+}
+
+// Quiet, for quiesce: at most quietWrites writes to kube-apiserver within
+// quietWindow (its own lease and the like), and no wait longer than
+// maxQuietWait.
+const (
+	quietWindow  = 5 * time.Second
+	quietWrites  = 10
+	maxQuietWait = time.Hour
+)
+
+// quiesce waits until kube-apiserver takes next to no writes before the
+// phase named next: kube-controller-manager reacts to each phase's
+// namespaces, Deployments and Services (ServiceAccounts, root CA
+// ConfigMaps, ReplicaSets, EndpointSlices, Events) at its own request rate,
+// and that work must not be counted in the phase after.
+func (b *bench) quiesce(next string) func(context.Context) error {
+	return func(ctx context.Context) error {
+		start := time.Now()
+		last, err := snapshot(ctx, b.cluster)
+		if err != nil {
+			return err
+		}
+		for {
+			time.Sleep(quietWindow)
+			now, err := snapshot(ctx, b.cluster)
+			if err != nil {
+				return err
+			}
+			if total(now.since(last).kubeWrites) <= quietWrites {
+				break
+			}
+			if time.Since(start) > maxQuietWait {
+				return fmt.Errorf("kube-apiserver still takes writes after %s: %s", maxQuietWait, perVerb(now.since(last).kubeWrites, "%.0f"))
+			}
+			last = now
+		}
+		b.r.QuietWaitSeconds[next] = time.Since(start).Seconds()
+		fmt.Fprintf(os.Stderr, "N=%d: quiet after %.0fs\n", b.n, time.Since(start).Seconds())
+		return nil
+	}
 }
 
 // childrenCPUSeconds is the CPU time of the bench's child processes that
@@ -242,9 +313,14 @@ func (b *bench) syncPhase(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	profiled := make(chan error, 1)
+	profiled := make(chan error, 2)
 	if b.opts.cpuProfile != "" {
 		go func() { profiled <- b.cluster.Profile(ctx, b.opts.cpuProfile, 15*time.Second) }()
+	} else {
+		profiled <- nil
+	}
+	if b.opts.apiserverProfile != "" {
+		go func() { profiled <- b.cluster.ProfileKubeAPIServer(ctx, b.opts.apiserverProfile, 15*time.Second) }()
 	} else {
 		profiled <- nil
 	}
@@ -272,8 +348,10 @@ func (b *bench) syncPhase(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := <-profiled; err != nil {
-		fmt.Fprintf(os.Stderr, "bench: profiling: %v\n", err)
+	for range 2 {
+		if err := <-profiled; err != nil {
+			fmt.Fprintf(os.Stderr, "bench: profiling: %v\n", err)
+		}
 	}
 	d := after.since(before)
 	b.r.Alumiini.CPUSeconds = d.cpu
@@ -282,6 +360,7 @@ func (b *bench) syncPhase(ctx context.Context) error {
 		b.r.Alumiini.RequestsPerGitRepository[method] = count / float64(b.n)
 	}
 	b.r.Alumiini.KubeAPIServerVerbs = d.kube
+	b.r.Alumiini.KubeAPIServerWrites = d.kubeWrites
 	b.r.Alumiini.OwnAPIPerGitRepository = map[string]float64{}
 	for verb, count := range d.own {
 		b.r.Alumiini.OwnAPIPerGitRepository[verb] = count / float64(b.n)

@@ -74,6 +74,10 @@ type Options struct {
 	AlumiiniArgs []string
 	// AlumiiniEnv is added to alumiini's environment alone (GOGC=50, say).
 	AlumiiniEnv []string
+	// ControllerManagerArgs are added to kube-controller-manager's command
+	// line (the bench raises its request rate, --kube-api-qps), and
+	// KubeAPIServerArgs to kube-apiserver's (--profiling, to profile it).
+	ControllerManagerArgs, KubeAPIServerArgs []string
 	// ControlPlaneOnly starts etcd and kube-apiserver and nothing else, for
 	// tests of code that talks to a cluster without alumiini in front.
 	ControlPlaneOnly bool
@@ -263,6 +267,7 @@ func (c *Cluster) startKubeAPIServer(ctx context.Context) error {
 		"--endpoint-reconciler-type=none",
 		"--profiling=false",
 	}
+	args = append(args, c.opts.KubeAPIServerArgs...)
 	var err error
 	if c.kubeAPIServer, err = startProcess("kube-apiserver", c.logPath("kube-apiserver"), c.tool("kube-apiserver"), nil, args...); err != nil {
 		return err
@@ -287,6 +292,7 @@ func (c *Cluster) startControllerManager(ctx context.Context) error {
 		// No nodes, no cloud: the controllers a GitOps tool's tests touch.
 		"--controllers=*,-node-ipam-controller,-node-lifecycle-controller,-persistentvolume-binder-controller,-persistentvolume-attach-detach-controller",
 	}
+	args = append(args, c.opts.ControllerManagerArgs...)
 	var err error
 	c.controllerManager, err = startProcess("kube-controller-manager", c.logPath("kube-controller-manager"), c.tool("kube-controller-manager"), nil, args...)
 	if err != nil {
@@ -553,8 +559,18 @@ func (c *Cluster) AlumiiniGet(ctx context.Context, path string) ([]byte, error) 
 
 // Profile writes a CPU profile of alumiini over the given time to file.
 func (c *Cluster) Profile(ctx context.Context, file string, over time.Duration) error {
+	return c.profile(ctx, c.AlumiiniURL, file, over)
+}
+
+// ProfileKubeAPIServer writes a CPU profile of kube-apiserver over the given
+// time to file; it needs --profiling in KubeAPIServerArgs.
+func (c *Cluster) ProfileKubeAPIServer(ctx context.Context, file string, over time.Duration) error {
+	return c.profile(ctx, "", file, over)
+}
+
+func (c *Cluster) profile(ctx context.Context, host, file string, over time.Duration) error {
 	path := fmt.Sprintf("/debug/pprof/profile?seconds=%d", int(over.Seconds()))
-	data, err := c.adminGet(ctx, c.AlumiiniURL, path, over+30*time.Second)
+	data, err := c.adminGet(ctx, host, path, over+30*time.Second)
 	if err != nil {
 		return err
 	}

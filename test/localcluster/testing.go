@@ -24,8 +24,9 @@ func StartForTest(dir string, controlPlaneOnly bool, alumiiniArgs ...string) (*C
 	return StartForTestWith(dir, Options{ControlPlaneOnly: controlPlaneOnly, AlumiiniArgs: alumiiniArgs})
 }
 
-// StartForTestWith is StartForTest taking ControlPlaneOnly,
-// AlumiiniArgs and AlumiiniEnv from given; it fills in the rest.
+// StartForTestWith is StartForTest taking ControlPlaneOnly, AlumiiniArgs,
+// AlumiiniEnv, ControllerManagerArgs and KubeAPIServerArgs from given; it
+// fills in the rest.
 func StartForTestWith(dir string, given Options) (*Cluster, error) {
 	root := RepoRoot()
 	cmd := exec.Command(filepath.Join(root, "hack/build-tools.sh"))
@@ -36,14 +37,16 @@ func StartForTestWith(dir string, given Options) (*Cluster, error) {
 		return nil, fmt.Errorf("building the control-plane tools: %w", err)
 	}
 	opts := Options{
-		Dir:              filepath.Join(dir, "cluster"),
-		ToolsDir:         strings.TrimSpace(string(tools)),
-		RepoRoot:         root,
-		FastStorage:      true,
-		Progress:         os.Stderr,
-		ControlPlaneOnly: given.ControlPlaneOnly,
-		AlumiiniArgs:     given.AlumiiniArgs,
-		AlumiiniEnv:      given.AlumiiniEnv,
+		Dir:                   filepath.Join(dir, "cluster"),
+		ToolsDir:              strings.TrimSpace(string(tools)),
+		RepoRoot:              root,
+		FastStorage:           true,
+		Progress:              os.Stderr,
+		ControlPlaneOnly:      given.ControlPlaneOnly,
+		AlumiiniArgs:          given.AlumiiniArgs,
+		AlumiiniEnv:           given.AlumiiniEnv,
+		ControllerManagerArgs: given.ControllerManagerArgs,
+		KubeAPIServerArgs:     given.KubeAPIServerArgs,
 	}
 	if !opts.ControlPlaneOnly {
 		opts.AlumiiniBinary = filepath.Join(dir, "alumiini")
