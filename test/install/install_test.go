@@ -83,6 +83,8 @@ func TestTheShippedInstallRunsWithOnlyItsOwnRights(t *testing.T) {
 	// their Namespace to exist already, as for any install.
 	kubectl(t, "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: alumiini-system\n", "apply", "-f", "-")
 	kubectl(t, string(install), "apply", "--server-side", "--dry-run=server", "-f", "-")
+	// The README's two ways, one after the other: the same objects.
+	kubectl(t, "", "apply", "--server-side", "-f", filepath.Join(root, "install.yaml"))
 	kubectl(t, "", "apply", "--server-side", "-k", filepath.Join(root, "artifacts/deploy"))
 	checkPodAdmittedAsRestricted(t)
 
