@@ -33,8 +33,8 @@ func snapshot(ctx context.Context, c *localcluster.Cluster) (counters, error) {
 	for name, pid := range c.ComponentPIDs() {
 		s.cpu[name] = benchkit.CPUSeconds(pid)
 	}
-	kube, err := metricFamilies(ctx, c, false)
-	if err != nil {
+	var err error
+	if s.kube, s.kubeWrites, err = kubeRequests(ctx, c); err != nil {
 		return s, err
 	}
 	own, err := metricFamilies(ctx, c, true)
@@ -48,24 +48,35 @@ func snapshot(ctx context.Context, c *localcluster.Cluster) (counters, error) {
 		}
 		return l["method"]
 	})
-	byVerb := func(l map[string]string) string {
+	s.own = sumBy(own["apiserver_request_total"], func(l map[string]string) string { return l["verb"] })
+	return s, nil
+}
+
+// kubeRequests reads kube-apiserver's requests by verb (" dry-run" added;
+// the bench's own, through the aggregator, left out), and its writes by
+// verb and resource.
+func kubeRequests(ctx context.Context, c *localcluster.Cluster) (byVerb, writes map[string]float64, err error) {
+	kube, err := metricFamilies(ctx, c, false)
+	if err != nil {
+		return nil, nil, err
+	}
+	verbOf := func(l map[string]string) string {
 		if l["group"] == "alumiini.false.systems" && l["resource"] != "" {
-			return "" // the bench's own requests, through the aggregator
+			return ""
 		}
 		if l["dry_run"] != "" {
 			return l["verb"] + " dry-run"
 		}
 		return l["verb"]
 	}
-	s.kube = sumBy(kube["apiserver_request_total"], byVerb)
-	s.kubeWrites = sumBy(kube["apiserver_request_total"], func(l map[string]string) string {
-		if verb := byVerb(l); verb != "" && isWrite(verb) {
+	byVerb = sumBy(kube["apiserver_request_total"], verbOf)
+	writes = sumBy(kube["apiserver_request_total"], func(l map[string]string) string {
+		if verb := verbOf(l); verb != "" && isWrite(verb) {
 			return verb + " " + l["resource"]
 		}
 		return ""
 	})
-	s.own = sumBy(own["apiserver_request_total"], func(l map[string]string) string { return l["verb"] })
-	return s, nil
+	return byVerb, writes, nil
 }
 
 // since is what happened between before and s.

@@ -234,21 +234,21 @@ const (
 func (b *bench) quiesce(next string) func(context.Context) error {
 	return func(ctx context.Context) error {
 		start := time.Now()
-		last, err := snapshot(ctx, b.cluster)
+		_, last, err := kubeRequests(ctx, b.cluster)
 		if err != nil {
 			return err
 		}
 		for {
 			time.Sleep(quietWindow)
-			now, err := snapshot(ctx, b.cluster)
+			_, now, err := kubeRequests(ctx, b.cluster)
 			if err != nil {
 				return err
 			}
-			if total(now.since(last).kubeWrites) <= quietWrites {
+			if total(now)-total(last) <= quietWrites {
 				break
 			}
 			if time.Since(start) > maxQuietWait {
-				return fmt.Errorf("kube-apiserver still takes writes after %s: %s", maxQuietWait, perVerb(now.since(last).kubeWrites, "%.0f"))
+				return fmt.Errorf("kube-apiserver still takes writes after %s", maxQuietWait)
 			}
 			last = now
 		}
