@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 
 	"github.com/falsesystems/alumiini/pkg/apis/alumiini/v1alpha1"
+	"github.com/falsesystems/alumiini/pkg/cmd/server"
 )
 
 func newRepo(name string) *v1alpha1.GitRepository {
@@ -153,8 +154,21 @@ func TestInvalidGitRepositoryIsRefusedWithFieldPath(t *testing.T) {
 	}
 }
 
+// TestWatchSeesEveryChange watches through etcd (the default) and through
+// the watch cache (--watch-cache).
 func TestWatchSeesEveryChange(t *testing.T) {
-	ts := startServer(t, t.TempDir())
+	for _, watchCache := range []bool{false, true} {
+		t.Run(fmt.Sprintf("watch-cache=%v", watchCache), func(t *testing.T) {
+			ts := startServerWith(t, func(o *server.Options) {
+				o.EtcdDataDir = t.TempDir()
+				o.RecommendedOptions.Etcd.EnableWatchCache = watchCache
+			})
+			testWatchSeesEveryChange(t, ts)
+		})
+	}
+}
+
+func testWatchSeesEveryChange(t *testing.T, ts *testServer) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	repos := ts.Client.AlumiiniV1alpha1().GitRepositories("default")

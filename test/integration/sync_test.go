@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/falsesystems/alumiini/pkg/apis/alumiini/v1alpha1"
+	"github.com/falsesystems/alumiini/pkg/cmd/server"
 	typedv1alpha1 "github.com/falsesystems/alumiini/pkg/generated/clientset/versioned/typed/alumiini/v1alpha1"
 )
 
@@ -158,8 +160,21 @@ func playController(ctx context.Context, t *testing.T, repos typedv1alpha1.GitRe
 	}
 }
 
+// TestSyncWaitReturnsResult waits through the server's own watch of the
+// GitRepository: served by etcd (the default), and by the watch cache.
 func TestSyncWaitReturnsResult(t *testing.T) {
-	ts := startServer(t, t.TempDir())
+	for _, watchCache := range []bool{false, true} {
+		t.Run(fmt.Sprintf("watch-cache=%v", watchCache), func(t *testing.T) {
+			ts := startServerWith(t, func(o *server.Options) {
+				o.EtcdDataDir = t.TempDir()
+				o.RecommendedOptions.Etcd.EnableWatchCache = watchCache
+			})
+			testSyncWaitReturnsResult(t, ts)
+		})
+	}
+}
+
+func testSyncWaitReturnsResult(t *testing.T, ts *testServer) {
 	ctx := context.Background()
 	repos := ts.Client.AlumiiniV1alpha1().GitRepositories("default")
 	if _, err := repos.Create(ctx, newRepo("demo"), metav1.CreateOptions{}); err != nil {
