@@ -153,17 +153,39 @@ func sumBy(family *dto.MetricFamily, keyOf func(map[string]string) string) map[s
 	return out
 }
 
-// heapAfterGC is alumiini's live Go heap after a forced collection, from
-// pprof (alumiini runs with --profiling).
-func heapAfterGC(ctx context.Context, c *localcluster.Cluster) (int64, error) {
+// goMemory is what alumiini's Go runtime holds after a forced collection,
+// from pprof's heap profile (alumiini runs with --profiling).
+type goMemory struct {
+	// live: the heap's live objects (HeapAlloc); retained: the heap's
+	// pages the runtime holds, live objects and free space not yet given
+	// back to the kernel (HeapSys - HeapReleased); stacks: goroutine stacks.
+	live, retained, stacks int64
+}
+
+func goMemoryAfterGC(ctx context.Context, c *localcluster.Cluster) (goMemory, error) {
 	data, err := c.AlumiiniGet(ctx, "/debug/pprof/heap?gc=1&debug=1")
 	if err != nil {
-		return 0, err
+		return goMemory{}, fmt.Errorf("reading alumiini's heap profile: %w", err)
 	}
+	stats := map[string]int64{}
 	for _, line := range strings.Split(string(data), "\n") {
-		if v, ok := strings.CutPrefix(line, "# HeapAlloc = "); ok {
-			return strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		rest, ok := strings.CutPrefix(line, "# ")
+		if !ok {
+			continue
+		}
+		name, value, ok := strings.Cut(rest, " = ")
+		if !ok {
+			continue
+		}
+		value, _, _ = strings.Cut(value, " ") // "Stack = inuse / sys"
+		if n, err := strconv.ParseInt(value, 10, 64); err == nil {
+			stats[name] = n
 		}
 	}
-	return 0, fmt.Errorf("no HeapAlloc in the heap profile")
+	for _, name := range []string{"HeapAlloc", "HeapSys", "HeapReleased", "Stack"} {
+		if _, ok := stats[name]; !ok {
+			return goMemory{}, fmt.Errorf("no %s in alumiini's heap profile", name)
+		}
+	}
+	return goMemory{live: stats["HeapAlloc"], retained: stats["HeapSys"] - stats["HeapReleased"], stacks: stats["Stack"]}, nil
 }

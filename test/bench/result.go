@@ -12,7 +12,9 @@ import (
 type result struct {
 	N int `json:"n"`
 	// AlumiiniEnv: what -alumiini-env added to alumiini's environment.
-	AlumiiniEnv    []string  `json:"alumiiniEnv,omitempty"`
+	AlumiiniEnv []string `json:"alumiiniEnv,omitempty"`
+	// AlumiiniArgs: what -alumiini-args added to alumiini's flags.
+	AlumiiniArgs   []string  `json:"alumiiniArgs,omitempty"`
 	GitURLs        int       `json:"gitURLs"`
 	Objects        int       `json:"objects"`
 	Started        time.Time `json:"started"`
@@ -74,6 +76,18 @@ type memory struct {
 	// cache the kernel may drop.
 	AnonRSSPerRepo float64 `json:"anonRSSPerGitRepository"`
 	HeapPerRepo    float64 `json:"heapPerGitRepository"`
+	// Most of the anonymous part, from the Go runtime after a collection
+	// (only printed settled; the empty figures are in the JSON): the heap
+	// pages it retains (live objects, free space in their spans, free pages
+	// not given back to the kernel yet) and goroutine stacks. The settled
+	// figures come 10 s after the bench's wait for quiet, the empty ones
+	// after a minute idle: Go returns free pages gradually.
+	EmptyHeapRetained   int64   `json:"emptyHeapRetained"`
+	SettledHeapRetained int64   `json:"settledHeapRetained"`
+	HeapRetainedPerRepo float64 `json:"heapRetainedPerGitRepository"`
+	EmptyStacks         int64   `json:"emptyStacks"`
+	SettledStacks       int64   `json:"settledStacks"`
+	StacksPerRepo       float64 `json:"stacksPerGitRepository"`
 }
 
 type idle struct {
@@ -83,8 +97,12 @@ type idle struct {
 	// its own API (status writes), by verb.
 	Requests     map[string]float64 `json:"requests"`
 	OwnAPIWrites map[string]float64 `json:"ownAPIWrites"`
-	RefListings  int                `json:"refListings"`
-	Fetches      int                `json:"fetches"`
+	// OwnAPIRequests: every request its own API served, from any client,
+	// by verb: a LIST is a relist (of the controller's informer or
+	// kube-controller-manager's); a WATCH counts when it ends.
+	OwnAPIRequests map[string]float64 `json:"ownAPIRequests"`
+	RefListings    int                `json:"refListings"`
+	Fetches        int                `json:"fetches"`
 	// EmptyCPUSecondsPerMinute: the process with no GitRepository, idle.
 	EmptyCPUSecondsPerMinute float64 `json:"emptyCPUSecondsPerMinute"`
 }
@@ -96,7 +114,7 @@ type push struct {
 
 func (r *result) print(w io.Writer) {
 	p := func(format string, args ...any) { fmt.Fprintf(w, format+"\n", args...) }
-	p("N=%d GitRepositories over %d git URLs, %d objects%s", r.N, r.GitURLs, r.Objects, envNote(r.AlumiiniEnv))
+	p("N=%d GitRepositories over %d git URLs, %d objects%s", r.N, r.GitURLs, r.Objects, envNote(r.AlumiiniEnv, r.AlumiiniArgs))
 	p("  %-34s %10s %10s", "", "kubectl", "alumiini")
 	p("  %-34s %9.2fs %9.2fs   alumiini ÷ kubectl %.2f", "create → all applied/Ready", r.Kubectl.Seconds, r.Alumiini.Seconds, r.RatioToKubectl)
 	p("  %-34s %9.2fs %10s   alumiini ÷ (dry-run + apply) %.2f", "kubectl --dry-run=server alone", r.KubectlDryRunSeconds, "",
@@ -121,13 +139,15 @@ func (r *result) print(w io.Writer) {
 		qpsNote(r.ControllerManagerQPS), r.QuietWaitSeconds["kubectl"], r.QuietWaitSeconds["empty"], r.QuietWaitSeconds["settled"])
 	p("  alumiini's own API per GitRepository (the bench's create, alumiini's status writes): %s",
 		perVerb(r.Alumiini.OwnAPIPerGitRepository, "%.2f"))
-	p("  memory: empty RSS %s (files %s) heap %s; settled RSS %s (files %s) heap %s; per GitRepository RSS %s (anonymous, without mapped files, %s) heap %s",
+	p("  memory: empty RSS %s (files %s) live heap %s; settled RSS %s (files %s) live heap %s; per GitRepository RSS %s (anonymous, without mapped files, %s) live heap %s",
 		mib(r.Memory.EmptyRSS), mib(r.Memory.EmptyRSSFile), mib(r.Memory.EmptyHeap),
 		mib(r.Memory.SettledRSS), mib(r.Memory.SettledRSSFile), mib(r.Memory.SettledHeap),
 		kib(r.Memory.RSSPerRepo), kib(r.Memory.AnonRSSPerRepo), kib(r.Memory.HeapPerRepo))
-	p("  idle %.0fs: alumiini CPU %.2fs (empty process: %.2fs per minute); requests %s; own API writes %s; ref listings %d (of %d URLs), fetches %d",
+	p("  Go runtime, settled: heap retained %s (live objects and free pages not yet returned; %s per GitRepository), goroutine stacks %s (%s per GitRepository)",
+		mib(r.Memory.SettledHeapRetained), kib(r.Memory.HeapRetainedPerRepo), mib(r.Memory.SettledStacks), kib(r.Memory.StacksPerRepo))
+	p("  idle %.0fs: alumiini CPU %.2fs (empty process: %.2fs per minute); requests %s; own API served writes %s, all requests %s (LIST: a relist; WATCH: watches that ended); ref listings %d (of %d URLs), fetches %d",
 		r.Idle.Seconds, r.Idle.CPUSeconds, r.Idle.EmptyCPUSecondsPerMinute, perVerb(r.Idle.Requests, "%.0f"),
-		perVerb(r.Idle.OwnAPIWrites, "%.0f"), r.Idle.RefListings, r.GitURLs, r.Idle.Fetches)
+		perVerb(r.Idle.OwnAPIWrites, "%.0f"), perVerb(r.Idle.OwnAPIRequests, "%.0f"), r.Idle.RefListings, r.GitURLs, r.Idle.Fetches)
 	p("  push to a shared repository → %d GitRepositories show it: %.3fs", r.Push.GitRepositories, r.Push.Seconds)
 }
 
@@ -147,11 +167,11 @@ func perVerb(m map[string]float64, format string) string {
 	return strings.Join(parts, ", ")
 }
 
-func envNote(env []string) string {
-	if len(env) == 0 {
+func envNote(env, args []string) string {
+	if len(env)+len(args) == 0 {
 		return ""
 	}
-	return "; alumiini run with " + strings.Join(env, " ")
+	return "; alumiini run with " + strings.Join(append(append([]string{}, env...), args...), " ")
 }
 
 func total(cpu map[string]float64) float64 {

@@ -55,6 +55,10 @@ func run(n int, opts options) (*result, error) {
 	if opts.alumiiniEnv != "" {
 		env = strings.Split(opts.alumiiniEnv, ",")
 	}
+	args := []string{"--profiling"}
+	if opts.alumiiniArgs != "" {
+		args = append(args, strings.Split(opts.alumiiniArgs, ",")...)
+	}
 	var kcm []string
 	if opts.kcmQPS > 0 {
 		kcm = []string{fmt.Sprintf("--kube-api-qps=%d", opts.kcmQPS), fmt.Sprintf("--kube-api-burst=%d", 2*opts.kcmQPS)}
@@ -63,7 +67,7 @@ func run(n int, opts options) (*result, error) {
 	if opts.apiserverProfile != "" {
 		apiserver = []string{"--profiling=true"}
 	}
-	cluster, err := localcluster.StartForTestWith(dir, localcluster.Options{AlumiiniArgs: []string{"--profiling"}, AlumiiniEnv: env,
+	cluster, err := localcluster.StartForTestWith(dir, localcluster.Options{AlumiiniArgs: args, AlumiiniEnv: env,
 		ControllerManagerArgs: kcm, KubeAPIServerArgs: apiserver})
 	if err != nil {
 		return nil, err
@@ -78,7 +82,7 @@ func run(n int, opts options) (*result, error) {
 	direct.Host = cluster.AlumiiniURL
 	b := &bench{opts: opts, n: n, dir: dir, cluster: cluster, kube: kubernetes.NewForConfigOrDie(config),
 		client: clientset.NewForConfigOrDie(config), watcher: clientset.NewForConfigOrDie(direct),
-		r: &result{N: n, AlumiiniEnv: env, Objects: 4 * n, Started: time.Now().UTC(), Cores: runtime.NumCPU(),
+		r: &result{N: n, AlumiiniEnv: env, AlumiiniArgs: args[1:], Objects: 4 * n, Started: time.Now().UTC(), Cores: runtime.NumCPU(),
 			ControllerManagerQPS: opts.kcmQPS, QuietWaitSeconds: map[string]float64{}}}
 	ctx := context.Background()
 	for _, step := range []struct {
@@ -302,8 +306,9 @@ func (b *bench) measureEmpty(ctx context.Context) error {
 	}
 	time.Sleep(emptyIdleTime - time.Since(start))
 	b.r.Idle.EmptyCPUSecondsPerMinute = (benchkit.CPUSeconds(pid) - cpu) / time.Since(start).Minutes()
-	heap, err := heapAfterGC(ctx, b.cluster)
-	b.r.Memory.EmptyHeap, b.r.Memory.EmptyRSS = heap, benchkit.RSSBytes(b.cluster.AlumiiniPID())
+	mem, err := goMemoryAfterGC(ctx, b.cluster)
+	b.r.Memory.EmptyHeap, b.r.Memory.EmptyRSS = mem.live, benchkit.RSSBytes(b.cluster.AlumiiniPID())
+	b.r.Memory.EmptyHeapRetained, b.r.Memory.EmptyStacks = mem.retained, mem.stacks
 	b.r.Memory.EmptyRSSFile = benchkit.RSSFileBytes(b.cluster.AlumiiniPID())
 	return err
 }
@@ -370,13 +375,16 @@ func (b *bench) syncPhase(ctx context.Context) error {
 
 func (b *bench) measureSettled(ctx context.Context) error {
 	time.Sleep(settleTime)
-	heap, err := heapAfterGC(ctx, b.cluster)
+	mem, err := goMemoryAfterGC(ctx, b.cluster)
 	m := &b.r.Memory
-	m.SettledHeap, m.SettledRSS = heap, benchkit.RSSBytes(b.cluster.AlumiiniPID())
+	m.SettledHeap, m.SettledRSS = mem.live, benchkit.RSSBytes(b.cluster.AlumiiniPID())
+	m.SettledHeapRetained, m.SettledStacks = mem.retained, mem.stacks
 	m.SettledRSSFile = benchkit.RSSFileBytes(b.cluster.AlumiiniPID())
 	m.RSSPerRepo = float64(m.SettledRSS-m.EmptyRSS) / float64(b.n)
 	m.AnonRSSPerRepo = float64((m.SettledRSS-m.SettledRSSFile)-(m.EmptyRSS-m.EmptyRSSFile)) / float64(b.n)
 	m.HeapPerRepo = float64(m.SettledHeap-m.EmptyHeap) / float64(b.n)
+	m.HeapRetainedPerRepo = float64(m.SettledHeapRetained-m.EmptyHeapRetained) / float64(b.n)
+	m.StacksPerRepo = float64(m.SettledStacks-m.EmptyStacks) / float64(b.n)
 	if err == nil && b.opts.heapProfile != "" {
 		var profile []byte
 		if profile, err = b.cluster.AlumiiniGet(ctx, "/debug/pprof/heap"); err == nil {
@@ -426,7 +434,7 @@ func (b *bench) idlePhase(ctx context.Context) error {
 	}
 	d := after.since(before)
 	b.r.Idle.Seconds, b.r.Idle.CPUSeconds = b.opts.interval.Seconds(), d.cpu["alumiini"]
-	b.r.Idle.Requests, b.r.Idle.OwnAPIWrites = d.client, writes(d.own)
+	b.r.Idle.Requests, b.r.Idle.OwnAPIWrites, b.r.Idle.OwnAPIRequests = d.client, writes(d.own), d.own
 	counted := map[string]bool{}
 	for i := 0; i < b.n; i++ {
 		if repo, _ := b.repoOf(i); !counted[repo] {
