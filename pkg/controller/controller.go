@@ -117,6 +117,18 @@ type Controller struct {
 // indexURL indexes GitRepositories by the key of their URL, for pushes.
 const indexURL = "url"
 
+// withoutManagedFields drops managedFields from the informers' copies: the
+// controller never reads a GitRepository's, and they hold the path of every
+// field its writers set. Status writes built from a copy cannot change the
+// stored ones: for a subresource the server takes them from the stored
+// object, not from the request.
+func withoutManagedFields(obj any) (any, error) {
+	if accessor, err := meta.Accessor(obj); err == nil {
+		accessor.SetManagedFields(nil)
+	}
+	return obj, nil
+}
+
 // New builds a controller; Run starts it.
 func New(cfg Config) (*Controller, error) {
 	if cfg.MaxConcurrentApplies <= 0 {
@@ -131,7 +143,8 @@ func New(cfg Config) (*Controller, error) {
 		return nil, fmt.Errorf("building the target cluster client: %w", err)
 	}
 	factory := informers.NewSharedInformerFactoryWithOptions(client, 0,
-		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = cfg.ShardSelector }))
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = cfg.ShardSelector }),
+		informers.WithTransform(withoutManagedFields))
 	broadcast := record.NewBroadcaster()
 	broadcast.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: kube.CoreV1().Events("")})
 	recorder := broadcast.NewRecorder(generatedscheme.Scheme, corev1.EventSource{Component: "alumiini"})

@@ -8,9 +8,11 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 
 	"github.com/falsesystems/alumiini/pkg/apis/alumiini/v1alpha1"
 	"github.com/falsesystems/alumiini/pkg/controller"
+	alumiiniv1alpha1 "github.com/falsesystems/alumiini/pkg/generated/clientset/versioned/typed/alumiini/v1alpha1"
 	"github.com/falsesystems/alumiini/pkg/git"
 	"github.com/falsesystems/alumiini/pkg/manifest"
 	"github.com/falsesystems/alumiini/test/gitserver"
@@ -22,6 +24,7 @@ import (
 // GitRepositories: one whose rendering panics on every attempt, 50 healthy.
 // The healthy ones become Ready and keep polling on their 10s interval; the
 // panicking one is restarted, then marked Stalled with the panic's message.
+// It also checks managedFields (checkManagedFields).
 func TestPanickingRenderIsIsolated(t *testing.T) {
 	dir := t.TempDir()
 	target, err := localcluster.StartForTest(dir, true)
@@ -67,11 +70,16 @@ func TestPanickingRenderIsIsolated(t *testing.T) {
 		}
 		return manifest.Render(ctx, dir, read, opts...)
 	}
+	// The controller writes as a field manager of its own, so its entries
+	// in managedFields are told apart from the test's.
+	controllerConfig := rest.CopyConfig(ts.RESTConfig)
+	controllerConfig.UserAgent = "alumiini-controller"
 	c, err := controller.New(controller.Config{
-		APIConfig:    ts.RESTConfig,
+		APIConfig:    controllerConfig,
 		TargetConfig: targetConfig,
 		Git:          cache,
 		Render:       render,
+		URLKey:       func(url string) string { return url },
 		Supervisor: controller.SupervisorOptions{RestartIntensity: 3, RestartPeriod: time.Minute,
 			RestartBackoff: 100 * time.Millisecond, StalledRetry: time.Hour},
 	})
@@ -81,18 +89,22 @@ func TestPanickingRenderIsIsolated(t *testing.T) {
 	go func() { _ = c.Run(ctx) }()
 
 	repos := ts.Client.AlumiiniV1alpha1().GitRepositories("default")
+	var created *v1alpha1.GitRepository // r00, as the test created it
 	for i := 0; i <= healthy; i++ {
 		name := fmt.Sprintf("r%02d", i)
 		if i == healthy {
 			name = "bad"
 		}
-		_, err := repos.Create(ctx, &v1alpha1.GitRepository{
+		repo, err := repos.Create(ctx, &v1alpha1.GitRepository{
 			ObjectMeta: metav1.ObjectMeta{Name: name},
 			Spec: v1alpha1.GitRepositorySpec{URL: fmt.Sprintf("%s/r%02d.git", git1.BaseURL(), i), Path: "deploy",
 				Interval: "10s", TargetNamespace: "default"},
 		}, metav1.CreateOptions{})
 		if err != nil {
 			t.Fatal(err)
+		}
+		if i == 0 {
+			created = repo
 		}
 	}
 
@@ -127,6 +139,7 @@ func TestPanickingRenderIsIsolated(t *testing.T) {
 	if !strings.Contains(stalled.Status.Message, "rendering exploded on purpose") || stalled.Status.Phase != v1alpha1.PhaseFailed {
 		t.Errorf("the stalled GitRepository's status: %s %q", stalled.Status.Phase, stalled.Status.Message)
 	}
+	checkManagedFields(ctx, t, c, repos, created)
 
 	// The healthy ones keep their cadence: over 25s at a 10s interval (a
 	// poll ½ to 1½ intervals after the last, 10 s in a steady state) each
@@ -167,4 +180,46 @@ func TestPanickingRenderIsIsolated(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// checkManagedFields: the controller's informer holds GitRepositories
+// without managedFields, and its status writes leave the stored ones whole:
+// `kubectl get --show-managed-fields` still names the creator's fields
+// beside the controller's status.
+func checkManagedFields(ctx context.Context, t *testing.T, c *controller.Controller,
+	repos alumiiniv1alpha1.GitRepositoryInterface, created *v1alpha1.GitRepository) {
+	t.Helper()
+	for _, cached := range c.Repositories(created.Spec.URL) {
+		if len(cached.ManagedFields) > 0 {
+			t.Errorf("the controller's informer holds %s with %d managedFields entries; want none",
+				cached.Name, len(cached.ManagedFields))
+		}
+	}
+	if len(c.Repositories(created.Spec.URL)) == 0 {
+		t.Errorf("the controller's informer has nothing under %s", created.Spec.URL)
+	}
+	stored, err := repos.Get(ctx, created.Name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var creator, statusWriter bool
+	for _, entry := range stored.ManagedFields {
+		for _, was := range created.ManagedFields {
+			creator = creator || entry.Manager == was.Manager && entry.Subresource == "" &&
+				entry.FieldsV1 != nil && was.FieldsV1 != nil && string(entry.FieldsV1.Raw) == string(was.FieldsV1.Raw)
+		}
+		statusWriter = statusWriter || entry.Manager == "alumiini-controller" && entry.Subresource == "status"
+	}
+	if !creator || !statusWriter {
+		t.Errorf("after the controller's status writes, %s has managedFields %s; want the creator's entry as created "+
+			"(%v) and alumiini-controller's for status (%v)", created.Name, describeManagedFields(stored), creator, statusWriter)
+	}
+}
+
+func describeManagedFields(repo *v1alpha1.GitRepository) string {
+	var entries []string
+	for _, entry := range repo.ManagedFields {
+		entries = append(entries, fmt.Sprintf("%s/%s %s", entry.Manager, entry.Operation, entry.Subresource))
+	}
+	return "[" + strings.Join(entries, ", ") + "]"
 }
