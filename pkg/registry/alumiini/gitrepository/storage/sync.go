@@ -216,8 +216,7 @@ func (r *SyncREST) waitForResult(ctx context.Context, repo *alumiini.GitReposito
 				return nil, apierrors.FromObject(event.Object)
 			case watch.Added, watch.Modified:
 				obj := event.Object
-				// The watch cache (--watch-cache) hands out objects wrapped for
-				// shared serialisation.
+				// The watch cache hands out objects wrapped for shared serialisation.
 				if cacheable, ok := obj.(runtime.CacheableObject); ok {
 					obj = cacheable.GetObject()
 				}
