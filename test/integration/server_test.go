@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"testing"
 	"time"
@@ -27,6 +28,19 @@ type testServer struct {
 func startServer(t *testing.T, dataDir string) *testServer {
 	t.Helper()
 	return startServerWith(t, func(o *server.Options) { o.EtcdDataDir = dataDir })
+}
+
+// withAndWithoutWatchCache runs test against a server of its own with the
+// API server's watch cache on (the default) and off (--watch-cache=false).
+func withAndWithoutWatchCache(t *testing.T, test func(t *testing.T, ts *testServer)) {
+	for _, watchCache := range []bool{true, false} {
+		t.Run(fmt.Sprintf("watch-cache=%v", watchCache), func(t *testing.T) {
+			test(t, startServerWith(t, func(o *server.Options) {
+				o.EtcdDataDir = t.TempDir()
+				o.RecommendedOptions.Etcd.EnableWatchCache = watchCache
+			}))
+		})
+	}
 }
 
 // startServerWith is startServer with the options adjusted by configure.

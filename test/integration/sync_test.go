@@ -2,7 +2,6 @@ package integration
 
 import (
 	"context"
-	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -14,7 +13,6 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/falsesystems/alumiini/pkg/apis/alumiini/v1alpha1"
-	"github.com/falsesystems/alumiini/pkg/cmd/server"
 	typedv1alpha1 "github.com/falsesystems/alumiini/pkg/generated/clientset/versioned/typed/alumiini/v1alpha1"
 )
 
@@ -161,17 +159,9 @@ func playController(ctx context.Context, t *testing.T, repos typedv1alpha1.GitRe
 }
 
 // TestSyncWaitReturnsResult waits through the server's own watch of the
-// GitRepository: served by etcd (the default), and by the watch cache.
+// GitRepository: served by the watch cache (the default), and by etcd.
 func TestSyncWaitReturnsResult(t *testing.T) {
-	for _, watchCache := range []bool{false, true} {
-		t.Run(fmt.Sprintf("watch-cache=%v", watchCache), func(t *testing.T) {
-			ts := startServerWith(t, func(o *server.Options) {
-				o.EtcdDataDir = t.TempDir()
-				o.RecommendedOptions.Etcd.EnableWatchCache = watchCache
-			})
-			testSyncWaitReturnsResult(t, ts)
-		})
-	}
+	withAndWithoutWatchCache(t, testSyncWaitReturnsResult)
 }
 
 func testSyncWaitReturnsResult(t *testing.T, ts *testServer) {
