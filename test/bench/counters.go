@@ -81,17 +81,19 @@ func kubeRequests(ctx context.Context, c *localcluster.Cluster) (byVerb, writes 
 
 // since is what happened between before and s.
 func (s counters) since(before counters) counters {
-	diff := func(after, before map[string]float64) map[string]float64 {
-		out := map[string]float64{}
-		for k, v := range after {
-			if d := v - before[k]; d > 0 {
-				out[k] = d
-			}
-		}
-		return out
-	}
 	return counters{cpu: diff(s.cpu, before.cpu), client: diff(s.client, before.client), kube: diff(s.kube, before.kube),
 		own: diff(s.own, before.own), kubeWrites: diff(s.kubeWrites, before.kubeWrites)}
+}
+
+// diff is what each counter of after grew by since before.
+func diff(after, before map[string]float64) map[string]float64 {
+	out := map[string]float64{}
+	for k, v := range after {
+		if d := v - before[k]; d > 0 {
+			out[k] = d
+		}
+	}
+	return out
 }
 
 // writes keeps the verbs that change something.

@@ -55,9 +55,9 @@ func run(n int, opts options) (*result, error) {
 	if opts.alumiiniEnv != "" {
 		env = strings.Split(opts.alumiiniEnv, ",")
 	}
-	args := []string{"--profiling"}
+	var extraArgs []string
 	if opts.alumiiniArgs != "" {
-		args = append(args, strings.Split(opts.alumiiniArgs, ",")...)
+		extraArgs = strings.Split(opts.alumiiniArgs, ",")
 	}
 	var kcm []string
 	if opts.kcmQPS > 0 {
@@ -67,7 +67,7 @@ func run(n int, opts options) (*result, error) {
 	if opts.apiserverProfile != "" {
 		apiserver = []string{"--profiling=true"}
 	}
-	cluster, err := localcluster.StartForTestWith(dir, localcluster.Options{AlumiiniArgs: args, AlumiiniEnv: env,
+	cluster, err := localcluster.StartForTestWith(dir, localcluster.Options{AlumiiniArgs: append([]string{"--profiling"}, extraArgs...), AlumiiniEnv: env,
 		ControllerManagerArgs: kcm, KubeAPIServerArgs: apiserver})
 	if err != nil {
 		return nil, err
@@ -82,7 +82,7 @@ func run(n int, opts options) (*result, error) {
 	direct.Host = cluster.AlumiiniURL
 	b := &bench{opts: opts, n: n, dir: dir, cluster: cluster, kube: kubernetes.NewForConfigOrDie(config),
 		client: clientset.NewForConfigOrDie(config), watcher: clientset.NewForConfigOrDie(direct),
-		r: &result{N: n, AlumiiniEnv: env, AlumiiniArgs: args[1:], Objects: 4 * n, Started: time.Now().UTC(), Cores: runtime.NumCPU(),
+		r: &result{N: n, AlumiiniEnv: env, AlumiiniArgs: extraArgs, Objects: 4 * n, Started: time.Now().UTC(), Cores: runtime.NumCPU(),
 			ControllerManagerQPS: opts.kcmQPS, QuietWaitSeconds: map[string]float64{}}}
 	ctx := context.Background()
 	for _, step := range []struct {
@@ -248,11 +248,11 @@ func (b *bench) quiesce(next string) func(context.Context) error {
 			if err != nil {
 				return err
 			}
-			if total(now)-total(last) <= quietWrites {
+			if total(diff(now, last)) <= quietWrites {
 				break
 			}
 			if time.Since(start) > maxQuietWait {
-				return fmt.Errorf("kube-apiserver still takes writes after %s", maxQuietWait)
+				return fmt.Errorf("kube-apiserver still takes writes after %s: %s", maxQuietWait, perVerb(diff(now, last), "%.0f"))
 			}
 			last = now
 		}
