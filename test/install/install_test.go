@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -37,10 +36,8 @@ func TestMain(m *testing.M) {
 		}
 		defer os.RemoveAll(dir)
 		binary = filepath.Join(dir, "alumiini")
-		build := exec.Command("go", "build", "-o", binary, "./cmd/alumiini")
-		build.Dir, build.Stderr = localcluster.RepoRoot(), os.Stderr
-		if err := build.Run(); err != nil {
-			fmt.Fprintln(os.Stderr, "building alumiini:", err)
+		if err := localcluster.BuildAlumiini(binary); err != nil {
+			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
 		if cluster, err = localcluster.StartForTest(dir, true); err != nil {

@@ -9,12 +9,31 @@ import (
 	"runtime"
 	"strings"
 	"time"
+
+	"github.com/falsesystems/alumiini/hack/buildtags"
 )
 
 // RepoRoot is the alumiini checkout this package is compiled from.
 func RepoRoot() string {
 	_, file, _, _ := runtime.Caller(0)
 	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+}
+
+// BuildAlumiini builds alumiini from this checkout into out, with the build
+// tags every build of it uses (hack/build-tags).
+func BuildAlumiini(out string) error {
+	root := RepoRoot()
+	tags, err := buildtags.Read(root)
+	if err != nil {
+		return err
+	}
+	build := exec.Command("go", "build", "-tags", tags, "-o", out, "./cmd/alumiini")
+	build.Dir = root
+	build.Stderr = os.Stderr
+	if err := build.Run(); err != nil {
+		return fmt.Errorf("building alumiini: %w", err)
+	}
+	return nil
 }
 
 // StartForTest builds what is missing (the control-plane tools are cached in
@@ -50,11 +69,8 @@ func StartForTestWith(dir string, given Options) (*Cluster, error) {
 	}
 	if !opts.ControlPlaneOnly {
 		opts.AlumiiniBinary = filepath.Join(dir, "alumiini")
-		build := exec.Command("go", "build", "-o", opts.AlumiiniBinary, "./cmd/alumiini")
-		build.Dir = root
-		build.Stderr = os.Stderr
-		if err := build.Run(); err != nil {
-			return nil, fmt.Errorf("building alumiini: %w", err)
+		if err := BuildAlumiini(opts.AlumiiniBinary); err != nil {
+			return nil, err
 		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
