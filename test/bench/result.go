@@ -88,6 +88,11 @@ type memory struct {
 	EmptyStacks         int64   `json:"emptyStacks"`
 	SettledStacks       int64   `json:"settledStacks"`
 	StacksPerRepo       float64 `json:"stacksPerGitRepository"`
+	// The same process at the end of the idle interval: by then Go has had
+	// minutes, not 10 s, to return the sync's burst to the kernel.
+	IdleRSS            int64   `json:"idleRSS"`
+	IdleRSSFile        int64   `json:"idleRSSFile"`
+	IdleAnonRSSPerRepo float64 `json:"idleAnonRSSPerGitRepository"`
 }
 
 type idle struct {
@@ -145,6 +150,8 @@ func (r *result) print(w io.Writer) {
 		kib(r.Memory.RSSPerRepo), kib(r.Memory.AnonRSSPerRepo), kib(r.Memory.HeapPerRepo))
 	p("  Go runtime, settled: heap retained %s (live objects and free pages not yet returned; %s per GitRepository), goroutine stacks %s (%s per GitRepository)",
 		mib(r.Memory.SettledHeapRetained), kib(r.Memory.HeapRetainedPerRepo), mib(r.Memory.SettledStacks), kib(r.Memory.StacksPerRepo))
+	p("  memory after the idle interval: RSS %s (files %s), per GitRepository anonymous %s",
+		mib(r.Memory.IdleRSS), mib(r.Memory.IdleRSSFile), kib(r.Memory.IdleAnonRSSPerRepo))
 	p("  idle %.0fs: alumiini CPU %.2fs (empty process: %.2fs per minute); requests %s; own API served writes %s, all requests %s (LIST: a relist; WATCH: watches that ended); ref listings %d (of %d URLs), fetches %d",
 		r.Idle.Seconds, r.Idle.CPUSeconds, r.Idle.EmptyCPUSecondsPerMinute, perVerb(r.Idle.Requests, "%.0f"),
 		perVerb(r.Idle.OwnAPIWrites, "%.0f"), perVerb(r.Idle.OwnAPIRequests, "%.0f"), r.Idle.RefListings, r.GitURLs, r.Idle.Fetches)

@@ -432,6 +432,9 @@ func (b *bench) idlePhase(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	m, pid := &b.r.Memory, b.cluster.AlumiiniPID()
+	m.IdleRSS, m.IdleRSSFile = benchkit.RSSBytes(pid), benchkit.RSSFileBytes(pid)
+	m.IdleAnonRSSPerRepo = float64((m.IdleRSS-m.IdleRSSFile)-(m.EmptyRSS-m.EmptyRSSFile)) / float64(b.n)
 	d := after.since(before)
 	b.r.Idle.Seconds, b.r.Idle.CPUSeconds = b.opts.interval.Seconds(), d.cpu["alumiini"]
 	b.r.Idle.Requests, b.r.Idle.OwnAPIWrites, b.r.Idle.OwnAPIRequests = d.client, writes(d.own), d.own
