@@ -8,8 +8,7 @@ COPY go.mod go.sum ./
 RUN go mod download
 COPY cmd cmd
 COPY pkg pkg
-COPY hack/build-tags hack/build-tags
-RUN CGO_ENABLED=0 go build -trimpath -tags "$(cat hack/build-tags)" -ldflags "-s -w \
+RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w \
       -X github.com/falsesystems/alumiini/pkg/version.Version=${VERSION} \
       -X github.com/falsesystems/alumiini/pkg/version.Commit=${COMMIT} \
       -X github.com/falsesystems/alumiini/pkg/version.BuildDate=${BUILD_DATE}" \

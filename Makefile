@@ -12,12 +12,13 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo unkn
 COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 BUILD_DATE ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 VERSION_PKG := github.com/falsesystems/alumiini/pkg/version
-# hack/build-tags says why each one is there (hack/buildtags/buildtags.go).
-BUILD_TAGS := $(shell cat hack/build-tags)
 LDFLAGS := -X $(VERSION_PKG).Version=$(VERSION) -X $(VERSION_PKG).Commit=$(COMMIT) -X $(VERSION_PKG).BuildDate=$(BUILD_DATE)
 
+# Static, as the image is built (hack/image, the Dockerfile): with cgo,
+# kustomize's import of the plugin package makes the linker export every
+# symbol (test/localcluster.BuildAlumiini says more).
 build:
-	$(GO) build -tags "$(BUILD_TAGS)" -ldflags "$(LDFLAGS)" -o _output/bin/alumiini ./cmd/alumiini
+	CGO_ENABLED=0 $(GO) build -ldflags "$(LDFLAGS)" -o _output/bin/alumiini ./cmd/alumiini
 
 ## dev: run alumiini against a local control plane with an example repository (Ctrl-C stops it)
 dev:

@@ -26,7 +26,7 @@ done
 hack/ensure-deps.sh
 TOOLS="$(hack/build-tools.sh)"
 mkdir -p _output/bin "${DIR}"
-go build -tags "$(cat hack/build-tags)" -o _output/bin/alumiini ./cmd/alumiini
+CGO_ENABLED=0 go build -o _output/bin/alumiini ./cmd/alumiini # static, as the image is
 go build -o _output/bin/localup ./hack/localup
 
 run=(_output/bin/localup --dir "${DIR}" --tools "${TOOLS}" --alumiini _output/bin/alumiini)

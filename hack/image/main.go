@@ -17,7 +17,6 @@ import (
 	"runtime"
 	"time"
 
-	"github.com/falsesystems/alumiini/hack/buildtags"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
@@ -77,11 +76,7 @@ func run(o options) error {
 func buildStatic(out, version, commit, created string) error {
 	pkg := "github.com/falsesystems/alumiini/pkg/version"
 	ldflags := fmt.Sprintf("-s -w -X %[1]s.Version=%[2]s -X %[1]s.Commit=%[3]s -X %[1]s.BuildDate=%[4]s", pkg, version, commit, created)
-	tags, err := buildtags.Read(".")
-	if err != nil {
-		return err
-	}
-	cmd := exec.Command("go", "build", "-trimpath", "-tags", tags, "-ldflags", ldflags, "-o", out, "./cmd/alumiini")
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", ldflags, "-o", out, "./cmd/alumiini")
 	// The image is labelled linux/GOARCH of this machine: built here, so
 	// the test can run it here.
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+runtime.GOARCH)

@@ -9,8 +9,6 @@ import (
 	"runtime"
 	"strings"
 	"time"
-
-	"github.com/falsesystems/alumiini/hack/buildtags"
 )
 
 // RepoRoot is the alumiini checkout this package is compiled from.
@@ -19,16 +17,16 @@ func RepoRoot() string {
 	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
 }
 
-// BuildAlumiini builds alumiini from this checkout into out, with the build
-// tags every build of it uses (hack/build-tags).
+// BuildAlumiini builds alumiini from this checkout into out, static as the
+// image is (hack/image), so the tests and the bench run the binary that
+// ships. With cgo it would differ: kustomize imports the standard plugin
+// package, and a cgo binary linking it exports every symbol for plugins to
+// bind to (176 MB unstripped; make bench's empty process had 105 MiB of it
+// resident, against 73-84 MiB of the static binary; docs/scale.md).
 func BuildAlumiini(out string) error {
-	root := RepoRoot()
-	tags, err := buildtags.Read(root)
-	if err != nil {
-		return err
-	}
-	build := exec.Command("go", "build", "-tags", tags, "-o", out, "./cmd/alumiini")
-	build.Dir = root
+	build := exec.Command("go", "build", "-o", out, "./cmd/alumiini")
+	build.Dir = RepoRoot()
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	build.Stderr = os.Stderr
 	if err := build.Run(); err != nil {
 		return fmt.Errorf("building alumiini: %w", err)
