@@ -10,7 +10,6 @@ package install
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -62,12 +61,11 @@ func kubectl(t *testing.T, stdin string, args ...string) string {
 
 func freePort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := localcluster.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return port
 }
 
 func TestTheShippedInstallRunsWithOnlyItsOwnRights(t *testing.T) {

@@ -72,7 +72,7 @@ type Options struct {
 	Progress io.Writer
 	// AlumiiniArgs are added to alumiini's command line.
 	AlumiiniArgs []string
-	// AlumiiniEnv is added to alumiini's environment alone (GOGC=50, say).
+	// AlumiiniEnv is added to alumiini's environment alone (GOGC=100, say).
 	AlumiiniEnv []string
 	// ControllerManagerArgs are added to kube-controller-manager's command
 	// line (the bench raises its request rate, --kube-api-qps), and
@@ -201,14 +201,24 @@ func pickFreePorts(p *Ports) error {
 		if *port != 0 {
 			continue
 		}
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+		free, err := FreePort()
 		if err != nil {
-			return fmt.Errorf("finding a free port: %w", err)
+			return err
 		}
-		*port = l.Addr().(*net.TCPAddr).Port
-		l.Close()
+		*port = free
 	}
 	return nil
+}
+
+// FreePort returns a loopback port free when asked; another process may
+// take it before the caller binds it.
+func FreePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("finding a free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 func (c *Cluster) logPath(name string) string { return filepath.Join(c.opts.Dir, "logs", name+".log") }
@@ -476,7 +486,7 @@ func (c *Cluster) Kubectl(ctx context.Context, args ...string) ([]byte, error) {
 // KubectlInput runs kubectl with stdin.
 func (c *Cluster) KubectlInput(ctx context.Context, stdin string, args ...string) ([]byte, error) {
 	cmd := exec.CommandContext(ctx, c.tool("kubectl"), append([]string{"--kubeconfig=" + c.Kubeconfig}, args...)...)
-	cmd.Env = childEnv()
+	cmd.Env = ChildEnv()
 	cmd.Stdin = strings.NewReader(stdin)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

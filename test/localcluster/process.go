@@ -27,7 +27,7 @@ func startProcess(name, logFile string, binary string, env []string, args ...str
 	}
 	cmd := exec.Command(binary, args...)
 	cmd.Stdout, cmd.Stderr = log, log
-	cmd.Env = append(childEnv(), env...)
+	cmd.Env = append(ChildEnv(), env...)
 	// If we are killed without a chance to clean up, the children follow.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	if err := cmd.Start(); err != nil {
@@ -43,13 +43,17 @@ func startProcess(name, logFile string, binary string, env []string, args ...str
 	return p, nil
 }
 
-// childEnv is our environment without what would change a child's behaviour
-// behind its flags' back: etcd reads every ETCD_* variable as a flag, and
-// the tools read KUBECONFIG.
-func childEnv() []string {
+// ChildEnv is our environment without what would change a child's behaviour
+// behind its flags' back: etcd reads every ETCD_* variable as a flag; the
+// tools read KUBECONFIG, and a standalone alumiini run in a pod would take
+// KUBERNETES_SERVICE_* for the cluster it runs in; GOGC would replace
+// alumiini's own default (a bench sets it through Options.AlumiiniEnv).
+func ChildEnv() []string {
 	var env []string
 	for _, kv := range os.Environ() {
-		if strings.HasPrefix(kv, "ETCD_") || strings.HasPrefix(kv, "KUBECONFIG=") {
+		name, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(name, "ETCD_") || strings.HasPrefix(name, "KUBERNETES_SERVICE_") ||
+			name == "KUBECONFIG" || name == "GOGC" {
 			continue
 		}
 		env = append(env, kv)
