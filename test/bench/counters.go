@@ -26,6 +26,9 @@ type counters struct {
 	// kubeWrites: kube-apiserver's writes (not dry-runs) by verb and
 	// resource, "POST replicasets", all clients: who else was busy.
 	kubeWrites map[string]float64
+	// gc: CPU-s of alumiini's garbage collector (Go's runtime metric), part
+	// of cpu["alumiini"]: what GOGC trades for memory.
+	gc float64
 }
 
 func snapshot(ctx context.Context, c *localcluster.Cluster) (counters, error) {
@@ -49,6 +52,7 @@ func snapshot(ctx context.Context, c *localcluster.Cluster) (counters, error) {
 		return l["method"]
 	})
 	s.own = sumBy(own["apiserver_request_total"], func(l map[string]string) string { return l["verb"] })
+	s.gc = sumBy(own["go_cpu_classes_gc_total_cpu_seconds_total"], func(map[string]string) string { return "gc" })["gc"]
 	return s, nil
 }
 
@@ -82,7 +86,7 @@ func kubeRequests(ctx context.Context, c *localcluster.Cluster) (byVerb, writes 
 // since is what happened between before and s.
 func (s counters) since(before counters) counters {
 	return counters{cpu: diff(s.cpu, before.cpu), client: diff(s.client, before.client), kube: diff(s.kube, before.kube),
-		own: diff(s.own, before.own), kubeWrites: diff(s.kubeWrites, before.kubeWrites)}
+		own: diff(s.own, before.own), kubeWrites: diff(s.kubeWrites, before.kubeWrites), gc: s.gc - before.gc}
 }
 
 // diff is what each counter of after grew by since before.

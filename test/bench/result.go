@@ -49,6 +49,8 @@ type phase struct {
 	Seconds float64 `json:"seconds"`
 	// CPUSeconds of alumiini, kube-apiserver and etcd over the phase.
 	CPUSeconds map[string]float64 `json:"cpuSeconds"`
+	// GCCPUSeconds: the part of alumiini's that was its garbage collector.
+	GCCPUSeconds float64 `json:"gcCPUSeconds,omitempty"`
 	// RequestsPerGitRepository: alumiini's requests to kube-apiserver by
 	// method, from its client; dry-runs and applies as kube-apiserver
 	// counted them (all clients, hence KCM's too, under other verbs).
@@ -89,15 +91,16 @@ type memory struct {
 	SettledStacks       int64   `json:"settledStacks"`
 	StacksPerRepo       float64 `json:"stacksPerGitRepository"`
 	// The same process at the end of the idle interval: by then Go has had
-	// minutes, not 10 s, to return the sync's burst to the kernel.
+	// the whole interval, not 10 s, to return the sync's burst to the kernel.
 	IdleRSS            int64   `json:"idleRSS"`
 	IdleRSSFile        int64   `json:"idleRSSFile"`
 	IdleAnonRSSPerRepo float64 `json:"idleAnonRSSPerGitRepository"`
 }
 
 type idle struct {
-	Seconds    float64 `json:"seconds"`
-	CPUSeconds float64 `json:"cpuSeconds"`
+	Seconds      float64 `json:"seconds"`
+	CPUSeconds   float64 `json:"cpuSeconds"`
+	GCCPUSeconds float64 `json:"gcCPUSeconds"`
 	// Requests: alumiini's to kube-apiserver by method; OwnAPIWrites: to
 	// its own API (status writes), by verb.
 	Requests     map[string]float64 `json:"requests"`
@@ -128,6 +131,7 @@ func (r *result) print(w io.Writer) {
 	for _, name := range []string{"alumiini", "kube-apiserver", "etcd", "kube-controller-manager"} {
 		p("  %-34s %10.2f %10.2f", "CPU-s "+name, r.Kubectl.CPUSeconds[name], r.Alumiini.CPUSeconds[name])
 	}
+	p("  %-34s %10s %10.2f", "  of alumiini's: garbage collector", "—", r.Alumiini.GCCPUSeconds)
 	p("  %-34s %10.2f %10.2f", "CPU-s all of the above", total(r.Kubectl.CPUSeconds), total(r.Alumiini.CPUSeconds))
 	p("  %-34s %9.2fs %9.2fs   (no phase can be faster)", fmt.Sprintf("all CPU-s ÷ %d cores", r.Cores),
 		total(r.Kubectl.CPUSeconds)/float64(r.Cores), total(r.Alumiini.CPUSeconds)/float64(r.Cores))
@@ -152,8 +156,8 @@ func (r *result) print(w io.Writer) {
 		mib(r.Memory.SettledHeapRetained), kib(r.Memory.HeapRetainedPerRepo), mib(r.Memory.SettledStacks), kib(r.Memory.StacksPerRepo))
 	p("  memory after the idle interval: RSS %s (files %s), per GitRepository anonymous %s",
 		mib(r.Memory.IdleRSS), mib(r.Memory.IdleRSSFile), kib(r.Memory.IdleAnonRSSPerRepo))
-	p("  idle %.0fs: alumiini CPU %.2fs (empty process: %.2fs per minute); requests %s; own API served writes %s, all requests %s (LIST: a relist; WATCH: watches that ended); ref listings %d (of %d URLs), fetches %d",
-		r.Idle.Seconds, r.Idle.CPUSeconds, r.Idle.EmptyCPUSecondsPerMinute, perVerb(r.Idle.Requests, "%.0f"),
+	p("  idle %.0fs: alumiini CPU %.2fs (garbage collector %.2fs; empty process: %.2fs per minute); requests %s; own API served writes %s, all requests %s (LIST: a relist; WATCH: watches that ended); ref listings %d (of %d URLs), fetches %d",
+		r.Idle.Seconds, r.Idle.CPUSeconds, r.Idle.GCCPUSeconds, r.Idle.EmptyCPUSecondsPerMinute, perVerb(r.Idle.Requests, "%.0f"),
 		perVerb(r.Idle.OwnAPIWrites, "%.0f"), perVerb(r.Idle.OwnAPIRequests, "%.0f"), r.Idle.RefListings, r.GitURLs, r.Idle.Fetches)
 	p("  push to a shared repository → %d GitRepositories show it: %.3fs", r.Push.GitRepositories, r.Push.Seconds)
 }

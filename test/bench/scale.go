@@ -359,7 +359,7 @@ func (b *bench) syncPhase(ctx context.Context) error {
 		}
 	}
 	d := after.since(before)
-	b.r.Alumiini.CPUSeconds = d.cpu
+	b.r.Alumiini.CPUSeconds, b.r.Alumiini.GCCPUSeconds = d.cpu, d.gc
 	b.r.Alumiini.RequestsPerGitRepository = map[string]float64{}
 	for method, count := range d.client {
 		b.r.Alumiini.RequestsPerGitRepository[method] = count / float64(b.n)
@@ -381,7 +381,7 @@ func (b *bench) measureSettled(ctx context.Context) error {
 	m.SettledHeapRetained, m.SettledStacks = mem.retained, mem.stacks
 	m.SettledRSSFile = benchkit.RSSFileBytes(b.cluster.AlumiiniPID())
 	m.RSSPerRepo = float64(m.SettledRSS-m.EmptyRSS) / float64(b.n)
-	m.AnonRSSPerRepo = float64((m.SettledRSS-m.SettledRSSFile)-(m.EmptyRSS-m.EmptyRSSFile)) / float64(b.n)
+	m.AnonRSSPerRepo = b.anonRSSPerRepo(m.SettledRSS, m.SettledRSSFile)
 	m.HeapPerRepo = float64(m.SettledHeap-m.EmptyHeap) / float64(b.n)
 	m.HeapRetainedPerRepo = float64(m.SettledHeapRetained-m.EmptyHeapRetained) / float64(b.n)
 	m.StacksPerRepo = float64(m.SettledStacks-m.EmptyStacks) / float64(b.n)
@@ -392,6 +392,13 @@ func (b *bench) measureSettled(ctx context.Context) error {
 		}
 	}
 	return err
+}
+
+// anonRSSPerRepo is the anonymous RSS (without mapped files) per
+// GitRepository beyond the empty process's.
+func (b *bench) anonRSSPerRepo(rss, files int64) float64 {
+	m := b.r.Memory
+	return float64((rss-files)-(m.EmptyRSS-m.EmptyRSSFile)) / float64(b.n)
 }
 
 // maxProfile: alumiini's API server ends requests after a minute (its
@@ -434,9 +441,9 @@ func (b *bench) idlePhase(ctx context.Context) error {
 	}
 	m, pid := &b.r.Memory, b.cluster.AlumiiniPID()
 	m.IdleRSS, m.IdleRSSFile = benchkit.RSSBytes(pid), benchkit.RSSFileBytes(pid)
-	m.IdleAnonRSSPerRepo = float64((m.IdleRSS-m.IdleRSSFile)-(m.EmptyRSS-m.EmptyRSSFile)) / float64(b.n)
+	m.IdleAnonRSSPerRepo = b.anonRSSPerRepo(m.IdleRSS, m.IdleRSSFile)
 	d := after.since(before)
-	b.r.Idle.Seconds, b.r.Idle.CPUSeconds = b.opts.interval.Seconds(), d.cpu["alumiini"]
+	b.r.Idle.Seconds, b.r.Idle.CPUSeconds, b.r.Idle.GCCPUSeconds = b.opts.interval.Seconds(), d.cpu["alumiini"], d.gc
 	b.r.Idle.Requests, b.r.Idle.OwnAPIWrites, b.r.Idle.OwnAPIRequests = d.client, writes(d.own), d.own
 	counted := map[string]bool{}
 	for i := 0; i < b.n; i++ {
