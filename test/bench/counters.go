@@ -132,7 +132,8 @@ func metricFamilies(ctx context.Context, c *localcluster.Cluster, fromAlumiini b
 	scanner.Buffer(make([]byte, 1<<20), 1<<20)
 	for scanner.Scan() {
 		line := scanner.Text()
-		if strings.Contains(line, "apiserver_request_total") || strings.Contains(line, "rest_client_requests_total") {
+		if strings.Contains(line, "apiserver_request_total") || strings.Contains(line, "rest_client_requests_total") ||
+			strings.Contains(line, "go_cpu_classes_gc_total_cpu_seconds_total") {
 			kept.WriteString(line + "\n")
 		}
 	}
