@@ -46,7 +46,7 @@ func main() {
 	flag.StringVar(&opts.jsonOut, "json", "", "also write the results as JSON to this file")
 	flag.StringVar(&opts.cpuProfile, "cpuprofile", "", "write a CPU profile of alumiini during the (last) sync to this file")
 	flag.StringVar(&opts.heapProfile, "heapprofile", "", "write alumiini's settled heap profile (for go tool pprof) to this file")
-	flag.StringVar(&opts.alumiiniEnv, "alumiini-env", "", "comma-separated NAME=VALUE added to alumiini's environment alone (e.g. GOGC=100)")
+	flag.StringVar(&opts.alumiiniEnv, "alumiini-env", "", "comma-separated NAME=VALUE added to alumiini's environment alone (e.g. GOGC=50)")
 	flag.StringVar(&opts.alumiiniArgs, "alumiini-args", "", "comma-separated flags added to alumiini's (e.g. --watch-cache=false)")
 	flag.StringVar(&opts.emptyProfile, "emptyprofile", "", "write a CPU profile of alumiini with no GitRepository, idle (50 s), to FILE")
 	flag.StringVar(&opts.idleProfile, "idleprofile", "", "write CPU profiles of alumiini over the whole idle interval, 50 s each, to FILE, FILE.2, FILE.3, ...")

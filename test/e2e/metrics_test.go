@@ -1,12 +1,10 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -263,60 +261,6 @@ func TestTheBinaryLogsJSONAndTellsItsVersion(t *testing.T) {
 	}
 	if !ready {
 		t.Errorf("no \"Embedded etcd ready\" among %d lines", len(lines))
-	}
-}
-
-// TestTheGCTargetIsFiftyUnlessGOGCIsSet: alumiini runs Go's collector at
-// GOGC=50 (docs/scale.md, Memory), and GOGC in its environment wins. The
-// shared cluster's alumiini does not inherit the tests' GOGC (ChildEnv).
-func TestTheGCTargetIsFiftyUnlessGOGCIsSet(t *testing.T) {
-	if got := scrape(t)["go_gc_gogc_percent"]; got != 50 {
-		t.Errorf("go_gc_gogc_percent = %v without GOGC, want 50", got)
-	}
-	var ports [2]int
-	for i := range ports {
-		var err error
-		if ports[i], err = localcluster.FreePort(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	metrics := net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[1]))
-	dir := t.TempDir()
-	var output bytes.Buffer
-	cmd := exec.Command(cluster.AlumiiniBinary(), "--etcd-data-dir="+dir+"/etcd", "--git-cache-dir="+dir+"/git",
-		"--cert-dir="+dir+"/certs", "--bind-address=127.0.0.1", "--secure-port="+strconv.Itoa(ports[0]),
-		"--metrics-bind-address="+metrics)
-	cmd.Env = append(localcluster.ChildEnv(), "GOGC=200")
-	cmd.Stdout, cmd.Stderr = &output, &output
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	defer func() {
-		_ = cmd.Process.Kill()
-		<-exited
-	}()
-	deadline := time.After(time.Minute)
-	for {
-		select {
-		case err := <-exited:
-			exited <- err // for the deferred wait
-			t.Fatalf("standalone alumiini exited (%v) before serving metrics:\n%s", err, output.String())
-		case <-deadline:
-			_ = cmd.Process.Kill()
-			err := <-exited
-			exited <- err
-			t.Fatalf("standalone alumiini served no go_gc_gogc_percent on %s in a minute:\n%s", metrics, output.String())
-		case <-time.After(200 * time.Millisecond):
-		}
-		series, err := seriesAt("http://" + metrics + "/metrics")
-		if got, ok := series["go_gc_gogc_percent"]; err == nil && ok {
-			if got != 200 {
-				t.Errorf("go_gc_gogc_percent = %v with GOGC=200, want 200", got)
-			}
-			return
-		}
 	}
 }
 

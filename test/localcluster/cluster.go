@@ -72,7 +72,7 @@ type Options struct {
 	Progress io.Writer
 	// AlumiiniArgs are added to alumiini's command line.
 	AlumiiniArgs []string
-	// AlumiiniEnv is added to alumiini's environment alone (GOGC=100, say).
+	// AlumiiniEnv is added to alumiini's environment alone (GOGC=50, say).
 	AlumiiniEnv []string
 	// ControllerManagerArgs are added to kube-controller-manager's command
 	// line (the bench raises its request rate, --kube-api-qps), and

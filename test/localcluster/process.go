@@ -46,8 +46,8 @@ func startProcess(name, logFile string, binary string, env []string, args ...str
 // ChildEnv is our environment without what would change a child's behaviour
 // behind its flags' back: etcd reads every ETCD_* variable as a flag; the
 // tools read KUBECONFIG, and a standalone alumiini run in a pod would take
-// KUBERNETES_SERVICE_* for the cluster it runs in; GOGC would replace
-// alumiini's own default (a bench sets it through Options.AlumiiniEnv).
+// KUBERNETES_SERVICE_* for the cluster it runs in; GOGC would change
+// alumiini's collector behind a bench's back (it sets Options.AlumiiniEnv).
 func ChildEnv() []string {
 	var env []string
 	for _, kv := range os.Environ() {
