@@ -24,22 +24,14 @@ import (
 // alumiini_gitrepository_ready{name="x",namespace="y"}.
 func scrapeSeries(t *testing.T) map[string]float64 {
 	t.Helper()
-	series, err := seriesAt(cluster.MetricsURL)
+	resp, err := http.Get(cluster.MetricsURL)
 	if err != nil {
 		t.Fatal(err)
-	}
-	return series
-}
-
-func seriesAt(url string) (map[string]float64, error) {
-	resp, err := http.Get(url)
-	if err != nil {
-		return nil, err
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET %s: %d %s", url, resp.StatusCode, body)
+		t.Fatalf("GET %s: %d %s", cluster.MetricsURL, resp.StatusCode, body)
 	}
 	series := map[string]float64{}
 	for _, line := range strings.Split(string(body), "\n") {
@@ -54,7 +46,7 @@ func seriesAt(url string) (map[string]float64, error) {
 			series[line[:cut]] = v
 		}
 	}
-	return series, nil
+	return series
 }
 
 // scrape sums each metric's series by name (all label sets together).
