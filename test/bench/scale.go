@@ -307,9 +307,12 @@ func (b *bench) measureEmpty(ctx context.Context) error {
 	time.Sleep(emptyIdleTime - time.Since(start))
 	b.r.Idle.EmptyCPUSecondsPerMinute = (benchkit.CPUSeconds(pid) - cpu) / time.Since(start).Minutes()
 	mem, err := goMemoryAfterGC(ctx, b.cluster)
-	b.r.Memory.EmptyHeap, b.r.Memory.EmptyRSS = mem.live, benchkit.RSSBytes(b.cluster.AlumiiniPID())
-	b.r.Memory.EmptyHeapRetained, b.r.Memory.EmptyStacks = mem.retained, mem.stacks
-	b.r.Memory.EmptyRSSFile = benchkit.RSSFileBytes(b.cluster.AlumiiniPID())
+	if err != nil {
+		return err
+	}
+	m := &b.r.Memory
+	m.EmptyHeap, m.EmptyHeapRetained, m.EmptyStacks = mem.live, mem.retained, mem.stacks
+	m.EmptyRSS, m.EmptyRSSFile, err = benchkit.Resident(b.cluster.AlumiiniPID())
 	return err
 }
 
@@ -376,22 +379,27 @@ func (b *bench) syncPhase(ctx context.Context) error {
 func (b *bench) measureSettled(ctx context.Context) error {
 	time.Sleep(settleTime)
 	mem, err := goMemoryAfterGC(ctx, b.cluster)
+	if err != nil {
+		return err
+	}
 	m := &b.r.Memory
-	m.SettledHeap, m.SettledRSS = mem.live, benchkit.RSSBytes(b.cluster.AlumiiniPID())
-	m.SettledHeapRetained, m.SettledStacks = mem.retained, mem.stacks
-	m.SettledRSSFile = benchkit.RSSFileBytes(b.cluster.AlumiiniPID())
+	m.SettledHeap, m.SettledHeapRetained, m.SettledStacks = mem.live, mem.retained, mem.stacks
+	if m.SettledRSS, m.SettledRSSFile, err = benchkit.Resident(b.cluster.AlumiiniPID()); err != nil {
+		return err
+	}
 	m.RSSPerRepo = float64(m.SettledRSS-m.EmptyRSS) / float64(b.n)
 	m.AnonRSSPerRepo = b.anonRSSPerRepo(m.SettledRSS, m.SettledRSSFile)
 	m.HeapPerRepo = float64(m.SettledHeap-m.EmptyHeap) / float64(b.n)
 	m.HeapRetainedPerRepo = float64(m.SettledHeapRetained-m.EmptyHeapRetained) / float64(b.n)
 	m.StacksPerRepo = float64(m.SettledStacks-m.EmptyStacks) / float64(b.n)
-	if err == nil && b.opts.heapProfile != "" {
-		var profile []byte
-		if profile, err = b.cluster.AlumiiniGet(ctx, "/debug/pprof/heap"); err == nil {
-			err = os.WriteFile(b.opts.heapProfile, profile, 0o644)
-		}
+	if b.opts.heapProfile == "" {
+		return nil
 	}
-	return err
+	profile, err := b.cluster.AlumiiniGet(ctx, "/debug/pprof/heap")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(b.opts.heapProfile, profile, 0o644)
 }
 
 // anonRSSPerRepo is the anonymous RSS (without mapped files) per
@@ -439,8 +447,10 @@ func (b *bench) idlePhase(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	m, pid := &b.r.Memory, b.cluster.AlumiiniPID()
-	m.IdleRSS, m.IdleRSSFile = benchkit.RSSBytes(pid), benchkit.RSSFileBytes(pid)
+	m := &b.r.Memory
+	if m.IdleRSS, m.IdleRSSFile, err = benchkit.Resident(b.cluster.AlumiiniPID()); err != nil {
+		return err
+	}
 	m.IdleAnonRSSPerRepo = b.anonRSSPerRepo(m.IdleRSS, m.IdleRSSFile)
 	d := after.since(before)
 	b.r.Idle.Seconds, b.r.Idle.CPUSeconds, b.r.Idle.GCCPUSeconds = b.opts.interval.Seconds(), d.cpu["alumiini"], d.gc

@@ -38,26 +38,36 @@ func CPUSeconds(pid int) float64 {
 	return (utime + stime) / 100
 }
 
-// RSSBytes is a process's resident set size, or 0.
-func RSSBytes(pid int) int64 { return statusBytes(pid, "VmRSS:") }
-
-// RSSFileBytes is the part of the resident set that maps files (the
-// binary's pages, etcd's bbolt database), which the kernel may drop and
-// read again; the rest is the process's own memory.
-func RSSFileBytes(pid int) int64 { return statusBytes(pid, "RssFile:") }
-
-func statusBytes(pid int, field string) int64 {
+// Resident is a process's resident set size and the part of it that maps
+// files (the binary's pages, etcd's bbolt database), which the kernel may
+// drop and read again; the rest is the process's own memory. A process
+// that is gone is an error, not 0, so a dead alumiini can't read as one
+// that shrank.
+func Resident(pid int) (rss, files int64, err error) {
 	data, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "status"))
 	if err != nil {
-		return 0
+		return 0, 0, fmt.Errorf("reading the memory of process %d: %w", pid, err)
 	}
-	for _, line := range strings.Split(string(data), "\n") {
+	if rss, err = statusBytes(data, "VmRSS:"); err != nil {
+		return 0, 0, fmt.Errorf("process %d: %w", pid, err)
+	}
+	if files, err = statusBytes(data, "RssFile:"); err != nil {
+		return 0, 0, fmt.Errorf("process %d: %w", pid, err)
+	}
+	return rss, files, nil
+}
+
+func statusBytes(status []byte, field string) (int64, error) {
+	for _, line := range strings.Split(string(status), "\n") {
 		if fields := strings.Fields(line); len(fields) >= 2 && fields[0] == field {
-			kib, _ := strconv.ParseInt(fields[1], 10, 64)
-			return kib << 10
+			kib, err := strconv.ParseInt(fields[1], 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("%s %q: %w", field, fields[1], err)
+			}
+			return kib << 10, nil
 		}
 	}
-	return 0
+	return 0, fmt.Errorf("no %s in its status (a zombie has none)", field)
 }
 
 // GitHubPush is a GitHub push event for Commit on main of the repository
