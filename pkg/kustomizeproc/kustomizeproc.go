@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/exec"
 	"strings"
@@ -39,6 +40,18 @@ type Limits struct {
 
 // DefaultLimits suit the input bounds of pkg/git and pkg/manifest.
 var DefaultLimits = Limits{CPUSeconds: 30, MemoryBytes: 1 << 30, OutputBytes: 64 << 20, Concurrent: 2}
+
+// MostHeld is the writable memory the build children may hold together:
+// Concurrent of them at MemoryBytes each (at most the largest uint64).
+func (l Limits) MostHeld() uint64 {
+	if l.Concurrent <= 0 {
+		return 0
+	}
+	if l.MemoryBytes > math.MaxUint64/uint64(l.Concurrent) {
+		return math.MaxUint64
+	}
+	return l.MemoryBytes * uint64(l.Concurrent)
+}
 
 // request is what the parent sends the child on standard input.
 type request struct {

@@ -3,6 +3,7 @@ package kustomizeproc
 import (
 	"context"
 	"fmt"
+	"math"
 	"os"
 	"strings"
 	"testing"
@@ -116,4 +117,21 @@ func cpuBurner() []string {
 		fmt.Fprintf(&cms, "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c%d\n  labels: {a: b}\n", i)
 	}
 	return []string{"kustomization.yaml", k.String(), "cms.yaml", cms.String()}
+}
+
+// TestMostHeldIsEveryChildAtItsLimit: the soft memory limit leaves room for
+// every build at once, and a limit too large to multiply saturates.
+func TestMostHeldIsEveryChildAtItsLimit(t *testing.T) {
+	for _, c := range []struct {
+		limits Limits
+		want   uint64
+	}{
+		{DefaultLimits, 2 << 30},
+		{Limits{MemoryBytes: 96 << 20, Concurrent: 3}, 288 << 20},
+		{Limits{MemoryBytes: math.MaxUint64 / 2, Concurrent: 3}, math.MaxUint64},
+	} {
+		if got := c.limits.MostHeld(); got != c.want {
+			t.Errorf("%+v: MostHeld() = %d, want %d", c.limits, got, c.want)
+		}
+	}
 }

@@ -24,14 +24,23 @@ import (
 // alumiini_gitrepository_ready{name="x",namespace="y"}.
 func scrapeSeries(t *testing.T) map[string]float64 {
 	t.Helper()
-	resp, err := http.Get(cluster.MetricsURL)
+	series, err := seriesAt(cluster.MetricsURL)
 	if err != nil {
 		t.Fatal(err)
+	}
+	return series
+}
+
+// seriesAt reads the metrics served at url, as scrapeSeries does.
+func seriesAt(url string) (map[string]float64, error) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return nil, err
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET %s: %d %s", cluster.MetricsURL, resp.StatusCode, body)
+		return nil, fmt.Errorf("GET %s: %d %s", url, resp.StatusCode, body)
 	}
 	series := map[string]float64{}
 	for _, line := range strings.Split(string(body), "\n") {
@@ -46,7 +55,7 @@ func scrapeSeries(t *testing.T) map[string]float64 {
 			series[line[:cut]] = v
 		}
 	}
-	return series
+	return series, nil
 }
 
 // scrape sums each metric's series by name (all label sets together).

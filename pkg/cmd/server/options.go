@@ -61,6 +61,7 @@ type Options struct {
 	Controller ControllerOptions
 	Webhook    WebhookOptions
 	Metrics    MetricsOptions
+	Memory     MemoryOptions
 	// APIServiceName is the APIService whose caBundle alumiini sets to its
 	// self-signed serving certificate at start.
 	APIServiceName string
@@ -91,6 +92,7 @@ func NewOptions(out, errOut io.Writer) *Options {
 		EtcdCluster: newEtcdClusterOptions(),
 		Controller:  newControllerOptions(),
 		Webhook:     newWebhookOptions(),
+		Memory:      newMemoryOptions(),
 		Logs:        logsapi.NewLoggingConfiguration(),
 		StdOut:      out,
 		StdErr:      errOut,
@@ -177,6 +179,7 @@ func (o *Options) Flags() cliflag.NamedFlagSets {
 	o.Controller.AddFlags(sets.FlagSet("controller"))
 	o.Webhook.AddFlags(sets.FlagSet("webhooks"))
 	o.Metrics.AddFlags(sets.FlagSet("metrics"))
+	o.Memory.AddFlags(sets.FlagSet("memory"))
 	sets.FlagSet("secure serving").StringVar(&o.APIServiceName, "apiservice-name", o.APIServiceName,
 		"APIService (e.g. v1alpha1.alumiini.false.systems) whose caBundle alumiini sets, at every start, to the self-signed "+
 			"serving certificate it makes when no --tls-cert-file is given. Empty: leave it alone.")
@@ -254,6 +257,7 @@ func (o *Options) Validate(args []string) error {
 	errs = append(errs, o.RecommendedOptions.Validate()...)
 	errs = append(errs, o.Controller.Validate()...)
 	errs = append(errs, o.Webhook.Validate()...)
+	errs = append(errs, o.Memory.Validate()...)
 	return utilerrors.NewAggregate(errs)
 }
 
@@ -351,6 +355,7 @@ func (o *Options) Run(ctx context.Context) error {
 	ctx, stop := context.WithCancelCause(ctx)
 	defer stop(nil)
 	o.storageFailed = func(err error) { stop(fmt.Errorf("the embedded etcd failed: %w", err)) }
+	o.Memory.apply(o.Controller.Kustomize.MostHeld())
 	server, err := o.NewServer(ctx)
 	if err != nil {
 		return err
