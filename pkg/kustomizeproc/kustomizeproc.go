@@ -42,15 +42,17 @@ type Limits struct {
 var DefaultLimits = Limits{CPUSeconds: 30, MemoryBytes: 1 << 30, OutputBytes: 64 << 20, Concurrent: 2}
 
 // MostHeld is the writable memory the build children may hold together:
-// Concurrent of them at MemoryBytes each (at most the largest uint64).
+// Concurrent of them (as New counts them) at MemoryBytes each, at most the
+// largest uint64.
 func (l Limits) MostHeld() uint64 {
+	concurrent := uint64(l.Concurrent)
 	if l.Concurrent <= 0 {
-		return 0
+		concurrent = uint64(DefaultLimits.Concurrent)
 	}
-	if l.MemoryBytes > math.MaxUint64/uint64(l.Concurrent) {
+	if l.MemoryBytes > math.MaxUint64/concurrent {
 		return math.MaxUint64
 	}
-	return l.MemoryBytes * uint64(l.Concurrent)
+	return l.MemoryBytes * concurrent
 }
 
 // request is what the parent sends the child on standard input.
@@ -64,6 +66,9 @@ type Runner struct {
 	binary string
 	limits Limits
 	slots  chan struct{}
+	// building, when set, hears +1 before a build's child starts and -1
+	// once it has exited.
+	building func(delta int)
 }
 
 // New returns a Runner that re-executes binary (normally os.Executable()).
@@ -74,6 +79,15 @@ func New(binary string, limits Limits) *Runner {
 	return &Runner{binary: binary, limits: limits, slots: make(chan struct{}, limits.Concurrent)}
 }
 
+// WhileBuilding has f told +1 before each build's child starts and -1 once
+// it has exited, so that alumiini can leave room for the children's memory
+// (each up to Limits.MemoryBytes) only while they run. Set it before the
+// first Build.
+func (r *Runner) WhileBuilding(f func(delta int)) *Runner {
+	r.building = f
+	return r
+}
+
 // Build is a manifest.KustomizeFunc: it builds in a child and returns the
 // child's JSON, or why the child failed.
 func (r *Runner) Build(ctx context.Context, files []git.File, dir string) ([]byte, error) {
@@ -82,6 +96,10 @@ func (r *Runner) Build(ctx context.Context, files []git.File, dir string) ([]byt
 		defer func() { <-r.slots }()
 	case <-ctx.Done():
 		return nil, ctx.Err()
+	}
+	if r.building != nil {
+		r.building(+1)
+		defer r.building(-1)
 	}
 	var input bytes.Buffer
 	if err := gob.NewEncoder(&input).Encode(request{Dir: dir, Files: files}); err != nil {

@@ -128,10 +128,31 @@ func TestMostHeldIsEveryChildAtItsLimit(t *testing.T) {
 	}{
 		{DefaultLimits, 2 << 30},
 		{Limits{MemoryBytes: 96 << 20, Concurrent: 3}, 288 << 20},
+		{Limits{MemoryBytes: 96 << 20}, 192 << 20}, // New's default of two
 		{Limits{MemoryBytes: math.MaxUint64 / 2, Concurrent: 3}, math.MaxUint64},
 	} {
 		if got := c.limits.MostHeld(); got != c.want {
 			t.Errorf("%+v: MostHeld() = %d, want %d", c.limits, got, c.want)
 		}
+	}
+}
+
+// TestWhileBuildingHearsEachBuildStartAndEnd: the hook hears a build
+// start and end, a failed one's too.
+func TestWhileBuildingHearsEachBuildStartAndEnd(t *testing.T) {
+	var heard []int
+	r := runner(t, DefaultLimits).WhileBuilding(func(delta int) { heard = append(heard, delta) })
+	repo := []string{"kustomization.yaml", "resources: [cm.yaml]\n",
+		"cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n"}
+	if _, err := render(context.Background(), r, "", repo...); err != nil {
+		t.Fatal(err)
+	}
+	// The child fails: the patch's target is not among the resources.
+	if _, err := render(context.Background(), r, "", "kustomization.yaml", "patches: [{path: p.yaml}]\n",
+		"p.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: none\ndata: {a: b}\n"); err == nil {
+		t.Fatal("a patch of nothing built")
+	}
+	if fmt.Sprint(heard) != "[1 -1 1 -1]" {
+		t.Errorf("heard %v, want [1 -1 1 -1]", heard)
 	}
 }

@@ -19,8 +19,8 @@ import (
 	"github.com/falsesystems/alumiini/test/localcluster"
 )
 
-// scrapeSeries reads alumiini's metrics from the unauthenticated listener,
-// each series by its name and labels as the exposition format writes them:
+// scrapeSeries reads the cluster's alumiini's metrics from the
+// unauthenticated listener (seriesAt):
 // alumiini_gitrepository_ready{name="x",namespace="y"}.
 func scrapeSeries(t *testing.T) map[string]float64 {
 	t.Helper()
@@ -31,7 +31,8 @@ func scrapeSeries(t *testing.T) map[string]float64 {
 	return series
 }
 
-// seriesAt reads the metrics served at url, as scrapeSeries does.
+// seriesAt reads the metrics served at url, each series by its name and
+// labels as the exposition format writes them.
 func seriesAt(url string) (map[string]float64, error) {
 	resp, err := http.Get(url)
 	if err != nil {
@@ -244,11 +245,9 @@ func TestTheBinaryLogsJSONAndTellsItsVersion(t *testing.T) {
 	if err != nil || !strings.HasPrefix(string(out), "alumiini ") || !strings.Contains(string(out), "k8s.io/apiserver: v") {
 		t.Errorf("alumiini version: %v %s", err, out)
 	}
-	dir := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, cluster.AlumiiniBinary(), "--logging-format=json", "--etcd-data-dir="+dir+"/etcd",
-		"--git-cache-dir="+dir+"/git", "--cert-dir="+dir+"/certs", "--bind-address=127.0.0.1", "--secure-port=0")
+	cmd := exec.CommandContext(ctx, cluster.AlumiiniBinary(), append(ownData(t.TempDir()), "--logging-format=json", "--secure-port=0")...)
 	cmd.Env = localcluster.ChildEnv()
 	logs, _ := cmd.CombinedOutput() // standalone, until the timeout stops it
 	lines := strings.Split(strings.TrimSpace(string(logs)), "\n")

@@ -46,14 +46,15 @@ func startProcess(name, logFile string, binary string, env []string, args ...str
 // ChildEnv is our environment without what would change a child's behaviour
 // behind its flags' back: etcd reads every ETCD_* variable as a flag; the
 // tools read KUBECONFIG, and a standalone alumiini run in a pod would take
-// KUBERNETES_SERVICE_* for the cluster it runs in; GOGC would change
-// alumiini's collector behind a bench's back (it sets Options.AlumiiniEnv).
+// KUBERNETES_SERVICE_* for the cluster it runs in; GOGC and GOMEMLIMIT
+// would change alumiini's collector behind a bench's back (it sets
+// Options.AlumiiniEnv).
 func ChildEnv() []string {
 	var env []string
 	for _, kv := range os.Environ() {
 		name, _, _ := strings.Cut(kv, "=")
 		if strings.HasPrefix(name, "ETCD_") || strings.HasPrefix(name, "KUBERNETES_SERVICE_") ||
-			name == "KUBECONFIG" || name == "GOGC" {
+			name == "KUBECONFIG" || name == "GOGC" || name == "GOMEMLIMIT" {
 			continue
 		}
 		env = append(env, kv)

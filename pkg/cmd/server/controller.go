@@ -308,6 +308,10 @@ func (o *Options) newController(hook genericPostStartHookContext, target *rest.C
 			return nil, err
 		}
 	}
+	builds := kustomizeproc.New(self, co.Kustomize)
+	if o.softMemory != nil {
+		builds.WhileBuilding(o.softMemory.Building)
+	}
 	c, err := controller.New(controller.Config{
 		APIConfig:                        loopback,
 		TargetConfig:                     target,
@@ -316,7 +320,7 @@ func (o *Options) newController(hook genericPostStartHookContext, target *rest.C
 		MaxConcurrentAppliesPerNamespace: co.MaxConcurrentAppliesPerNamespace,
 		DefaultServiceAccount:            co.DefaultServiceAccount,
 		MaxObjects:                       co.MaxObjects,
-		Kustomize:                        kustomizeproc.New(self, co.Kustomize).Build,
+		Kustomize:                        builds.Build,
 		Supervisor:                       controller.SupervisorOptions{RestartIntensity: co.RestartIntensity, RestartPeriod: co.RestartPeriod},
 		URLKey:                           webhook.MatchKey,
 		Events:                           events,

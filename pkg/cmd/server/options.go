@@ -76,6 +76,9 @@ type Options struct {
 	storageFailed func(error)
 	// kubeconfig is --kubeconfig, kept because standalone mode drops CoreAPI.
 	kubeconfig string
+	// softMemory, set by Run unless off, leaves room in Go's soft memory
+	// limit for the kustomize builds running.
+	softMemory *softMemoryLimiter
 
 	StdOut io.Writer
 	StdErr io.Writer
@@ -261,6 +264,9 @@ func (o *Options) Validate(args []string) error {
 	return utilerrors.NewAggregate(errs)
 }
 
+// runsController: the controller is on, and there is a cluster to apply to.
+func (o *Options) runsController() bool { return o.Controller.Enabled && !o.standalone }
+
 func (o *Options) embeddedEtcd() bool {
 	return len(o.RecommendedOptions.Etcd.StorageConfig.Transport.ServerList) == 0
 }
@@ -317,7 +323,7 @@ func (o *Options) Config(ctx context.Context) (*apiserver.Config, error) {
 		return nil, fmt.Errorf("applying options to the server config: %w", err)
 	}
 	extra := apiserver.ExtraConfig{StopStorage: stopStorage, DefaultServiceAccount: o.Controller.DefaultServiceAccount}
-	if o.Controller.Enabled && !o.standalone {
+	if o.runsController() {
 		extra.PruneFinalizer = controller.FinalizerPrune
 	}
 	return &apiserver.Config{GenericConfig: serverConfig, ExtraConfig: extra}, nil
@@ -355,7 +361,7 @@ func (o *Options) Run(ctx context.Context) error {
 	ctx, stop := context.WithCancelCause(ctx)
 	defer stop(nil)
 	o.storageFailed = func(err error) { stop(fmt.Errorf("the embedded etcd failed: %w", err)) }
-	o.Memory.apply(o.Controller.Kustomize.MostHeld())
+	o.softMemory = o.Memory.newSoftMemoryLimiter(klog.FromContext(ctx), o.Controller.Kustomize)
 	server, err := o.NewServer(ctx)
 	if err != nil {
 		return err

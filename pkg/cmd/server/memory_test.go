@@ -1,0 +1,79 @@
+package server
+
+import (
+	"io"
+	"math"
+	"runtime/debug"
+	"strings"
+	"testing"
+
+	"github.com/spf13/pflag"
+	"k8s.io/klog/v2"
+)
+
+// TestTheSoftMemoryLimitLeavesRoomForTheBuilds: the ratio applies to what
+// the container's limit leaves after the kustomize builds, and a limit that
+// leaves under 256 MiB sets none.
+func TestTheSoftMemoryLimitLeavesRoomForTheBuilds(t *testing.T) {
+	const gib = 1 << 30
+	for _, c := range []struct {
+		container, children uint64
+		ratio               float64
+		want                int64
+		set                 bool
+	}{
+		{3 * gib, 2 * gib, 0.9, 966367641, true}, // the shipped 3Gi and two builds of 1 GiB
+		{3 * gib, 0, 0.9, 2899102924, true},      // no controller, no builds
+		{gib, 256 << 20, 0.5, 402653184, true},
+		{2*gib + 200<<20, 2 * gib, 1, 0, false}, // 200 MiB left: under the minimum
+		{gib, 2 * gib, 0.9, 0, false},           // nothing left
+		{2 * gib, 2 * gib, 0.9, 0, false},
+		{math.MaxUint64, 0, 1, math.MaxInt64, true},
+		{math.MaxUint64, math.MaxUint64, 1, 0, false},
+	} {
+		got, set := softMemoryLimit(c.container, c.children, c.ratio)
+		if got != c.want || set != c.set {
+			t.Errorf("softMemoryLimit(%d, %d, %v) = %d, %v; want %d, %v", c.container, c.children, c.ratio, got, set, c.want, c.set)
+		}
+	}
+}
+
+// TestABadMemoryLimitRatioIsRefused: the error names the flag and its range.
+func TestABadMemoryLimitRatioIsRefused(t *testing.T) {
+	for _, value := range []string{"1.5", "-0.1", "NaN"} {
+		o := NewOptions(io.Discard, io.Discard)
+		fs := pflag.NewFlagSet("alumiini", pflag.ContinueOnError)
+		for _, set := range o.Flags().FlagSets {
+			fs.AddFlagSet(set)
+		}
+		if err := fs.Parse([]string{"--memory-limit-ratio=" + value}); err != nil {
+			t.Fatal(err)
+		}
+		err := o.Validate(nil)
+		if want := "--memory-limit-ratio must be from 0 (no soft memory limit) to 1, got " + value; err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("--memory-limit-ratio=%s: %v, want an error saying %q", value, err, want)
+		}
+	}
+}
+
+// TestTheSoftMemoryLimitMakesRoomWhileBuildsRun: each kustomize build
+// running lowers the limit by what it may hold, and its end gives it back;
+// while too little is left there is none.
+func TestTheSoftMemoryLimitMakesRoomWhileBuildsRun(t *testing.T) {
+	previous := debug.SetMemoryLimit(-1)
+	t.Cleanup(func() { debug.SetMemoryLimit(previous) })
+	const gib = 1 << 30
+	l := &softMemoryLimiter{container: 3 * gib, perBuild: gib, ratio: 0.9, logger: klog.Background()}
+	l.set()
+	for i, step := range []struct {
+		delta int
+		want  int64
+	}{
+		{+1, 1932735283}, {+1, 966367641}, {+1, math.MaxInt64}, {-1, 966367641}, {-1, 1932735283}, {-1, 2899102924},
+	} {
+		l.Building(step.delta)
+		if got := debug.SetMemoryLimit(-1); got != step.want {
+			t.Errorf("step %d (%+d): the soft memory limit is %d, want %d", i, step.delta, got, step.want)
+		}
+	}
+}
