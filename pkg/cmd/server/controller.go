@@ -308,10 +308,6 @@ func (o *Options) newController(hook genericPostStartHookContext, target *rest.C
 			return nil, err
 		}
 	}
-	builds := kustomizeproc.New(self, co.Kustomize)
-	if o.softMemory != nil {
-		builds.WhileBuilding(o.softMemory.Building)
-	}
 	c, err := controller.New(controller.Config{
 		APIConfig:                        loopback,
 		TargetConfig:                     target,
@@ -320,7 +316,7 @@ func (o *Options) newController(hook genericPostStartHookContext, target *rest.C
 		MaxConcurrentAppliesPerNamespace: co.MaxConcurrentAppliesPerNamespace,
 		DefaultServiceAccount:            co.DefaultServiceAccount,
 		MaxObjects:                       co.MaxObjects,
-		Kustomize:                        builds.Build,
+		Kustomize:                        o.kustomizeRunner(self).Build,
 		Supervisor:                       controller.SupervisorOptions{RestartIntensity: co.RestartIntensity, RestartPeriod: co.RestartPeriod},
 		URLKey:                           webhook.MatchKey,
 		Events:                           events,
@@ -364,4 +360,14 @@ func (co ControllerOptions) sharer(target *rest.Config) (func(context.Context, f
 	}
 	view := membership.NewView(kube, le.ResourceNamespace, le.LeaseDuration.Duration)
 	return elect, &controller.Share{View: view, Name: name, Identity: identity, Recheck: le.RetryPeriod.Duration}, nil
+}
+
+// kustomizeRunner builds kustomizations in children of self; while they
+// run, the soft memory limit leaves room for them.
+func (o *Options) kustomizeRunner(self string) *kustomizeproc.Runner {
+	builds := kustomizeproc.New(self, o.Controller.Kustomize)
+	if o.softMemory != nil {
+		builds.WhileBuilding(o.softMemory.Building)
+	}
+	return builds
 }

@@ -44,11 +44,11 @@ func newMemoryOptions() MemoryOptions { return MemoryOptions{LimitRatio: default
 // AddFlags adds the memory flags to fs.
 func (o *MemoryOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.Float64Var(&o.LimitRatio, "memory-limit-ratio", o.LimitRatio,
-		"Sets Go's soft memory limit (GOMEMLIMIT) to this fraction of the container's memory limit (read at start), "+
-			"less --kustomize-memory-bytes for each kustomize build running: 2.7 GiB of a 3Gi limit, about 922 MiB while "+
-			"two builds run. Near it the garbage collector runs sooner, so an OOM kill, which stops the API server, the "+
-			"controller and etcd together, is less likely. None while that leaves under 256 MiB. 0 disables; a GOMEMLIMIT "+
-			"environment variable overrides it.")
+		"Sets Go's soft memory limit (GOMEMLIMIT) to this fraction of what the container's memory limit (read at start) "+
+			"leaves after --kustomize-memory-bytes for each kustomize build running: 2.7 GiB of a 3Gi limit, about 922 MiB "+
+			"while two builds run. Near it the garbage collector runs sooner, so an OOM kill, which stops the API server, "+
+			"the controller and etcd together, is less likely. Never under 256 MiB: held there while builds leave less, "+
+			"and none if the container's limit is too small for it. 0 disables; a GOMEMLIMIT environment variable overrides it.")
 }
 
 // Validate checks the ratio.
@@ -111,18 +111,19 @@ func (o *MemoryOptions) newSoftMemoryLimiter(logger klog.Logger, builds kustomiz
 		logger.Error(err, "Could not read the container's memory limit; no soft memory limit set")
 		return nil
 	}
-	const fix = "raise the limit, or lower --kustomize-memory-bytes or --max-concurrent-kustomize-builds"
 	if _, ok := softMemoryLimit(container, 0, o.LimitRatio); !ok {
 		logger.Info("The container's memory limit is too small for a soft memory limit; none set",
-			"containerLimitBytes", container, "ratio", o.LimitRatio, "minimumBytes", minSoftMemoryLimit)
+			"containerLimitBytes", container, "ratio", o.LimitRatio, "minimumBytes", minSoftMemoryLimit,
+			"fix", "raise the container's memory limit")
 		return nil
 	}
 	l := &softMemoryLimiter{container: container, perBuild: builds.MemoryBytes, ratio: o.LimitRatio, logger: logger}
 	logger.Info("Soft memory limit set from the container's", "limitBytes", l.set(), "containerLimitBytes", container,
 		"ratio", o.LimitRatio, "kustomizeBuildBytes", builds.MemoryBytes)
 	if _, ok := softMemoryLimit(container, builds.MostHeld(), o.LimitRatio); !ok {
-		logger.Info("While every kustomize build runs, the container's memory limit leaves too little for a soft memory limit; none then",
-			"containerLimitBytes", container, "kustomizeBuildsBytes", builds.MostHeld(), "minimumBytes", minSoftMemoryLimit, "fix", fix)
+		logger.Info("While every kustomize build runs, the container's memory limit leaves too little; the soft memory limit is held at its minimum then",
+			"containerLimitBytes", container, "kustomizeBuildsBytes", builds.MostHeld(), "minimumBytes", minSoftMemoryLimit,
+			"fix", "raise the limit, or lower --kustomize-memory-bytes or --max-concurrent-kustomize-builds")
 	}
 	return l
 }
@@ -132,12 +133,20 @@ func (o *MemoryOptions) newSoftMemoryLimiter(logger klog.Logger, builds kustomiz
 func (l *softMemoryLimiter) Building(delta int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.running = uint64(int64(l.running) + int64(delta))
+	if delta < 0 && l.running < uint64(-delta) {
+		l.logger.Error(nil, "More kustomize builds ended than started; the soft memory limit's count is kept at 0",
+			"running", l.running, "delta", delta)
+		l.running = 0
+	} else {
+		l.running = uint64(int64(l.running) + int64(delta))
+	}
 	l.set()
 }
 
-// set sets the limit for the builds running now, none if that leaves too
-// little, and returns it.
+// set sets the limit for the builds running now and returns it. While
+// they leave too little it holds the minimum: a tight limit, not none, when
+// memory is tightest. (newSoftMemoryLimiter made sure that with no build
+// running the limit is at least that.)
 func (l *softMemoryLimiter) set() int64 {
 	children := uint64(math.MaxUint64)
 	if l.running == 0 || l.perBuild <= math.MaxUint64/l.running {
@@ -145,7 +154,7 @@ func (l *softMemoryLimiter) set() int64 {
 	}
 	limit, ok := softMemoryLimit(l.container, children, l.ratio)
 	if !ok {
-		limit = math.MaxInt64
+		limit = minSoftMemoryLimit
 	}
 	debug.SetMemoryLimit(limit)
 	l.logger.V(4).Info("Soft memory limit", "limitBytes", limit, "kustomizeBuilds", l.running)

@@ -1,11 +1,15 @@
 package server
 
 import (
+	"context"
 	"io"
 	"math"
+	"os"
+	"path/filepath"
 	"runtime/debug"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/spf13/pflag"
 	"k8s.io/klog/v2"
@@ -58,7 +62,7 @@ func TestABadMemoryLimitRatioIsRefused(t *testing.T) {
 
 // TestTheSoftMemoryLimitMakesRoomWhileBuildsRun: each kustomize build
 // running lowers the limit by what it may hold, and its end gives it back;
-// while too little is left there is none.
+// while too little is left it holds the minimum.
 func TestTheSoftMemoryLimitMakesRoomWhileBuildsRun(t *testing.T) {
 	previous := debug.SetMemoryLimit(-1)
 	t.Cleanup(func() { debug.SetMemoryLimit(previous) })
@@ -69,11 +73,47 @@ func TestTheSoftMemoryLimitMakesRoomWhileBuildsRun(t *testing.T) {
 		delta int
 		want  int64
 	}{
-		{+1, 1932735283}, {+1, 966367641}, {+1, math.MaxInt64}, {-1, 966367641}, {-1, 1932735283}, {-1, 2899102924},
+		{+1, 1932735283}, {+1, 966367641}, {+1, minSoftMemoryLimit}, {-1, 966367641}, {-1, 1932735283}, {-1, 2899102924},
+		{-1, 2899102924}, // one more end than starts: the count stays at 0
+		{+1, 1932735283},
 	} {
 		l.Building(step.delta)
 		if got := debug.SetMemoryLimit(-1); got != step.want {
 			t.Errorf("step %d (%+d): the soft memory limit is %d, want %d", i, step.delta, got, step.want)
 		}
+	}
+}
+
+// TestAKustomizeBuildLowersTheSoftMemoryLimitWhileItRuns: the controller's
+// kustomize runner is wired to the limiter: while a build's child runs the
+// limit leaves room for it, and once it has exited the room is given back.
+func TestAKustomizeBuildLowersTheSoftMemoryLimitWhileItRuns(t *testing.T) {
+	previous := debug.SetMemoryLimit(-1)
+	t.Cleanup(func() { debug.SetMemoryLimit(previous) })
+	o := NewOptions(io.Discard, io.Discard)
+	o.softMemory = &softMemoryLimiter{container: 3 << 30, perBuild: o.Controller.Kustomize.MemoryBytes, ratio: 0.9,
+		logger: klog.Background()}
+	o.softMemory.set()
+	// A child that takes a second and prints nothing stands for a build.
+	child := filepath.Join(t.TempDir(), "child")
+	if err := os.WriteFile(child, []byte("#!/bin/sh\nexec /bin/sleep 1\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	built := make(chan struct{})
+	go func() {
+		defer close(built)
+		_, _ = o.kustomizeRunner(child).Build(context.Background(), nil, "")
+	}()
+	const idle, oneBuild = 2899102924, 1932735283 // 0.9 of 3 GiB, and of 2 GiB
+	for seen := debug.SetMemoryLimit(-1); seen != oneBuild; seen = debug.SetMemoryLimit(-1) {
+		select {
+		case <-built:
+			t.Fatalf("the build ended and the soft memory limit was never %d while it ran (last seen %d)", int64(oneBuild), seen)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	<-built
+	if got := debug.SetMemoryLimit(-1); got != idle {
+		t.Errorf("after the build the soft memory limit is %d, want %d", got, int64(idle))
 	}
 }
