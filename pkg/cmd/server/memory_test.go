@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/spf13/pflag"
 	"k8s.io/klog/v2"
 )
 
@@ -45,15 +44,7 @@ func TestTheSoftMemoryLimitLeavesRoomForTheBuilds(t *testing.T) {
 // TestABadMemoryLimitRatioIsRefused: the error names the flag and its range.
 func TestABadMemoryLimitRatioIsRefused(t *testing.T) {
 	for _, value := range []string{"1.5", "-0.1", "NaN"} {
-		o := NewOptions(io.Discard, io.Discard)
-		fs := pflag.NewFlagSet("alumiini", pflag.ContinueOnError)
-		for _, set := range o.Flags().FlagSets {
-			fs.AddFlagSet(set)
-		}
-		if err := fs.Parse([]string{"--memory-limit-ratio=" + value}); err != nil {
-			t.Fatal(err)
-		}
-		err := o.Validate(nil)
+		err := validateArgs(t, "--memory-limit-ratio="+value)
 		if want := "--memory-limit-ratio must be from 0 (no soft memory limit) to 1, got " + value; err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("--memory-limit-ratio=%s: %v, want an error saying %q", value, err, want)
 		}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -33,6 +34,7 @@ import (
 	"github.com/falsesystems/alumiini/pkg/apiserver"
 	"github.com/falsesystems/alumiini/pkg/controller"
 	alumiiniopenapi "github.com/falsesystems/alumiini/pkg/generated/openapi"
+	"github.com/falsesystems/alumiini/pkg/peruser"
 	"github.com/falsesystems/alumiini/pkg/storage/embeddedetcd"
 	"github.com/falsesystems/alumiini/pkg/version"
 )
@@ -65,6 +67,9 @@ type Options struct {
 	// APIServiceName is the APIService whose caBundle alumiini sets to its
 	// self-signed serving certificate at start.
 	APIServiceName string
+	// MaxWatchesPerUser bounds the watches of this API one user (or one
+	// namespace's ServiceAccounts) holds at once.
+	MaxWatchesPerUser int
 	// Logs configures logging (--logging-format=json, -v), as Kubernetes
 	// components do.
 	Logs *logsapi.LoggingConfiguration
@@ -96,9 +101,12 @@ func NewOptions(out, errOut io.Writer) *Options {
 		Controller:  newControllerOptions(),
 		Webhook:     newWebhookOptions(),
 		Memory:      newMemoryOptions(),
-		Logs:        logsapi.NewLoggingConfiguration(),
-		StdOut:      out,
-		StdErr:      errOut,
+		// An idle watch costs about 105 KB (docs/security.md); a client
+		// needs one per resource and namespace it follows.
+		MaxWatchesPerUser: 100,
+		Logs:              logsapi.NewLoggingConfiguration(),
+		StdOut:            out,
+		StdErr:            errOut,
 	}
 	o.RecommendedOptions.Etcd.StorageConfig.EncodeVersioner = runtime.NewMultiGroupVersioner(
 		v1alpha1.SchemeGroupVersion, schema.GroupKind{Group: v1alpha1.GroupName})
@@ -186,6 +194,9 @@ func (o *Options) Flags() cliflag.NamedFlagSets {
 	sets.FlagSet("secure serving").StringVar(&o.APIServiceName, "apiservice-name", o.APIServiceName,
 		"APIService (e.g. v1alpha1.alumiini.false.systems) whose caBundle alumiini sets, at every start, to the self-signed "+
 			"serving certificate it makes when no --tls-cert-file is given. Empty: leave it alone.")
+	sets.FlagSet("api limits").IntVar(&o.MaxWatchesPerUser, "max-watches-per-user", o.MaxWatchesPerUser,
+		"Watches of this API that one user holds at once; the ServiceAccounts of one namespace count as one user. "+
+			"Beyond it a watch is refused with 429. Members of system:masters, alumiini's own client among them, are not counted.")
 	logsapi.AddFlags(o.Logs, sets.FlagSet("logging"))
 	ro := o.RecommendedOptions
 	ro.Etcd.AddFlags(sets.FlagSet("etcd"))
@@ -261,6 +272,9 @@ func (o *Options) Validate(args []string) error {
 	errs = append(errs, o.Controller.Validate()...)
 	errs = append(errs, o.Webhook.Validate()...)
 	errs = append(errs, o.Memory.Validate()...)
+	if o.MaxWatchesPerUser < 1 {
+		errs = append(errs, fmt.Errorf("--max-watches-per-user must be at least 1, got %d", o.MaxWatchesPerUser))
+	}
 	return utilerrors.NewAggregate(errs)
 }
 
@@ -315,6 +329,12 @@ func (o *Options) Config(ctx context.Context) (*apiserver.Config, error) {
 	serverConfig.OpenAPIV3Config.Info.Title = "alumiini"
 	serverConfig.OpenAPIV3Config.Info.Version = "v1alpha1"
 	serverConfig.EffectiveVersion = compatibility.DefaultBuildEffectiveVersion()
+	// After authentication and authorization, so only an authorized watch
+	// counts: Priority and Fairness frees a watch's seat once it starts.
+	watches := peruser.New(o.MaxWatchesPerUser, "watches of this API", "stop one before starting another")
+	serverConfig.BuildHandlerChainFunc = func(api http.Handler, c *genericapiserver.Config) http.Handler {
+		return genericapiserver.DefaultBuildHandlerChain(peruser.LimitWatches(api, watches, c.Serializer), c)
+	}
 
 	if err := ro.ApplyTo(serverConfig); err != nil {
 		if stopStorage != nil {

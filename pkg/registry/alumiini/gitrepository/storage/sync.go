@@ -27,6 +27,7 @@ import (
 	"github.com/falsesystems/alumiini/pkg/apis/alumiini"
 	"github.com/falsesystems/alumiini/pkg/apis/alumiini/v1alpha1"
 	"github.com/falsesystems/alumiini/pkg/apis/alumiini/validation"
+	"github.com/falsesystems/alumiini/pkg/peruser"
 	"github.com/falsesystems/alumiini/pkg/registry/alumiini/gitrepository"
 )
 
@@ -37,15 +38,17 @@ type SyncREST struct {
 	store      *genericregistry.Store
 	authorizer authorizer.Authorizer
 	identity   gitrepository.IdentityPolicy
-	waiters    *waiterLimit
+	waiters    *peruser.Limit
 }
 
 // DefaultMaxWaitersPerUser bounds the sync requests with wait: true that one
-// user holds open at once; each holds a watch and a goroutine for up to 30s.
+// user (or one namespace's ServiceAccounts) holds open at once; each holds a
+// watch and a goroutine for up to 30s.
 const DefaultMaxWaitersPerUser = 10
 
 func newSyncREST(store *genericregistry.Store, authz authorizer.Authorizer, identity gitrepository.IdentityPolicy) *SyncREST {
-	return &SyncREST{store: store, authorizer: authz, identity: identity, waiters: newWaiterLimit(DefaultMaxWaitersPerUser)}
+	return &SyncREST{store: store, authorizer: authz, identity: identity, waiters: peruser.New(DefaultMaxWaitersPerUser,
+		"sync requests waiting for their result", "ask without wait, or wait for one to finish")}
 }
 
 var (
@@ -91,7 +94,7 @@ func (r *SyncREST) Create(ctx context.Context, name string, obj runtime.Object, 
 
 	dryRun := dryrun.IsDryRun(options.DryRun)
 	if req.Spec.Wait && !dryRun {
-		release, err := r.waiters.acquire(ctx)
+		release, err := r.waiters.Acquire(ctx)
 		if err != nil {
 			return nil, err
 		}

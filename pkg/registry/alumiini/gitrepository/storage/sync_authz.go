@@ -3,7 +3,6 @@ package storage
 import (
 	"context"
 	"fmt"
-	"sync"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -70,36 +69,4 @@ func (r *SyncREST) authorizeUpdate(ctx context.Context, name string, req *alumii
 		"a sync request with %s needs the right to update the gitrepository (verb update on gitrepositories.%s); "+
 			"user %q has only the right to ask for a plain sync: leave revision and force unset",
 		what, alumiini.GroupName, user.GetName()))
-}
-
-// waiterLimit bounds the waiting sync requests of each user.
-type waiterLimit struct {
-	max    int
-	mu     sync.Mutex
-	byUser map[string]int
-}
-
-func newWaiterLimit(max int) *waiterLimit { return &waiterLimit{max: max, byUser: map[string]int{}} }
-
-// acquire takes one of the user's waiting slots or refuses with 429.
-func (l *waiterLimit) acquire(ctx context.Context) (release func(), err error) {
-	name := ""
-	if user, ok := genericapirequest.UserFrom(ctx); ok {
-		name = user.GetName()
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.byUser[name] >= l.max {
-		return nil, apierrors.NewTooManyRequests(fmt.Sprintf(
-			"user %q already has %d sync requests waiting for their result; ask without wait, or wait for one to finish",
-			name, l.max), 1)
-	}
-	l.byUser[name]++
-	return func() {
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		if l.byUser[name]--; l.byUser[name] <= 0 {
-			delete(l.byUser, name)
-		}
-	}, nil
 }

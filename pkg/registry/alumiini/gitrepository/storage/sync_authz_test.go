@@ -54,27 +54,3 @@ func TestRevisionAndForceNeedUpdateRights(t *testing.T) {
 		}
 	}
 }
-
-func TestWaitersPerUserAreBounded(t *testing.T) {
-	l := newWaiterLimit(2)
-	var releases []func()
-	for range 2 {
-		release, err := l.acquire(as("impatient"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		releases = append(releases, release)
-	}
-	if _, err := l.acquire(as("impatient")); !apierrors.IsTooManyRequests(err) {
-		t.Fatalf("a third waiter: %v, want 429", err)
-	}
-	if release, err := l.acquire(as("someone-else")); err != nil {
-		t.Fatalf("another user is not limited by the first: %v", err)
-	} else {
-		release()
-	}
-	releases[0]()
-	if _, err := l.acquire(as("impatient")); err != nil {
-		t.Fatalf("after one finished: %v", err)
-	}
-}
