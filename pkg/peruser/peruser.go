@@ -1,6 +1,3 @@
-// Package peruser bounds what one requester of alumiini's API holds at once
-// (sync requests waiting for their result, watches), so that nobody can
-// exhaust the process that the API server, the controller and etcd share.
 package peruser
 
 import (
@@ -19,15 +16,17 @@ import (
 	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
 )
 
-// Limit counts what each requester holds, up to a maximum.
+// Limit counts what each requester holds, up to a maximum, in this process
+// (each replica counts its own).
 type Limit struct {
-	max int
-	// what is held, plural ("watches of this API"); hint says what to do
-	// when refused.
+	limit, retryAfterSeconds int
+	// what is held, plural ("watches of ..."); hint says what to do when
+	// refused.
 	what, hint string
 
-	mu   sync.Mutex
-	held map[requester]int
+	mu     sync.Mutex
+	held   map[requester]int
+	exempt map[string]bool // user names LimitWatches does not count
 }
 
 // requester is whom a request counts against: the ServiceAccounts of one
@@ -50,9 +49,29 @@ func (r requester) holds() string {
 	return fmt.Sprintf("user %q already has", r.user)
 }
 
-// New returns a Limit of max of what per requester; a refusal says hint.
-func New(max int, what, hint string) *Limit {
-	return &Limit{max: max, what: what, hint: hint, held: map[requester]int{}}
+// New returns a Limit that lets each requester hold limit of what at once;
+// a refusal says hint and asks to retry after retryAfterSeconds.
+func New(limit, retryAfterSeconds int, what, hint string) *Limit {
+	return &Limit{limit: limit, retryAfterSeconds: retryAfterSeconds, what: what, hint: hint,
+		held: map[requester]int{}, exempt: map[string]bool{}}
+}
+
+// Exempt keeps user's watches out of LimitWatches' count: alumiini's own
+// identity, whose watches through kube-apiserver (health waits on the
+// GitRepositories it applied) would otherwise use up its namespace's.
+func (l *Limit) Exempt(user string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.exempt[user] = true
+}
+
+func (l *Limit) exempted(u user.Info) bool {
+	if slices.Contains(u.GetGroups(), user.SystemPrivilegedGroup) {
+		return true
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.exempt[u.GetName()]
 }
 
 // Acquire takes one of the requester's slots, or refuses with 429.
@@ -63,8 +82,9 @@ func (l *Limit) Acquire(ctx context.Context) (release func(), err error) {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.held[who] >= l.max {
-		return nil, apierrors.NewTooManyRequests(fmt.Sprintf("%s %d %s; %s", who.holds(), l.max, l.what, l.hint), 1)
+	if l.held[who] >= l.limit {
+		return nil, apierrors.NewTooManyRequests(fmt.Sprintf("%s %d %s, the most allowed; %s",
+			who.holds(), l.limit, l.what, l.hint), l.retryAfterSeconds)
 	}
 	l.held[who]++
 	return func() {
@@ -77,9 +97,11 @@ func (l *Limit) Acquire(ctx context.Context) (release func(), err error) {
 }
 
 // LimitWatches serves handler, refusing a watch (429) when its requester
-// already holds l's maximum of them. It must run after authentication and
-// authorization: only an authorized watch counts. Members of system:masters,
-// alumiini's own loopback client among them, are not counted.
+// already holds l's maximum of them. It must be the innermost filter, after
+// authentication, impersonation and authorization: without the request's
+// user and RequestInfo it counts nothing, and only an authorized watch
+// should count. Members of system:masters (alumiini's own loopback client)
+// and exempt users are not counted.
 func LimitWatches(handler http.Handler, l *Limit, s runtime.NegotiatedSerializer) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		info, ok := genericapirequest.RequestInfoFrom(req.Context())
@@ -87,7 +109,7 @@ func LimitWatches(handler http.Handler, l *Limit, s runtime.NegotiatedSerializer
 			handler.ServeHTTP(w, req)
 			return
 		}
-		if u, ok := genericapirequest.UserFrom(req.Context()); ok && slices.Contains(u.GetGroups(), user.SystemPrivilegedGroup) {
+		if u, ok := genericapirequest.UserFrom(req.Context()); ok && l.exempted(u) {
 			handler.ServeHTTP(w, req)
 			return
 		}

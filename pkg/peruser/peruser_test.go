@@ -23,7 +23,7 @@ func as(name string, groups ...string) context.Context {
 // TestOneNamespacesServiceAccountsShareALimit: a user is capped by name, the
 // ServiceAccounts of a namespace together, and a release frees a slot.
 func TestOneNamespacesServiceAccountsShareALimit(t *testing.T) {
-	l := New(2, "watches", "stop one first")
+	l := New(2, 1, "watches", "stop one first")
 	var releases []func()
 	for _, name := range []string{"system:serviceaccount:team:a", "system:serviceaccount:team:b", "alice", "alice",
 		"system:serviceaccount:other:a"} {
@@ -35,7 +35,7 @@ func TestOneNamespacesServiceAccountsShareALimit(t *testing.T) {
 	}
 	_, err := l.Acquire(as("system:serviceaccount:team:c"))
 	if !apierrors.IsTooManyRequests(err) ||
-		!strings.Contains(err.Error(), `the ServiceAccounts of namespace "team" already have 2 watches; stop one first`) {
+		!strings.Contains(err.Error(), `the ServiceAccounts of namespace "team" already have 2 watches, the most allowed; stop one first`) {
 		t.Errorf("a third ServiceAccount of team: %v", err)
 	}
 	if _, err := l.Acquire(as("alice")); !apierrors.IsTooManyRequests(err) || !strings.Contains(err.Error(), `user "alice" already has 2 watches`) {
@@ -48,10 +48,12 @@ func TestOneNamespacesServiceAccountsShareALimit(t *testing.T) {
 }
 
 // TestOnlyWatchesOfOthersThanAdminsCount: a watch over the limit is a 429
-// Status that never reaches the API; gets and lists pass, and so do the
-// watches of system:masters (alumiini's own loopback client among them).
+// Status that never reaches the API, and an ended watch frees its slot;
+// gets and lists pass, and so do the watches of system:masters (alumiini's
+// own loopback client) and of exempt users, however many they hold.
 func TestOnlyWatchesOfOthersThanAdminsCount(t *testing.T) {
-	limit := New(1, "watches", "stop one first")
+	limit := New(1, 10, "watches", "stop one first")
+	limit.Exempt("system:serviceaccount:alumiini-system:alumiini")
 	scheme := runtime.NewScheme()
 	metav1.AddToGroupVersion(scheme, schema.GroupVersion{Version: "v1"}) // Status, as in the server's scheme
 	reached := 0
@@ -64,19 +66,27 @@ func TestOnlyWatchesOfOthersThanAdminsCount(t *testing.T) {
 		handler.ServeHTTP(recorder, httptest.NewRequest(http.MethodGet, "/apis/alumiini.false.systems/v1alpha1/gitrepositories", nil).WithContext(ctx))
 		return recorder
 	}
-	if _, err := limit.Acquire(as("bob")); err != nil { // bob's one watch, held
-		t.Fatal(err)
+	admin, own := as("system:apiserver", user.SystemPrivilegedGroup), as("system:serviceaccount:alumiini-system:alumiini")
+	for _, ctx := range []context.Context{as("bob"), admin, own} { // each already holds its one watch
+		if _, err := limit.Acquire(ctx); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if got := serve(as("bob"), "watch"); got.Code != http.StatusTooManyRequests || !strings.Contains(got.Body.String(), `user \"bob\" already has 1 watches`) || reached != 0 {
-		t.Errorf("bob's second watch: %d %s, reached the API %d times", got.Code, got.Body, reached)
+	if got := serve(as("bob"), "watch"); got.Code != http.StatusTooManyRequests || got.Header().Get("Retry-After") != "10" ||
+		!strings.Contains(got.Body.String(), `user \"bob\" already has 1 watches, the most allowed; stop one first`) || reached != 0 {
+		t.Errorf("bob's second watch: %d %v %s, reached the API %d times", got.Code, got.Header(), got.Body, reached)
 	}
 	for _, c := range []struct {
+		who  string
 		ctx  context.Context
 		verb string
-	}{{as("bob"), "list"}, {as("bob"), "get"}, {as("system:apiserver", user.SystemPrivilegedGroup), "watch"}, {as("carol"), "watch"}} {
+	}{
+		{"bob", as("bob"), "list"}, {"bob", as("bob"), "get"}, {"system:masters", admin, "watch"},
+		{"exempt", own, "watch"}, {"carol", as("carol"), "watch"}, {"carol again, her first ended", as("carol"), "watch"},
+	} {
 		reached = 0
 		if got := serve(c.ctx, c.verb); got.Code != http.StatusOK || reached != 1 {
-			t.Errorf("%s: %d %s, reached the API %d times", c.verb, got.Code, got.Body, reached)
+			t.Errorf("%s %s: %d %s, reached the API %d times", c.who, c.verb, got.Code, got.Body, reached)
 		}
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -256,6 +258,7 @@ func (o *Options) addController(server *apiserver.Server) error {
 		return err
 	}
 	return server.GenericAPIServer.AddPostStartHook("alumiini-controller", func(hook genericPostStartHookContext) error {
+		o.exemptOwnWatches(hook.Context, target)
 		c, err := o.newController(hook, target, cache)
 		if err != nil {
 			return err
@@ -370,4 +373,23 @@ func (o *Options) kustomizeRunner(self string) *kustomizeproc.Runner {
 		builds.WhileBuilding(o.softMemory.Building)
 	}
 	return builds
+}
+
+// exemptOwnWatches keeps the controller's own watches of this API out of the
+// per-user watch cap. Its health waits on the GitRepositories it applied go
+// through kube-apiserver as its own identity, a ServiceAccount whose
+// namespace's cap they would otherwise fill. kube-apiserver says who that is.
+func (o *Options) exemptOwnWatches(ctx context.Context, target *rest.Config) {
+	logger := klog.FromContext(ctx)
+	client, err := kubernetes.NewForConfig(target)
+	if err == nil {
+		var review *authenticationv1.SelfSubjectReview
+		if review, err = client.AuthenticationV1().SelfSubjectReviews().Create(ctx, &authenticationv1.SelfSubjectReview{},
+			metav1.CreateOptions{}); err == nil {
+			o.watchLimit.Exempt(review.Status.UserInfo.Username)
+			logger.V(1).Info("The controller's own watches are not capped", "user", review.Status.UserInfo.Username)
+			return
+		}
+	}
+	logger.Error(err, "Could not learn the controller's own user from kube-apiserver; its watches of this API count toward its cap")
 }

@@ -84,6 +84,8 @@ type Options struct {
 	// softMemory, set by Run unless off, leaves room in Go's soft memory
 	// limit for the kustomize builds running.
 	softMemory *softMemoryLimiter
+	// watchLimit, set by Config, caps the watches of each user.
+	watchLimit *peruser.Limit
 
 	StdOut io.Writer
 	StdErr io.Writer
@@ -195,8 +197,9 @@ func (o *Options) Flags() cliflag.NamedFlagSets {
 		"APIService (e.g. v1alpha1.alumiini.false.systems) whose caBundle alumiini sets, at every start, to the self-signed "+
 			"serving certificate it makes when no --tls-cert-file is given. Empty: leave it alone.")
 	sets.FlagSet("api limits").IntVar(&o.MaxWatchesPerUser, "max-watches-per-user", o.MaxWatchesPerUser,
-		"Watches of this API that one user holds at once; the ServiceAccounts of one namespace count as one user. "+
-			"Beyond it a watch is refused with 429. Members of system:masters, alumiini's own client among them, are not counted.")
+		"Watches of alumiini.false.systems that one user holds at once on this replica; the ServiceAccounts of one "+
+			"namespace count as one user, and clients sharing a user name share its watches. Beyond it a watch is refused "+
+			"with 429. Members of system:masters and alumiini's own identity are not counted.")
 	logsapi.AddFlags(o.Logs, sets.FlagSet("logging"))
 	ro := o.RecommendedOptions
 	ro.Etcd.AddFlags(sets.FlagSet("etcd"))
@@ -329,11 +332,13 @@ func (o *Options) Config(ctx context.Context) (*apiserver.Config, error) {
 	serverConfig.OpenAPIV3Config.Info.Title = "alumiini"
 	serverConfig.OpenAPIV3Config.Info.Version = "v1alpha1"
 	serverConfig.EffectiveVersion = compatibility.DefaultBuildEffectiveVersion()
-	// After authentication and authorization, so only an authorized watch
-	// counts: Priority and Fairness frees a watch's seat once it starts.
-	watches := peruser.New(o.MaxWatchesPerUser, "watches of this API", "stop one before starting another")
+	// Priority and Fairness frees a watch's seat once the watch starts, so
+	// watches need a cap of their own. Innermost: the default chain
+	// authenticates, impersonates and authorizes first, so only authorized
+	// watches count.
+	o.watchLimit = peruser.New(o.MaxWatchesPerUser, 10, "watches of "+v1alpha1.GroupName+" open", "stop one of them first")
 	serverConfig.BuildHandlerChainFunc = func(api http.Handler, c *genericapiserver.Config) http.Handler {
-		return genericapiserver.DefaultBuildHandlerChain(peruser.LimitWatches(api, watches, c.Serializer), c)
+		return genericapiserver.DefaultBuildHandlerChain(peruser.LimitWatches(api, o.watchLimit, c.Serializer), c)
 	}
 
 	if err := ro.ApplyTo(serverConfig); err != nil {

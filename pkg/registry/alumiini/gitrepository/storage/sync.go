@@ -47,7 +47,7 @@ type SyncREST struct {
 const DefaultMaxWaitersPerUser = 10
 
 func newSyncREST(store *genericregistry.Store, authz authorizer.Authorizer, identity gitrepository.IdentityPolicy) *SyncREST {
-	return &SyncREST{store: store, authorizer: authz, identity: identity, waiters: peruser.New(DefaultMaxWaitersPerUser,
+	return &SyncREST{store: store, authorizer: authz, identity: identity, waiters: peruser.New(DefaultMaxWaitersPerUser, 1,
 		"sync requests waiting for their result", "ask without wait, or wait for one to finish")}
 }
 
