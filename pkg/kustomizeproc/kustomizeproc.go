@@ -41,14 +41,19 @@ type Limits struct {
 // DefaultLimits suit the input bounds of pkg/git and pkg/manifest.
 var DefaultLimits = Limits{CPUSeconds: 30, MemoryBytes: 1 << 30, OutputBytes: 64 << 20, Concurrent: 2}
 
-// MostHeld is the writable memory the build children may hold together:
-// Concurrent of them (as New counts them) at MemoryBytes each, at most the
-// largest uint64.
-func (l Limits) MostHeld() uint64 {
-	concurrent := uint64(l.Concurrent)
+// concurrent is how many builds run at once: Concurrent, or the default's
+// when it is not set.
+func (l Limits) concurrent() int {
 	if l.Concurrent <= 0 {
-		concurrent = uint64(DefaultLimits.Concurrent)
+		return DefaultLimits.Concurrent
 	}
+	return l.Concurrent
+}
+
+// MostHeld is the writable memory the build children may hold together:
+// concurrent() of them at MemoryBytes each, at most the largest uint64.
+func (l Limits) MostHeld() uint64 {
+	concurrent := uint64(l.concurrent())
 	if l.MemoryBytes > math.MaxUint64/concurrent {
 		return math.MaxUint64
 	}
@@ -73,9 +78,7 @@ type Runner struct {
 
 // New returns a Runner that re-executes binary (normally os.Executable()).
 func New(binary string, limits Limits) *Runner {
-	if limits.Concurrent <= 0 {
-		limits.Concurrent = DefaultLimits.Concurrent
-	}
+	limits.Concurrent = limits.concurrent()
 	return &Runner{binary: binary, limits: limits, slots: make(chan struct{}, limits.Concurrent)}
 }
 

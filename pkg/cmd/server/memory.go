@@ -84,7 +84,7 @@ type softMemoryLimiter struct {
 	logger              klog.Logger
 
 	mu      sync.Mutex
-	running uint64
+	running int
 }
 
 // newSoftMemoryLimiter reads the container's memory limit and sets Go's
@@ -133,12 +133,10 @@ func (o *MemoryOptions) newSoftMemoryLimiter(logger klog.Logger, builds kustomiz
 func (l *softMemoryLimiter) Building(delta int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if delta < 0 && l.running < uint64(-delta) {
+	if l.running += delta; l.running < 0 {
 		l.logger.Error(nil, "More kustomize builds ended than started; the soft memory limit's count is kept at 0",
 			"running", l.running, "delta", delta)
 		l.running = 0
-	} else {
-		l.running = uint64(int64(l.running) + int64(delta))
 	}
 	l.set()
 }
@@ -148,9 +146,9 @@ func (l *softMemoryLimiter) Building(delta int) {
 // memory is tightest. (newSoftMemoryLimiter made sure that with no build
 // running the limit is at least that.)
 func (l *softMemoryLimiter) set() int64 {
-	children := uint64(math.MaxUint64)
-	if l.running == 0 || l.perBuild <= math.MaxUint64/l.running {
-		children = l.running * l.perBuild
+	running, children := uint64(l.running), uint64(math.MaxUint64)
+	if running == 0 || l.perBuild <= math.MaxUint64/running {
+		children = running * l.perBuild
 	}
 	limit, ok := softMemoryLimit(l.container, children, l.ratio)
 	if !ok {
