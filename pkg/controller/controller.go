@@ -591,6 +591,7 @@ func (a *appliers) For(namespace, serviceAccount string) (*apply.Applier, error)
 		// groups (with which it could act as any group at all).
 		config.Impersonate = rest.ImpersonationConfig{UserName: user}
 	}
+	config.Wrap(notingRefusals) // for health waits: see withRefusalNote
 	applier, err := apply.New(config, a.mapper)
 	if err != nil {
 		return nil, err

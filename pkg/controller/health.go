@@ -14,8 +14,10 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/client-go/dynamic/dynamicinformer"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
@@ -268,8 +270,8 @@ func (r *Reconciler) waitForHealth(ctx context.Context, repo *v1alpha1.GitReposi
 				o.FieldSelector = fields.OneTermEqualSelector("metadata.name", scope.name).String()
 			}
 		}
-		informer := dynamicinformer.NewFilteredDynamicInformer(applier.Client, mapping.Resource, scope.namespace, 0,
-			cache.Indexers{}, selector).Informer()
+		informer := cache.NewSharedIndexInformer(w.listWatch(applier.Client, scope, selector),
+			&unstructured.Unstructured{}, 0, cache.Indexers{})
 		_ = informer.SetTransform(shrinkForHealth)
 		_ = informer.SetWatchErrorHandlerWithContext(func(_ context.Context, _ *cache.Reflector, err error) { w.failed(scope, err) })
 		_, _ = informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
@@ -394,6 +396,44 @@ func (w *healthWatch) failed(scope watchScope, err error) {
 	w.notify()
 }
 
+func (w *healthWatch) served(scope watchScope) {
+	w.mu.Lock()
+	delete(w.errors, scope)
+	w.mu.Unlock()
+}
+
+// listWatch lists and watches scope with client, noting each refusal as it
+// is answered (client must be an applier's, whose transport tells
+// withRefusalNote's note). client-go retries a refused watch (429, as
+// alumiini's API answers a user at its watch cap) without reporting it, so
+// without the note a wait whose watch never started would say its targets
+// were "not found".
+func (w *healthWatch) listWatch(client dynamic.Interface, scope watchScope, selector func(*metav1.ListOptions)) cache.ListerWatcher {
+	resource := client.Resource(scope.resource).Namespace(scope.namespace)
+	refused := func(err error) { w.failed(scope, err) }
+	note := func(err error) {
+		if err != nil {
+			w.failed(scope, err)
+		} else {
+			w.served(scope)
+		}
+	}
+	return cache.ToListWatcherWithWatchListSemantics(&cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			selector(&o)
+			list, err := resource.List(withRefusalNote(ctx, refused), o)
+			note(err)
+			return list, err
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			selector(&o)
+			watcher, err := resource.Watch(withRefusalNote(ctx, refused), o)
+			note(err)
+			return watcher, err
+		},
+	}, client)
+}
+
 // unhealthy says, for each target not Current, why: kstatus's status and
 // message, not found, or its watch's error.
 func (w *healthWatch) unhealthy(targets []healthTarget) []string {
@@ -409,11 +449,11 @@ func (w *healthWatch) unhealthy(targets []healthTarget) []string {
 }
 
 func (w *healthWatch) judge(scope watchScope, t healthTarget) string {
+	w.mu.Lock()
+	watchErr := w.errors[scope]
+	w.mu.Unlock()
 	obj, exists, _ := w.stores[scope].GetByKey(w.keyOf[t])
 	if !exists {
-		w.mu.Lock()
-		watchErr := w.errors[scope]
-		w.mu.Unlock()
 		why := "not found"
 		if watchErr != "" {
 			why = "cannot watch: " + watchErr
@@ -438,7 +478,12 @@ func (w *healthWatch) judge(scope watchScope, t healthTarget) string {
 		return ""
 	}
 	// The message quotes the object's status, which its writer chose.
-	return brief(fmt.Sprintf("%s: %s: %s", t, result.Status, result.Message))
+	why := brief(fmt.Sprintf("%s: %s: %s", t, result.Status, result.Message))
+	if watchErr != "" {
+		// What was seen may be stale: say why no change is coming.
+		why += " (cannot watch: " + watchErr + ")"
+	}
+	return why
 }
 
 // reportHealth writes the wait's outcome, unless a newer commit was synced

@@ -12,6 +12,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	clientset "github.com/falsesystems/alumiini/pkg/generated/clientset/versioned"
+	"github.com/falsesystems/alumiini/test/gitserver"
 )
 
 // TestWatchesPerRequesterAreCapped: through kube-apiserver, a requester
@@ -82,6 +83,7 @@ subjects:
 	} else {
 		w.Stop()
 	}
+	healthWaitSaysItsWatchIsRefused(t, namespace)
 	// alumiini's own identity (learned from kube-apiserver at start) is not
 	// counted: its health waits watch the GitRepositories it applied.
 	const own = "system:serviceaccount:alumiini-system:alumiini"
@@ -102,4 +104,32 @@ subjects:
 		held = append(held, w)
 		return ""
 	})
+}
+
+// healthWaitSaysItsWatchIsRefused: a health wait applying as one of
+// namespace's ServiceAccounts, whose watches are at the cap, times out naming
+// the refused watch, not "not found" (client-go retries a refused watch
+// without reporting it).
+func healthWaitSaysItsWatchIsRefused(t *testing.T, namespace string) {
+	t.Helper()
+	kubectlInput(t, "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: deployer\n  namespace: "+namespace+"\n", "apply", "-f", "-")
+	grantConfigMaps(t, namespace, namespace, "deployer")
+	pushRepository(t, namespace, map[string]gitserver.File{"deploy/cm.yaml": {Content: configMapV1}})
+	const checks = "  healthChecks: [{apiVersion: alumiini.false.systems/v1alpha1, kind: GitRepository, name: elsewhere}]\n"
+	kubectlInput(t, gitRepository("refused", namespace, namespace,
+		"  serviceAccountName: deployer\n  wait: true\n  healthTimeout: 4s\n"+checks), "apply", "-n", namespace, "-f", "-")
+	defer kubectl(t, "delete", "gitrepository", "refused", "-n", namespace, "--timeout=60s")
+	message := ""
+	eventually(t, 60*time.Second, func() string {
+		message = kubectl(t, "get", "gitrepository", "refused", "-n", namespace, "-o",
+			`jsonpath={.status.conditions[?(@.type=="Healthy")].reason}: {.status.conditions[?(@.type=="Healthy")].message}`)
+		if !strings.HasPrefix(message, "HealthTimeout") {
+			return "Healthy: " + message
+		}
+		return ""
+	})
+	if !strings.Contains(message, "GitRepository "+namespace+"/elsewhere: cannot watch") || !strings.Contains(message, "already have 100 watches") {
+		t.Errorf("a wait whose watch is refused: %q, want it to name the refused watch", message)
+	}
+	t.Logf("a wait whose watch is refused ends: %s", message)
 }
