@@ -62,6 +62,29 @@ type phase struct {
 	// OwnAPIPerGitRepository: requests alumiini's API served (the bench's
 	// creates and watch, alumiini's status writes), by verb.
 	OwnAPIPerGitRepository map[string]float64 `json:"ownAPIPerGitRepository,omitempty"`
+	// LastCreateSeconds: when the bench's last create was answered, from
+	// the phase's start; CreateToReady: for each GitRepository, from its
+	// create's answer to its first Ready the bench's watch saw. Together
+	// they tell creating from syncing, and a slow tail from a slow middle.
+	LastCreateSeconds float64 `json:"lastCreateSeconds,omitempty"`
+	CreateToReady     *spread `json:"createToReadySeconds,omitempty"`
+}
+
+// spread is a distribution of durations, in seconds.
+type spread struct {
+	P50 float64 `json:"p50"`
+	P90 float64 `json:"p90"`
+	Max float64 `json:"max"`
+}
+
+func spreadOf(durations []time.Duration) *spread {
+	if len(durations) == 0 {
+		return nil
+	}
+	sorted := append([]time.Duration(nil), durations...)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i] < sorted[j] })
+	at := func(q float64) float64 { return sorted[int(q*float64(len(sorted)-1))].Seconds() }
+	return &spread{P50: at(0.5), P90: at(0.9), Max: at(1)}
 }
 
 type memory struct {
@@ -125,6 +148,10 @@ func (r *result) print(w io.Writer) {
 	p("N=%d GitRepositories over %d git URLs, %d objects%s", r.N, r.GitURLs, r.Objects, envNote(r.AlumiiniEnv, r.AlumiiniArgs))
 	p("  %-34s %10s %10s", "", "kubectl", "alumiini")
 	p("  %-34s %9.2fs %9.2fs   alumiini ÷ kubectl %.2f", "create → all applied/Ready", r.Kubectl.Seconds, r.Alumiini.Seconds, r.RatioToKubectl)
+	if c := r.Alumiini.CreateToReady; c != nil {
+		p("  %-34s %10s %9.2fs   each create's answer → its Ready: median %.2fs, 90%% %.2fs, most %.2fs", "last create answered", "",
+			r.Alumiini.LastCreateSeconds, c.P50, c.P90, c.Max)
+	}
 	p("  %-34s %9.2fs %10s   alumiini ÷ (dry-run + apply) %.2f", "kubectl --dry-run=server alone", r.KubectlDryRunSeconds, "",
 		r.RatioToKubectlDryRunAndApply)
 	p("  %-34s %10.2f %10s", "CPU-s the 8 kubectl processes", r.Kubectl.CPUSeconds["kubectl"], "—")

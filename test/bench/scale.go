@@ -332,15 +332,33 @@ func (b *bench) syncPhase(ctx context.Context) error {
 	} else {
 		profiled <- nil
 	}
+	var (
+		mu               sync.Mutex
+		created, readyAt = map[string]time.Time{}, map[string]time.Time{}
+	)
 	start := time.Now()
-	ready := b.watchUntil(ctx, b.n, func(repo *v1alpha1.GitRepository) bool { return isReady(repo) })
+	ready := b.watchUntil(ctx, b.n, func(repo *v1alpha1.GitRepository) bool {
+		if !isReady(repo) {
+			return false
+		}
+		mu.Lock()
+		if _, seen := readyAt[repo.Name]; !seen {
+			readyAt[repo.Name] = time.Now()
+		}
+		mu.Unlock()
+		return true
+	})
 	if err := parallel(b.n, 16, func(i int) error {
 		repo, path := b.repoOf(i)
+		name := fmt.Sprintf("bench-%05d", i)
 		_, err := b.client.AlumiiniV1alpha1().GitRepositories("default").Create(ctx, &v1alpha1.GitRepository{
-			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("bench-%05d", i), Namespace: "default"},
-			Spec: v1alpha1.GitRepositorySpec{URL: b.repoURL(repo), Path: path, TargetNamespace: fmt.Sprintf("bench-%05d", i),
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"},
+			Spec: v1alpha1.GitRepositorySpec{URL: b.repoURL(repo), Path: path, TargetNamespace: name,
 				Interval: b.opts.interval.String()},
 		}, metav1.CreateOptions{})
+		mu.Lock()
+		created[name] = time.Now()
+		mu.Unlock()
 		return err
 	}); err != nil {
 		return err
@@ -349,6 +367,7 @@ func (b *bench) syncPhase(ctx context.Context) error {
 		return err
 	}
 	b.r.Alumiini.Seconds = time.Since(start).Seconds()
+	b.r.Alumiini.LastCreateSeconds, b.r.Alumiini.CreateToReady = createToReady(start, created, readyAt)
 	fmt.Fprintf(os.Stderr, "N=%d: alumiini %.1fs\n", b.n, b.r.Alumiini.Seconds)
 	b.r.RatioToKubectl = b.r.Alumiini.Seconds / b.r.Kubectl.Seconds
 	b.r.RatioToKubectlDryRunAndApply = b.r.Alumiini.Seconds / (b.r.Kubectl.Seconds + b.r.KubectlDryRunSeconds)
@@ -502,6 +521,21 @@ func (b *bench) pushPhase(ctx context.Context) error {
 	}
 	b.r.Push = push{GitRepositories: len(names), Seconds: time.Since(start).Seconds()}
 	return nil
+}
+
+// createToReady: when the last create was answered, from start, and how
+// long each GitRepository took from its create's answer to its Ready (0 when
+// the watch saw it Ready first).
+func createToReady(start time.Time, created, readyAt map[string]time.Time) (float64, *spread) {
+	var last time.Time
+	var took []time.Duration
+	for name, at := range created {
+		if at.After(last) {
+			last = at
+		}
+		took = append(took, max(0, readyAt[name].Sub(at)))
+	}
+	return last.Sub(start).Seconds(), spreadOf(took)
 }
 
 func isReady(repo *v1alpha1.GitRepository) bool {
