@@ -40,7 +40,7 @@ var fixes = map[string]string{
 	ReasonWorkerCrashed:            "report it as an alumiini issue with the panic's stack from alumiini's log (-v=4); the worker restarts after the restart period",
 	ReasonDependencyCycle:          "remove one of the spec.dependsOn entries of the cycle named",
 	ReasonDependencyNotReady:       "see the dependency named; this GitRepository syncs as soon as it is Ready",
-	ReasonHealthTimeout:            "look at the objects named (kubectl describe); \"cannot watch\" means the identity applying may not list and watch that kind, or was refused (429: too many watches); else raise spec.healthTimeout",
+	ReasonHealthTimeout:            "look at the objects named (kubectl describe); \"cannot watch\" means the identity applying may not list and watch that kind, or was refused (429: too many watches, or the API server throttling); else raise spec.healthTimeout",
 	ReasonRolloutFailed:            "see the Rollout's own status; the next commit is followed anew",
 	ReasonRolledBack:               "see why the Rollout rolled back (its decisions); push a fixed commit",
 	ReasonRolloutPaused:            "promote or resume the Rollout, or raise spec.healthTimeout",

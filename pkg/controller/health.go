@@ -9,6 +9,7 @@ import (
 	"time"
 
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -273,7 +274,7 @@ func (r *Reconciler) waitForHealth(ctx context.Context, repo *v1alpha1.GitReposi
 		informer := cache.NewSharedIndexInformer(w.listWatch(applier.Client, scope, selector),
 			&unstructured.Unstructured{}, 0, cache.Indexers{})
 		_ = informer.SetTransform(shrinkForHealth)
-		_ = informer.SetWatchErrorHandlerWithContext(func(_ context.Context, _ *cache.Reflector, err error) { w.failed(scope, err) })
+		_ = informer.SetWatchErrorHandlerWithContext(func(ctx context.Context, _ *cache.Reflector, err error) { w.failed(ctx, scope, err) })
 		_, _ = informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
 			AddFunc:    func(any) { w.notify() },
 			UpdateFunc: func(any, any) { w.notify() },
@@ -389,13 +390,25 @@ func (w *healthWatch) notify() {
 	}
 }
 
-func (w *healthWatch) failed(scope watchScope, err error) {
+// failed keeps err as scope's last list or watch error, unless it came of
+// the wait's end (ctx done), which would hide the error it ended with.
+func (w *healthWatch) failed(ctx context.Context, scope watchScope, err error) {
+	if ctx.Err() != nil {
+		return
+	}
+	// A server's error text, bounded: judge repeats it for each target.
+	why := shorten(err.Error(), maxWatchErrorBytes, "…")
 	w.mu.Lock()
-	w.errors[scope] = err.Error()
+	w.errors[scope] = why
 	w.mu.Unlock()
 	w.notify()
 }
 
+// maxWatchErrorBytes bounds the error kept for each watch.
+const maxWatchErrorBytes = 512
+
+// served forgets scope's error once a list or watch of it is answered: what
+// its store shows is current again.
 func (w *healthWatch) served(scope watchScope) {
 	w.mu.Lock()
 	delete(w.errors, scope)
@@ -407,28 +420,35 @@ func (w *healthWatch) served(scope watchScope) {
 // withRefusalNote's note). client-go retries a refused watch (429, as
 // alumiini's API answers a user at its watch cap) without reporting it, so
 // without the note a wait whose watch never started would say its targets
-// were "not found".
+// were "not found". It does what dynamicinformer's list-watch does, which
+// gives its option tweak no context to carry the note.
 func (w *healthWatch) listWatch(client dynamic.Interface, scope watchScope, selector func(*metav1.ListOptions)) cache.ListerWatcher {
 	resource := client.Resource(scope.resource).Namespace(scope.namespace)
-	refused := func(err error) { w.failed(scope, err) }
-	note := func(err error) {
-		if err != nil {
-			w.failed(scope, err)
-		} else {
+	refusalNote := func(ctx context.Context) context.Context {
+		return withRefusalNote(ctx, func(err error) { w.failed(ctx, scope, err) })
+	}
+	// outcome records how a call ended. The watch error handler never hears
+	// of a failed watch (a reflector retries it): this does. A 429 that
+	// client-go gave up retrying was noted, with its label, as it came.
+	outcome := func(ctx context.Context, err error) {
+		switch {
+		case err == nil:
 			w.served(scope)
+		case !apierrors.IsTooManyRequests(err):
+			w.failed(ctx, scope, err)
 		}
 	}
 	return cache.ToListWatcherWithWatchListSemantics(&cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
 			selector(&o)
-			list, err := resource.List(withRefusalNote(ctx, refused), o)
-			note(err)
+			list, err := resource.List(refusalNote(ctx), o)
+			outcome(ctx, err)
 			return list, err
 		},
 		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
 			selector(&o)
-			watcher, err := resource.Watch(withRefusalNote(ctx, refused), o)
-			note(err)
+			watcher, err := resource.Watch(refusalNote(ctx), o)
+			outcome(ctx, err)
 			return watcher, err
 		},
 	}, client)

@@ -83,7 +83,7 @@ subjects:
 	} else {
 		w.Stop()
 	}
-	healthWaitSaysItsWatchIsRefused(t, namespace)
+	healthWaitSaysItsWatchIsRefused(t, namespace) // while the namespace's 100 watches are held
 	// alumiini's own identity (learned from kube-apiserver at start) is not
 	// counted: its health waits watch the GitRepositories it applied.
 	const own = "system:serviceaccount:alumiini-system:alumiini"
