@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"io"
+	"math"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -77,14 +79,17 @@ type spread struct {
 	Max float64 `json:"max"`
 }
 
+// spreadOf ranks as test/bench/latency does (nearest rank: the smallest
+// sample with at least p% of them at or below it).
 func spreadOf(durations []time.Duration) *spread {
 	if len(durations) == 0 {
 		return nil
 	}
-	sorted := append([]time.Duration(nil), durations...)
-	sort.Slice(sorted, func(i, j int) bool { return sorted[i] < sorted[j] })
-	at := func(q float64) float64 { return sorted[int(q*float64(len(sorted)-1))].Seconds() }
-	return &spread{P50: at(0.5), P90: at(0.9), Max: at(1)}
+	sorted := slices.Sorted(slices.Values(durations))
+	rank := func(p float64) float64 {
+		return sorted[max(int(math.Ceil(p/100*float64(len(sorted))))-1, 0)].Seconds()
+	}
+	return &spread{P50: rank(50), P90: rank(90), Max: sorted[len(sorted)-1].Seconds()}
 }
 
 type memory struct {
@@ -149,8 +154,8 @@ func (r *result) print(w io.Writer) {
 	p("  %-34s %10s %10s", "", "kubectl", "alumiini")
 	p("  %-34s %9.2fs %9.2fs   alumiini ÷ kubectl %.2f", "create → all applied/Ready", r.Kubectl.Seconds, r.Alumiini.Seconds, r.RatioToKubectl)
 	if c := r.Alumiini.CreateToReady; c != nil {
-		p("  %-34s %10s %9.2fs   each create's answer → its Ready: median %.2fs, 90%% %.2fs, most %.2fs", "last create answered", "",
-			r.Alumiini.LastCreateSeconds, c.P50, c.P90, c.Max)
+		p("  %-34s %10s %9.2fs", "  of it, until the last create's answer", "—", r.Alumiini.LastCreateSeconds)
+		p("  %-34s %10s %10s   p50 %.2fs, p90 %.2fs, max %.2fs", "  each create's answer → its Ready", "—", "", c.P50, c.P90, c.Max)
 	}
 	p("  %-34s %9.2fs %10s   alumiini ÷ (dry-run + apply) %.2f", "kubectl --dry-run=server alone", r.KubectlDryRunSeconds, "",
 		r.RatioToKubectlDryRunAndApply)

@@ -356,10 +356,13 @@ func (b *bench) syncPhase(ctx context.Context) error {
 			Spec: v1alpha1.GitRepositorySpec{URL: b.repoURL(repo), Path: path, TargetNamespace: name,
 				Interval: b.opts.interval.String()},
 		}, metav1.CreateOptions{})
+		if err != nil {
+			return err
+		}
 		mu.Lock()
 		created[name] = time.Now()
 		mu.Unlock()
-		return err
+		return nil
 	}); err != nil {
 		return err
 	}
@@ -525,7 +528,7 @@ func (b *bench) pushPhase(ctx context.Context) error {
 
 // createToReady: when the last create was answered, from start, and how
 // long each GitRepository took from its create's answer to its Ready (0 when
-// the watch saw it Ready first).
+// the watch saw it Ready first). Called once every one is Ready.
 func createToReady(start time.Time, created, readyAt map[string]time.Time) (float64, *spread) {
 	var last time.Time
 	var took []time.Duration
@@ -533,7 +536,9 @@ func createToReady(start time.Time, created, readyAt map[string]time.Time) (floa
 		if at.After(last) {
 			last = at
 		}
-		took = append(took, max(0, readyAt[name].Sub(at)))
+		if ready, ok := readyAt[name]; ok {
+			took = append(took, max(0, ready.Sub(at)))
+		}
 	}
 	return last.Sub(start).Seconds(), spreadOf(took)
 }
