@@ -42,6 +42,11 @@ type Options struct {
 	// at once, so one tenant's slow servers cannot hold every fetch slot.
 	// The default is a quarter of MaxConcurrentFetches, at least 1.
 	MaxConcurrentFetchesPerTenant int
+	// MaxConcurrentListings bounds ref listings across all repositories:
+	// each may hold up to 16 MiB of a server's ref advertisement. Half of
+	// them may be one Source.Tenant's at once (at least 1), so one tenant's
+	// slow or huge listings leave the other half to everyone else.
+	MaxConcurrentListings int
 	// FetchRetries is how often a fetch cut off by the network is retried,
 	// with exponential backoff, before the error is returned.
 	FetchRetries int
@@ -71,11 +76,14 @@ const (
 	DefaultMaxBytes             = 2 << 30
 	DefaultListingTTL           = 2 * time.Second
 	DefaultMaxConcurrentFetches = 4
-	DefaultFetchRetries         = 3
-	DefaultMaxFetchBytes        = 256 << 20
-	DefaultLowSpeedBytes        = 1 << 10
-	DefaultLowSpeedTime         = 30 * time.Second
-	DefaultMinFreeBytes         = 512 << 20
+	// DefaultMaxConcurrentListings: a listing is one round trip of refs,
+	// far lighter than a fetch; polls of many URLs list at once.
+	DefaultMaxConcurrentListings = 16
+	DefaultFetchRetries          = 3
+	DefaultMaxFetchBytes         = 256 << 20
+	DefaultLowSpeedBytes         = 1 << 10
+	DefaultLowSpeedTime          = 30 * time.Second
+	DefaultMinFreeBytes          = 512 << 20
 )
 
 func (o Options) withDefaults() Options {
@@ -87,6 +95,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxConcurrentFetches == 0 {
 		o.MaxConcurrentFetches = DefaultMaxConcurrentFetches
+	}
+	if o.MaxConcurrentListings == 0 {
+		o.MaxConcurrentListings = DefaultMaxConcurrentListings
 	}
 	if o.MaxConcurrentFetchesPerTenant == 0 {
 		o.MaxConcurrentFetchesPerTenant = max(1, o.MaxConcurrentFetches/4)
@@ -160,6 +171,8 @@ type Cache struct {
 	opts  Options
 	work  sharedWork
 	slots *slots.Slots
+	// listingSlots bound ref listings, fairly between tenants.
+	listingSlots *slots.Slots
 	// objects is one object cache for all stores: objects are named by their
 	// hash, so sharing is safe, and memory stays bounded however many
 	// repositories there are.
@@ -208,12 +221,13 @@ func NewCache(opts Options) (*Cache, error) {
 		return nil, fmt.Errorf("creating the git cache directory %s: %w", opts.Dir, err)
 	}
 	c := &Cache{
-		opts:      opts,
-		objects:   cache.NewObjectLRU(32 * cache.MiByte),
-		slots:     slots.New(opts.MaxConcurrentFetches, opts.MaxConcurrentFetchesPerTenant),
-		stores:    map[string]*store{},
-		listings:  map[string]listing{},
-		refreshes: map[string]refresh{},
+		opts:         opts,
+		objects:      cache.NewObjectLRU(32 * cache.MiByte),
+		slots:        slots.New(opts.MaxConcurrentFetches, opts.MaxConcurrentFetchesPerTenant),
+		listingSlots: slots.New(opts.MaxConcurrentListings, max(1, opts.MaxConcurrentListings/2)),
+		stores:       map[string]*store{},
+		listings:     map[string]listing{},
+		refreshes:    map[string]refresh{},
 	}
 	entries, err := os.ReadDir(opts.Dir)
 	if err != nil {
@@ -293,10 +307,17 @@ func (c *Cache) listRefs(ctx context.Context, src Source) (map[plumbing.Referenc
 	if ok && time.Since(cached.at) < c.opts.ListingTTL {
 		return cached.refs, nil
 	}
-	// Callers on one URL share the listing; each waits for it only as long
-	// as its own context allows.
-	shareKey := fmt.Sprintf("list/%s/%d", key, generation)
+	// One tenant's callers on one URL share the listing; each waits for it
+	// only as long as its own context allows. Tenants list apart, each in
+	// its own listing slot, so nobody waits on another tenant's slots; the
+	// listing's answer then serves every tenant until ListingTTL.
+	shareKey := fmt.Sprintf("list/%s/%s/%d", key, src.Tenant, generation)
 	v, err := c.shared(ctx, shareKey, "listing refs of "+redact(src.URL), func(ctx context.Context) (any, error) {
+		release, err := c.listingSlots.Acquire(ctx, src.Tenant)
+		if err != nil {
+			return nil, classify(err, "waiting to list refs of "+redact(src.URL))
+		}
+		defer release()
 		started := time.Now()
 		auth, err := src.Auth.method(src.URL)
 		if err != nil {

@@ -419,6 +419,85 @@ func TestOneTenantCannotTakeEveryFetchSlot(t *testing.T) {
 	}
 }
 
+// TestOneTenantCannotTakeEveryListingSlot: a tenant whose servers never
+// answer a ref listing holds at most half of the listing slots (each
+// listing may hold 16 MiB of refs); another tenant's listing still runs,
+// and the tenant's slots are free again once its callers give up.
+func TestOneTenantCannotTakeEveryListingSlot(t *testing.T) {
+	s := newServer(t, gitserver.Options{})
+	for _, repo := range []string{"a1", "a2", "a3", "a4", "b"} {
+		commit(t, s, repo, manifests)
+	}
+	var stalled, most atomic.Int32
+	slow := proxyTo(t, s, func(w http.ResponseWriter, r *http.Request) bool {
+		if !strings.HasSuffix(r.URL.Path, "/info/refs") {
+			return false
+		}
+		n := stalled.Add(1)
+		for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+		}
+		<-r.Context().Done()
+		stalled.Add(-1)
+		return true
+	})
+	c := newCache(t, Options{MaxConcurrentListings: 4, LowSpeedTime: -1})
+
+	listing := func(ctx context.Context, base, repo, tenant string) error {
+		_, err := c.Latest(ctx, Source{URL: base + "/" + repo + ".git", Branch: "main", Tenant: tenant})
+		return err
+	}
+	ctxs := map[string]context.CancelFunc{}
+	var wg sync.WaitGroup
+	for _, repo := range []string{"a1", "a2", "a3", "a4"} {
+		ctx, cancel := context.WithCancel(context.Background())
+		ctxs[repo] = cancel
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = listing(ctx, slow.URL, repo, "a")
+		}()
+	}
+	defer func() {
+		for _, cancel := range ctxs {
+			cancel()
+		}
+		wg.Wait()
+	}()
+	waitFor := func(want int32) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for stalled.Load() != want && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if got := stalled.Load(); got != want {
+			t.Fatalf("%d of tenant a's listings at its server, want %d", got, want)
+		}
+	}
+	waitFor(2)
+	time.Sleep(200 * time.Millisecond) // a third would have reached the server by now
+
+	ctxB, cancelB := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancelB()
+	if err := listing(ctxB, s.BaseURL(), "b", "b"); err != nil {
+		t.Fatalf("tenant b's listing while tenant a's server stalls: %v", err)
+	}
+	if got := most.Load(); got != 2 {
+		t.Errorf("tenant a held %d listing slots at once, want 2 (half of 4)", got)
+	}
+	// Once a's callers give up, their slots are free again.
+	for repo, cancel := range ctxs {
+		cancel()
+		delete(ctxs, repo)
+	}
+	wg.Wait()
+	waitFor(0)
+	ctxA, cancelA := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancelA()
+	if err := listing(ctxA, s.BaseURL(), "a1", "a"); err != nil {
+		t.Fatalf("tenant a's listing once its stalled ones ended: %v", err)
+	}
+}
+
 func TestPinnedCommitFallbackIsBounded(t *testing.T) {
 	s := newServer(t, gitserver.Options{})
 	commit(t, s, "small", manifests)

@@ -42,6 +42,9 @@ type ControllerOptions struct {
 	// MaxConcurrentFetchesPerNamespace keeps one namespace's slow servers
 	// from holding every fetch slot.
 	MaxConcurrentFetchesPerNamespace int
+	// MaxConcurrentListings bounds ref listings at once, half of them one
+	// namespace's.
+	MaxConcurrentListings            int
 	MaxFetchBytes                    int64
 	GitLowSpeedBytes                 int64
 	GitLowSpeedTime                  time.Duration
@@ -81,15 +84,16 @@ const DefaultGitCacheDir = "/var/lib/alumiini/git"
 
 func newControllerOptions() ControllerOptions {
 	return ControllerOptions{
-		Enabled:              true,
-		GitCacheDir:          DefaultGitCacheDir,
-		GitCacheMaxBytes:     git.DefaultMaxBytes,
-		MaxConcurrentFetches: git.DefaultMaxConcurrentFetches,
-		MaxFetchBytes:        git.DefaultMaxFetchBytes,
-		GitLowSpeedBytes:     git.DefaultLowSpeedBytes,
-		GitLowSpeedTime:      git.DefaultLowSpeedTime,
-		GitCacheMinFreeBytes: git.DefaultMinFreeBytes,
-		MaxConcurrentApplies: 16,
+		Enabled:               true,
+		GitCacheDir:           DefaultGitCacheDir,
+		GitCacheMaxBytes:      git.DefaultMaxBytes,
+		MaxConcurrentFetches:  git.DefaultMaxConcurrentFetches,
+		MaxConcurrentListings: git.DefaultMaxConcurrentListings,
+		MaxFetchBytes:         git.DefaultMaxFetchBytes,
+		GitLowSpeedBytes:      git.DefaultLowSpeedBytes,
+		GitLowSpeedTime:       git.DefaultLowSpeedTime,
+		GitCacheMinFreeBytes:  git.DefaultMinFreeBytes,
+		MaxConcurrentApplies:  16,
 		// High on purpose: kube-apiserver's priority and fairness protects it;
 		// a low client limit only makes pushes wait (Flux's 50 QPS is why it
 		// needs seconds for what takes us a fraction).
@@ -113,6 +117,8 @@ func (o *ControllerOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&o.MaxConcurrentFetches, "max-concurrent-fetches", o.MaxConcurrentFetches, "Git fetches running at once, across all GitRepositories.")
 	fs.IntVar(&o.MaxConcurrentFetchesPerNamespace, "max-concurrent-fetches-per-namespace", o.MaxConcurrentFetchesPerNamespace,
 		"Fetch slots the GitRepositories of one namespace may hold at once (0: a quarter of --max-concurrent-fetches, at least 1).")
+	fs.IntVar(&o.MaxConcurrentListings, "max-concurrent-listings", o.MaxConcurrentListings,
+		"Git ref listings running at once, across all GitRepositories; the GitRepositories of one namespace may hold half of them.")
 	fs.Int64Var(&o.MaxFetchBytes, "max-fetch-bytes", o.MaxFetchBytes, "Most bytes one git fetch or ref listing may receive, over HTTP or SSH.")
 	fs.Int64Var(&o.GitLowSpeedBytes, "git-low-speed-bytes", o.GitLowSpeedBytes, "A git transfer receiving fewer bytes than this in --git-low-speed-time is stopped as stalled (0: the default).")
 	fs.DurationVar(&o.GitLowSpeedTime, "git-low-speed-time", o.GitLowSpeedTime, "Window of --git-low-speed-bytes (0: the default; negative: no stall check).")
@@ -159,6 +165,7 @@ func (o *ControllerOptions) Validate() []error {
 		errs = append(errs, fmt.Errorf("--git-cache-dir must not be empty"))
 	}
 	for name, v := range map[string]int{"--max-concurrent-fetches": o.MaxConcurrentFetches, "--max-concurrent-applies": o.MaxConcurrentApplies,
+		"--max-concurrent-listings":  o.MaxConcurrentListings,
 		"--worker-restart-intensity": o.RestartIntensity, "--max-objects": o.MaxObjects, "--max-manifest-files": o.Limits.MaxFiles, "--max-manifest-depth": o.Limits.MaxDepth,
 		"--max-manifest-entries": o.Limits.MaxEntries} {
 		if v < 1 {
@@ -242,7 +249,8 @@ func (o *Options) addController(server *apiserver.Server) error {
 	target.DisableCompression = true
 	cache, err := git.NewCache(git.Options{Dir: co.GitCacheDir, MaxBytes: co.GitCacheMaxBytes,
 		MaxConcurrentFetches: co.MaxConcurrentFetches, MaxConcurrentFetchesPerTenant: co.MaxConcurrentFetchesPerNamespace,
-		MaxFetchBytes: co.MaxFetchBytes, LowSpeedBytes: co.GitLowSpeedBytes, LowSpeedTime: co.GitLowSpeedTime,
+		MaxConcurrentListings: co.MaxConcurrentListings,
+		MaxFetchBytes:         co.MaxFetchBytes, LowSpeedBytes: co.GitLowSpeedBytes, LowSpeedTime: co.GitLowSpeedTime,
 		MinFreeBytes: co.GitCacheMinFreeBytes, Limits: co.Limits})
 	if err != nil {
 		return err

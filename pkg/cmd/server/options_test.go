@@ -29,3 +29,15 @@ func TestAWatchCapUnderOneIsRefused(t *testing.T) {
 		t.Errorf("%v, want an error saying %q", err, want)
 	}
 }
+
+// TestAListingCapUnderOneIsRefused: the error names the flag; the default
+// passes.
+func TestAListingCapUnderOneIsRefused(t *testing.T) {
+	err := validateArgs(t, "--max-concurrent-listings=0")
+	if want := "--max-concurrent-listings must be at least 1, got 0"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("%v, want an error saying %q", err, want)
+	}
+	if err := validateArgs(t); err != nil && strings.Contains(err.Error(), "--max-concurrent-listings") {
+		t.Errorf("the default: %v", err)
+	}
+}
