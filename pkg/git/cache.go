@@ -43,10 +43,16 @@ type Options struct {
 	// The default is a quarter of MaxConcurrentFetches, at least 1.
 	MaxConcurrentFetchesPerTenant int
 	// MaxConcurrentListings bounds ref listings across all repositories:
-	// each may hold up to 16 MiB of a server's ref advertisement. Half of
-	// them may be one Source.Tenant's at once (at least 1), so one tenant's
-	// slow or huge listings leave the other half to everyone else.
+	// each reads up to 16 MiB of a server's ref advertisement, and parsing
+	// that takes several times as much heap.
 	MaxConcurrentListings int
+	// MaxConcurrentListingsPerTenant bounds the listings of one
+	// Source.Tenant at once, so one tenant's slow or huge listings leave
+	// slots to the others. The default is half of MaxConcurrentListings (at
+	// least 1), not a quarter as for fetches: a listing is one short round
+	// trip, and an install with every GitRepository in one namespace polls
+	// all its URLs through that namespace's share.
+	MaxConcurrentListingsPerTenant int
 	// FetchRetries is how often a fetch cut off by the network is retried,
 	// with exponential backoff, before the error is returned.
 	FetchRetries int
@@ -77,8 +83,9 @@ const (
 	DefaultListingTTL           = 2 * time.Second
 	DefaultMaxConcurrentFetches = 4
 	// DefaultMaxConcurrentListings: a listing is one round trip of refs,
-	// far lighter than a fetch; polls of many URLs list at once.
-	DefaultMaxConcurrentListings = 16
+	// far lighter than a fetch, but a hostile server's 16 MiB advertisement
+	// took about 140 MiB of heap to parse: 8 of them about 1.1 GiB.
+	DefaultMaxConcurrentListings = 8
 	DefaultFetchRetries          = 3
 	DefaultMaxFetchBytes         = 256 << 20
 	DefaultLowSpeedBytes         = 1 << 10
@@ -99,6 +106,10 @@ func (o Options) withDefaults() Options {
 	if o.MaxConcurrentListings == 0 {
 		o.MaxConcurrentListings = DefaultMaxConcurrentListings
 	}
+	if o.MaxConcurrentListingsPerTenant == 0 {
+		o.MaxConcurrentListingsPerTenant = max(1, o.MaxConcurrentListings/2)
+	}
+	o.MaxConcurrentListingsPerTenant = min(o.MaxConcurrentListingsPerTenant, o.MaxConcurrentListings)
 	if o.MaxConcurrentFetchesPerTenant == 0 {
 		o.MaxConcurrentFetchesPerTenant = max(1, o.MaxConcurrentFetches/4)
 	}
@@ -129,9 +140,9 @@ type Source struct {
 	Tag    string
 	Commit string
 	Auth   *Auth
-	// Tenant is whose fetch this is (the GitRepository's namespace): fetch
-	// slots are shared fairly between tenants. Sources without one share
-	// the slots of the tenant "".
+	// Tenant is whose listing or fetch this is (the GitRepository's
+	// namespace): listing and fetch slots are shared fairly between tenants.
+	// Sources without one share the slots of the tenant "".
 	Tenant string
 }
 
@@ -224,7 +235,7 @@ func NewCache(opts Options) (*Cache, error) {
 		opts:         opts,
 		objects:      cache.NewObjectLRU(32 * cache.MiByte),
 		slots:        slots.New(opts.MaxConcurrentFetches, opts.MaxConcurrentFetchesPerTenant),
-		listingSlots: slots.New(opts.MaxConcurrentListings, max(1, opts.MaxConcurrentListings/2)),
+		listingSlots: slots.New(opts.MaxConcurrentListings, opts.MaxConcurrentListingsPerTenant),
 		stores:       map[string]*store{},
 		listings:     map[string]listing{},
 		refreshes:    map[string]refresh{},
@@ -245,8 +256,8 @@ func NewCache(opts Options) (*Cache, error) {
 }
 
 // Latest returns the commit the source's ref points at now. It costs one ref
-// listing, shared by every source on the same URL within ListingTTL, and no
-// fetch. A pinned commit is returned without asking the remote at all.
+// listing, whose answer serves every source on the same URL and credentials
+// within ListingTTL, and no fetch. A pinned commit is returned without asking the remote at all.
 func (c *Cache) Latest(ctx context.Context, src Source) (string, error) {
 	if src.Commit != "" {
 		return src.Commit, nil
@@ -276,9 +287,7 @@ func (c *Cache) Latest(ctx context.Context, src Source) (string, error) {
 // the remote: for an explicit sync request, which must see a push made a
 // moment ago.
 func (c *Cache) Forget(src Source) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	delete(c.listings, src.key())
+	c.Refresh(src, time.Now())
 }
 
 // Refresh makes the next Latest of src's URL see every push made until
@@ -313,9 +322,11 @@ func (c *Cache) listRefs(ctx context.Context, src Source) (map[plumbing.Referenc
 	// listing's answer then serves every tenant until ListingTTL.
 	shareKey := fmt.Sprintf("list/%s/%s/%d", key, src.Tenant, generation)
 	v, err := c.shared(ctx, shareKey, "listing refs of "+redact(src.URL), func(ctx context.Context) (any, error) {
+		waiting := time.Now()
 		release, err := c.listingSlots.Acquire(ctx, src.Tenant)
+		listingSlotWait.Observe(time.Since(waiting).Seconds())
 		if err != nil {
-			return nil, classify(err, "waiting to list refs of "+redact(src.URL))
+			return nil, classify(err, "waiting for a listing slot (--max-concurrent-listings) to list refs of "+redact(src.URL))
 		}
 		defer release()
 		started := time.Now()
@@ -336,17 +347,34 @@ func (c *Cache) listRefs(ctx context.Context, src Source) (map[plumbing.Referenc
 				refs[ref.Name()] = ref.Hash()
 			}
 		}
-		c.mu.Lock()
-		if c.refreshes[key].generation == generation {
-			c.listings[key] = listing{refs: refs, at: started}
-		}
-		c.mu.Unlock()
+		c.keepListing(key, generation, listing{refs: refs, at: started})
 		return refs, nil
 	})
 	if err != nil {
 		return nil, err
 	}
 	return v.(map[plumbing.ReferenceName]plumbing.Hash), nil
+}
+
+// keepListing caches l as key's listing unless a push made it stale
+// (generation) or a listing started later is cached already (tenants list
+// apart, so listings of one key may end out of order). It drops the listings
+// past ListingTTL: each may hold many MiB of refs, and nothing reads them.
+func (c *Cache) keepListing(key string, generation int, l listing) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k, old := range c.listings {
+		if time.Since(old.at) >= c.opts.ListingTTL {
+			delete(c.listings, k)
+		}
+	}
+	if c.refreshes[key].generation != generation {
+		return
+	}
+	if cached, ok := c.listings[key]; ok && cached.at.After(l.at) {
+		return
+	}
+	c.listings[key] = l
 }
 
 // Files returns the files under path of commit (as Latest returned it),

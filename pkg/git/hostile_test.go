@@ -419,19 +419,20 @@ func TestOneTenantCannotTakeEveryFetchSlot(t *testing.T) {
 	}
 }
 
-// TestOneTenantCannotTakeEveryListingSlot: a tenant whose servers never
-// answer a ref listing holds at most half of the listing slots (each
-// listing may hold 16 MiB of refs); another tenant's listing still runs,
-// and the tenant's slots are free again once its callers give up.
+// TestOneTenantCannotTakeEveryListingSlot: a tenant whose server never
+// answers a ref listing holds at most half of the listing slots (each
+// listing may hold 16 MiB of refs); another tenant's listings still run,
+// even of a URL the first tenant is waiting to list, and the tenant's slots
+// are free again once its callers give up.
 func TestOneTenantCannotTakeEveryListingSlot(t *testing.T) {
 	s := newServer(t, gitserver.Options{})
-	for _, repo := range []string{"a1", "a2", "a3", "a4", "b"} {
+	for _, repo := range []string{"a1", "a2", "a3", "a4", "b", "shared"} {
 		commit(t, s, repo, manifests)
 	}
 	var stalled, most atomic.Int32
-	slow := proxyTo(t, s, func(w http.ResponseWriter, r *http.Request) bool {
-		if !strings.HasSuffix(r.URL.Path, "/info/refs") {
-			return false
+	proxy := proxyTo(t, s, func(w http.ResponseWriter, r *http.Request) bool {
+		if !strings.HasSuffix(r.URL.Path, "/info/refs") || !strings.HasPrefix(r.URL.Path, "/a") {
+			return false // only a1-a4 stall
 		}
 		n := stalled.Add(1)
 		for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
@@ -441,28 +442,24 @@ func TestOneTenantCannotTakeEveryListingSlot(t *testing.T) {
 		return true
 	})
 	c := newCache(t, Options{MaxConcurrentListings: 4, LowSpeedTime: -1})
-
-	listing := func(ctx context.Context, base, repo, tenant string) error {
-		_, err := c.Latest(ctx, Source{URL: base + "/" + repo + ".git", Branch: "main", Tenant: tenant})
+	listing := func(ctx context.Context, repo, tenant string) error {
+		_, err := c.Latest(ctx, Source{URL: proxy.URL + "/" + repo + ".git", Branch: "main", Tenant: tenant})
 		return err
 	}
-	ctxs := map[string]context.CancelFunc{}
+
+	// Tenant a: four listings its server never answers, then one of a URL
+	// that answers, queued behind them.
+	ctxA, cancelA := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	for _, repo := range []string{"a1", "a2", "a3", "a4"} {
-		ctx, cancel := context.WithCancel(context.Background())
-		ctxs[repo] = cancel
+	for _, repo := range []string{"a1", "a2", "a3", "a4", "shared"} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_ = listing(ctx, slow.URL, repo, "a")
+			_ = listing(ctxA, repo, "a")
 		}()
+		time.Sleep(20 * time.Millisecond) // in this order
 	}
-	defer func() {
-		for _, cancel := range ctxs {
-			cancel()
-		}
-		wg.Wait()
-	}()
+	defer func() { cancelA(); wg.Wait() }()
 	waitFor := func(want int32) {
 		t.Helper()
 		deadline := time.Now().Add(30 * time.Second)
@@ -476,25 +473,63 @@ func TestOneTenantCannotTakeEveryListingSlot(t *testing.T) {
 	waitFor(2)
 	time.Sleep(200 * time.Millisecond) // a third would have reached the server by now
 
-	ctxB, cancelB := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancelB()
-	if err := listing(ctxB, s.BaseURL(), "b", "b"); err != nil {
-		t.Fatalf("tenant b's listing while tenant a's server stalls: %v", err)
+	// Tenant b lists its own URL, and the one a waits to list, at once.
+	for _, repo := range []string{"b", "shared"} {
+		ctxB, cancelB := context.WithTimeout(context.Background(), 10*time.Second)
+		err := listing(ctxB, repo, "b")
+		cancelB()
+		if err != nil {
+			t.Fatalf("tenant b's listing of %s while tenant a's server stalls: %v", repo, err)
+		}
 	}
 	if got := most.Load(); got != 2 {
 		t.Errorf("tenant a held %d listing slots at once, want 2 (half of 4)", got)
 	}
-	// Once a's callers give up, their slots are free again.
-	for repo, cancel := range ctxs {
-		cancel()
-		delete(ctxs, repo)
-	}
+
+	// Once a's callers give up, its slots are free again.
+	cancelA()
 	wg.Wait()
 	waitFor(0)
-	ctxA, cancelA := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancelA()
-	if err := listing(ctxA, s.BaseURL(), "a1", "a"); err != nil {
+	ctxA2, cancelA2 := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancelA2()
+	if err := listing(ctxA2, "shared", "a"); err != nil {
 		t.Fatalf("tenant a's listing once its stalled ones ended: %v", err)
+	}
+}
+
+// TestListingsAreNotKeptPastTheirTTL: a listing's answer (up to 16 MiB of
+// refs) is dropped once nothing may read it, so the cache does not grow with
+// every URL ever listed.
+func TestListingsAreNotKeptPastTheirTTL(t *testing.T) {
+	s := newServer(t, gitserver.Options{})
+	c := newCache(t, Options{ListingTTL: 50 * time.Millisecond})
+	for _, repo := range []string{"r1", "r2", "r3"} {
+		commit(t, s, repo, manifests)
+		if _, err := c.Latest(context.Background(), Source{URL: s.BaseURL() + "/" + repo + ".git", Branch: "main"}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(60 * time.Millisecond)
+	}
+	c.mu.Lock()
+	kept := len(c.listings)
+	c.mu.Unlock()
+	if kept != 1 {
+		t.Errorf("%d listings kept after listing 3 URLs one TTL apart, want only the last", kept)
+	}
+}
+
+// TestAListingIsBoundedOverEveryTransport: a listing's transfer stops past
+// 16 MiB of refs whatever the transport (SSH is metered by the transfer,
+// HTTP also by its body), even with a larger --max-fetch-bytes.
+func TestAListingIsBoundedOverEveryTransport(t *testing.T) {
+	c := newCache(t, Options{})
+	tr := c.startTransfer(context.Background(), "listing refs of ssh://example.invalid/r.git", nil)
+	defer tr.end()
+	if err := tr.count(maxAdvertisementBytes); err != nil {
+		t.Fatalf("16 MiB: %v", err)
+	}
+	if err := tr.count(1); Reason(err) != ReasonLimitExceeded {
+		t.Errorf("one byte past 16 MiB: %v, want %s", err, ReasonLimitExceeded)
 	}
 }
 

@@ -63,7 +63,9 @@ func (c *Cache) startTransfer(ctx context.Context, doing string, auth *Auth) *tr
 		start:    time.Now(),
 	}
 	if strings.HasPrefix(doing, "listing") {
-		t.kind = transferListing
+		// A listing is the server's ref advertisement alone: bounded as an
+		// HTTP one is, over SSH too.
+		t.kind, t.limit = transferListing, min(t.limit, maxAdvertisementBytes)
 	}
 	t.ctx, t.cancel = context.WithCancelCause(context.WithValue(ctx, transferKey{}, t))
 	transfers.Store(t.id, t)

@@ -117,7 +117,7 @@ func familiesMoved(after, afterSeries, before, beforeSeries map[string]float64) 
 		"alumiini_syncs_total", "alumiini_sync_duration_seconds_count", "alumiini_objects_applied_total",
 		"alumiini_gitrepository_last_sync_timestamp_seconds", "alumiini_slot_wait_seconds_count",
 		"alumiini_git_transfers_total", "alumiini_git_transfer_duration_seconds_count", "alumiini_git_transfer_bytes_total",
-		"alumiini_git_fetch_slot_wait_seconds_count",
+		"alumiini_git_fetch_slot_wait_seconds_count", "alumiini_git_listing_slot_wait_seconds_count",
 		"alumiini_webhook_requests_total", "alumiini_webhook_request_duration_seconds_count",
 		"alumiini_drift_detected_total", "alumiini_drift_corrected_total",
 	} {

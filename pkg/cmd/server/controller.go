@@ -42,9 +42,13 @@ type ControllerOptions struct {
 	// MaxConcurrentFetchesPerNamespace keeps one namespace's slow servers
 	// from holding every fetch slot.
 	MaxConcurrentFetchesPerNamespace int
-	// MaxConcurrentListings bounds ref listings at once, half of them one
-	// namespace's.
-	MaxConcurrentListings            int
+
+	// MaxConcurrentListings bounds ref listings at once;
+	// MaxConcurrentListingsPerNamespace keeps one namespace's slow or huge
+	// listings from taking them all.
+	MaxConcurrentListings             int
+	MaxConcurrentListingsPerNamespace int
+
 	MaxFetchBytes                    int64
 	GitLowSpeedBytes                 int64
 	GitLowSpeedTime                  time.Duration
@@ -84,16 +88,17 @@ const DefaultGitCacheDir = "/var/lib/alumiini/git"
 
 func newControllerOptions() ControllerOptions {
 	return ControllerOptions{
-		Enabled:               true,
-		GitCacheDir:           DefaultGitCacheDir,
-		GitCacheMaxBytes:      git.DefaultMaxBytes,
-		MaxConcurrentFetches:  git.DefaultMaxConcurrentFetches,
+		Enabled:              true,
+		GitCacheDir:          DefaultGitCacheDir,
+		GitCacheMaxBytes:     git.DefaultMaxBytes,
+		MaxConcurrentFetches: git.DefaultMaxConcurrentFetches,
+		MaxFetchBytes:        git.DefaultMaxFetchBytes,
+		GitLowSpeedBytes:     git.DefaultLowSpeedBytes,
+		GitLowSpeedTime:      git.DefaultLowSpeedTime,
+		GitCacheMinFreeBytes: git.DefaultMinFreeBytes,
+		MaxConcurrentApplies: 16,
+		// Listings: a round trip of refs each, but up to 16 MiB of them.
 		MaxConcurrentListings: git.DefaultMaxConcurrentListings,
-		MaxFetchBytes:         git.DefaultMaxFetchBytes,
-		GitLowSpeedBytes:      git.DefaultLowSpeedBytes,
-		GitLowSpeedTime:       git.DefaultLowSpeedTime,
-		GitCacheMinFreeBytes:  git.DefaultMinFreeBytes,
-		MaxConcurrentApplies:  16,
 		// High on purpose: kube-apiserver's priority and fairness protects it;
 		// a low client limit only makes pushes wait (Flux's 50 QPS is why it
 		// needs seconds for what takes us a fraction).
@@ -117,8 +122,9 @@ func (o *ControllerOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&o.MaxConcurrentFetches, "max-concurrent-fetches", o.MaxConcurrentFetches, "Git fetches running at once, across all GitRepositories.")
 	fs.IntVar(&o.MaxConcurrentFetchesPerNamespace, "max-concurrent-fetches-per-namespace", o.MaxConcurrentFetchesPerNamespace,
 		"Fetch slots the GitRepositories of one namespace may hold at once (0: a quarter of --max-concurrent-fetches, at least 1).")
-	fs.IntVar(&o.MaxConcurrentListings, "max-concurrent-listings", o.MaxConcurrentListings,
-		"Git ref listings running at once, across all GitRepositories; the GitRepositories of one namespace may hold half of them.")
+	fs.IntVar(&o.MaxConcurrentListings, "max-concurrent-listings", o.MaxConcurrentListings, "Git ref listings running at once, across all GitRepositories.")
+	fs.IntVar(&o.MaxConcurrentListingsPerNamespace, "max-concurrent-listings-per-namespace", o.MaxConcurrentListingsPerNamespace,
+		"Listing slots the GitRepositories of one namespace may hold at once (0: half of --max-concurrent-listings, at least 1).")
 	fs.Int64Var(&o.MaxFetchBytes, "max-fetch-bytes", o.MaxFetchBytes, "Most bytes one git fetch or ref listing may receive, over HTTP or SSH.")
 	fs.Int64Var(&o.GitLowSpeedBytes, "git-low-speed-bytes", o.GitLowSpeedBytes, "A git transfer receiving fewer bytes than this in --git-low-speed-time is stopped as stalled (0: the default).")
 	fs.DurationVar(&o.GitLowSpeedTime, "git-low-speed-time", o.GitLowSpeedTime, "Window of --git-low-speed-bytes (0: the default; negative: no stall check).")
@@ -165,9 +171,8 @@ func (o *ControllerOptions) Validate() []error {
 		errs = append(errs, fmt.Errorf("--git-cache-dir must not be empty"))
 	}
 	for name, v := range map[string]int{"--max-concurrent-fetches": o.MaxConcurrentFetches, "--max-concurrent-applies": o.MaxConcurrentApplies,
-		"--max-concurrent-listings":  o.MaxConcurrentListings,
 		"--worker-restart-intensity": o.RestartIntensity, "--max-objects": o.MaxObjects, "--max-manifest-files": o.Limits.MaxFiles, "--max-manifest-depth": o.Limits.MaxDepth,
-		"--max-manifest-entries": o.Limits.MaxEntries} {
+		"--max-manifest-entries": o.Limits.MaxEntries, "--max-concurrent-listings": o.MaxConcurrentListings} {
 		if v < 1 {
 			errs = append(errs, fmt.Errorf("%s must be at least 1, got %d", name, v))
 		}
@@ -184,8 +189,11 @@ func (o *ControllerOptions) Validate() []error {
 	if o.MaxFetchBytes < 1 {
 		errs = append(errs, fmt.Errorf("--max-fetch-bytes must be at least 1, got %d", o.MaxFetchBytes))
 	}
-	if o.MaxConcurrentFetchesPerNamespace < 0 {
-		errs = append(errs, fmt.Errorf("--max-concurrent-fetches-per-namespace must not be negative, got %d", o.MaxConcurrentFetchesPerNamespace))
+	for name, v := range map[string]int{"--max-concurrent-fetches-per-namespace": o.MaxConcurrentFetchesPerNamespace,
+		"--max-concurrent-listings-per-namespace": o.MaxConcurrentListingsPerNamespace} {
+		if v < 0 {
+			errs = append(errs, fmt.Errorf("%s must not be negative, got %d", name, v))
+		}
 	}
 	if o.LeaderElection.LeaderElect || o.ShareWork {
 		for _, e := range componentbasevalidation.ValidateLeaderElectionConfiguration(&o.LeaderElection, field.NewPath("leaderElection")) {
@@ -249,8 +257,8 @@ func (o *Options) addController(server *apiserver.Server) error {
 	target.DisableCompression = true
 	cache, err := git.NewCache(git.Options{Dir: co.GitCacheDir, MaxBytes: co.GitCacheMaxBytes,
 		MaxConcurrentFetches: co.MaxConcurrentFetches, MaxConcurrentFetchesPerTenant: co.MaxConcurrentFetchesPerNamespace,
-		MaxConcurrentListings: co.MaxConcurrentListings,
-		MaxFetchBytes:         co.MaxFetchBytes, LowSpeedBytes: co.GitLowSpeedBytes, LowSpeedTime: co.GitLowSpeedTime,
+		MaxConcurrentListings: co.MaxConcurrentListings, MaxConcurrentListingsPerTenant: co.MaxConcurrentListingsPerNamespace,
+		MaxFetchBytes: co.MaxFetchBytes, LowSpeedBytes: co.GitLowSpeedBytes, LowSpeedTime: co.GitLowSpeedTime,
 		MinFreeBytes: co.GitCacheMinFreeBytes, Limits: co.Limits})
 	if err != nil {
 		return err

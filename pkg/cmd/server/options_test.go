@@ -22,22 +22,19 @@ func validateArgs(t *testing.T, args ...string) error {
 	return o.Validate(nil)
 }
 
-// TestAWatchCapUnderOneIsRefused: the error names the flag.
-func TestAWatchCapUnderOneIsRefused(t *testing.T) {
-	err := validateArgs(t, "--max-watches-per-user=0")
-	if want := "--max-watches-per-user must be at least 1, got 0"; err == nil || !strings.Contains(err.Error(), want) {
-		t.Errorf("%v, want an error saying %q", err, want)
+// TestCapsOutOfRangeAreRefused: each error names the flag; the defaults
+// pass.
+func TestCapsOutOfRangeAreRefused(t *testing.T) {
+	for arg, want := range map[string]string{
+		"--max-watches-per-user=0":                   "--max-watches-per-user must be at least 1, got 0",
+		"--max-concurrent-listings=0":                "--max-concurrent-listings must be at least 1, got 0",
+		"--max-concurrent-listings-per-namespace=-1": "--max-concurrent-listings-per-namespace must not be negative, got -1",
+	} {
+		if err := validateArgs(t, arg); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want an error saying %q", arg, err, want)
+		}
 	}
-}
-
-// TestAListingCapUnderOneIsRefused: the error names the flag; the default
-// passes.
-func TestAListingCapUnderOneIsRefused(t *testing.T) {
-	err := validateArgs(t, "--max-concurrent-listings=0")
-	if want := "--max-concurrent-listings must be at least 1, got 0"; err == nil || !strings.Contains(err.Error(), want) {
-		t.Errorf("%v, want an error saying %q", err, want)
-	}
-	if err := validateArgs(t); err != nil && strings.Contains(err.Error(), "--max-concurrent-listings") {
-		t.Errorf("the default: %v", err)
+	if err := validateArgs(t); err != nil {
+		t.Errorf("the defaults: %v", err)
 	}
 }
