@@ -59,7 +59,7 @@ func TestRefusalsAreToldToTheRequestsNote(t *testing.T) {
 		t.Errorf("client-go read %d bytes of a %d-byte 429, want all", len(body), len(long))
 	}
 	if len(heard) != 2 || heard[1] != "refused (429 Too Many Requests)" {
-		t.Errorf("a 429 whose message is past what is read: heard %q", heard[1:])
+		t.Errorf("a 429 whose message is past what is read: heard %q, want a second, bare refusal", heard)
 	}
 }
 
