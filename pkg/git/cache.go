@@ -192,6 +192,7 @@ type Cache struct {
 	mu       sync.Mutex
 	stores   map[string]*store
 	listings map[string]listing
+	swept    time.Time // when listings past ListingTTL were last dropped
 	// refreshes counts, per URL key, the pushes that made cached listings
 	// stale; a listing started before one is neither reused nor joined.
 	refreshes map[string]refresh
@@ -287,7 +288,9 @@ func (c *Cache) Latest(ctx context.Context, src Source) (string, error) {
 // the remote: for an explicit sync request, which must see a push made a
 // moment ago.
 func (c *Cache) Forget(src Source) {
-	c.Refresh(src, time.Now())
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.listings, src.key())
 }
 
 // Refresh makes the next Latest of src's URL see every push made until
@@ -356,19 +359,24 @@ func (c *Cache) listRefs(ctx context.Context, src Source) (map[plumbing.Referenc
 	return v.(map[plumbing.ReferenceName]plumbing.Hash), nil
 }
 
-// keepListing caches l as key's listing unless a push made it stale
-// (generation) or a listing started later is cached already (tenants list
-// apart, so listings of one key may end out of order). It drops the listings
-// past ListingTTL: each may hold many MiB of refs, and nothing reads them.
+// keepListing caches l as key's listing unless it is past ListingTTL
+// already, a push made it stale (generation), or a listing started later is
+// cached already (tenants list apart, so listings of one key may end out of
+// order). At most once a ListingTTL it drops the listings past it: each may
+// hold many MiB of refs, and nothing reads them.
 func (c *Cache) keepListing(key string, generation int, l listing) {
+	now := time.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for k, old := range c.listings {
-		if time.Since(old.at) >= c.opts.ListingTTL {
-			delete(c.listings, k)
+	if now.Sub(c.swept) >= c.opts.ListingTTL {
+		for k, old := range c.listings {
+			if now.Sub(old.at) >= c.opts.ListingTTL {
+				delete(c.listings, k)
+			}
 		}
+		c.swept = now
 	}
-	if c.refreshes[key].generation != generation {
+	if now.Sub(l.at) >= c.opts.ListingTTL || c.refreshes[key].generation != generation {
 		return
 	}
 	if cached, ok := c.listings[key]; ok && cached.at.After(l.at) {

@@ -786,3 +786,37 @@ func TestFormatBytes(t *testing.T) {
 		}
 	}
 }
+
+// TestOverlappingSyncRequestsShareOneListing: sync requests forget the
+// cached listing so that each sees a push made a moment ago, but requests
+// arriving together still share one listing of the URL.
+func TestOverlappingSyncRequestsShareOneListing(t *testing.T) {
+	s := newServer(t, gitserver.Options{})
+	commit(t, s, "r", manifests)
+	var listings atomic.Int32
+	slow := proxyTo(t, s, func(w http.ResponseWriter, r *http.Request) bool {
+		if strings.HasSuffix(r.URL.Path, "/info/refs") {
+			listings.Add(1)
+			time.Sleep(300 * time.Millisecond)
+		}
+		return false
+	})
+	c := newCache(t, Options{})
+	src := Source{URL: slow.URL + "/r.git", Branch: "main"}
+	var wg sync.WaitGroup
+	for range 5 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.Forget(src)
+			if _, err := c.Latest(context.Background(), src); err != nil {
+				t.Error(err)
+			}
+		}()
+		time.Sleep(20 * time.Millisecond)
+	}
+	wg.Wait()
+	if n := listings.Load(); n != 1 {
+		t.Errorf("5 overlapping sync requests made %d listings, want 1", n)
+	}
+}
