@@ -258,7 +258,8 @@ func NewCache(opts Options) (*Cache, error) {
 
 // Latest returns the commit the source's ref points at now. It costs one ref
 // listing, whose answer serves every source on the same URL and credentials
-// within ListingTTL, and no fetch. A pinned commit is returned without asking the remote at all.
+// within ListingTTL, and no fetch. A pinned commit is returned without
+// asking the remote at all.
 func (c *Cache) Latest(ctx context.Context, src Source) (string, error) {
 	if src.Commit != "" {
 		return src.Commit, nil
