@@ -22,6 +22,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
+	"github.com/falsesystems/alumiini/test/freeport"
 	"github.com/falsesystems/alumiini/test/gitserver"
 )
 
@@ -210,16 +211,10 @@ func pickFreePorts(p *Ports) error {
 	return nil
 }
 
-// FreePort returns a loopback port free when asked; another process may
-// take it before the caller binds it.
-func FreePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("finding a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
+// FreePort returns a loopback port free when asked and not handed out
+// before in this process; another process may take it before the caller
+// binds it.
+func FreePort() (int, error) { return freeport.Loopback() }
 
 func (c *Cluster) logPath(name string) string { return filepath.Join(c.opts.Dir, "logs", name+".log") }
 func (c *Cluster) tool(name string) string    { return filepath.Join(c.opts.ToolsDir, name) }

@@ -51,12 +51,9 @@ func (c *Cluster) StartExternalEtcdCluster(ctx context.Context, dir string, memb
 	}
 	ports := make([]int, 2*members)
 	for i := range ports {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
+		if ports[i], err = FreePort(); err != nil {
 			return nil, err
 		}
-		ports[i] = l.Addr().(*net.TCPAddr).Port
-		l.Close()
 	}
 	e := &ExternalEtcd{CAFile: ca.CertFile, CertFile: client.CertFile, KeyFile: client.KeyFile}
 	var initial []string
