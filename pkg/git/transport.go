@@ -14,9 +14,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/go-git/go-git/v5/plumbing/protocol/packp"
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	"github.com/go-git/go-git/v5/plumbing/transport/client"
 	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
+	gitssh "github.com/go-git/go-git/v5/plumbing/transport/ssh"
 	"golang.org/x/net/proxy"
 )
 
@@ -25,6 +27,9 @@ import (
 const (
 	maxErrorBodyBytes     = 64 << 10
 	maxAdvertisementBytes = 16 << 20
+	// sshAdvertisementBytes is maxAdvertisementBytes as SSH carries it: the
+	// handshake before it, and packet framing and MACs (under 1%) around it.
+	sshAdvertisementBytes = maxAdvertisementBytes + maxAdvertisementBytes/32 + 1<<20
 	maxTransportsByCA     = 32
 	// meterScheme names the proxy "scheme" through which go-git's SSH
 	// transport dials via us, so SSH bytes are counted like HTTP ones.
@@ -46,6 +51,7 @@ func installTransports() {
 		c := githttp.NewClient(&http.Client{Transport: &roundTripper{byCA: map[[32]byte]*http.Transport{}}})
 		client.InstallProtocol("http", c)
 		client.InstallProtocol("https", c)
+		client.InstallProtocol("ssh", boundedSSH{gitssh.DefaultClient})
 		proxy.RegisterDialerType(meterScheme, func(u *url.URL, _ proxy.Dialer) (proxy.Dialer, error) {
 			v, ok := transfers.Load(u.Host)
 			if !ok {
@@ -81,6 +87,56 @@ func (d meterDialer) DialContext(_ context.Context, network, addr string) (net.C
 		return nil, err
 	}
 	return d.t.track(conn), nil
+}
+
+// boundedSSH is go-git's SSH transport with each session's ref
+// advertisement bounded, as boundedBody bounds it over HTTP. go-git reads the
+// whole advertisement into memory before a fetch asks for anything, and the
+// advertisement is not the transfer's whole stream over SSH, so the transfer's
+// limit (--max-fetch-bytes for a fetch) alone would let a server send far more.
+type boundedSSH struct{ transport.Transport }
+
+func (b boundedSSH) NewUploadPackSession(ep *transport.Endpoint, auth transport.AuthMethod) (transport.UploadPackSession, error) {
+	t, err := transferOfProxy(ep.Proxy.URL)
+	if err != nil {
+		return nil, err
+	}
+	// Bounded from before the connection, not from when go-git starts to
+	// read: a server may send its refs as soon as the session starts.
+	t.boundRefs(sshAdvertisementBytes)
+	s, err := b.Transport.NewUploadPackSession(ep, auth)
+	if err != nil {
+		t.boundRefs(0)
+		return nil, err
+	}
+	return &boundedAdvertisement{UploadPackSession: s, t: t}, nil
+}
+
+// transferOfProxy is the transfer sshProxy named in an endpoint's proxy URL.
+// An SSH connection made any other way would go unmetered: refused.
+func transferOfProxy(proxyURL string) (*transfer, error) {
+	u, err := url.Parse(proxyURL)
+	if err == nil && u.Scheme == meterScheme {
+		if v, ok := transfers.Load(u.Host); ok {
+			return v.(*transfer), nil
+		}
+	}
+	return nil, errors.New("internal error: an SSH session outside a metered transfer")
+}
+
+// boundedAdvertisement lifts the advertisement's bound once it is read.
+type boundedAdvertisement struct {
+	transport.UploadPackSession
+	t *transfer
+}
+
+func (s *boundedAdvertisement) AdvertisedReferences() (*packp.AdvRefs, error) {
+	return s.AdvertisedReferencesContext(context.TODO())
+}
+
+func (s *boundedAdvertisement) AdvertisedReferencesContext(ctx context.Context) (*packp.AdvRefs, error) {
+	defer s.t.boundRefs(0)
+	return s.UploadPackSession.AdvertisedReferencesContext(ctx)
 }
 
 // roundTripper bounds every response body and counts it toward its transfer.
@@ -171,10 +227,7 @@ func newBoundedBody(resp *http.Response, t *transfer) io.ReadCloser {
 		}
 	case strings.HasSuffix(resp.Request.URL.Path, "/info/refs"):
 		b.limit = maxAdvertisementBytes
-		b.over = func() *Error {
-			return newError(ReasonLimitExceeded, nil, "%s: the server's list of refs is over the limit of %s",
-				doing, formatBytes(maxAdvertisementBytes))
-		}
+		b.over = func() *Error { return refsOverLimit(doing) }
 	}
 	return b
 }
