@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/falsesystems/alumiini/test/freeport"
 	"github.com/falsesystems/alumiini/test/localcluster"
 )
 
@@ -103,7 +104,7 @@ func extraAlumiiniMetric(t *testing.T, cgroup string, env []string, metric strin
 	var ports [2]int
 	for i := range ports {
 		var err error
-		if ports[i], err = localcluster.FreePort(); err != nil {
+		if ports[i], err = freeport.Loopback(); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -1,4 +1,3 @@
-// Package freeport finds loopback ports for tests' servers to listen on.
 package freeport
 
 import (
@@ -7,11 +6,12 @@ import (
 	"sync"
 )
 
-// Loopback returns a port on 127.0.0.1 free when asked; another process may
-// take it before the caller binds it. It never returns a port it returned
-// before in this process: the kernel may hand a just-closed port out again,
-// and a test that asks for several ports before binding any (an etcd
-// cluster's peers) would otherwise get one twice.
+// Loopback returns a port on 127.0.0.1 free when asked. It never returns a
+// port it returned before in this process: the kernel may hand a just-closed
+// port out again, and a test that asks for several ports before binding any
+// (an etcd cluster's peers) would otherwise get one twice. Another process
+// (another package's test binary) may still take the port before the caller
+// binds it.
 func Loopback() (int, error) {
 	handedOut.Lock()
 	defer handedOut.Unlock()

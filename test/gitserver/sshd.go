@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/falsesystems/alumiini/test/freeport"
 )
 
 // SSHD is Debian's OpenSSH server on a loopback port with its own config:
@@ -78,12 +80,10 @@ func StartSSHD(ctx context.Context, dir string) (*SSHD, error) {
 	if err := os.WriteFile(filepath.Join(dir, "authorized_keys"), clientPub, 0o600); err != nil {
 		return nil, err
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := freeport.Loopback()
 	if err != nil {
 		return nil, err
 	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
 	config := fmt.Sprintf(`Port %d
 ListenAddress 127.0.0.1
 HostKey %s

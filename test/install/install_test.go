@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/falsesystems/alumiini/test/freeport"
 	"github.com/falsesystems/alumiini/test/gitserver"
 	"github.com/falsesystems/alumiini/test/localcluster"
 )
@@ -61,7 +62,7 @@ func kubectl(t *testing.T, stdin string, args ...string) string {
 
 func freePort(t *testing.T) int {
 	t.Helper()
-	port, err := localcluster.FreePort()
+	port, err := freeport.Loopback()
 	if err != nil {
 		t.Fatal(err)
 	}

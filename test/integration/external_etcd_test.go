@@ -3,7 +3,6 @@ package integration
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -16,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/falsesystems/alumiini/pkg/cmd/server"
+	"github.com/falsesystems/alumiini/test/freeport"
 	"github.com/falsesystems/alumiini/test/localcluster"
 )
 
@@ -33,12 +33,9 @@ func TestExternalEtcd(t *testing.T) {
 	etcdBinary := filepath.Join(strings.TrimSpace(string(out)), "etcd")
 	ports := make([]int, 2)
 	for i := range ports {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
+		if ports[i], err = freeport.Loopback(); err != nil {
 			t.Fatal(err)
 		}
-		ports[i] = l.Addr().(*net.TCPAddr).Port
-		l.Close()
 	}
 	client := fmt.Sprintf("http://127.0.0.1:%d", ports[0])
 	peer := fmt.Sprintf("http://127.0.0.1:%d", ports[1])

@@ -202,7 +202,7 @@ func pickFreePorts(p *Ports) error {
 		if *port != 0 {
 			continue
 		}
-		free, err := FreePort()
+		free, err := freeport.Loopback()
 		if err != nil {
 			return err
 		}
@@ -210,11 +210,6 @@ func pickFreePorts(p *Ports) error {
 	}
 	return nil
 }
-
-// FreePort returns a loopback port free when asked and not handed out
-// before in this process; another process may take it before the caller
-// binds it.
-func FreePort() (int, error) { return freeport.Loopback() }
 
 func (c *Cluster) logPath(name string) string { return filepath.Join(c.opts.Dir, "logs", name+".log") }
 func (c *Cluster) tool(name string) string    { return filepath.Join(c.opts.ToolsDir, name) }

@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/falsesystems/alumiini/test/freeport"
 )
 
 // ExternalEtcd is an etcd cluster of its own, run as production etcd
@@ -51,7 +53,7 @@ func (c *Cluster) StartExternalEtcdCluster(ctx context.Context, dir string, memb
 	}
 	ports := make([]int, 2*members)
 	for i := range ports {
-		if ports[i], err = FreePort(); err != nil {
+		if ports[i], err = freeport.Loopback(); err != nil {
 			return nil, err
 		}
 	}
