@@ -16,7 +16,6 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
-	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -303,7 +302,7 @@ func TestSSHConnectionErrorsThroughTheMeter(t *testing.T) {
 		t.Fatal(err)
 	}
 	url := "ssh://git@" + l.Addr().String() + "/r.git"
-	l.Close()
+	l.Close() // a port nothing listens on: the server is down
 	_, err = syncOnce(context.Background(), newCache(t, Options{}), Source{URL: url, Branch: "main", Auth: fakeSSHAuth(t, url)}, "deploy")
 	if Reason(err) != ReasonHostUnreachable {
 		t.Errorf("an SSH server that is down: got %v (%s), want %s", err, Reason(err), ReasonHostUnreachable)
@@ -517,68 +516,6 @@ func TestListingsAreNotKeptPastTheirTTL(t *testing.T) {
 	if kept != 1 {
 		t.Errorf("%d listings kept after listing 3 URLs one TTL apart, want only the last", kept)
 	}
-}
-
-// manyRefs gives repo tags pointing at commit until their advertisement
-// takes about size bytes, in a packed-refs file as a large repository has.
-func manyRefs(t *testing.T, s *gitserver.Server, repo, commit string, size int) {
-	t.Helper()
-	var b strings.Builder
-	b.WriteString("# pack-refs with: peeled fully-peeled sorted \n")
-	long := strings.Repeat("x", 200)
-	for i := 0; b.Len() < size; i++ {
-		fmt.Fprintf(&b, "%s refs/tags/%s-%07d\n", commit, long, i)
-	}
-	if err := os.WriteFile(filepath.Join(s.Root(), repo+".git", "packed-refs"), []byte(b.String()), 0o644); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// A server's ref advertisement is bounded to 16 MiB over HTTP and SSH, in a
-// listing and in a fetch: go-git holds it all in memory (about 140 MiB of
-// heap for 16 MiB), and over SSH a fetch's advertisement was once bounded
-// only by --max-fetch-bytes (256 MiB).
-func TestARefAdvertisementIsBoundedOverEveryTransport(t *testing.T) {
-	s := newServer(t, gitserver.Options{})
-	sha := commit(t, s, "huge", manifests)
-	manyRefs(t, s, "huge", sha, maxAdvertisementBytes+1<<20)
-	fits := commit(t, s, "fits", manifests)
-	manyRefs(t, s, "fits", fits, maxAdvertisementBytes-1<<20)
-	sshd := startSSHD(t)
-	overSSH := func(repo string) (string, *Auth) {
-		url := sshd.URL(filepath.Join(s.Root(), repo+".git"))
-		return url, sshdAuth(t, sshd, url)
-	}
-	hugeSSH, hugeAuth := overSSH("huge")
-	hugeHTTP := s.BaseURL() + "/huge.git"
-	refused := []struct {
-		name string
-		src  Source
-	}{
-		{"listing over http", Source{URL: hugeHTTP, Branch: "main"}},
-		{"listing over ssh", Source{URL: hugeSSH, Branch: "main", Auth: hugeAuth}},
-		// A pinned commit is fetched without a listing: the fetch's own
-		// advertisement is what is bounded.
-		{"pinned commit over http", Source{URL: hugeHTTP, Commit: sha}},
-		{"pinned commit over ssh", Source{URL: hugeSSH, Commit: sha, Auth: hugeAuth}},
-	}
-	for _, tc := range refused {
-		t.Run(tc.name, func(t *testing.T) {
-			_, err := syncOnce(context.Background(), newCache(t, Options{}), tc.src, "deploy")
-			if Reason(err) != ReasonLimitExceeded || !strings.Contains(fmt.Sprint(err), "list of refs is over the limit of 16 MiB") {
-				t.Fatalf("17 MiB of refs: got %v (%s), want %s naming the refs' limit", err, Reason(err), ReasonLimitExceeded)
-			}
-		})
-	}
-	// SSH's framing and handshake do not count against what fits.
-	t.Run("15 MiB of refs over ssh", func(t *testing.T) {
-		url, auth := overSSH("fits")
-		for _, src := range []Source{{URL: url, Branch: "main", Auth: auth}, {URL: url, Commit: fits, Auth: auth}} {
-			if tree, err := syncOnce(context.Background(), newCache(t, Options{}), src, "deploy"); err != nil || tree.Commit != fits {
-				t.Fatalf("%+v: %v", src, err)
-			}
-		}
-	})
 }
 
 func TestPinnedCommitFallbackIsBounded(t *testing.T) {

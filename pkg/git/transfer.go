@@ -35,9 +35,6 @@ type transfer struct {
 	kind   string
 	start  time.Time
 	failed atomic.Bool
-	// refsEnd, when above zero, is the count of bytes read past which the
-	// ref advertisement being read is over its bound (see boundedSSH).
-	refsEnd atomic.Int64
 
 	mu    sync.Mutex
 	conns []net.Conn
@@ -66,9 +63,11 @@ func (c *Cache) startTransfer(ctx context.Context, doing string, auth *Auth) *tr
 		start:    time.Now(),
 	}
 	if strings.HasPrefix(doing, "listing") {
-		// A listing is the server's ref advertisement alone, whatever the
-		// transport (boundedBody and boundedSSH bound it as it is read).
-		t.kind, t.limit = transferListing, min(t.limit, sshAdvertisementBytes)
+		// A listing is the server's ref advertisement alone, which
+		// boundedBody and sessionOutput bound as go-git reads it. This bounds
+		// the bytes on the wire too, where SSH's framing adds up to as much
+		// again (a packet per ref).
+		t.kind, t.limit = transferListing, min(t.limit, 4*maxAdvertisementBytes)
 	}
 	t.ctx, t.cancel = context.WithCancelCause(context.WithValue(ctx, transferKey{}, t))
 	transfers.Store(t.id, t)
@@ -108,33 +107,13 @@ func (t *transfer) end() {
 	transferBytes.WithLabelValues(t.kind).Add(float64(t.read.Load()))
 }
 
-// count adds n bytes received and stops the transfer past its limit, or
-// past the bound of the ref advertisement it is reading.
+// count adds n bytes received and stops the transfer past its limit.
 func (t *transfer) count(n int) error {
-	read := t.read.Add(int64(n))
-	if end := t.refsEnd.Load(); end > 0 && read > end {
-		return t.fail(refsOverLimit(t.doing))
-	}
-	if read > t.limit && t.limit > 0 {
+	if t.read.Add(int64(n)) > t.limit && t.limit > 0 {
 		return t.fail(newError(ReasonLimitExceeded, nil, "%s: the server sent more than the limit of %s for one transfer",
 			t.doing, formatBytes(t.limit)))
 	}
 	return nil
-}
-
-// boundRefs bounds the ref advertisement about to be read to n more bytes,
-// or lifts the bound when n is 0.
-func (t *transfer) boundRefs(n int64) {
-	if n == 0 {
-		t.refsEnd.Store(0)
-		return
-	}
-	t.refsEnd.Store(t.read.Load() + n)
-}
-
-func refsOverLimit(doing string) *Error {
-	return newError(ReasonLimitExceeded, nil, "%s: the server's list of refs is over the limit of %s",
-		doing, formatBytes(maxAdvertisementBytes))
 }
 
 // fail stops the transfer for err, which result reports.

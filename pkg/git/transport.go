@@ -14,7 +14,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/go-git/go-git/v5/plumbing/protocol/packp"
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	"github.com/go-git/go-git/v5/plumbing/transport/client"
 	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
@@ -22,14 +21,13 @@ import (
 	"golang.org/x/net/proxy"
 )
 
-// Bounds on single HTTP responses, whatever the fetch limit: go-git reads an
-// error body and the whole ref advertisement into memory.
+// Bounds on what go-git reads of one HTTP response or SSH session, whatever
+// the fetch limit: it reads an error body and the whole ref advertisement
+// into memory, and compares what precedes a pack line by line.
 const (
 	maxErrorBodyBytes     = 64 << 10
 	maxAdvertisementBytes = 16 << 20
-	// sshAdvertisementBytes is maxAdvertisementBytes as SSH carries it: the
-	// handshake before it, and packet framing and MACs (under 1%) around it.
-	sshAdvertisementBytes = maxAdvertisementBytes + maxAdvertisementBytes/32 + 1<<20
+	maxPackHeadBytes      = 64 << 10
 	maxTransportsByCA     = 32
 	// meterScheme names the proxy "scheme" through which go-git's SSH
 	// transport dials via us, so SSH bytes are counted like HTTP ones.
@@ -38,8 +36,11 @@ const (
 
 var installOnce sync.Once
 
-// installTransports puts our HTTP client and SSH dialer under go-git, once
-// per process: go-git's protocol table is global.
+// installTransports puts our HTTP client, SSH dialer and SSH session bounds
+// under go-git, and takes out the transports alumiini never uses, once per
+// process: go-git's protocol table is global. Without "file", a URL go-git
+// reads as a local path (git@x:\path, for one) cannot run git-upload-pack
+// on this machine's files, such as another tenant's store.
 //
 // The HTTP client's RoundTripper is not an *http.Transport, and go-git
 // (v5.19) refuses a non-*http.Transport when FetchOptions carry a CABundle,
@@ -52,6 +53,8 @@ func installTransports() {
 		client.InstallProtocol("http", c)
 		client.InstallProtocol("https", c)
 		client.InstallProtocol("ssh", boundedSSH{gitssh.DefaultClient})
+		client.InstallProtocol("file", nil)
+		client.InstallProtocol("git", nil)
 		proxy.RegisterDialerType(meterScheme, func(u *url.URL, _ proxy.Dialer) (proxy.Dialer, error) {
 			v, ok := transfers.Load(u.Host)
 			if !ok {
@@ -87,56 +90,6 @@ func (d meterDialer) DialContext(_ context.Context, network, addr string) (net.C
 		return nil, err
 	}
 	return d.t.track(conn), nil
-}
-
-// boundedSSH is go-git's SSH transport with each session's ref
-// advertisement bounded, as boundedBody bounds it over HTTP. go-git reads the
-// whole advertisement into memory before a fetch asks for anything, and the
-// advertisement is not the transfer's whole stream over SSH, so the transfer's
-// limit (--max-fetch-bytes for a fetch) alone would let a server send far more.
-type boundedSSH struct{ transport.Transport }
-
-func (b boundedSSH) NewUploadPackSession(ep *transport.Endpoint, auth transport.AuthMethod) (transport.UploadPackSession, error) {
-	t, err := transferOfProxy(ep.Proxy.URL)
-	if err != nil {
-		return nil, err
-	}
-	// Bounded from before the connection, not from when go-git starts to
-	// read: a server may send its refs as soon as the session starts.
-	t.boundRefs(sshAdvertisementBytes)
-	s, err := b.Transport.NewUploadPackSession(ep, auth)
-	if err != nil {
-		t.boundRefs(0)
-		return nil, err
-	}
-	return &boundedAdvertisement{UploadPackSession: s, t: t}, nil
-}
-
-// transferOfProxy is the transfer sshProxy named in an endpoint's proxy URL.
-// An SSH connection made any other way would go unmetered: refused.
-func transferOfProxy(proxyURL string) (*transfer, error) {
-	u, err := url.Parse(proxyURL)
-	if err == nil && u.Scheme == meterScheme {
-		if v, ok := transfers.Load(u.Host); ok {
-			return v.(*transfer), nil
-		}
-	}
-	return nil, errors.New("internal error: an SSH session outside a metered transfer")
-}
-
-// boundedAdvertisement lifts the advertisement's bound once it is read.
-type boundedAdvertisement struct {
-	transport.UploadPackSession
-	t *transfer
-}
-
-func (s *boundedAdvertisement) AdvertisedReferences() (*packp.AdvRefs, error) {
-	return s.AdvertisedReferencesContext(context.TODO())
-}
-
-func (s *boundedAdvertisement) AdvertisedReferencesContext(ctx context.Context) (*packp.AdvRefs, error) {
-	defer s.t.boundRefs(0)
-	return s.UploadPackSession.AdvertisedReferencesContext(ctx)
 }
 
 // roundTripper bounds every response body and counts it toward its transfer.
@@ -209,6 +162,7 @@ type boundedBody struct {
 	n     int64
 	limit int64
 	over  func() *Error
+	head  *packHead // an upload-pack response's
 }
 
 func newBoundedBody(resp *http.Response, t *transfer) io.ReadCloser {
@@ -228,8 +182,15 @@ func newBoundedBody(resp *http.Response, t *transfer) io.ReadCloser {
 	case strings.HasSuffix(resp.Request.URL.Path, "/info/refs"):
 		b.limit = maxAdvertisementBytes
 		b.over = func() *Error { return refsOverLimit(doing) }
+	case strings.HasSuffix(resp.Request.URL.Path, "/git-upload-pack"):
+		b.head = &packHead{doing: doing}
 	}
 	return b
+}
+
+func refsOverLimit(doing string) *Error {
+	return newError(ReasonLimitExceeded, nil, "%s: the server's list of refs is over the limit of %s",
+		doing, formatBytes(maxAdvertisementBytes))
 }
 
 func (b *boundedBody) Read(p []byte) (int, error) {
@@ -238,8 +199,14 @@ func (b *boundedBody) Read(p []byte) (int, error) {
 	}
 	n, err := b.ReadCloser.Read(p)
 	b.n += int64(n)
-	if b.limit > 0 && b.n > b.limit {
-		over := b.over()
+	var over *Error
+	switch {
+	case b.limit > 0 && b.n > b.limit:
+		over = b.over()
+	case b.head != nil:
+		over = b.head.scan(p[:n])
+	}
+	if over != nil {
 		if b.t != nil {
 			return n, b.t.fail(over)
 		}

@@ -3,50 +3,51 @@ package git
 import (
 	"net"
 	"net/url"
+	"strconv"
 	"strings"
+
+	"github.com/go-git/go-git/v5/plumbing/transport"
 
 	"github.com/falsesystems/alumiini/pkg/apis/alumiini/validation"
 )
 
-// isSSH reports whether raw is an ssh:// or scp-like user@host:path URL.
+// endpoint is how go-git reads raw. What it reads decides the transport and
+// the host, so alumiini's own choices (the SSH meter, the user, the host key
+// algorithms) follow it rather than a parse of their own that might differ.
+func endpoint(raw string) *transport.Endpoint {
+	ep, err := transport.NewEndpoint(raw)
+	if err != nil {
+		return nil
+	}
+	return ep
+}
+
+// isSSH reports whether go-git reaches raw over SSH: an ssh:// (any case) or
+// scp-like user@host:path URL.
 func isSSH(raw string) bool {
-	if strings.HasPrefix(raw, "ssh://") {
-		return true
-	}
-	if strings.Contains(raw, "://") {
-		return false
-	}
-	at := strings.LastIndex(raw, "@")
-	colon := strings.LastIndex(raw, ":")
-	return at > 0 && colon > at
+	ep := endpoint(raw)
+	return ep != nil && ep.Protocol == "ssh"
 }
 
 // sshUser is the user of an SSH URL, "git" when it names none.
 func sshUser(raw string) string {
-	if u, err := url.Parse(raw); err == nil && u.Scheme == "ssh" {
-		if u.User != nil && u.User.Username() != "" {
-			return u.User.Username()
-		}
-		return "git"
-	}
-	if at := strings.LastIndex(raw, "@"); at > 0 {
-		return raw[:at]
+	if ep := endpoint(raw); ep != nil && ep.User != "" {
+		return ep.User
 	}
 	return "git"
 }
 
 // sshAddress is the host:port an SSH URL connects to.
 func sshAddress(raw string) string {
-	if u, err := url.Parse(raw); err == nil && u.Scheme == "ssh" {
-		port := u.Port()
-		if port == "" {
-			port = "22"
-		}
-		return net.JoinHostPort(u.Hostname(), port)
+	ep := endpoint(raw)
+	if ep == nil {
+		return ""
 	}
-	rest := raw[strings.LastIndex(raw, "@")+1:]
-	host, _, _ := strings.Cut(rest, ":")
-	return net.JoinHostPort(host, "22")
+	port := ep.Port
+	if port == 0 {
+		port = 22
+	}
+	return net.JoinHostPort(strings.Trim(ep.Host, "[]"), strconv.Itoa(port))
 }
 
 // NormalizeURL folds the spellings of one repository URL that git treats as

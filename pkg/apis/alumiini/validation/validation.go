@@ -272,6 +272,9 @@ func validateURL(raw string, fldPath *field.Path) field.ErrorList {
 			return field.ErrorList{field.Invalid(fldPath, RedactURL(raw), "must not embed a password; put credentials in the Secret named by spec.secretRef")}
 		case host == "" || repoPath == "":
 			return field.ErrorList{field.Invalid(fldPath, RedactURL(raw), "scp-like URLs take the form user@host:path")}
+		case strings.Contains(user, "/") || strings.HasPrefix(repoPath, `\`):
+			// git reads these as a local path, not a host.
+			return field.ErrorList{field.Invalid(fldPath, RedactURL(raw), `an scp-like URL's user must not hold a "/", nor its path start with "\"`)}
 		}
 		return nil
 	}

@@ -44,6 +44,9 @@ func TestValidateGitRepository(t *testing.T) {
 		{name: "url with token as user", mutate: func(r *alumiini.GitRepository) { r.Spec.URL = "https://s3cret@example.com/repo" }, field: "spec.url", errType: field.ErrorTypeInvalid},
 		{name: "ssh url with password", mutate: func(r *alumiini.GitRepository) { r.Spec.URL = "ssh://git:s3cret@example.com/repo" }, field: "spec.url", errType: field.ErrorTypeInvalid},
 		{name: "scp-like with password", mutate: func(r *alumiini.GitRepository) { r.Spec.URL = "git:s3cret@example.com:repo" }, field: "spec.url", errType: field.ErrorTypeInvalid},
+		// git reads both as local paths: a tenant's way to this machine's files.
+		{name: "scp-like path with a backslash", mutate: func(r *alumiini.GitRepository) { r.Spec.URL = `git@x:\/../../var/cache/repo.git` }, field: "spec.url", errType: field.ErrorTypeInvalid},
+		{name: "scp-like user with a slash", mutate: func(r *alumiini.GitRepository) { r.Spec.URL = "a/b@host:repo.git" }, field: "spec.url", errType: field.ErrorTypeInvalid},
 		{name: "url without host", mutate: func(r *alumiini.GitRepository) { r.Spec.URL = "https:///repo" }, field: "spec.url", errType: field.ErrorTypeInvalid},
 		{name: "url without path", mutate: func(r *alumiini.GitRepository) { r.Spec.URL = "https://example.com/" }, field: "spec.url", errType: field.ErrorTypeInvalid},
 		{name: "url with space", mutate: func(r *alumiini.GitRepository) { r.Spec.URL = "https://example.com/a repo" }, field: "spec.url", errType: field.ErrorTypeInvalid},

@@ -1,0 +1,127 @@
+package git
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"reflect"
+	"sync"
+
+	"github.com/go-git/go-git/v5/plumbing/protocol/packp"
+	"github.com/go-git/go-git/v5/plumbing/transport"
+)
+
+// boundedSSH is go-git's SSH transport with each session's output bounded
+// as boundedBody bounds an HTTP response: the ref advertisement to
+// maxAdvertisementBytes, what precedes the pack to maxPackHeadBytes. The
+// transfer's meter sees only the encrypted stream, where SSH's framing adds
+// from 1% to a third (a packet per ref), so it cannot tell where the refs
+// end; and it allows a fetch --max-fetch-bytes (256 MiB), all of which
+// go-git would hold in memory as refs.
+type boundedSSH struct{ transport.Transport }
+
+func (b boundedSSH) NewUploadPackSession(ep *transport.Endpoint, auth transport.AuthMethod) (transport.UploadPackSession, error) {
+	t, err := transferOfProxy(ep.Proxy.URL)
+	if err != nil {
+		return nil, err
+	}
+	s, err := b.Transport.NewUploadPackSession(ep, auth)
+	if err != nil {
+		return nil, err
+	}
+	out, err := boundOutput(s, t)
+	if err != nil {
+		_ = s.Close()
+		return nil, err
+	}
+	return &boundedAdvertisement{UploadPackSession: s, out: out}, nil
+}
+
+// transferOfProxy is the transfer sshProxy named in an endpoint's proxy URL.
+// An SSH connection made any other way would go unmetered: refused.
+func transferOfProxy(proxyURL string) (*transfer, error) {
+	u, err := url.Parse(proxyURL)
+	if err == nil && u.Scheme == meterScheme {
+		if v, ok := transfers.Load(u.Host); ok {
+			return v.(*transfer), nil
+		}
+	}
+	return nil, errors.New("internal error: an SSH session outside a metered transfer")
+}
+
+// boundOutput puts a sessionOutput in front of what go-git reads of s.
+// go-git keeps it in the exported field Stdout of its session, a type of an
+// internal package: reflection is the only way in. A go-git that changes it
+// fails here, and every SSH test with it, rather than go unbounded.
+func boundOutput(s transport.UploadPackSession, t *transfer) (*sessionOutput, error) {
+	v := reflect.ValueOf(s)
+	if v.Kind() == reflect.Pointer && !v.IsNil() && v.Elem().Kind() == reflect.Struct {
+		f := v.Elem().FieldByName("Stdout")
+		if f.IsValid() && f.CanSet() && f.Type() == reflect.TypeFor[io.Reader]() && !f.IsNil() {
+			out := &sessionOutput{from: f.Interface().(io.Reader), t: t, inRefs: true, head: packHead{doing: t.doing}}
+			f.Set(reflect.ValueOf(io.Reader(out)))
+			return out, nil
+		}
+	}
+	return nil, fmt.Errorf("internal error: cannot bound what go-git reads of an SSH session (%T)", s)
+}
+
+// boundedAdvertisement tells the session's output when the refs are read.
+type boundedAdvertisement struct {
+	transport.UploadPackSession
+	out *sessionOutput
+}
+
+func (s *boundedAdvertisement) AdvertisedReferences() (*packp.AdvRefs, error) {
+	return s.AdvertisedReferencesContext(context.TODO())
+}
+
+func (s *boundedAdvertisement) AdvertisedReferencesContext(ctx context.Context) (*packp.AdvRefs, error) {
+	defer s.out.refsRead()
+	return s.UploadPackSession.AdvertisedReferencesContext(ctx)
+}
+
+// sessionOutput is an SSH session's output as go-git reads it, decrypted:
+// the ref advertisement, then the upload-pack response. go-git reads the
+// advertisement exactly, a pkt-line at a time, so the response's first byte
+// is the first read after it.
+type sessionOutput struct {
+	from io.Reader
+	t    *transfer
+
+	// go-git may read from a goroutine of its own that outlives the call
+	// (its reads honour a context that way).
+	mu     sync.Mutex
+	inRefs bool
+	refs   int64
+	head   packHead
+}
+
+func (o *sessionOutput) Read(p []byte) (int, error) {
+	n, err := o.from.Read(p)
+	if over := o.follow(p[:n]); over != nil {
+		return n, o.t.fail(over)
+	}
+	return n, err
+}
+
+func (o *sessionOutput) follow(p []byte) *Error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if !o.inRefs {
+		return o.head.scan(p)
+	}
+	o.refs += int64(len(p))
+	if o.refs > maxAdvertisementBytes {
+		return refsOverLimit(o.t.doing)
+	}
+	return nil
+}
+
+func (o *sessionOutput) refsRead() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.inRefs = false
+}
