@@ -495,7 +495,7 @@ func schema_pkg_apis_alumiini_v1alpha1_GitRepositorySpec(ref common.ReferenceCal
 				Properties: map[string]spec.Schema{
 					"url": {
 						SchemaProps: spec.SchemaProps{
-							Description: "URL of the git repository: https://, http://, ssh:// or scp-like user@host:path. Credentials never go in the URL; use secretRef.",
+							Description: "URL of the git repository: https://, http://, ssh:// or scp-like user@host:path (whose user has no \"/\" or \"@\" and whose path does not start with \"\\\": git would read those as a local path or another host). Credentials never go in the URL; use secretRef.",
 							Default:     "",
 							Type:        []string{"string"},
 							Format:      "",

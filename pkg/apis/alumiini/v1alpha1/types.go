@@ -28,7 +28,9 @@ type GitRepository struct {
 // GitRepositorySpec says which repository, ref and path to sync, and how.
 type GitRepositorySpec struct {
 	// URL of the git repository: https://, http://, ssh:// or scp-like
-	// user@host:path. Credentials never go in the URL; use secretRef.
+	// user@host:path (whose user has no "/" or "@" and whose path does not
+	// start with "\": git would read those as a local path or another
+	// host). Credentials never go in the URL; use secretRef.
 	URL string `json:"url"`
 	// Branch to follow. Defaults to "main" unless a tag or commit is pinned.
 	// At most one of branch, tag and commit may be set.

@@ -272,9 +272,12 @@ func validateURL(raw string, fldPath *field.Path) field.ErrorList {
 			return field.ErrorList{field.Invalid(fldPath, RedactURL(raw), "must not embed a password; put credentials in the Secret named by spec.secretRef")}
 		case host == "" || repoPath == "":
 			return field.ErrorList{field.Invalid(fldPath, RedactURL(raw), "scp-like URLs take the form user@host:path")}
-		case strings.Contains(user, "/") || strings.HasPrefix(repoPath, `\`):
-			// git reads these as a local path, not a host.
-			return field.ErrorList{field.Invalid(fldPath, RedactURL(raw), `an scp-like URL's user must not hold a "/", nor its path start with "\"`)}
+		case strings.ContainsAny(user, "/@"):
+			// git splits at the first "@", and reads a "/" before the
+			// first ":" as a local path.
+			return field.ErrorList{field.Invalid(fldPath, RedactURL(raw), `scp-like URL: the user must not contain "/" or "@" (git would read another host, or a local path)`)}
+		case strings.HasPrefix(repoPath, `\`):
+			return field.ErrorList{field.Invalid(fldPath, RedactURL(raw), `scp-like URL: the path must not start with "\" (git would read a local path)`)}
 		}
 		return nil
 	}
