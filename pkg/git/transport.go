@@ -34,6 +34,11 @@ const (
 	meterScheme = "alumiini-meter"
 )
 
+func refsOverLimit(doing string) *Error {
+	return newError(ReasonLimitExceeded, nil, "%s: the server's list of refs is over the limit of %s",
+		doing, formatBytes(maxAdvertisementBytes))
+}
+
 var installOnce sync.Once
 
 // installTransports puts our HTTP client, SSH dialer and SSH session bounds
@@ -183,14 +188,9 @@ func newBoundedBody(resp *http.Response, t *transfer) io.ReadCloser {
 		b.limit = maxAdvertisementBytes
 		b.over = func() *Error { return refsOverLimit(doing) }
 	case strings.HasSuffix(resp.Request.URL.Path, "/git-upload-pack"):
-		b.head = &packHead{doing: doing}
+		b.head = newPackHead(doing, t != nil && t.shallow.Load())
 	}
 	return b
-}
-
-func refsOverLimit(doing string) *Error {
-	return newError(ReasonLimitExceeded, nil, "%s: the server's list of refs is over the limit of %s",
-		doing, formatBytes(maxAdvertisementBytes))
 }
 
 func (b *boundedBody) Read(p []byte) (int, error) {

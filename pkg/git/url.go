@@ -11,9 +11,10 @@ import (
 	"github.com/falsesystems/alumiini/pkg/apis/alumiini/validation"
 )
 
-// endpoint is how go-git reads raw. What it reads decides the transport and
-// the host, so alumiini's own choices (the SSH meter, the user, the host key
-// algorithms) follow it rather than a parse of their own that might differ.
+// endpoint is how go-git reads raw, nil when it cannot. What it reads decides
+// the transport and the host, so alumiini's own choices (the SSH meter, the
+// user, the host key algorithms) follow it rather than a parse of their own
+// that might differ.
 func endpoint(raw string) *transport.Endpoint {
 	ep, err := transport.NewEndpoint(raw)
 	if err != nil {
@@ -23,10 +24,23 @@ func endpoint(raw string) *transport.Endpoint {
 }
 
 // isSSH reports whether go-git reaches raw over SSH: an ssh:// (any case) or
-// scp-like user@host:path URL.
+// scp-like [user@]host:path URL.
 func isSSH(raw string) bool {
 	ep := endpoint(raw)
 	return ep != nil && ep.Protocol == "ssh"
+}
+
+// reachable refuses a URL that go-git would reach other than over HTTP or
+// SSH, which validation refuses already: go-git reads anything neither a
+// scheme:// URL nor scp-like as a local path.
+func reachable(raw string) error {
+	if ep := endpoint(raw); ep != nil {
+		switch ep.Protocol {
+		case "http", "https", "ssh":
+			return nil
+		}
+	}
+	return newError(ReasonFetchFailed, nil, "%s: alumiini reaches git servers only over http(s) and ssh, and git reads this URL as a local path or another protocol", redact(raw))
 }
 
 // sshUser is the user of an SSH URL, "git" when it names none.
