@@ -23,6 +23,7 @@ import (
 	"github.com/go-git/go-git/v5/storage/memory"
 	"k8s.io/klog/v2"
 
+	"github.com/falsesystems/alumiini/pkg/apis/alumiini/validation"
 	"github.com/falsesystems/alumiini/pkg/slots"
 )
 
@@ -196,7 +197,16 @@ type Cache struct {
 	// refreshes counts, per URL key, the pushes that made cached listings
 	// stale; a listing started before one is neither reused nor joined.
 	refreshes map[string]refresh
+	// refreshesSwept is when refreshes past refreshLife were last dropped.
+	refreshesSwept time.Time
 }
+
+// refreshLife is how long a refresh is remembered: longer than any listing
+// can run (a caller waits at most its sync's timeout, validation.MaxTimeout),
+// so no listing that started before a forgotten refresh is still running to
+// be joined or kept. Forgetting keeps the map to the URLs pushed to lately,
+// not every URL ever pushed to.
+const refreshLife = 2 * validation.MaxTimeout
 
 type listing struct {
 	refs map[plumbing.ReferenceName]plumbing.Hash
@@ -308,6 +318,14 @@ func (c *Cache) Refresh(src Source, since time.Time) {
 	delete(c.listings, key)
 	if r := c.refreshes[key]; r.since.Before(since) {
 		c.refreshes[key] = refresh{generation: r.generation + 1, since: since}
+	}
+	if now := time.Now(); now.Sub(c.refreshesSwept) >= time.Minute {
+		for k, r := range c.refreshes {
+			if now.Sub(r.since) > refreshLife {
+				delete(c.refreshes, k)
+			}
+		}
+		c.refreshesSwept = now
 	}
 }
 

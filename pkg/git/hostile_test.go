@@ -507,6 +507,26 @@ func TestOneTenantCannotTakeEveryListingSlot(t *testing.T) {
 // TestListingsAreNotKeptPastTheirTTL: a listing's answer (up to 16 MiB of
 // refs) is dropped once nothing may read it, so the cache does not grow with
 // every URL ever listed.
+// Pushes to many URLs, one each, are not remembered for ever: every URL
+// pushed to once kept an entry before.
+func TestRefreshesAreForgotten(t *testing.T) {
+	c := newCache(t, Options{})
+	long := time.Now().Add(-refreshLife - time.Minute)
+	for i := range 1000 {
+		c.Refresh(Source{URL: fmt.Sprintf("https://git.example.com/r%d.git", i)}, long)
+	}
+	latest := Source{URL: "https://git.example.com/latest.git"}
+	c.mu.Lock()
+	c.refreshesSwept = time.Time{} // a minute has passed
+	c.mu.Unlock()
+	c.Refresh(latest, time.Now())
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, kept := c.refreshes[latest.key()]; len(c.refreshes) != 1 || !kept {
+		t.Errorf("%d refreshes remembered after 1,000 pushes past refreshLife and one now, want only the one now", len(c.refreshes))
+	}
+}
+
 func TestListingsAreNotKeptPastTheirTTL(t *testing.T) {
 	s := newServer(t, gitserver.Options{})
 	c := newCache(t, Options{ListingTTL: 50 * time.Millisecond})
