@@ -8,7 +8,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
+
+	"github.com/go-git/go-git/v5/plumbing/format/pktline"
 
 	"github.com/falsesystems/alumiini/test/gitserver"
 )
@@ -99,6 +102,16 @@ var floods = map[string]string{
 	"shallow lines behind progress": pktLine("\x02Counting objects\n") + shallowLines(100_000) + "0000" + pktLine("NAK\n"),
 	"shallow lines behind a NAK":    pktLine("NAK\n") + shallowLines(100_000) + "0000" + pktLine("NAK\n"),
 	"ACKs":                          "0000" + strings.Repeat(pktLine("ACK "+strings.Repeat("a", 40)+" continue\n"), 100_000),
+	// go-git takes lengths up to 0xfff4; a reader refusing above 0xfff0
+	// stopped following there, and go-git went on.
+	"shallow lines behind the longest line": longestLine("x") + shallowLines(100_000) + "0000" + pktLine("NAK\n"),
+	"ACKs behind the longest line":          "0000" + longestLine("ACK "+strings.Repeat("a", 40)+" ") + strings.Repeat(pktLine("ACK "+strings.Repeat("a", 40)+" continue\n"), 100_000),
+}
+
+// longestLine is a pkt-line of the longest length go-git reads, starting
+// with start.
+func longestLine(start string) string {
+	return fmt.Sprintf("%04x", pktline.OversizePayloadMax+4) + start + strings.Repeat("x", pktline.OversizePayloadMax-len(start))
 }
 
 // A server cannot hold a fetch slot and a core in go-git's comparison of
@@ -125,6 +138,45 @@ func TestAFloodBeforeThePackIsRefused(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// Shallow lines a server sends before failing a fetch do not pile up in the
+// store: go-git writes them before it reads the pack, and sends and compares
+// them all on every later fetch (attacker review: 1,000,000 lines after 210
+// syncs, 49 s a sync).
+func TestShallowLinesDoNotPileUpInTheStore(t *testing.T) {
+	s := newServer(t, gitserver.Options{})
+	commit(t, s, "app", manifests)
+	var fetches atomic.Int32
+	noPack := proxyTo(t, s, func(w http.ResponseWriter, r *http.Request) bool {
+		if !isPackRequest(r) {
+			return false
+		}
+		w.Header().Set("Content-Type", "application/x-git-upload-pack-result")
+		n := int(fetches.Add(1))
+		var lines strings.Builder
+		for i := range 1000 {
+			lines.WriteString(pktLine(fmt.Sprintf("shallow %020x%020x\n", n, i)))
+		}
+		_, _ = io.WriteString(w, lines.String()+"0000"+pktLine("NAK\n"))
+		return true
+	})
+	dir := t.TempDir()
+	c := newCache(t, Options{Dir: dir})
+	for range 5 {
+		if _, err := syncOnce(context.Background(), c, Source{URL: noPack.URL + "/app.git", Branch: "main"}, "deploy"); err == nil {
+			t.Fatal("a fetch without a pack succeeded")
+		}
+	}
+	stores, _ := filepath.Glob(filepath.Join(dir, "*"))
+	for _, store := range stores {
+		if n := countShallows(store); n > maxShallows+1000 {
+			t.Errorf("the store holds %d shallow lines after %d fetches without a pack, want at most %d", n, fetches.Load(), maxShallows+1000)
+		}
+	}
+	if fetches.Load() < 5 {
+		t.Fatalf("only %d fetches reached the server", fetches.Load())
 	}
 }
 

@@ -512,10 +512,12 @@ func TestOneTenantCannotTakeEveryListingSlot(t *testing.T) {
 func TestRefreshesAreForgotten(t *testing.T) {
 	c := newCache(t, Options{})
 	long := time.Now().Add(-refreshLife - time.Minute)
+	latest := Source{URL: "https://git.example.com/latest.git"}
+	c.Refresh(latest, long)
+	forgotten := c.refreshes[latest.key()].generation
 	for i := range 1000 {
 		c.Refresh(Source{URL: fmt.Sprintf("https://git.example.com/r%d.git", i)}, long)
 	}
-	latest := Source{URL: "https://git.example.com/latest.git"}
 	c.mu.Lock()
 	c.refreshesSwept = time.Time{} // a minute has passed
 	c.mu.Unlock()
@@ -524,6 +526,12 @@ func TestRefreshesAreForgotten(t *testing.T) {
 	defer c.mu.Unlock()
 	if _, kept := c.refreshes[latest.key()]; len(c.refreshes) != 1 || !kept {
 		t.Errorf("%d refreshes remembered after 1,000 pushes past refreshLife and one now, want only the one now", len(c.refreshes))
+	}
+	// A listing that started after the forgotten push holds its generation:
+	// the new push must not take it again, or that listing would be joined
+	// and kept as if it saw the new push.
+	if c.refreshes[latest.key()].generation == forgotten {
+		t.Errorf("a push after a forgotten one took its generation (%d) again", forgotten)
 	}
 }
 

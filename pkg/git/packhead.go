@@ -3,6 +3,8 @@ package git
 import (
 	"bytes"
 	"strconv"
+
+	"github.com/go-git/go-git/v5/plumbing/format/pktline"
 )
 
 // packHead follows the start of an upload-pack response, the pkt-lines
@@ -95,7 +97,7 @@ func (h *packHead) lineStartLen() int {
 func (h *packHead) readLength() bool {
 	n, err := strconv.ParseUint(string(h.lineStart[:4]), 16, 32)
 	switch {
-	case err != nil || (n > 0 && n <= 4) || n > 65520:
+	case err != nil || (n > 0 && n <= 4) || n > pktline.OversizePayloadMax+4:
 		return false
 	case n == 0:
 		h.payload = 0 // a flush
