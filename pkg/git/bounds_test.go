@@ -12,6 +12,8 @@ import (
 	"testing"
 
 	"github.com/go-git/go-git/v5/plumbing/format/pktline"
+	"github.com/go-git/go-git/v5/plumbing/transport"
+	"github.com/go-git/go-git/v5/plumbing/transport/client"
 
 	"github.com/falsesystems/alumiini/test/gitserver"
 )
@@ -141,6 +143,61 @@ func TestAFloodBeforeThePackIsRefused(t *testing.T) {
 	}
 }
 
+// A redirect that gives the endpoint a path ending in an escaped "?" makes
+// go-git POST for the pack to a path ending elsewhere: the bound follows the
+// method, not the path (attacker review: unbounded before).
+func TestARedirectCannotLeaveThePackHeadUnbounded(t *testing.T) {
+	s := newServer(t, gitserver.Options{})
+	commit(t, s, "app", manifests)
+	var posted atomic.Value
+	redirecting := proxyTo(t, s, func(w http.ResponseWriter, r *http.Request) bool {
+		switch {
+		case r.Method == http.MethodPost:
+			posted.Store(r.URL.Path)
+			_, _ = io.Copy(io.Discard, r.Body)
+			w.Header().Set("Content-Type", "application/x-git-upload-pack-result")
+			_, _ = io.WriteString(w, floods["shallow lines"])
+			return true
+		case r.URL.Path == "/app.git/info/refs":
+			http.Redirect(w, r, "/evil%3F/info/refs?"+r.URL.RawQuery, http.StatusFound)
+			return true
+		case r.URL.Path == "/evil?/info/refs":
+			r.URL.Path, r.URL.RawPath = "/app.git/info/refs", ""
+		}
+		return false
+	})
+	_, err := syncOnce(context.Background(), newCache(t, Options{}), Source{URL: redirecting.URL + "/app.git", Branch: "main"}, "deploy")
+	if Reason(err) != ReasonLimitExceeded || !strings.Contains(fmt.Sprint(err), "over 64 KiB of shallow and acknowledgement lines before the pack") {
+		t.Fatalf("a flood after a redirect: got %v (%s), want %s naming the bound", err, Reason(err), ReasonLimitExceeded)
+	}
+	if got := posted.Load(); got != "/evil" {
+		t.Errorf("go-git posted for the pack to %v, want /evil: the redirect did not take", got)
+	}
+}
+
+// A pinned commit that a server refuses by hash is looked for in every
+// branch's history, but not in more than maxFallbackBranches branches: go-git
+// writes a file for each (attacker review: 250,000 files, 982 MiB of disk).
+func TestAPinnedCommitsFallbackStoresBoundedBranches(t *testing.T) {
+	s := newServer(t, gitserver.Options{})
+	older := commit(t, s, "branchy", manifests)
+	newer := commit(t, s, "branchy", map[string]gitserver.File{"deploy/later.yaml": {Content: "x"}})
+	var refs strings.Builder
+	refs.WriteString("# pack-refs with: peeled fully-peeled sorted \n")
+	for i := range maxFallbackBranches + 100 {
+		fmt.Fprintf(&refs, "%s refs/heads/b%06d\n", newer, i)
+	}
+	if err := os.WriteFile(filepath.Join(s.Root(), "branchy.git", "packed-refs"), []byte(refs.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sshd := startSSHD(t)
+	url := sshd.URL(filepath.Join(s.Root(), "branchy.git"))
+	_, err := syncOnce(context.Background(), newCache(t, Options{}), Source{URL: url, Commit: older, Auth: sshdAuth(t, sshd, url)}, "deploy")
+	if Reason(err) != ReasonLimitExceeded || !strings.Contains(fmt.Sprint(err), "over 4096 branches to search for it") {
+		t.Fatalf("a refused commit with 4,196 branches to search: got %v (%s), want %s naming the bound", err, Reason(err), ReasonLimitExceeded)
+	}
+}
+
 // Shallow lines a server sends before failing a fetch do not pile up in the
 // store: go-git writes them before it reads the pack, and sends and compares
 // them all on every later fetch (attacker review: 1,000,000 lines after 210
@@ -236,6 +293,12 @@ func TestOnlyHTTPAndSSHAreReached(t *testing.T) {
 	s := newServer(t, gitserver.Options{})
 	commit(t, s, "app", manifests)
 	local := filepath.Join(s.Root(), "app.git")
+	installTransports()
+	for _, protocol := range []string{"file", "git"} {
+		if _, err := client.NewClient(&transport.Endpoint{Protocol: protocol}); err == nil {
+			t.Errorf("go-git still has its %s transport", protocol)
+		}
+	}
 	for _, url := range []string{
 		`git@x:\` + strings.Repeat("/..", 16) + local,
 		local,

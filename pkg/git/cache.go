@@ -19,6 +19,7 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/cache"
 	"github.com/go-git/go-git/v5/plumbing/storer"
 	"github.com/go-git/go-git/v5/plumbing/transport"
+	"github.com/go-git/go-git/v5/storage"
 	"github.com/go-git/go-git/v5/storage/filesystem"
 	"github.com/go-git/go-git/v5/storage/memory"
 	"k8s.io/klog/v2"
@@ -275,6 +276,9 @@ func NewCache(opts Options) (*Cache, error) {
 // within ListingTTL, and no fetch. A pinned commit is returned without
 // asking the remote at all.
 func (c *Cache) Latest(ctx context.Context, src Source) (string, error) {
+	if err := reachable(src.URL); err != nil {
+		return "", err
+	}
 	if src.Commit != "" {
 		return src.Commit, nil
 	}
@@ -316,17 +320,18 @@ func (c *Cache) Refresh(src Source, since time.Time) {
 	key := src.key()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if l, ok := c.listings[key]; ok && !l.at.Before(since) {
-		return
+	if l, ok := c.listings[key]; ok && l.at.Before(since) {
+		delete(c.listings, key)
 	}
-	delete(c.listings, key)
+	// Even when the cached listing is newer than the push, a listing still
+	// running may be older (tenants list apart): the generation moves on.
 	if r := c.refreshes[key]; r.since.Before(since) {
 		c.lastGeneration++
 		c.refreshes[key] = refresh{generation: c.lastGeneration, since: since}
 	}
 	if now := time.Now(); now.Sub(c.refreshesSwept) >= time.Minute {
 		for k, r := range c.refreshes {
-			if now.Sub(r.since) > refreshLife {
+			if k != key && now.Sub(r.since) > refreshLife {
 				delete(c.refreshes, k)
 			}
 		}
@@ -357,9 +362,6 @@ func (c *Cache) listRefs(ctx context.Context, src Source) (map[plumbing.Referenc
 		}
 		defer release()
 		started := time.Now()
-		if err := reachable(src.URL); err != nil {
-			return nil, err
-		}
 		auth, err := src.Auth.method(src.URL)
 		if err != nil {
 			return nil, classify(err, "preparing credentials for "+redact(src.URL))
@@ -418,6 +420,9 @@ func (c *Cache) keepListing(key string, generation int, l listing) {
 // callers and must not be modified. If a branch moved on between Latest and
 // the fetch, the tree is the newer commit's and Tree.Commit says so.
 func (c *Cache) Files(ctx context.Context, src Source, commit, path string) (*Tree, error) {
+	if err := reachable(src.URL); err != nil {
+		return nil, err
+	}
 	key := src.key()
 	// Held for the whole call, so eviction never takes the store between
 	// the fetch and the read.
@@ -584,9 +589,6 @@ func (c *Cache) fetchOnce(ctx context.Context, src Source, st *store, want plumb
 // download fetches src's ref (or pinned commit) into repo, shallow, under one
 // transfer, so that its byte limit and low-speed check cover every attempt.
 func (c *Cache) download(ctx context.Context, repo *gogit.Repository, src Source, auth transport.AuthMethod) error {
-	if err := reachable(src.URL); err != nil {
-		return err
-	}
 	t := c.startTransfer(ctx, "fetching "+src.describe(), src.Auth)
 	defer t.end()
 	opts := &gogit.FetchOptions{
@@ -616,13 +618,52 @@ func (c *Cache) download(ctx context.Context, repo *gogit.Repository, src Source
 	klog.FromContext(ctx).V(2).Info("The server refused a commit by hash; fetching branch history", "source", src.describe(), "error", err.Error())
 	opts.Depth = 0
 	opts.RefSpecs = []config.RefSpec{"+refs/heads/*:refs/alumiini/heads/*"}
-	return t.fetch(repo, opts)
+	capped, err := gogit.Open(&refsCapped{Storer: repo.Storer, left: maxFallbackBranches, src: src}, nil)
+	if err != nil {
+		return classify(err, "fetching "+src.describe())
+	}
+	return t.fetch(capped, opts)
 }
 
 // fetch runs one go-git fetch under t.
 func (t *transfer) fetch(repo *gogit.Repository, opts *gogit.FetchOptions) error {
 	t.shallow.Store(opts.Depth > 0)
 	return t.result(fetchContext(t.ctx, repo, opts))
+}
+
+// maxFallbackBranches bounds the branches a pinned commit's fallback stores:
+// go-git writes a file for each, and a server may advertise hundreds of
+// thousands (attacker review: 250,000 files, 982 MiB of disk, one fetch).
+const maxFallbackBranches = 4096
+
+// refsCapped stores at most left references, then refuses.
+type refsCapped struct {
+	storage.Storer
+	left int
+	src  Source
+}
+
+func (r *refsCapped) SetReference(ref *plumbing.Reference) error {
+	if err := r.take(); err != nil {
+		return err
+	}
+	return r.Storer.SetReference(ref)
+}
+
+func (r *refsCapped) CheckAndSetReference(ref, old *plumbing.Reference) error {
+	if err := r.take(); err != nil {
+		return err
+	}
+	return r.Storer.CheckAndSetReference(ref, old)
+}
+
+func (r *refsCapped) take() error {
+	if r.left <= 0 {
+		return newError(ReasonLimitExceeded, nil, "fetching %s: the server refused the commit by hash, and has over %d branches to search for it",
+			r.src.describe(), maxFallbackBranches)
+	}
+	r.left--
+	return nil
 }
 
 func fetchContext(ctx context.Context, repo *gogit.Repository, opts *gogit.FetchOptions) error {
@@ -784,8 +825,9 @@ func countPacks(dir string) int {
 }
 
 // maxShallows is how many shallow lines a store keeps before it is started
-// afresh: a fetch adds one, so a store that reaches maxPacks has about as
-// many.
+// afresh. A successful fetch adds one (and a pack), so a store reaching
+// maxPacks holds about 16; 4× leaves room for a tag's and a branch's line
+// per fetch, and no more than a server's failed fetches would add.
 const maxShallows = 4 * maxPacks
 
 // countShallows is how many shallow lines (a hash and a newline each) the

@@ -504,11 +504,10 @@ func TestOneTenantCannotTakeEveryListingSlot(t *testing.T) {
 	}
 }
 
-// TestListingsAreNotKeptPastTheirTTL: a listing's answer (up to 16 MiB of
-// refs) is dropped once nothing may read it, so the cache does not grow with
-// every URL ever listed.
 // Pushes to many URLs, one each, are not remembered for ever: every URL
-// pushed to once kept an entry before.
+// pushed to once kept an entry before. A push after a forgotten one takes a
+// new generation: a listing that started after the forgotten push holds the
+// old one, and would otherwise be joined and kept as if it saw the new push.
 func TestRefreshesAreForgotten(t *testing.T) {
 	c := newCache(t, Options{})
 	long := time.Now().Add(-refreshLife - time.Minute)
@@ -518,23 +517,26 @@ func TestRefreshesAreForgotten(t *testing.T) {
 	for i := range 1000 {
 		c.Refresh(Source{URL: fmt.Sprintf("https://git.example.com/r%d.git", i)}, long)
 	}
-	c.mu.Lock()
-	c.refreshesSwept = time.Time{} // a minute has passed
-	c.mu.Unlock()
-	c.Refresh(latest, time.Now())
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if _, kept := c.refreshes[latest.key()]; len(c.refreshes) != 1 || !kept {
-		t.Errorf("%d refreshes remembered after 1,000 pushes past refreshLife and one now, want only the one now", len(c.refreshes))
+	sweep := func(src Source, since time.Time) {
+		c.mu.Lock()
+		c.refreshesSwept = time.Time{} // a minute has passed
+		c.mu.Unlock()
+		c.Refresh(src, since)
 	}
-	// A listing that started after the forgotten push holds its generation:
-	// the new push must not take it again, or that listing would be joined
-	// and kept as if it saw the new push.
-	if c.refreshes[latest.key()].generation == forgotten {
+	other := Source{URL: "https://git.example.com/other.git"}
+	sweep(other, time.Now())
+	if _, kept := c.refreshes[other.key()]; len(c.refreshes) != 1 || !kept {
+		t.Errorf("%d refreshes remembered after 1,001 pushes past refreshLife and one now, want only the one now", len(c.refreshes))
+	}
+	c.Refresh(latest, time.Now())
+	if got := c.refreshes[latest.key()].generation; got == forgotten {
 		t.Errorf("a push after a forgotten one took its generation (%d) again", forgotten)
 	}
 }
 
+// TestListingsAreNotKeptPastTheirTTL: a listing's answer (up to 16 MiB of
+// refs) is dropped once nothing may read it, so the cache does not grow with
+// every URL ever listed.
 func TestListingsAreNotKeptPastTheirTTL(t *testing.T) {
 	s := newServer(t, gitserver.Options{})
 	c := newCache(t, Options{ListingTTL: 50 * time.Millisecond})

@@ -18,9 +18,11 @@ import (
 // skips lines it does not know), then ACK and NAK lines while the next line
 // starts with one, then the pack. packHead stops following where go-git
 // starts reading the pack, or where go-git fails (a malformed length).
+// go-git also ends the shallow section at a line of only whitespace;
+// packHead does not, and so only counts more, never less.
 type packHead struct {
-	doing   string
-	section section
+	doing   string  // what the transfer is doing, for the error
+	section section // which part of the response go-git is reading
 	read    int64
 	// lineStart holds the current line's length and its first payload
 	// bytes, as far as read: enough to know which line it is.
@@ -107,6 +109,8 @@ func (h *packHead) readLength() bool {
 	return true
 }
 
+// judgeLine moves to the next section once the line's start shows that
+// go-git has left the current one, and sets up skipping the rest of it.
 func (h *packHead) judgeLine() {
 	start := h.lineStart[4:h.started]
 	switch h.section {

@@ -18,8 +18,8 @@ import (
 // maxAdvertisementBytes, what precedes the pack to maxPackHeadBytes. The
 // transfer's meter sees only the encrypted stream, where SSH's framing added
 // up to 31% to real refs (a packet per ref, measured by a review), so it
-// cannot tell where the refs end; and it allows a fetch --max-fetch-bytes
-// (256 MiB), all of which go-git would hold in memory as refs.
+// cannot tell where the refs end; and the transfer's limit,
+// --max-fetch-bytes (256 MiB), is all go-git would then hold as refs.
 type boundedSSH struct{ transport.Transport }
 
 func (b boundedSSH) NewUploadPackSession(ep *transport.Endpoint, auth transport.AuthMethod) (transport.UploadPackSession, error) {

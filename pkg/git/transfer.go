@@ -69,7 +69,7 @@ func (c *Cache) startTransfer(ctx context.Context, doing string, auth *Auth) *tr
 		// A listing is the server's ref advertisement alone, which
 		// boundedBody and sessionOutput bound as go-git reads it. This bounds
 		// the bytes on the wire too: SSH's framing added up to 31% to real
-		// refs (a packet per ref), and 4× leaves room for any framing.
+		// refs (a packet per ref), and 4× is well above that.
 		t.kind, t.limit = transferListing, min(t.limit, 4*maxAdvertisementBytes)
 	}
 	t.ctx, t.cancel = context.WithCancelCause(context.WithValue(ctx, transferKey{}, t))

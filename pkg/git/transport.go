@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"strings"
 	"sync"
 	"time"
 
@@ -184,10 +183,13 @@ func newBoundedBody(resp *http.Response, t *transfer) io.ReadCloser {
 			return newError(ReasonLimitExceeded, nil, "%s: the server answered %q with a body over the limit of %s for an error",
 				doing, status, formatBytes(maxErrorBodyBytes))
 		}
-	case strings.HasSuffix(resp.Request.URL.Path, "/info/refs"):
+	// By method, not path: go-git GETs the refs and POSTs for the pack, and
+	// a redirect can give the endpoint any path (attacker review: a path
+	// ending "%3F" made the POST's path end elsewhere, and went unbounded).
+	case resp.Request.Method == http.MethodGet:
 		b.limit = maxAdvertisementBytes
 		b.over = func() *Error { return refsOverLimit(doing) }
-	case strings.HasSuffix(resp.Request.URL.Path, "/git-upload-pack"):
+	case resp.Request.Method == http.MethodPost:
 		b.head = newPackHead(doing, t != nil && t.shallow.Load())
 	}
 	return b

@@ -40,7 +40,7 @@ func reachable(raw string) error {
 			return nil
 		}
 	}
-	return newError(ReasonFetchFailed, nil, "%s: alumiini reaches git servers only over http(s) and ssh, and git reads this URL as a local path or another protocol", redact(raw))
+	return newError(ReasonFetchFailed, nil, "%s: alumiini reaches git servers only over http(s) and ssh, and go-git reads this URL as a local path or another protocol", redact(raw))
 }
 
 // sshUser is the user of an SSH URL, "git" when it names none.
@@ -61,6 +61,7 @@ func sshAddress(raw string) string {
 	if port == 0 {
 		port = 22
 	}
+	// go-git keeps an IPv6 host in brackets; JoinHostPort adds its own.
 	return net.JoinHostPort(strings.Trim(ep.Host, "[]"), strconv.Itoa(port))
 }
 
