@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -180,21 +181,40 @@ func TestARedirectCannotLeaveThePackHeadUnbounded(t *testing.T) {
 // writes a file for each (attacker review: 250,000 files, 982 MiB of disk).
 func TestAPinnedCommitsFallbackStoresBoundedBranches(t *testing.T) {
 	s := newServer(t, gitserver.Options{})
-	older := commit(t, s, "branchy", manifests)
-	newer := commit(t, s, "branchy", map[string]gitserver.File{"deploy/later.yaml": {Content: "x"}})
-	var refs strings.Builder
-	refs.WriteString("# pack-refs with: peeled fully-peeled sorted \n")
-	for i := range maxFallbackBranches + 100 {
-		fmt.Fprintf(&refs, "%s refs/heads/b%06d\n", newer, i)
-	}
-	if err := os.WriteFile(filepath.Join(s.Root(), "branchy.git", "packed-refs"), []byte(refs.String()), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	newer := commit(t, s, "branchy", manifests)
+	missing := strings.Repeat("ab", 20) // in no branch: every fallback searches all
 	sshd := startSSHD(t)
 	url := sshd.URL(filepath.Join(s.Root(), "branchy.git"))
-	_, err := syncOnce(context.Background(), newCache(t, Options{}), Source{URL: url, Commit: older, Auth: sshdAuth(t, sshd, url)}, "deploy")
-	if Reason(err) != ReasonLimitExceeded || !strings.Contains(fmt.Sprint(err), "over 4096 branches to search for it") {
-		t.Fatalf("a refused commit with 4,196 branches to search: got %v (%s), want %s naming the bound", err, Reason(err), ReasonLimitExceeded)
+	dir := t.TempDir()
+	c := newCache(t, Options{Dir: dir})
+	// The server names its branches anew each time: what one fallback left
+	// must not add up with the next's (attacker review: 4,096 files a sync).
+	for _, prefix := range []string{"a", "b", "c"} {
+		var refs strings.Builder
+		refs.WriteString("# pack-refs with: peeled fully-peeled sorted \n")
+		for i := range maxFallbackBranches + 100 {
+			fmt.Fprintf(&refs, "%s refs/heads/%s%06d\n", newer, prefix, i)
+		}
+		if err := os.WriteFile(filepath.Join(s.Root(), "branchy.git", "packed-refs"), []byte(refs.String()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		_, err := syncOnce(context.Background(), c, Source{URL: url, Commit: missing, Auth: sshdAuth(t, sshd, url)}, "deploy")
+		if Reason(err) != ReasonLimitExceeded || !strings.Contains(fmt.Sprint(err), "over 4096 branches to search for it") {
+			t.Fatalf("a missing commit with 4,196 branches to search: got %v (%s), want %s naming the bound", err, Reason(err), ReasonLimitExceeded)
+		}
+	}
+	stores, _ := filepath.Glob(filepath.Join(dir, "*"))
+	for _, store := range stores {
+		files := 0
+		_ = filepath.WalkDir(filepath.Join(store, "refs"), func(_ string, d fs.DirEntry, err error) error {
+			if err == nil && !d.IsDir() {
+				files++
+			}
+			return nil
+		})
+		if files > maxFallbackBranches+10 {
+			t.Errorf("the store holds %d ref files after three fallbacks, want at most about %d", files, maxFallbackBranches)
+		}
 	}
 }
 

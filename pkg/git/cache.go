@@ -543,15 +543,18 @@ func (c *Cache) fetchOnce(ctx context.Context, src Source, st *store, want plumb
 	if err != nil {
 		return plumbing.ZeroHash, classify(err, doing)
 	}
-	if packs, shallows := countPacks(st.dir), countShallows(st.dir); packs > maxPacks || shallows > maxShallows {
+	packs, shallows, branches := countPacks(st.dir), countShallows(st.dir), countFallbackBranches(st.dir)
+	if packs > maxPacks || shallows > maxShallows || branches >= maxFallbackBranches {
 		// Every shallow fetch adds a pack and a shallow line; go-git sends
 		// every shallow line and searches every pack, so each push made later
 		// fetches of the URL slower. A server can add shallow lines without a
 		// pack too: go-git writes them before it reads the pack, and a fetch
 		// that then fails leaves them (attacker review: 1,000,000 lines after
-		// 210 syncs, 49 s per sync). The store is only a cache: start it
-		// again, and this fetch brings what is needed, within its limits.
-		klog.FromContext(ctx).V(2).Info("Starting a git cache store afresh", "dir", st.dir, "packs", packs, "shallows", shallows)
+		// 210 syncs, 49 s per sync). A pinned commit's fallback leaves its
+		// branches, under new names each time if the server likes. The store
+		// is only a cache: start it again, and this fetch brings what is
+		// needed, within its limits.
+		klog.FromContext(ctx).V(2).Info("Starting a git cache store afresh", "dir", st.dir, "packs", packs, "shallows", shallows, "branches", branches)
 		_ = os.RemoveAll(st.dir)
 	}
 	repo, storage, err := c.openOrRecreate(st.dir)
@@ -635,6 +638,22 @@ func (t *transfer) fetch(repo *gogit.Repository, opts *gogit.FetchOptions) error
 // go-git writes a file for each, and a server may advertise hundreds of
 // thousands (attacker review: 250,000 files, 982 MiB of disk, one fetch).
 const maxFallbackBranches = 4096
+
+// countFallbackBranches is how many branches fallbacks left in the store,
+// counted up to maxFallbackBranches.
+func countFallbackBranches(dir string) int {
+	n := 0
+	_ = filepath.WalkDir(filepath.Join(dir, "refs", "alumiini", "heads"), func(_ string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			n++
+		}
+		if n >= maxFallbackBranches {
+			return fs.SkipAll
+		}
+		return nil
+	})
+	return n
+}
 
 // refsCapped stores at most left references, then refuses.
 type refsCapped struct {
