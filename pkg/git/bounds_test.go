@@ -177,44 +177,56 @@ func TestARedirectCannotLeaveThePackHeadUnbounded(t *testing.T) {
 }
 
 // A pinned commit that a server refuses by hash is looked for in every
-// branch's history, but not in more than maxFallbackBranches branches: go-git
-// writes a file for each (attacker review: 250,000 files, 982 MiB of disk).
-func TestAPinnedCommitsFallbackStoresBoundedBranches(t *testing.T) {
+// branch's history, but not in more than maxFallbackBranches branches, and
+// the branches are not written to the store: go-git wrote a file for each,
+// in directories as deep as the server named them (attacker reviews:
+// 250,000 files; 20 branches 1,900 directories deep hung every later sync).
+func TestAPinnedCommitsFallbackLeavesNoBranchesBehind(t *testing.T) {
 	s := newServer(t, gitserver.Options{})
-	newer := commit(t, s, "branchy", manifests)
-	missing := strings.Repeat("ab", 20) // in no branch: every fallback searches all
-	sshd := startSSHD(t)
-	url := sshd.URL(filepath.Join(s.Root(), "branchy.git"))
-	dir := t.TempDir()
-	c := newCache(t, Options{Dir: dir})
-	// The server names its branches anew each time: what one fallback left
-	// must not add up with the next's (attacker review: 4,096 files a sync).
-	for _, prefix := range []string{"a", "b", "c"} {
+	older := commit(t, s, "branchy", manifests)
+	newer := commit(t, s, "branchy", map[string]gitserver.File{"deploy/later.yaml": {Content: "x"}})
+	deep := strings.Repeat("a/", 200) + "z"
+	branches := func(n int) {
+		t.Helper()
 		var refs strings.Builder
 		refs.WriteString("# pack-refs with: peeled fully-peeled sorted \n")
-		for i := range maxFallbackBranches + 100 {
-			fmt.Fprintf(&refs, "%s refs/heads/%s%06d\n", newer, prefix, i)
+		for i := range n {
+			fmt.Fprintf(&refs, "%s refs/heads/b%06d/%s\n", newer, i, deep)
 		}
 		if err := os.WriteFile(filepath.Join(s.Root(), "branchy.git", "packed-refs"), []byte(refs.String()), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		_, err := syncOnce(context.Background(), c, Source{URL: url, Commit: missing, Auth: sshdAuth(t, sshd, url)}, "deploy")
-		if Reason(err) != ReasonLimitExceeded || !strings.Contains(fmt.Sprint(err), "over 4096 branches to search for it") {
-			t.Fatalf("a missing commit with 4,196 branches to search: got %v (%s), want %s naming the bound", err, Reason(err), ReasonLimitExceeded)
-		}
 	}
-	stores, _ := filepath.Glob(filepath.Join(dir, "*"))
-	for _, store := range stores {
-		files := 0
-		_ = filepath.WalkDir(filepath.Join(store, "refs"), func(_ string, d fs.DirEntry, err error) error {
-			if err == nil && !d.IsDir() {
-				files++
-			}
-			return nil
-		})
-		if files > maxFallbackBranches+10 {
-			t.Errorf("the store holds %d ref files after three fallbacks, want at most about %d", files, maxFallbackBranches)
+	sshd := startSSHD(t)
+	url := sshd.URL(filepath.Join(s.Root(), "branchy.git"))
+	dir := t.TempDir()
+	c := newCache(t, Options{Dir: dir})
+	leftBehind := func() int {
+		n := 0
+		stores, _ := filepath.Glob(filepath.Join(dir, "*", "refs", "alumiini", "heads"))
+		for _, heads := range stores {
+			_ = filepath.WalkDir(heads, func(string, fs.DirEntry, error) error { n++; return nil })
 		}
+		return n
+	}
+
+	branches(20)
+	tree, err := syncOnce(context.Background(), c, Source{URL: url, Commit: older, Auth: sshdAuth(t, sshd, url)}, "deploy")
+	if err != nil || tree.Commit != older {
+		t.Fatalf("an older commit found through 20 deep branches: %v", err)
+	}
+	if n := leftBehind(); n > 0 {
+		t.Errorf("the fallback left %d files and directories of branches in the store", n)
+	}
+
+	branches(maxFallbackBranches + 100)
+	missing := strings.Repeat("ab", 20) // in no branch: the fallback searches all
+	_, err = syncOnce(context.Background(), c, Source{URL: url, Commit: missing, Auth: sshdAuth(t, sshd, url)}, "deploy")
+	if Reason(err) != ReasonLimitExceeded || !strings.Contains(fmt.Sprint(err), "over 4096 branches to search for it") {
+		t.Fatalf("a missing commit with 4,196 branches to search: got %v (%s), want %s naming the bound", err, Reason(err), ReasonLimitExceeded)
+	}
+	if n := leftBehind(); n > 0 {
+		t.Errorf("the refused fallback left %d files and directories of branches in the store", n)
 	}
 }
 
