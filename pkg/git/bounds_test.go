@@ -218,6 +218,12 @@ func TestAPinnedCommitsFallbackLeavesNoBranchesBehind(t *testing.T) {
 	if n := leftBehind(); n > 0 {
 		t.Errorf("the fallback left %d files and directories of branches in the store", n)
 	}
+	// What it fetched is stored as a pack, as any fetch is, not unpacked.
+	loose, _ := filepath.Glob(filepath.Join(dir, "*", "objects", "??", "*"))
+	packs, _ := filepath.Glob(filepath.Join(dir, "*", "objects", "pack", "*.pack"))
+	if len(loose) > 0 || len(packs) == 0 {
+		t.Errorf("the fallback stored %d loose objects and %d packs, want only packs", len(loose), len(packs))
+	}
 
 	branches(maxFallbackBranches + 100)
 	missing := strings.Repeat("ab", 20) // in no branch: the fallback searches all

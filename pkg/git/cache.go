@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -659,6 +660,17 @@ func (r *fallbackRefs) SetReference(ref *plumbing.Reference) error {
 
 func (r *fallbackRefs) CheckAndSetReference(ref, _ *plumbing.Reference) error {
 	return r.SetReference(ref)
+}
+
+// PackfileWriter passes the store's own through: without it go-git unpacks
+// every object of the fetch into a loose file, and its deltas into memory
+// (attacker review).
+func (r *fallbackRefs) PackfileWriter() (io.WriteCloser, error) {
+	pw, ok := r.Storer.(storer.PackfileWriter)
+	if !ok {
+		return nil, fmt.Errorf("internal error: the git cache store %T cannot write packs", r.Storer)
+	}
+	return pw.PackfileWriter()
 }
 
 func (r *fallbackRefs) Reference(name plumbing.ReferenceName) (*plumbing.Reference, error) {
