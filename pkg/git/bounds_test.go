@@ -6,6 +6,7 @@ import (
 	"io"
 	"io/fs"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -94,6 +95,20 @@ func shallowLines(n int) string {
 	return b.String()
 }
 
+// answeringPackRequests serves s, but answers every request for a pack with
+// response(), as a hostile server may.
+func answeringPackRequests(t *testing.T, s *gitserver.Server, response func() string) *httptest.Server {
+	t.Helper()
+	return proxyTo(t, s, func(w http.ResponseWriter, r *http.Request) bool {
+		if !isPackRequest(r) {
+			return false
+		}
+		w.Header().Set("Content-Type", "application/x-git-upload-pack-result")
+		_, _ = io.WriteString(w, response())
+		return true
+	})
+}
+
 // floods are upload-pack responses to a shallow fetch that make go-git keep
 // and compare 100,000 shallow lines, or keep 100,000 ACKs, before any pack:
 // plainly, and behind lines that look like the pack's start to a reader
@@ -125,14 +140,7 @@ func TestAFloodBeforeThePackIsRefused(t *testing.T) {
 	sha := commit(t, s, "app", manifests)
 	for name, flood := range floods {
 		t.Run(name, func(t *testing.T) {
-			overHTTP := proxyTo(t, s, func(w http.ResponseWriter, r *http.Request) bool {
-				if !isPackRequest(r) {
-					return false
-				}
-				w.Header().Set("Content-Type", "application/x-git-upload-pack-result")
-				_, _ = io.WriteString(w, flood)
-				return true
-			})
+			overHTTP := answeringPackRequests(t, s, func() string { return flood })
 			sshURL, sshAuth := hostileSSHD(t, sha, []byte(flood))
 			for _, src := range []Source{{URL: overHTTP.URL + "/app.git", Branch: "main"}, {URL: sshURL, Branch: "main", Auth: sshAuth}} {
 				_, err := syncOnce(context.Background(), newCache(t, Options{}), src, "deploy")
@@ -244,18 +252,13 @@ func TestShallowLinesDoNotPileUpInTheStore(t *testing.T) {
 	s := newServer(t, gitserver.Options{})
 	commit(t, s, "app", manifests)
 	var fetches atomic.Int32
-	noPack := proxyTo(t, s, func(w http.ResponseWriter, r *http.Request) bool {
-		if !isPackRequest(r) {
-			return false
-		}
-		w.Header().Set("Content-Type", "application/x-git-upload-pack-result")
+	noPack := answeringPackRequests(t, s, func() string {
 		n := int(fetches.Add(1))
 		var lines strings.Builder
 		for i := range 1000 {
 			lines.WriteString(pktLine(fmt.Sprintf("shallow %020x%020x\n", n, i)))
 		}
-		_, _ = io.WriteString(w, lines.String()+"0000"+pktLine("NAK\n"))
-		return true
+		return lines.String() + "0000" + pktLine("NAK\n")
 	})
 	dir := t.TempDir()
 	c := newCache(t, Options{Dir: dir})
