@@ -39,7 +39,7 @@ func manyRefs(t *testing.T, s *gitserver.Server, repo, commit string, size int) 
 }
 
 // A server's ref advertisement is bounded to 16 MiB over HTTP and SSH, in a
-// listing and in a fetch: go-git holds it all in memory (about 140 MiB of
+// listing and in a fetch: go-git holds it all in memory (about 74 MiB of live
 // heap for 16 MiB). Over SSH a fetch's advertisement was once bounded only by
 // --max-fetch-bytes (256 MiB), and then by the encrypted bytes, which refused
 // 14 MiB of short refs.
@@ -317,7 +317,7 @@ func TestPackHeadLetsRealResponsesThrough(t *testing.T) {
 // A listing's transfer stops at 64 MiB on the wire, 4× its refs' bound, so
 // SSH's framing of 16 MiB of refs fits.
 func TestAListingsWireBytesAreBounded(t *testing.T) {
-	tr := newCache(t, Options{}).startTransfer(context.Background(), "listing refs of ssh://git@example.invalid/r.git", nil)
+	tr := newCache(t, Options{}).startTransfer(context.Background(), "listing refs of ssh://git@example.invalid/r.git", Source{})
 	defer tr.end()
 	if err := tr.count(4 * maxAdvertisementBytes); err != nil {
 		t.Fatalf("64 MiB: %v", err)

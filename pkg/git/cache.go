@@ -45,9 +45,9 @@ type Options struct {
 	// at once, so one tenant's slow servers cannot hold every fetch slot.
 	// The default is a quarter of MaxConcurrentFetches, at least 1.
 	MaxConcurrentFetchesPerTenant int
-	// MaxConcurrentListings bounds ref listings across all repositories:
-	// each reads up to 16 MiB of a server's ref advertisement, and parsing
-	// that takes several times as much heap.
+	// MaxConcurrentListings bounds ref listings across all repositories.
+	// Each reads up to 16 MiB of a server's ref advertisement; lists over
+	// 1 MiB are read a few at a time (see admitRefs), whatever this is.
 	MaxConcurrentListings int
 	// MaxConcurrentListingsPerTenant bounds the listings of one
 	// Source.Tenant at once, so one tenant's slow or huge listings leave
@@ -86,8 +86,7 @@ const (
 	DefaultListingTTL           = 2 * time.Second
 	DefaultMaxConcurrentFetches = 4
 	// DefaultMaxConcurrentListings: a listing is one round trip of refs,
-	// far lighter than a fetch, but a hostile server's 16 MiB advertisement
-	// took about 140 MiB of heap to parse: 8 of them about 1.1 GiB.
+	// far lighter than a fetch.
 	DefaultMaxConcurrentListings = 8
 	DefaultFetchRetries          = 3
 	DefaultMaxFetchBytes         = 256 << 20
@@ -187,6 +186,9 @@ type Cache struct {
 	slots *slots.Slots
 	// listingSlots bound ref listings, fairly between tenants.
 	listingSlots *slots.Slots
+	// largeRefLists are the turns to read a ref list past
+	// smallRefListBytes, in a listing or a fetch.
+	largeRefLists *slots.Slots
 	// objects is one object cache for all stores: objects are named by their
 	// hash, so sharing is safe, and memory stays bounded however many
 	// repositories there are.
@@ -195,7 +197,10 @@ type Cache struct {
 	mu       sync.Mutex
 	stores   map[string]*store
 	listings map[string]listing
-	swept    time.Time // when listings past ListingTTL were last dropped
+	// keptRefs counts the refs of the listings kept, at most maxKeptRefs
+	// (a field for tests).
+	keptRefs, maxKeptRefs int
+	swept                 time.Time // when listings past ListingTTL were last dropped
 	// refreshes counts, per URL key, the pushes that made cached listings
 	// stale; a listing started before one is neither reused nor joined.
 	refreshes map[string]refresh
@@ -213,6 +218,12 @@ type Cache struct {
 // which no later refresh takes again. Forgetting keeps the map to the URLs
 // pushed to lately, not every URL ever pushed to.
 const refreshLife = 2 * validation.MaxTimeout
+
+// maxKeptRefs bounds the refs of all listings kept for ListingTTL, about
+// 64 bytes of heap each: as many listings as end within it are kept, and each
+// may hold a server's 300,000 refs. A listing past it is answered and not
+// kept, so the next Latest of its URL lists again.
+const maxKeptRefs = 1 << 19
 
 type listing struct {
 	refs map[plumbing.ReferenceName]plumbing.Hash
@@ -253,9 +264,12 @@ func NewCache(opts Options) (*Cache, error) {
 		objects:      cache.NewObjectLRU(32 * cache.MiByte),
 		slots:        slots.New(opts.MaxConcurrentFetches, opts.MaxConcurrentFetchesPerTenant),
 		listingSlots: slots.New(opts.MaxConcurrentListings, opts.MaxConcurrentListingsPerTenant),
-		stores:       map[string]*store{},
-		listings:     map[string]listing{},
-		refreshes:    map[string]refresh{},
+		// One tenant's hostile servers take one turn, the other tenants' the other.
+		largeRefLists: slots.New(maxLargeRefLists, 1),
+		stores:        map[string]*store{},
+		listings:      map[string]listing{},
+		maxKeptRefs:   maxKeptRefs,
+		refreshes:     map[string]refresh{},
 	}
 	entries, err := os.ReadDir(opts.Dir)
 	if err != nil {
@@ -310,7 +324,7 @@ func (c *Cache) Latest(ctx context.Context, src Source) (string, error) {
 func (c *Cache) Forget(src Source) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	delete(c.listings, src.key())
+	c.dropListing(src.key())
 }
 
 // Refresh makes the next Latest of src's URL see every push made until
@@ -322,7 +336,7 @@ func (c *Cache) Refresh(src Source, since time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if l, ok := c.listings[key]; ok && l.at.Before(since) {
-		delete(c.listings, key)
+		c.dropListing(key)
 	}
 	// Even when the cached listing is newer than the push, a listing still
 	// running may be older (tenants list apart): the generation moves on.
@@ -355,8 +369,9 @@ func (c *Cache) listRefs(ctx context.Context, src Source) (map[plumbing.Referenc
 	// listing's answer then serves every tenant until ListingTTL.
 	shareKey := fmt.Sprintf("list/%s/%s/%d", key, src.Tenant, generation)
 	v, err := c.shared(ctx, shareKey, "listing refs of "+redact(src.URL), func(ctx context.Context) (any, error) {
-		waiting := time.Now()
+		waiting, noted := time.Now(), waitingFor(ctx, "a listing slot (--max-concurrent-listings, a namespace at most half)")
 		release, err := c.listingSlots.Acquire(ctx, src.Tenant)
+		noted()
 		listingSlotWait.Observe(time.Since(waiting).Seconds())
 		if err != nil {
 			return nil, classify(err, "waiting for a listing slot (--max-concurrent-listings) to list refs of "+redact(src.URL))
@@ -367,16 +382,18 @@ func (c *Cache) listRefs(ctx context.Context, src Source) (map[plumbing.Referenc
 		if err != nil {
 			return nil, classify(err, "preparing credentials for "+redact(src.URL))
 		}
-		t := c.startTransfer(ctx, "listing refs of "+redact(src.URL), src.Auth)
+		t := c.startTransfer(ctx, "listing refs of "+redact(src.URL), src)
 		defer t.end()
 		remote := gogit.NewRemote(memory.NewStorage(), &config.RemoteConfig{Name: "origin", URLs: []string{src.URL}})
 		list, err := remote.ListContext(t.ctx, &gogit.ListOptions{Auth: auth, ProxyOptions: t.sshProxy(src.URL), PeelingOption: gogit.AppendPeeled})
 		if err != nil {
 			return nil, t.result(err)
 		}
-		refs := make(map[plumbing.ReferenceName]plumbing.Hash, len(list))
+		// Only branches and tags are ever asked for: a forge's pull request
+		// refs, often most of a list, are not kept.
+		refs := map[plumbing.ReferenceName]plumbing.Hash{}
 		for _, ref := range list {
-			if ref.Type() == plumbing.HashReference {
+			if ref.Type() == plumbing.HashReference && (ref.Name().IsBranch() || ref.Name().IsTag()) {
 				refs[ref.Name()] = ref.Hash()
 			}
 		}
@@ -401,7 +418,7 @@ func (c *Cache) keepListing(key string, generation int, l listing) {
 	if now.Sub(c.swept) >= c.opts.ListingTTL {
 		for k, old := range c.listings {
 			if now.Sub(old.at) >= c.opts.ListingTTL {
-				delete(c.listings, k)
+				c.dropListing(k)
 			}
 		}
 		c.swept = now
@@ -412,7 +429,20 @@ func (c *Cache) keepListing(key string, generation int, l listing) {
 	if cached, ok := c.listings[key]; ok && cached.at.After(l.at) {
 		return
 	}
+	c.dropListing(key)
+	if c.keptRefs+len(l.refs) > c.maxKeptRefs {
+		return
+	}
 	c.listings[key] = l
+	c.keptRefs += len(l.refs)
+}
+
+// dropListing drops key's cached listing, if any; c.mu must be held.
+func (c *Cache) dropListing(key string) {
+	if l, ok := c.listings[key]; ok {
+		c.keptRefs -= len(l.refs)
+		delete(c.listings, key)
+	}
 }
 
 // Files returns the files under path of commit (as Latest returned it),
@@ -467,8 +497,12 @@ func (c *Cache) Files(ctx context.Context, src Source, commit, path string) (*Tr
 // waits only as long as its own context allows (see sharedWork).
 func (c *Cache) shared(ctx context.Context, key, doing string, work func(context.Context) (any, error)) (any, error) {
 	v, err := c.work.do(ctx, key, work)
-	if err != nil && ctx.Err() != nil && errors.Is(err, ctx.Err()) {
-		return nil, classify(err, doing)
+	var g *gaveUp
+	if errors.As(err, &g) {
+		if g.waitingFor != "" && errors.Is(g.err, context.DeadlineExceeded) {
+			return nil, newError(ReasonTimeout, g.err, "%s: timed out (spec.timeout) waiting for %s", doing, g.waitingFor)
+		}
+		return nil, classify(g.err, doing)
 	}
 	return v, err
 }
@@ -476,8 +510,9 @@ func (c *Cache) shared(ctx context.Context, key, doing string, work func(context
 // fetch brings the wanted commit into the store, shallow and for one ref,
 // retrying a transfer the network cut off. It returns the commit fetched.
 func (c *Cache) fetch(ctx context.Context, src Source, st *store, want plumbing.Hash) (plumbing.Hash, error) {
-	waiting := time.Now()
+	waiting, noted := time.Now(), waitingFor(ctx, "a fetch slot (--max-concurrent-fetches, a namespace at most a quarter)")
 	release, err := c.slots.Acquire(ctx, src.Tenant)
+	noted()
 	fetchSlotWait.Observe(time.Since(waiting).Seconds())
 	if err != nil {
 		return plumbing.ZeroHash, classify(err, "waiting to fetch "+src.describe())
@@ -590,7 +625,7 @@ func (c *Cache) fetchOnce(ctx context.Context, src Source, st *store, want plumb
 // download fetches src's ref (or pinned commit) into repo, shallow, under one
 // transfer, so that its byte limit and low-speed check cover every attempt.
 func (c *Cache) download(ctx context.Context, repo *gogit.Repository, src Source, auth transport.AuthMethod) error {
-	t := c.startTransfer(ctx, "fetching "+src.describe(), src.Auth)
+	t := c.startTransfer(ctx, "fetching "+src.describe(), src)
 	defer t.end()
 	opts := &gogit.FetchOptions{
 		RemoteName:   "origin",

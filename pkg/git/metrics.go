@@ -36,6 +36,11 @@ var (
 		Help:    "How long ref listings waited for a listing slot (--max-concurrent-listings, per namespace too).",
 		Buckets: prometheus.ExponentialBuckets(0.001, 4, 10),
 	})
+	largeRefListWait = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "alumiini_git_large_ref_list_wait_seconds",
+		Help:    "How long listings and fetches waited for a turn to read a ref list over 1 MiB (two are read at once).",
+		Buckets: prometheus.ExponentialBuckets(0.001, 4, 10),
+	})
 	cacheEvictions = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "alumiini_git_cache_evictions_total",
 		Help: "Git cache stores evicted to stay within --git-cache-max-bytes.",
@@ -49,5 +54,5 @@ func RegisterMetrics(r prometheus.Registerer, c *Cache) error {
 		Name: "alumiini_git_cache_bytes",
 		Help: "Bytes the git cache holds on disk.",
 	}, func() float64 { return float64(c.Size()) })
-	return metrics.Register(r, transfersTotal, transferDuration, transferBytes, fetchSlotWait, listingSlotWait, cacheEvictions, size)
+	return metrics.Register(r, transfersTotal, transferDuration, transferBytes, fetchSlotWait, listingSlotWait, largeRefListWait, cacheEvictions, size)
 }

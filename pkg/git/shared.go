@@ -3,6 +3,7 @@ package git
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 )
 
 // sharedWork runs one piece of work for every caller that asks for the same
@@ -22,6 +23,33 @@ type sharedCall struct {
 	err     error
 	waiters int
 	cancel  context.CancelFunc
+	// waitingFor is what the work waits for now, if anything (see
+	// waitingFor): a caller that gives up is told.
+	waitingFor atomic.Pointer[string]
+}
+
+type sharedCallKey struct{}
+
+// gaveUp is the error of a caller whose context ended before the work did.
+type gaveUp struct {
+	err error
+	// waitingFor is what the work was waiting for then, or "".
+	waitingFor string
+}
+
+func (g *gaveUp) Error() string { return g.err.Error() }
+func (g *gaveUp) Unwrap() error { return g.err }
+
+// waitingFor notes that the shared work running under ctx waits for what
+// (a slot, a turn) until done is called, so that a caller who gives up
+// meanwhile learns what held it. Outside shared work it does nothing.
+func waitingFor(ctx context.Context, what string) (done func()) {
+	call, _ := ctx.Value(sharedCallKey{}).(*sharedCall)
+	if call == nil {
+		return func() {}
+	}
+	call.waitingFor.Store(&what)
+	return func() { call.waitingFor.Store(nil) }
 }
 
 // do runs work once for key and waits for it, or for ctx.
@@ -33,8 +61,9 @@ func (s *sharedWork) do(ctx context.Context, key string, work func(context.Conte
 	call, ok := s.calls[key]
 	if !ok {
 		// Detached from this caller's cancellation but not its values.
-		workCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-		call = &sharedCall{done: make(chan struct{}), cancel: cancel}
+		call = &sharedCall{done: make(chan struct{})}
+		workCtx, cancel := context.WithCancel(context.WithValue(context.WithoutCancel(ctx), sharedCallKey{}, call))
+		call.cancel = cancel
 		s.calls[key] = call
 		go s.run(key, call, workCtx, work)
 	}
@@ -50,7 +79,11 @@ func (s *sharedWork) do(ctx context.Context, key string, work func(context.Conte
 			call.cancel() // nobody waits for it any more
 		}
 		s.mu.Unlock()
-		return nil, ctx.Err()
+		g := &gaveUp{err: ctx.Err()}
+		if what := call.waitingFor.Load(); what != nil {
+			g.waitingFor = *what
+		}
+		return nil, g
 	}
 }
 

@@ -105,27 +105,34 @@ func newSessionOutput(from io.Reader, t *transfer) *sessionOutput {
 
 func (o *sessionOutput) Read(p []byte) (int, error) {
 	n, err := o.from.Read(p)
-	if over := o.follow(p[:n]); over != nil {
+	refs, over := o.follow(p[:n])
+	if over != nil {
 		return n, o.t.fail(over)
+	}
+	if werr := o.t.admitRefs(o, refs); werr != nil {
+		return n, werr
 	}
 	return n, err
 }
 
-func (o *sessionOutput) follow(p []byte) *Error {
+// follow bounds what p adds to the session's output, and returns how much
+// of the ref list has been read (0 once it has all been).
+func (o *sessionOutput) follow(p []byte) (int64, *Error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if !o.inRefs {
-		return o.head.scan(p)
+		return 0, o.head.scan(p)
 	}
 	o.refs += int64(len(p))
 	if o.refs > maxAdvertisementBytes {
-		return refsOverLimit(o.t.doing)
+		return o.refs, refsOverLimit(o.t.doing)
 	}
-	return nil
+	return o.refs, nil
 }
 
 func (o *sessionOutput) refsRead() {
 	o.mu.Lock()
-	defer o.mu.Unlock()
 	o.inRefs = false
+	o.mu.Unlock()
+	o.t.refsRead(o)
 }

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/falsesystems/alumiini/pkg/slots"
 )
 
 // errStalled marks a transfer stopped for moving too slowly: retrying a
@@ -38,6 +40,11 @@ type transfer struct {
 	// shallow is whether the fetch running asks for a depth: go-git then
 	// reads shallow lines before the pack (see packHead).
 	shallow atomic.Bool
+	// tenant and turns: a ref list past smallRefListBytes waits for a turn
+	// (see admitRefs), fairly between tenants.
+	tenant string
+	turns  *slots.Slots
+	turn   refListTurn
 
 	mu    sync.Mutex
 	conns []net.Conn
@@ -54,13 +61,15 @@ var (
 
 // startTransfer begins a transfer of doing (e.g. "fetching branch ..."). The
 // operation must run under the returned transfer's ctx and call end after.
-func (c *Cache) startTransfer(ctx context.Context, doing string, auth *Auth) *transfer {
+func (c *Cache) startTransfer(ctx context.Context, doing string, src Source) *transfer {
 	t := &transfer{
 		doing:    doing,
 		limit:    c.opts.MaxFetchBytes,
 		lowBytes: c.opts.LowSpeedBytes,
 		lowTime:  c.opts.LowSpeedTime,
-		ca:       caBundle(auth),
+		ca:       caBundle(src.Auth),
+		tenant:   src.Tenant,
+		turns:    c.largeRefLists,
 		id:       strconv.FormatUint(lastTransferID.Add(1), 10),
 		kind:     transferFetch,
 		start:    time.Now(),
@@ -101,6 +110,7 @@ func (t *transfer) result(err error) error {
 func (t *transfer) end() {
 	transfers.Delete(t.id)
 	t.cancel(nil)
+	t.refsRead(nil)
 	result := "ok"
 	if t.failed.Load() {
 		result = "error"
@@ -145,7 +155,8 @@ func (t *transfer) watch() {
 			return
 		case now := <-tick.C:
 			n := t.read.Load()
-			if n-mark >= t.lowBytes {
+			if n-mark >= t.lowBytes || t.turn.waiting.Load() {
+				// Waiting for a turn is not the server stalling.
 				mark, markedAt = n, now
 				continue
 			}

@@ -166,6 +166,7 @@ type boundedBody struct {
 	n     int64
 	limit int64
 	over  func() *Error
+	refs  bool      // whether this is a ref list (see admitRefs)
 	head  *packHead // an upload-pack response's
 }
 
@@ -187,12 +188,21 @@ func newBoundedBody(resp *http.Response, t *transfer) io.ReadCloser {
 	// a redirect can give the endpoint any path (attacker review: a path
 	// ending "%3F" made the POST's path end elsewhere, and went unbounded).
 	case resp.Request.Method == http.MethodGet:
-		b.limit = maxAdvertisementBytes
+		b.limit, b.refs = maxAdvertisementBytes, true
 		b.over = func() *Error { return refsOverLimit(doing) }
 	case resp.Request.Method == http.MethodPost:
 		b.head = newPackHead(doing, t != nil && t.shallow.Load())
 	}
 	return b
+}
+
+// Close gives a ref list's turn back: go-git closes the body once it has
+// parsed the list.
+func (b *boundedBody) Close() error {
+	if b.refs && b.t != nil {
+		b.t.refsRead(b)
+	}
+	return b.ReadCloser.Close()
 }
 
 func (b *boundedBody) Read(p []byte) (int, error) {
@@ -217,6 +227,11 @@ func (b *boundedBody) Read(p []byte) (int, error) {
 	if b.t != nil {
 		if cerr := b.t.count(n); cerr != nil {
 			return n, cerr
+		}
+		if b.refs {
+			if werr := b.t.admitRefs(b, b.n); werr != nil {
+				return n, werr
+			}
 		}
 	}
 	return n, err
