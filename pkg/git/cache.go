@@ -47,7 +47,8 @@ type Options struct {
 	MaxConcurrentFetchesPerTenant int
 	// MaxConcurrentListings bounds ref listings across all repositories.
 	// Each reads up to 16 MiB of a server's ref advertisement; lists over
-	// 1 MiB are read a few at a time (see admitRefs), whatever this is.
+	// 1 MiB are read two at a time regardless of this setting (see
+	// waitForTurnIfLarge).
 	MaxConcurrentListings int
 	// MaxConcurrentListingsPerTenant bounds the listings of one
 	// Source.Tenant at once, so one tenant's slow or huge listings leave
@@ -197,10 +198,10 @@ type Cache struct {
 	mu       sync.Mutex
 	stores   map[string]*store
 	listings map[string]listing
-	// keptRefs counts the refs of the listings kept, at most maxKeptRefs
-	// (a field for tests).
-	keptRefs, maxKeptRefs int
-	swept                 time.Time // when listings past ListingTTL were last dropped
+	// keptBytes counts the heap the listings kept take, at most
+	// keptBytesLimit (maxKeptListingBytes; a field for tests).
+	keptBytes, keptBytesLimit int
+	swept                     time.Time // when listings past ListingTTL were last dropped
 	// refreshes counts, per URL key, the pushes that made cached listings
 	// stale; a listing started before one is neither reused nor joined.
 	refreshes map[string]refresh
@@ -219,14 +220,19 @@ type Cache struct {
 // pushed to lately, not every URL ever pushed to.
 const refreshLife = 2 * validation.MaxTimeout
 
-// maxKeptRefs bounds the refs of all listings kept for ListingTTL, about
-// 64 bytes of heap each: as many listings as end within it are kept, and each
-// may hold a server's 300,000 refs. A listing past it is answered and not
+// maxKeptListingBytes bounds the heap of all listings kept for ListingTTL:
+// as many listings as end within it are kept, and each may hold up to 16 MiB
+// of a server's branch and tag names. A listing past it is answered and not
 // kept, so the next Latest of its URL lists again.
-const maxKeptRefs = 1 << 19
+const maxKeptListingBytes = 32 << 20
+
+// refHeapBytes is about what a kept ref costs beside its name: the map's
+// entry and the name's string header.
+const refHeapBytes = 64
 
 type listing struct {
-	refs map[plumbing.ReferenceName]plumbing.Hash
+	refs  map[plumbing.ReferenceName]plumbing.Hash
+	bytes int // about what refs take of the heap
 	// at is when the listing started: it shows no push made after that.
 	at time.Time
 }
@@ -264,12 +270,12 @@ func NewCache(opts Options) (*Cache, error) {
 		objects:      cache.NewObjectLRU(32 * cache.MiByte),
 		slots:        slots.New(opts.MaxConcurrentFetches, opts.MaxConcurrentFetchesPerTenant),
 		listingSlots: slots.New(opts.MaxConcurrentListings, opts.MaxConcurrentListingsPerTenant),
-		// One tenant's hostile servers take one turn, the other tenants' the other.
-		largeRefLists: slots.New(maxLargeRefLists, 1),
-		stores:        map[string]*store{},
-		listings:      map[string]listing{},
-		maxKeptRefs:   maxKeptRefs,
-		refreshes:     map[string]refresh{},
+		// At most one turn per namespace.
+		largeRefLists:  slots.New(maxLargeRefLists, 1),
+		stores:         map[string]*store{},
+		listings:       map[string]listing{},
+		keptBytesLimit: maxKeptListingBytes,
+		refreshes:      map[string]refresh{},
 	}
 	entries, err := os.ReadDir(opts.Dir)
 	if err != nil {
@@ -369,10 +375,8 @@ func (c *Cache) listRefs(ctx context.Context, src Source) (map[plumbing.Referenc
 	// listing's answer then serves every tenant until ListingTTL.
 	shareKey := fmt.Sprintf("list/%s/%s/%d", key, src.Tenant, generation)
 	v, err := c.shared(ctx, shareKey, "listing refs of "+redact(src.URL), func(ctx context.Context) (any, error) {
-		waiting, noted := time.Now(), waitingFor(ctx, "a listing slot (--max-concurrent-listings, a namespace at most half)")
-		release, err := c.listingSlots.Acquire(ctx, src.Tenant)
-		noted()
-		listingSlotWait.Observe(time.Since(waiting).Seconds())
+		release, err := waitForSlot(ctx, c.listingSlots, src.Tenant, listingSlotWait,
+			"a listing slot (--max-concurrent-listings, --max-concurrent-listings-per-namespace)")
 		if err != nil {
 			return nil, classify(err, "waiting for a listing slot (--max-concurrent-listings) to list refs of "+redact(src.URL))
 		}
@@ -391,13 +395,15 @@ func (c *Cache) listRefs(ctx context.Context, src Source) (map[plumbing.Referenc
 		}
 		// Only branches and tags are ever asked for: a forge's pull request
 		// refs, often most of a list, are not kept.
-		refs := map[plumbing.ReferenceName]plumbing.Hash{}
+		kept := listing{refs: map[plumbing.ReferenceName]plumbing.Hash{}, at: started}
 		for _, ref := range list {
 			if ref.Type() == plumbing.HashReference && (ref.Name().IsBranch() || ref.Name().IsTag()) {
-				refs[ref.Name()] = ref.Hash()
+				kept.refs[ref.Name()] = ref.Hash()
+				kept.bytes += len(ref.Name()) + refHeapBytes
 			}
 		}
-		c.keepListing(key, generation, listing{refs: refs, at: started})
+		c.keepListing(key, generation, kept)
+		refs := kept.refs
 		return refs, nil
 	})
 	if err != nil {
@@ -409,13 +415,14 @@ func (c *Cache) listRefs(ctx context.Context, src Source) (map[plumbing.Referenc
 // keepListing caches l as key's listing unless it is past ListingTTL
 // already, a push made it stale (generation), or a listing started later is
 // cached already (tenants list apart, so listings of one key may end out of
-// order). At most once a ListingTTL it drops the listings past it: each may
-// hold many MiB of refs, and nothing reads them.
+// order), or keeping it would take the listings kept past keptBytesLimit.
+// At most once a ListingTTL, or when l would not fit, it drops the listings
+// past ListingTTL: nothing reads them.
 func (c *Cache) keepListing(key string, generation int, l listing) {
 	now := time.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if now.Sub(c.swept) >= c.opts.ListingTTL {
+	if now.Sub(c.swept) >= c.opts.ListingTTL || c.keptBytes+l.bytes > c.keptBytesLimit {
 		for k, old := range c.listings {
 			if now.Sub(old.at) >= c.opts.ListingTTL {
 				c.dropListing(k)
@@ -430,17 +437,17 @@ func (c *Cache) keepListing(key string, generation int, l listing) {
 		return
 	}
 	c.dropListing(key)
-	if c.keptRefs+len(l.refs) > c.maxKeptRefs {
+	if c.keptBytes+l.bytes > c.keptBytesLimit {
 		return
 	}
 	c.listings[key] = l
-	c.keptRefs += len(l.refs)
+	c.keptBytes += l.bytes
 }
 
 // dropListing drops key's cached listing, if any; c.mu must be held.
 func (c *Cache) dropListing(key string) {
 	if l, ok := c.listings[key]; ok {
-		c.keptRefs -= len(l.refs)
+		c.keptBytes -= l.bytes
 		delete(c.listings, key)
 	}
 }
@@ -497,7 +504,7 @@ func (c *Cache) Files(ctx context.Context, src Source, commit, path string) (*Tr
 // waits only as long as its own context allows (see sharedWork).
 func (c *Cache) shared(ctx context.Context, key, doing string, work func(context.Context) (any, error)) (any, error) {
 	v, err := c.work.do(ctx, key, work)
-	var g *gaveUp
+	var g *callerGaveUpError
 	if errors.As(err, &g) {
 		if g.waitingFor != "" && errors.Is(g.err, context.DeadlineExceeded) {
 			return nil, newError(ReasonTimeout, g.err, "%s: timed out (spec.timeout) waiting for %s", doing, g.waitingFor)
@@ -510,10 +517,8 @@ func (c *Cache) shared(ctx context.Context, key, doing string, work func(context
 // fetch brings the wanted commit into the store, shallow and for one ref,
 // retrying a transfer the network cut off. It returns the commit fetched.
 func (c *Cache) fetch(ctx context.Context, src Source, st *store, want plumbing.Hash) (plumbing.Hash, error) {
-	waiting, noted := time.Now(), waitingFor(ctx, "a fetch slot (--max-concurrent-fetches, a namespace at most a quarter)")
-	release, err := c.slots.Acquire(ctx, src.Tenant)
-	noted()
-	fetchSlotWait.Observe(time.Since(waiting).Seconds())
+	release, err := waitForSlot(ctx, c.slots, src.Tenant, fetchSlotWait,
+		"a fetch slot (--max-concurrent-fetches, --max-concurrent-fetches-per-namespace)")
 	if err != nil {
 		return plumbing.ZeroHash, classify(err, "waiting to fetch "+src.describe())
 	}

@@ -16,7 +16,8 @@ import (
 )
 
 // refList is a ref advertisement as an HTTP server starts it: main at
-// commit, then short refs up to about size bytes, without the final flush.
+// commit, then pull request refs up to about size bytes, without the final
+// flush.
 func refList(commit string, size int) string {
 	var b strings.Builder
 	b.WriteString(pktLine("# service=git-upload-pack\n") + "0000")
@@ -28,10 +29,11 @@ func refList(commit string, size int) string {
 	return b.String()
 }
 
-// largeRefListServer sends size bytes of refs for any repository, then
-// holds the list open until finish is closed (sending one more ref every
-// 50 ms if trickle, so that the low-speed check sees it alive), and ends it.
-func largeRefListServer(t *testing.T, commit string, size int, finish <-chan struct{}, trickle bool) *httptest.Server {
+// refListServer sends size bytes of refs for any repository, then holds the
+// list open until hold is closed and ends it. While it holds the list it
+// sends one more ref every 50 ms if trickle is set (so that the low-speed
+// check sees it alive), nothing otherwise.
+func refListServer(t *testing.T, commit string, size int, hold <-chan struct{}, trickle bool) *httptest.Server {
 	t.Helper()
 	list := []byte(refList(commit, size))
 	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -44,7 +46,7 @@ func largeRefListServer(t *testing.T, commit string, size int, finish <-chan str
 		defer tick.Stop()
 		for i := 0; ; i++ {
 			select {
-			case <-finish:
+			case <-hold:
 				_, _ = w.Write([]byte("0000"))
 				return
 			case <-r.Context().Done():
@@ -61,30 +63,40 @@ func largeRefListServer(t *testing.T, commit string, size int, finish <-chan str
 	return s
 }
 
-// transfersReading counts the transfers running: those waiting for a turn,
-// and those that have read at least n bytes.
-func transfersReading(n int64) (waiting, past int) {
-	transfers.Range(func(_, v any) bool {
-		switch tr := v.(*transfer); {
-		case tr.turn.waiting.Load():
-			waiting++
-		case tr.read.Load() >= n:
-			past++
+// waitForTransfers waits until the running transfers waiting for a turn
+// (waiting) and those that have read at least n bytes (past) satisfy done.
+func waitForTransfers(t *testing.T, n int64, done func(waiting, past int) bool) (waiting, past int) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		waiting, past = 0, 0
+		transfers.Range(func(_, v any) bool {
+			switch tr := v.(*transfer); {
+			case tr.turn.waiting.Load():
+				waiting++
+			case tr.read.Load() >= n:
+				past++
+			}
+			return true
+		})
+		if done(waiting, past) {
+			return waiting, past
 		}
-		return true
-	})
-	return waiting, past
+		if time.Now().After(deadline) {
+			t.Fatalf("transfers never got there: %d waiting for a turn, %d past %s", waiting, past, formatBytes(n))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
-// Ten tenants' servers each send 8 MiB of refs and hold the list open:
+// Ten namespaces' servers each send 8 MiB of refs and hold the list open:
 // two lists are parsed, the other eight wait at 1 MiB, and the heap holds
-// about that. Before, every listing slot parsed a list of its own (about
-// 14 MiB of live heap per 8 MiB of short refs), so the 8 listing and 4
-// fetch slots let hostile servers hold about 900 MiB.
-func TestLargeRefListsAreReadAFewAtATime(t *testing.T) {
+// about that. Before, every listing slot parsed a list of its own: the
+// same ten lists took 148 MiB of live heap (about 15 MiB per 8 MiB of
+// refs mid-parse; 74 MiB per 16 MiB at the peak, after the parse).
+func TestLargeRefListsAreReadTwoAtATime(t *testing.T) {
 	const commit, size, tenants = "1111111111111111111111111111111111111111", 8 << 20, 10
-	finish := make(chan struct{})
-	s := largeRefListServer(t, commit, size, finish, false)
+	hold := make(chan struct{})
+	s := refListServer(t, commit, size, hold, false)
 	c := newCache(t, Options{LowSpeedTime: -1, MaxConcurrentListings: 16, MaxConcurrentListingsPerTenant: 16})
 	var before runtime.MemStats
 	runtime.GC()
@@ -103,11 +115,7 @@ func TestLargeRefListsAreReadAFewAtATime(t *testing.T) {
 			errs[i] = err
 		})
 	}
-	var waiting, past int
-	for waiting+past < tenants && ctx.Err() == nil {
-		time.Sleep(20 * time.Millisecond)
-		waiting, past = transfersReading(size - 64<<10)
-	}
+	waiting, past := waitForTransfers(t, size-64<<10, func(waiting, past int) bool { return waiting+past == tenants })
 	var held runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&held)
@@ -120,7 +128,7 @@ func TestLargeRefListsAreReadAFewAtATime(t *testing.T) {
 		t.Errorf("the live heap grew by %s with %d lists of 8 MiB held open, want under 64 MiB", formatBytes(grown), tenants)
 	}
 
-	close(finish)
+	close(hold)
 	wg.Wait()
 	for i, err := range errs {
 		if err != nil {
@@ -129,18 +137,20 @@ func TestLargeRefListsAreReadAFewAtATime(t *testing.T) {
 	}
 }
 
-// While both turns are held, a small list is read at once, and a large one
-// waits, over HTTP and SSH, until its sync's time runs out, saying why, not
-// that the server stalled (the wait pauses the low-speed check). Once the
-// turns are given back, it is read.
+// While team-a and team-b hold the turns: a small list is read at once; a
+// large one, listed over HTTP or SSH or fetched, waits until its sync's time
+// runs out, saying why, not that the server stalled (the wait pauses the
+// low-speed check). A namespace takes one turn at most: with one free,
+// team-a's second large list still waits. Once the turns are given back,
+// the waiting lists are read.
 func TestAListWaitingForATurnSaysWhy(t *testing.T) {
 	s := newServer(t, gitserver.Options{})
 	small := commit(t, s, "small", manifests)
 	large := commit(t, s, "large", manifests)
 	manyRefs(t, s, "large", large, 2<<20)
-	finish := make(chan struct{})
-	endLists := sync.OnceFunc(func() { close(finish) })
-	holding := largeRefListServer(t, large, 2<<20, finish, true)
+	hold := make(chan struct{})
+	endLists := sync.OnceFunc(func() { close(hold) })
+	holding := refListServer(t, large, 2<<20, hold, true)
 	c := newCache(t, Options{LowSpeedBytes: 1, LowSpeedTime: time.Second})
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -155,9 +165,7 @@ func TestAListWaitingForATurnSaysWhy(t *testing.T) {
 			}
 		})
 	}
-	for _, past := transfersReading(2 << 20); past < maxLargeRefLists && ctx.Err() == nil; _, past = transfersReading(2 << 20) {
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitForTransfers(t, 2<<20, func(_, past int) bool { return past == 2 })
 
 	smallSrc := Source{URL: s.BaseURL() + "/small.git", Branch: "main", Tenant: "team-c"}
 	if got, err := c.Latest(ctx, smallSrc); err != nil || got != small {
@@ -165,85 +173,45 @@ func TestAListWaitingForATurnSaysWhy(t *testing.T) {
 	}
 	sshd := startSSHD(t)
 	sshURL := sshd.URL(filepath.Join(s.Root(), "large.git"))
-	waiters := map[string]Source{
-		"http": {URL: s.BaseURL() + "/large.git", Branch: "main", Tenant: "team-c"},
-		"ssh":  {URL: sshURL, Branch: "main", Tenant: "team-c", Auth: sshdAuth(t, sshd, sshURL)},
-	}
-	for name, src := range waiters {
-		waitCtx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		_, err := c.Latest(waitCtx, src)
-		cancel()
+	httpSrc := Source{URL: s.BaseURL() + "/large.git", Branch: "main", Tenant: "team-c"}
+	sshSrc := Source{URL: sshURL, Branch: "main", Tenant: "team-c", Auth: sshdAuth(t, sshd, sshURL)}
+	waitingFails := func(name string, do func(context.Context) error) {
+		t.Helper()
+		waitCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		err := do(waitCtx)
 		if Reason(err) != ReasonTimeout || !strings.Contains(fmt.Sprint(err), "timed out (spec.timeout) waiting for a turn to read a list of refs over 1 MiB") {
-			t.Errorf("a large list over %s while both turns are held: %v (%s), want %s saying it waited for a turn", name, err, Reason(err), ReasonTimeout)
+			t.Errorf("%s: %v (%s), want %s saying it waited for a turn", name, err, Reason(err), ReasonTimeout)
 		}
 	}
+	waitingFails("a large list over HTTP, both turns held", func(ctx context.Context) error { _, err := c.Latest(ctx, httpSrc); return err })
+	waitingFails("a large list over SSH, both turns held", func(ctx context.Context) error { _, err := c.Latest(ctx, sshSrc); return err })
+	pinned := httpSrc
+	pinned.Commit = large
+	waitingFails("a fetch of a large list, both turns held", func(ctx context.Context) error { _, err := c.Files(ctx, pinned, large, "deploy"); return err })
 
 	endLists()
 	wg.Wait()
-	for name, src := range waiters {
+	a := httpSrc
+	a.Tenant = "team-a"
+	hold = make(chan struct{})
+	defer close(hold)
+	another := refListServer(t, large, 2<<20, hold, true)
+	wg.Go(func() { _, _ = c.Latest(ctx, Source{URL: another.URL + "/r.git", Branch: "main", Tenant: "team-a"}) })
+	waitForTransfers(t, 2<<20, func(_, past int) bool { return past == 1 })
+	waitingFails("team-a's second large list, one turn held by team-a, one free", func(ctx context.Context) error { _, err := c.Latest(ctx, a); return err })
+	for name, src := range map[string]Source{"HTTP": httpSrc, "SSH": sshSrc} {
 		if got, err := c.Latest(ctx, src); err != nil || got != large {
-			t.Errorf("a large list over %s once the turns were given back: %s, %v; want %s", name, got, err, large)
+			t.Errorf("a large list over %s, a turn free: %s, %v; want %s", name, got, err, large)
 		}
+		c.Forget(src)
 	}
 }
 
-// A listing's answer is kept for ListingTTL with its branches and tags only
-// (a forge's pull request refs are most of a large list), and the answers
-// kept hold at most maxKeptRefs refs together: a listing past that is
-// answered, not kept. Forgetting a listing frees its share.
-func TestKeptListingsAreBounded(t *testing.T) {
-	s := newServer(t, gitserver.Options{})
-	small := commit(t, s, "small", manifests)
-	many := commit(t, s, "many", manifests)
-	manyRefs(t, s, "many", many, 64<<10)
-	finish := make(chan struct{})
-	close(finish)
-	pulls := largeRefListServer(t, many, 64<<10, finish, false)
-	c := newCache(t, Options{ListingTTL: time.Hour})
-	kept := func() (listings, refs int) {
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		for _, l := range c.listings {
-			refs += len(l.refs)
-		}
-		if refs != c.keptRefs {
-			t.Errorf("%d refs kept, counted as %d", refs, c.keptRefs)
-		}
-		return len(c.listings), refs
-	}
-	latest := func(url string) {
-		t.Helper()
-		if _, err := c.Latest(context.Background(), Source{URL: url, Branch: "main"}); err != nil {
-			t.Fatal(err)
-		}
-	}
-
-	latest(pulls.URL + "/r.git")
-	if listings, refs := kept(); listings != 1 || refs != 1 {
-		t.Errorf("after listing main and about 1,000 pull request refs: %d listings with %d refs kept, want main alone", listings, refs)
-	}
-	c.Forget(Source{URL: pulls.URL + "/r.git"})
-	if listings, refs := kept(); listings != 0 || refs != 0 {
-		t.Errorf("after Forget: %d listings with %d refs kept, want none", listings, refs)
-	}
-
-	c.maxKeptRefs = 100
-	latest(s.BaseURL() + "/many.git")
-	if listings, _ := kept(); listings != 0 {
-		t.Errorf("a listing of about 1,000 tags was kept with room for 100 refs")
-	}
-	latest(s.BaseURL() + "/small.git")
-	if listings, refs := kept(); listings != 1 || refs != 1 {
-		t.Errorf("a listing of one branch (%s) then: %d listings with %d refs kept, want it kept", small, listings, refs)
-	}
-}
-
-// A turn is held only while its list arrives: two fetches of a repository
-// with 2 MiB of refs, whose packs the server holds back, leave both turns
-// free for another namespace's large list. And a server that trickles its
-// list above the low-speed check loses its turn after largeRefListTime,
-// saying so.
-func TestATurnIsHeldOnlyWhileTheListArrives(t *testing.T) {
+// A fetch gives its turn back once its list is read: two fetches of
+// repositories with 2 MiB of refs, whose packs the server holds back, leave
+// both turns free for another namespace's large list.
+func TestAFetchGivesItsTurnBackOnceItsListIsRead(t *testing.T) {
 	s := newServer(t, gitserver.Options{})
 	large := commit(t, s, "large", manifests)
 	manyRefs(t, s, "large", large, 2<<20)
@@ -274,30 +242,119 @@ func TestATurnIsHeldOnlyWhileTheListArrives(t *testing.T) {
 			_, _ = c.Files(ctx, src, heads[tenant], "deploy")
 		})
 	}
-	for _, past := transfersReading(2 << 20); past < 2; _, past = transfersReading(2 << 20) {
-		if ctx.Err() != nil {
-			t.Fatal("the two fetches never read their lists")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitForTransfers(t, 2<<20, func(_, past int) bool { return past == 2 })
 	listCtx, cancelList := context.WithTimeout(ctx, 10*time.Second)
-	got, err := c.Latest(listCtx, Source{URL: s.BaseURL() + "/large.git", Branch: "main", Tenant: "team-c"})
-	cancelList()
-	if err != nil || got != large {
+	defer cancelList()
+	if got, err := c.Latest(listCtx, Source{URL: s.BaseURL() + "/large.git", Branch: "main", Tenant: "team-c"}); err != nil || got != large {
 		t.Errorf("a large list while two fetches wait for their packs: %s, %v; want %s", got, err, large)
 	}
 	endPacks()
-	wg.Wait()
+}
 
+// A server that trickles its list above the low-speed check, or stalls with
+// the check off, loses its turn after largeRefListTime, saying so.
+func TestASlowListLosesItsTurn(t *testing.T) {
 	defer func(was time.Duration) { largeRefListTime = was }(largeRefListTime)
 	largeRefListTime = time.Second
+	const commit = "1111111111111111111111111111111111111111"
 	neverEnds := make(chan struct{})
 	defer close(neverEnds)
-	trickling := largeRefListServer(t, large, 2<<20, neverEnds, true)
-	c = newCache(t, Options{LowSpeedBytes: 1, LowSpeedTime: time.Second})
-	start := time.Now()
-	_, err = c.Latest(ctx, Source{URL: trickling.URL + "/r.git", Branch: "main", Tenant: "team-a"})
-	if Reason(err) != ReasonTimeout || !strings.Contains(fmt.Sprint(err), "over 1 MiB and took over 1s to arrive") {
-		t.Errorf("a list trickled for ever: %v (%s) after %s, want %s saying it took too long", err, Reason(err), time.Since(start), ReasonTimeout)
+	for name, trickle := range map[string]bool{"trickled": true, "stalled, no low-speed check": false} {
+		c := newCache(t, Options{LowSpeedBytes: 1, LowSpeedTime: map[bool]time.Duration{true: time.Second, false: -1}[trickle]})
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		start := time.Now()
+		_, err := c.Latest(ctx, Source{URL: refListServer(t, commit, 2<<20, neverEnds, trickle).URL + "/r.git", Branch: "main"})
+		cancel()
+		if Reason(err) != ReasonTimeout || !strings.Contains(fmt.Sprint(err), "over 1 MiB and took over 1s to arrive") {
+			t.Errorf("a list %s: %v (%s) after %s, want %s saying it took too long", name, err, Reason(err), time.Since(start), ReasonTimeout)
+		}
+	}
+}
+
+// A listing's answer is kept for ListingTTL with its branches and tags only
+// (a forge's pull request refs are most of a large list), and the answers
+// kept take at most keptBytesLimit together: a listing past that is
+// answered, not kept. Forgetting a listing frees its share.
+func TestKeptListingsAreBounded(t *testing.T) {
+	s := newServer(t, gitserver.Options{})
+	small := commit(t, s, "small", manifests)
+	many := commit(t, s, "many", manifests)
+	manyRefs(t, s, "many", many, 64<<10)
+	ended := make(chan struct{})
+	close(ended)
+	pulls := refListServer(t, many, 64<<10, ended, false)
+	c := newCache(t, Options{ListingTTL: time.Hour})
+	kept := func() (listings, refs int) {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		bytes := 0
+		for _, l := range c.listings {
+			refs += len(l.refs)
+			bytes += l.bytes
+		}
+		if bytes != c.keptBytes {
+			t.Errorf("listings of %d bytes kept, counted as %d", bytes, c.keptBytes)
+		}
+		return len(c.listings), refs
+	}
+	latest := func(url string) {
+		t.Helper()
+		if _, err := c.Latest(context.Background(), Source{URL: url, Branch: "main"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	latest(pulls.URL + "/r.git")
+	if listings, refs := kept(); listings != 1 || refs != 1 {
+		t.Errorf("after listing main and about 1,000 pull request refs: %d listings with %d refs kept, want main alone", listings, refs)
+	}
+	c.Forget(Source{URL: pulls.URL + "/r.git"})
+	if listings, refs := kept(); listings != 0 || refs != 0 {
+		t.Errorf("after Forget: %d listings with %d refs kept, want none", listings, refs)
+	}
+
+	c.keptBytesLimit = 10 << 10
+	latest(s.BaseURL() + "/many.git")
+	if listings, _ := kept(); listings != 0 {
+		t.Errorf("a listing of about 1,000 tags was kept with room for 10 KiB")
+	}
+	latest(s.BaseURL() + "/small.git")
+	if listings, refs := kept(); listings != 1 || refs != 1 {
+		t.Errorf("a listing of one branch (%s) then: %d listings with %d refs kept, want it kept", small, listings, refs)
+	}
+}
+
+// A sync that times out waiting for a listing or fetch slot names it.
+func TestATimeoutNamesTheSlotItWaitedFor(t *testing.T) {
+	const commit = "1111111111111111111111111111111111111111"
+	neverEnds := make(chan struct{})
+	defer close(neverEnds)
+	stalled := refListServer(t, commit, 1<<10, neverEnds, false)
+	c := newCache(t, Options{LowSpeedTime: -1, MaxConcurrentListings: 1, MaxConcurrentFetches: 1})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	wg.Go(func() { _, _ = c.Latest(ctx, Source{URL: stalled.URL + "/held.git", Branch: "main"}) })
+	wg.Go(func() { _, _ = c.Files(ctx, Source{URL: stalled.URL + "/held.git", Commit: commit}, commit, "deploy") })
+	waitForTransfers(t, 1<<10, func(_, past int) bool { return past == 2 })
+
+	for what, do := range map[string]func(context.Context) error{
+		"a listing slot (--max-concurrent-listings, --max-concurrent-listings-per-namespace)": func(ctx context.Context) error {
+			_, err := c.Latest(ctx, Source{URL: stalled.URL + "/other.git", Branch: "main"})
+			return err
+		},
+		"a fetch slot (--max-concurrent-fetches, --max-concurrent-fetches-per-namespace)": func(ctx context.Context) error {
+			_, err := c.Files(ctx, Source{URL: stalled.URL + "/other.git", Commit: commit}, commit, "deploy")
+			return err
+		},
+	} {
+		waitCtx, cancelWait := context.WithTimeout(ctx, 500*time.Millisecond)
+		err := do(waitCtx)
+		cancelWait()
+		if Reason(err) != ReasonTimeout || !strings.Contains(fmt.Sprint(err), "timed out (spec.timeout) waiting for "+what) {
+			t.Errorf("waiting behind a stalled server: %v (%s), want %s naming %s", err, Reason(err), ReasonTimeout, what)
+		}
 	}
 }

@@ -4,6 +4,11 @@ import (
 	"context"
 	"sync"
 	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/falsesystems/alumiini/pkg/slots"
 )
 
 // sharedWork runs one piece of work for every caller that asks for the same
@@ -24,26 +29,27 @@ type sharedCall struct {
 	waiters int
 	cancel  context.CancelFunc
 	// waitingFor is what the work waits for now, if anything (see
-	// waitingFor): a caller that gives up is told.
+	// noteWait): a caller that gives up is told.
 	waitingFor atomic.Pointer[string]
 }
 
 type sharedCallKey struct{}
 
-// gaveUp is the error of a caller whose context ended before the work did.
-type gaveUp struct {
+// callerGaveUpError is the error of a caller whose context ended before
+// the work did.
+type callerGaveUpError struct {
 	err error
 	// waitingFor is what the work was waiting for then, or "".
 	waitingFor string
 }
 
-func (g *gaveUp) Error() string { return g.err.Error() }
-func (g *gaveUp) Unwrap() error { return g.err }
+func (g *callerGaveUpError) Error() string { return g.err.Error() }
+func (g *callerGaveUpError) Unwrap() error { return g.err }
 
-// waitingFor notes that the shared work running under ctx waits for what
-// (a slot, a turn) until done is called, so that a caller who gives up
+// noteWait notes that the shared work running under ctx waits for what (a
+// slot, a turn) until doneWaiting is called, so that a caller who gives up
 // meanwhile learns what held it. Outside shared work it does nothing.
-func waitingFor(ctx context.Context, what string) (done func()) {
+func noteWait(ctx context.Context, what string) (doneWaiting func()) {
 	call, _ := ctx.Value(sharedCallKey{}).(*sharedCall)
 	if call == nil {
 		return func() {}
@@ -79,7 +85,7 @@ func (s *sharedWork) do(ctx context.Context, key string, work func(context.Conte
 			call.cancel() // nobody waits for it any more
 		}
 		s.mu.Unlock()
-		g := &gaveUp{err: ctx.Err()}
+		g := &callerGaveUpError{err: ctx.Err()}
 		if what := call.waitingFor.Load(); what != nil {
 			g.waitingFor = *what
 		}
@@ -94,4 +100,19 @@ func (s *sharedWork) run(key string, call *sharedCall, ctx context.Context, work
 	delete(s.calls, key)
 	s.mu.Unlock()
 	close(call.done)
+}
+
+// waitForSlot takes one of slots for tenant, noting for callers of the
+// shared work running under ctx what it waits for, and observing the wait
+// in h.
+func waitForSlot(ctx context.Context, s *slots.Slots, tenant string, h prometheus.Histogram, what string) (release func(), err error) {
+	waiting, doneWaiting := time.Now(), noteWait(ctx, what)
+	defer doneWaiting()
+	if err := ctx.Err(); err != nil {
+		// Acquire may still take a free slot under an ended context.
+		return nil, err
+	}
+	release, err = s.Acquire(ctx, tenant)
+	h.Observe(time.Since(waiting).Seconds())
+	return release, err
 }

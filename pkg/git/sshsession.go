@@ -109,7 +109,7 @@ func (o *sessionOutput) Read(p []byte) (int, error) {
 	if over != nil {
 		return n, o.t.fail(over)
 	}
-	if werr := o.t.admitRefs(o, refs); werr != nil {
+	if werr := o.t.waitForTurnIfLarge(refs); werr != nil {
 		return n, werr
 	}
 	return n, err
@@ -134,5 +134,5 @@ func (o *sessionOutput) refsRead() {
 	o.mu.Lock()
 	o.inRefs = false
 	o.mu.Unlock()
-	o.t.refsRead(o)
+	o.t.refListRead()
 }

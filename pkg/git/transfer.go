@@ -41,7 +41,7 @@ type transfer struct {
 	// reads shallow lines before the pack (see packHead).
 	shallow atomic.Bool
 	// tenant and turns: a ref list past smallRefListBytes waits for a turn
-	// (see admitRefs), fairly between tenants.
+	// (see waitForTurnIfLarge), fairly between tenants.
 	tenant string
 	turns  *slots.Slots
 	turn   refListTurn
@@ -110,7 +110,7 @@ func (t *transfer) result(err error) error {
 func (t *transfer) end() {
 	transfers.Delete(t.id)
 	t.cancel(nil)
-	t.refsRead(nil)
+	t.turn.giveUp(true)
 	result := "ok"
 	if t.failed.Load() {
 		result = "error"

@@ -166,7 +166,7 @@ type boundedBody struct {
 	n     int64
 	limit int64
 	over  func() *Error
-	refs  bool      // whether this is a ref list (see admitRefs)
+	refs  bool      // whether this is a ref list (see waitForTurnIfLarge)
 	head  *packHead // an upload-pack response's
 }
 
@@ -200,7 +200,7 @@ func newBoundedBody(resp *http.Response, t *transfer) io.ReadCloser {
 // parsed the list.
 func (b *boundedBody) Close() error {
 	if b.refs && b.t != nil {
-		b.t.refsRead(b)
+		b.t.refListRead()
 	}
 	return b.ReadCloser.Close()
 }
@@ -229,7 +229,7 @@ func (b *boundedBody) Read(p []byte) (int, error) {
 			return n, cerr
 		}
 		if b.refs {
-			if werr := b.t.admitRefs(b, b.n); werr != nil {
+			if werr := b.t.waitForTurnIfLarge(b.n); werr != nil {
 				return n, werr
 			}
 		}
