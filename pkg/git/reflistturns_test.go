@@ -139,8 +139,8 @@ func TestLargeRefListsAreReadTwoAtATime(t *testing.T) {
 
 // While team-a and team-b hold the turns: a small list is read at once; a
 // large one, listed over HTTP or SSH or fetched, waits until its sync's time
-// runs out, saying why, not that the server stalled (the wait pauses the
-// low-speed check). A namespace takes one turn at most: with one free,
+// runs out (5 s, past the 3 s low-speed check), saying why, not that the
+// server stalled (the wait pauses the check). A namespace takes one turn at most: with one free,
 // team-a's second large list still waits. Once the turns are given back,
 // the waiting lists are read.
 func TestAListWaitingForATurnSaysWhy(t *testing.T) {
@@ -151,7 +151,8 @@ func TestAListWaitingForATurnSaysWhy(t *testing.T) {
 	hold := make(chan struct{})
 	endLists := sync.OnceFunc(func() { close(hold) })
 	holding := refListServer(t, large, 2<<20, hold, true)
-	c := newCache(t, Options{LowSpeedBytes: 1, LowSpeedTime: time.Second})
+	// Under -race the client reads slowly enough for a 1 s check to fire.
+	c := newCache(t, Options{LowSpeedBytes: 1, LowSpeedTime: 3 * time.Second})
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -208,10 +209,13 @@ func TestAListWaitingForATurnSaysWhy(t *testing.T) {
 	}
 }
 
-// A fetch gives its turn back once its list is read: two fetches of
-// repositories with 2 MiB of refs, whose packs the server holds back, leave
-// both turns free for another namespace's large list.
-func TestAFetchGivesItsTurnBackOnceItsListIsRead(t *testing.T) {
+// A fetch keeps its turn while its pack comes, since it keeps the parsed
+// list: two fetches of repositories with 2 MiB of refs, whose packs the
+// server holds back, make another namespace's large list wait, until they
+// pass largeRefFetchTime and fail saying so.
+func TestAFetchKeepsItsTurnUntilItsPackArrives(t *testing.T) {
+	defer func(was time.Duration) { largeRefFetchTime = was }(largeRefFetchTime)
+	largeRefFetchTime = 6 * time.Second
 	s := newServer(t, gitserver.Options{})
 	large := commit(t, s, "large", manifests)
 	manyRefs(t, s, "large", large, 2<<20)
@@ -221,11 +225,13 @@ func TestAFetchGivesItsTurnBackOnceItsListIsRead(t *testing.T) {
 		manyRefs(t, s, repo, heads[repo], 2<<20)
 	}
 	packsHeld := make(chan struct{})
-	endPacks := sync.OnceFunc(func() { close(packsHeld) })
-	defer endPacks()
+	defer close(packsHeld)
 	slowPacks := proxyTo(t, s, func(w http.ResponseWriter, r *http.Request) bool {
 		if isPackRequest(r) {
-			<-packsHeld
+			select {
+			case <-packsHeld:
+			case <-r.Context().Done():
+			}
 			return true
 		}
 		return false
@@ -234,21 +240,33 @@ func TestAFetchGivesItsTurnBackOnceItsListIsRead(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	var wg sync.WaitGroup
-	defer wg.Wait()
+	errs := map[string]error{}
+	var mu sync.Mutex
 	for _, tenant := range []string{"team-a", "team-b"} {
 		wg.Go(func() {
-			// The held-back pack ends the fetch without one, as a failure.
 			src := Source{URL: slowPacks.URL + "/" + tenant + ".git", Branch: "main", Tenant: tenant}
-			_, _ = c.Files(ctx, src, heads[tenant], "deploy")
+			_, err := c.Files(ctx, src, heads[tenant], "deploy")
+			mu.Lock()
+			defer mu.Unlock()
+			errs[tenant] = err
 		})
 	}
 	waitForTransfers(t, 2<<20, func(_, past int) bool { return past == 2 })
-	listCtx, cancelList := context.WithTimeout(ctx, 10*time.Second)
-	defer cancelList()
-	if got, err := c.Latest(listCtx, Source{URL: s.BaseURL() + "/large.git", Branch: "main", Tenant: "team-c"}); err != nil || got != large {
-		t.Errorf("a large list while two fetches wait for their packs: %s, %v; want %s", got, err, large)
+	src := Source{URL: s.BaseURL() + "/large.git", Branch: "main", Tenant: "team-c"}
+	shortCtx, cancelShort := context.WithTimeout(ctx, 3*time.Second)
+	defer cancelShort()
+	if _, err := c.Latest(shortCtx, src); !strings.Contains(fmt.Sprint(err), "waiting for a turn") {
+		t.Errorf("a large list while two fetches wait for their packs: %v, want it waiting for a turn", err)
 	}
-	endPacks()
+	if got, err := c.Latest(ctx, src); err != nil || got != large {
+		t.Errorf("a large list once the fetches ran out of time: %s, %v; want %s", got, err, large)
+	}
+	wg.Wait()
+	for tenant, err := range errs {
+		if Reason(err) != ReasonTimeout || !strings.Contains(fmt.Sprint(err), "the fetch holds one of the 2 turns for such lists, for at most 6s; it took longer") {
+			t.Errorf("%s's fetch, its pack held back: %v (%s), want %s saying it held a turn too long", tenant, err, Reason(err), ReasonTimeout)
+		}
+	}
 }
 
 // A server that trickles its list above the low-speed check, or stalls with

@@ -83,6 +83,10 @@ func (s *sharedWork) do(ctx context.Context, key string, work func(context.Conte
 		s.mu.Lock()
 		if call.waiters--; call.waiters == 0 {
 			call.cancel() // nobody waits for it any more
+			// A caller coming after must not join cancelled work.
+			if s.calls[key] == call {
+				delete(s.calls, key)
+			}
 		}
 		s.mu.Unlock()
 		g := &callerGaveUpError{err: ctx.Err()}
@@ -97,7 +101,9 @@ func (s *sharedWork) run(key string, call *sharedCall, ctx context.Context, work
 	defer call.cancel()
 	call.val, call.err = work(ctx)
 	s.mu.Lock()
-	delete(s.calls, key)
+	if s.calls[key] == call {
+		delete(s.calls, key)
+	}
 	s.mu.Unlock()
 	close(call.done)
 }

@@ -58,3 +58,32 @@ func TestSharedWorkOutlivesAnImpatientCaller(t *testing.T) {
 		t.Fatal("work nobody waits for kept running")
 	}
 }
+
+// A caller coming after every caller of a piece of work gave up starts the
+// work afresh, rather than joining the cancelled one (which ended the next
+// sync "context canceled" while the cancelled work wound down).
+func TestACallerAfterAllGaveUpStartsAfresh(t *testing.T) {
+	var s sharedWork
+	winding := make(chan struct{})
+	defer close(winding)
+	started := 0
+	work := func(ctx context.Context) (any, error) {
+		started++
+		if started == 1 {
+			<-ctx.Done()
+			<-winding // the cancelled work has not returned yet
+			return nil, ctx.Err()
+		}
+		return "result", nil
+	}
+	gone, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := s.do(gone, "k", work); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("the caller that gave up: %v", err)
+	}
+	next, cancelNext := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancelNext()
+	if v, err := s.do(next, "k", work); err != nil || v != "result" {
+		t.Fatalf("the next caller: %v, %v; want the result of work of its own", v, err)
+	}
+}

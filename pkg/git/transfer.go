@@ -110,7 +110,7 @@ func (t *transfer) result(err error) error {
 func (t *transfer) end() {
 	transfers.Delete(t.id)
 	t.cancel(nil)
-	t.turn.giveUp(true)
+	t.turn.end()
 	result := "ok"
 	if t.failed.Load() {
 		result = "error"
