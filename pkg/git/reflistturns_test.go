@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -374,5 +375,51 @@ func TestATimeoutNamesTheSlotItWaitedFor(t *testing.T) {
 		if Reason(err) != ReasonTimeout || !strings.Contains(fmt.Sprint(err), "timed out (spec.timeout) waiting for "+what) {
 			t.Errorf("waiting behind a stalled server: %v (%s), want %s naming %s", err, Reason(err), ReasonTimeout, what)
 		}
+	}
+}
+
+// A fetch holds its store's lock while it waits for a turn or a pack; another
+// tenant's read of the same URL, whose commit is stored already, still ends
+// on its own deadline, naming the wait (attacker review: it waited for the
+// fetch, 40 s against its 10 s).
+func TestAReadWaitingForABusyStoreEndsOnItsDeadline(t *testing.T) {
+	s := newServer(t, gitserver.Options{})
+	stored := commit(t, s, "app", manifests)
+	var holdPacks atomic.Bool
+	packsHeld := make(chan struct{})
+	defer close(packsHeld)
+	proxy := proxyTo(t, s, func(w http.ResponseWriter, r *http.Request) bool {
+		if holdPacks.Load() && isPackRequest(r) {
+			select {
+			case <-packsHeld:
+			case <-r.Context().Done():
+			}
+			return true
+		}
+		return false
+	})
+	c := newCache(t, Options{LowSpeedTime: -1})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	b := Source{URL: proxy.URL + "/app.git", Branch: "main", Tenant: "team-b"}
+	if _, err := c.Files(ctx, b, stored, "deploy"); err != nil {
+		t.Fatal(err)
+	}
+
+	holdPacks.Store(true)
+	newer := commit(t, s, "app", map[string]gitserver.File{"deploy/x.yaml": {Content: "a: 1\n"}})
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	wg.Go(func() { _, _ = c.Files(ctx, Source{URL: b.URL, Branch: "main", Tenant: "team-a"}, newer, "deploy") })
+	waitForTransfers(t, 1, func(_, past int) bool { return past == 1 })
+	time.Sleep(200 * time.Millisecond) // the fetch has its pack request out
+
+	readCtx, cancelRead := context.WithTimeout(ctx, time.Second)
+	defer cancelRead()
+	start := time.Now()
+	_, err := c.Files(readCtx, b, stored, "deploy")
+	if took := time.Since(start); took > 5*time.Second || !strings.Contains(fmt.Sprint(err), "waiting for the git cache of") {
+		t.Errorf("a read of a stored commit while another tenant's fetch holds the store: %v after %s, want a timeout naming the wait within its 1 s", err, took)
 	}
 }

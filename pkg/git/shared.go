@@ -80,6 +80,10 @@ func (s *sharedWork) do(ctx context.Context, key string, work func(context.Conte
 	case <-call.done:
 		return call.val, call.err
 	case <-ctx.Done():
+		g := &callerGaveUpError{err: ctx.Err()}
+		if what := call.waitingFor.Load(); what != nil {
+			g.waitingFor = *what // before cancelling, which ends the wait
+		}
 		s.mu.Lock()
 		if call.waiters--; call.waiters == 0 {
 			call.cancel() // nobody waits for it any more
@@ -89,10 +93,6 @@ func (s *sharedWork) do(ctx context.Context, key string, work func(context.Conte
 			}
 		}
 		s.mu.Unlock()
-		g := &callerGaveUpError{err: ctx.Err()}
-		if what := call.waitingFor.Load(); what != nil {
-			g.waitingFor = *what
-		}
 		return nil, g
 	}
 }

@@ -196,8 +196,8 @@ func newBoundedBody(resp *http.Response, t *transfer) io.ReadCloser {
 	return b
 }
 
-// Close gives a ref list's turn back: go-git closes the body once it has
-// parsed the list.
+// Close tells the transfer that go-git has read its ref list, which it
+// closes once parsed (see refListRead).
 func (b *boundedBody) Close() error {
 	if b.refs && b.t != nil {
 		b.t.refListRead()
