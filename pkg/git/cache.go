@@ -23,6 +23,7 @@ import (
 	"github.com/go-git/go-git/v5/storage"
 	"github.com/go-git/go-git/v5/storage/filesystem"
 	"github.com/go-git/go-git/v5/storage/memory"
+	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/klog/v2"
 
 	"github.com/falsesystems/alumiini/pkg/apis/alumiini/validation"
@@ -87,7 +88,8 @@ const (
 	DefaultListingTTL           = 2 * time.Second
 	DefaultMaxConcurrentFetches = 4
 	// DefaultMaxConcurrentListings: a listing is one round trip of refs,
-	// far lighter than a fetch.
+	// far lighter than a fetch; a large list waits for one of the
+	// maxLargeRefLists turns, so this bounds its memory no more.
 	DefaultMaxConcurrentListings = 8
 	DefaultFetchRetries          = 3
 	DefaultMaxFetchBytes         = 256 << 20
@@ -144,8 +146,9 @@ type Source struct {
 	Commit string
 	Auth   *Auth
 	// Tenant is whose listing or fetch this is (the GitRepository's
-	// namespace): listing and fetch slots are shared fairly between tenants.
-	// Sources without one share the slots of the tenant "".
+	// namespace): listing and fetch slots are shared fairly between tenants,
+	// and a tenant holds at most one turn to read a large ref list. Sources
+	// without one share the slots of the tenant "".
 	Tenant string
 }
 
@@ -384,10 +387,10 @@ func (c *Cache) listRefs(ctx context.Context, src Source) (map[plumbing.Referenc
 	// listing's answer then serves every tenant until ListingTTL.
 	shareKey := fmt.Sprintf("list/%s/%s/%d", key, src.Tenant, generation)
 	v, err := c.shared(ctx, shareKey, "listing refs of "+redact(src.URL), func(ctx context.Context) (any, error) {
-		release, err := waitForSlot(ctx, c.listingSlots, src.Tenant, listingSlotWait,
-			"a listing slot (--max-concurrent-listings, --max-concurrent-listings-per-namespace)")
+		const slot = "a listing slot (--max-concurrent-listings, --max-concurrent-listings-per-namespace)"
+		release, err := waitForSlot(ctx, c.listingSlots, src.Tenant, listingSlotWait, slot)
 		if err != nil {
-			return nil, classify(err, "waiting for a listing slot (--max-concurrent-listings) to list refs of "+redact(src.URL))
+			return nil, classify(err, "waiting for "+slot+" to list refs of "+redact(src.URL))
 		}
 		defer release()
 		started := time.Now()
@@ -419,12 +422,12 @@ func (c *Cache) listRefs(ctx context.Context, src Source) (map[plumbing.Referenc
 		for _, ref := range list {
 			if wanted(ref) {
 				kept.refs[ref.Name()] = ref.Hash()
-				kept.bytes += len(ref.Name()) + refHeapBytes
+				// A long name's allocation takes up to a quarter more.
+				kept.bytes += len(ref.Name())*5/4 + refHeapBytes
 			}
 		}
 		c.keepListing(key, generation, kept)
-		refs := kept.refs
-		return refs, nil
+		return kept.refs, nil
 	})
 	if err != nil {
 		return nil, err
@@ -543,10 +546,10 @@ func (c *Cache) shared(ctx context.Context, key, doing string, work func(context
 // fetch brings the wanted commit into the store, shallow and for one ref,
 // retrying a transfer the network cut off. It returns the commit fetched.
 func (c *Cache) fetch(ctx context.Context, src Source, st *store, want plumbing.Hash) (plumbing.Hash, error) {
-	release, err := waitForSlot(ctx, c.slots, src.Tenant, fetchSlotWait,
-		"a fetch slot (--max-concurrent-fetches, --max-concurrent-fetches-per-namespace)")
+	const slot = "a fetch slot (--max-concurrent-fetches, --max-concurrent-fetches-per-namespace)"
+	release, err := waitForSlot(ctx, c.slots, src.Tenant, fetchSlotWait, slot)
 	if err != nil {
-		return plumbing.ZeroHash, classify(err, "waiting to fetch "+src.describe())
+		return plumbing.ZeroHash, classify(err, "waiting for "+slot+" to fetch "+src.describe())
 	}
 	defer release()
 	if err := c.checkFreeSpace(src); err != nil {
@@ -834,7 +837,14 @@ func (c *Cache) evict() {
 		}
 		klog.V(2).InfoS("Evicting a git cache store", "dir", oldest.dir, "bytes", oldest.size)
 		cacheEvictions.Inc()
-		_ = oldest.lock(context.Background(), Source{}) // idle: nobody holds it
+		select {
+		case oldest.locked <- struct{}{}:
+		default:
+			// Unused stores are never locked (a user counts itself first);
+			// should that fail, waiting here under c.mu would stop every
+			// tenant's git work.
+			return
+		}
 		oldest.close()
 		_ = os.RemoveAll(oldest.dir)
 		oldest.unlock()
@@ -870,13 +880,14 @@ func newStore(dir string) *store {
 
 // lock takes the store's lock for src, or fails once ctx ends.
 func (st *store) lock(ctx context.Context, src Source) error {
-	doneWaiting := noteWait(ctx, "the git cache of "+redact(src.URL)+", which another fetch of it holds")
+	what := "the git cache of " + redact(src.URL) + ", which another fetch or read of it holds"
+	doneWaiting := noteWait(ctx, what)
 	defer doneWaiting()
 	select {
 	case st.locked <- struct{}{}:
 		return nil
 	case <-ctx.Done():
-		return classify(ctx.Err(), "waiting for the git cache of "+redact(src.URL)+", which another fetch of it holds")
+		return classify(ctx.Err(), "waiting for "+what)
 	}
 }
 
@@ -1012,4 +1023,19 @@ func dirSize(dir string) int64 {
 		return nil
 	})
 	return size
+}
+
+// waitForSlot takes one of slots for tenant, noting for callers of the
+// shared work running under ctx what it waits for, and observing the wait
+// in h.
+func waitForSlot(ctx context.Context, s *slots.Slots, tenant string, h prometheus.Histogram, what string) (release func(), err error) {
+	waiting, doneWaiting := time.Now(), noteWait(ctx, what)
+	defer doneWaiting()
+	if err := ctx.Err(); err != nil {
+		// Acquire may still take a free slot under an ended context.
+		return nil, err
+	}
+	release, err = s.Acquire(ctx, tenant)
+	h.Observe(time.Since(waiting).Seconds())
+	return release, err
 }

@@ -31,6 +31,8 @@ var (
 	largeRefFetchTime = 5 * time.Minute
 )
 
+var errTurnAfterEnd = errors.New("internal error: a ref list read after its transfer ended")
+
 // refListTurn is a transfer's turn to read a large ref list. It is held
 // until the transfer ends: a listing then has turned the list into
 // references, and a fetch, which keeps the parsed list while its pack comes
@@ -63,7 +65,7 @@ func (t *transfer) waitForTurnIfLarge(read int64) error {
 	case held:
 		return nil
 	case ended:
-		return errors.New("internal error: a ref list read after its transfer ended")
+		return errTurnAfterEnd
 	}
 
 	turn.waiting.Store(true)
@@ -78,7 +80,7 @@ func (t *transfer) waitForTurnIfLarge(read int64) error {
 	defer turn.mu.Unlock()
 	if turn.ended {
 		release()
-		return errors.New("internal error: a ref list read after its transfer ended")
+		return errTurnAfterEnd
 	}
 	turn.giveBack, turn.since = release, time.Now()
 	turn.timeout = time.AfterFunc(largeRefListTime, func() {

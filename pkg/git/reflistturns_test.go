@@ -16,6 +16,10 @@ import (
 	"github.com/falsesystems/alumiini/test/gitserver"
 )
 
+// fakeCommit is what refListServer's refs point at where no repository is
+// fetched.
+const fakeCommit = "1111111111111111111111111111111111111111"
+
 // refList is a ref advertisement as an HTTP server starts it: main at
 // commit, then pull request refs up to about size bytes, without the final
 // flush.
@@ -64,8 +68,9 @@ func refListServer(t *testing.T, commit string, size int, hold <-chan struct{}, 
 	return s
 }
 
-// waitForTransfers waits until the running transfers waiting for a turn
-// (waiting) and those that have read at least n bytes (past) satisfy done.
+// waitForTransfers waits until done is true of the running transfers: those
+// waiting for a turn (waiting), and those not waiting that have read at
+// least n bytes (past).
 func waitForTransfers(t *testing.T, n int64, done func(waiting, past int) bool) (waiting, past int) {
 	t.Helper()
 	for deadline := time.Now().Add(30 * time.Second); ; {
@@ -95,7 +100,7 @@ func waitForTransfers(t *testing.T, n int64, done func(waiting, past int) bool) 
 // same ten lists took 148 MiB of live heap (about 15 MiB per 8 MiB of
 // refs mid-parse; 74 MiB per 16 MiB at the peak, after the parse).
 func TestLargeRefListsAreReadTwoAtATime(t *testing.T) {
-	const commit, size, tenants = "1111111111111111111111111111111111111111", 8 << 20, 10
+	const commit, size, tenants = fakeCommit, 8 << 20, 10
 	hold := make(chan struct{})
 	s := refListServer(t, commit, size, hold, false)
 	c := newCache(t, Options{LowSpeedTime: -1, MaxConcurrentListings: 16, MaxConcurrentListingsPerTenant: 16})
@@ -152,7 +157,8 @@ func TestAListWaitingForATurnSaysWhy(t *testing.T) {
 	hold := make(chan struct{})
 	endLists := sync.OnceFunc(func() { close(hold) })
 	holding := refListServer(t, large, 2<<20, hold, true)
-	// Under -race the client reads slowly enough for a 1 s check to fire.
+	// 3 s, not 1: under -race the client reads slowly enough for a 1 s
+	// check to fire.
 	c := newCache(t, Options{LowSpeedBytes: 1, LowSpeedTime: 3 * time.Second})
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -196,9 +202,9 @@ func TestAListWaitingForATurnSaysWhy(t *testing.T) {
 	wg.Wait()
 	a := httpSrc
 	a.Tenant = "team-a"
-	hold = make(chan struct{})
-	defer close(hold)
-	another := refListServer(t, large, 2<<20, hold, true)
+	holdAnother := make(chan struct{})
+	defer close(holdAnother)
+	another := refListServer(t, large, 2<<20, holdAnother, true)
 	wg.Go(func() { _, _ = c.Latest(ctx, Source{URL: another.URL + "/r.git", Branch: "main", Tenant: "team-a"}) })
 	waitForTransfers(t, 2<<20, func(_, past int) bool { return past == 1 })
 	waitingFails("team-a's second large list, one turn held by team-a, one free", func(ctx context.Context) error { _, err := c.Latest(ctx, a); return err })
@@ -256,7 +262,7 @@ func TestAFetchKeepsItsTurnUntilItsPackArrives(t *testing.T) {
 	src := Source{URL: s.BaseURL() + "/large.git", Branch: "main", Tenant: "team-c"}
 	shortCtx, cancelShort := context.WithTimeout(ctx, 3*time.Second)
 	defer cancelShort()
-	if _, err := c.Latest(shortCtx, src); !strings.Contains(fmt.Sprint(err), "waiting for a turn") {
+	if _, err := c.Latest(shortCtx, src); Reason(err) != ReasonTimeout || !strings.Contains(fmt.Sprint(err), "waiting for a turn") {
 		t.Errorf("a large list while two fetches wait for their packs: %v, want it waiting for a turn", err)
 	}
 	if got, err := c.Latest(ctx, src); err != nil || got != large {
@@ -271,22 +277,41 @@ func TestAFetchKeepsItsTurnUntilItsPackArrives(t *testing.T) {
 }
 
 // A server that trickles its list above the low-speed check, or stalls with
-// the check off, loses its turn after largeRefListTime, saying so.
+// the check off, loses its turn after largeRefListTime, saying so; the turn
+// then serves the next namespace.
 func TestASlowListLosesItsTurn(t *testing.T) {
 	defer func(was time.Duration) { largeRefListTime = was }(largeRefListTime)
 	largeRefListTime = time.Second
-	const commit = "1111111111111111111111111111111111111111"
 	neverEnds := make(chan struct{})
 	defer close(neverEnds)
-	for name, trickle := range map[string]bool{"trickled": true, "stalled, no low-speed check": false} {
-		c := newCache(t, Options{LowSpeedBytes: 1, LowSpeedTime: map[bool]time.Duration{true: time.Second, false: -1}[trickle]})
+	ended := make(chan struct{})
+	close(ended)
+	next := refListServer(t, fakeCommit, 2<<20, ended, false)
+	for _, tc := range []struct {
+		name         string
+		trickle      bool
+		lowSpeedTime time.Duration
+	}{
+		{"trickled above the low-speed check", true, time.Second},
+		{"stalled, the low-speed check off", false, -1},
+	} {
+		c := newCache(t, Options{LowSpeedBytes: 1, LowSpeedTime: tc.lowSpeedTime, MaxConcurrentListings: 4})
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		start := time.Now()
-		_, err := c.Latest(ctx, Source{URL: refListServer(t, commit, 2<<20, neverEnds, trickle).URL + "/r.git", Branch: "main"})
-		cancel()
-		if Reason(err) != ReasonTimeout || !strings.Contains(fmt.Sprint(err), "over 1 MiB and took over 1s to arrive") {
-			t.Errorf("a list %s: %v (%s) after %s, want %s saying it took too long", name, err, Reason(err), time.Since(start), ReasonTimeout)
+		var wg sync.WaitGroup
+		for _, tenant := range []string{"team-a", "team-b"} { // both turns
+			wg.Go(func() {
+				start := time.Now()
+				_, err := c.Latest(ctx, Source{URL: refListServer(t, fakeCommit, 2<<20, neverEnds, tc.trickle).URL + "/r.git", Branch: "main", Tenant: tenant})
+				if Reason(err) != ReasonTimeout || !strings.Contains(fmt.Sprint(err), "over 1 MiB and took over 1s to arrive") {
+					t.Errorf("a list %s: %v (%s) after %s, want %s saying it took too long", tc.name, err, Reason(err), time.Since(start), ReasonTimeout)
+				}
+			})
 		}
+		wg.Wait()
+		if got, err := c.Latest(ctx, Source{URL: next.URL + "/r.git", Branch: "main", Tenant: "team-c"}); err != nil || got != fakeCommit {
+			t.Errorf("team-c's large list after two lists %s lost their turns: %s, %v", tc.name, got, err)
+		}
+		cancel()
 	}
 }
 
@@ -341,14 +366,32 @@ func TestKeptListingsAreBounded(t *testing.T) {
 	if listings, refs := kept(); listings != 1 || refs != 1 {
 		t.Errorf("a listing of one branch (%s) then: %d listings with %d refs kept, want it kept", small, listings, refs)
 	}
+
+	// With no room beside the small listing, which has expired, the many
+	// tags are kept once it is swept, before the periodic sweep is due.
+	alone := newCache(t, Options{ListingTTL: time.Hour})
+	if _, err := alone.Latest(context.Background(), Source{URL: s.BaseURL() + "/many.git", Branch: "main"}); err != nil {
+		t.Fatal(err)
+	}
+	c.mu.Lock()
+	c.keptBytesLimit = alone.keptBytes + c.keptBytes - 1
+	c.opts.ListingTTL = 50 * time.Millisecond
+	c.mu.Unlock()
+	time.Sleep(100 * time.Millisecond)
+	c.mu.Lock()
+	c.swept = time.Now()
+	c.mu.Unlock()
+	latest(s.BaseURL() + "/many.git")
+	if listings, refs := kept(); listings != 1 || refs < 1000 {
+		t.Errorf("the many tags, the expired listing taking their room: %d listings with %d refs kept, want the tags alone", listings, refs)
+	}
 }
 
 // A sync that times out waiting for a listing or fetch slot names it.
 func TestATimeoutNamesTheSlotItWaitedFor(t *testing.T) {
-	const commit = "1111111111111111111111111111111111111111"
 	neverEnds := make(chan struct{})
 	defer close(neverEnds)
-	stalled := refListServer(t, commit, 1<<10, neverEnds, false)
+	stalled := refListServer(t, fakeCommit, 1<<10, neverEnds, false)
 	c := newCache(t, Options{LowSpeedTime: -1, MaxConcurrentListings: 1, MaxConcurrentFetches: 1})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -356,7 +399,9 @@ func TestATimeoutNamesTheSlotItWaitedFor(t *testing.T) {
 	defer wg.Wait()
 	defer cancel()
 	wg.Go(func() { _, _ = c.Latest(ctx, Source{URL: stalled.URL + "/held.git", Branch: "main"}) })
-	wg.Go(func() { _, _ = c.Files(ctx, Source{URL: stalled.URL + "/held.git", Commit: commit}, commit, "deploy") })
+	wg.Go(func() {
+		_, _ = c.Files(ctx, Source{URL: stalled.URL + "/held.git", Commit: fakeCommit}, fakeCommit, "deploy")
+	})
 	waitForTransfers(t, 1<<10, func(_, past int) bool { return past == 2 })
 
 	for what, do := range map[string]func(context.Context) error{
@@ -365,7 +410,7 @@ func TestATimeoutNamesTheSlotItWaitedFor(t *testing.T) {
 			return err
 		},
 		"a fetch slot (--max-concurrent-fetches, --max-concurrent-fetches-per-namespace)": func(ctx context.Context) error {
-			_, err := c.Files(ctx, Source{URL: stalled.URL + "/other.git", Commit: commit}, commit, "deploy")
+			_, err := c.Files(ctx, Source{URL: stalled.URL + "/other.git", Commit: fakeCommit}, fakeCommit, "deploy")
 			return err
 		},
 	} {
@@ -412,14 +457,13 @@ func TestAReadWaitingForABusyStoreEndsOnItsDeadline(t *testing.T) {
 	defer wg.Wait()
 	defer cancel()
 	wg.Go(func() { _, _ = c.Files(ctx, Source{URL: b.URL, Branch: "main", Tenant: "team-a"}, newer, "deploy") })
-	waitForTransfers(t, 1, func(_, past int) bool { return past == 1 })
-	time.Sleep(200 * time.Millisecond) // the fetch has its pack request out
+	waitForTransfers(t, 1, func(_, past int) bool { return past == 1 }) // its store locked
 
 	readCtx, cancelRead := context.WithTimeout(ctx, time.Second)
 	defer cancelRead()
 	start := time.Now()
 	_, err := c.Files(readCtx, b, stored, "deploy")
-	if took := time.Since(start); took > 5*time.Second || !strings.Contains(fmt.Sprint(err), "waiting for the git cache of") {
+	if took := time.Since(start); took > 5*time.Second || Reason(err) != ReasonTimeout || !strings.Contains(fmt.Sprint(err), "waiting for the git cache of") {
 		t.Errorf("a read of a stored commit while another tenant's fetch holds the store: %v after %s, want a timeout naming the wait within its 1 s", err, took)
 	}
 }

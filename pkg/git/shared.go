@@ -2,13 +2,12 @@ package git
 
 import (
 	"context"
+	"fmt"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
-	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/falsesystems/alumiini/pkg/slots"
+	"k8s.io/klog/v2"
 )
 
 // sharedWork runs one piece of work for every caller that asks for the same
@@ -99,7 +98,7 @@ func (s *sharedWork) do(ctx context.Context, key string, work func(context.Conte
 
 func (s *sharedWork) run(key string, call *sharedCall, ctx context.Context, work func(context.Context) (any, error)) {
 	defer call.cancel()
-	call.val, call.err = work(ctx)
+	call.val, call.err = runRecovering(ctx, work)
 	s.mu.Lock()
 	if s.calls[key] == call {
 		delete(s.calls, key)
@@ -108,17 +107,16 @@ func (s *sharedWork) run(key string, call *sharedCall, ctx context.Context, work
 	close(call.done)
 }
 
-// waitForSlot takes one of slots for tenant, noting for callers of the
-// shared work running under ctx what it waits for, and observing the wait
-// in h.
-func waitForSlot(ctx context.Context, s *slots.Slots, tenant string, h prometheus.Histogram, what string) (release func(), err error) {
-	waiting, doneWaiting := time.Now(), noteWait(ctx, what)
-	defer doneWaiting()
-	if err := ctx.Err(); err != nil {
-		// Acquire may still take a free slot under an ended context.
-		return nil, err
-	}
-	release, err = s.Acquire(ctx, tenant)
-	h.Observe(time.Since(waiting).Seconds())
-	return release, err
+// runRecovering runs work, turning a panic into its error. Shared work runs
+// in a goroutine of its own, outside the supervisor that restarts a crashed
+// worker: a panic in go-git on a hostile server's data would otherwise end
+// the process, the API server and etcd with it (attacker review).
+func runRecovering(ctx context.Context, work func(context.Context) (any, error)) (val any, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			klog.FromContext(ctx).Error(nil, "Git work panicked", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+			val, err = nil, fmt.Errorf("internal error in git work: %v", r)
+		}
+	}()
+	return work(ctx)
 }

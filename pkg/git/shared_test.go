@@ -3,6 +3,7 @@ package git
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 )
@@ -85,5 +86,21 @@ func TestACallerAfterAllGaveUpStartsAfresh(t *testing.T) {
 	defer cancelNext()
 	if v, err := s.do(next, "k", work); err != nil || v != "result" {
 		t.Fatalf("the next caller: %v, %v; want the result of work of its own", v, err)
+	}
+}
+
+// Work that panics (go-git on a hostile server's data, say) fails its callers
+// with an error; the process, and later work under the same key, go on.
+func TestPanickingWorkFailsItsCallersOnly(t *testing.T) {
+	var s sharedWork
+	_, err := s.do(context.Background(), "k", func(context.Context) (any, error) {
+		var refs []string
+		return refs[3], nil
+	})
+	if err == nil || !strings.Contains(err.Error(), "internal error in git work") {
+		t.Fatalf("work that panicked: %v, want an internal error", err)
+	}
+	if v, err := s.do(context.Background(), "k", func(context.Context) (any, error) { return "result", nil }); err != nil || v != "result" {
+		t.Fatalf("the next work: %v, %v", v, err)
 	}
 }

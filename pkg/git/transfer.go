@@ -41,7 +41,7 @@ type transfer struct {
 	// reads shallow lines before the pack (see packHead).
 	shallow atomic.Bool
 	// tenant and turns: a ref list past smallRefListBytes waits for a turn
-	// (see waitForTurnIfLarge), fairly between tenants.
+	// (see waitForTurnIfLarge), at most one per tenant.
 	tenant string
 	turns  *slots.Slots
 	turn   refListTurn
