@@ -416,8 +416,8 @@ func (c *Cache) listRefs(ctx context.Context, src Source) (map[plumbing.Referenc
 				n++
 			}
 		}
-		// Sized once: a map grown by doubling took up to 1.5× the bytes
-		// counted (attacker review).
+		// Sized once, not grown by doubling; refHeapBytes is what a ref
+		// took in such a map.
 		kept := listing{refs: make(map[plumbing.ReferenceName]plumbing.Hash, n), at: started}
 		for _, ref := range list {
 			if wanted(ref) {
