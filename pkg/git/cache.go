@@ -880,6 +880,11 @@ func newStore(dir string) *store {
 
 // lock takes the store's lock for src, or fails once ctx ends.
 func (st *store) lock(ctx context.Context, src Source) error {
+	select {
+	case st.locked <- struct{}{}:
+		return nil // free, as it mostly is: no wait to note
+	default:
+	}
 	what := "the git cache of " + redact(src.URL) + ", which another fetch or read of it holds"
 	doneWaiting := noteWait(ctx, what)
 	defer doneWaiting()
