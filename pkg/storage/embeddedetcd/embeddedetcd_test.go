@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -19,18 +20,11 @@ func TestRestartKeepsData(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 
-	put := func(s *Server) {
-		c := client(t, s)
-		defer c.Close()
-		if _, err := c.Put(ctx, "/alumiini/test", "kept"); err != nil {
-			t.Fatalf("put: %v", err)
-		}
-	}
 	first, err := Start(ctx, Config{DataDir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
-	put(first)
+	put(ctx, t, first)
 	first.Close()
 
 	second, err := Start(ctx, Config{DataDir: dir})
@@ -87,7 +81,7 @@ func TestOnlyItsOwnClientsGetIn(t *testing.T) {
 	if !strings.HasPrefix(s.ClientURLs()[0], "https://127.0.0.1:") {
 		t.Fatalf("client URL %s: want https on loopback", s.ClientURLs()[0])
 	}
-	other, err := newCredentials() // a stranger's CA and client certificate
+	other, err := newCredentials(t.TempDir()) // a stranger's CA and client certificate
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,6 +118,46 @@ func TestOnlyItsOwnClientsGetIn(t *testing.T) {
 	s.Close()
 	if _, err := os.Stat(s.credentials.dir); !os.IsNotExist(err) {
 		t.Errorf("the certificates outlive etcd: %v", err)
+	}
+}
+
+// TestCertificatesLeftByAKilledProcessAreRemoved: a process killed before
+// it could remove its certificates leaves their directory in the data
+// directory; the next start over that data removes it, so a crash-looping
+// pod does not fill its volume, and keeps only its own while it runs.
+func TestCertificatesLeftByAKilledProcessAreRemoved(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	left, err := newCredentials(dir) // what a killed process leaves
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := Start(ctx, Config{DataDir: dir, UnsafeNoFsync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(left.dir); !os.IsNotExist(err) {
+		t.Errorf("the killed process's certificates %s are still there (%v)", left.dir, err)
+	}
+	kept, _ := filepath.Glob(filepath.Join(dir, tlsDirPattern))
+	if len(kept) != 1 || kept[0] != s.credentials.dir {
+		t.Errorf("certificate directories while etcd runs: %v, want only its own %s", kept, s.credentials.dir)
+	}
+	put(ctx, t, s) // and it serves with its own
+	s.Close()
+	if kept, _ := filepath.Glob(filepath.Join(dir, tlsDirPattern)); len(kept) != 0 {
+		t.Errorf("certificate directories after a clean stop: %v, want none", kept)
+	}
+}
+
+// put writes /alumiini/test as s's own client.
+func put(ctx context.Context, t *testing.T, s *Server) {
+	t.Helper()
+	c := client(t, s)
+	defer c.Close()
+	if _, err := c.Put(ctx, "/alumiini/test", "kept"); err != nil {
+		t.Fatalf("put: %v", err)
 	}
 }
 

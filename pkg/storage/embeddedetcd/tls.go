@@ -15,6 +15,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"k8s.io/klog/v2"
 )
 
 // TLSFiles names a certificate, its key and the CA that signed the other
@@ -29,27 +31,36 @@ type TLSFiles struct {
 // for as long as etcd runs. etcd accepts only clients holding a certificate
 // of this CA, so processes of other users in the pod or on the host can
 // neither read nor write it, even though it listens on loopback.
+//
+// The directory is inside etcd's data directory (tlsDirPattern), not in
+// /tmp: a process killed before it could remove its own leaves it behind,
+// and the next start over the same data removes it (removeStaleCredentials)
+// instead of letting crashes fill the disk.
 type credentials struct {
 	dir    string
 	server TLSFiles // etcd's serving (and peer) certificate
 	client TLSFiles // the API server's client certificate
 }
 
-// newCredentials makes a CA of its own and, from it, etcd's certificate
-// for loopback and the API server's client certificate.
-func newCredentials() (*credentials, error) {
-	return makeCredentials(nil, nil, nil)
+// tlsDirPattern names the credentials' directories inside a data directory.
+const tlsDirPattern = "tls-*"
+
+// newCredentials makes, in a new directory under parent, a CA of its own
+// and, from it, etcd's certificate for loopback and the API server's client
+// certificate.
+func newCredentials(parent string) (*credentials, error) {
+	return makeCredentials(parent, nil, nil, nil)
 }
 
-// newClusterCredentials issues this member's certificates from the
-// cluster's CA (files), for dns and ips, so peers and other members'
-// clients accept it.
-func newClusterCredentials(caCertFile, caKeyFile string, dns []string, ips []net.IP) (*credentials, error) {
+// newClusterCredentials issues this member's certificates, in a new
+// directory under parent, from the cluster's CA (files), for dns and ips,
+// so peers and other members' clients accept it.
+func newClusterCredentials(parent, caCertFile, caKeyFile string, dns []string, ips []net.IP) (*credentials, error) {
 	ca, err := loadAuthority(caCertFile, caKeyFile)
 	if err != nil {
 		return nil, err
 	}
-	return makeCredentials(ca, dns, ips)
+	return makeCredentials(parent, ca, dns, ips)
 }
 
 type authority struct {
@@ -98,8 +109,8 @@ func selfMadeAuthority() (*authority, error) {
 	return &authority{cert: cert, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}, nil
 }
 
-func makeCredentials(ca *authority, dns []string, ips []net.IP) (*credentials, error) {
-	dir, err := os.MkdirTemp("", "alumiini-etcd-tls-")
+func makeCredentials(parent string, ca *authority, dns []string, ips []net.IP) (*credentials, error) {
+	dir, err := os.MkdirTemp(parent, tlsDirPattern)
 	if err != nil {
 		return nil, fmt.Errorf("creating a directory for etcd's certificates: %w", err)
 	}
@@ -118,6 +129,25 @@ func makeCredentials(ca *authority, dns []string, ips []net.IP) (*credentials, e
 }
 
 func (c *credentials) remove() { _ = os.RemoveAll(c.dir) }
+
+// removeStaleCredentials removes the credentials' directories in dataDir
+// other than c's: those of processes that ended without removing their own.
+// It is called once etcd serves from dataDir, holding its locks, so no
+// other process can be serving from it with them.
+func (c *credentials) removeStaleCredentials(dataDir string) {
+	dirs, err := filepath.Glob(filepath.Join(dataDir, tlsDirPattern))
+	if err != nil {
+		return // only a malformed pattern fails, and tlsDirPattern is not one
+	}
+	for _, dir := range dirs {
+		if dir == c.dir {
+			continue
+		}
+		if err := os.RemoveAll(dir); err != nil {
+			klog.ErrorS(err, "Removing the certificates an earlier etcd left behind", "dir", dir)
+		}
+	}
+}
 
 func (c *credentials) write(ca *authority, dns []string, ips []net.IP) error {
 	caFile := filepath.Join(c.dir, "ca.crt")
