@@ -145,18 +145,22 @@ type Options struct {
 	Write func(Change) bool
 	// Observe, if set, is given every object of the commit as the cluster
 	// holds it after the apply (the write's answer, or the live object when
-	// nothing was written), for drift detection to remember.
-	Observe func(Entry, *unstructured.Unstructured)
+	// nothing was written), for drift detection to remember. A write's answer
+	// is its metadata alone (*metav1.PartialObjectMetadata) unless ObserveWhole
+	// asks for the whole object (*unstructured.Unstructured).
+	Observe func(Entry, metav1.Object)
+	// ObserveWhole, if set, names the objects Observe needs whole.
+	ObserveWhole func(Entry) bool
 }
 
 // Applier applies for one identity of the target cluster.
 type Applier struct {
 	Client dynamic.Interface
-	// Metadata, for the same identity, asks for the dry-runs whose answer is
-	// read only for its metadata: kube-apiserver then encodes, and alumiini
-	// decodes, the metadata alone (CPU profiles of `make bench` syncing 1,000
-	// new GitRepositories: these dry-runs took 0.14 CPU-s sampled instead of
-	// 0.30, decoding their answers 0.01 instead of 0.16).
+	// Metadata, for the same identity, asks for the dry-runs and writes whose
+	// answer is read only for its metadata: kube-apiserver then encodes, and
+	// alumiini decodes, the metadata alone (CPU profiles of `make bench`
+	// syncing 1,000 new GitRepositories: the dry-runs took 0.14 CPU-s sampled
+	// instead of 0.30, decoding their answers 0.01 instead of 0.16).
 	Metadata metadata.Interface
 	Mapper   meta.ResettableRESTMapper
 	// CRDTimeout bounds the wait for new CRDs to be established.
@@ -408,19 +412,14 @@ func (a *Applier) planOne(ctx context.Context, p *planned, pl planner) error {
 // object that exists, or a dry-run that fails, is planned the long way,
 // which reads it first, so that whose it is is said before what is wrong.
 func (a *Applier) isNew(ctx context.Context, p *planned) bool {
-	// The metadata client, unlike the dynamic one, puts any name and
-	// namespace into the path; manifest.Render refuses such, and so does
-	// this (false: the long way, whose dynamic client refuses them too).
-	namespace := namespaceIn(p.mapping, p.obj.GetNamespace())
-	if len(apipath.IsValidPathSegmentName(p.obj.GetName())) > 0 ||
-		namespace != "" && len(apipath.IsValidPathSegmentName(namespace)) > 0 {
-		return false
+	if !a.metadataReaches(p) {
+		return false // the long way, whose dynamic client refuses the name
 	}
 	data, err := json.Marshal(p.obj.Object)
 	if err != nil {
 		return false
 	}
-	client := a.Metadata.Resource(p.mapping.Resource).Namespace(namespace)
+	client := a.Metadata.Resource(p.mapping.Resource).Namespace(namespaceIn(p.mapping, p.obj.GetNamespace()))
 	dry, err := client.Patch(ctx, p.obj.GetName(), types.ApplyPatchType, data, dryRunOptions())
 	return err == nil && dry.ResourceVersion == ""
 }
@@ -538,11 +537,12 @@ func (a *Applier) write(ctx context.Context, ps []*planned, result *Result, opts
 			defer wg.Done()
 			slots <- struct{}{}
 			defer func() { <-slots }()
-			var written *unstructured.Unstructured
+			whole := opts.ObserveWhole != nil && opts.ObserveWhole(p.entry())
+			var written metav1.Object
 			if p.recreate {
-				written, errs[i] = a.recreate(ctx, p)
+				written, errs[i] = a.recreate(ctx, p, whole)
 			} else {
-				written, errs[i] = a.applyOne(ctx, p)
+				written, errs[i] = a.applyOne(ctx, p, whole)
 			}
 			if errs[i] == nil {
 				a.observe(opts, p, written)
@@ -553,7 +553,7 @@ func (a *Applier) write(ctx context.Context, ps []*planned, result *Result, opts
 	return joinCapped(errs)
 }
 
-func (a *Applier) observe(opts Options, p *planned, obj *unstructured.Unstructured) {
+func (a *Applier) observe(opts Options, p *planned, obj metav1.Object) {
 	if opts.Observe != nil && obj != nil {
 		opts.Observe(p.entry(), obj)
 	}
@@ -574,21 +574,40 @@ func lastForeignManager(obj metav1.Object) string {
 	return last.Manager
 }
 
-func (a *Applier) applyOne(ctx context.Context, p *planned) (*unstructured.Unstructured, error) {
+// applyOne writes p and answers what was written: the whole object if
+// whole, else its metadata, which is all drift detection reads and costs
+// both kube-apiserver and alumiini a fraction to encode and decode.
+func (a *Applier) applyOne(ctx context.Context, p *planned, whole bool) (metav1.Object, error) {
 	data, err := json.Marshal(p.obj.Object)
 	if err != nil {
 		return nil, err
 	}
-	written, err := a.resource(p).Patch(ctx, p.obj.GetName(), types.ApplyPatchType, data,
-		metav1.PatchOptions{FieldManager: FieldManager, Force: ptrTrue()})
+	options := metav1.PatchOptions{FieldManager: FieldManager, Force: ptrTrue()}
+	var written metav1.Object
+	if whole || !a.metadataReaches(p) {
+		written, err = a.resource(p).Patch(ctx, p.obj.GetName(), types.ApplyPatchType, data, options)
+	} else {
+		written, err = a.Metadata.Resource(p.mapping.Resource).Namespace(namespaceIn(p.mapping, p.obj.GetNamespace())).
+			Patch(ctx, p.obj.GetName(), types.ApplyPatchType, data, options)
+	}
 	if err != nil {
 		return nil, &Error{Object: describe(p.obj), Reason: ReasonApplyFailed, Message: apiMessage(err)}
 	}
 	return written, nil
 }
 
+// metadataReaches: the metadata client puts any name and namespace into
+// the request's path, unlike the dynamic one; manifest.Render refuses names
+// that are not path segments, and so does this (false: the dynamic client,
+// which refuses them too).
+func (a *Applier) metadataReaches(p *planned) bool {
+	namespace := namespaceIn(p.mapping, p.obj.GetNamespace())
+	return len(apipath.IsValidPathSegmentName(p.obj.GetName())) == 0 &&
+		(namespace == "" || len(apipath.IsValidPathSegmentName(namespace)) == 0)
+}
+
 // recreate deletes an object whose immutable fields changed and applies it anew.
-func (a *Applier) recreate(ctx context.Context, p *planned) (*unstructured.Unstructured, error) {
+func (a *Applier) recreate(ctx context.Context, p *planned, whole bool) (metav1.Object, error) {
 	client := a.resource(p)
 	// Background: the object goes at once and the garbage collector takes
 	// its dependents, so the wait below does not hang on them.
@@ -603,7 +622,7 @@ func (a *Applier) recreate(ctx context.Context, p *planned) (*unstructured.Unstr
 	if err != nil {
 		return nil, &Error{Object: describe(p.obj), Reason: ReasonApplyFailed, Message: "waiting for the old object to go: " + err.Error()}
 	}
-	return a.applyOne(ctx, p)
+	return a.applyOne(ctx, p, whole)
 }
 
 // release takes our labels and annotations off an object we keep but no

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -493,5 +494,43 @@ func TestANewObjectIsNotRead(t *testing.T) {
 	var aerr *Error
 	if !errors.As(err, &aerr) || aerr.Reason != ReasonOwnedByAnother {
 		t.Errorf("another GitRepository's object: %v", err)
+	}
+}
+
+// TestAWriteAnswersMetadataUnlessObservedWhole: a write's answer reaches
+// Observe as metadata alone, managedFields included (what drift detection
+// sums), unless ObserveWhole asks for the whole object (a rolloutRef's
+// status is read from it).
+func TestAWriteAnswersMetadataUnlessObservedWhole(t *testing.T) {
+	a := newApplier(t)
+	ns := namespace(t, a)
+	objects := render(t,
+		"a.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\ndata:\n  k: v\n",
+		"b.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: b\ndata:\n  k: v\n")
+	var mu sync.Mutex
+	seen := map[string]metav1.Object{}
+	opts := Options{DefaultNamespace: ns,
+		ObserveWhole: func(e Entry) bool { return e.Name == "b" },
+		Observe: func(e Entry, obj metav1.Object) {
+			mu.Lock()
+			defer mu.Unlock()
+			seen[e.Name] = obj
+		}}
+	if _, err := a.Apply(context.Background(), Owner{Namespace: "default", Name: "answers"}, objects, opts); err != nil {
+		t.Fatal(err)
+	}
+	meta, ok := seen["a"].(*metav1.PartialObjectMetadata)
+	if !ok {
+		t.Fatalf("the answer for a: %T, want its metadata alone", seen["a"])
+	}
+	if meta.ResourceVersion == "" || len(meta.ManagedFields) == 0 || meta.ManagedFields[0].Manager != FieldManager {
+		t.Errorf("a's metadata lacks its resourceVersion or our managedFields: %+v", meta.ObjectMeta)
+	}
+	whole, ok := seen["b"].(*unstructured.Unstructured)
+	if !ok {
+		t.Fatalf("the answer for b: %T, want the whole object", seen["b"])
+	}
+	if v, _, _ := unstructured.NestedString(whole.Object, "data", "k"); v != "v" {
+		t.Errorf("b's whole answer holds data.k = %q, want v", v)
 	}
 }

@@ -10,7 +10,6 @@ import (
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/tools/cache"
 
@@ -276,8 +275,8 @@ func (b *driftBook) worthChecking(key string, obj drift.Object, seen drift.Obser
 }
 
 // observe remembers the fingerprint of an object as the apply left it.
-func (b *driftBook) observe(key, target string) func(apply.Entry, *unstructured.Unstructured) {
-	return func(e apply.Entry, obj *unstructured.Unstructured) {
+func (b *driftBook) observe(key, target string) func(apply.Entry, metav1.Object) {
+	return func(e apply.Entry, obj metav1.Object) {
 		fp := drift.Fingerprint(obj)
 		watched, _, mapped := b.resource(e)
 		b.mu.Lock()

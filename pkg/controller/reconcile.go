@@ -628,7 +628,7 @@ func (r *Reconciler) apply(ctx context.Context, timeout time.Duration, repo *v1a
 		opts.Observe = r.drift.observe(policy.key, target)
 	}
 	rollout := newRolloutWrites(repo)
-	opts.Observe = rollout.observing(target, opts.Observe)
+	rollout.observing(target, &opts)
 	waiting := time.Now()
 	releaseSlot, err := r.ApplySlots.Acquire(ctx, repo.Namespace) // the worker's context: queueing is not the sync's time
 	slotWait.WithLabelValues("apply").Observe(time.Since(waiting).Seconds())

@@ -204,14 +204,17 @@ func (w *rolloutWrites) is(e apply.Entry, namespace string) bool {
 	return e.Group == w.group && e.Kind == w.ref.Kind && e.Name == w.ref.Name && e.Namespace == namespace
 }
 
-// observing chains onto next (which may be nil) the catch of the Rollout.
-func (w *rolloutWrites) observing(namespace string, next func(apply.Entry, *unstructured.Unstructured)) func(apply.Entry, *unstructured.Unstructured) {
+// observing chains onto next (which may be nil) the catch of the Rollout,
+// which it asks to see whole (opts.ObserveWhole) to read its status.
+func (w *rolloutWrites) observing(namespace string, opts *apply.Options) {
 	if w == nil {
-		return next
+		return
 	}
-	return func(e apply.Entry, obj *unstructured.Unstructured) {
-		if w.is(e, namespace) {
-			seen := readRollout(w.group, obj)
+	next := opts.Observe
+	opts.ObserveWhole = func(e apply.Entry) bool { return w.is(e, namespace) }
+	opts.Observe = func(e apply.Entry, obj metav1.Object) {
+		if whole, ok := obj.(*unstructured.Unstructured); ok && w.is(e, namespace) {
+			seen := readRollout(w.group, whole)
 			w.seen.Store(&seen)
 		}
 		if next != nil {
