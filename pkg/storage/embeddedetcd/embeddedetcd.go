@@ -79,7 +79,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	// Port 0: the kernel picks free ports, so several alumiini processes (tests,
 	// a dev server) never collide. Peers are never dialled in a single-member cluster.
 	loopback := url.URL{Scheme: "https", Host: "127.0.0.1:0"}
-	creds, err := credentialsFor(cfg.DataDir, cfg.Cluster)
+	creds, err := credentialsFor(cfg.Cluster)
 	if err != nil {
 		return nil, err
 	}
@@ -145,7 +145,6 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	}
 
 	started = true
-	creds.removeStaleCredentials(cfg.DataDir)
 	s := &Server{etcd: e, closing: closing, credentials: creds}
 	if cfg.Cluster != nil {
 		// Ready means a quorum formed: from now on a member without data
@@ -199,15 +198,15 @@ func (s *Server) Close() {
 	})
 }
 
-func credentialsFor(dataDir string, cluster *Cluster) (*credentials, error) {
+func credentialsFor(cluster *Cluster) (*credentials, error) {
 	if cluster == nil {
-		return newCredentials(dataDir)
+		return newCredentials()
 	}
 	if err := cluster.validate(); err != nil {
 		return nil, err
 	}
 	dns, ips := cluster.hosts()
-	return newClusterCredentials(dataDir, cluster.CAFile, cluster.CAKeyFile, dns, ips)
+	return newClusterCredentials(cluster.CAFile, cluster.CAKeyFile, dns, ips)
 }
 
 // markFormed records that the cluster formed, retrying until it is

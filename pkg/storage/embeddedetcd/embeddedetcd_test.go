@@ -20,11 +20,18 @@ func TestRestartKeepsData(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 
+	put := func(s *Server) {
+		c := client(t, s)
+		defer c.Close()
+		if _, err := c.Put(ctx, "/alumiini/test", "kept"); err != nil {
+			t.Fatalf("put: %v", err)
+		}
+	}
 	first, err := Start(ctx, Config{DataDir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
-	put(ctx, t, first)
+	put(first)
 	first.Close()
 
 	second, err := Start(ctx, Config{DataDir: dir})
@@ -81,7 +88,7 @@ func TestOnlyItsOwnClientsGetIn(t *testing.T) {
 	if !strings.HasPrefix(s.ClientURLs()[0], "https://127.0.0.1:") {
 		t.Fatalf("client URL %s: want https on loopback", s.ClientURLs()[0])
 	}
-	other, err := newCredentials(t.TempDir()) // a stranger's CA and client certificate
+	other, err := newCredentials() // a stranger's CA and client certificate
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,43 +129,48 @@ func TestOnlyItsOwnClientsGetIn(t *testing.T) {
 }
 
 // TestCertificatesLeftByAKilledProcessAreRemoved: a process killed before
-// it could remove its certificates leaves their directory in the data
-// directory; the next start over that data removes it, so a crash-looping
-// pod does not fill its volume, and keeps only its own while it runs.
+// it could remove its certificates leaves their directory behind, and a
+// pod's temporary directory outlives its container's restarts; the next
+// start removes it, but never a running process's directory, nor one just
+// made (its process may not have locked it yet).
 func TestCertificatesLeftByAKilledProcessAreRemoved(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	dir := t.TempDir()
-	left, err := newCredentials(dir) // what a killed process leaves
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	running, err := Start(ctx, Config{DataDir: t.TempDir(), UnsafeNoFsync: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := Start(ctx, Config{DataDir: dir, UnsafeNoFsync: true})
-	if err != nil {
-		t.Fatal(err)
+	defer running.Close()
+	old := time.Now().Add(-2 * staleAfter)
+	killed := filepath.Join(tmp, credentialsPrefix+"killed")
+	young := filepath.Join(tmp, credentialsPrefix+"young")
+	for _, dir := range []string{killed, young} {
+		if err := os.Mkdir(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if _, err := os.Stat(left.dir); !os.IsNotExist(err) {
-		t.Errorf("the killed process's certificates %s are still there (%v)", left.dir, err)
+	for _, dir := range []string{killed, running.credentials.dir} {
+		if err := os.Chtimes(dir, old, old); err != nil {
+			t.Fatal(err)
+		}
 	}
-	kept, _ := filepath.Glob(filepath.Join(dir, tlsDirPattern))
-	if len(kept) != 1 || kept[0] != s.credentials.dir {
-		t.Errorf("certificate directories while etcd runs: %v, want only its own %s", kept, s.credentials.dir)
-	}
-	put(ctx, t, s) // and it serves with its own
-	s.Close()
-	if kept, _ := filepath.Glob(filepath.Join(dir, tlsDirPattern)); len(kept) != 0 {
-		t.Errorf("certificate directories after a clean stop: %v, want none", kept)
-	}
-}
 
-// put writes /alumiini/test as s's own client.
-func put(ctx context.Context, t *testing.T, s *Server) {
-	t.Helper()
-	c := client(t, s)
-	defer c.Close()
-	if _, err := c.Put(ctx, "/alumiini/test", "kept"); err != nil {
-		t.Fatalf("put: %v", err)
+	next, err := Start(ctx, Config{DataDir: t.TempDir(), UnsafeNoFsync: true})
+	if err != nil {
+		t.Fatal(err)
 	}
+	defer next.Close()
+	if _, err := os.Stat(killed); !os.IsNotExist(err) {
+		t.Errorf("the killed process's certificates are still there (%v)", err)
+	}
+	for _, dir := range []string{young, running.credentials.dir} {
+		if _, err := os.Stat(dir); err != nil {
+			t.Errorf("%s was removed: %v", dir, err)
+		}
+	}
+	putThrough(ctx, t, running, "/alumiini/test", "still served")
 }
 
 func client(t *testing.T, s *Server) *clientv3.Client {

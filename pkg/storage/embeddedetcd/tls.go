@@ -14,6 +14,8 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"time"
 
 	"k8s.io/klog/v2"
@@ -32,35 +34,41 @@ type TLSFiles struct {
 // of this CA, so processes of other users in the pod or on the host can
 // neither read nor write it, even though it listens on loopback.
 //
-// The directory is inside etcd's data directory (tlsDirPattern), not in
-// /tmp: a process killed before it could remove its own leaves it behind,
-// and the next start over the same data removes it (removeStaleCredentials)
-// instead of letting crashes fill the disk.
+// The directory is in the temporary directory (a pod's emptyDir), not in
+// the data directory: a cluster member's key is accepted by every member
+// for years, and a volume's snapshots should not hold one. The process
+// locks it while it runs, so a start can tell, and remove, the directories
+// of processes killed before they could (removeStaleCredentials).
 type credentials struct {
 	dir    string
+	lock   *os.File // the directory, flock'ed while this process runs
 	server TLSFiles // etcd's serving (and peer) certificate
 	client TLSFiles // the API server's client certificate
 }
 
-// tlsDirPattern names the credentials' directories inside a data directory.
-const tlsDirPattern = "tls-*"
+// credentialsPrefix names the credentials' directories in the temporary
+// directory.
+const credentialsPrefix = "alumiini-etcd-tls-"
 
-// newCredentials makes, in a new directory under parent, a CA of its own
-// and, from it, etcd's certificate for loopback and the API server's client
-// certificate.
-func newCredentials(parent string) (*credentials, error) {
-	return makeCredentials(parent, nil, nil, nil)
+// staleAfter: a directory younger than this is never removed as stale,
+// since its process may not have locked it yet.
+const staleAfter = time.Minute
+
+// newCredentials makes a CA of its own and, from it, etcd's certificate
+// for loopback and the API server's client certificate.
+func newCredentials() (*credentials, error) {
+	return makeCredentials(nil, nil, nil)
 }
 
-// newClusterCredentials issues this member's certificates, in a new
-// directory under parent, from the cluster's CA (files), for dns and ips,
-// so peers and other members' clients accept it.
-func newClusterCredentials(parent, caCertFile, caKeyFile string, dns []string, ips []net.IP) (*credentials, error) {
+// newClusterCredentials issues this member's certificates from the
+// cluster's CA (files), for dns and ips, so peers and other members'
+// clients accept it.
+func newClusterCredentials(caCertFile, caKeyFile string, dns []string, ips []net.IP) (*credentials, error) {
 	ca, err := loadAuthority(caCertFile, caKeyFile)
 	if err != nil {
 		return nil, err
 	}
-	return makeCredentials(parent, ca, dns, ips)
+	return makeCredentials(ca, dns, ips)
 }
 
 type authority struct {
@@ -109,13 +117,15 @@ func selfMadeAuthority() (*authority, error) {
 	return &authority{cert: cert, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}, nil
 }
 
-func makeCredentials(parent string, ca *authority, dns []string, ips []net.IP) (*credentials, error) {
-	dir, err := os.MkdirTemp(parent, tlsDirPattern)
+func makeCredentials(ca *authority, dns []string, ips []net.IP) (*credentials, error) {
+	removeStaleCredentials()
+	dir, err := os.MkdirTemp("", credentialsPrefix+"*")
 	if err != nil {
 		return nil, fmt.Errorf("creating a directory for etcd's certificates: %w", err)
 	}
 	c := &credentials{dir: dir}
-	if ca == nil {
+	c.lock, err = lockDir(dir)
+	if err == nil && ca == nil {
 		ca, err = selfMadeAuthority()
 	}
 	if err == nil {
@@ -128,24 +138,57 @@ func makeCredentials(parent string, ca *authority, dns []string, ips []net.IP) (
 	return c, nil
 }
 
-func (c *credentials) remove() { _ = os.RemoveAll(c.dir) }
-
-// removeStaleCredentials removes the credentials' directories in dataDir
-// other than c's: those of processes that ended without removing their own.
-// It is called once etcd serves from dataDir, holding its locks, so no
-// other process can be serving from it with them.
-func (c *credentials) removeStaleCredentials(dataDir string) {
-	dirs, err := filepath.Glob(filepath.Join(dataDir, tlsDirPattern))
-	if err != nil {
-		return // only a malformed pattern fails, and tlsDirPattern is not one
+func (c *credentials) remove() {
+	_ = os.RemoveAll(c.dir)
+	if c.lock != nil {
+		_ = c.lock.Close() // after the removal: no start takes it for stale meanwhile
 	}
-	for _, dir := range dirs {
-		if dir == c.dir {
+}
+
+// lockDir takes an exclusive lock on dir, held until the returned file is
+// closed or the process ends, however it ends.
+func lockDir(dir string) (*os.File, error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("locking %s: %w", dir, err)
+	}
+	return f, nil
+}
+
+// removeStaleCredentials removes the credentials' directories whose process
+// ended without removing them (killed, or out of memory): those unlocked and
+// older than staleAfter. Each crash left one behind, and a pod's temporary
+// directory outlives its container's restarts. Directories of other users
+// cannot be opened and are left alone.
+func removeStaleCredentials() {
+	entries, err := os.ReadDir(os.TempDir())
+	if err != nil {
+		return
+	}
+	removed := 0
+	for _, e := range entries {
+		if !e.IsDir() || !strings.HasPrefix(e.Name(), credentialsPrefix) {
 			continue
 		}
-		if err := os.RemoveAll(dir); err != nil {
-			klog.ErrorS(err, "Removing the certificates an earlier etcd left behind", "dir", dir)
+		dir := filepath.Join(os.TempDir(), e.Name())
+		if info, err := e.Info(); err != nil || time.Since(info.ModTime()) < staleAfter {
+			continue
 		}
+		lock, err := lockDir(dir)
+		if err != nil {
+			continue // its process still runs, or it is not ours
+		}
+		if os.RemoveAll(dir) == nil {
+			removed++
+		}
+		_ = lock.Close()
+	}
+	if removed > 0 {
+		klog.InfoS("Removed etcd certificates that killed processes left behind", "directories", removed, "in", os.TempDir())
 	}
 }
 
