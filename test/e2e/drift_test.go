@@ -326,14 +326,24 @@ func dryRunsAndWrites(t *testing.T, resources ...string) (dryRuns, writes int) {
 // and objects are unchanged re-checks every object at each interval against
 // the drift watch, and that costs kube-apiserver no write and no dry-run.
 // Its objects are of kinds no other test applies (LimitRange, PodTemplate),
-// so the API server's counts of them are this GitRepository's alone.
+// so the API server's counts of them are this GitRepository's alone. The
+// PodTemplate is left unchanged by a second commit, so what drift remembers
+// of it is its live copy, read whole; its two ports are ones kube-apiserver
+// orders otherwise than a JSON map's sorted keys (80 before 443), which once
+// made it look drifted at every interval.
 func TestAnIdleIntervalCostsNoWriteAndNoDryRun(t *testing.T) {
 	createNamespace(t, "drift-idle")
+	limits := func(cpu string) gitserver.File {
+		return gitserver.File{Content: "apiVersion: v1\nkind: LimitRange\nmetadata:\n  name: limits\nspec:\n  limits:\n  - type: Container\n    max: {cpu: \"" + cpu + "\"}\n"}
+	}
 	pushRepository(t, "drift-idle", map[string]gitserver.File{
-		"deploy/limits.yaml":   {Content: "apiVersion: v1\nkind: LimitRange\nmetadata:\n  name: limits\nspec:\n  limits:\n  - type: Container\n    max: {cpu: \"2\"}\n"},
-		"deploy/template.yaml": {Content: "apiVersion: v1\nkind: PodTemplate\nmetadata:\n  name: runner\ntemplate:\n  spec:\n    containers:\n    - {name: c, image: busybox}\n"}})
+		"deploy/limits.yaml": limits("2"),
+		"deploy/template.yaml": {Content: "apiVersion: v1\nkind: PodTemplate\nmetadata:\n  name: runner\ntemplate:\n  spec:\n    containers:\n" +
+			"    - {name: c, image: busybox, ports: [{containerPort: 80}, {containerPort: 443}]}\n"}})
 	kubectlInput(t, strings.Replace(gitRepository("drift-idle", "drift-idle", "drift-idle", ""), "interval: 1m", "interval: 10s", 1), "apply", "-f", "-")
 	kubectl(t, "wait", "--for=condition=Ready", "gitrepository/drift-idle", "--timeout=60s")
+	second := pushRepository(t, "drift-idle", map[string]gitserver.File{"deploy/limits.yaml": limits("3")})
+	kubectl(t, "wait", "--for=jsonpath={.status.lastSyncedCommit}="+second, "gitrepository/drift-idle", "--timeout=60s")
 	time.Sleep(2 * time.Second)
 	dryBefore, writesBefore := dryRunsAndWrites(t, "limitranges", "podtemplates")
 	rv := getRepository(t, "drift-idle").ResourceVersion
