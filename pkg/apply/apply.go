@@ -144,10 +144,12 @@ type Options struct {
 	// whether it is written now; a change it holds back is only reported.
 	Write func(Change) bool
 	// Observe, if set, is given every object of the commit as the cluster
-	// holds it after the apply (the write's answer, or the live object when
-	// nothing was written), for drift detection to remember. A write's answer
-	// is its metadata alone (*metav1.PartialObjectMetadata) unless ObserveWhole
-	// asks for the whole object (*unstructured.Unstructured).
+	// holds it after the apply, for drift detection to remember: the live
+	// object, whole (*unstructured.Unstructured), when nothing was written;
+	// else the write's answer, whole for the objects ObserveWhole names and
+	// for a write the metadata answer failed (see applyOne), its metadata
+	// alone (*metav1.PartialObjectMetadata) for the others. Observe and
+	// ObserveWhole are called from several goroutines at once.
 	Observe func(Entry, metav1.Object)
 	// ObserveWhole, if set, names the objects Observe needs whole.
 	ObserveWhole func(Entry) bool
@@ -158,9 +160,10 @@ type Applier struct {
 	Client dynamic.Interface
 	// Metadata, for the same identity, asks for the dry-runs and writes whose
 	// answer is read only for its metadata: kube-apiserver then encodes, and
-	// alumiini decodes, the metadata alone (CPU profiles of `make bench`
+	// alumiini decodes, the metadata alone. CPU profiles of `make bench`
 	// syncing 1,000 new GitRepositories: the dry-runs took 0.14 CPU-s sampled
-	// instead of 0.30, decoding their answers 0.01 instead of 0.16).
+	// instead of 0.30, decoding their answers 0.01 instead of 0.16; the
+	// writes took 0.22 (no profile of them asked whole was kept).
 	Metadata metadata.Interface
 	Mapper   meta.ResettableRESTMapper
 	// CRDTimeout bounds the wait for new CRDs to be established.
@@ -412,15 +415,14 @@ func (a *Applier) planOne(ctx context.Context, p *planned, pl planner) error {
 // object that exists, or a dry-run that fails, is planned the long way,
 // which reads it first, so that whose it is is said before what is wrong.
 func (a *Applier) isNew(ctx context.Context, p *planned) bool {
-	if !a.metadataReaches(p) {
+	if !p.namesArePathSegments() {
 		return false // the long way, whose dynamic client refuses the name
 	}
 	data, err := json.Marshal(p.obj.Object)
 	if err != nil {
 		return false
 	}
-	client := a.Metadata.Resource(p.mapping.Resource).Namespace(namespaceIn(p.mapping, p.obj.GetNamespace()))
-	dry, err := client.Patch(ctx, p.obj.GetName(), types.ApplyPatchType, data, dryRunOptions())
+	dry, err := a.metadataResource(p).Patch(ctx, p.obj.GetName(), types.ApplyPatchType, data, dryRunOptions())
 	return err == nil && dry.ResourceVersion == ""
 }
 
@@ -432,8 +434,14 @@ func dryRun(ctx context.Context, client dynamic.ResourceInterface, p *planned) (
 	return client.Patch(ctx, p.obj.GetName(), types.ApplyPatchType, data, dryRunOptions())
 }
 
+func applyOptions() metav1.PatchOptions {
+	return metav1.PatchOptions{FieldManager: FieldManager, Force: ptrTrue()}
+}
+
 func dryRunOptions() metav1.PatchOptions {
-	return metav1.PatchOptions{FieldManager: FieldManager, Force: ptrTrue(), DryRun: []string{metav1.DryRunAll}}
+	options := applyOptions()
+	options.DryRun = []string{metav1.DryRunAll}
+	return options
 }
 
 // claim decides whether the existing object p.live may be applied for the
@@ -576,31 +584,40 @@ func lastForeignManager(obj metav1.Object) string {
 
 // applyOne writes p and answers what was written: the whole object if
 // whole, else its metadata, which is all drift detection reads and costs
-// both kube-apiserver and alumiini a fraction to encode and decode.
+// kube-apiserver and alumiini a fraction to encode and decode.
 func (a *Applier) applyOne(ctx context.Context, p *planned, whole bool) (metav1.Object, error) {
 	data, err := json.Marshal(p.obj.Object)
 	if err != nil {
 		return nil, err
 	}
-	options := metav1.PatchOptions{FieldManager: FieldManager, Force: ptrTrue()}
-	var written metav1.Object
-	if whole || !a.metadataReaches(p) {
-		written, err = a.resource(p).Patch(ctx, p.obj.GetName(), types.ApplyPatchType, data, options)
-	} else {
-		written, err = a.Metadata.Resource(p.mapping.Resource).Namespace(namespaceIn(p.mapping, p.obj.GetNamespace())).
-			Patch(ctx, p.obj.GetName(), types.ApplyPatchType, data, options)
+	// Planning refuses names that are not path segments; checked again
+	// because the metadata client would put them into the path as they are.
+	if !whole && p.namesArePathSegments() {
+		written, err := a.metadataResource(p).Patch(ctx, p.obj.GetName(), types.ApplyPatchType, data, applyOptions())
+		var refused apierrors.APIStatus
+		switch {
+		case err == nil:
+			return written, nil
+		case errors.As(err, &refused):
+			return nil, &Error{Object: describe(p.obj), Reason: ReasonApplyFailed, Message: apiMessage(err)}
+		}
+		// No answer, or one the metadata client cannot read, as an
+		// aggregated API server not built on k8s.io/apiserver may send (a
+		// Status, an object without metadata): the write may well have
+		// happened. Applying it again changes nothing that did, and the
+		// whole answer reads.
 	}
+	written, err := a.resource(p).Patch(ctx, p.obj.GetName(), types.ApplyPatchType, data, applyOptions())
 	if err != nil {
 		return nil, &Error{Object: describe(p.obj), Reason: ReasonApplyFailed, Message: apiMessage(err)}
 	}
 	return written, nil
 }
 
-// metadataReaches: the metadata client puts any name and namespace into
-// the request's path, unlike the dynamic one; manifest.Render refuses names
-// that are not path segments, and so does this (false: the dynamic client,
-// which refuses them too).
-func (a *Applier) metadataReaches(p *planned) bool {
+// namesArePathSegments: the object's name and namespace can be put into a
+// request's path as they are, as the metadata client does (the dynamic one
+// refuses names that cannot; manifest.Render refuses them too).
+func (p *planned) namesArePathSegments() bool {
 	namespace := namespaceIn(p.mapping, p.obj.GetNamespace())
 	return len(apipath.IsValidPathSegmentName(p.obj.GetName())) == 0 &&
 		(namespace == "" || len(apipath.IsValidPathSegmentName(namespace)) == 0)
@@ -687,6 +704,12 @@ func (a *Applier) mapping(gvk schema.GroupVersionKind) (*meta.RESTMapping, error
 
 func (a *Applier) resource(p *planned) dynamic.ResourceInterface {
 	return a.Client.Resource(p.mapping.Resource).Namespace(namespaceIn(p.mapping, p.obj.GetNamespace()))
+}
+
+// metadataResource is resource for requests whose answer is read only for
+// its metadata.
+func (a *Applier) metadataResource(p *planned) metadata.ResourceInterface {
+	return a.Metadata.Resource(p.mapping.Resource).Namespace(namespaceIn(p.mapping, p.obj.GetNamespace()))
 }
 
 // namespaceIn is namespace for a namespaced kind and "" (the cluster) for

@@ -204,14 +204,15 @@ func (w *rolloutWrites) is(e apply.Entry, namespace string) bool {
 	return e.Group == w.group && e.Kind == w.ref.Kind && e.Name == w.ref.Name && e.Namespace == namespace
 }
 
-// observing chains onto next (which may be nil) the catch of the Rollout,
-// which it asks to see whole (opts.ObserveWhole) to read its status.
-func (w *rolloutWrites) observing(namespace string, opts *apply.Options) {
+// hookInto chains the catch of the Rollout onto opts.Observe and asks, on
+// top of what opts.ObserveWhole asks, for the Rollout whole: its status is
+// what the catch reads. Either may be nil.
+func (w *rolloutWrites) hookInto(opts *apply.Options, namespace string) {
 	if w == nil {
 		return
 	}
-	next := opts.Observe
-	opts.ObserveWhole = func(e apply.Entry) bool { return w.is(e, namespace) }
+	next, nextWhole := opts.Observe, opts.ObserveWhole
+	opts.ObserveWhole = func(e apply.Entry) bool { return w.is(e, namespace) || nextWhole != nil && nextWhole(e) }
 	opts.Observe = func(e apply.Entry, obj metav1.Object) {
 		if whole, ok := obj.(*unstructured.Unstructured); ok && w.is(e, namespace) {
 			seen := readRollout(w.group, whole)

@@ -151,3 +151,41 @@ func TestARolloutFromGitIsFollowedOnce(t *testing.T) {
 		}
 	}
 }
+
+// TestTheRolloutIsAskedForWholeAndOthersAreNot: the apply is asked to
+// answer the rolloutRef's write whole (its status is what the rollout wait
+// compares with), and every other write as metadata alone; the drift
+// observer chained before still sees every answer.
+func TestTheRolloutIsAskedForWholeAndOthersAreNot(t *testing.T) {
+	repo := &v1alpha1.GitRepository{Spec: v1alpha1.GitRepositorySpec{
+		RolloutRef: &v1alpha1.RolloutReference{APIVersion: "kulta.io/v1alpha1", Kind: "Rollout", Name: "web"}}}
+	writes := newRolloutWrites(repo)
+	var chained []string
+	opts := apply.Options{Observe: func(e apply.Entry, _ metav1.Object) { chained = append(chained, e.Name) }}
+	writes.hookInto(&opts, "team")
+
+	rollout := apply.Entry{Group: "kulta.io", Kind: "Rollout", Namespace: "team", Name: "web"}
+	for _, e := range []apply.Entry{
+		{Group: "kulta.io", Kind: "Rollout", Namespace: "other", Name: "web"},
+		{Group: "argoproj.io", Kind: "Rollout", Namespace: "team", Name: "web"},
+		{Group: "apps", Kind: "Deployment", Namespace: "team", Name: "web"},
+		{Group: "kulta.io", Kind: "Rollout", Namespace: "team", Name: "api"},
+	} {
+		if opts.ObserveWhole(e) {
+			t.Errorf("%+v is asked for whole; only the rolloutRef is", e)
+		}
+	}
+	if !opts.ObserveWhole(rollout) {
+		t.Fatal("the rolloutRef is answered as metadata alone: its status could not be read")
+	}
+	answer := &unstructured.Unstructured{Object: map[string]any{"status": map[string]any{"phase": "Progressing"}}}
+	opts.Observe(rollout, answer)
+	opts.Observe(apply.Entry{Kind: "ConfigMap", Namespace: "team", Name: "settings"}, &metav1.PartialObjectMetadata{})
+	before := writes.before(&apply.Result{Changes: []apply.Change{{Entry: rollout, Written: true}}}, "team")
+	if before == nil || before.Phase != "Progressing" {
+		t.Errorf("the Rollout as its write left it: %+v, want phase Progressing", before)
+	}
+	if len(chained) != 2 || chained[0] != "web" || chained[1] != "settings" {
+		t.Errorf("the chained observer saw %v, want both answers", chained)
+	}
+}
