@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
@@ -29,6 +30,7 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
+	"k8s.io/klog/v2"
 
 	"github.com/falsesystems/alumiini/pkg/manifest"
 )
@@ -144,12 +146,12 @@ type Options struct {
 	// whether it is written now; a change it holds back is only reported.
 	Write func(Change) bool
 	// Observe, if set, is given every object of the commit as the cluster
-	// holds it after the apply, for drift detection to remember: the live
-	// object, whole (*unstructured.Unstructured), when nothing was written;
-	// else the write's answer, whole for the objects ObserveWhole names and
-	// for a write the metadata answer failed (see applyOne), its metadata
-	// alone (*metav1.PartialObjectMetadata) for the others. Observe and
-	// ObserveWhole are called from several goroutines at once.
+	// holds it after the apply, for drift detection to remember. Objects not
+	// written arrive as the live object, whole (*unstructured.Unstructured).
+	// Written ones arrive as the write's answer: whole if ObserveWhole names
+	// them or their metadata answer could not be read (see applyOne),
+	// otherwise *metav1.PartialObjectMetadata. Observe and ObserveWhole are
+	// called from several goroutines at once.
 	Observe func(Entry, metav1.Object)
 	// ObserveWhole, if set, names the objects Observe needs whole.
 	ObserveWhole func(Entry) bool
@@ -162,8 +164,9 @@ type Applier struct {
 	// answer is read only for its metadata: kube-apiserver then encodes, and
 	// alumiini decodes, the metadata alone. CPU profiles of `make bench`
 	// syncing 1,000 new GitRepositories: the dry-runs took 0.14 CPU-s sampled
-	// instead of 0.30, decoding their answers 0.01 instead of 0.16; the
-	// writes took 0.22 (no profile of them asked whole was kept).
+	// instead of 0.30, decoding their answers 0.01 instead of 0.16 (the
+	// writes, asked as metadata: 0.22 CPU-s in a 15 s profile of run O in
+	// docs/scale.md; not compared with whole answers).
 	Metadata metadata.Interface
 	Mapper   meta.ResettableRESTMapper
 	// CRDTimeout bounds the wait for new CRDs to be established.
@@ -351,7 +354,7 @@ func (a *Applier) plan(ctx context.Context, ps []*planned, pl planner) error {
 			defer wg.Done()
 			slots <- struct{}{}
 			defer func() { <-slots }()
-			errs[i] = a.planOne(ctx, p, pl)
+			errs[i] = recovering(p, ReasonDryRunFailed, func() error { return a.planOne(ctx, p, pl) })
 		}()
 	}
 	wg.Wait()
@@ -545,20 +548,42 @@ func (a *Applier) write(ctx context.Context, ps []*planned, result *Result, opts
 			defer wg.Done()
 			slots <- struct{}{}
 			defer func() { <-slots }()
-			whole := opts.ObserveWhole != nil && opts.ObserveWhole(p.entry())
-			var written metav1.Object
-			if p.recreate {
-				written, errs[i] = a.recreate(ctx, p, whole)
-			} else {
-				written, errs[i] = a.applyOne(ctx, p, whole)
-			}
-			if errs[i] == nil {
-				a.observe(opts, p, written)
-			}
+			errs[i] = recovering(p, ReasonApplyFailed, func() error { return a.writeOne(ctx, p, opts) })
 		}()
 	}
 	wg.Wait()
 	return joinCapped(errs)
+}
+
+// writeOne writes p (recreating it if it must) and tells opts.Observe what
+// was written.
+func (a *Applier) writeOne(ctx context.Context, p *planned, opts Options) error {
+	whole := opts.ObserveWhole != nil && opts.ObserveWhole(p.entry())
+	var written metav1.Object
+	var err error
+	if p.recreate {
+		written, err = a.recreate(ctx, p, whole)
+	} else {
+		written, err = a.applyOne(ctx, p, whole)
+	}
+	if err == nil {
+		a.observe(opts, p, written)
+	}
+	return err
+}
+
+// recovering runs one object's part of an apply and turns a panic in it
+// into that object's error. The apply's goroutines run outside the
+// supervisor's recovery, and a panic in one would end the whole process,
+// the API server and etcd with it, for every tenant.
+func recovering(p *planned, reason string, do func() error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			klog.ErrorS(nil, "Panic while applying an object", "object", describe(p.obj), "panic", r, "stack", string(debug.Stack()))
+			err = &Error{Object: describe(p.obj), Reason: reason, Message: "alumiini failed on it with an internal error; its log has the details"}
+		}
+	}()
+	return do()
 }
 
 func (a *Applier) observe(opts Options, p *planned, obj metav1.Object) {
@@ -594,17 +619,19 @@ func (a *Applier) applyOne(ctx context.Context, p *planned, whole bool) (metav1.
 	// because the metadata client would put them into the path as they are.
 	if !whole && p.namesArePathSegments() {
 		written, err := a.metadataResource(p).Patch(ctx, p.obj.GetName(), types.ApplyPatchType, data, applyOptions())
-		var refused apierrors.APIStatus
+		var apiError apierrors.APIStatus
 		switch {
 		case err == nil:
 			return written, nil
-		case errors.As(err, &refused):
+		case errors.As(err, &apiError), ctx.Err() != nil:
+			// Refused, or any answer that is an API error (a 5xx, a 429), or
+			// out of time: reported, not made again.
 			return nil, &Error{Object: describe(p.obj), Reason: ReasonApplyFailed, Message: apiMessage(err)}
 		}
 		// No answer, or one the metadata client cannot read, as an
 		// aggregated API server not built on k8s.io/apiserver may send (a
 		// Status, an object without metadata): the write may well have
-		// happened. Applying it again changes nothing that did, and the
+		// happened. Applying it again changes nothing if it did, and its
 		// whole answer reads.
 	}
 	written, err := a.resource(p).Patch(ctx, p.obj.GetName(), types.ApplyPatchType, data, applyOptions())

@@ -628,7 +628,7 @@ func (r *Reconciler) apply(ctx context.Context, timeout time.Duration, repo *v1a
 		opts.Observe = r.drift.observe(policy.key, target)
 	}
 	rollout := newRolloutWrites(repo)
-	rollout.hookInto(&opts, target) // after drift's Observe, which it chains onto
+	rollout.hookInto(&opts, target) // must follow the line setting opts.Observe: it wraps it
 	waiting := time.Now()
 	releaseSlot, err := r.ApplySlots.Acquire(ctx, repo.Namespace) // the worker's context: queueing is not the sync's time
 	slotWait.WithLabelValues("apply").Observe(time.Since(waiting).Seconds())

@@ -204,9 +204,10 @@ func (w *rolloutWrites) is(e apply.Entry, namespace string) bool {
 	return e.Group == w.group && e.Kind == w.ref.Kind && e.Name == w.ref.Name && e.Namespace == namespace
 }
 
-// hookInto chains the catch of the Rollout onto opts.Observe and asks, on
-// top of what opts.ObserveWhole asks, for the Rollout whole: its status is
-// what the catch reads. Either may be nil.
+// hookInto makes the apply answer the rolloutRef's write whole and records
+// the Rollout's status from that answer, passing every answer on to the
+// Observe already set. opts.Observe, opts.ObserveWhole and w may each be
+// nil.
 func (w *rolloutWrites) hookInto(opts *apply.Options, namespace string) {
 	if w == nil {
 		return

@@ -152,19 +152,13 @@ func TestARolloutFromGitIsFollowedOnce(t *testing.T) {
 	}
 }
 
-// TestTheRolloutIsAskedForWholeAndOthersAreNot: the apply is asked to
-// answer the rolloutRef's write whole (its status is what the rollout wait
-// compares with), and every other write as metadata alone; the drift
-// observer chained before still sees every answer.
-func TestTheRolloutIsAskedForWholeAndOthersAreNot(t *testing.T) {
-	repo := &v1alpha1.GitRepository{Spec: v1alpha1.GitRepositorySpec{
-		RolloutRef: &v1alpha1.RolloutReference{APIVersion: "kulta.io/v1alpha1", Kind: "Rollout", Name: "web"}}}
-	writes := newRolloutWrites(repo)
-	var chained []string
-	opts := apply.Options{Observe: func(e apply.Entry, _ metav1.Object) { chained = append(chained, e.Name) }}
-	writes.hookInto(&opts, "team")
-
-	rollout := apply.Entry{Group: "kulta.io", Kind: "Rollout", Namespace: "team", Name: "web"}
+// TestOnlyTheRolloutRefIsAskedForWhole: the apply is asked to answer the
+// rolloutRef's write whole (its status is what the rollout wait compares
+// with), every other write as metadata alone unless an earlier hook asked
+// for it whole.
+func TestOnlyTheRolloutRefIsAskedForWhole(t *testing.T) {
+	opts := apply.Options{ObserveWhole: func(e apply.Entry) bool { return e.Name == "asked-before" }}
+	kultaRollout(t).hookInto(&opts, "team")
 	for _, e := range []apply.Entry{
 		{Group: "kulta.io", Kind: "Rollout", Namespace: "other", Name: "web"},
 		{Group: "argoproj.io", Kind: "Rollout", Namespace: "team", Name: "web"},
@@ -175,17 +169,38 @@ func TestTheRolloutIsAskedForWholeAndOthersAreNot(t *testing.T) {
 			t.Errorf("%+v is asked for whole; only the rolloutRef is", e)
 		}
 	}
-	if !opts.ObserveWhole(rollout) {
-		t.Fatal("the rolloutRef is answered as metadata alone: its status could not be read")
+	if !opts.ObserveWhole(theRollout) {
+		t.Error("the rolloutRef is answered as metadata alone: its status could not be read")
 	}
-	answer := &unstructured.Unstructured{Object: map[string]any{"status": map[string]any{"phase": "Progressing"}}}
-	opts.Observe(rollout, answer)
+	if !opts.ObserveWhole(apply.Entry{Kind: "ConfigMap", Namespace: "team", Name: "asked-before"}) {
+		t.Error("what an earlier hook asked for whole is no longer asked whole")
+	}
+}
+
+// TestTheRolloutsStatusIsReadFromItsAnswer: the Rollout's whole answer
+// gives its status as the write left it, and every answer still reaches the
+// Observe set before (drift detection's).
+func TestTheRolloutsStatusIsReadFromItsAnswer(t *testing.T) {
+	writes := kultaRollout(t)
+	var passed []string
+	opts := apply.Options{Observe: func(e apply.Entry, _ metav1.Object) { passed = append(passed, e.Name) }}
+	writes.hookInto(&opts, "team")
+	opts.Observe(theRollout, &unstructured.Unstructured{Object: map[string]any{"status": map[string]any{"phase": "Progressing"}}})
 	opts.Observe(apply.Entry{Kind: "ConfigMap", Namespace: "team", Name: "settings"}, &metav1.PartialObjectMetadata{})
-	before := writes.before(&apply.Result{Changes: []apply.Change{{Entry: rollout, Written: true}}}, "team")
+	before := writes.before(&apply.Result{Changes: []apply.Change{{Entry: theRollout, Written: true}}}, "team")
 	if before == nil || before.Phase != "Progressing" {
 		t.Errorf("the Rollout as its write left it: %+v, want phase Progressing", before)
 	}
-	if len(chained) != 2 || chained[0] != "web" || chained[1] != "settings" {
-		t.Errorf("the chained observer saw %v, want both answers", chained)
+	if len(passed) != 2 || passed[0] != "web" || passed[1] != "settings" {
+		t.Errorf("the Observe set before saw %v, want both answers", passed)
 	}
+}
+
+// theRollout is the entry of kultaRollout's rolloutRef in namespace team.
+var theRollout = apply.Entry{Group: "kulta.io", Kind: "Rollout", Namespace: "team", Name: "web"}
+
+func kultaRollout(t *testing.T) *rolloutWrites {
+	t.Helper()
+	return newRolloutWrites(&v1alpha1.GitRepository{Spec: v1alpha1.GitRepositorySpec{
+		RolloutRef: &v1alpha1.RolloutReference{APIVersion: "kulta.io/v1alpha1", Kind: "Rollout", Name: "web"}}})
 }

@@ -20,7 +20,9 @@ import (
 // another controller's write to a field alumiini applied changes the
 // fingerprint, while status updates by controllers and repeated writes of
 // fields someone already owns do not. The break-glass annotation counts too,
-// so setting or removing it is noticed.
+// so setting or removing it is noticed. The field sets of an object decoded
+// whole are first written in kube-apiserver's order (serverOrdered), so it
+// sums as its metadata does.
 func Fingerprint(meta metav1.Object) string {
 	_, decodedWhole := meta.(*unstructured.Unstructured)
 	entries := make([]string, 0, len(meta.GetManagedFields()))

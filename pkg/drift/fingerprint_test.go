@@ -8,8 +8,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 )
 
-// twoPorts is a Service's managedFields as kube-apiserver writes them: the
-// ports keyed by value in its own order, 80 before 443.
+// twoPorts is metadata whose managedFields hold two ports keyed by value,
+// as a Service's spec.ports, in kube-apiserver's order: 80 before 443.
 func twoPorts() *metav1.PartialObjectMetadata {
 	meta := deployment(1)
 	meta.ManagedFields[0].FieldsV1 = &metav1.FieldsV1{Raw: []byte(`{"f:spec":{"f:ports":{` +
@@ -25,22 +25,28 @@ func twoPorts() *metav1.PartialObjectMetadata {
 // sum the same, or such an object looks drifted at every watch event.
 func TestAnObjectReadWholeFingerprintsAsItsMetadata(t *testing.T) {
 	meta := twoPorts()
-	fields, err := runtime.DefaultUnstructuredConverter.ToUnstructured(meta)
-	if err != nil {
-		t.Fatal(err)
-	}
-	whole := &unstructured.Unstructured{Object: fields}
+	whole := decodedWhole(t, meta)
 	if got := string(whole.GetManagedFields()[0].FieldsV1.Raw); got == string(meta.ManagedFields[0].FieldsV1.Raw) {
 		t.Fatalf("the whole object kept the server's order (%s): this test no longer shows the difference", got)
 	}
 	if Fingerprint(whole) != Fingerprint(meta) {
 		t.Error("the same fields, read whole and as metadata, fingerprint differently")
 	}
-	other := twoPorts()
-	other.ManagedFields[0].FieldsV1.Raw = []byte(`{"f:spec":{"f:ports":{"k:{\"port\":80,\"protocol\":\"TCP\"}":{".":{},"f:port":{}}}}}`)
-	if Fingerprint(other) == Fingerprint(meta) {
-		t.Error("a port less left the fingerprint alone")
+	onePort := twoPorts()
+	onePort.ManagedFields[0].FieldsV1.Raw = []byte(`{"f:spec":{"f:ports":{"k:{\"port\":80,\"protocol\":\"TCP\"}":{".":{},"f:port":{}}}}}`)
+	if Fingerprint(decodedWhole(t, onePort)) == Fingerprint(meta) {
+		t.Error("a port less, read whole, left the fingerprint alone")
 	}
+}
+
+// decodedWhole is meta as the dynamic client decodes an object: JSON maps.
+func decodedWhole(t testing.TB, meta *metav1.PartialObjectMetadata) *unstructured.Unstructured {
+	t.Helper()
+	fields, err := runtime.DefaultUnstructuredConverter.ToUnstructured(meta)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &unstructured.Unstructured{Object: fields}
 }
 
 // BenchmarkFingerprint reports what summing a typical Deployment's
@@ -48,11 +54,7 @@ func TestAnObjectReadWholeFingerprintsAsItsMetadata(t *testing.T) {
 // whole for an unchanged object at a sync.
 func BenchmarkFingerprint(b *testing.B) {
 	meta := deployment(1)
-	fields, err := runtime.DefaultUnstructuredConverter.ToUnstructured(meta)
-	if err != nil {
-		b.Fatal(err)
-	}
-	for name, obj := range map[string]metav1.Object{"metadata": meta, "whole": &unstructured.Unstructured{Object: fields}} {
+	for name, obj := range map[string]metav1.Object{"metadata": meta, "whole": decodedWhole(b, meta)} {
 		b.Run(name, func(b *testing.B) {
 			b.ReportAllocs()
 			for range b.N {

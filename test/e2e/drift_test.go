@@ -329,8 +329,8 @@ func dryRunsAndWrites(t *testing.T, resources ...string) (dryRuns, writes int) {
 // so the API server's counts of them are this GitRepository's alone. The
 // PodTemplate is left unchanged by a second commit, so what drift remembers
 // of it is its live copy, read whole; its two ports are ones kube-apiserver
-// orders otherwise than a JSON map's sorted keys (80 before 443), which once
-// made it look drifted at every interval.
+// orders otherwise than a JSON map's sorted keys (80 before 443), which,
+// before commit a0b5aca, made it look drifted at every interval.
 func TestAnIdleIntervalCostsNoWriteAndNoDryRun(t *testing.T) {
 	createNamespace(t, "drift-idle")
 	limits := func(cpu string) gitserver.File {

@@ -128,12 +128,12 @@ func TestOnlyItsOwnClientsGetIn(t *testing.T) {
 	}
 }
 
-// TestCertificatesLeftByAKilledProcessAreRemoved: a process killed before
+// TestCertificatesOfKilledProcessesAreRemovedButNotRunningOrNewOnes: a process killed before
 // it could remove its certificates leaves their directory behind, and a
 // pod's temporary directory outlives its container's restarts; the next
 // start removes it, but never a running process's directory, nor one just
 // made (its process may not have locked it yet).
-func TestCertificatesLeftByAKilledProcessAreRemoved(t *testing.T) {
+func TestCertificatesOfKilledProcessesAreRemovedButNotRunningOrNewOnes(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	tmp := t.TempDir()

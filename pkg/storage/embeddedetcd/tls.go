@@ -163,7 +163,7 @@ func lockDir(dir string) (*os.File, error) {
 // ended without removing them (killed, or out of memory): those unlocked and
 // older than staleAfter. Each crash left one behind, and a pod's temporary
 // directory outlives its container's restarts. Directories of other users
-// cannot be opened and are left alone.
+// cannot be opened (unless running as root) and are left alone.
 func removeStaleCredentials() {
 	entries, err := os.ReadDir(os.TempDir())
 	if err != nil {
