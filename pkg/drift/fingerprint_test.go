@@ -8,35 +8,44 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 )
 
-// twoPorts is metadata whose managedFields hold two ports keyed by value,
-// as a Service's spec.ports, in kube-apiserver's order: 80 before 443.
-func twoPorts() *metav1.PartialObjectMetadata {
-	meta := deployment(1)
-	meta.ManagedFields[0].FieldsV1 = &metav1.FieldsV1{Raw: []byte(`{"f:spec":{"f:ports":{` +
-		`"k:{\"port\":80,\"protocol\":\"TCP\"}":{".":{},"f:port":{}},` +
-		`"k:{\"port\":443,\"protocol\":\"TCP\"}":{".":{},"f:port":{}}}}}`)}
-	return meta
-}
-
 // TestAnObjectReadWholeFingerprintsAsItsMetadata: the drift watch and a
-// write's metadata answer carry managedFields as kube-apiserver ordered
-// them, while an object read whole (an unchanged object's live copy, the
-// rolloutRef's answer) has them written back with sorted keys. Both must
-// sum the same, or such an object looks drifted at every watch event.
+// write's metadata answer carry managedFields as kube-apiserver sent them,
+// while an object read whole (an unchanged object's live copy, the
+// rolloutRef's answer) has them written back from JSON maps. Both must sum
+// the same, or such an object looks drifted at every watch event.
 func TestAnObjectReadWholeFingerprintsAsItsMetadata(t *testing.T) {
-	meta := twoPorts()
-	whole := decodedWhole(t, meta)
-	if got := string(whole.GetManagedFields()[0].FieldsV1.Raw); got == string(meta.ManagedFields[0].FieldsV1.Raw) {
-		t.Fatalf("the whole object kept the server's order (%s): this test no longer shows the difference", got)
+	for name, raw := range map[string]string{
+		// A built-in kind: list keys ordered by value, 80 before 443.
+		"ports 80 and 443 of a built-in kind": `{"f:spec":{"f:ports":{` +
+			`"k:{\"port\":80,\"protocol\":\"TCP\"}":{".":{},"f:port":{}},` +
+			`"k:{\"port\":443,\"protocol\":\"TCP\"}":{".":{},"f:port":{}}}}}`,
+		// A custom resource, stored as JSON: keys sorted as strings, & escaped.
+		"a custom resource's keys": `{"f:spec":{"f:items":{"k:{\"id\":10}":{},"k:{\"id\":9}":{}},` +
+			`"f:labels":{"f:a\u0026b":{},"f:a\u003cb":{}},"f:sizes":{"v:9007199254740993":{}}}}`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			meta := withFields(raw)
+			if Fingerprint(decodedWhole(t, meta)) != Fingerprint(meta) {
+				t.Error("the same fields, read whole and as metadata, fingerprint differently")
+			}
+		})
 	}
-	if Fingerprint(whole) != Fingerprint(meta) {
-		t.Error("the same fields, read whole and as metadata, fingerprint differently")
-	}
-	onePort := twoPorts()
-	onePort.ManagedFields[0].FieldsV1.Raw = []byte(`{"f:spec":{"f:ports":{"k:{\"port\":80,\"protocol\":\"TCP\"}":{".":{},"f:port":{}}}}}`)
+	meta := withFields(`{"f:spec":{"f:ports":{"k:{\"port\":80,\"protocol\":\"TCP\"}":{},"k:{\"port\":443,\"protocol\":\"TCP\"}":{}}}}`)
+	onePort := withFields(`{"f:spec":{"f:ports":{"k:{\"port\":80,\"protocol\":\"TCP\"}":{}}}}`)
 	if Fingerprint(decodedWhole(t, onePort)) == Fingerprint(meta) {
 		t.Error("a port less, read whole, left the fingerprint alone")
 	}
+	bigger := withFields(`{"f:spec":{"f:sizes":{"v:9007199254740992":{}}}}`)
+	if Fingerprint(bigger) == Fingerprint(withFields(`{"f:spec":{"f:sizes":{"v:9007199254740993":{}}}}`)) {
+		t.Error("two numbers past 2^53 summed alike: the keys' numbers were parsed")
+	}
+}
+
+// withFields is deployment(1) with alumiini's field set raw.
+func withFields(raw string) *metav1.PartialObjectMetadata {
+	meta := deployment(1)
+	meta.ManagedFields[0].FieldsV1 = &metav1.FieldsV1{Raw: []byte(raw)}
+	return meta
 }
 
 // decodedWhole is meta as the dynamic client decodes an object: JSON maps.
@@ -51,7 +60,8 @@ func decodedWhole(t testing.TB, meta *metav1.PartialObjectMetadata) *unstructure
 
 // BenchmarkFingerprint reports what summing a typical Deployment's
 // managedFields costs: as metadata at every drift watch event and write,
-// whole for an unchanged object at a sync.
+// whole for an unchanged object at a sync (which includes reading the
+// managedFields out of the JSON maps).
 func BenchmarkFingerprint(b *testing.B) {
 	meta := deployment(1)
 	for name, obj := range map[string]metav1.Object{"metadata": meta, "whole": decodedWhole(b, meta)} {

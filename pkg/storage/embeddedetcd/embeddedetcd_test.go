@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -144,14 +145,22 @@ func TestCertificatesOfKilledProcessesAreRemovedButNotRunningOrNewOnes(t *testin
 	}
 	defer running.Close()
 	old := time.Now().Add(-2 * staleAfter)
-	killed := filepath.Join(tmp, credentialsPrefix+"killed")
+	killed := filepath.Join(tmp, credentialsPrefix+"killed")   // its lock file left unlocked
+	earlier := filepath.Join(tmp, credentialsPrefix+"earlier") // made before lock files, never locked
 	young := filepath.Join(tmp, credentialsPrefix+"young")
-	for _, dir := range []string{killed, young} {
+	fifo := filepath.Join(tmp, credentialsPrefix+"fifo") // another user's trap in a shared /tmp
+	for _, dir := range []string{killed, earlier, young, fifo} {
 		if err := os.Mkdir(dir, 0o700); err != nil {
 			t.Fatal(err)
 		}
 	}
-	for _, dir := range []string{killed, running.credentials.dir} {
+	if err := os.WriteFile(filepath.Join(killed, lockFile), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(filepath.Join(fifo, lockFile), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, dir := range []string{killed, earlier, fifo, running.credentials.dir} {
 		if err := os.Chtimes(dir, old, old); err != nil {
 			t.Fatal(err)
 		}
@@ -162,10 +171,12 @@ func TestCertificatesOfKilledProcessesAreRemovedButNotRunningOrNewOnes(t *testin
 		t.Fatal(err)
 	}
 	defer next.Close()
-	if _, err := os.Stat(killed); !os.IsNotExist(err) {
-		t.Errorf("the killed process's certificates are still there (%v)", err)
+	for _, dir := range []string{killed, earlier} {
+		if _, err := os.Stat(dir); !os.IsNotExist(err) {
+			t.Errorf("%s, left by a process that ended, is still there (%v)", dir, err)
+		}
 	}
-	for _, dir := range []string{young, running.credentials.dir} {
+	for _, dir := range []string{young, fifo, running.credentials.dir} {
 		if _, err := os.Stat(dir); err != nil {
 			t.Errorf("%s was removed: %v", dir, err)
 		}

@@ -9,7 +9,9 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"fmt"
+	"io/fs"
 	"math/big"
 	"net"
 	"os"
@@ -41,7 +43,7 @@ type TLSFiles struct {
 // of processes killed before they could (removeStaleCredentials).
 type credentials struct {
 	dir    string
-	lock   *os.File // the directory, flock'ed while this process runs
+	lock   *os.File // lockFile in dir, flock'ed while this process runs
 	server TLSFiles // etcd's serving (and peer) certificate
 	client TLSFiles // the API server's client certificate
 }
@@ -49,6 +51,11 @@ type credentials struct {
 // credentialsPrefix names the credentials' directories in the temporary
 // directory.
 const credentialsPrefix = "alumiini-etcd-tls-"
+
+// lockFile, in a credentials' directory, is what its process locks: a
+// regular file opened for writing, which flock can lock on NFS too (it
+// emulates flock with fcntl there, which cannot lock a directory).
+const lockFile = "lock"
 
 // staleAfter: a directory younger than this is never removed as stale,
 // since its process may not have locked it yet.
@@ -124,7 +131,7 @@ func makeCredentials(ca *authority, dns []string, ips []net.IP) (*credentials, e
 		return nil, fmt.Errorf("creating a directory for etcd's certificates: %w", err)
 	}
 	c := &credentials{dir: dir}
-	c.lock, err = lockDir(dir)
+	c.lock, err = lockIn(dir, true)
 	if err == nil && ca == nil {
 		ca, err = selfMadeAuthority()
 	}
@@ -145,12 +152,23 @@ func (c *credentials) remove() {
 	}
 }
 
-// lockDir takes an exclusive lock on dir, held until the returned file is
-// closed or the process ends, however it ends.
-func lockDir(dir string) (*os.File, error) {
-	f, err := os.Open(dir)
+// lockIn takes an exclusive lock on dir's lockFile (made if create), held
+// until the returned file is closed or the process ends, however it ends.
+// It never blocks: not on a lock held, and not on a FIFO put in the file's
+// place by another user of a shared /tmp (O_NONBLOCK); it refuses a link
+// and a file that is not this user's own regular file.
+func lockIn(dir string, create bool) (*os.File, error) {
+	flags := os.O_RDWR | syscall.O_NOFOLLOW | syscall.O_NONBLOCK
+	if create {
+		flags |= os.O_CREATE | os.O_EXCL
+	}
+	f, err := os.OpenFile(filepath.Join(dir, lockFile), flags, 0o600)
 	if err != nil {
 		return nil, err
+	}
+	if info, err := f.Stat(); err != nil || !ownRegularFile(info) {
+		_ = f.Close()
+		return nil, fmt.Errorf("%s is not a file of this user's", filepath.Join(dir, lockFile))
 	}
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		_ = f.Close()
@@ -159,11 +177,23 @@ func lockDir(dir string) (*os.File, error) {
 	return f, nil
 }
 
+// ownRegularFile: info is a regular file this process's user owns.
+func ownRegularFile(info os.FileInfo) bool {
+	st, ok := info.Sys().(*syscall.Stat_t)
+	return ok && info.Mode().IsRegular() && int(st.Uid) == os.Geteuid()
+}
+
+// ownDirectory: info is a directory (not a link to one) this process's user owns.
+func ownDirectory(info os.FileInfo) bool {
+	st, ok := info.Sys().(*syscall.Stat_t)
+	return ok && info.IsDir() && int(st.Uid) == os.Geteuid()
+}
+
 // removeStaleCredentials removes the credentials' directories whose process
-// ended without removing them (killed, or out of memory): those unlocked and
-// older than staleAfter. Each crash left one behind, and a pod's temporary
-// directory outlives its container's restarts. Directories of other users
-// cannot be opened (unless running as root) and are left alone.
+// ended without removing them (killed, or out of memory): this user's,
+// unlocked (or without a lockFile: made by a version before it) and older
+// than staleAfter. Each crash left one behind, and a pod's temporary
+// directory outlives its container's restarts.
 func removeStaleCredentials() {
 	entries, err := os.ReadDir(os.TempDir())
 	if err != nil {
@@ -175,17 +205,19 @@ func removeStaleCredentials() {
 			continue
 		}
 		dir := filepath.Join(os.TempDir(), e.Name())
-		if info, err := e.Info(); err != nil || time.Since(info.ModTime()) < staleAfter {
+		if info, err := os.Lstat(dir); err != nil || !ownDirectory(info) || time.Since(info.ModTime()) < staleAfter {
 			continue
 		}
-		lock, err := lockDir(dir)
-		if err != nil {
+		lock, err := lockIn(dir, false)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			continue // its process still runs, or it is not ours
 		}
 		if os.RemoveAll(dir) == nil {
 			removed++
 		}
-		_ = lock.Close()
+		if lock != nil {
+			_ = lock.Close()
+		}
 	}
 	if removed > 0 {
 		klog.InfoS("Removed etcd certificates that killed processes left behind", "directories", removed, "in", os.TempDir())
