@@ -1,6 +1,8 @@
 package drift
 
 import (
+	"fmt"
+	"strings"
 	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -71,5 +73,25 @@ func BenchmarkFingerprint(b *testing.B) {
 				Fingerprint(obj)
 			}
 		})
+	}
+}
+
+// TestAHugeFieldSetIsNotDecoded: whoever may update a labelled object can
+// give it megabytes of managedFields, summed at each of its watch events on
+// the informer's one goroutine; a set over maxSortedFieldsBytes is summed as
+// it came rather than decoded into maps (at worst a needless dry-run).
+func TestAHugeFieldSetIsNotDecoded(t *testing.T) {
+	var set strings.Builder
+	set.WriteString(`{"f:spec":{"f:sizes":{`)
+	for i := range 50_000 {
+		if i > 0 {
+			set.WriteString(",")
+		}
+		fmt.Fprintf(&set, `"v:%d":{}`, i)
+	}
+	set.WriteString(`}}}`)
+	meta := withFields(set.String())
+	if allocs := testing.AllocsPerRun(3, func() { Fingerprint(meta) }); allocs > 100 {
+		t.Errorf("summing a %d KiB field set took %.0f allocations: it was decoded", set.Len()>>10, allocs)
 	}
 }

@@ -148,8 +148,9 @@ func TestCertificatesOfKilledProcessesAreRemovedButNotRunningOrNewOnes(t *testin
 	killed := filepath.Join(tmp, credentialsPrefix+"killed")   // its lock file left unlocked
 	earlier := filepath.Join(tmp, credentialsPrefix+"earlier") // made before lock files, never locked
 	young := filepath.Join(tmp, credentialsPrefix+"young")
-	fifo := filepath.Join(tmp, credentialsPrefix+"fifo") // another user's trap in a shared /tmp
-	for _, dir := range []string{killed, earlier, young, fifo} {
+	fifo := filepath.Join(tmp, credentialsPrefix+"fifo")          // another user's trap in a shared /tmp
+	earlierRunning := filepath.Join(tmp, credentialsPrefix+"old") // an earlier version's, running: it locks the directory only
+	for _, dir := range []string{killed, earlier, young, fifo, earlierRunning} {
 		if err := os.Mkdir(dir, 0o700); err != nil {
 			t.Fatal(err)
 		}
@@ -160,7 +161,12 @@ func TestCertificatesOfKilledProcessesAreRemovedButNotRunningOrNewOnes(t *testin
 	if err := syscall.Mkfifo(filepath.Join(fifo, lockFile), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	for _, dir := range []string{killed, earlier, fifo, running.credentials.dir} {
+	held, err := lockDirectory(earlierRunning)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	for _, dir := range []string{killed, earlier, fifo, earlierRunning, running.credentials.dir} {
 		if err := os.Chtimes(dir, old, old); err != nil {
 			t.Fatal(err)
 		}
@@ -176,7 +182,7 @@ func TestCertificatesOfKilledProcessesAreRemovedButNotRunningOrNewOnes(t *testin
 			t.Errorf("%s, left by a process that ended, is still there (%v)", dir, err)
 		}
 	}
-	for _, dir := range []string{young, fifo, running.credentials.dir} {
+	for _, dir := range []string{young, fifo, earlierRunning, running.credentials.dir} {
 		if _, err := os.Stat(dir); err != nil {
 			t.Errorf("%s was removed: %v", dir, err)
 		}

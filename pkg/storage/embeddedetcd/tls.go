@@ -42,10 +42,14 @@ type TLSFiles struct {
 // locks it while it runs, so a start can tell, and remove, the directories
 // of processes killed before they could (removeStaleCredentials).
 type credentials struct {
-	dir    string
-	lock   *os.File // lockFile in dir, flock'ed while this process runs
-	server TLSFiles // etcd's serving (and peer) certificate
-	client TLSFiles // the API server's client certificate
+	dir  string
+	lock *os.File // lockFile in dir, flock'ed while this process runs
+	// dir itself, flock'ed too where the file system allows (not NFS):
+	// systemd-tmpfiles skips a locked directory when it ages /tmp, and
+	// versions before lockFile looked only at this lock.
+	dirLock *os.File
+	server  TLSFiles // etcd's serving (and peer) certificate
+	client  TLSFiles // the API server's client certificate
 }
 
 // credentialsPrefix names the credentials' directories in the temporary
@@ -132,6 +136,7 @@ func makeCredentials(ca *authority, dns []string, ips []net.IP) (*credentials, e
 	}
 	c := &credentials{dir: dir}
 	c.lock, err = lockIn(dir, true)
+	c.dirLock, _ = lockDirectory(dir) // best-effort: see dirLock
 	if err == nil && ca == nil {
 		ca, err = selfMadeAuthority()
 	}
@@ -147,9 +152,25 @@ func makeCredentials(ca *authority, dns []string, ips []net.IP) (*credentials, e
 
 func (c *credentials) remove() {
 	_ = os.RemoveAll(c.dir)
-	if c.lock != nil {
-		_ = c.lock.Close() // after the removal: no start takes it for stale meanwhile
+	for _, f := range []*os.File{c.lock, c.dirLock} { // after the removal: no start takes it for stale meanwhile
+		if f != nil {
+			_ = f.Close()
+		}
 	}
+}
+
+// lockDirectory takes an exclusive lock on dir itself, without blocking or
+// following a link; NFS refuses it.
+func lockDirectory(dir string) (*os.File, error) {
+	f, err := os.OpenFile(dir, os.O_RDONLY|syscall.O_DIRECTORY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		_ = f.Close()
+		return nil, err
+	}
+	return f, nil
 }
 
 // lockIn takes an exclusive lock on dir's lockFile (made if create), held
@@ -208,15 +229,20 @@ func removeStaleCredentials() {
 		if info, err := os.Lstat(dir); err != nil || !ownDirectory(info) || time.Since(info.ModTime()) < staleAfter {
 			continue
 		}
+		dirLock, err := lockDirectory(dir)
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			continue // its process still runs
+		}
 		lock, err := lockIn(dir, false)
-		if err != nil && !errors.Is(err, fs.ErrNotExist) {
-			continue // its process still runs, or it is not ours
-		}
-		if os.RemoveAll(dir) == nil {
-			removed++
-		}
-		if lock != nil {
-			_ = lock.Close()
+		if err == nil || errors.Is(err, fs.ErrNotExist) {
+			if os.RemoveAll(dir) == nil {
+				removed++
+			}
+		} // else its process still runs, or it is not ours
+		for _, f := range []*os.File{lock, dirLock} {
+			if f != nil {
+				_ = f.Close()
+			}
 		}
 	}
 	if removed > 0 {
