@@ -42,6 +42,10 @@ func Fingerprint(meta metav1.Object) string {
 	return hex.EncodeToString(h.Sum(nil)[:12])
 }
 
+// maxSortedFieldsBytes bounds the field sets sortedFields decodes; a
+// Deployment's are about 1 KiB.
+const maxSortedFieldsBytes = 64 << 10
+
 // sortedFields writes a field set with its keys sorted and escaped alike.
 // The same fields reach alumiini in different orders: kube-apiserver orders
 // a built-in kind's list keys by value (port 80 before 443) and sends them
@@ -50,15 +54,11 @@ func Fingerprint(meta metav1.Object) string {
 // whole has them written back from JSON maps, sorted as strings. Without
 // this an unchanged object read whole (its live copy) looked drifted at
 // every watch event. The keys are compared as strings, never parsed, so
-// numbers in them stay exact; it costs a Deployment's 23 µs instead of 1.5
+// numbers in them stay exact; it costs a Deployment's 22 µs instead of 1.5
 // (BenchmarkFingerprint), at each drift watch event and each write. A set
 // over maxSortedFieldsBytes, which only a hostile writer's managedFields
 // reach, is summed as it came: at worst a needless dry-run, rather than
 // megabytes decoded at each watch event on the informer's one goroutine.
-// maxSortedFieldsBytes bounds the field sets sortedFields decodes; a
-// Deployment's are about 1 KiB.
-const maxSortedFieldsBytes = 64 << 10
-
 func sortedFields(raw []byte) string {
 	if len(raw) > maxSortedFieldsBytes {
 		return string(raw)
