@@ -1,7 +1,9 @@
 package controller
 
 import (
+	"context"
 	"testing"
+	"time"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
@@ -38,5 +40,33 @@ func TestHealthWatchesKeepOnlyWhatKstatusReads(t *testing.T) {
 			t.Errorf("%s: kstatus %s (%s) on the whole object, %s (%s) shrunk", full.GetKind(), before.Status, before.Message,
 				after.Status, after.Message)
 		}
+	}
+}
+
+// TestAPanickingHealthWaitEndsAloneAndTheNextOneRuns: a health wait runs
+// outside the worker's crash recovery; a panic in it (judging a tenant's
+// odd live object) ends that wait, not the process, and the next sync's
+// wait for the same GitRepository runs.
+func TestAPanickingHealthWaitEndsAloneAndTheNextOneRuns(t *testing.T) {
+	var waits healthWaits
+	waits.start(context.Background(), "team/apps", func(context.Context, func() bool) { panic("kstatus on an odd object") })
+	running := func() bool {
+		waits.mu.Lock()
+		defer waits.mu.Unlock()
+		return waits.running["team/apps"] != nil
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for running() {
+		if time.Now().After(deadline) {
+			t.Fatal("the panicked wait is still counted as running")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	ran := make(chan struct{})
+	waits.start(context.Background(), "team/apps", func(context.Context, func() bool) { close(ran) })
+	select {
+	case <-ran:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the next wait did not run")
 	}
 }
