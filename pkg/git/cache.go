@@ -837,9 +837,7 @@ func (c *Cache) evict() {
 		}
 		klog.V(2).InfoS("Evicting a git cache store", "dir", oldest.dir, "bytes", oldest.size)
 		cacheEvictions.Inc()
-		select {
-		case oldest.locked <- struct{}{}:
-		default:
+		if !oldest.tryLock() {
 			// Unused stores are never locked (a user counts itself first);
 			// should that fail, waiting here under c.mu would stop every
 			// tenant's git work.
@@ -880,10 +878,8 @@ func newStore(dir string) *store {
 
 // lock takes the store's lock for src, or fails once ctx ends.
 func (st *store) lock(ctx context.Context, src Source) error {
-	select {
-	case st.locked <- struct{}{}:
+	if st.tryLock() {
 		return nil // free, as it mostly is: no wait to note
-	default:
 	}
 	what := "the git cache of " + redact(src.URL) + ", which another fetch or read of it holds"
 	doneWaiting := noteWait(ctx, what)
@@ -893,6 +889,16 @@ func (st *store) lock(ctx context.Context, src Source) error {
 		return nil
 	case <-ctx.Done():
 		return classify(ctx.Err(), "waiting for "+what)
+	}
+}
+
+// tryLock takes the store's lock if it is free, without waiting.
+func (st *store) tryLock() bool {
+	select {
+	case st.locked <- struct{}{}:
+		return true
+	default:
+		return false
 	}
 }
 

@@ -152,7 +152,12 @@ func makeCredentials(ca *authority, dns []string, ips []net.IP) (*credentials, e
 
 func (c *credentials) remove() {
 	_ = os.RemoveAll(c.dir)
-	for _, f := range []*os.File{c.lock, c.dirLock} { // after the removal: no start takes it for stale meanwhile
+	closeAll(c.lock, c.dirLock) // after the removal: no start takes it for stale meanwhile
+}
+
+// closeAll closes the files that are not nil.
+func closeAll(files ...*os.File) {
+	for _, f := range files {
 		if f != nil {
 			_ = f.Close()
 		}
@@ -187,7 +192,7 @@ func lockIn(dir string, create bool) (*os.File, error) {
 	if err != nil {
 		return nil, err
 	}
-	if info, err := f.Stat(); err != nil || !ownRegularFile(info) {
+	if info, err := f.Stat(); err != nil || !info.Mode().IsRegular() || !ownedByThisUser(info) {
 		_ = f.Close()
 		return nil, fmt.Errorf("%s is not a file of this user's", filepath.Join(dir, lockFile))
 	}
@@ -198,16 +203,10 @@ func lockIn(dir string, create bool) (*os.File, error) {
 	return f, nil
 }
 
-// ownRegularFile: info is a regular file this process's user owns.
-func ownRegularFile(info os.FileInfo) bool {
+// ownedByThisUser: this process's (effective) user owns info's file.
+func ownedByThisUser(info os.FileInfo) bool {
 	st, ok := info.Sys().(*syscall.Stat_t)
-	return ok && info.Mode().IsRegular() && int(st.Uid) == os.Geteuid()
-}
-
-// ownDirectory: info is a directory (not a link to one) this process's user owns.
-func ownDirectory(info os.FileInfo) bool {
-	st, ok := info.Sys().(*syscall.Stat_t)
-	return ok && info.IsDir() && int(st.Uid) == os.Geteuid()
+	return ok && int(st.Uid) == os.Geteuid()
 }
 
 // removeStaleCredentials removes the credentials' directories whose process
@@ -226,7 +225,8 @@ func removeStaleCredentials() {
 			continue
 		}
 		dir := filepath.Join(os.TempDir(), e.Name())
-		if info, err := os.Lstat(dir); err != nil || !ownDirectory(info) || time.Since(info.ModTime()) < staleAfter {
+		// Lstat: a link to a directory is not one.
+		if info, err := os.Lstat(dir); err != nil || !info.IsDir() || !ownedByThisUser(info) || time.Since(info.ModTime()) < staleAfter {
 			continue
 		}
 		dirLock, err := lockDirectory(dir)
@@ -239,11 +239,7 @@ func removeStaleCredentials() {
 				removed++
 			}
 		} // else its process still runs, or it is not ours
-		for _, f := range []*os.File{lock, dirLock} {
-			if f != nil {
-				_ = f.Close()
-			}
-		}
+		closeAll(lock, dirLock)
 	}
 	if removed > 0 {
 		klog.InfoS("Removed etcd certificates that killed processes left behind", "directories", removed, "in", os.TempDir())
