@@ -3,7 +3,6 @@ package controller
 import (
 	"context"
 	"fmt"
-	"runtime/debug"
 	"sort"
 	"strings"
 	"sync"
@@ -66,13 +65,6 @@ func (h *healthWaits) start(parent context.Context, key string, wait func(ctx co
 	h.mu.Unlock()
 	go func() {
 		defer func() {
-			// The worker's crash recovery does not reach this goroutine, and a
-			// panic here (judging a tenant's odd live object) would end the
-			// process; the wait ends instead, and the next sync waits again.
-			if r := recover(); r != nil {
-				klog.ErrorS(nil, "Panic in a health wait; it ends, and the next sync waits again",
-					"gitRepository", key, "panic", r, "stack", string(debug.Stack()))
-			}
 			h.mu.Lock()
 			if h.running[key] == w {
 				delete(h.running, key)
@@ -80,6 +72,9 @@ func (h *healthWaits) start(parent context.Context, key string, wait func(ctx co
 			h.mu.Unlock()
 			cancel()
 		}()
+		// Judging a tenant's odd live object may panic: the wait ends, and
+		// the next sync waits again.
+		defer logPanic("Panic in a health wait; it ends, and the next sync waits again", logKeyRepository, key)
 		wait(ctx, func() bool {
 			h.mu.Lock()
 			defer h.mu.Unlock()

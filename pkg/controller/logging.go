@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"errors"
+	"runtime/debug"
 	"time"
 
 	"k8s.io/klog/v2"
@@ -63,5 +64,16 @@ func logOutcome(ctx context.Context, out *outcome, err error, reason string, sta
 		res := out.result
 		logger.Info(msg, "created", res.Created, "configured", res.Configured, "unchanged", res.Unchanged,
 			"pruned", res.Pruned, "held", len(res.Held), "duration", took)
+	}
+}
+
+// logPanic, deferred first thing in a goroutine the supervisor does not
+// run, turns a panic there into a log line with its stack. The supervisor
+// restarts a crashed worker, but a panic in any other goroutine ends the
+// process, and with it the API server and etcd for every tenant. Called
+// directly by defer, so that its recover stops the panic.
+func logPanic(msg string, keysAndValues ...any) {
+	if r := recover(); r != nil {
+		klog.ErrorS(nil, msg, append(keysAndValues, "panic", r, "stack", string(debug.Stack()))...)
 	}
 }

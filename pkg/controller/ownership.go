@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"runtime/debug"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -90,7 +91,7 @@ func (o *ownership) settleNext(ctx context.Context) bool {
 		return false
 	}
 	defer o.queue.Done(key)
-	again, err := o.settle(ctx, key)
+	again, err := o.settleRecovering(ctx, key)
 	switch {
 	case err != nil && ctx.Err() == nil:
 		klog.FromContext(ctx).V(2).Info("Settling who owns a GitRepository; retrying", logKeyRepository, key, "err", err)
@@ -102,6 +103,20 @@ func (o *ownership) settleNext(ctx context.Context) bool {
 		o.queue.Forget(key)
 	}
 	return true
+}
+
+// settleRecovering settles key, a panic becoming its error, so that the
+// key is retried with backoff: ownership runs outside the supervisor, and a
+// panic here would end the process, the API server and etcd with it.
+func (o *ownership) settleRecovering(ctx context.Context, key string) (again bool, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			klog.FromContext(ctx).Error(nil, "Panic settling who owns a GitRepository; retrying", logKeyRepository, key,
+				"panic", r, "stack", string(debug.Stack()))
+			again, err = false, fmt.Errorf("panic: %v", r)
+		}
+	}()
+	return o.settle(ctx, key)
 }
 
 // settle claims, keeps or hands over one GitRepository; again says to look

@@ -442,6 +442,7 @@ func (r *Reconciler) showSyncingAfter(ctx context.Context, repo *v1alpha1.GitRep
 	written := make(chan *v1alpha1.GitRepository, 1)
 	go func() {
 		defer close(written)
+		defer logPanic("Panic while showing a sync in progress; the sync goes on", logKeyRepository, klog.KObj(copied))
 		select {
 		case <-stop:
 			return

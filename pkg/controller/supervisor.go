@@ -156,6 +156,7 @@ func (s *Supervisor) StopThen(key string, then func()) {
 		return
 	}
 	go func() {
+		defer logPanic("Panic after a worker stopped", logKeyRepository, key)
 		w.done.Wait()
 		s.mu.Lock()
 		if s.stopping[key] == w {
@@ -305,6 +306,7 @@ func (s *Supervisor) crashed(w *worker, message string, stack []byte) bool {
 			s.running.Add(1) // a stall report is work Wait waits for too
 			go func() {
 				defer s.running.Done()
+				defer logPanic("Panic while reporting a stalled worker", logKeyRepository, w.key)
 				s.opts.OnStall(s.ctx, w.key, msg)
 			}()
 		}
