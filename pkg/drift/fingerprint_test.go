@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -93,5 +94,26 @@ func TestAHugeFieldSetIsNotDecoded(t *testing.T) {
 	meta := withFields(set.String())
 	if allocs := testing.AllocsPerRun(3, func() { Fingerprint(meta) }); allocs > 100 {
 		t.Errorf("summing a %d KiB field set took %.0f allocations: it was decoded", set.Len()>>10, allocs)
+	}
+}
+
+// TestOnlyAlumiinisOwnApplyTimeCounts: an apply under alumiini's field
+// manager name that changes values, not fields, moves only the time of
+// alumiini's entry, and must change the fingerprint; other managers' times
+// (a controller's status or annotation writes) must not.
+func TestOnlyAlumiinisOwnApplyTimeCounts(t *testing.T) {
+	later := func(meta *metav1.PartialObjectMetadata, entry int) *metav1.PartialObjectMetadata {
+		at := metav1.NewTime(meta.ManagedFields[entry].Time.Add(time.Second))
+		meta.ManagedFields[entry].Time = &at
+		return meta
+	}
+	if Fingerprint(later(deployment(1), 0)) == Fingerprint(deployment(1)) {
+		t.Error("alumiini's apply entry a second later left the fingerprint alone")
+	}
+	for _, other := range []int{1, 2} {
+		if Fingerprint(later(deployment(1), other)) != Fingerprint(deployment(1)) {
+			t.Errorf("entry %d (%s, %s) a second later changed the fingerprint", other,
+				deployment(1).ManagedFields[other].Manager, deployment(1).ManagedFields[other].Subresource)
+		}
 	}
 }

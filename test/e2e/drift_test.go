@@ -96,6 +96,38 @@ func TestDriftDeletedAndEditedObjectsAreCorrected(t *testing.T) {
 	})
 }
 
+// TestApplyingAsAlumiinisFieldManagerIsDrift: a tenant server-side applies
+// the object alumiini applied, under alumiini's own field manager name and
+// with every field alumiini set, one value changed. No field changes owner,
+// only the time of alumiini's managedFields entry moves; the change is still
+// corrected at once, not at the next interval (a minute here).
+func TestApplyingAsAlumiinisFieldManagerIsDrift(t *testing.T) {
+	readyRepository(t, "drift-as-alumiini", "")
+	time.Sleep(1100 * time.Millisecond) // managedFields times are in whole seconds
+	var live map[string]any
+	if err := json.Unmarshal([]byte(kubectl(t, "get", "configmap", "settings", "-n", "drift-as-alumiini", "-o", "json")), &live); err != nil {
+		t.Fatal(err)
+	}
+	meta := live["metadata"].(map[string]any)
+	for _, serverSet := range []string{"managedFields", "resourceVersion", "uid", "creationTimestamp"} {
+		delete(meta, serverSet)
+	}
+	live["data"] = map[string]any{"version": "hacked"}
+	applied, _ := json.Marshal(live)
+	kubectlInput(t, string(applied), "apply", "--server-side", "--field-manager=alumiini", "-f", "-")
+	owners := kubectl(t, "get", "configmap", "settings", "-n", "drift-as-alumiini", "-o", "jsonpath={.metadata.managedFields[*].manager}")
+	if owners != "alumiini" {
+		t.Fatalf("the tenant's apply left managers %q, want alumiini's entry alone", owners)
+	}
+	took := eventually(t, 15*time.Second, func() string {
+		if v := settingsVersion(t, "drift-as-alumiini"); v != "1" {
+			return "the value applied under alumiini's name was not restored: " + v
+		}
+		return ""
+	})
+	t.Logf("applied as alumiini → restored in %s", took.Round(time.Millisecond))
+}
+
 // TestStatusWritesOfOthersAreNotDrift: another controller writing an
 // applied object's status, or a label nobody applied, changes nothing and
 // costs no status write.
