@@ -816,13 +816,25 @@ func isImmutable(err error) bool {
 	return strings.Contains(err.Error(), "immutable")
 }
 
-// apiMessage is the API's own message, without the client's prefixes.
+// maxAPIMessageBytes bounds what an object's error keeps of the API's
+// message. kube-apiserver quotes invalid values (from git) in it and
+// admission webhooks write what they like; status and Events cut it, but
+// the sync's log line holds up to maxErrors of them whole.
+const maxAPIMessageBytes = 1024
+
+// apiMessage is the API's own message, without the client's prefixes, cut
+// to maxAPIMessageBytes.
 func apiMessage(err error) string {
+	msg := err.Error()
 	var status apierrors.APIStatus
 	if errors.As(err, &status) && status.Status().Message != "" {
-		return status.Status().Message
+		msg = status.Status().Message
 	}
-	return err.Error()
+	if len(msg) > maxAPIMessageBytes {
+		// Cut at a byte, then drop the rune that cut may have split.
+		msg = strings.ToValidUTF8(msg[:maxAPIMessageBytes], "") + fmt.Sprintf("… (%d bytes cut)", len(msg)-maxAPIMessageBytes)
+	}
+	return msg
 }
 
 func describe(o manifest.Object) string {

@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"unicode/utf8"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 )
 
 func TestErrorsAreCapped(t *testing.T) {
@@ -28,5 +31,22 @@ func TestErrorsAreCapped(t *testing.T) {
 	}
 	if joinCapped(make([]error, 3)) != nil {
 		t.Error("no errors joined into one")
+	}
+}
+
+// TestAPIMessagesAreCut: an API error's message (an invalid value quoted
+// from git, a webhook's text) is kept to maxAPIMessageBytes, cut between
+// runes and saying how much went; a short one is kept whole.
+func TestAPIMessagesAreCut(t *testing.T) {
+	long := apierrors.NewBadRequest("denied: " + strings.Repeat("é", 100_000))
+	msg := apiMessage(long)
+	if len(msg) > maxAPIMessageBytes+32 || !utf8.ValidString(msg) || !strings.HasSuffix(msg, "bytes cut)") {
+		t.Errorf("a 200 KB message became %d bytes (valid UTF-8: %v), ending %q", len(msg), utf8.ValidString(msg), msg[max(0, len(msg)-40):])
+	}
+	if !strings.HasPrefix(msg, "denied: éé") {
+		t.Errorf("the cut message lost its start: %q", msg[:20])
+	}
+	if got := apiMessage(apierrors.NewBadRequest("denied: too many replicas")); got != "denied: too many replicas" {
+		t.Errorf("a short message became %q", got)
 	}
 }
