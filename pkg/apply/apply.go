@@ -17,6 +17,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -818,8 +819,9 @@ func isImmutable(err error) bool {
 
 // maxAPIMessageBytes bounds what an object's error keeps of the API's
 // message. kube-apiserver quotes invalid values (from git) in it and
-// admission webhooks write what they like; status and Events cut it, but
-// the sync's log line holds up to maxErrors of them whole.
+// admission webhooks write what they like: one such message filled the
+// condition's whole budget, pushing out the other failed objects, and a
+// failed deletion logs its error uncut.
 const maxAPIMessageBytes = 1024
 
 // apiMessage is the API's own message, without the client's prefixes, cut
@@ -830,11 +832,14 @@ func apiMessage(err error) string {
 	if errors.As(err, &status) && status.Status().Message != "" {
 		msg = status.Status().Message
 	}
-	if len(msg) > maxAPIMessageBytes {
-		// Cut at a byte, then drop the rune that cut may have split.
-		msg = strings.ToValidUTF8(msg[:maxAPIMessageBytes], "") + fmt.Sprintf("… (%d bytes cut)", len(msg)-maxAPIMessageBytes)
+	if len(msg) <= maxAPIMessageBytes {
+		return msg
 	}
-	return msg
+	cut := maxAPIMessageBytes
+	for cut > 0 && !utf8.RuneStart(msg[cut]) {
+		cut-- // not inside a rune
+	}
+	return msg[:cut] + fmt.Sprintf("… (%d bytes cut)", len(msg)-cut)
 }
 
 func describe(o manifest.Object) string {

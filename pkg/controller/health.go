@@ -74,7 +74,7 @@ func (h *healthWaits) start(parent context.Context, key string, wait func(ctx co
 		}()
 		// Judging a tenant's odd live object may panic: the wait ends, and
 		// the next sync waits again.
-		defer logPanic("Panic in a health wait; it ends, and the next sync waits again", logKeyRepository, key)
+		defer logPanic(klog.FromContext(parent), "Panic in a health wait; it ends, and the next sync waits again")
 		wait(ctx, func() bool {
 			h.mu.Lock()
 			defer h.mu.Unlock()

@@ -6,6 +6,7 @@ import (
 	"runtime/debug"
 	"time"
 
+	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 
 	"github.com/falsesystems/alumiini/pkg/apis/alumiini/v1alpha1"
@@ -67,13 +68,21 @@ func logOutcome(ctx context.Context, out *outcome, err error, reason string, sta
 	}
 }
 
-// logPanic, deferred first thing in a goroutine the supervisor does not
-// run, turns a panic there into a log line with its stack. The supervisor
-// restarts a crashed worker, but a panic in any other goroutine ends the
-// process, and with it the API server and etcd for every tenant. Called
-// directly by defer, so that its recover stops the panic.
-func logPanic(msg string, keysAndValues ...any) {
+// logPanic, deferred (`defer logPanic(...)`, so that its recover stops
+// the panic) in a goroutine the supervisor does not run, turns a panic
+// there into a log line with its stack; the goroutine's other deferred
+// calls still run. The supervisor restarts a crashed worker, but a panic in
+// any other goroutine ends the process, and with it the API server and etcd
+// for every tenant.
+func logPanic(logger klog.Logger, msg string) {
 	if r := recover(); r != nil {
-		klog.ErrorS(nil, msg, append(keysAndValues, "panic", r, "stack", string(debug.Stack()))...)
+		logger.Error(nil, msg, "panic", r, "stack", string(debug.Stack()))
 	}
+}
+
+// repoLogger is ctx's logger naming the GitRepository of key
+// ("namespace/name"), for code that runs outside a sync's context.
+func repoLogger(ctx context.Context, key string) klog.Logger {
+	namespace, name, _ := cache.SplitMetaNamespaceKey(key)
+	return klog.FromContext(ctx).WithValues(logKeyRepository, klog.KRef(namespace, name))
 }

@@ -111,7 +111,7 @@ func (o *ownership) settleNext(ctx context.Context) bool {
 func (o *ownership) settleRecovering(ctx context.Context, key string) (again bool, err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			klog.FromContext(ctx).Error(nil, "Panic settling who owns a GitRepository; retrying", logKeyRepository, key,
+			repoLogger(ctx, key).Error(nil, "Panic settling who owns a GitRepository; retrying",
 				"panic", r, "stack", string(debug.Stack()))
 			again, err = false, fmt.Errorf("panic: %v", r)
 		}

@@ -2,14 +2,16 @@ package controller
 
 import (
 	"context"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	clienttesting "k8s.io/client-go/testing"
+	"k8s.io/klog/v2"
+	"k8s.io/klog/v2/ktesting"
 
 	"github.com/falsesystems/alumiini/pkg/apis/alumiini/v1alpha1"
 	fake "github.com/falsesystems/alumiini/pkg/generated/clientset/versioned/fake"
@@ -21,8 +23,8 @@ import (
 // without its recovery.
 
 // TestAPanicShowingASyncInProgressLeavesTheSyncGoing: the write of phase
-// Syncing panics; the sync's worker still gets its GitRepository back
-// untouched and goes on.
+// Syncing panics; the process lives on (without the recovery this binary
+// dies), and the sync's worker gets its GitRepository back untouched.
 func TestAPanicShowingASyncInProgressLeavesTheSyncGoing(t *testing.T) {
 	repo := &v1alpha1.GitRepository{ObjectMeta: metav1.ObjectMeta{Namespace: "team", Name: "app", ResourceVersion: "1", Generation: 2}}
 	client := fake.NewSimpleClientset(repo.DeepCopy())
@@ -56,10 +58,6 @@ func (l *panickingLister) GitRepositories(namespace string) listers.GitRepositor
 		panic("settling exploded")
 	}
 	return l.GitRepositoryLister.GitRepositories(namespace)
-}
-
-func (l *panickingLister) List(selector labels.Selector) ([]*v1alpha1.GitRepository, error) {
-	return l.GitRepositoryLister.List(selector)
 }
 
 // TestAPanicSettlingOwnershipIsRetried: the first look at a GitRepository's
@@ -113,32 +111,30 @@ func TestAPanicReportingAStallLeavesTheOthersRunning(t *testing.T) {
 		}
 	}
 	before := good.Load()
-	time.Sleep(200 * time.Millisecond)
-	if good.Load() == before {
-		t.Error("the other worker stopped running after the stall report panicked")
+	for deadline := time.Now().Add(10 * time.Second); good.Load() == before; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the other worker stopped running after the stall report panicked")
+		}
 	}
 }
 
 // TestAPanicAfterAWorkerStoppedIsLogged: what StopThen runs once the worker
-// has returned panics; the process goes on.
+// has returned (a hand-over's release) panics; the panic is logged, naming
+// the GitRepository, and the process goes on.
 func TestAPanicAfterAWorkerStoppedIsLogged(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
+	logger := ktesting.NewLogger(t, ktesting.NewConfig(ktesting.BufferLogs(true)))
+	ctx, cancel := context.WithCancel(klog.NewContext(context.Background(), logger))
 	defer cancel()
 	s := NewSupervisor(ctx, func(context.Context, string) time.Duration { return time.Hour }, SupervisorOptions{})
-	s.Ensure("a")
-	ran := make(chan struct{})
-	s.StopThen("a", func() {
-		close(ran)
-		panic("the release exploded")
-	})
-	select {
-	case <-ran:
-	case <-time.After(10 * time.Second):
-		t.Fatal("StopThen never ran its function")
+	s.Ensure("team/app")
+	s.StopThen("team/app", func() { panic("the release exploded") })
+	logged := func() string { return logger.GetSink().(ktesting.Underlier).GetBuffer().String() }
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(logged(), "Panic after a worker stopped"); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the panic was not logged; the log holds:\n%s", logged())
+		}
 	}
-	time.Sleep(100 * time.Millisecond) // the panic, had it not been recovered, ends the binary here
-	s.Ensure("b")
-	if !s.Has("b") {
-		t.Error("no new worker starts after the panic")
+	if log := logged(); !strings.Contains(log, "the release exploded") || !strings.Contains(log, `gitRepository="team/app"`) {
+		t.Errorf("the log does not name the panic and the GitRepository:\n%s", log)
 	}
 }

@@ -442,7 +442,7 @@ func (r *Reconciler) showSyncingAfter(ctx context.Context, repo *v1alpha1.GitRep
 	written := make(chan *v1alpha1.GitRepository, 1)
 	go func() {
 		defer close(written)
-		defer logPanic("Panic while showing a sync in progress; the sync goes on", logKeyRepository, klog.KObj(copied))
+		defer logPanic(klog.FromContext(ctx), "Panic while showing a sync in progress; the sync goes on")
 		select {
 		case <-stop:
 			return
@@ -454,6 +454,8 @@ func (r *Reconciler) showSyncingAfter(ctx context.Context, repo *v1alpha1.GitRep
 	}()
 	return func() {
 		close(stop)
+		// nil when the write failed or panicked; had it landed, the
+		// outcome's write meets a conflict and re-reads, as after a newer spec.
 		if w := <-written; w != nil && w.Generation == repo.Generation {
 			*repo = *w // else the outcome's write re-reads, and keeps the generation applied
 		}

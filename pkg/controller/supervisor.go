@@ -7,8 +7,6 @@ import (
 	"sync"
 	"time"
 
-	"k8s.io/client-go/tools/cache"
-	"k8s.io/klog/v2"
 )
 
 // WorkFunc does one round of work for key and returns when the next round is
@@ -156,7 +154,7 @@ func (s *Supervisor) StopThen(key string, then func()) {
 		return
 	}
 	go func() {
-		defer logPanic("Panic after a worker stopped", logKeyRepository, key)
+		defer logPanic(repoLogger(s.ctx, key), "Panic after a worker stopped")
 		w.done.Wait()
 		s.mu.Lock()
 		if s.stopping[key] == w {
@@ -289,8 +287,7 @@ func (s *Supervisor) crashed(w *worker, message string, stack []byte) bool {
 	for len(w.crashes) > 0 && now.Sub(w.crashes[0]) > s.opts.RestartPeriod {
 		w.crashes = w.crashes[1:]
 	}
-	namespace, name, _ := cache.SplitMetaNamespaceKey(w.key)
-	logger := klog.FromContext(s.ctx).WithValues(logKeyRepository, klog.KRef(namespace, name))
+	logger := repoLogger(s.ctx, w.key)
 	logger.Error(nil, "Worker panicked; restarting it", "panic", message, "crashesInPeriod", len(w.crashes))
 	workerRestarts.Inc()
 	logger.V(4).Info("Worker panic stack", "stack", string(stack))
@@ -306,7 +303,7 @@ func (s *Supervisor) crashed(w *worker, message string, stack []byte) bool {
 			s.running.Add(1) // a stall report is work Wait waits for too
 			go func() {
 				defer s.running.Done()
-				defer logPanic("Panic while reporting a stalled worker", logKeyRepository, w.key)
+				defer logPanic(repoLogger(s.ctx, w.key), "Panic while reporting a stalled worker")
 				s.opts.OnStall(s.ctx, w.key, msg)
 			}()
 		}

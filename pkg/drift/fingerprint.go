@@ -19,9 +19,10 @@ import (
 // it, so a hand edit or another controller's write to a field alumiini
 // applied changes the fingerprint, while status updates by controllers and
 // repeated writes of fields someone already owns do not; alumiini's own
-// apply entry counts with its time (appliedAt). The break-glass annotation
-// counts too, so setting or removing it is noticed. Field sets are summed with their
-// keys sorted (sortedFields), so an object sums alike however it was read.
+// apply entry counts with its time (ownApplyTime). The break-glass
+// annotation counts too, so setting or removing it is noticed. Field sets
+// are summed with their keys sorted (sortedFields), so an object sums alike
+// however it was read.
 func Fingerprint(meta metav1.Object) string {
 	entries := make([]string, 0, len(meta.GetManagedFields()))
 	for _, m := range meta.GetManagedFields() {
@@ -33,7 +34,7 @@ func Fingerprint(meta metav1.Object) string {
 			fields = sortedFields(m.FieldsV1.Raw)
 		}
 		entries = append(entries, strings.Join([]string{m.Manager, string(m.Operation), m.Subresource, m.APIVersion,
-			appliedAt(m), fields}, "\x00"))
+			ownApplyTime(m), fields}, "\x00"))
 	}
 	slices.Sort(entries)
 	h := sha256.New()
@@ -45,14 +46,14 @@ func Fingerprint(meta metav1.Object) string {
 	return hex.EncodeToString(h.Sum(nil)[:12])
 }
 
-// appliedAt is when alumiini's own apply entry last changed the object, ""
+// ownApplyTime is when alumiini's own apply entry last changed the object, ""
 // for any other entry. Whoever may write the object may apply under
 // alumiini's field manager name; applying the fields alumiini set, with
 // other values, changes no field set, only this time (whole seconds: a
 // write within the second of alumiini's own is left to the interval).
 // Other managers' times stay out: their writes to fields alumiini does not
 // own are not drift, and should cost no dry-run.
-func appliedAt(m metav1.ManagedFieldsEntry) string {
+func ownApplyTime(m metav1.ManagedFieldsEntry) string {
 	if m.Manager != apply.FieldManager || m.Operation != metav1.ManagedFieldsOperationApply || m.Subresource != "" || m.Time == nil {
 		return ""
 	}

@@ -116,4 +116,14 @@ func TestOnlyAlumiinisOwnApplyTimeCounts(t *testing.T) {
 				deployment(1).ManagedFields[other].Manager, deployment(1).ManagedFields[other].Subresource)
 		}
 	}
+	// An update under alumiini's name is an entry of its own (operation
+	// Update), already summed by its fields; its time does not count.
+	updatedAsAlumiini := func() *metav1.PartialObjectMetadata {
+		meta := deployment(1)
+		meta.ManagedFields[1].Manager = "alumiini"
+		return meta
+	}
+	if Fingerprint(later(updatedAsAlumiini(), 1)) != Fingerprint(updatedAsAlumiini()) {
+		t.Error("an Update entry under alumiini's name a second later changed the fingerprint")
+	}
 }

@@ -100,7 +100,8 @@ func TestDriftDeletedAndEditedObjectsAreCorrected(t *testing.T) {
 // the object alumiini applied, under alumiini's own field manager name and
 // with every field alumiini set, one value changed. No field changes owner,
 // only the time of alumiini's managedFields entry moves; the change is still
-// corrected at once, not at the next interval (a minute here).
+// corrected at once, not at the next interval (a minute after the sync
+// readyRepository waited for, so 15 s cannot reach it).
 func TestApplyingAsAlumiinisFieldManagerIsDrift(t *testing.T) {
 	readyRepository(t, "drift-as-alumiini", "")
 	time.Sleep(1100 * time.Millisecond) // managedFields times are in whole seconds
@@ -113,7 +114,10 @@ func TestApplyingAsAlumiinisFieldManagerIsDrift(t *testing.T) {
 		delete(meta, serverSet)
 	}
 	live["data"] = map[string]any{"version": "hacked"}
-	applied, _ := json.Marshal(live)
+	applied, err := json.Marshal(live)
+	if err != nil {
+		t.Fatal(err)
+	}
 	kubectlInput(t, string(applied), "apply", "--server-side", "--field-manager=alumiini", "-f", "-")
 	owners := kubectl(t, "get", "configmap", "settings", "-n", "drift-as-alumiini", "-o", "jsonpath={.metadata.managedFields[*].manager}")
 	if owners != "alumiini" {
