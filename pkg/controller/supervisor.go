@@ -6,7 +6,6 @@ import (
 	"runtime/debug"
 	"sync"
 	"time"
-
 )
 
 // WorkFunc does one round of work for key and returns when the next round is
