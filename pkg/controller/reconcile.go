@@ -545,7 +545,10 @@ func (r *Reconciler) resolve(ctx context.Context, repo *v1alpha1.GitRepository, 
 func (r *Reconciler) latest(ctx context.Context, pending *v1alpha1.SyncRequestRecord, push *v1alpha1.PushRecord, src git.Source) (string, error) {
 	switch {
 	case pending != nil:
-		r.Git.Forget(src) // a request must see a push made a moment ago
+		// A request must see a push made a moment before it (or before an
+		// equal request joined it): a listing that reached the server
+		// before now will not do.
+		r.Git.Refresh(src, time.Now())
 	case push != nil:
 		r.Git.Refresh(src, push.ReceivedAt.Time)
 	}

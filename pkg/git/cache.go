@@ -213,6 +213,20 @@ type Cache struct {
 	// lastGeneration numbers refreshes across all keys, so a key's
 	// generation never repeats, even after its refresh is forgotten.
 	lastGeneration int
+	// listingRuns holds, per URL key and then tenant, the newest listing
+	// asked for and not yet ended: a Refresh moves the generation on only
+	// when one of the key's reached the server before its push.
+	listingRuns map[string]map[string]*listingRun
+}
+
+// listingRun is one listing of a URL for one tenant, from when it is asked
+// for until its answer is kept or dropped.
+type listingRun struct {
+	generation int
+	// started is when it reached the server (zero while it waits for the
+	// listing before it, or for a slot): it shows no push made after that.
+	started time.Time
+	done    chan struct{}
 }
 
 // refreshLife is how long a refresh is remembered: longer than any listing
@@ -286,6 +300,7 @@ func NewCache(opts Options) (*Cache, error) {
 		listings:       map[string]listing{},
 		keptBytesLimit: maxKeptListingBytes,
 		refreshes:      map[string]refresh{},
+		listingRuns:    map[string]map[string]*listingRun{},
 	}
 	entries, err := os.ReadDir(opts.Dir)
 	if err != nil {
@@ -336,19 +351,13 @@ func (c *Cache) Latest(ctx context.Context, src Source) (string, error) {
 	return "", newError(ReasonRefNotFound, nil, "%s %q not found in %s", kind, name.Short(), redact(src.URL))
 }
 
-// Forget drops the cached ref listing of src's URL, so the next Latest asks
-// the remote: for an explicit sync request, which must see a push made a
-// moment ago.
-func (c *Cache) Forget(src Source) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.dropListing(src.key())
-}
-
 // Refresh makes the next Latest of src's URL see every push made until
-// since: a cached listing that started earlier is dropped, and one still
-// running is not joined. Any number of GitRepositories told of one push
-// (the same since) still share one new listing.
+// since (a push's arrival, a sync request's acceptance): a cached listing
+// that started earlier is dropped, and one still running that reached the
+// server earlier is neither joined nor kept. GitRepositories told of one
+// push share one new listing, and so do requests made while a listing waits
+// for the one before it (see listRefs): at most two listings of a URL per
+// tenant run or wait at once, however many requests come.
 func (c *Cache) Refresh(src Source, since time.Time) {
 	key := src.key()
 	c.mu.Lock()
@@ -358,9 +367,14 @@ func (c *Cache) Refresh(src Source, since time.Time) {
 	}
 	// Even when the cached listing is newer than the push, a listing still
 	// running may be older (tenants list apart): the generation moves on.
-	if r := c.refreshes[key]; r.since.Before(since) {
+	r, remembered := c.refreshes[key]
+	switch {
+	case c.runningSince(key, r.generation, since):
 		c.lastGeneration++
 		c.refreshes[key] = refresh{generation: c.lastGeneration, since: since}
+	case remembered && r.since.Before(since):
+		r.since = since // remembered for refreshLife from now
+		c.refreshes[key] = r
 	}
 	if now := time.Now(); now.Sub(c.refreshesSwept) >= time.Minute {
 		for k, r := range c.refreshes {
@@ -370,6 +384,54 @@ func (c *Cache) Refresh(src Source, since time.Time) {
 		}
 		c.refreshesSwept = now
 	}
+}
+
+// runningSince reports whether a listing of key and generation reached the
+// server before since and has not ended; c.mu must be held.
+func (c *Cache) runningSince(key string, generation int, since time.Time) bool {
+	for _, run := range c.listingRuns[key] {
+		if run.generation == generation && !run.started.IsZero() && run.started.Before(since) {
+			return true
+		}
+	}
+	return false
+}
+
+// beginListing registers a listing of key for tenant and returns the one
+// before it that has not ended, if any, which it must wait for: so a
+// listing that a Refresh made necessary while the one before still runs
+// waits, and requests coming meanwhile join it rather than each list.
+func (c *Cache) beginListing(key, tenant string, generation int) (run, before *listingRun) {
+	run = &listingRun{generation: generation, done: make(chan struct{})}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.listingRuns[key] == nil {
+		c.listingRuns[key] = map[string]*listingRun{}
+	}
+	before = c.listingRuns[key][tenant]
+	c.listingRuns[key][tenant] = run
+	return run, before
+}
+
+// startListing notes that run reaches the server now, and returns when.
+func (c *Cache) startListing(run *listingRun) time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	run.started = time.Now()
+	return run.started
+}
+
+// endListing forgets run, after its answer was kept or dropped.
+func (c *Cache) endListing(run *listingRun, key, tenant string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.listingRuns[key][tenant] == run {
+		delete(c.listingRuns[key], tenant)
+		if len(c.listingRuns[key]) == 0 {
+			delete(c.listingRuns, key)
+		}
+	}
+	close(run.done)
 }
 
 func (c *Cache) listRefs(ctx context.Context, src Source) (map[plumbing.ReferenceName]plumbing.Hash, error) {
@@ -387,13 +449,20 @@ func (c *Cache) listRefs(ctx context.Context, src Source) (map[plumbing.Referenc
 	// listing's answer then serves every tenant until ListingTTL.
 	shareKey := fmt.Sprintf("list/%s/%s/%d", key, src.Tenant, generation)
 	v, err := c.shared(ctx, shareKey, "listing refs of "+redact(src.URL), func(ctx context.Context) (any, error) {
+		run, before := c.beginListing(key, src.Tenant, generation)
+		defer c.endListing(run, key, src.Tenant)
+		if before != nil {
+			if err := waitForListing(ctx, before); err != nil {
+				return nil, classify(err, "waiting for the listing before this one of "+redact(src.URL))
+			}
+		}
 		const slot = "a listing slot (--max-concurrent-listings, --max-concurrent-listings-per-namespace)"
 		release, err := waitForSlot(ctx, c.listingSlots, src.Tenant, listingSlotWait, slot)
 		if err != nil {
 			return nil, classify(err, "waiting for "+slot+" to list refs of "+redact(src.URL))
 		}
 		defer release()
-		started := time.Now()
+		started := c.startListing(run)
 		auth, err := src.Auth.method(src.URL)
 		if err != nil {
 			return nil, classify(err, "preparing credentials for "+redact(src.URL))
@@ -433,6 +502,17 @@ func (c *Cache) listRefs(ctx context.Context, src Source) (map[plumbing.Referenc
 		return nil, err
 	}
 	return v.(map[plumbing.ReferenceName]plumbing.Hash), nil
+}
+
+// waitForListing waits for before to end, or for ctx.
+func waitForListing(ctx context.Context, before *listingRun) error {
+	defer noteWait(ctx, "the listing before this one")()
+	select {
+	case <-before.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // keepListing caches l as key's listing unless it is past ListingTTL

@@ -505,17 +505,29 @@ func TestOneTenantCannotTakeEveryListingSlot(t *testing.T) {
 }
 
 // Pushes to many URLs, one each, are not remembered for ever: every URL
-// pushed to once kept an entry before. A push after a forgotten one takes a
-// new generation: a listing that started after the forgotten push holds the
-// old one, and would otherwise be joined and kept as if it saw the new push.
+// pushed to once kept an entry before. A push after a forgotten one must
+// not let new callers join, or keep the answer of, a listing that started
+// before it under the forgotten push's generation.
 func TestRefreshesAreForgotten(t *testing.T) {
 	c := newCache(t, Options{})
 	long := time.Now().Add(-refreshLife - time.Minute)
+	// running registers a listing of src that reached the server before
+	// long and still runs, so that a push moves the generation on.
+	running := func(src Source) *listingRun {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		run := &listingRun{generation: c.refreshes[src.key()].generation, started: long.Add(-time.Minute), done: make(chan struct{})}
+		c.listingRuns[src.key()] = map[string]*listingRun{"tenant": run}
+		return run
+	}
 	latest := Source{URL: "https://git.example.com/latest.git"}
+	running(latest)
 	c.Refresh(latest, long)
-	forgotten := c.refreshes[latest.key()].generation
+	old := running(latest) // started before the next push, under the forgotten generation
 	for i := range 1000 {
-		c.Refresh(Source{URL: fmt.Sprintf("https://git.example.com/r%d.git", i)}, long)
+		src := Source{URL: fmt.Sprintf("https://git.example.com/r%d.git", i)}
+		running(src)
+		c.Refresh(src, long)
 	}
 	sweep := func(src Source, since time.Time) {
 		c.mu.Lock()
@@ -524,13 +536,14 @@ func TestRefreshesAreForgotten(t *testing.T) {
 		c.Refresh(src, since)
 	}
 	other := Source{URL: "https://git.example.com/other.git"}
+	running(other)
 	sweep(other, time.Now())
 	if _, kept := c.refreshes[other.key()]; len(c.refreshes) != 1 || !kept {
 		t.Errorf("%d refreshes remembered after 1,001 pushes past refreshLife and one now, want only the one now", len(c.refreshes))
 	}
 	c.Refresh(latest, time.Now())
-	if got := c.refreshes[latest.key()].generation; got == forgotten {
-		t.Errorf("a push after a forgotten one took its generation (%d) again", forgotten)
+	if got := c.refreshes[latest.key()].generation; got == old.generation {
+		t.Errorf("after a push following a forgotten one, new callers use the generation (%d) of a listing older than both", got)
 	}
 }
 
@@ -809,10 +822,12 @@ func TestFormatBytes(t *testing.T) {
 	}
 }
 
-// TestOverlappingSyncRequestsShareOneListing: sync requests forget the
-// cached listing so that each sees a push made a moment ago, but requests
-// arriving together still share one listing of the URL.
-func TestOverlappingSyncRequestsShareOneListing(t *testing.T) {
+// TestOverlappingSyncRequestsListTwiceAtMost: each sync request must see a
+// push made a moment before it, so one made while a listing runs is not
+// answered by it; but requests made while the next listing waits for that
+// one share it. Five requests 20 ms apart, each listing 300 ms long: two
+// listings, not five.
+func TestOverlappingSyncRequestsListTwiceAtMost(t *testing.T) {
 	s := newServer(t, gitserver.Options{})
 	commit(t, s, "r", manifests)
 	var listings atomic.Int32
@@ -830,7 +845,7 @@ func TestOverlappingSyncRequestsShareOneListing(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c.Forget(src)
+			c.Refresh(src, time.Now())
 			if _, err := c.Latest(context.Background(), src); err != nil {
 				t.Error(err)
 			}
@@ -838,7 +853,12 @@ func TestOverlappingSyncRequestsShareOneListing(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	wg.Wait()
-	if n := listings.Load(); n != 1 {
-		t.Errorf("5 overlapping sync requests made %d listings, want 1", n)
+	if n := listings.Load(); n > 2 {
+		t.Errorf("5 overlapping sync requests made %d listings, want at most 2", n)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.listingRuns) != 0 {
+		t.Errorf("%d listings still registered after all ended", len(c.listingRuns))
 	}
 }

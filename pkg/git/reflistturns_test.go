@@ -212,7 +212,7 @@ func TestAListWaitingForATurnSaysWhy(t *testing.T) {
 		if got, err := c.Latest(ctx, src); err != nil || got != large {
 			t.Errorf("a large list over %s, a turn free: %s, %v; want %s", name, got, err, large)
 		}
-		c.Forget(src)
+		c.Refresh(src, time.Now())
 	}
 }
 
@@ -318,7 +318,7 @@ func TestASlowListLosesItsTurn(t *testing.T) {
 // A listing's answer is kept for ListingTTL with its branches and tags only
 // (a forge's pull request refs are most of a large list), and the answers
 // kept take at most keptBytesLimit together: a listing past that is
-// answered, not kept. Forgetting a listing frees its share.
+// answered, not kept. Dropping a listing (a push's Refresh) frees its share.
 func TestKeptListingsAreBounded(t *testing.T) {
 	s := newServer(t, gitserver.Options{})
 	small := commit(t, s, "small", manifests)
@@ -352,9 +352,9 @@ func TestKeptListingsAreBounded(t *testing.T) {
 	if listings, refs := kept(); listings != 1 || refs != 1 {
 		t.Errorf("after listing main and about 1,000 pull request refs: %d listings with %d refs kept, want main alone", listings, refs)
 	}
-	c.Forget(Source{URL: pulls.URL + "/r.git"})
+	c.Refresh(Source{URL: pulls.URL + "/r.git"}, time.Now())
 	if listings, refs := kept(); listings != 0 || refs != 0 {
-		t.Errorf("after Forget: %d listings with %d refs kept, want none", listings, refs)
+		t.Errorf("after a push's Refresh: %d listings with %d refs kept, want none", listings, refs)
 	}
 
 	c.keptBytesLimit = 10 << 10
