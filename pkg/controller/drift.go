@@ -239,10 +239,15 @@ func (d *repoDrift) suspicious(id manifest.ID, seen drift.Observed, now time.Tim
 
 // examining notes that a suspect is about to be compared with git.
 func (d *repoDrift) examining(id manifest.ID, seen drift.Observed, now time.Time) {
-	if seen.Held {
-		d.baseline[id] = seen.Fingerprint // held as it is: look again when that changes
+	o := d.drifted[id]
+	if seen.Held || o != nil && o.drifting() {
+		// Held as it is, or left drifted (Detect, a grace period, a fight's
+		// backoff): look again when the fingerprint changes, or by the
+		// re-check rule, not at every event. Otherwise any status write to
+		// it cost a GET and a dry-run (attacker review).
+		d.baseline[id] = seen.Fingerprint
 	}
-	if o := d.drifted[id]; o != nil {
+	if o != nil {
 		o.seenVersion, o.examinedAt = seen.ResourceVersion, now
 	}
 }

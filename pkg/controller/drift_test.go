@@ -12,6 +12,7 @@ import (
 
 	"github.com/falsesystems/alumiini/pkg/apis/alumiini/v1alpha1"
 	"github.com/falsesystems/alumiini/pkg/apply"
+	"github.com/falsesystems/alumiini/pkg/drift"
 	"github.com/falsesystems/alumiini/pkg/manifest"
 )
 
@@ -213,5 +214,33 @@ func TestHeldObjectsStayListedAndCorrectionsAreToldOnce(t *testing.T) {
 	o := book.repos["ns/r"].drifted[keyOfEntry(other, "ns")]
 	if o.state != v1alpha1.DriftStateDetected || book.repos["ns/r"].lastCorrected.After(now.Add(time.Minute)) {
 		t.Errorf("a failed apply counted as a correction: %+v", o)
+	}
+}
+
+// TestADriftLeftAloneIsNotComparedAtEveryEvent: an object left drifted (in
+// Detect here) whose status others write ten times a second is compared
+// with git once more, then at most every recheckDrifted, not at every
+// event: each comparison costs a GET and a dry-run.
+func TestADriftLeftAloneIsNotComparedAtEveryEvent(t *testing.T) {
+	book := newDriftBook(nil, nil)
+	now := time.Unix(1_700_000_000, 0)
+	syncWith(driftOnly(book, v1alpha1.DriftDetect, 0, now), []apply.Entry{settingsEntry},
+		apply.Change{Entry: settingsEntry, Action: apply.Configured, Manager: "hand-edit"})
+	id := keyOfEntry(settingsEntry, "ns")
+	d := book.repo("ns/r")
+	d.baseline[id] = "as alumiini wrote it"
+	compared := 0
+	for i := range 20 { // 2 s of status writes
+		seen := drift.Observed{Exists: true, ResourceVersion: fmt.Sprint(100 + i), Fingerprint: "hand-edited"}
+		at := now.Add(time.Duration(i) * 100 * time.Millisecond)
+		if d.suspicious(id, seen, at) { // as suspects does
+			compared++
+			d.examining(id, seen, at)
+		} else {
+			d.remember(id, seen, at)
+		}
+	}
+	if compared > 2 {
+		t.Errorf("20 status writes in 2 s to an object left drifted cost %d comparisons, want at most 2", compared)
 	}
 }
