@@ -219,8 +219,8 @@ func TestHeldObjectsStayListedAndCorrectionsAreToldOnce(t *testing.T) {
 
 // TestADriftLeftAloneIsNotComparedAtEveryEvent: an object left drifted (in
 // Detect here) whose status others write ten times a second is compared
-// with git once more, then at most every recheckDrifted, not at every
-// event: each comparison costs a GET and a dry-run.
+// with git once more, then again only once recheckDrifted has passed, not
+// at every event: each comparison costs a GET and a dry-run.
 func TestADriftLeftAloneIsNotComparedAtEveryEvent(t *testing.T) {
 	book := newDriftBook(nil, nil)
 	now := time.Unix(1_700_000_000, 0)
@@ -230,17 +230,23 @@ func TestADriftLeftAloneIsNotComparedAtEveryEvent(t *testing.T) {
 	d := book.repo("ns/r")
 	d.baseline[id] = "as alumiini wrote it"
 	compared := 0
-	for i := range 20 { // 2 s of status writes
+	event := func(i int, at time.Time) {
 		seen := drift.Observed{Exists: true, ResourceVersion: fmt.Sprint(100 + i), Fingerprint: "hand-edited"}
-		at := now.Add(time.Duration(i) * 100 * time.Millisecond)
-		if d.suspicious(id, seen, at) { // as suspects does
+		if d.suspicious(id, seen, at) { // what suspects does with each object
 			compared++
 			d.examining(id, seen, at)
 		} else {
 			d.remember(id, seen, at)
 		}
 	}
-	if compared > 2 {
-		t.Errorf("20 status writes in 2 s to an object left drifted cost %d comparisons, want at most 2", compared)
+	for i := range 20 { // 2 s of status writes
+		event(i, now.Add(time.Duration(i)*100*time.Millisecond))
+	}
+	if compared != 1 {
+		t.Errorf("20 status writes in 2 s to an object left drifted cost %d comparisons, want 1", compared)
+	}
+	event(20, now.Add(recheckDrifted))
+	if compared != 2 {
+		t.Errorf("after %s, %d comparisons, want a second one", recheckDrifted, compared)
 	}
 }

@@ -51,7 +51,7 @@ func Fingerprint(meta metav1.Object) string {
 // alumiini's field manager name; applying the fields alumiini set, with
 // other values, changes no field set, only this time (whole seconds: a
 // write within the second of alumiini's own goes unnoticed until the next
-// full sync, a new commit or a sync request).
+// full sync: a new commit, a spec change or a sync request).
 // Other managers' times stay out: their writes to fields alumiini does not
 // own are not drift, and should cost no dry-run.
 func ownApplyTime(m metav1.ManagedFieldsEntry) string {
