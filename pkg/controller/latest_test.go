@@ -23,7 +23,11 @@ import (
 // way when a sync request, made after the push, asks for the latest commit.
 // The request must not be answered by that listing (it once joined it, and
 // synced the commit before the push). A real git server (git http-backend)
-// behind a proxy that holds the first listing's answer.
+// behind a proxy that holds the first listing's answer. This is the
+// controller's side (it asks the cache for a listing after now); the
+// sleep lets the request reach the cache first, and pkg/git's
+// TestOverlappingSyncRequestsShareTheListingAfterTheRunningOne pins the
+// cache's side down without one.
 func TestASyncRequestSeesAPushMadeWhileAPollListed(t *testing.T) {
 	server, err := gitserver.Start(t.TempDir(), "127.0.0.1:0", gitserver.Options{})
 	if err != nil {

@@ -205,36 +205,19 @@ type Cache struct {
 	// keptBytesLimit (maxKeptListingBytes; a field for tests).
 	keptBytes, keptBytesLimit int
 	swept                     time.Time // when listings past ListingTTL were last dropped
-	// refreshes counts, per URL key, the pushes that made cached listings
-	// stale; a listing started before one is neither reused nor joined.
-	refreshes map[string]refresh
+	// refreshes holds, per URL key, when its latest push came or sync
+	// request was taken up (Refresh): a listing that reached the server
+	// before that is neither used nor kept.
+	refreshes map[string]time.Time
 	// refreshesSwept is when refreshes past refreshLife were last dropped.
 	refreshesSwept time.Time
-	// lastGeneration numbers refreshes across all keys, so a key's
-	// generation never repeats, even after its refresh is forgotten.
-	lastGeneration int
-	// listingRuns holds, per URL key and then tenant, the newest listing
-	// asked for and not yet ended: a Refresh moves the generation on only
-	// when one of the key's reached the server before its push.
-	listingRuns map[string]map[string]*listingRun
-}
-
-// listingRun is one listing of a URL for one tenant, from when it is asked
-// for until its answer is kept or dropped.
-type listingRun struct {
-	generation int
-	// started is when it reached the server (zero while it waits for the
-	// listing before it, or for a slot): it shows no push made after that.
-	started time.Time
-	done    chan struct{}
 }
 
 // refreshLife is how long a refresh is remembered: longer than any listing
 // can run (a caller waits at most its sync's timeout, validation.MaxTimeout),
 // so no listing that started before a forgotten refresh is still running to
-// be joined or kept. A listing that started after it has its generation,
-// which no later refresh takes again. Forgetting keeps the map to the URLs
-// pushed to lately, not every URL ever pushed to.
+// be used or kept. Forgetting keeps the map to the URLs pushed to lately,
+// not every URL ever pushed to.
 const refreshLife = 2 * validation.MaxTimeout
 
 // maxKeptListingBytes bounds the heap of all listings kept for ListingTTL:
@@ -254,11 +237,6 @@ type listing struct {
 	bytes int // about what refs take of the heap
 	// at is when the listing started: it shows no push made after that.
 	at time.Time
-}
-
-type refresh struct {
-	generation int
-	since      time.Time
 }
 
 // store is the bare object store of one URL and credentials. Its repository
@@ -299,8 +277,7 @@ func NewCache(opts Options) (*Cache, error) {
 		stores:         map[string]*store{},
 		listings:       map[string]listing{},
 		keptBytesLimit: maxKeptListingBytes,
-		refreshes:      map[string]refresh{},
-		listingRuns:    map[string]map[string]*listingRun{},
+		refreshes:      map[string]time.Time{},
 	}
 	entries, err := os.ReadDir(opts.Dir)
 	if err != nil {
@@ -352,12 +329,11 @@ func (c *Cache) Latest(ctx context.Context, src Source) (string, error) {
 }
 
 // Refresh makes the next Latest of src's URL see every push made until
-// since (a push's arrival, a sync request's acceptance): a cached listing
-// that started earlier is dropped, and one still running that reached the
-// server earlier is neither joined nor kept. GitRepositories told of one
-// push share one new listing, and so do requests made while a listing waits
-// for the one before it (see listRefs): at most two listings of a URL per
-// tenant run or wait at once, however many requests come.
+// since (a push's arrival, the moment a sync request is taken up): a cached
+// listing that started earlier is dropped, and a listing still running
+// that reached the server earlier is not used or kept (see listRefs).
+// GitRepositories told of one push share one new listing; requests made
+// while an older listing runs share one after it.
 func (c *Cache) Refresh(src Source, since time.Time) {
 	key := src.key()
 	c.mu.Lock()
@@ -365,20 +341,12 @@ func (c *Cache) Refresh(src Source, since time.Time) {
 	if l, ok := c.listings[key]; ok && l.at.Before(since) {
 		c.dropListing(key)
 	}
-	// Even when the cached listing is newer than the push, a listing still
-	// running may be older (tenants list apart): the generation moves on.
-	r, remembered := c.refreshes[key]
-	switch {
-	case c.runningSince(key, r.generation, since):
-		c.lastGeneration++
-		c.refreshes[key] = refresh{generation: c.lastGeneration, since: since}
-	case remembered && r.since.Before(since):
-		r.since = since // remembered for refreshLife from now
-		c.refreshes[key] = r
+	if c.refreshes[key].Before(since) {
+		c.refreshes[key] = since
 	}
 	if now := time.Now(); now.Sub(c.refreshesSwept) >= time.Minute {
-		for k, r := range c.refreshes {
-			if k != key && now.Sub(r.since) > refreshLife {
+		for k, at := range c.refreshes {
+			if k != key && now.Sub(at) > refreshLife {
 				delete(c.refreshes, k)
 			}
 		}
@@ -386,83 +354,47 @@ func (c *Cache) Refresh(src Source, since time.Time) {
 	}
 }
 
-// runningSince reports whether a listing of key and generation reached the
-// server before since and has not ended; c.mu must be held.
-func (c *Cache) runningSince(key string, generation int, since time.Time) bool {
-	for _, run := range c.listingRuns[key] {
-		if run.generation == generation && !run.started.IsZero() && run.started.Before(since) {
-			return true
-		}
-	}
-	return false
-}
-
-// beginListing registers a listing of key for tenant and returns the one
-// before it that has not ended, if any, which it must wait for: so a
-// listing that a Refresh made necessary while the one before still runs
-// waits, and requests coming meanwhile join it rather than each list.
-func (c *Cache) beginListing(key, tenant string, generation int) (run, before *listingRun) {
-	run = &listingRun{generation: generation, done: make(chan struct{})}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.listingRuns[key] == nil {
-		c.listingRuns[key] = map[string]*listingRun{}
-	}
-	before = c.listingRuns[key][tenant]
-	c.listingRuns[key][tenant] = run
-	return run, before
-}
-
-// startListing notes that run reaches the server now, and returns when.
-func (c *Cache) startListing(run *listingRun) time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	run.started = time.Now()
-	return run.started
-}
-
-// endListing forgets run, after its answer was kept or dropped.
-func (c *Cache) endListing(run *listingRun, key, tenant string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.listingRuns[key][tenant] == run {
-		delete(c.listingRuns[key], tenant)
-		if len(c.listingRuns[key]) == 0 {
-			delete(c.listingRuns, key)
-		}
-	}
-	close(run.done)
-}
-
+// listRefs answers from the cached listing or a shared one, never from one
+// that reached the server before the URL's latest Refresh: a listing
+// running when a push or request came is joined, and then listed after
+// once more by everyone who needs the push, together. (Moving joiners on
+// at once to a listing of their own made each overlapping sync request
+// list the URL; and a listing that ended just as a Refresh came could
+// still be joined, so its answer is what is checked.)
 func (c *Cache) listRefs(ctx context.Context, src Source) (map[plumbing.ReferenceName]plumbing.Hash, error) {
 	key := src.key()
-	c.mu.Lock()
-	cached, ok := c.listings[key]
-	generation := c.refreshes[key].generation
-	c.mu.Unlock()
-	if ok && time.Since(cached.at) < c.opts.ListingTTL {
-		return cached.refs, nil
+	for attempt := 0; ; attempt++ {
+		c.mu.Lock()
+		cached, ok := c.listings[key]
+		since := c.refreshes[key]
+		c.mu.Unlock()
+		if ok && time.Since(cached.at) < c.opts.ListingTTL { // never older than since (Refresh, keepListing)
+			return cached.refs, nil
+		}
+		l, err := c.sharedListing(ctx, src, key)
+		// A second listing began after the first had ended, so after since.
+		if err != nil || !l.at.Before(since) || attempt > 0 {
+			return l.refs, err
+		}
 	}
+}
+
+// sharedListing lists key's refs, or joins the tenant's listing of it
+// already running.
+func (c *Cache) sharedListing(ctx context.Context, src Source, key string) (listing, error) {
 	// One tenant's callers on one URL share the listing; each waits for it
 	// only as long as its own context allows. Tenants list apart, each in
 	// its own listing slot, so nobody waits on another tenant's slots; the
 	// listing's answer then serves every tenant until ListingTTL.
-	shareKey := fmt.Sprintf("list/%s/%s/%d", key, src.Tenant, generation)
+	shareKey := "list/" + key + "/" + src.Tenant
 	v, err := c.shared(ctx, shareKey, "listing refs of "+redact(src.URL), func(ctx context.Context) (any, error) {
-		run, before := c.beginListing(key, src.Tenant, generation)
-		defer c.endListing(run, key, src.Tenant)
-		if before != nil {
-			if err := waitForListing(ctx, before); err != nil {
-				return nil, classify(err, "waiting for the listing before this one of "+redact(src.URL))
-			}
-		}
 		const slot = "a listing slot (--max-concurrent-listings, --max-concurrent-listings-per-namespace)"
 		release, err := waitForSlot(ctx, c.listingSlots, src.Tenant, listingSlotWait, slot)
 		if err != nil {
 			return nil, classify(err, "waiting for "+slot+" to list refs of "+redact(src.URL))
 		}
 		defer release()
-		started := c.startListing(run)
+		started := time.Now()
 		auth, err := src.Auth.method(src.URL)
 		if err != nil {
 			return nil, classify(err, "preparing credentials for "+redact(src.URL))
@@ -495,33 +427,22 @@ func (c *Cache) listRefs(ctx context.Context, src Source) (map[plumbing.Referenc
 				kept.bytes += len(ref.Name())*5/4 + refHeapBytes
 			}
 		}
-		c.keepListing(key, generation, kept)
-		return kept.refs, nil
+		c.keepListing(key, kept)
+		return kept, nil
 	})
 	if err != nil {
-		return nil, err
+		return listing{}, err
 	}
-	return v.(map[plumbing.ReferenceName]plumbing.Hash), nil
-}
-
-// waitForListing waits for before to end, or for ctx.
-func waitForListing(ctx context.Context, before *listingRun) error {
-	defer noteWait(ctx, "the listing before this one")()
-	select {
-	case <-before.done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return v.(listing), nil
 }
 
 // keepListing caches l as key's listing unless it is past ListingTTL
-// already, a push made it stale (generation), or a listing started later is
+// already, it started before the key's latest Refresh, or a listing started later is
 // cached already (tenants list apart, so listings of one key may end out of
 // order), or keeping it would take the listings kept past keptBytesLimit.
 // At most once a ListingTTL, or when l would not fit, it drops the listings
 // past ListingTTL: nothing reads them.
-func (c *Cache) keepListing(key string, generation int, l listing) {
+func (c *Cache) keepListing(key string, l listing) {
 	now := time.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -533,7 +454,7 @@ func (c *Cache) keepListing(key string, generation int, l listing) {
 		}
 		c.swept = now
 	}
-	if now.Sub(l.at) >= c.opts.ListingTTL || c.refreshes[key].generation != generation {
+	if now.Sub(l.at) >= c.opts.ListingTTL || l.at.Before(c.refreshes[key]) {
 		return
 	}
 	if cached, ok := c.listings[key]; ok && cached.at.After(l.at) {

@@ -1,6 +1,7 @@
 package git
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -505,45 +506,20 @@ func TestOneTenantCannotTakeEveryListingSlot(t *testing.T) {
 }
 
 // Pushes to many URLs, one each, are not remembered for ever: every URL
-// pushed to once kept an entry before. A push after a forgotten one must
-// not let new callers join, or keep the answer of, a listing that started
-// before it under the forgotten push's generation.
+// pushed to once kept an entry before.
 func TestRefreshesAreForgotten(t *testing.T) {
 	c := newCache(t, Options{})
 	long := time.Now().Add(-refreshLife - time.Minute)
-	// running registers a listing of src that reached the server before
-	// long and still runs, so that a push moves the generation on.
-	running := func(src Source) *listingRun {
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		run := &listingRun{generation: c.refreshes[src.key()].generation, started: long.Add(-time.Minute), done: make(chan struct{})}
-		c.listingRuns[src.key()] = map[string]*listingRun{"tenant": run}
-		return run
-	}
-	latest := Source{URL: "https://git.example.com/latest.git"}
-	running(latest)
-	c.Refresh(latest, long)
-	old := running(latest) // started before the next push, under the forgotten generation
 	for i := range 1000 {
-		src := Source{URL: fmt.Sprintf("https://git.example.com/r%d.git", i)}
-		running(src)
-		c.Refresh(src, long)
-	}
-	sweep := func(src Source, since time.Time) {
-		c.mu.Lock()
-		c.refreshesSwept = time.Time{} // a minute has passed
-		c.mu.Unlock()
-		c.Refresh(src, since)
+		c.Refresh(Source{URL: fmt.Sprintf("https://git.example.com/r%d.git", i)}, long)
 	}
 	other := Source{URL: "https://git.example.com/other.git"}
-	running(other)
-	sweep(other, time.Now())
+	c.mu.Lock()
+	c.refreshesSwept = time.Time{} // a minute has passed
+	c.mu.Unlock()
+	c.Refresh(other, time.Now())
 	if _, kept := c.refreshes[other.key()]; len(c.refreshes) != 1 || !kept {
-		t.Errorf("%d refreshes remembered after 1,001 pushes past refreshLife and one now, want only the one now", len(c.refreshes))
-	}
-	c.Refresh(latest, time.Now())
-	if got := c.refreshes[latest.key()].generation; got == old.generation {
-		t.Errorf("after a push following a forgotten one, new callers use the generation (%d) of a listing older than both", got)
+		t.Errorf("%d refreshes remembered after 1,000 pushes past refreshLife and one now, want only the one now", len(c.refreshes))
 	}
 }
 
@@ -822,43 +798,149 @@ func TestFormatBytes(t *testing.T) {
 	}
 }
 
-// TestOverlappingSyncRequestsListTwiceAtMost: each sync request must see a
-// push made a moment before it, so one made while a listing runs is not
-// answered by it; but requests made while the next listing waits for that
-// one share it. Five requests 20 ms apart, each listing 300 ms long: two
-// listings, not five.
-func TestOverlappingSyncRequestsListTwiceAtMost(t *testing.T) {
-	s := newServer(t, gitserver.Options{})
-	commit(t, s, "r", manifests)
-	var listings atomic.Int32
-	slow := proxyTo(t, s, func(w http.ResponseWriter, r *http.Request) bool {
-		if strings.HasSuffix(r.URL.Path, "/info/refs") {
-			listings.Add(1)
-			time.Sleep(300 * time.Millisecond)
+// holdFirstListing is a proxy to s whose first ref listing gets its answer
+// from s (the refs as they are then), and passes it on only once release
+// is closed; answered is closed when it has it.
+func holdFirstListing(t *testing.T, s *gitserver.Server) (proxyURL string, listings *atomic.Int32, answered, release chan struct{}) {
+	t.Helper()
+	target, _ := url.Parse(s.BaseURL())
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	listings = new(atomic.Int32)
+	answered, release = make(chan struct{}), make(chan struct{})
+	proxy.ModifyResponse = func(resp *http.Response) error {
+		if !strings.HasSuffix(resp.Request.URL.Path, "/info/refs") || listings.Add(1) != 1 {
+			return nil
 		}
-		return false
-	})
+		body, err := io.ReadAll(resp.Body)
+		resp.Body = io.NopCloser(bytes.NewReader(body))
+		close(answered)
+		<-release
+		return err
+	}
+	front := httptest.NewServer(proxy)
+	t.Cleanup(front.Close)
+	return front.URL, listings, answered, release
+}
+
+// TestOverlappingSyncRequestsShareTheListingAfterTheRunningOne: a sync
+// request must see a push made a moment before it, so requests made while a
+// listing that reached the server before the push still runs are not
+// answered by it; they share one listing after it, rather than each list
+// (5 listings for 5 requests, in a version that moved them on at once).
+func TestOverlappingSyncRequestsShareTheListingAfterTheRunningOne(t *testing.T) {
+	s := newServer(t, gitserver.Options{})
+	before := commit(t, s, "r", manifests)
+	proxyURL, listings, answered, release := holdFirstListing(t, s)
 	c := newCache(t, Options{})
-	src := Source{URL: slow.URL + "/r.git", Branch: "main"}
-	var wg sync.WaitGroup
-	for range 5 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c.Refresh(src, time.Now())
-			if _, err := c.Latest(context.Background(), src); err != nil {
-				t.Error(err)
-			}
-		}()
-		time.Sleep(20 * time.Millisecond)
+	src := Source{URL: proxyURL + "/r.git", Branch: "main", Tenant: "team"}
+	ctx := context.Background()
+	request := func(seen chan<- string) {
+		c.Refresh(src, time.Now())
+		got, err := c.Latest(ctx, src)
+		if err != nil {
+			t.Error(err)
+		}
+		seen <- got
 	}
-	wg.Wait()
-	if n := listings.Load(); n > 2 {
-		t.Errorf("5 overlapping sync requests made %d listings, want at most 2", n)
+	first, later := make(chan string, 1), make(chan string, 4)
+	go request(first)
+	<-answered
+	pushed := commit(t, s, "r", map[string]gitserver.File{"deploy/new.yaml": {Content: "kind: ConfigMap\n"}})
+	for range 4 {
+		go request(later)
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.listingRuns) != 0 {
-		t.Errorf("%d listings still registered after all ended", len(c.listingRuns))
+	// Once all five wait (in whichever listings), the first may answer.
+	for deadline := time.Now().Add(10 * time.Second); listingWaiters(c) < 5; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d requests wait for a listing, want 5", listingWaiters(c))
+		}
+	}
+	close(release)
+	if got := <-first; got != before {
+		t.Errorf("the request made before the push saw %s, want %s", got, before)
+	}
+	for range 4 {
+		if got := <-later; got != pushed {
+			t.Errorf("a request made after the push saw %s, want the pushed %s", got, pushed)
+		}
+	}
+	if n := listings.Load(); n != 2 {
+		t.Errorf("5 requests made %d listings, want 2 (the first, and one after it for the other four)", n)
+	}
+}
+
+// listingWaiters counts the callers waiting for shared listings.
+func listingWaiters(c *Cache) int {
+	c.work.mu.Lock()
+	defer c.work.mu.Unlock()
+	n := 0
+	for key, call := range c.work.calls {
+		if strings.HasPrefix(key, "list/") {
+			n += call.waiters
+		}
+	}
+	return n
+}
+
+// TestAListingThatEndedAsARefreshCameIsNotUsed: a listing that reached the
+// server before a push may still be joined just as it ends (its shared call
+// is forgotten a moment after; an attacker review timed a first version
+// into that gap). Its answer is not used: the URL is listed again.
+func TestAListingThatEndedAsARefreshCameIsNotUsed(t *testing.T) {
+	s := newServer(t, gitserver.Options{})
+	before := commit(t, s, "r", manifests)
+	c := newCache(t, Options{})
+	src := Source{URL: s.BaseURL() + "/r.git", Branch: "main", Tenant: "team"}
+	stale := listing{refs: map[plumbing.ReferenceName]plumbing.Hash{"refs/heads/main": plumbing.NewHash(before)}, at: time.Now()}
+	pushed := commit(t, s, "r", map[string]gitserver.File{"deploy/new.yaml": {Content: "kind: ConfigMap\n"}})
+	c.Refresh(src, time.Now())
+	// The listing's call as sharedWork.run leaves it: answered, about to be
+	// forgotten and told done.
+	ending := &sharedCall{done: make(chan struct{}), val: stale, cancel: func() {}}
+	shareKey := "list/" + src.key() + "/" + src.Tenant
+	c.work.mu.Lock()
+	c.work.calls = map[string]*sharedCall{shareKey: ending}
+	c.work.mu.Unlock()
+	type answer struct {
+		commit string
+		err    error
+	}
+	answered := make(chan answer, 1)
+	go func() {
+		got, err := c.Latest(context.Background(), src)
+		answered <- answer{got, err}
+	}()
+	for joined, deadline := false, time.Now().Add(10*time.Second); !joined; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("Latest did not join the ending listing")
+		}
+		c.work.mu.Lock()
+		if joined = ending.waiters == 1; joined {
+			delete(c.work.calls, shareKey)
+			close(ending.done)
+		}
+		c.work.mu.Unlock()
+	}
+	if got := <-answered; got.err != nil || got.commit != pushed {
+		t.Errorf("after the push: %s, %v; want the pushed %s, not the ended listing's %s", got.commit, got.err, pushed, before)
+	}
+}
+
+// TestAListingOlderThanARefreshIsNotKept: a listing that reached the server
+// before a push and ends after it (a tenant's, whose callers gave up, still
+// parsing its answer) must not be kept, or every tenant's next Latest
+// would answer from before the push for ListingTTL.
+func TestAListingOlderThanARefreshIsNotKept(t *testing.T) {
+	c := newCache(t, Options{})
+	src := Source{URL: "https://git.example.com/r.git", Branch: "main", Tenant: "team"}
+	started := time.Now()
+	c.Refresh(src, started.Add(time.Millisecond))
+	c.keepListing(src.key(), listing{refs: map[plumbing.ReferenceName]plumbing.Hash{}, at: started})
+	if _, kept := c.listings[src.key()]; kept {
+		t.Error("a listing older than the push was kept")
+	}
+	c.keepListing(src.key(), listing{refs: map[plumbing.ReferenceName]plumbing.Hash{}, at: started.Add(2 * time.Millisecond)})
+	if _, kept := c.listings[src.key()]; !kept {
+		t.Error("a listing newer than the push was not kept")
 	}
 }
