@@ -211,6 +211,9 @@ type Cache struct {
 	refreshes map[string]time.Time
 	// refreshesSwept is when refreshes past refreshLife were last dropped.
 	refreshesSwept time.Time
+	// afterLook, for tests, runs in Files after it looked for the commit in
+	// the store and before it fetches or reads.
+	afterLook func(*store)
 }
 
 // refreshLife is how long a refresh is remembered: longer than any listing
@@ -485,6 +488,20 @@ func (c *Cache) Files(ctx context.Context, src Source, commit, path string) (*Tr
 	if err := reachable(src.URL); err != nil {
 		return nil, err
 	}
+	tree, err := c.files(ctx, src, commit, path)
+	if errors.Is(err, errStartedAfresh) {
+		// Another fetch of the URL started the store afresh between this
+		// call's look and its read; the next look fetches the commit again.
+		tree, err = c.files(ctx, src, commit, path)
+	}
+	return tree, err
+}
+
+// errStartedAfresh: the store no longer holds a commit it held a moment
+// before, because a fetch started it afresh (maxPacks, maxShallows).
+var errStartedAfresh = errors.New("the git cache was started afresh while it was read")
+
+func (c *Cache) files(ctx context.Context, src Source, commit, path string) (*Tree, error) {
 	key := src.key()
 	// Held for the whole call, so eviction never takes the store between
 	// the fetch and the read.
@@ -494,6 +511,9 @@ func (c *Cache) Files(ctx context.Context, src Source, commit, path string) (*Tr
 	stored, err := c.has(ctx, held, src, hash)
 	if err != nil {
 		return nil, err
+	}
+	if c.afterLook != nil {
+		c.afterLook(held)
 	}
 	if !stored {
 		// One fetch per tenant: joining another tenant's would wait on that
@@ -521,6 +541,9 @@ func (c *Cache) Files(ctx context.Context, src Source, commit, path string) (*Tr
 		repo, err := c.open(st)
 		if err != nil {
 			return nil, fmt.Errorf("opening the git cache for %s: %w", redact(src.URL), err)
+		}
+		if !hasCommit(repo, hash) {
+			return nil, fmt.Errorf("reading %s: %w", src.describe(), errStartedAfresh)
 		}
 		return readTree(work, repo, hash, path, c.opts.Limits)
 	})

@@ -634,6 +634,44 @@ func TestAStoreStaysSmallHoweverManyPushes(t *testing.T) {
 	}
 }
 
+// TestAStoreStartedAfreshBetweenALookAndARead: another caller's fetch
+// starts the store afresh (past maxPacks) after this caller found its
+// commit there and before it reads it. The read fetches the commit again
+// instead of failing the sync "object not found" (it did, by reading).
+func TestAStoreStartedAfreshBetweenALookAndARead(t *testing.T) {
+	s := newServer(t, gitserver.Options{})
+	pinned := commit(t, s, "app", manifests)
+	c := newCache(t, Options{})
+	ctx := context.Background()
+	pin := Source{URL: s.BaseURL() + "/app.git", Commit: pinned}
+	if _, err := c.Files(ctx, pin, pinned, "deploy"); err != nil {
+		t.Fatal(err)
+	}
+	fetches := s.Requests("app.git").Fetches
+	restarted := false
+	c.afterLook = func(st *store) {
+		if restarted {
+			return
+		}
+		restarted = true
+		// What fetchOnce does to a store past maxPacks, under its lock.
+		if err := st.lock(ctx, pin); err != nil {
+			t.Error(err)
+			return
+		}
+		st.close()
+		_ = os.RemoveAll(st.dir)
+		st.unlock()
+	}
+	tree, err := c.Files(ctx, pin, pinned, "deploy")
+	if err != nil || tree.Commit != pinned || len(tree.Files) == 0 {
+		t.Fatalf("reading a commit whose store was started afresh meanwhile: %v %v", err, paths(tree))
+	}
+	if got := s.Requests("app.git").Fetches - fetches; got != 1 {
+		t.Errorf("%d fetches, want the commit fetched again once", got)
+	}
+}
+
 // TestAnOlderPinnedCommitAfterANewerBranch: a store that holds a branch
 // offers its commits when fetching, and a server then sends nothing for an
 // older commit; pinning (or rolling back to) that commit still works.
