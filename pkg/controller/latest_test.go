@@ -1,15 +1,7 @@
 package controller
 
 import (
-	"bytes"
 	"context"
-	"io"
-	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
-	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -40,35 +32,21 @@ func TestASyncRequestSeesAPushMadeWhileAPollListed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	target, _ := url.Parse(server.BaseURL())
-	proxy := httputil.NewSingleHostReverseProxy(target)
-	var listings atomic.Int32
-	answered, release := make(chan struct{}), make(chan struct{})
-	proxy.ModifyResponse = func(resp *http.Response) error {
-		if !strings.HasSuffix(resp.Request.URL.Path, "/info/refs") || listings.Add(1) != 1 {
-			return nil
-		}
-		body, err := io.ReadAll(resp.Body) // the refs as they were before the push
-		resp.Body = io.NopCloser(bytes.NewReader(body))
-		close(answered)
-		<-release
-		return err
-	}
-	front := httptest.NewServer(proxy)
-	t.Cleanup(front.Close)
+	held := server.HoldFirstListing()
+	t.Cleanup(held.Close)
 
 	cache, err := git.NewCache(git.Options{Dir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	r := &Reconciler{Git: cache}
-	src := git.Source{URL: front.URL + "/app.git", Branch: "main", Tenant: "team"}
+	src := git.Source{URL: held.URL + "/app.git", Branch: "main", Tenant: "team"}
 	polled := make(chan string, 1)
 	go func() {
 		commit, _ := r.latest(ctx, nil, nil, src)
 		polled <- commit
 	}()
-	<-answered
+	<-held.Answered()
 	files["deploy/new.yaml"] = gitserver.File{Content: "kind: Secret\n"}
 	pushed, err := server.Commit(ctx, "app", "main", files)
 	if err != nil {
@@ -83,7 +61,7 @@ func TestASyncRequestSeesAPushMadeWhileAPollListed(t *testing.T) {
 		requested <- commit
 	}()
 	time.Sleep(200 * time.Millisecond) // the request reaches the cache while the poll's listing is held
-	close(release)
+	held.Release()
 	if got := <-polled; got != before {
 		t.Errorf("the poll that listed before the push saw %s, want %s", got, before)
 	}

@@ -546,11 +546,11 @@ func (r *Reconciler) latest(ctx context.Context, pending *v1alpha1.SyncRequestRe
 	switch {
 	case pending != nil:
 		// A request must see a push made a moment before it (or before an
-		// equal request joined it): a listing that reached the server
-		// before now will not do.
-		r.Git.Refresh(src, time.Now())
+		// equal request joined it): a listing that started before now
+		// will not do.
+		src.Since = time.Now()
 	case push != nil:
-		r.Git.Refresh(src, push.ReceivedAt.Time)
+		src.Since = push.ReceivedAt.Time
 	}
 	commit, err := r.Git.Latest(ctx, src)
 	if err != nil {

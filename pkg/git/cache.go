@@ -150,6 +150,10 @@ type Source struct {
 	// and a tenant holds at most one turn to read a large ref list. Sources
 	// without one share the slots of the tenant "".
 	Tenant string
+	// Since, if set, is a moment Latest must see every push made before:
+	// a push's arrival, or when a sync request was taken up. Zero for a
+	// poll, which takes any answer within ListingTTL.
+	Since time.Time
 }
 
 func (s Source) key() string {
@@ -206,21 +210,23 @@ type Cache struct {
 	keptBytes, keptBytesLimit int
 	swept                     time.Time // when listings past ListingTTL were last dropped
 	// refreshes holds, per URL key, when its latest push came or sync
-	// request was taken up (Refresh): a listing that reached the server
-	// before that is neither used nor kept.
+	// request was taken up (refresh): a listing that started before that
+	// is not kept.
 	refreshes map[string]time.Time
 	// refreshesSwept is when refreshes past refreshLife were last dropped.
 	refreshesSwept time.Time
-	// afterLook, for tests, runs in Files after it looked for the commit in
+	// testHookAfterLook, for tests, runs in Files after it looked for the commit in
 	// the store and before it fetches or reads.
-	afterLook func(*store)
+	testHookAfterLook func(*store)
 }
 
-// refreshLife is how long a refresh is remembered: longer than any listing
-// can run (a caller waits at most its sync's timeout, validation.MaxTimeout),
-// so no listing that started before a forgotten refresh is still running to
-// be used or kept. Forgetting keeps the map to the URLs pushed to lately,
-// not every URL ever pushed to.
+// refreshLife is how long a refresh is remembered: longer than a listing
+// runs (each caller waits at most its sync's timeout, validation.MaxTimeout,
+// and the low-speed check stops a stalled server), so a listing that started
+// before a forgotten refresh is not still running to be kept. A server
+// trickling its list to a stream of joining callers could outlast it, and
+// then only its own URL's listing is kept older than a push. Forgetting
+// keeps the map to the URLs pushed to lately, not every URL ever pushed to.
 const refreshLife = 2 * validation.MaxTimeout
 
 // maxKeptListingBytes bounds the heap of all listings kept for ListingTTL:
@@ -301,14 +307,18 @@ func NewCache(opts Options) (*Cache, error) {
 
 // Latest returns the commit the source's ref points at now. It costs one ref
 // listing, whose answer serves every source on the same URL and credentials
-// within ListingTTL, and no fetch. A pinned commit is returned without
-// asking the remote at all.
+// within ListingTTL, and no fetch; with src.Since, a listing that started
+// later (refresh). A pinned commit is returned without asking the remote
+// at all.
 func (c *Cache) Latest(ctx context.Context, src Source) (string, error) {
 	if err := reachable(src.URL); err != nil {
 		return "", err
 	}
 	if src.Commit != "" {
 		return src.Commit, nil
+	}
+	if !src.Since.IsZero() {
+		c.refresh(src, src.Since)
 	}
 	refs, err := c.listRefs(ctx, src)
 	if err != nil {
@@ -331,13 +341,11 @@ func (c *Cache) Latest(ctx context.Context, src Source) (string, error) {
 	return "", newError(ReasonRefNotFound, nil, "%s %q not found in %s", kind, name.Short(), redact(src.URL))
 }
 
-// Refresh makes the next Latest of src's URL see every push made until
-// since (a push's arrival, the moment a sync request is taken up): a cached
-// listing that started earlier is dropped, and a listing still running
-// that reached the server earlier is not used or kept (see listRefs).
-// GitRepositories told of one push share one new listing; requests made
-// while an older listing runs share one after it.
-func (c *Cache) Refresh(src Source, since time.Time) {
+// refresh makes every Latest of src's URL and credentials see every push
+// made until since (Latest does it for a source with Since): a cached
+// listing that started earlier is dropped, and one running that started
+// earlier will not be kept when it ends. It is remembered for refreshLife.
+func (c *Cache) refresh(src Source, since time.Time) {
 	key := src.key()
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -357,29 +365,32 @@ func (c *Cache) Refresh(src Source, since time.Time) {
 	}
 }
 
-// listRefs answers from the cached listing or a shared one, never from one
-// that reached the server before the URL's latest Refresh: a listing
-// running when a push or request came is joined, and then listed after
-// once more by everyone who needs the push, together. (Moving joiners on
-// at once to a listing of their own made each overlapping sync request
-// list the URL; and a listing that ended just as a Refresh came could
-// still be joined, so its answer is what is checked.)
+// listRefs answers from the cached listing or a shared one; for a source
+// with Since, from one that started after it. A listing running when a push
+// or request came is joined, and once it ends everyone who needs the push
+// lists once more, together. (Moving them on at once to a listing of their
+// own made each overlapping sync request list the URL; and a listing that
+// ended just as a refresh came could still be joined, so its answer is what
+// is checked.) Only the caller's own Since counts: another tenant's
+// requests on the URL do not make a poll list twice.
 func (c *Cache) listRefs(ctx context.Context, src Source) (map[plumbing.ReferenceName]plumbing.Hash, error) {
 	key := src.key()
-	for attempt := 0; ; attempt++ {
-		c.mu.Lock()
-		cached, ok := c.listings[key]
-		since := c.refreshes[key]
-		c.mu.Unlock()
-		if ok && time.Since(cached.at) < c.opts.ListingTTL { // never older than since (Refresh, keepListing)
-			return cached.refs, nil
-		}
-		l, err := c.sharedListing(ctx, src, key)
-		// A second listing began after the first had ended, so after since.
-		if err != nil || !l.at.Before(since) || attempt > 0 {
-			return l.refs, err
-		}
+	c.mu.Lock()
+	cached, ok := c.listings[key]
+	c.mu.Unlock()
+	// A cached listing is never older than the latest refresh (which
+	// dropped it, and keepListing refuses one).
+	if ok && time.Since(cached.at) < c.opts.ListingTTL {
+		return cached.refs, nil
 	}
+	l, err := c.sharedListing(ctx, src, key)
+	if err != nil || !l.at.Before(src.Since) {
+		return l.refs, err
+	}
+	// The listing joined started before src.Since. It has ended and left
+	// the shared calls, so the one joined now starts later.
+	l, err = c.sharedListing(ctx, src, key)
+	return l.refs, err
 }
 
 // sharedListing lists key's refs, or joins the tenant's listing of it
@@ -440,7 +451,7 @@ func (c *Cache) sharedListing(ctx context.Context, src Source, key string) (list
 }
 
 // keepListing caches l as key's listing unless it is past ListingTTL
-// already, it started before the key's latest Refresh, or a listing started later is
+// already, it started before the key's latest refresh, or a listing started later is
 // cached already (tenants list apart, so listings of one key may end out of
 // order), or keeping it would take the listings kept past keptBytesLimit.
 // At most once a ListingTTL, or when l would not fit, it drops the listings
@@ -480,8 +491,10 @@ func (c *Cache) dropListing(key string) {
 }
 
 // Files returns the files under path of commit (as Latest returned it),
-// fetching the commit first unless the store has it. Any number of callers on
-// one URL and commit share one fetch. The Tree may be shared with other
+// fetching the commit first unless the store has it. A tenant's callers on
+// one URL and commit share one fetch. If another fetch started the store
+// afresh between the look and the read, it looks, fetches and reads once
+// more. The Tree may be shared with other
 // callers and must not be modified. If a branch moved on between Latest and
 // the fetch, the tree is the newer commit's and Tree.Commit says so.
 func (c *Cache) Files(ctx context.Context, src Source, commit, path string) (*Tree, error) {
@@ -489,17 +502,19 @@ func (c *Cache) Files(ctx context.Context, src Source, commit, path string) (*Tr
 		return nil, err
 	}
 	tree, err := c.files(ctx, src, commit, path)
-	if errors.Is(err, errStartedAfresh) {
+	if errors.Is(err, errCommitLeftStore) {
 		// Another fetch of the URL started the store afresh between this
 		// call's look and its read; the next look fetches the commit again.
+		// (A third fetch queued for the store may do it again before the
+		// read: then the sync fails, naming it, and the next one fetches.)
 		tree, err = c.files(ctx, src, commit, path)
 	}
 	return tree, err
 }
 
-// errStartedAfresh: the store no longer holds a commit it held a moment
-// before, because a fetch started it afresh (maxPacks, maxShallows).
-var errStartedAfresh = errors.New("the git cache was started afresh while it was read")
+// errCommitLeftStore: the store no longer holds a commit it held a moment
+// before; another fetch started it afresh (maxPacks, maxShallows).
+var errCommitLeftStore = errors.New("the commit left the git cache before it was read (another fetch of the URL started the cache afresh); the next sync fetches it again")
 
 func (c *Cache) files(ctx context.Context, src Source, commit, path string) (*Tree, error) {
 	key := src.key()
@@ -512,8 +527,8 @@ func (c *Cache) files(ctx context.Context, src Source, commit, path string) (*Tr
 	if err != nil {
 		return nil, err
 	}
-	if c.afterLook != nil {
-		c.afterLook(held)
+	if c.testHookAfterLook != nil {
+		c.testHookAfterLook(held)
 	}
 	if !stored {
 		// One fetch per tenant: joining another tenant's would wait on that
@@ -543,7 +558,7 @@ func (c *Cache) files(ctx context.Context, src Source, commit, path string) (*Tr
 			return nil, fmt.Errorf("opening the git cache for %s: %w", redact(src.URL), err)
 		}
 		if !hasCommit(repo, hash) {
-			return nil, fmt.Errorf("reading %s: %w", src.describe(), errStartedAfresh)
+			return nil, fmt.Errorf("reading %s: %w", src.describe(), errCommitLeftStore)
 		}
 		return readTree(work, repo, hash, path, c.opts.Limits)
 	})

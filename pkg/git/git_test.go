@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/falsesystems/alumiini/test/gitserver"
@@ -567,8 +568,9 @@ func TestAPushRefreshesTheListingOnceForEveryoneOnTheURL(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c.Refresh(src, receivedAt)
-			latest, err := c.Latest(ctx, src)
+			told := src
+			told.Since = receivedAt
+			latest, err := c.Latest(ctx, told)
 			if err != nil {
 				t.Error(err)
 			}
@@ -586,8 +588,9 @@ func TestAPushRefreshesTheListingOnceForEveryoneOnTheURL(t *testing.T) {
 		t.Errorf("20 GitRepositories told of one push listed %d times, want 1", got)
 	}
 	// Telling them of the same push again costs nothing more.
-	c.Refresh(src, receivedAt)
-	if _, err := c.Latest(ctx, src); err != nil || s.Requests("app.git").RefListings-before != 1 {
+	told := src
+	told.Since = receivedAt
+	if _, err := c.Latest(ctx, told); err != nil || s.Requests("app.git").RefListings-before != 1 {
 		t.Errorf("a repeated refresh for one push listed again: %v", err)
 	}
 }
@@ -635,26 +638,28 @@ func TestAStoreStaysSmallHoweverManyPushes(t *testing.T) {
 }
 
 // TestAStoreStartedAfreshBetweenALookAndARead: another caller's fetch
-// starts the store afresh (past maxPacks) after this caller found its
-// commit there and before it reads it. The read fetches the commit again
-// instead of failing the sync "object not found" (it did, by reading).
+// starts the store afresh (past maxPacks) and brings a newer commit, after
+// this caller found its pinned commit there and before it reads it. The
+// read fetches the pinned commit again instead of failing the sync "object
+// not found" (it did, by reading).
 func TestAStoreStartedAfreshBetweenALookAndARead(t *testing.T) {
 	s := newServer(t, gitserver.Options{})
 	pinned := commit(t, s, "app", manifests)
+	newer := commit(t, s, "app", map[string]gitserver.File{"deploy/new.yaml": {Content: "kind: ConfigMap\n"}})
 	c := newCache(t, Options{})
 	ctx := context.Background()
 	pin := Source{URL: s.BaseURL() + "/app.git", Commit: pinned}
 	if _, err := c.Files(ctx, pin, pinned, "deploy"); err != nil {
 		t.Fatal(err)
 	}
-	fetches := s.Requests("app.git").Fetches
 	restarted := false
-	c.afterLook = func(st *store) {
+	c.testHookAfterLook = func(st *store) {
 		if restarted {
 			return
 		}
 		restarted = true
-		// What fetchOnce does to a store past maxPacks, under its lock.
+		// What another caller's fetch does to a store past maxPacks: it
+		// removes it under its lock, and fetches what it wants.
 		if err := st.lock(ctx, pin); err != nil {
 			t.Error(err)
 			return
@@ -662,13 +667,17 @@ func TestAStoreStartedAfreshBetweenALookAndARead(t *testing.T) {
 		st.close()
 		_ = os.RemoveAll(st.dir)
 		st.unlock()
+		if _, err := c.fetch(ctx, Source{URL: pin.URL, Branch: "main"}, st, plumbing.NewHash(newer)); err != nil {
+			t.Error(err)
+		}
 	}
+	fetches := s.Requests("app.git").Fetches
 	tree, err := c.Files(ctx, pin, pinned, "deploy")
 	if err != nil || tree.Commit != pinned || len(tree.Files) == 0 {
 		t.Fatalf("reading a commit whose store was started afresh meanwhile: %v %v", err, paths(tree))
 	}
-	if got := s.Requests("app.git").Fetches - fetches; got != 1 {
-		t.Errorf("%d fetches, want the commit fetched again once", got)
+	if got := s.Requests("app.git").Fetches - fetches; got != 2 {
+		t.Errorf("%d fetches, want 2: the other caller's, and this one's commit again", got)
 	}
 }
 

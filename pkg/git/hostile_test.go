@@ -1,7 +1,6 @@
 package git
 
 import (
-	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -511,13 +510,13 @@ func TestRefreshesAreForgotten(t *testing.T) {
 	c := newCache(t, Options{})
 	long := time.Now().Add(-refreshLife - time.Minute)
 	for i := range 1000 {
-		c.Refresh(Source{URL: fmt.Sprintf("https://git.example.com/r%d.git", i)}, long)
+		c.refresh(Source{URL: fmt.Sprintf("https://git.example.com/r%d.git", i)}, long)
 	}
 	other := Source{URL: "https://git.example.com/other.git"}
 	c.mu.Lock()
 	c.refreshesSwept = time.Time{} // a minute has passed
 	c.mu.Unlock()
-	c.Refresh(other, time.Now())
+	c.refresh(other, time.Now())
 	if _, kept := c.refreshes[other.key()]; len(c.refreshes) != 1 || !kept {
 		t.Errorf("%d refreshes remembered after 1,000 pushes past refreshLife and one now, want only the one now", len(c.refreshes))
 	}
@@ -798,28 +797,12 @@ func TestFormatBytes(t *testing.T) {
 	}
 }
 
-// holdFirstListing is a proxy to s whose first ref listing gets its answer
-// from s (the refs as they are then), and passes it on only once release
-// is closed; answered is closed when it has it.
-func holdFirstListing(t *testing.T, s *gitserver.Server) (proxyURL string, listings *atomic.Int32, answered, release chan struct{}) {
+// holdFirstListing is s behind a gitserver.ListingHolder, closed with the test.
+func holdFirstListing(t *testing.T, s *gitserver.Server) *gitserver.ListingHolder {
 	t.Helper()
-	target, _ := url.Parse(s.BaseURL())
-	proxy := httputil.NewSingleHostReverseProxy(target)
-	listings = new(atomic.Int32)
-	answered, release = make(chan struct{}), make(chan struct{})
-	proxy.ModifyResponse = func(resp *http.Response) error {
-		if !strings.HasSuffix(resp.Request.URL.Path, "/info/refs") || listings.Add(1) != 1 {
-			return nil
-		}
-		body, err := io.ReadAll(resp.Body)
-		resp.Body = io.NopCloser(bytes.NewReader(body))
-		close(answered)
-		<-release
-		return err
-	}
-	front := httptest.NewServer(proxy)
-	t.Cleanup(front.Close)
-	return front.URL, listings, answered, release
+	h := s.HoldFirstListing()
+	t.Cleanup(h.Close)
+	return h
 }
 
 // TestOverlappingSyncRequestsShareTheListingAfterTheRunningOne: a sync
@@ -830,13 +813,14 @@ func holdFirstListing(t *testing.T, s *gitserver.Server) (proxyURL string, listi
 func TestOverlappingSyncRequestsShareTheListingAfterTheRunningOne(t *testing.T) {
 	s := newServer(t, gitserver.Options{})
 	before := commit(t, s, "r", manifests)
-	proxyURL, listings, answered, release := holdFirstListing(t, s)
+	held := holdFirstListing(t, s)
 	c := newCache(t, Options{})
-	src := Source{URL: proxyURL + "/r.git", Branch: "main", Tenant: "team"}
+	src := Source{URL: held.URL + "/r.git", Branch: "main", Tenant: "team"}
 	ctx := context.Background()
 	request := func(seen chan<- string) {
-		c.Refresh(src, time.Now())
-		got, err := c.Latest(ctx, src)
+		asked := src
+		asked.Since = time.Now()
+		got, err := c.Latest(ctx, asked)
 		if err != nil {
 			t.Error(err)
 		}
@@ -844,18 +828,18 @@ func TestOverlappingSyncRequestsShareTheListingAfterTheRunningOne(t *testing.T) 
 	}
 	first, later := make(chan string, 1), make(chan string, 4)
 	go request(first)
-	<-answered
+	<-held.Answered()
 	pushed := commit(t, s, "r", map[string]gitserver.File{"deploy/new.yaml": {Content: "kind: ConfigMap\n"}})
 	for range 4 {
 		go request(later)
 	}
-	// Once all five wait (in whichever listings), the first may answer.
+	// Once all five wait for the first listing, it may answer.
 	for deadline := time.Now().Add(10 * time.Second); listingWaiters(c) < 5; time.Sleep(5 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("%d requests wait for a listing, want 5", listingWaiters(c))
 		}
 	}
-	close(release)
+	held.Release()
 	if got := <-first; got != before {
 		t.Errorf("the request made before the push saw %s, want %s", got, before)
 	}
@@ -864,7 +848,7 @@ func TestOverlappingSyncRequestsShareTheListingAfterTheRunningOne(t *testing.T) 
 			t.Errorf("a request made after the push saw %s, want the pushed %s", got, pushed)
 		}
 	}
-	if n := listings.Load(); n != 2 {
+	if n := held.Listings.Load(); n != 2 {
 		t.Errorf("5 requests made %d listings, want 2 (the first, and one after it for the other four)", n)
 	}
 }
@@ -893,7 +877,7 @@ func TestAListingThatEndedAsARefreshCameIsNotUsed(t *testing.T) {
 	src := Source{URL: s.BaseURL() + "/r.git", Branch: "main", Tenant: "team"}
 	stale := listing{refs: map[plumbing.ReferenceName]plumbing.Hash{"refs/heads/main": plumbing.NewHash(before)}, at: time.Now()}
 	pushed := commit(t, s, "r", map[string]gitserver.File{"deploy/new.yaml": {Content: "kind: ConfigMap\n"}})
-	c.Refresh(src, time.Now())
+	src.Since = time.Now()
 	// The listing's call as sharedWork.run leaves it: answered, about to be
 	// forgotten and told done.
 	ending := &sharedCall{done: make(chan struct{}), val: stale, cancel: func() {}}
@@ -926,21 +910,61 @@ func TestAListingThatEndedAsARefreshCameIsNotUsed(t *testing.T) {
 	}
 }
 
-// TestAListingOlderThanARefreshIsNotKept: a listing that reached the server
-// before a push and ends after it (a tenant's, whose callers gave up, still
-// parsing its answer) must not be kept, or every tenant's next Latest
-// would answer from before the push for ListingTTL.
-func TestAListingOlderThanARefreshIsNotKept(t *testing.T) {
+// TestKeepListingRefusesOneOlderThanARefresh: a listing that started
+// before a push and ends after it (a tenant's, whose callers gave up,
+// still parsing its answer) must not be kept, or every tenant's next
+// Latest would answer from before the push for ListingTTL.
+func TestKeepListingRefusesOneOlderThanARefresh(t *testing.T) {
 	c := newCache(t, Options{})
 	src := Source{URL: "https://git.example.com/r.git", Branch: "main", Tenant: "team"}
 	started := time.Now()
-	c.Refresh(src, started.Add(time.Millisecond))
-	c.keepListing(src.key(), listing{refs: map[plumbing.ReferenceName]plumbing.Hash{}, at: started})
-	if _, kept := c.listings[src.key()]; kept {
+	c.refresh(src, started.Add(time.Millisecond))
+	kept := func(at time.Time) bool {
+		c.keepListing(src.key(), listing{refs: map[plumbing.ReferenceName]plumbing.Hash{}, at: at})
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		_, ok := c.listings[src.key()]
+		return ok
+	}
+	if kept(started) {
 		t.Error("a listing older than the push was kept")
 	}
-	c.keepListing(src.key(), listing{refs: map[plumbing.ReferenceName]plumbing.Hash{}, at: started.Add(2 * time.Millisecond)})
-	if _, kept := c.listings[src.key()]; !kept {
+	if !kept(started.Add(2 * time.Millisecond)) {
 		t.Error("a listing newer than the push was not kept")
+	}
+}
+
+// TestAnotherTenantsRequestsDoNotMakeAPollListTwice: a poll needs no push,
+// so a sync request of another namespace on the same URL, made while the
+// poll's listing runs, does not make the poll list again (it did, for a
+// version that checked answers against the URL's latest request).
+func TestAnotherTenantsRequestsDoNotMakeAPollListTwice(t *testing.T) {
+	s := newServer(t, gitserver.Options{})
+	commit(t, s, "r", manifests)
+	held := holdFirstListing(t, s)
+	c := newCache(t, Options{})
+	victim := Source{URL: held.URL + "/r.git", Branch: "main", Tenant: "victim"}
+	polled := make(chan error, 2)
+	poll := func() {
+		_, err := c.Latest(context.Background(), victim)
+		polled <- err
+	}
+	go poll()
+	<-held.Answered()
+	c.refresh(Source{URL: victim.URL, Tenant: "other"}, time.Now()) // the other namespace's request
+	go poll()
+	for deadline := time.Now().Add(10 * time.Second); listingWaiters(c) < 2; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d polls wait for the listing, want 2", listingWaiters(c))
+		}
+	}
+	held.Release()
+	for range 2 {
+		if err := <-polled; err != nil {
+			t.Error(err)
+		}
+	}
+	if n := held.Listings.Load(); n != 1 {
+		t.Errorf("two polls of one namespace made %d listings after another's request, want 1", n)
 	}
 }

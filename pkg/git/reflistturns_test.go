@@ -212,7 +212,7 @@ func TestAListWaitingForATurnSaysWhy(t *testing.T) {
 		if got, err := c.Latest(ctx, src); err != nil || got != large {
 			t.Errorf("a large list over %s, a turn free: %s, %v; want %s", name, got, err, large)
 		}
-		c.Refresh(src, time.Now())
+		c.refresh(src, time.Now())
 	}
 }
 
@@ -352,7 +352,7 @@ func TestKeptListingsAreBounded(t *testing.T) {
 	if listings, refs := kept(); listings != 1 || refs != 1 {
 		t.Errorf("after listing main and about 1,000 pull request refs: %d listings with %d refs kept, want main alone", listings, refs)
 	}
-	c.Refresh(Source{URL: pulls.URL + "/r.git"}, time.Now())
+	c.refresh(Source{URL: pulls.URL + "/r.git"}, time.Now())
 	if listings, refs := kept(); listings != 0 || refs != 0 {
 		t.Errorf("after a push's Refresh: %d listings with %d refs kept, want none", listings, refs)
 	}
