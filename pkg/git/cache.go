@@ -215,8 +215,8 @@ type Cache struct {
 	refreshes map[string]time.Time
 	// refreshesSwept is when refreshes past refreshLife were last dropped.
 	refreshesSwept time.Time
-	// testHookAfterLook, for tests, runs in Files after it looked for the commit in
-	// the store and before it fetches or reads.
+	// testHookAfterLook, for tests, runs in Files after it looked for the
+	// commit in the store and before it fetches or reads.
 	testHookAfterLook func(*store)
 }
 
@@ -451,9 +451,10 @@ func (c *Cache) sharedListing(ctx context.Context, src Source, key string) (list
 }
 
 // keepListing caches l as key's listing unless it is past ListingTTL
-// already, it started before the key's latest refresh, or a listing started later is
-// cached already (tenants list apart, so listings of one key may end out of
-// order), or keeping it would take the listings kept past keptBytesLimit.
+// already, it started before the key's latest refresh, a listing started
+// later is cached already (tenants list apart, so listings of one key may
+// end out of order), or keeping it would take the listings kept past
+// keptBytesLimit.
 // At most once a ListingTTL, or when l would not fit, it drops the listings
 // past ListingTTL: nothing reads them.
 func (c *Cache) keepListing(key string, l listing) {
@@ -494,9 +495,9 @@ func (c *Cache) dropListing(key string) {
 // fetching the commit first unless the store has it. A tenant's callers on
 // one URL and commit share one fetch. If another fetch started the store
 // afresh between the look and the read, it looks, fetches and reads once
-// more. The Tree may be shared with other
-// callers and must not be modified. If a branch moved on between Latest and
-// the fetch, the tree is the newer commit's and Tree.Commit says so.
+// more. The Tree may be shared with other callers and must not be modified.
+// If a branch moved on between Latest and the fetch, the tree is the newer
+// commit's and Tree.Commit says so.
 func (c *Cache) Files(ctx context.Context, src Source, commit, path string) (*Tree, error) {
 	if err := reachable(src.URL); err != nil {
 		return nil, err
