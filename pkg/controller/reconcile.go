@@ -125,7 +125,7 @@ func (r *Reconciler) Sync(ctx context.Context, key string) time.Duration {
 	if err != nil {
 		return time.Hour
 	}
-	ctx = klog.NewContext(ctx, klog.FromContext(ctx).WithValues(logKeyRepository, klog.KRef(namespace, name)))
+	ctx = klog.NewContext(ctx, repoLogger(ctx, key))
 	repo, err := r.Lister.GitRepositories(namespace).Get(name)
 	if apierrors.IsNotFound(err) {
 		return time.Hour // deleted; the controller stops this worker
