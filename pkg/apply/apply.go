@@ -96,6 +96,9 @@ type Change struct {
 	Action Action
 	// Manager is who else wrote the object last, from managedFields.
 	Manager string
+	// FieldsTaken: the object holds git's values, but another manager took
+	// fields alumiini applies; writing takes them back.
+	FieldsTaken bool
 	// Written is false when Options.Write held the change back.
 	Written bool
 }
@@ -225,6 +228,9 @@ type planned struct {
 	live     *unstructured.Unstructured
 	action   Action
 	recreate bool
+	// fieldsTaken: the values are git's, but alumiini's field manager no
+	// longer owns all it applies (takesFieldsBack).
+	fieldsTaken bool
 	// held back by Options.Write
 	skip bool
 }
@@ -405,10 +411,12 @@ func (a *Applier) planOne(ctx context.Context, p *planned, pl planner) error {
 	switch {
 	case p.live == nil:
 		p.action = Created
-	case sameObject(p.live, dry):
-		p.action = Unchanged
-	default:
+	case !sameObject(p.live, dry):
 		p.action = Configured
+	case takesFieldsBack(p.live, dry, ignoredPointers(p.obj.Unstructured, pl.ignore)):
+		p.action, p.fieldsTaken = Configured, true
+	default:
+		p.action = Unchanged
 	}
 	return nil
 }
@@ -529,7 +537,7 @@ func (a *Applier) write(ctx context.Context, ps []*planned, result *Result, opts
 			a.observe(opts, p, p.live)
 			continue
 		}
-		change := Change{Entry: p.entry(), Action: p.action, Written: true}
+		change := Change{Entry: p.entry(), Action: p.action, FieldsTaken: p.fieldsTaken, Written: true}
 		if p.live != nil {
 			change.Manager = lastForeignManager(p.live)
 		}

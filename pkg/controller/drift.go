@@ -78,8 +78,11 @@ type driftedObject struct {
 	// correcting: this sync writes git's version over the drift; byGit:
 	// because git changed the object, not to correct it.
 	correcting, byGit bool
-	correctedAt       time.Time
-	message           string
+	// quiet: in Detect mode, only field ownership differs; compared with git
+	// at each change, never reported (compareAtEachChange).
+	quiet       bool
+	correctedAt time.Time
+	message     string
 }
 
 // drifting: it differs from git now and was left so.
@@ -316,14 +319,16 @@ func (b *driftBook) status(key string) *v1alpha1.DriftStatus {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	d := b.repo(key)
-	if len(d.drifted) == 0 && d.lastDetected.IsZero() {
+	objects := make([]*driftedObject, 0, len(d.drifted))
+	for _, o := range d.drifted {
+		if !o.quiet {
+			objects = append(objects, o)
+		}
+	}
+	if len(objects) == 0 && d.lastDetected.IsZero() {
 		return nil
 	}
 	s := &v1alpha1.DriftStatus{LastDetected: timeOrNil(d.lastDetected), LastCorrected: timeOrNil(d.lastCorrected)}
-	objects := make([]*driftedObject, 0, len(d.drifted))
-	for _, o := range d.drifted {
-		objects = append(objects, o)
-	}
 	rank := func(o *driftedObject) int {
 		switch {
 		case o.drifting():
@@ -370,6 +375,9 @@ func (b *driftBook) events(key string, since time.Time) map[string][]string {
 	defer b.mu.Unlock()
 	lines := map[string][]string{}
 	for _, o := range b.repo(key).drifted {
+		if o.quiet {
+			continue
+		}
 		var reason string
 		switch {
 		case o.state == v1alpha1.DriftStateHeld && !o.examinedAt.Before(since):

@@ -3,6 +3,7 @@ package controller
 import (
 	"fmt"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -248,5 +249,58 @@ func TestADriftLeftAloneIsNotComparedAtEveryEvent(t *testing.T) {
 	event(20, now.Add(recheckDrifted))
 	if compared != 2 {
 		t.Errorf("after %s, %d comparisons, want a second one", recheckDrifted, compared)
+	}
+}
+
+// TestFieldsTakenWithGitsValues: an object holding git's values whose fields
+// another manager took is corrected and reported as such in Correct mode
+// (writing takes the fields back, so their next change is seen). Detect
+// writes nothing and reports nothing, so putting a value back by hand clears
+// the report; the object is then compared at each change until it differs.
+func TestFieldsTakenWithGitsValues(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	inventory := []apply.Entry{settingsEntry}
+	taken := apply.Change{Entry: settingsEntry, Action: apply.Configured, Manager: "hand-edit", FieldsTaken: true}
+	edited := apply.Change{Entry: settingsEntry, Action: apply.Configured, Manager: "hand-edit"}
+
+	book := newDriftBook(nil, nil)
+	if len(syncWith(driftOnly(book, v1alpha1.DriftCorrect, 0, now), inventory, taken)) != 1 {
+		t.Fatal("Correct did not take the fields back")
+	}
+	if o := book.status("ns/r").Objects[0]; o.State != v1alpha1.DriftStateCorrected || !strings.Contains(o.Message, "field ownership only") {
+		t.Errorf("Correct's record of taking fields back: %+v", o)
+	}
+
+	book = newDriftBook(nil, nil)
+	syncWith(driftOnly(book, v1alpha1.DriftDetect, 0, now), inventory, edited)
+	if st := book.status("ns/r"); st == nil || st.Drifted != 1 {
+		t.Fatalf("Detect did not report the edit: %+v", st)
+	}
+	if len(syncWith(driftOnly(book, v1alpha1.DriftDetect, 0, now.Add(time.Second)), inventory, taken)) != 0 {
+		t.Fatal("Detect wrote")
+	}
+	if st := book.status("ns/r"); st.Drifted != 0 || len(st.Objects) != 0 {
+		t.Errorf("the value put back by hand is still reported: %+v", st)
+	}
+	if events := book.events("ns/r", now.Add(time.Second)); len(events) != 0 {
+		t.Errorf("events for fields taken in Detect: %v", events)
+	}
+	d := book.repo("ns/r")
+	id := keyOfEntry(settingsEntry, "ns")
+	seen := drift.Observed{Exists: true, ResourceVersion: "2", Fingerprint: d.baseline[id]}
+	if !d.suspicious(id, seen, now.Add(10*time.Second)) {
+		t.Error("an object whose fields another manager holds is not compared when it changes")
+	}
+	later := now.Add(10 * time.Second)
+	syncWith(driftOnly(book, v1alpha1.DriftDetect, 0, later), inventory, edited)
+	if st := book.status("ns/r"); st.Drifted != 1 || !st.Objects[0].Since.Time.Equal(later) {
+		t.Errorf("the later edit is not reported from when it was seen: %+v", st)
+	}
+
+	// A book holding only such a quiet record says nothing in status.
+	book = newDriftBook(nil, nil)
+	syncWith(driftOnly(book, v1alpha1.DriftDetect, 0, now), inventory, taken)
+	if st := book.status("ns/r"); st != nil {
+		t.Errorf("status.drift for fields taken alone: %+v", st)
 	}
 }

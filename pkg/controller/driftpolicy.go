@@ -62,24 +62,51 @@ func (s *driftSync) decide(c apply.Change) bool {
 		}
 		return true
 	}
-	if o == nil || !o.drifting() {
+	if c.FieldsTaken && s.mode == v1alpha1.DriftDetect {
+		s.compareAtEachChange(d, id, c)
+		return false
+	}
+	if o == nil || !o.drifting() || o.quiet {
 		o = &driftedObject{entry: c.Entry, since: s.now, examinedAt: s.now}
 		d.drifted[id] = o
 		d.lastDetected = s.now
 		driftDetected.Inc()
 	}
 	o.manager, o.deleted = c.Manager, c.Action == apply.Created
-	if s.holdBack(d, id, o) {
-		return false
+	write := !s.holdBack(d, id, o)
+	if write {
+		o.correcting = true
+		o.message = "differed from git; git's version was re-applied"
+		if f := d.fights[id]; f != nil && s.inFight(f) {
+			o.message = fmt.Sprintf("differed from git again (correction %d in a row; last written by %s); git's version was re-applied",
+				f.count+1, managerName(o.manager))
+		}
 	}
-	o.correcting = true
-	o.message = "differed from git; git's version was re-applied"
-	if f := d.fights[id]; f != nil && s.inFight(f) {
-		o.message = fmt.Sprintf("differed from git again (correction %d in a row; last written by %s); git's version was re-applied",
-			f.count+1, managerName(o.manager))
+	if c.FieldsTaken {
+		o.message += fieldsTakenNote
 	}
-	return true
+	return write
 }
+
+// compareAtEachChange keeps, in Detect mode, an object that holds git's
+// values but whose fields another field manager took. Detect writes
+// nothing, and nothing differs to report (an operator who put a value back
+// by hand sees the report clear), but that manager's next change to those
+// fields moves no ownership, so the object is compared with git whenever it
+// changes instead (recheckDrifted), quietly, until it is seen to differ.
+func (s *driftSync) compareAtEachChange(d *repoDrift, id manifest.ID, c apply.Change) {
+	o := d.drifted[id]
+	if o == nil || !o.drifting() {
+		o = &driftedObject{entry: c.Entry, since: s.now, examinedAt: s.now}
+		d.drifted[id] = o
+	}
+	o.state, o.due, o.quiet, o.manager = v1alpha1.DriftStateDetected, time.Time{}, true, c.Manager
+	o.message = "holds git's values" + fieldsTakenNote
+}
+
+// fieldsTakenNote explains drift that only moved field ownership, which
+// kubectl diff does not show.
+const fieldsTakenNote = " (in field ownership only: the values are git's, but another field manager took fields alumiini applies)"
 
 // holdBack decides, for drift, whether to leave the object as it is for
 // now, and says why in its record.

@@ -227,13 +227,13 @@ func (w *rolloutWrites) hookInto(opts *apply.Options, namespace string) {
 
 // before is what the Rollout said as this sync's write left it, or nil if
 // the sync did not write it (its new revision is KULTA's to pick up only
-// if it did).
+// if it did; a write that only took fields back changed no value).
 func (w *rolloutWrites) before(result *apply.Result, namespace string) *v1alpha1.RolloutStatus {
 	if w == nil || result == nil {
 		return nil
 	}
 	for _, c := range result.Changes {
-		if c.Written && w.is(c.Entry, namespace) {
+		if c.Written && !c.FieldsTaken && w.is(c.Entry, namespace) {
 			if seen := w.seen.Load(); seen != nil {
 				return seen
 			}

@@ -105,20 +105,9 @@ func TestDriftDeletedAndEditedObjectsAreCorrected(t *testing.T) {
 func TestApplyingAsAlumiinisFieldManagerIsDrift(t *testing.T) {
 	readyRepository(t, "drift-as-alumiini", "")
 	time.Sleep(1100 * time.Millisecond) // managedFields times are in whole seconds
-	var live map[string]any
-	if err := json.Unmarshal([]byte(kubectl(t, "get", "configmap", "settings", "-n", "drift-as-alumiini", "-o", "json")), &live); err != nil {
-		t.Fatal(err)
-	}
-	meta := live["metadata"].(map[string]any)
-	for _, serverSet := range []string{"managedFields", "resourceVersion", "uid", "creationTimestamp"} {
-		delete(meta, serverSet)
-	}
+	live := settingsToApply(t, "drift-as-alumiini")
 	live["data"] = map[string]any{"version": "hacked"}
-	applied, err := json.Marshal(live)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kubectlInput(t, string(applied), "apply", "--server-side", "--field-manager=alumiini", "-f", "-")
+	kubectlInput(t, toJSON(t, live), "apply", "--server-side", "--field-manager=alumiini", "-f", "-")
 	owners := kubectl(t, "get", "configmap", "settings", "-n", "drift-as-alumiini", "-o", "jsonpath={.metadata.managedFields[*].manager}")
 	if owners != "alumiini" {
 		t.Fatalf("the tenant's apply left managers %q, want alumiini's entry alone", owners)
@@ -130,6 +119,69 @@ func TestApplyingAsAlumiinisFieldManagerIsDrift(t *testing.T) {
 		return ""
 	})
 	t.Logf("applied as alumiini → restored in %s", took.Round(time.Millisecond))
+}
+
+// TestTakingAFieldFromAlumiiniIsDrift: a tenant shares a field alumiini
+// applied (applies git's value under another field manager), then applies
+// under alumiini's name without that field. The values are still git's, but
+// the field is now the tenant's alone, so a later change to it would move
+// no ownership and go unseen until the next commit. alumiini takes the
+// field back at once, says so in status, and the later change is corrected.
+func TestTakingAFieldFromAlumiiniIsDrift(t *testing.T) {
+	const ns = "drift-take-field"
+	readyRepository(t, ns, "")
+	time.Sleep(1100 * time.Millisecond) // managedFields times are in whole seconds
+	shared := fmt.Sprintf(`{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"settings","namespace":%q},"data":{"version":"1"}}`, ns)
+	kubectlInput(t, shared, "apply", "--server-side", "--force-conflicts", "--field-manager=intruder", "-f", "-")
+	live := settingsToApply(t, ns)
+	delete(live["data"].(map[string]any), "version")
+	kubectlInput(t, toJSON(t, live), "apply", "--server-side", "--field-manager=alumiini", "-f", "-")
+
+	took := eventually(t, 15*time.Second, func() string {
+		owned := kubectl(t, "get", "configmap", "settings", "-n", ns, "-o", `jsonpath={.metadata.managedFields[?(@.manager=="alumiini")].fieldsV1}`)
+		if !strings.Contains(owned, `"f:version"`) {
+			return "alumiini did not take data.version back: it owns " + owned
+		}
+		if o := driftedObject(getRepository(t, ns), "settings"); o == nil || !strings.Contains(o.Message, "field ownership") {
+			return fmt.Sprintf("status.drift does not say the ownership changed: %+v", o)
+		}
+		return ""
+	})
+	t.Logf("field taken → taken back in %s", took.Round(time.Millisecond))
+
+	hacked := strings.Replace(shared, `"version":"1"`, `"version":"hacked"`, 1)
+	kubectlInput(t, hacked, "apply", "--server-side", "--force-conflicts", "--field-manager=intruder", "-f", "-")
+	took = eventually(t, 15*time.Second, func() string {
+		if v := settingsVersion(t, ns); v != "1" {
+			return "the field's later change was not restored: " + v
+		}
+		return ""
+	})
+	t.Logf("changed by its other owner → restored in %s", took.Round(time.Millisecond))
+}
+
+// settingsToApply is the live ConfigMap settings of namespace as a client
+// would apply it: without the fields the server sets.
+func settingsToApply(t *testing.T, namespace string) map[string]any {
+	t.Helper()
+	var live map[string]any
+	if err := json.Unmarshal([]byte(kubectl(t, "get", "configmap", "settings", "-n", namespace, "-o", "json")), &live); err != nil {
+		t.Fatal(err)
+	}
+	meta := live["metadata"].(map[string]any)
+	for _, serverSet := range []string{"managedFields", "resourceVersion", "uid", "creationTimestamp"} {
+		delete(meta, serverSet)
+	}
+	return live
+}
+
+func toJSON(t *testing.T, v any) string {
+	t.Helper()
+	data, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(data)
 }
 
 // TestStatusWritesOfOthersAreNotDrift: another controller writing an
