@@ -89,16 +89,17 @@ const (
 	Held Action = "held"
 )
 
-// Change is an object whose live state differs from the commit.
+// Change is an object whose live state differs from the commit, in its
+// values or in who owns them (OwnershipOnly).
 type Change struct {
 	Entry
 	// Action is Created (it did not exist) or Configured.
 	Action Action
 	// Manager is who else wrote the object last, from managedFields.
 	Manager string
-	// FieldsTaken: the object holds git's values, but another manager took
-	// fields alumiini applies; writing takes them back.
-	FieldsTaken bool
+	// OwnershipOnly: the object holds git's values, but another field
+	// manager took fields alumiini applies; writing takes them back.
+	OwnershipOnly bool
 	// Written is false when Options.Write held the change back.
 	Written bool
 }
@@ -228,9 +229,9 @@ type planned struct {
 	live     *unstructured.Unstructured
 	action   Action
 	recreate bool
-	// fieldsTaken: the values are git's, but alumiini's field manager no
-	// longer owns all it applies (takesFieldsBack).
-	fieldsTaken bool
+	// ownershipOnly: the values are git's, but alumiini's field manager no
+	// longer owns all it applies (ownershipLost).
+	ownershipOnly bool
 	// held back by Options.Write
 	skip bool
 }
@@ -381,6 +382,7 @@ func (a *Applier) planOne(ctx context.Context, p *planned, pl planner) error {
 		return nil
 	}
 	live, err := client.Get(ctx, p.obj.GetName(), metav1.GetOptions{})
+	var ignored [][]string
 	switch {
 	case apierrors.IsNotFound(err):
 	case err != nil:
@@ -394,7 +396,8 @@ func (a *Applier) planOne(ctx context.Context, p *planned, pl planner) error {
 			p.action = Held
 			return nil
 		}
-		keepIgnored(p.obj.Unstructured, live, pl.ignore)
+		ignored = ignoredTokens(p.obj.Unstructured, pl.ignore)
+		keepIgnored(p.obj.Unstructured, live, ignored)
 	}
 	dry, err := dryRun(ctx, client, p)
 	if err != nil {
@@ -413,8 +416,8 @@ func (a *Applier) planOne(ctx context.Context, p *planned, pl planner) error {
 		p.action = Created
 	case !sameObject(p.live, dry):
 		p.action = Configured
-	case takesFieldsBack(p.live, dry, ignoredPointers(p.obj.Unstructured, pl.ignore)):
-		p.action, p.fieldsTaken = Configured, true
+	case ownershipLost(p.live, dry, ignored):
+		p.action, p.ownershipOnly = Configured, true
 	default:
 		p.action = Unchanged
 	}
@@ -537,7 +540,7 @@ func (a *Applier) write(ctx context.Context, ps []*planned, result *Result, opts
 			a.observe(opts, p, p.live)
 			continue
 		}
-		change := Change{Entry: p.entry(), Action: p.action, FieldsTaken: p.fieldsTaken, Written: true}
+		change := Change{Entry: p.entry(), Action: p.action, OwnershipOnly: p.ownershipOnly, Written: true}
 		if p.live != nil {
 			change.Manager = lastForeignManager(p.live)
 		}

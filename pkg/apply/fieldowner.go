@@ -2,7 +2,6 @@ package apply
 
 import (
 	"bytes"
-	"slices"
 	"strconv"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -11,8 +10,14 @@ import (
 	"sigs.k8s.io/structured-merge-diff/v6/value"
 )
 
-// takesFieldsBack reports whether applying would give alumiini's field
-// manager a field the live object no longer gives it, one not ignored.
+// IsOwnApplyEntry says whether a managedFields entry is alumiini's own
+// apply of the object (not of a subresource).
+func IsOwnApplyEntry(m metav1.ManagedFieldsEntry) bool {
+	return m.Manager == FieldManager && m.Operation == metav1.ManagedFieldsOperationApply && m.Subresource == ""
+}
+
+// ownershipLost reports whether applying would give alumiini's field manager
+// a field, not an ignored one, that its live apply entry lacks.
 //
 // Drift between commits is noticed by who owns which fields (pkg/drift), so
 // a field alumiini no longer owns can change unseen: whoever may write the
@@ -23,8 +28,10 @@ import (
 //
 // Ignored fields are left out: keepIgnored applies their live value, so
 // alumiini takes them back at each apply, and an autoscaler's write takes
-// them again; counting them would write after every scaling.
-func takesFieldsBack(live, dry *unstructured.Unstructured, ignored [][]string) bool {
+// them again; counting them would write after every scaling. A field owned
+// whole (an atomic list or map) that merely holds an ignored path still
+// counts: leaving it out would hide every other value in it.
+func ownershipLost(live, dry *unstructured.Unstructured, ignored [][]string) bool {
 	after, afterVersion, ok := ownFields(dry)
 	if !ok {
 		return false // nothing to judge by; a write would not change that
@@ -34,17 +41,16 @@ func takesFieldsBack(live, dry *unstructured.Unstructured, ignored [][]string) b
 	case !ok:
 		return true // live managedFields we cannot read: write them anew
 	case beforeVersion != "" && beforeVersion != afterVersion:
-		// Sets of two versions name fields differently (git changed the
-		// object's apiVersion): not comparable.
-		return false
+		// An apply under alumiini's name through another version of the
+		// kind (a tenant's, or a commit that changed the apiVersion): its
+		// set cannot be compared, and one write puts git's version back.
+		return true
 	}
-	taken := false
-	after.Difference(before).Iterate(func(p fieldpath.Path) {
-		if !taken && !isIgnored(p, live.Object, ignored) {
-			taken = true
-		}
-	})
-	return taken
+	lost := after.Difference(before)
+	if len(ignored) > 0 && !lost.Empty() {
+		lost = lost.RecursiveDifference(ignoredWithin(lost, live.Object, ignored))
+	}
+	return !lost.Empty()
 }
 
 // ownFields is the field set of alumiini's apply entry and its apiVersion
@@ -52,7 +58,7 @@ func takesFieldsBack(live, dry *unstructured.Unstructured, ignored [][]string) b
 func ownFields(obj *unstructured.Unstructured) (*fieldpath.Set, string, bool) {
 	set := fieldpath.NewSet()
 	for _, m := range obj.GetManagedFields() {
-		if m.Manager != FieldManager || m.Operation != metav1.ManagedFieldsOperationApply || m.Subresource != "" {
+		if !IsOwnApplyEntry(m) {
 			continue
 		}
 		if m.FieldsV1 != nil {
@@ -65,8 +71,9 @@ func ownFields(obj *unstructured.Unstructured) (*fieldpath.Set, string, bool) {
 	return set, "", true
 }
 
-// ignoredPointers are the tokens of every ignored path of u.
-func ignoredPointers(u *unstructured.Unstructured, rules []IgnoreRule) [][]string {
+// ignoredTokens are the JSON pointers, split into tokens, of every ignored
+// path of u.
+func ignoredTokens(u *unstructured.Unstructured, rules []IgnoreRule) [][]string {
 	var pointers [][]string
 	for _, r := range rules {
 		if !r.matches(u) {
@@ -81,70 +88,90 @@ func ignoredPointers(u *unstructured.Unstructured, rules []IgnoreRule) [][]strin
 	return pointers
 }
 
-// isIgnored says whether the field at p lies within an ignored path, or is
-// a list item or map holding one. p's list items (by key or value) become
-// positions in obj, as ignore rules name them; an item obj lacks is not
-// ignored.
-func isIgnored(p fieldpath.Path, obj map[string]any, ignored [][]string) bool {
-	if len(ignored) == 0 {
-		return false
-	}
-	tokens, ok := pointerOf(p, obj)
-	if !ok {
-		return false
-	}
-	for _, ig := range ignored {
-		n := min(len(ig), len(tokens))
-		if slices.Equal(ig[:n], tokens[:n]) {
-			return true
+// ignoredWithin is the paths of set that the ignored pointers name in obj:
+// a pointer's list positions become the set's own elements for those items
+// (by key, value or index). Each pointer is resolved once, a list's items
+// scanned at most once, so a tenant's long list costs linear time.
+func ignoredWithin(set *fieldpath.Set, obj map[string]any, ignored [][]string) *fieldpath.Set {
+	paths := fieldpath.NewSet()
+	for _, tokens := range ignored {
+		if path, ok := pathWithin(set, obj, tokens); ok {
+			paths.Insert(path)
 		}
 	}
-	return false
+	return paths
 }
 
-// pointerOf turns a field path into JSON pointer tokens, finding each list
-// item's position in obj.
-func pointerOf(p fieldpath.Path, obj map[string]any) ([]string, bool) {
-	tokens := make([]string, 0, len(p))
+// pathWithin resolves pointer tokens to a path of set, false when set holds
+// nothing at or under it.
+func pathWithin(set *fieldpath.Set, obj map[string]any, tokens []string) (fieldpath.Path, bool) {
+	path := make(fieldpath.Path, 0, len(tokens))
 	var node any = obj
-	for _, pe := range p {
-		switch {
-		case pe.FieldName != nil:
-			m, _ := node.(map[string]any)
-			tokens, node = append(tokens, *pe.FieldName), m[*pe.FieldName]
-		case pe.Index != nil:
-			list, _ := node.([]any)
-			if *pe.Index < 0 || *pe.Index >= len(list) {
+	level := set
+	for i, token := range tokens {
+		var pe fieldpath.PathElement
+		switch n := node.(type) {
+		case map[string]any:
+			pe, node = fieldpath.FieldNameElement(token), n[token]
+		case []any:
+			index, err := strconv.Atoi(token)
+			if err != nil || index < 0 || index >= len(n) {
 				return nil, false
 			}
-			tokens, node = append(tokens, strconv.Itoa(*pe.Index)), list[*pe.Index]
+			found := false
+			if pe, found = elementOf(level, n[index], index); !found {
+				return nil, false
+			}
+			node = n[index]
 		default:
-			list, _ := node.([]any)
-			i := slices.IndexFunc(list, func(item any) bool { return matchesItem(pe, item) })
-			if i < 0 {
-				return nil, false
-			}
-			tokens, node = append(tokens, strconv.Itoa(i)), list[i]
+			return nil, false
 		}
+		path = append(path, pe)
+		if i == len(tokens)-1 {
+			return path, true
+		}
+		next, ok := level.Children.Get(pe)
+		if !ok {
+			return nil, false // nothing below it in set, or owned whole
+		}
+		level = next
 	}
-	return tokens, true
+	return nil, false
 }
 
-// matchesItem says whether a list item is the one pe names by its key
-// fields or its value.
-func matchesItem(pe fieldpath.PathElement, item any) bool {
-	if pe.Value != nil {
+// elementOf finds the element of set's top level that names a list item
+// (by its key fields, its value or its index).
+func elementOf(set *fieldpath.Set, item any, index int) (fieldpath.PathElement, bool) {
+	var found fieldpath.PathElement
+	ok := false
+	look := func(pe fieldpath.PathElement) {
+		if !ok && namesItem(pe, item, index) {
+			found, ok = pe, true
+		}
+	}
+	set.Children.Iterate(look)
+	set.Members.Iterate(look)
+	return found, ok
+}
+
+func namesItem(pe fieldpath.PathElement, item any, index int) bool {
+	switch {
+	case pe.Index != nil:
+		return *pe.Index == index
+	case pe.Value != nil:
 		return value.Equals(*pe.Value, value.NewValueInterface(item))
-	}
-	m, ok := item.(map[string]any)
-	if !ok || pe.Key == nil {
-		return false
-	}
-	for _, f := range *pe.Key {
-		v, ok := m[f.Name]
-		if !ok || !value.Equals(f.Value, value.NewValueInterface(v)) {
+	case pe.Key != nil:
+		m, ok := item.(map[string]any)
+		if !ok {
 			return false
 		}
+		for _, f := range *pe.Key {
+			v, ok := m[f.Name]
+			if !ok || !value.Equals(f.Value, value.NewValueInterface(v)) {
+				return false
+			}
+		}
+		return true
 	}
-	return true
+	return false
 }

@@ -22,24 +22,16 @@ func (r IgnoreRule) matches(u *unstructured.Unstructured) bool {
 	return r.Group == gvk.Group && r.Kind == gvk.Kind && (r.Name == "" || r.Name == u.GetName())
 }
 
-// keepIgnored sets every ignored field of desired to its live value, or
-// removes it from desired when the live object lacks it, so applying
-// changes none of them and another writer (an autoscaler) keeps them.
-func keepIgnored(desired, live *unstructured.Unstructured, rules []IgnoreRule) {
-	for _, r := range rules {
-		if !r.matches(desired) {
-			continue
-		}
-		for _, p := range r.Paths {
-			tokens := pointerTokens(p)
-			if len(tokens) == 0 {
-				continue
-			}
-			if value, ok := lookup(live.Object, tokens); ok {
-				set(desired.Object, tokens, value)
-			} else {
-				remove(desired.Object, tokens)
-			}
+// keepIgnored sets every ignored field of desired (ignoredTokens) to its
+// live value, or removes it from desired when the live object lacks it, so
+// applying changes none of them and another writer (an autoscaler) keeps
+// them.
+func keepIgnored(desired, live *unstructured.Unstructured, ignored [][]string) {
+	for _, tokens := range ignored {
+		if value, ok := lookup(live.Object, tokens); ok {
+			set(desired.Object, tokens, value)
+		} else {
+			remove(desired.Object, tokens)
 		}
 	}
 }

@@ -48,8 +48,8 @@ type driftBook struct {
 type repoDrift struct {
 	// baseline is each object's fingerprint after alumiini's last look.
 	baseline map[manifest.ID]string
-	// drifted are the objects that differ from git now, are held, or were
-	// corrected lately.
+	// drifted are the objects that differ from git now (in Detect mode, in
+	// field ownership too, unreported), are held, or were corrected lately.
 	drifted map[manifest.ID]*driftedObject
 	// desired hashes git's version of each object, kept only when a drifted
 	// object may be held back (Detect, or a grace period), to tell a commit
@@ -78,14 +78,15 @@ type driftedObject struct {
 	// correcting: this sync writes git's version over the drift; byGit:
 	// because git changed the object, not to correct it.
 	correcting, byGit bool
-	// quiet: in Detect mode, only field ownership differs; compared with git
-	// at each change, never reported (compareAtEachChange).
-	quiet       bool
+	// unreported: in Detect mode, only field ownership differs; compared
+	// with git when it changes, never reported (recheckUnreported).
+	unreported  bool
 	correctedAt time.Time
 	message     string
 }
 
-// drifting: it differs from git now and was left so.
+// drifting: it differs from git now and was left so (an unreported
+// record too: compared with git when it changes, like the others).
 func (o *driftedObject) drifting() bool {
 	return o.state == v1alpha1.DriftStateDetected || o.state == v1alpha1.DriftStateGracePeriod ||
 		o.state == v1alpha1.DriftStateBackingOff
@@ -321,7 +322,7 @@ func (b *driftBook) status(key string) *v1alpha1.DriftStatus {
 	d := b.repo(key)
 	objects := make([]*driftedObject, 0, len(d.drifted))
 	for _, o := range d.drifted {
-		if !o.quiet {
+		if !o.unreported {
 			objects = append(objects, o)
 		}
 	}
@@ -375,7 +376,7 @@ func (b *driftBook) events(key string, since time.Time) map[string][]string {
 	defer b.mu.Unlock()
 	lines := map[string][]string{}
 	for _, o := range b.repo(key).drifted {
-		if o.quiet {
+		if o.unreported {
 			continue
 		}
 		var reason string

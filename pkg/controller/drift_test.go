@@ -252,26 +252,33 @@ func TestADriftLeftAloneIsNotComparedAtEveryEvent(t *testing.T) {
 	}
 }
 
-// TestFieldsTakenWithGitsValues: an object holding git's values whose fields
-// another manager took is corrected and reported as such in Correct mode
-// (writing takes the fields back, so their next change is seen). Detect
-// writes nothing and reports nothing, so putting a value back by hand clears
-// the report; the object is then compared at each change until it differs.
-func TestFieldsTakenWithGitsValues(t *testing.T) {
+// TestOwnershipOnlyChanges: an object holding git's values whose fields
+// another manager took is applied again at once in Correct mode, grace
+// period or not (no value changes), and said so. Detect writes nothing and
+// reports nothing, so putting a value back by hand clears the report; the
+// object is then compared when it changes, and reported once it differs.
+func TestOwnershipOnlyChanges(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0)
 	inventory := []apply.Entry{settingsEntry}
-	taken := apply.Change{Entry: settingsEntry, Action: apply.Configured, Manager: "hand-edit", FieldsTaken: true}
+	taken := apply.Change{Entry: settingsEntry, Action: apply.Configured, Manager: "hand-edit", OwnershipOnly: true}
 	edited := apply.Change{Entry: settingsEntry, Action: apply.Configured, Manager: "hand-edit"}
 
-	book := newDriftBook(nil, nil)
-	if len(syncWith(driftOnly(book, v1alpha1.DriftCorrect, 0, now), inventory, taken)) != 1 {
-		t.Fatal("Correct did not take the fields back")
-	}
-	if o := book.status("ns/r").Objects[0]; o.State != v1alpha1.DriftStateCorrected || !strings.Contains(o.Message, "field ownership only") {
-		t.Errorf("Correct's record of taking fields back: %+v", o)
+	for _, grace := range []time.Duration{0, time.Hour} {
+		book := newDriftBook(nil, nil)
+		syncWith(driftOnly(book, v1alpha1.DriftCorrect, grace, now), inventory, edited)
+		if len(syncWith(driftOnly(book, v1alpha1.DriftCorrect, grace, now.Add(time.Second)), inventory, taken)) != 1 {
+			t.Fatalf("grace %s: Correct did not apply an object whose fields were taken", grace)
+		}
+		st := book.status("ns/r")
+		if o := st.Objects[0]; st.Drifted != 0 || o.State != v1alpha1.DriftStateCorrected || !strings.Contains(o.Message, "applied again to own them") {
+			t.Errorf("grace %s: the record of taking fields back: %+v", grace, st)
+		}
+		if events := book.events("ns/r", now.Add(time.Second)); len(events[ReasonDriftCorrected]) != 1 {
+			t.Errorf("grace %s: events %v", grace, events)
+		}
 	}
 
-	book = newDriftBook(nil, nil)
+	book := newDriftBook(nil, nil)
 	syncWith(driftOnly(book, v1alpha1.DriftDetect, 0, now), inventory, edited)
 	if st := book.status("ns/r"); st == nil || st.Drifted != 1 {
 		t.Fatalf("Detect did not report the edit: %+v", st)
@@ -285,10 +292,13 @@ func TestFieldsTakenWithGitsValues(t *testing.T) {
 	if events := book.events("ns/r", now.Add(time.Second)); len(events) != 0 {
 		t.Errorf("events for fields taken in Detect: %v", events)
 	}
+	book.mu.Lock()
 	d := book.repo("ns/r")
 	id := keyOfEntry(settingsEntry, "ns")
-	seen := drift.Observed{Exists: true, ResourceVersion: "2", Fingerprint: d.baseline[id]}
-	if !d.suspicious(id, seen, now.Add(10*time.Second)) {
+	d.baseline[id] = "fingerprint"
+	suspected := d.suspicious(id, drift.Observed{Exists: true, ResourceVersion: "2", Fingerprint: "fingerprint"}, now.Add(10*time.Second))
+	book.mu.Unlock()
+	if !suspected {
 		t.Error("an object whose fields another manager holds is not compared when it changes")
 	}
 	later := now.Add(10 * time.Second)
@@ -297,10 +307,16 @@ func TestFieldsTakenWithGitsValues(t *testing.T) {
 		t.Errorf("the later edit is not reported from when it was seen: %+v", st)
 	}
 
-	// A book holding only such a quiet record says nothing in status.
+	// Switched to Correct, the unreported record is corrected and reported.
 	book = newDriftBook(nil, nil)
 	syncWith(driftOnly(book, v1alpha1.DriftDetect, 0, now), inventory, taken)
 	if st := book.status("ns/r"); st != nil {
 		t.Errorf("status.drift for fields taken alone: %+v", st)
+	}
+	if len(syncWith(driftOnly(book, v1alpha1.DriftCorrect, 0, later), inventory, taken)) != 1 {
+		t.Fatal("Correct did not apply what Detect left unreported")
+	}
+	if st := book.status("ns/r"); st == nil || st.Objects[0].State != v1alpha1.DriftStateCorrected {
+		t.Errorf("after the switch to Correct: %+v", st)
 	}
 }

@@ -46,6 +46,9 @@ type driftSync struct {
 // decide is apply.Options.Write. What git changed is written. Drift is
 // written unless the mode (Detect), the grace period or a fight with
 // another writer says wait; Ignore writes what a sync finds, unrecorded.
+// A change in field ownership alone (apply.Change.OwnershipOnly) skips the
+// grace period, since it changes no value, and Detect leaves it unreported
+// (recheckUnreported).
 func (s *driftSync) decide(c apply.Change) bool {
 	if s.mode == v1alpha1.DriftIgnore {
 		return true
@@ -62,61 +65,67 @@ func (s *driftSync) decide(c apply.Change) bool {
 		}
 		return true
 	}
-	if c.FieldsTaken && s.mode == v1alpha1.DriftDetect {
-		s.compareAtEachChange(d, id, c)
+	if c.OwnershipOnly && s.mode == v1alpha1.DriftDetect {
+		s.recheckUnreported(d, id, c)
 		return false
 	}
-	if o == nil || !o.drifting() || o.quiet {
-		o = &driftedObject{entry: c.Entry, since: s.now, examinedAt: s.now}
-		d.drifted[id] = o
+	if o == nil || !o.drifting() || o.unreported {
+		o = s.newRecord(d, id, c)
 		d.lastDetected = s.now
 		driftDetected.Inc()
 	}
 	o.manager, o.deleted = c.Manager, c.Action == apply.Created
-	write := !s.holdBack(d, id, o)
-	if write {
-		o.correcting = true
+	if s.holdBack(d, id, o, c.OwnershipOnly) {
+		return false
+	}
+	o.correcting = true
+	f := d.fights[id]
+	again := f != nil && s.inFight(f)
+	switch {
+	case c.OwnershipOnly && again:
+		o.message = fmt.Sprintf("fields alumiini applies were taken again, values kept (correction %d in a row; last written by %s); applied again to own them",
+			f.count+1, managerName(o.manager))
+	case c.OwnershipOnly:
+		o.message = "held git's values, but another field manager had taken fields alumiini applies; applied again to own them, so that their next change is seen"
+	case again:
+		o.message = fmt.Sprintf("differed from git again (correction %d in a row; last written by %s); git's version was re-applied",
+			f.count+1, managerName(o.manager))
+	default:
 		o.message = "differed from git; git's version was re-applied"
-		if f := d.fights[id]; f != nil && s.inFight(f) {
-			o.message = fmt.Sprintf("differed from git again (correction %d in a row; last written by %s); git's version was re-applied",
-				f.count+1, managerName(o.manager))
-		}
 	}
-	if c.FieldsTaken {
-		o.message += fieldsTakenNote
-	}
-	return write
+	return true
 }
 
-// compareAtEachChange keeps, in Detect mode, an object that holds git's
+func (s *driftSync) newRecord(d *repoDrift, id manifest.ID, c apply.Change) *driftedObject {
+	o := &driftedObject{entry: c.Entry, since: s.now, examinedAt: s.now}
+	d.drifted[id] = o
+	return o
+}
+
+// recheckUnreported keeps, in Detect mode, an object that holds git's
 // values but whose fields another field manager took. Detect writes
 // nothing, and nothing differs to report (an operator who put a value back
 // by hand sees the report clear), but that manager's next change to those
 // fields moves no ownership, so the object is compared with git whenever it
-// changes instead (recheckDrifted), quietly, until it is seen to differ.
-func (s *driftSync) compareAtEachChange(d *repoDrift, id manifest.ID, c apply.Change) {
+// changes (at most every recheckDrifted), unreported, until it differs or
+// git's next change to it is applied.
+func (s *driftSync) recheckUnreported(d *repoDrift, id manifest.ID, c apply.Change) {
 	o := d.drifted[id]
 	if o == nil || !o.drifting() {
-		o = &driftedObject{entry: c.Entry, since: s.now, examinedAt: s.now}
-		d.drifted[id] = o
+		o = s.newRecord(d, id, c)
 	}
-	o.state, o.due, o.quiet, o.manager = v1alpha1.DriftStateDetected, time.Time{}, true, c.Manager
-	o.message = "holds git's values" + fieldsTakenNote
+	o.state, o.due, o.unreported, o.manager, o.message = v1alpha1.DriftStateDetected, time.Time{}, true, c.Manager, ""
 }
-
-// fieldsTakenNote explains drift that only moved field ownership, which
-// kubectl diff does not show.
-const fieldsTakenNote = " (in field ownership only: the values are git's, but another field manager took fields alumiini applies)"
 
 // holdBack decides, for drift, whether to leave the object as it is for
 // now, and says why in its record.
-func (s *driftSync) holdBack(d *repoDrift, id manifest.ID, o *driftedObject) bool {
+func (s *driftSync) holdBack(d *repoDrift, id manifest.ID, o *driftedObject, ownershipOnly bool) bool {
 	if s.mode == v1alpha1.DriftDetect {
 		o.state, o.due = v1alpha1.DriftStateDetected, time.Time{}
 		o.message = "differs from git; spec.drift.mode is Detect, so it is left as it is"
 		return true
 	}
-	if s.now.Before(o.since.Add(s.grace)) {
+	if !ownershipOnly && s.now.Before(o.since.Add(s.grace)) {
 		o.state, o.due = v1alpha1.DriftStateGracePeriod, o.since.Add(s.grace)
 		o.message = fmt.Sprintf("differs from git; corrected at %s unless git changes it first (spec.drift.healGracePeriod)",
 			o.due.UTC().Format(time.RFC3339))

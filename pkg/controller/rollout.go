@@ -233,7 +233,7 @@ func (w *rolloutWrites) before(result *apply.Result, namespace string) *v1alpha1
 		return nil
 	}
 	for _, c := range result.Changes {
-		if c.Written && !c.FieldsTaken && w.is(c.Entry, namespace) {
+		if c.Written && !c.OwnershipOnly && w.is(c.Entry, namespace) {
 			if seen := w.seen.Load(); seen != nil {
 				return seen
 			}

@@ -191,6 +191,9 @@ func TestTheRolloutsStatusIsReadFromItsAnswer(t *testing.T) {
 	if before == nil || before.Phase != "Progressing" {
 		t.Errorf("the Rollout as its write left it: %+v, want phase Progressing", before)
 	}
+	if writes.before(&apply.Result{Changes: []apply.Change{{Entry: theRollout, Written: true, OwnershipOnly: true}}}, "team") != nil {
+		t.Error("a write that only took fields back counts as a new revision for KULTA to pick up")
+	}
 	if len(passed) != 2 || passed[0] != "web" || passed[1] != "settings" {
 		t.Errorf("the Observe set before saw %v, want both answers", passed)
 	}

@@ -55,7 +55,7 @@ func Fingerprint(meta metav1.Object) string {
 // Other managers' times stay out: their writes to fields alumiini does not
 // own are not drift, and should cost no dry-run.
 func ownApplyTime(m metav1.ManagedFieldsEntry) string {
-	if m.Manager != apply.FieldManager || m.Operation != metav1.ManagedFieldsOperationApply || m.Subresource != "" || m.Time == nil {
+	if !apply.IsOwnApplyEntry(m) || m.Time == nil {
 		return ""
 	}
 	return m.Time.UTC().Format(time.RFC3339)

@@ -130,9 +130,7 @@ func TestApplyingAsAlumiinisFieldManagerIsDrift(t *testing.T) {
 func TestTakingAFieldFromAlumiiniIsDrift(t *testing.T) {
 	const ns = "drift-take-field"
 	readyRepository(t, ns, "")
-	time.Sleep(1100 * time.Millisecond) // managedFields times are in whole seconds
-	shared := fmt.Sprintf(`{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"settings","namespace":%q},"data":{"version":"1"}}`, ns)
-	kubectlInput(t, shared, "apply", "--server-side", "--force-conflicts", "--field-manager=intruder", "-f", "-")
+	kubectlInput(t, configMapV1, "apply", "-n", ns, "--server-side", "--force-conflicts", "--field-manager=intruder", "-f", "-")
 	live := settingsToApply(t, ns)
 	delete(live["data"].(map[string]any), "version")
 	kubectlInput(t, toJSON(t, live), "apply", "--server-side", "--field-manager=alumiini", "-f", "-")
@@ -142,15 +140,15 @@ func TestTakingAFieldFromAlumiiniIsDrift(t *testing.T) {
 		if !strings.Contains(owned, `"f:version"`) {
 			return "alumiini did not take data.version back: it owns " + owned
 		}
-		if o := driftedObject(getRepository(t, ns), "settings"); o == nil || !strings.Contains(o.Message, "field ownership") {
+		if o := driftedObject(getRepository(t, ns), "settings"); o == nil || !strings.Contains(o.Message, "applied again to own them") {
 			return fmt.Sprintf("status.drift does not say the ownership changed: %+v", o)
 		}
 		return ""
 	})
 	t.Logf("field taken → taken back in %s", took.Round(time.Millisecond))
 
-	hacked := strings.Replace(shared, `"version":"1"`, `"version":"hacked"`, 1)
-	kubectlInput(t, hacked, "apply", "--server-side", "--force-conflicts", "--field-manager=intruder", "-f", "-")
+	hacked := strings.Replace(configMapV1, `"1"`, `"hacked"`, 1)
+	kubectlInput(t, hacked, "apply", "-n", ns, "--server-side", "--force-conflicts", "--field-manager=intruder", "-f", "-")
 	took = eventually(t, 15*time.Second, func() string {
 		if v := settingsVersion(t, ns); v != "1" {
 			return "the field's later change was not restored: " + v
@@ -242,12 +240,24 @@ func TestDriftDetectOnlyReportsAndKeepsReadyTruthful(t *testing.T) {
 	if !strings.Contains(kubectl(t, "get", "events", "--field-selector", "involvedObject.name=drift-detect,reason=DriftDetected", "-o", "name"), "event") {
 		t.Error("no DriftDetected Event")
 	}
-	// Putting it back by hand clears the report.
+	// Putting it back by hand clears the report, though the field is now
+	// hand-edit's alone.
 	patchSettings(t, "drift-detect", "hand-edit", `{"data":{"version":"1"}}`)
 	eventually(t, 15*time.Second, func() string {
 		repo := getRepository(t, "drift-detect")
 		if repo.Status.Drift != nil && repo.Status.Drift.Drifted != 0 {
 			return "the drift report outlived the drift"
+		}
+		if ready := kubectl(t, "get", "gitrepository", "drift-detect", "-o", `jsonpath={.status.conditions[?(@.type=="Ready")].status}`); ready != "True" {
+			return "Ready is " + ready + " once the object matches git again"
+		}
+		return ""
+	})
+	// Its next change moves no field's ownership, and is still reported.
+	patchSettings(t, "drift-detect", "hand-edit", `{"data":{"version":"hacked-again"}}`)
+	eventually(t, 15*time.Second, func() string {
+		if repo := getRepository(t, "drift-detect"); repo.Status.Drift == nil || repo.Status.Drift.Drifted != 1 {
+			return "the second edit by the field's new owner is not reported"
 		}
 		return ""
 	})

@@ -207,7 +207,7 @@ func schema_pkg_apis_alumiini_v1alpha1_DriftSpec(ref common.ReferenceCallback) c
 				Properties: map[string]spec.Schema{
 					"mode": {
 						SchemaProps: spec.SchemaProps{
-							Description: "Mode is Correct (re-apply the git state), Detect (report only; while an object differs from git, Ready is False with reason Drifted) or Ignore. Defaults to Correct. Drift is an object deleted, or a field alumiini applied (field manager \"alumiini\") changed by another field manager; status.drift names that manager. A field another manager took while keeping git's value is drift in Correct mode too (applying takes it back, so that its next change is seen); Detect does not report it, since the values are git's, but compares the object with git at each change until it differs.",
+							Description: "Mode is Correct (re-apply the git state), Detect (report only; while an object differs from git, Ready is False with reason Drifted) or Ignore. Defaults to Correct. Drift is an object deleted, or a field alumiini applied (field manager \"alumiini\") changed by another field manager; status.drift names that manager. Correct also re-applies at once an object whose values match git but whose fields another manager took, so that their next change is seen; Detect does not report that.",
 							Type:        []string{"string"},
 							Format:      "",
 						},
