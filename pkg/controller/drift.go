@@ -58,6 +58,9 @@ type repoDrift struct {
 	fights  map[manifest.ID]*fight
 	// keys names the watched objects of this GitRepository.
 	keys map[drift.Object]manifest.ID
+	// lastWrite is when alumiini last wrote objects of this GitRepository,
+	// as its status says (lastWrite).
+	lastWrite time.Time
 
 	lastDetected, lastCorrected time.Time
 }
@@ -197,6 +200,7 @@ func (b *driftBook) suspects(ctx context.Context, key string, repo *v1alpha1.Git
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	d := b.repo(key)
+	d.lastWrite = lastWrite(repo)
 	suspects := map[manifest.ID]bool{}
 	for _, e := range entries {
 		id := keyOfEntry(e, target)
@@ -222,7 +226,8 @@ func (b *driftBook) suspects(ctx context.Context, key string, repo *v1alpha1.Git
 // suspicious says whether what the watch holds of an object may differ from
 // git: it is gone; its field ownership changed since alumiini's last look
 // (or, with nothing remembered since a restart, someone else wrote it after
-// alumiini); or it was left drifted and has changed since, or is due.
+// alumiini, or applied under alumiini's name after alumiini's last write);
+// or it was left drifted and has changed since, or is due.
 func (d *repoDrift) suspicious(id manifest.ID, seen drift.Observed, now time.Time) bool {
 	base, remembered := d.baseline[id]
 	o := d.drifted[id]
@@ -231,7 +236,7 @@ func (d *repoDrift) suspicious(id manifest.ID, seen drift.Observed, now time.Tim
 		return true
 	case remembered && seen.Fingerprint != base:
 		return true
-	case !remembered && seen.ForeignWrite:
+	case !remembered && (seen.ForeignWrite || seen.OwnApplied.After(d.lastWrite)):
 		return true
 	case o == nil || !o.drifting():
 		return false
@@ -268,6 +273,27 @@ func (d *repoDrift) remember(id manifest.ID, seen drift.Observed, now time.Time)
 			o.due = recheck
 		}
 	}
+}
+
+// lastWrite is when alumiini last wrote objects of repo, as far as its
+// status says: its last sync, or its last drift correction. Writes happen
+// before the status that records them (whole seconds, both), so an apply
+// under alumiini's name later than this is someone else's, made while no
+// process remembered the object (a restart, a GitRepository taken over
+// from another replica). Objects a correction wrote (it records the time it
+// started) and, with kube-apiserver's clock ahead of alumiini's, those of
+// the last sync look later: each costs one comparison after a restart, no
+// write. With kube-apiserver's clock behind, an apply under alumiini's name
+// that little after its last write is missed.
+func lastWrite(repo *v1alpha1.GitRepository) time.Time {
+	var last time.Time
+	if t := repo.Status.LastSyncTime; t != nil {
+		last = t.Time
+	}
+	if d := repo.Status.Drift; d != nil && d.LastCorrected != nil && d.LastCorrected.After(last) {
+		last = d.LastCorrected.Time
+	}
+	return last
 }
 
 // worthChecking says whether a change the watch reported may be drift: a

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
@@ -318,5 +319,30 @@ func TestOwnershipOnlyChanges(t *testing.T) {
 	}
 	if st := book.status("ns/r"); st == nil || st.Objects[0].State != v1alpha1.DriftStateCorrected {
 		t.Errorf("after the switch to Correct: %+v", st)
+	}
+}
+
+// TestAfterARestartAnApplyUnderAlumiinisNameIsCompared: with no baseline
+// remembered, an object whose apply under alumiini's name is later than
+// the GitRepository's last recorded write (its last sync, its last
+// correction) was written by someone else while no process watched it.
+func TestAfterARestartAnApplyUnderAlumiinisNameIsCompared(t *testing.T) {
+	synced := time.Unix(1_700_000_000, 0)
+	repo := &v1alpha1.GitRepository{Status: v1alpha1.GitRepositoryStatus{LastSyncTime: &metav1.Time{Time: synced}}}
+	d := newDriftBook(nil, nil).repo("ns/r")
+	d.lastWrite = lastWrite(repo)
+	id := keyOfEntry(settingsEntry, "ns")
+	for _, c := range []struct {
+		applied time.Time
+		want    bool
+	}{{synced.Add(-time.Second), false}, {synced, false}, {synced.Add(time.Second), true}} {
+		if got := d.suspicious(id, drift.Observed{Exists: true, OwnApplied: c.applied}, synced.Add(time.Hour)); got != c.want {
+			t.Errorf("applied %s after the last sync: suspect %v, want %v", c.applied.Sub(synced), got, c.want)
+		}
+	}
+	corrected := synced.Add(time.Minute)
+	repo.Status.Drift = &v1alpha1.DriftStatus{LastCorrected: &metav1.Time{Time: corrected}}
+	if got := lastWrite(repo); !got.Equal(corrected) {
+		t.Errorf("the last write is %s, want the last correction's %s", got, corrected)
 	}
 }

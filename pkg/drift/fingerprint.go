@@ -93,21 +93,18 @@ func sortedFields(raw []byte) string {
 	return string(sorted)
 }
 
-// ForeignWriteAfter reports whether a manager other than ours wrote the
-// object (not its status) after our own last write, or we own nothing of it:
-// what a restarted controller, with no remembered fingerprint, must check.
-func ForeignWriteAfter(meta metav1.Object, ours string) bool {
-	var our *metav1.Time
-	for _, m := range meta.GetManagedFields() {
-		if m.Manager == ours && m.Operation == metav1.ManagedFieldsOperationApply && m.Subresource == "" {
-			our = m.Time
-		}
-	}
+// ForeignWriteAfter reports whether a manager other than alumiini's apply
+// wrote the object (not its status) after alumiini's last apply, or
+// alumiini applied nothing of it: what a restarted controller, with no
+// remembered fingerprint, must check. An update under alumiini's name is
+// someone else's: alumiini only applies the objects it tracks.
+func ForeignWriteAfter(meta metav1.Object) bool {
+	our := ownApplied(meta)
 	if our == nil {
 		return true
 	}
 	for _, m := range meta.GetManagedFields() {
-		if m.Manager == ours || m.Subresource == "status" || m.Time == nil {
+		if apply.IsOwnApplyEntry(m) || m.Subresource == "status" || m.Time == nil {
 			continue
 		}
 		if m.Time.After(our.Time) {
@@ -115,4 +112,14 @@ func ForeignWriteAfter(meta metav1.Object, ours string) bool {
 		}
 	}
 	return false
+}
+
+// ownApplied is the time of alumiini's own apply entry, nil for none.
+func ownApplied(meta metav1.Object) *metav1.Time {
+	for _, m := range meta.GetManagedFields() {
+		if apply.IsOwnApplyEntry(m) && m.Time != nil {
+			return m.Time
+		}
+	}
+	return nil
 }

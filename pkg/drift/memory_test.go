@@ -106,3 +106,35 @@ func TestShrinkKeepsOnlyWhatDriftNeeds(t *testing.T) {
 		t.Error("the break-glass annotation left the fingerprint alone")
 	}
 }
+
+// TestWhatARestartedControllerChecks: with nothing remembered, an object is
+// suspect when someone else wrote it after alumiini's last apply, an update
+// under alumiini's name included (alumiini only applies what it tracks);
+// the time of alumiini's own apply is kept for the controller to compare
+// with its GitRepository's last write.
+func TestWhatARestartedControllerChecks(t *testing.T) {
+	w := &Watcher{}
+	shrunk := func(meta *metav1.PartialObjectMetadata) Observed {
+		small, _ := w.shrink(meta)
+		return observed(small.(*metav1.PartialObjectMetadata))
+	}
+	seen := shrunk(deployment(1))
+	if seen.ForeignWrite || !seen.OwnApplied.Equal(time.Unix(1_700_000_000, 0)) {
+		t.Errorf("an object alumiini applied last: %+v", seen)
+	}
+	later := metav1.NewTime(time.Unix(1_700_000_060, 0))
+	for _, manager := range []string{"kubectl-edit", apply.FieldManager} {
+		edited := deployment(1)
+		edited.ManagedFields = append(edited.ManagedFields, metav1.ManagedFieldsEntry{Manager: manager,
+			Operation: metav1.ManagedFieldsOperationUpdate, APIVersion: "apps/v1", Time: &later,
+			FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:spec":{"f:paused":{}}}`)}})
+		if !shrunk(edited).ForeignWrite {
+			t.Errorf("an update by %q after alumiini's apply is not foreign", manager)
+		}
+	}
+	reapplied := deployment(1)
+	reapplied.ManagedFields[0].Time = &later
+	if seen := shrunk(reapplied); seen.ForeignWrite || !seen.OwnApplied.Equal(later.Time) {
+		t.Errorf("an apply under alumiini's name: %+v", seen)
+	}
+}

@@ -7,8 +7,10 @@ package drift
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -37,6 +39,10 @@ type Observed struct {
 	// ForeignWrite: someone else wrote it after alumiini's last apply, as
 	// far as managedFields say.
 	ForeignWrite bool
+	// OwnApplied is when an apply under alumiini's field manager name last
+	// changed it (whole seconds; zero for none): after a restart, one later
+	// than alumiini's own last write is someone else's.
+	OwnApplied time.Time
 	// Held: it carries the break-glass annotation.
 	Held bool
 }
@@ -123,8 +129,12 @@ func (w *Watcher) Lookup(obj Object) (Observed, bool) {
 }
 
 func observed(meta *metav1.PartialObjectMetadata) Observed {
-	return Observed{Exists: true, ResourceVersion: meta.ResourceVersion, Fingerprint: meta.Annotations[annotationFingerprint],
+	seen := Observed{Exists: true, ResourceVersion: meta.ResourceVersion, Fingerprint: meta.Annotations[annotationFingerprint],
 		ForeignWrite: meta.Annotations[annotationForeignWrite] != "", Held: meta.Annotations[annotationHeld] != ""}
+	if unix, err := strconv.ParseInt(meta.Annotations[annotationOwnApplied], 10, 64); err == nil {
+		seen.OwnApplied = time.Unix(unix, 0)
+	}
+	return seen
 }
 
 func (w *Watcher) tell(resource schema.GroupVersionResource, meta *metav1.PartialObjectMetadata, seen Observed) {
@@ -142,6 +152,7 @@ const (
 	annotationFingerprint  = "drift.alumiini.false.systems/fingerprint"
 	annotationForeignWrite = "drift.alumiini.false.systems/foreign-write"
 	annotationHeld         = "drift.alumiini.false.systems/held"
+	annotationOwnApplied   = "drift.alumiini.false.systems/own-applied"
 )
 
 // shrink keeps of a watched object only what drift needs: identity, owner
@@ -166,8 +177,11 @@ func (w *Watcher) shrink(obj any) (any, error) {
 			annotationFingerprint: Fingerprint(meta),
 		},
 	}}
-	if ForeignWriteAfter(meta, apply.FieldManager) {
+	if ForeignWriteAfter(meta) {
 		small.Annotations[annotationForeignWrite] = "true"
+	}
+	if applied := ownApplied(meta); applied != nil {
+		small.Annotations[annotationOwnApplied] = strconv.FormatInt(applied.Unix(), 10)
 	}
 	if meta.Annotations[apply.AnnotationSuspendHeal] == "true" {
 		small.Annotations[annotationHeld] = "true"

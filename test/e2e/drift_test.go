@@ -158,6 +158,36 @@ func TestTakingAFieldFromAlumiiniIsDrift(t *testing.T) {
 	t.Logf("changed by its other owner → restored in %s", took.Round(time.Millisecond))
 }
 
+// TestAnApplyAsAlumiiniWhileItWasDownIsDrift: nothing of drift handling
+// survives a restart, and an apply under alumiini's name is not someone
+// else's by its managedFields. One made while alumiini was stopped is
+// later than the GitRepository's last sync, so the restarted controller
+// compares the object and restores it, instead of taking it as the
+// baseline until the next commit.
+func TestAnApplyAsAlumiiniWhileItWasDownIsDrift(t *testing.T) {
+	const ns = "drift-while-down"
+	readyRepository(t, ns, "")
+	time.Sleep(1100 * time.Millisecond) // managedFields times are in whole seconds
+	if err := cluster.StopAlumiini(); err != nil {
+		t.Fatal(err)
+	}
+	live := settingsToApply(t, ns)
+	live["data"] = map[string]any{"version": "hacked"}
+	kubectlInput(t, toJSON(t, live), "apply", "--server-side", "--field-manager=alumiini", "-f", "-")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := cluster.StartAlumiini(ctx); err != nil {
+		t.Fatal(err)
+	}
+	took := eventually(t, 30*time.Second, func() string {
+		if v := settingsVersion(t, ns); v != "1" {
+			return "the value applied under alumiini's name while it was down was not restored: " + v
+		}
+		return ""
+	})
+	t.Logf("restarted → restored in %s", took.Round(time.Millisecond))
+}
+
 // settingsToApply is the live ConfigMap settings of namespace as a client
 // would apply it: without the fields the server sets.
 func settingsToApply(t *testing.T, namespace string) map[string]any {

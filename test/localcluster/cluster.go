@@ -309,10 +309,25 @@ func (c *Cluster) startControllerManager(ctx context.Context) error {
 // does, starts it again on the same data and waits until kube-apiserver
 // serves its group again.
 func (c *Cluster) RestartAlumiini(ctx context.Context) error {
+	if err := c.StopAlumiini(); err != nil {
+		return err
+	}
+	return c.StartAlumiini(ctx)
+}
+
+// StopAlumiini stops alumiini with SIGTERM and says whether it exited
+// cleanly.
+func (c *Cluster) StopAlumiini() error {
 	c.alumiini.stop(30 * time.Second)
 	if state := c.alumiini.cmd.ProcessState; state == nil || !state.Success() {
 		return fmt.Errorf("alumiini did not exit cleanly on SIGTERM: %v", c.alumiini.err)
 	}
+	return nil
+}
+
+// StartAlumiini starts alumiini stopped by StopAlumiini on the same data
+// and waits until kube-apiserver serves its group again.
+func (c *Cluster) StartAlumiini(ctx context.Context) error {
 	if err := c.startAlumiini(ctx); err != nil {
 		return err
 	}
