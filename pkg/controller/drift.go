@@ -61,6 +61,11 @@ type repoDrift struct {
 	// lastWrite is when alumiini last wrote objects of this GitRepository,
 	// as its status says (lastWrite).
 	lastWrite time.Time
+	// seenChanged holds, until the worker looks, the fingerprint of an
+	// object whose watch event differed from the baseline ("" for a
+	// deletion): the worker compares such an object even when the watch
+	// shows it as before by then (noteChange).
+	seenChanged map[manifest.ID]string
 
 	lastDetected, lastCorrected time.Time
 }
@@ -109,7 +114,7 @@ func (b *driftBook) repo(key string) *repoDrift {
 	d := b.repos[key]
 	if d == nil {
 		d = &repoDrift{baseline: map[manifest.ID]string{}, drifted: map[manifest.ID]*driftedObject{},
-			fights: map[manifest.ID]*fight{}, keys: map[drift.Object]manifest.ID{}}
+			fights: map[manifest.ID]*fight{}, keys: map[drift.Object]manifest.ID{}, seenChanged: map[manifest.ID]string{}}
 		b.repos[key] = d
 	}
 	return d
@@ -213,7 +218,7 @@ func (b *driftBook) suspects(ctx context.Context, key string, repo *v1alpha1.Git
 		if !known {
 			continue
 		}
-		if d.suspicious(id, seen, now) {
+		if d.suspect(id, seen, now) {
 			suspects[id] = true
 			d.examining(id, seen, now)
 		} else {
@@ -221,6 +226,15 @@ func (b *driftBook) suspects(ctx context.Context, key string, repo *v1alpha1.Git
 		}
 	}
 	return suspects
+}
+
+// suspect decides, as the worker looks, whether to compare an object with
+// git: for what the watch shows now (suspicious), or for a change a watch
+// event showed since the last look (noteChange).
+func (d *repoDrift) suspect(id manifest.ID, seen drift.Observed, now time.Time) bool {
+	changed, wasChanged := d.seenChanged[id]
+	delete(d.seenChanged, id)
+	return wasChanged && changed != d.baseline[id] || d.suspicious(id, seen, now)
 }
 
 // suspicious says whether what the watch holds of an object may differ from
@@ -306,7 +320,24 @@ func (b *driftBook) worthChecking(key string, obj drift.Object, seen drift.Obser
 	if !ok {
 		return false // not in the inventory this process has seen
 	}
+	d.noteChange(id, seen)
 	return d.suspicious(id, seen, time.Now()) || seen.Exists && d.drifted[id] != nil && d.drifted[id].drifting()
+}
+
+// noteChange keeps what a watch event showed of an object whose fingerprint
+// left its baseline, or that was deleted. Whoever may write an object can
+// change it and then, before the worker looks, put its managedFields back
+// as they were (an update may set them) or delete it and create it again
+// with them: the worker, deciding from what the watch shows then, saw
+// nothing.
+func (d *repoDrift) noteChange(id manifest.ID, seen drift.Observed) {
+	base, remembered := d.baseline[id]
+	switch {
+	case !seen.Exists:
+		d.seenChanged[id] = ""
+	case remembered && seen.Fingerprint != base:
+		d.seenChanged[id] = seen.Fingerprint
+	}
 }
 
 // observe remembers the fingerprint of an object as the apply left it.
@@ -319,6 +350,9 @@ func (b *driftBook) observe(key, target string) func(apply.Entry, metav1.Object)
 		d := b.repo(key)
 		id := keyOfEntry(e, target)
 		d.baseline[id] = fp
+		if d.seenChanged[id] == fp {
+			delete(d.seenChanged, id) // the event of this write
+		}
 		if mapped {
 			d.keys[watched] = id
 		}

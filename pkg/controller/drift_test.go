@@ -346,3 +346,58 @@ func TestAfterARestartAnApplyUnderAlumiinisNameIsCompared(t *testing.T) {
 		t.Errorf("the last write is %s, want the last correction's %s", got, corrected)
 	}
 }
+
+// TestAChangePutBackBeforeTheWorkerLooksIsCompared: whoever may write an
+// object changes it, then puts its managedFields back as they were (an
+// update may set them) before the worker looks. The worker still compares
+// it, for the change the event showed; alumiini's own write's event, which
+// may come before the write's answer, costs no comparison.
+func TestAChangePutBackBeforeTheWorkerLooksIsCompared(t *testing.T) {
+	mapper := meta.NewDefaultRESTMapper(nil)
+	mapper.Add(schema.GroupVersionKind{Version: "v1", Kind: "ConfigMap"}, meta.RESTScopeNamespace)
+	book := newDriftBook(nil, mapper)
+	now := time.Unix(1_700_000_000, 0)
+	obj := drift.Object{Resource: schema.GroupResource{Resource: "configmaps"}, Namespace: "ns", Name: "settings"}
+	id := keyOfEntry(settingsEntry, "ns")
+	applied := func(fingerprint string) {
+		// observe takes the fingerprint from the write's answer.
+		u := &unstructured.Unstructured{}
+		u.SetManagedFields([]metav1.ManagedFieldsEntry{{Manager: fingerprint, Operation: metav1.ManagedFieldsOperationApply}})
+		book.observe("ns/r", "ns")(settingsEntry, u)
+	}
+	fingerprintOf := func(manager string) string {
+		u := &unstructured.Unstructured{}
+		u.SetManagedFields([]metav1.ManagedFieldsEntry{{Manager: manager, Operation: metav1.ManagedFieldsOperationApply}})
+		return drift.Fingerprint(u)
+	}
+	applied("alumiini")
+	asBefore := drift.Observed{Exists: true, ResourceVersion: "3", Fingerprint: fingerprintOf("alumiini")}
+	look := func() bool {
+		book.mu.Lock()
+		defer book.mu.Unlock()
+		return book.repo("ns/r").suspect(id, asBefore, now)
+	}
+
+	if !book.worthChecking("ns/r", obj, drift.Observed{Exists: true, ResourceVersion: "2", Fingerprint: fingerprintOf("hand-edit")}) {
+		t.Fatal("a change of field ownership is not worth checking")
+	}
+	if !look() {
+		t.Error("a change put back before the worker looked is not compared")
+	}
+	if look() {
+		t.Error("the change is compared again at the next look")
+	}
+
+	book.worthChecking("ns/r", obj, drift.Observed{ResourceVersion: "4"}) // deleted, then created again as before
+	if !look() {
+		t.Error("a deletion undone before the worker looked is not compared")
+	}
+
+	// alumiini's own write: its event, then its answer.
+	book.worthChecking("ns/r", obj, drift.Observed{Exists: true, ResourceVersion: "5", Fingerprint: fingerprintOf("alumiini-again")})
+	applied("alumiini-again")
+	asBefore.Fingerprint = fingerprintOf("alumiini-again")
+	if look() {
+		t.Error("alumiini's own write, seen before its answer, is compared")
+	}
+}

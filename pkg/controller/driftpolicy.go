@@ -276,6 +276,11 @@ func (d *repoDrift) keepOnly(inventory []apply.Entry, target string) {
 			delete(d.keys, obj)
 		}
 	}
+	for id := range d.seenChanged {
+		if !keep[id] {
+			delete(d.seenChanged, id)
+		}
+	}
 }
 
 func isHeld(held map[manifest.ID]apply.Entry, id manifest.ID) bool {
