@@ -416,7 +416,7 @@ func (a *Applier) planOne(ctx context.Context, p *planned, pl planner) error {
 		p.action = Created
 	case !sameObject(p.live, dry):
 		p.action = Configured
-	case ownershipLost(p.live, dry, ignored):
+	case ownershipLost(p.live, dry, p.obj.Unstructured, ignored):
 		p.action, p.ownershipOnly = Configured, true
 	default:
 		p.action = Unchanged

@@ -2,6 +2,8 @@ package apply
 
 import (
 	"bytes"
+	"cmp"
+	"slices"
 	"strconv"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -31,7 +33,7 @@ func IsOwnApplyEntry(m metav1.ManagedFieldsEntry) bool {
 // them again; counting them would write after every scaling. A field owned
 // whole (an atomic list or map) that merely holds an ignored path still
 // counts: leaving it out would hide every other value in it.
-func ownershipLost(live, dry *unstructured.Unstructured, ignored [][]string) bool {
+func ownershipLost(live, dry, desired *unstructured.Unstructured, ignored [][]string) bool {
 	after, afterVersion, ok := ownFields(dry)
 	if !ok {
 		return false // nothing to judge by; a write would not change that
@@ -48,7 +50,7 @@ func ownershipLost(live, dry *unstructured.Unstructured, ignored [][]string) boo
 	}
 	lost := after.Difference(before)
 	if len(ignored) > 0 && !lost.Empty() {
-		lost = lost.RecursiveDifference(ignoredWithin(lost, live.Object, ignored))
+		lost = lost.RecursiveDifference(ignoredWithin(lost, live.Object, desired.Object, ignored))
 	}
 	return !lost.Empty()
 }
@@ -72,7 +74,8 @@ func ownFields(obj *unstructured.Unstructured) (*fieldpath.Set, string, bool) {
 }
 
 // ignoredTokens are the JSON pointers, split into tokens, of every ignored
-// path of u.
+// path of u, leaving out those within another (a tenant's long list under
+// an ignored path would otherwise be scanned once per pointer into it).
 func ignoredTokens(u *unstructured.Unstructured, rules []IgnoreRule) [][]string {
 	var pointers [][]string
 	for _, r := range rules {
@@ -85,44 +88,67 @@ func ignoredTokens(u *unstructured.Unstructured, rules []IgnoreRule) [][]string 
 			}
 		}
 	}
-	return pointers
+	slices.SortFunc(pointers, func(a, b []string) int { return cmp.Compare(len(a), len(b)) })
+	kept := pointers[:0]
+	for _, p := range pointers {
+		if !slices.ContainsFunc(kept, func(k []string) bool { return slices.Equal(k, p[:len(k)]) }) {
+			kept = append(kept, p)
+		}
+	}
+	return kept
 }
 
-// ignoredWithin is the paths of set that the ignored pointers name in obj:
-// a pointer's list positions become the set's own elements for those items
-// (by key, value or index). Each pointer is resolved once, a list's items
-// scanned at most once, so a tenant's long list costs linear time.
-func ignoredWithin(set *fieldpath.Set, obj map[string]any, ignored [][]string) *fieldpath.Set {
+// ignoredWithin is the paths of set that the ignored pointers name: a
+// pointer's list positions become the set's own elements for those items
+// (by key, value or index). A position names an item only where the live
+// object and git's (desired, after keepIgnored) hold the same item there:
+// keepIgnored gives git's item the live item's value at that position, and
+// whoever may write the object chooses the live order, so otherwise a
+// pointer could be steered onto an item it does not ignore. Each pointer
+// scans a list's owned items at most once.
+func ignoredWithin(set *fieldpath.Set, live, desired map[string]any, ignored [][]string) *fieldpath.Set {
 	paths := fieldpath.NewSet()
+	budget := maxItemLooks
 	for _, tokens := range ignored {
-		if path, ok := pathWithin(set, obj, tokens); ok {
+		if path, ok := pathWithin(set, live, desired, tokens, &budget); ok {
 			paths.Insert(path)
 		}
 	}
 	return paths
 }
 
+// maxItemLooks bounds the list items one comparison looks at to resolve
+// ignored positions. A few pointers into lists of git's length take a few
+// hundred; many pointers (512 may match one object) into a list a tenant
+// made long (20,000 items fit in an object) would take seconds of the shared
+// process's CPU per comparison. Past the bound a position excuses nothing:
+// the object is written, under fight backoff, instead.
+const maxItemLooks = 1 << 17
+
 // pathWithin resolves pointer tokens to a path of set, false when set holds
-// nothing at or under it.
-func pathWithin(set *fieldpath.Set, obj map[string]any, tokens []string) (fieldpath.Path, bool) {
+// nothing at or under it, or live and desired hold different items at one
+// of its positions.
+func pathWithin(set *fieldpath.Set, live, desired map[string]any, tokens []string, budget *int) (fieldpath.Path, bool) {
 	path := make(fieldpath.Path, 0, len(tokens))
-	var node any = obj
+	var node, git any = live, desired
 	level := set
 	for i, token := range tokens {
 		var pe fieldpath.PathElement
 		switch n := node.(type) {
 		case map[string]any:
-			pe, node = fieldpath.FieldNameElement(token), n[token]
+			g, _ := git.(map[string]any)
+			pe, node, git = fieldpath.FieldNameElement(token), n[token], g[token]
 		case []any:
+			g, _ := git.([]any)
 			index, err := strconv.Atoi(token)
-			if err != nil || index < 0 || index >= len(n) {
+			if err != nil || index < 0 || index >= len(n) || index >= len(g) {
 				return nil, false
 			}
 			found := false
-			if pe, found = elementOf(level, n[index], index); !found {
+			if pe, found = elementOf(level, n, index, budget); !found || !namesGitsItem(pe, g[index], index) {
 				return nil, false
 			}
-			node = n[index]
+			node, git = n[index], g[index]
 		default:
 			return nil, false
 		}
@@ -139,19 +165,40 @@ func pathWithin(set *fieldpath.Set, obj map[string]any, tokens []string) (fieldp
 	return nil, false
 }
 
-// elementOf finds the element of set's top level that names a list item
-// (by its key fields, its value or its index).
-func elementOf(set *fieldpath.Set, item any, index int) (fieldpath.PathElement, bool) {
+// elementOf finds the element of set's top level that names the list
+// item at index (by its key fields, its value or its index). A key leaves
+// out a key field its item lacks, so k:{a:1} may be item {a:1} while the
+// item at index is {a:1, b:2}: of the keys matching, the longest wins, and
+// one that matches another item of the list too names none.
+func elementOf(set *fieldpath.Set, list []any, index int, budget *int) (fieldpath.PathElement, bool) {
+	if *budget -= len(list); *budget < 0 { // the set's level holds git's items only
+		return fieldpath.PathElement{}, false
+	}
 	var found fieldpath.PathElement
 	ok := false
 	look := func(pe fieldpath.PathElement) {
-		if !ok && namesItem(pe, item, index) {
+		if namesItem(pe, list[index], index) && (!ok || keyLen(pe) > keyLen(found)) {
 			found, ok = pe, true
 		}
 	}
 	set.Children.Iterate(look)
 	set.Members.Iterate(look)
-	return found, ok
+	if !ok || found.Index != nil {
+		return found, ok
+	}
+	for i, item := range list {
+		if i != index && namesItem(found, item, i) {
+			return fieldpath.PathElement{}, false
+		}
+	}
+	return found, true
+}
+
+func keyLen(pe fieldpath.PathElement) int {
+	if pe.Key == nil {
+		return 0
+	}
+	return len(*pe.Key)
 }
 
 func namesItem(pe fieldpath.PathElement, item any, index int) bool {
@@ -174,4 +221,22 @@ func namesItem(pe fieldpath.PathElement, item any, index int) bool {
 		return true
 	}
 	return false
+}
+
+// namesGitsItem is namesItem for git's item, which may leave key fields to
+// the server's defaults: those it lacks are not compared.
+func namesGitsItem(pe fieldpath.PathElement, item any, index int) bool {
+	if pe.Key == nil {
+		return namesItem(pe, item, index)
+	}
+	m, ok := item.(map[string]any)
+	if !ok {
+		return false
+	}
+	for _, f := range *pe.Key {
+		if v, ok := m[f.Name]; ok && !value.Equals(f.Value, value.NewValueInterface(v)) {
+			return false
+		}
+	}
+	return true
 }

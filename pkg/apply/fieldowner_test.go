@@ -113,6 +113,52 @@ spec:
 	}
 }
 
+// TestAPositionIsNotSteeredOntoAnotherItem: an ignore rule names the second
+// port by position; whoever may write the Service puts a port of its own
+// first, so the live second port is http, not git's https, and then takes
+// http's targetPort with git's value. That field is not ignored: it is
+// taken back, though the pointer now reaches it in the live order.
+func TestAPositionIsNotSteeredOntoAnotherItem(t *testing.T) {
+	a := newApplier(t)
+	ns := namespace(t, a)
+	ctx := context.Background()
+	owner := Owner{Namespace: "default", Name: "steered"}
+	objects := render(t, "svc.yaml", `apiVersion: v1
+kind: Service
+metadata:
+  name: web
+spec:
+  selector: {app: web}
+  ports:
+  - {name: http, port: 80, targetPort: 8080}
+  - {name: https, port: 443, targetPort: 8443}
+`)
+	ignore := []IgnoreRule{{Kind: "Service", Paths: []string{"/spec/ports/1/targetPort"}}}
+	result, err := a.Apply(ctx, owner, objects, Options{DefaultNamespace: ns, Ignore: ignore})
+	if err != nil {
+		t.Fatal(err)
+	}
+	services := a.Client.Resource(schema.GroupVersionResource{Version: "v1", Resource: "services"}).Namespace(ns)
+	patch := func(p string) {
+		t.Helper()
+		if _, err := services.Patch(ctx, "web", types.JSONPatchType, []byte(p), metav1.PatchOptions{FieldManager: "tenant"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	patch(`[{"op":"add","path":"/spec/ports/0","value":{"name":"extra","port":9999,"targetPort":9999}},` +
+		`{"op":"replace","path":"/spec/ports/2/targetPort","value":8080}]`)
+	if result, err = a.Apply(ctx, owner, objects, Options{DefaultNamespace: ns, Ignore: ignore, Previous: result.Inventory}); err != nil {
+		t.Fatal(err)
+	}
+	patch(`[{"op":"replace","path":"/spec/ports/1/targetPort","value":8081}]`)
+	patch(`[{"op":"replace","path":"/spec/ports/1/targetPort","value":8080}]`) // http's, git's value, now the tenant's
+	result, err = a.Apply(ctx, owner, objects, Options{DefaultNamespace: ns, Ignore: ignore, Previous: result.Inventory,
+		Write: func(Change) bool { return false }})
+	if err != nil || len(result.Changes) != 1 || !result.Changes[0].OwnershipOnly {
+		t.Fatalf("http's targetPort, taken while a pointer to the second port reached it, is not a change: %+v %v", result.Changes, err)
+	}
+}
+
 // TestAnApplyThroughAnotherVersionIsTakenBack: a kind served in two
 // versions keeps one apply entry per manager, in the version last applied
 // through. An apply under alumiini's name through the other version (here
@@ -166,14 +212,16 @@ func TestAFieldOwnedWholeIsNotHiddenByAnIgnoredPathInside(t *testing.T) {
 	args := fieldpath.MakePathOrDie("spec", "containers", fieldpath.KeyByFields("name", "app"), "args")
 	live, dry := ownedBy(fieldpath.NewSet()), ownedBy(fieldpath.NewSet(args))
 	live.Object["spec"] = map[string]any{"containers": []any{map[string]any{"name": "app", "args": []any{"--injected", "--safe"}}}}
-	if !ownershipLost(live, dry, [][]string{{"spec", "containers", "0", "args", "0"}}) {
+	if !ownershipLost(live, dry, live, [][]string{{"spec", "containers", "0", "args", "0"}}) {
 		t.Error("args, owned whole, was hidden by an ignore rule naming its first item")
 	}
-	if ownershipLost(live, dry, [][]string{{"spec", "containers", "0", "args"}}) {
+	if ownershipLost(live, dry, live, [][]string{{"spec", "containers", "0", "args"}}) {
 		t.Error("args, ignored whole, counted")
 	}
 }
 
+// TestIgnoredPathsAreFoundByKeyValueAndIndex: a pointer's positions name
+// the owned items at those positions, whatever names them in field sets.
 func TestIgnoredPathsAreFoundByKeyValueAndIndex(t *testing.T) {
 	obj := map[string]any{"spec": map[string]any{
 		"ports": []any{
@@ -194,7 +242,7 @@ func TestIgnoredPathsAreFoundByKeyValueAndIndex(t *testing.T) {
 	)
 	ignored := [][]string{{"spec", "ports", "1", "targetPort"}, {"spec", "hosts", "1"}, {"spec", "args", "0"},
 		{"spec", "ports", "7"}, {"spec", "missing", "x"}}
-	left := set.RecursiveDifference(ignoredWithin(set, obj, ignored))
+	left := set.RecursiveDifference(ignoredWithin(set, obj, obj, ignored))
 	want := fieldpath.NewSet(
 		fieldpath.MakePathOrDie("spec", "ports", port(80), "targetPort"),
 		fieldpath.MakePathOrDie("spec", "hosts", value.NewValueInterface("a.example")),
@@ -202,6 +250,37 @@ func TestIgnoredPathsAreFoundByKeyValueAndIndex(t *testing.T) {
 	)
 	if !left.Equals(want) {
 		t.Errorf("left after ignoring:\n%s\nwant:\n%s", left, want)
+	}
+}
+
+// TestAKeyLackingAFieldIsNotTakenForAnotherItem: a list-map key leaves out
+// a key field its item lacks (an optional one without default), so k:{a:1}
+// is item {a:1}, not the item {a:1, b:2} a pointer names.
+func TestAKeyLackingAFieldIsNotTakenForAnotherItem(t *testing.T) {
+	short := fieldpath.MakePathOrDie("spec", "items", fieldpath.KeyByFields("a", 1), "x")
+	long := fieldpath.MakePathOrDie("spec", "items", fieldpath.KeyByFields("a", 1, "b", 2), "x")
+	obj := map[string]any{"spec": map[string]any{"items": []any{
+		map[string]any{"a": int64(1), "x": "git"},
+		map[string]any{"a": int64(1), "b": int64(2), "x": "ignored"},
+	}}}
+	for _, set := range []*fieldpath.Set{fieldpath.NewSet(short, long), fieldpath.NewSet(short)} {
+		left := set.RecursiveDifference(ignoredWithin(set, obj, obj, [][]string{{"spec", "items", "1", "x"}}))
+		if !left.Has(short) || left.Has(long) {
+			t.Errorf("ignoring the second item's x in %s left %s", set, left)
+		}
+	}
+}
+
+// TestAPointerIntoAnotherPointerIsScannedOnce: pointers within another
+// ignored one are dropped, as are duplicates, so a tenant's long list under
+// an ignored path is not scanned once per pointer into it.
+func TestAPointerIntoAnotherPointerIsScannedOnce(t *testing.T) {
+	u := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "v1", "kind": "Pod"}}
+	got := ignoredTokens(u, []IgnoreRule{{Kind: "Pod", Paths: []string{"/spec/env/3/value", "/spec/env", "/spec/env/0",
+		"/spec/image", "/spec/image", "/spec/imagePullPolicy"}}})
+	want := [][]string{{"spec", "env"}, {"spec", "image"}, {"spec", "imagePullPolicy"}}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("kept %v, want %v", got, want)
 	}
 }
 
@@ -223,7 +302,7 @@ func BenchmarkOwnershipLostOverALongIgnoredList(b *testing.B) {
 	live.Object["spec"] = map[string]any{"env": env, "image": "app:1"}
 	ignored := [][]string{{"spec", "env"}}
 	for b.Loop() {
-		if ownershipLost(live, dry, ignored) {
+		if ownershipLost(live, dry, live, ignored) {
 			b.Fatal("the ignored env list counted")
 		}
 	}
@@ -281,4 +360,34 @@ func ownedFields(t *testing.T, client dynamic.ResourceInterface, name string) *f
 		t.Fatalf("alumiini's managedFields of %s cannot be read", name)
 	}
 	return own
+}
+
+// TestManyPositionsIntoALongListExcuseNothing: 512 pointers (as many as
+// the rules allow on one object) into a list a tenant made 20,000 items long
+// would make each comparison scan it 512 times; past maxItemLooks the
+// positions excuse nothing, so the object is written (under fight backoff)
+// rather than the shared process's CPU spent.
+func TestManyPositionsIntoALongListExcuseNothing(t *testing.T) {
+	const n = 20000
+	env := make([]any, n)
+	for i := range env {
+		env[i] = map[string]any{"name": fmt.Sprintf("VAR_%05d", i), "value": "x"}
+	}
+	live := ownedBy(fieldpath.NewSet())
+	live.Object["spec"] = map[string]any{"env": env}
+	lost := func(pointers int) bool {
+		set := fieldpath.NewSet()
+		var ignored [][]string
+		for i := range pointers {
+			set.Insert(fieldpath.MakePathOrDie("spec", "env", fieldpath.KeyByFields("name", fmt.Sprintf("VAR_%05d", i)), "value"))
+			ignored = append(ignored, []string{"spec", "env", fmt.Sprint(i), "value"})
+		}
+		return ownershipLost(live, ownedBy(set), live, ignored)
+	}
+	if !lost(512) {
+		t.Error("512 positions into a 20,000-item list were all resolved")
+	}
+	if lost(6) {
+		t.Error("6 positions into the list were not resolved")
+	}
 }
