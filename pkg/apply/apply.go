@@ -382,7 +382,7 @@ func (a *Applier) planOne(ctx context.Context, p *planned, pl planner) error {
 		return nil
 	}
 	live, err := client.Get(ctx, p.obj.GetName(), metav1.GetOptions{})
-	var ignored [][]string
+	var ignored []ignoredField
 	switch {
 	case apierrors.IsNotFound(err):
 	case err != nil:
@@ -396,8 +396,11 @@ func (a *Applier) planOne(ctx context.Context, p *planned, pl planner) error {
 			p.action = Held
 			return nil
 		}
-		ignored = ignoredTokens(p.obj.Unstructured, pl.ignore)
-		keepIgnored(p.obj.Unstructured, live, ignored)
+		if pointers := ignoredTokens(p.obj.Unstructured, pl.ignore); len(pointers) > 0 {
+			own, _, _ := ownFields(live)
+			ignored = findIgnored(live.Object, p.obj.Object, own, pointers)
+			keepIgnored(p.obj.Unstructured, live, ignored)
+		}
 	}
 	dry, err := dryRun(ctx, client, p)
 	if err != nil {
@@ -416,7 +419,7 @@ func (a *Applier) planOne(ctx context.Context, p *planned, pl planner) error {
 		p.action = Created
 	case !sameObject(p.live, dry):
 		p.action = Configured
-	case ownershipLost(p.live, dry, p.obj.Unstructured, ignored):
+	case ownershipLost(p.live, dry, ignored):
 		p.action, p.ownershipOnly = Configured, true
 	default:
 		p.action = Unchanged
@@ -604,12 +607,13 @@ func (a *Applier) observe(opts Options, p *planned, obj metav1.Object) {
 	}
 }
 
-// lastForeignManager is the field manager other than alumiini that wrote
-// the object (not its status) most recently, or "" if none did.
+// lastForeignManager is the field manager other than alumiini's apply that
+// wrote the object (not its status) most recently, or "" if none did; an
+// update under alumiini's name is someone else's.
 func lastForeignManager(obj metav1.Object) string {
 	var last metav1.ManagedFieldsEntry
 	for _, m := range obj.GetManagedFields() {
-		if m.Manager == FieldManager || m.Subresource == "status" || m.Time == nil {
+		if IsOwnApplyEntry(m) || m.Subresource == "status" || m.Time == nil {
 			continue
 		}
 		if last.Time == nil || !m.Time.Before(last.Time) {

@@ -26,7 +26,7 @@ func TestKeepIgnored(t *testing.T) {
 		{Group: "apps", Kind: "Deployment", Name: "other", Paths: []string{"/spec/template"}},
 		{Kind: "Deployment", Paths: []string{"/spec/template"}}, // core group: does not match apps
 	}
-	keepIgnored(desired, live, ignoredTokens(desired, rules))
+	keepIgnored(desired, live, findIgnored(live.Object, desired.Object, nil, ignoredTokens(desired, rules)))
 	want := map[string]any{
 		"apiVersion": "apps/v1", "kind": "Deployment", "metadata": map[string]any{"name": "web",
 			"annotations": map[string]any{"a/b": "live"}},

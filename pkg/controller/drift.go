@@ -58,16 +58,26 @@ type repoDrift struct {
 	fights  map[manifest.ID]*fight
 	// keys names the watched objects of this GitRepository.
 	keys map[drift.Object]manifest.ID
-	// lastWrite is when alumiini last wrote objects of this GitRepository,
-	// as its status says (lastWrite).
-	lastWrite time.Time
-	// seenChanged holds, until the worker looks, the fingerprint of an
-	// object whose watch event differed from the baseline ("" for a
-	// deletion): the worker compares such an object even when the watch
-	// shows it as before by then (noteChange).
-	seenChanged map[manifest.ID]string
+	// seenChanged notes watch events that showed an object changed, until a
+	// comparison has read the object as they left it (noteChange).
+	seenChanged map[manifest.ID]changeNote
+	notes       uint64
+	// What the status said at this process's first look, for objects
+	// without a baseline: when alumiini last wrote objects of this
+	// GitRepository (lastWrite), and whether objects were left differing
+	// from git or held (their baselines are not to be taken from the watch).
+	firstLooked   bool
+	lastWrite     time.Time
+	driftReported bool
 
 	lastDetected, lastCorrected time.Time
+}
+
+// changeNote is a watch event's resourceVersion ("" for a deletion) and
+// its place among the GitRepository's notes.
+type changeNote struct {
+	resourceVersion string
+	seq             uint64
 }
 
 type driftedObject struct {
@@ -114,7 +124,7 @@ func (b *driftBook) repo(key string) *repoDrift {
 	d := b.repos[key]
 	if d == nil {
 		d = &repoDrift{baseline: map[manifest.ID]string{}, drifted: map[manifest.ID]*driftedObject{},
-			fights: map[manifest.ID]*fight{}, keys: map[drift.Object]manifest.ID{}, seenChanged: map[manifest.ID]string{}}
+			fights: map[manifest.ID]*fight{}, keys: map[drift.Object]manifest.ID{}, seenChanged: map[manifest.ID]changeNote{}}
 		b.repos[key] = d
 	}
 	return d
@@ -205,7 +215,14 @@ func (b *driftBook) suspects(ctx context.Context, key string, repo *v1alpha1.Git
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	d := b.repo(key)
-	d.lastWrite = lastWrite(repo)
+	if !d.firstLooked {
+		// Only the status this process found counts: its own status writes
+		// move lastSyncTime and clear status.drift without comparing
+		// objects it never looked at (a watch that had not listed yet).
+		d.firstLooked = true
+		d.lastWrite = lastWrite(repo)
+		d.driftReported = repo.Status.Drift != nil && (repo.Status.Drift.Drifted > 0 || repo.Status.Drift.Held > 0)
+	}
 	suspects := map[manifest.ID]bool{}
 	for _, e := range entries {
 		id := keyOfEntry(e, target)
@@ -232,16 +249,16 @@ func (b *driftBook) suspects(ctx context.Context, key string, repo *v1alpha1.Git
 // git: for what the watch shows now (suspicious), or for a change a watch
 // event showed since the last look (noteChange).
 func (d *repoDrift) suspect(id manifest.ID, seen drift.Observed, now time.Time) bool {
-	changed, wasChanged := d.seenChanged[id]
-	delete(d.seenChanged, id)
-	return wasChanged && changed != d.baseline[id] || d.suspicious(id, seen, now)
+	_, noted := d.seenChanged[id]
+	return noted || d.suspicious(id, seen, now)
 }
 
 // suspicious says whether what the watch holds of an object may differ from
 // git: it is gone; its field ownership changed since alumiini's last look
 // (or, with nothing remembered since a restart, someone else wrote it after
-// alumiini, or applied under alumiini's name after alumiini's last write);
-// or it was left drifted and has changed since, or is due.
+// alumiini, or applied under alumiini's name after alumiini's last write,
+// or the status says drift was left in place); or it was left drifted and
+// has changed since, or is due.
 func (d *repoDrift) suspicious(id manifest.ID, seen drift.Observed, now time.Time) bool {
 	base, remembered := d.baseline[id]
 	o := d.drifted[id]
@@ -250,7 +267,7 @@ func (d *repoDrift) suspicious(id manifest.ID, seen drift.Observed, now time.Tim
 		return true
 	case remembered && seen.Fingerprint != base:
 		return true
-	case !remembered && (seen.ForeignWrite || seen.OwnApplied.After(d.lastWrite)):
+	case !remembered && (seen.ForeignWrite || seen.OwnApplied.After(d.lastWrite) || d.driftReported):
 		return true
 	case o == nil || !o.drifting():
 		return false
@@ -324,19 +341,38 @@ func (b *driftBook) worthChecking(key string, obj drift.Object, seen drift.Obser
 	return d.suspicious(id, seen, time.Now()) || seen.Exists && d.drifted[id] != nil && d.drifted[id].drifting()
 }
 
-// noteChange keeps what a watch event showed of an object whose fingerprint
-// left its baseline, or that was deleted. Whoever may write an object can
-// change it and then, before the worker looks, put its managedFields back
-// as they were (an update may set them) or delete it and create it again
-// with them: the worker, deciding from what the watch shows then, saw
-// nothing.
+// noteChange notes a watch event that showed an object deleted, or its
+// fingerprint off its baseline (or none taken yet). Whoever may write an
+// object can change it and then, before the worker looks, put its
+// managedFields back as they were (an update may set them) or delete it and
+// create it again with them: the worker, deciding from what the watch shows
+// then, saw nothing. A note stays until a sync that started after it
+// compared the object and succeeded (forgetNotes), or until alumiini's own
+// write of that very version is answered (its event may come before its
+// answer); a read made before the event does not clear it, nor does a sync
+// that failed.
 func (d *repoDrift) noteChange(id manifest.ID, seen drift.Observed) {
-	base, remembered := d.baseline[id]
-	switch {
-	case !seen.Exists:
-		d.seenChanged[id] = ""
-	case remembered && seen.Fingerprint != base:
-		d.seenChanged[id] = seen.Fingerprint
+	if base, remembered := d.baseline[id]; !seen.Exists || !remembered || seen.Fingerprint != base {
+		d.notes++
+		d.seenChanged[id] = changeNote{resourceVersion: seen.ResourceVersion, seq: d.notes}
+	}
+}
+
+// notesSoFar counts the change notes made of key's objects so far.
+func (b *driftBook) notesSoFar(key string) uint64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.repo(key).notes
+}
+
+// forgetNotes drops the notes a successful sync's comparisons covered:
+// those made before it started (upTo) of the objects it compared (all of
+// them for nil).
+func (d *repoDrift) forgetNotes(upTo uint64, compared map[manifest.ID]bool) {
+	for id, n := range d.seenChanged {
+		if n.seq <= upTo && (compared == nil || compared[id]) {
+			delete(d.seenChanged, id)
+		}
 	}
 }
 
@@ -350,8 +386,8 @@ func (b *driftBook) observe(key, target string) func(apply.Entry, metav1.Object)
 		d := b.repo(key)
 		id := keyOfEntry(e, target)
 		d.baseline[id] = fp
-		if d.seenChanged[id] == fp {
-			delete(d.seenChanged, id) // the event of this write
+		if n, ok := d.seenChanged[id]; ok && n.resourceVersion == obj.GetResourceVersion() {
+			delete(d.seenChanged, id) // the event of this very version
 		}
 		if mapped {
 			d.keys[watched] = id

@@ -41,6 +41,9 @@ type driftSync struct {
 	changedInGit func(manifest.ID) bool
 	// examined are the objects this sync compares with git.
 	examined map[manifest.ID]bool
+	// notesBefore: the book's change notes made before this sync read
+	// anything (repoDrift.forgetNotes).
+	notesBefore uint64
 }
 
 // decide is apply.Options.Write. What git changed is written. Drift is
@@ -174,6 +177,11 @@ func (s *driftSync) settle(result *apply.Result, objects []manifest.Object, inve
 	s.book.mu.Lock()
 	defer s.book.mu.Unlock()
 	d := s.book.repo(s.key)
+	if s.fullSync {
+		d.forgetNotes(s.notesBefore, nil)
+	} else {
+		d.forgetNotes(s.notesBefore, s.examined)
+	}
 	differs := map[manifest.ID]bool{}
 	for _, c := range result.Changes {
 		differs[keyOfEntry(c.Entry, s.target)] = true

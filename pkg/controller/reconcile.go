@@ -687,7 +687,7 @@ func (r *Reconciler) driftPolicy(ctx context.Context, repo *v1alpha1.GitReposito
 	key := repo.Namespace + "/" + repo.Name
 	target := targetNamespace(repo)
 	s := &driftSync{book: r.drift, key: key, target: target, mode: driftMode(repo), grace: gracePeriod(repo),
-		now: time.Now(), fullSync: suspects == nil, examined: suspects}
+		now: time.Now(), fullSync: suspects == nil, examined: suspects, notesBefore: r.drift.notesSoFar(key)}
 	if !s.fullSync {
 		return s
 	}

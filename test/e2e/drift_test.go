@@ -167,21 +167,35 @@ func TestTakingAFieldFromAlumiiniIsDrift(t *testing.T) {
 func TestAnApplyAsAlumiiniWhileItWasDownIsDrift(t *testing.T) {
 	const ns = "drift-while-down"
 	readyRepository(t, ns, "")
+	live := settingsToApply(t, ns)
+	live["data"] = map[string]any{"version": "hacked"}
+	hacked := toJSON(t, live)
 	time.Sleep(1100 * time.Millisecond) // managedFields times are in whole seconds
 	if err := cluster.StopAlumiini(); err != nil {
 		t.Fatal(err)
 	}
-	live := settingsToApply(t, ns)
-	live["data"] = map[string]any{"version": "hacked"}
-	kubectlInput(t, toJSON(t, live), "apply", "--server-side", "--field-manager=alumiini", "-f", "-")
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	if err := cluster.StartAlumiini(ctx); err != nil {
-		t.Fatal(err)
+	running := false
+	startAlumiini := func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		if err := cluster.StartAlumiini(ctx); err != nil {
+			t.Fatal(err)
+		}
+		running = true
 	}
+	t.Cleanup(func() {
+		if !running { // a failure below must not leave the other tests without alumiini
+			startAlumiini()
+		}
+	})
+	kubectlInput(t, hacked, "apply", "--server-side", "--field-manager=alumiini", "-f", "-")
+	startAlumiini()
 	took := eventually(t, 30*time.Second, func() string {
 		if v := settingsVersion(t, ns); v != "1" {
 			return "the value applied under alumiini's name while it was down was not restored: " + v
+		}
+		if o := driftedObject(getRepository(t, ns), "settings"); o == nil || o.State != v1alpha1.DriftStateCorrected {
+			return fmt.Sprintf("status.drift does not list the correction: %+v", o)
 		}
 		return ""
 	})

@@ -179,7 +179,7 @@ func schema_pkg_apis_alumiini_v1alpha1_DriftIgnoreRule(ref common.ReferenceCallb
 							},
 						},
 						SchemaProps: spec.SchemaProps{
-							Description: "Paths are JSON pointers (RFC 6901) to the fields, e.g. /spec/replicas, or one label or annotation (/metadata/annotations/example.com~1owner). A list index is a position: /spec/template/spec/containers/0/image is whatever container comes first.",
+							Description: "Paths are JSON pointers (RFC 6901) to the fields, e.g. /spec/replicas, or one label or annotation (/metadata/annotations/example.com~1owner). A list index is a position in git's list: /spec/template/spec/containers/0/image is the image of the container git lists first, matched by name in the live object wherever it is there, once alumiini has applied the object (before, and in a list whose items have no name or key, such as args, the live object's item at the same position). A path inside such a list still lets alumiini re-apply the whole list when another writer changes it.",
 							Type:        []string{"array"},
 							Items: &spec.SchemaOrArray{
 								Schema: &spec.Schema{
@@ -207,7 +207,7 @@ func schema_pkg_apis_alumiini_v1alpha1_DriftSpec(ref common.ReferenceCallback) c
 				Properties: map[string]spec.Schema{
 					"mode": {
 						SchemaProps: spec.SchemaProps{
-							Description: "Mode is Correct (re-apply the git state), Detect (report only; while an object differs from git, Ready is False with reason Drifted) or Ignore. Defaults to Correct. Drift is an object deleted, or a field alumiini applied (field manager \"alumiini\") changed by another field manager; status.drift names that manager. Correct also re-applies at once an object whose values match git but whose fields another manager took, so that their next change is seen; Detect does not report that.",
+							Description: "Mode is Correct (re-apply the git state), Detect (report only; while an object differs from git, Ready is False with reason Drifted) or Ignore. Defaults to Correct. Drift is an object deleted, or a field alumiini applied that differs from git; status.drift names the field manager that wrote it last. Correct also re-applies at once an object whose values match git but whose fields another manager took, so that their next change is seen; Detect does not report that.",
 							Type:        []string{"string"},
 							Format:      "",
 						},

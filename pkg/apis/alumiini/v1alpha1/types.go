@@ -202,10 +202,10 @@ type DriftSpec struct {
 	// Mode is Correct (re-apply the git state), Detect (report only; while
 	// an object differs from git, Ready is False with reason Drifted) or
 	// Ignore. Defaults to Correct. Drift is an object deleted, or a field
-	// alumiini applied (field manager "alumiini") changed by another field
-	// manager; status.drift names that manager. Correct also re-applies at
-	// once an object whose values match git but whose fields another manager
-	// took, so that their next change is seen; Detect does not report that.
+	// alumiini applied that differs from git; status.drift names the field
+	// manager that wrote it last. Correct also re-applies at once an object
+	// whose values match git but whose fields another manager took, so
+	// that their next change is seen; Detect does not report that.
 	// +optional
 	Mode DriftMode `json:"mode,omitempty"`
 	// HealGracePeriod delays the correction of a hand edit, as a Go duration
@@ -239,8 +239,13 @@ type DriftIgnoreRule struct {
 	Name string `json:"name,omitempty"`
 	// Paths are JSON pointers (RFC 6901) to the fields, e.g. /spec/replicas,
 	// or one label or annotation (/metadata/annotations/example.com~1owner).
-	// A list index is a position: /spec/template/spec/containers/0/image is
-	// whatever container comes first.
+	// A list index is a position in git's list:
+	// /spec/template/spec/containers/0/image is the image of the container
+	// git lists first, matched by name in the live object wherever it is
+	// there, once alumiini has applied the object (before, and in a list
+	// whose items have no name or key, such as args, the live object's
+	// item at the same position). A path inside such a list still lets
+	// alumiini re-apply the whole list when another writer changes it.
 	// +listType=atomic
 	Paths []string `json:"paths"`
 }

@@ -33,8 +33,13 @@ type DriftIgnoreRuleApplyConfiguration struct {
 	Name *string `json:"name,omitempty"`
 	// Paths are JSON pointers (RFC 6901) to the fields, e.g. /spec/replicas,
 	// or one label or annotation (/metadata/annotations/example.com~1owner).
-	// A list index is a position: /spec/template/spec/containers/0/image is
-	// whatever container comes first.
+	// A list index is a position in git's list:
+	// /spec/template/spec/containers/0/image is the image of the container
+	// git lists first, matched by name in the live object wherever it is
+	// there, once alumiini has applied the object (before, and in a list
+	// whose items have no name or key, such as args, the live object's
+	// item at the same position). A path inside such a list still lets
+	// alumiini re-apply the whole list when another writer changes it.
 	Paths []string `json:"paths,omitempty"`
 }
 

@@ -31,10 +31,10 @@ type DriftSpecApplyConfiguration struct {
 	// Mode is Correct (re-apply the git state), Detect (report only; while
 	// an object differs from git, Ready is False with reason Drifted) or
 	// Ignore. Defaults to Correct. Drift is an object deleted, or a field
-	// alumiini applied (field manager "alumiini") changed by another field
-	// manager; status.drift names that manager. Correct also re-applies at
-	// once an object whose values match git but whose fields another manager
-	// took, so that their next change is seen; Detect does not report that.
+	// alumiini applied that differs from git; status.drift names the field
+	// manager that wrote it last. Correct also re-applies at once an object
+	// whose values match git but whose fields another manager took, so
+	// that their next change is seen; Detect does not report that.
 	Mode *alumiiniv1alpha1.DriftMode `json:"mode,omitempty"`
 	// HealGracePeriod delays the correction of a hand edit, as a Go duration
 	// (0 to 24h), so an operator can hotfix and commit: the drift is reported
