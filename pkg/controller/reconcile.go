@@ -748,6 +748,12 @@ func (r *Reconciler) report(ctx context.Context, repo *v1alpha1.GitRepository, p
 				healthTimeout(repo), len(followedTargets(repo, vouchedFor(result), nil)), short(commit)))
 		}
 		healthConditions(s, generation, repo.Spec.Wait)
+		if out.rollout == nil {
+			// Not written by this sync: a revision the last sync wrote and
+			// the Rollout has not picked up yet is still the one to follow
+			// (a push's sync, then a request's, one after the other).
+			out.rollout = unpickedUp(s)
+		}
 		followRolloutAnew(s, generation, repo.Spec.RolloutRef, out.rollout)
 		answer(s, pending, v1alpha1.PhaseSynced, commit, message, counts, time.Since(start))
 	})

@@ -175,12 +175,18 @@ func movedOn(before *v1alpha1.RolloutStatus, u *unstructured.Unstructured, seen 
 // the Rollout had not picked the revision up, what the Rollout said then:
 // status.rollout, which the sync set from its write's answer. Otherwise nil.
 func lostBefore(repo *v1alpha1.GitRepository) *v1alpha1.RolloutStatus {
-	rolled := apimeta.FindStatusCondition(repo.Status.Conditions, v1alpha1.ConditionRolledOut)
-	if repo.Status.Rollout == nil || repo.Status.Rollout.Phase == "" || rolled == nil || rolled.Status == metav1.ConditionTrue ||
+	return unpickedUp(&repo.Status)
+}
+
+// unpickedUp is what the Rollout said as a sync's write left it, while
+// status says the Rollout has not picked that revision up; otherwise nil.
+func unpickedUp(s *v1alpha1.GitRepositoryStatus) *v1alpha1.RolloutStatus {
+	rolled := apimeta.FindStatusCondition(s.Conditions, v1alpha1.ConditionRolledOut)
+	if s.Rollout == nil || s.Rollout.Phase == "" || rolled == nil || rolled.Status == metav1.ConditionTrue ||
 		!strings.Contains(rolled.Message, notPickedUp) && !strings.HasPrefix(rolled.Message, followingRollout) {
 		return nil
 	}
-	return repo.Status.Rollout
+	return s.Rollout
 }
 
 // rolloutWrites catches, through the apply's Observe hook, the Rollout of
