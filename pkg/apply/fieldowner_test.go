@@ -14,6 +14,8 @@ import (
 	"k8s.io/client-go/dynamic"
 	"sigs.k8s.io/structured-merge-diff/v6/fieldpath"
 	"sigs.k8s.io/structured-merge-diff/v6/value"
+
+	"github.com/falsesystems/alumiini/pkg/manifest"
 )
 
 // TestAFieldAnotherManagerTookIsTakenBack: whoever may write an applied
@@ -72,22 +74,8 @@ func TestIgnoredFieldsOfListItemsAreMatchedByPosition(t *testing.T) {
 	ns := namespace(t, a)
 	ctx := context.Background()
 	owner := Owner{Namespace: "default", Name: "port-updater"}
-	objects := render(t, "svc.yaml", `apiVersion: v1
-kind: Service
-metadata:
-  name: web
-spec:
-  selector: {app: web}
-  ports:
-  - {name: http, port: 80, targetPort: 8080}
-  - {name: https, port: 443, targetPort: 8443}
-`)
-	ignore := []IgnoreRule{{Kind: "Service", Paths: []string{"/spec/ports/1/targetPort"}}}
-	result, err := a.Apply(ctx, owner, objects, Options{DefaultNamespace: ns, Ignore: ignore})
-	if err != nil {
-		t.Fatal(err)
-	}
-	services := a.Client.Resource(schema.GroupVersionResource{Version: "v1", Resource: "services"}).Namespace(ns)
+	objects, ignore, result, services := httpAndHTTPS(t, a, ns, owner)
+	var err error
 	setTargetPort := func(index, port int) {
 		t.Helper()
 		patch := fmt.Sprintf(`[{"op":"replace","path":"/spec/ports/%d/targetPort","value":%d}]`, index, port)
@@ -125,22 +113,8 @@ func TestAPositionIsNotSteeredOntoAnotherItem(t *testing.T) {
 	ns := namespace(t, a)
 	ctx := context.Background()
 	owner := Owner{Namespace: "default", Name: "steered"}
-	objects := render(t, "svc.yaml", `apiVersion: v1
-kind: Service
-metadata:
-  name: web
-spec:
-  selector: {app: web}
-  ports:
-  - {name: http, port: 80, targetPort: 8080}
-  - {name: https, port: 443, targetPort: 8443}
-`)
-	ignore := []IgnoreRule{{Kind: "Service", Paths: []string{"/spec/ports/1/targetPort"}}}
-	result, err := a.Apply(ctx, owner, objects, Options{DefaultNamespace: ns, Ignore: ignore})
-	if err != nil {
-		t.Fatal(err)
-	}
-	services := a.Client.Resource(schema.GroupVersionResource{Version: "v1", Resource: "services"}).Namespace(ns)
+	objects, ignore, result, services := httpAndHTTPS(t, a, ns, owner)
+	var err error
 	patch := func(p string) {
 		t.Helper()
 		if _, err := services.Patch(ctx, "web", types.JSONPatchType, []byte(p), metav1.PatchOptions{FieldManager: "tenant"}); err != nil {
@@ -165,6 +139,28 @@ spec:
 	if err != nil || len(result.Changes) != 1 || !result.Changes[0].OwnershipOnly {
 		t.Fatalf("http's targetPort, taken while the pointer's position held it, is not a change: %+v %v", result.Changes, err)
 	}
+}
+
+// httpAndHTTPS applies a Service of ports http and https for owner, the
+// https targetPort ignored by position.
+func httpAndHTTPS(t *testing.T, a *Applier, ns string, owner Owner) ([]manifest.Object, []IgnoreRule, *Result, dynamic.ResourceInterface) {
+	t.Helper()
+	objects := render(t, "svc.yaml", `apiVersion: v1
+kind: Service
+metadata:
+  name: web
+spec:
+  selector: {app: web}
+  ports:
+  - {name: http, port: 80, targetPort: 8080}
+  - {name: https, port: 443, targetPort: 8443}
+`)
+	ignore := []IgnoreRule{{Kind: "Service", Paths: []string{"/spec/ports/1/targetPort"}}}
+	result, err := a.Apply(context.Background(), owner, objects, Options{DefaultNamespace: ns, Ignore: ignore})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return objects, ignore, result, a.Client.Resource(schema.GroupVersionResource{Version: "v1", Resource: "services"}).Namespace(ns)
 }
 
 func targetPorts(ports []any) map[string]any {
@@ -299,6 +295,33 @@ func TestAKeyLackingAFieldIsNotTakenForAnotherItem(t *testing.T) {
 	}
 	if found := findIgnored(obj, obj, fieldpath.NewSet(short), [][]string{{"spec", "items", "0", "x"}}); len(found) != 0 {
 		t.Errorf("k:{a:1}, matching both live items, named one: %+v", found)
+	}
+	if found := findIgnored(obj, obj, fieldpath.NewSet(short, long), [][]string{{"spec", "items", "0", "x"}}); len(found) != 1 ||
+		!found[0].path.Equals(short) {
+		t.Errorf("the first item's x found as %+v, want %s", found, short)
+	}
+}
+
+// TestAKeyGitLeavesToADefaultIsNotAnotherItemsKey: git lists port 53 for
+// SCTP and port 53 with its protocol left to the default (TCP); the pointer
+// to the second names 53/TCP, not 53/SCTP, which also matches it while its
+// protocol is unsaid.
+func TestAKeyGitLeavesToADefaultIsNotAnotherItemsKey(t *testing.T) {
+	port := func(protocol string) *value.FieldList { return fieldpath.KeyByFields("port", 53, "protocol", protocol) }
+	own := fieldpath.NewSet(fieldpath.MakePathOrDie("spec", "ports", port("SCTP"), "targetPort"),
+		fieldpath.MakePathOrDie("spec", "ports", port("TCP"), "targetPort"))
+	git := map[string]any{"spec": map[string]any{"ports": []any{
+		map[string]any{"port": int64(53), "protocol": "SCTP", "targetPort": int64(1000)},
+		map[string]any{"port": int64(53), "targetPort": int64(2000)},
+	}}}
+	live := map[string]any{"spec": map[string]any{"ports": []any{
+		map[string]any{"port": int64(53), "protocol": "TCP", "targetPort": int64(2222)},
+		map[string]any{"port": int64(53), "protocol": "SCTP", "targetPort": int64(1000)},
+	}}}
+	found := findIgnored(live, git, own, [][]string{{"spec", "ports", "1", "targetPort"}})
+	want := fieldpath.MakePathOrDie("spec", "ports", port("TCP"), "targetPort")
+	if len(found) != 1 || !found[0].path.Equals(want) || fmt.Sprint(found[0].live) != "[spec ports 0 targetPort]" {
+		t.Errorf("found %+v, want %s at the live first port", found, want)
 	}
 }
 
@@ -436,5 +459,17 @@ func TestManyPositionsIntoALongListExcuseNothing(t *testing.T) {
 	}
 	if got := found(512); got >= 512 {
 		t.Errorf("512 positions into a 20,000-item list were all found")
+	}
+
+	// The same with alumiini's own set made long (an update may write
+	// managedFields) and git's list one item: the positions stop at the
+	// bound too, not after each has walked the set.
+	short := map[string]any{"spec": map[string]any{"env": []any{map[string]any{"name": "VAR_00000", "value": "x"}}}}
+	var tokens [][]string
+	for i := range 512 {
+		tokens = append(tokens, []string{"spec", "env", "0", fmt.Sprintf("f%d", i)})
+	}
+	if got := len(findIgnored(short, short, own, tokens)); got > maxItemLooks/n+1 {
+		t.Errorf("%d positions found over a 20,000-element set level", got)
 	}
 }

@@ -77,6 +77,9 @@ func findIgnored(live, git map[string]any, own *fieldpath.Set, pointers [][]stri
 		if f, ok := findOne(live, git, own, tokens, &budget); ok {
 			found = append(found, f)
 		}
+		if budget < 0 {
+			break // the rest keep git's values
+		}
 	}
 	return found
 }
@@ -110,14 +113,14 @@ func findOne(live, git map[string]any, own *fieldpath.Set, tokens []string, budg
 				return ignoredField{}, false
 			}
 			liveParent, _ := liveNode.([]any)
-			pe, keyed := keyOf(own, gitParent[i], budget)
-			if *budget < 0 {
+			pe, keyed, ambiguous := keyOf(own, gitParent, i, budget)
+			if ambiguous || *budget < 0 {
 				return ignoredField{}, false
 			}
 			j := i
 			if keyed {
 				var ok bool
-				if j, ok = itemNamed(pe, liveParent, budget); !ok {
+				if j, ok = itemNamed(pe, liveParent, keyFields(own), budget); !ok {
 					return ignoredField{}, false
 				}
 				f.path = append(f.path, pe)
@@ -132,7 +135,10 @@ func findOne(live, git map[string]any, own *fieldpath.Set, tokens []string, budg
 			return ignoredField{}, false
 		}
 		f.live, f.git = append(f.live, liveToken), append(f.git, token)
-		if own != nil && !pathless {
+		switch {
+		case pathless:
+			own = nil // below a position, keys of the outer list name nothing
+		case own != nil:
 			own, _ = own.Children.Get(f.path[len(f.path)-1]) // nil: nothing of alumiini's below
 		}
 	}
@@ -145,37 +151,64 @@ func findOne(live, git map[string]any, own *fieldpath.Set, tokens []string, budg
 	return f, true
 }
 
-// keyOf is the element of set's top level naming git's list item: by its
-// key fields (git may leave some to the server's defaults: those it lacks
-// are not compared; of the keys matching, the longest), its value, or, for
-// a list with neither, nothing.
-func keyOf(set *fieldpath.Set, item any, budget *int) (fieldpath.PathElement, bool) {
+// keyOf is the element of set's top level naming git's item list[i], by
+// its key fields or its value; none for a list with neither. Git may leave
+// key fields to the server's defaults, so a key naming fields the item
+// lacks matches it too, but another of git's items may be that key's
+// (ports 53/SCTP and 53 with TCP left to the default): a key matching
+// every field it names wins, the longest; else one no other item of git's
+// matches in full. A tie between the longest is ambiguous.
+func keyOf(set *fieldpath.Set, list []any, i int, budget *int) (found fieldpath.PathElement, ok, ambiguous bool) {
 	if set == nil {
-		return fieldpath.PathElement{}, false
+		return fieldpath.PathElement{}, false, false
 	}
-	var found fieldpath.PathElement
-	ok := false
+	var full, partial []fieldpath.PathElement
 	look := func(pe fieldpath.PathElement) {
-		*budget--
-		if namesItem(pe, item, true) && (!ok || keyLen(pe) > keyLen(found)) {
-			found, ok = pe, true
+		if *budget--; *budget < 0 {
+			return
+		}
+		switch {
+		case namesItem(pe, list[i], false):
+			full = append(full, pe)
+		case namesItem(pe, list[i], true):
+			partial = append(partial, pe)
 		}
 	}
 	set.Children.Iterate(look)
 	set.Members.Iterate(look)
-	return found, ok
+	if len(full) == 0 {
+		*budget -= len(partial) * len(list)
+		full = slices.DeleteFunc(partial, func(pe fieldpath.PathElement) bool {
+			return slices.ContainsFunc(list, func(other any) bool { return namesItem(pe, other, false) })
+		})
+	}
+	if len(full) == 0 || *budget < 0 {
+		return fieldpath.PathElement{}, false, false
+	}
+	// An item's key is both a member (the item itself) and a parent (its
+	// fields): the same element twice is no tie.
+	slices.SortFunc(full, func(a, b fieldpath.PathElement) int {
+		return cmp.Or(cmp.Compare(keyLen(b), keyLen(a)), a.Compare(b))
+	})
+	full = slices.CompactFunc(full, fieldpath.PathElement.Equals)
+	if len(full) > 1 && keyLen(full[0]) == keyLen(full[1]) {
+		return fieldpath.PathElement{}, false, true
+	}
+	return full[0], true, false
 }
 
 // itemNamed is the position of the one live item pe names, -1 for none;
-// false when pe names several (a key leaves out a key field its item lacks,
-// so k:{a:1} also matches an item {a:1, b:2}), or past the budget.
-func itemNamed(pe fieldpath.PathElement, list []any, budget *int) (int, bool) {
+// false when pe names several, or past the budget. A key leaves out a key
+// field its item lacks, so k:{a:1} names {a:1} but not {a:1, b:2}: an item
+// holding a key field (one that keys of its list name, keyFields) that pe
+// lacks is another item.
+func itemNamed(pe fieldpath.PathElement, list []any, keyFields map[string]bool, budget *int) (int, bool) {
 	if *budget -= len(list); *budget < 0 {
 		return 0, false
 	}
 	at := -1
 	for i, item := range list {
-		if namesItem(pe, item, false) {
+		if namesItem(pe, item, false) && !holdsAnotherKeyField(item, pe, keyFields) {
 			if at >= 0 {
 				return 0, false
 			}
@@ -183,6 +216,34 @@ func itemNamed(pe fieldpath.PathElement, list []any, budget *int) (int, bool) {
 		}
 	}
 	return at, true
+}
+
+func holdsAnotherKeyField(item any, pe fieldpath.PathElement, keyFields map[string]bool) bool {
+	m, ok := item.(map[string]any)
+	if !ok || pe.Key == nil {
+		return false
+	}
+	for name := range keyFields {
+		if _, held := m[name]; held && !slices.ContainsFunc(*pe.Key, func(f value.Field) bool { return f.Name == name }) {
+			return true
+		}
+	}
+	return false
+}
+
+// keyFields are the names the keys of set's top level name.
+func keyFields(set *fieldpath.Set) map[string]bool {
+	names := map[string]bool{}
+	collect := func(pe fieldpath.PathElement) {
+		if pe.Key != nil {
+			for _, f := range *pe.Key {
+				names[f.Name] = true
+			}
+		}
+	}
+	set.Children.Iterate(collect)
+	set.Members.Iterate(collect)
+	return names
 }
 
 func keyLen(pe fieldpath.PathElement) int {

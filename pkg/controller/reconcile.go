@@ -728,6 +728,7 @@ func (r *Reconciler) report(ctx context.Context, repo *v1alpha1.GitRepository, p
 			n, apply.AnnotationPrune, strings.Join(capList(entryNames(result.Released), 10), ", "))
 	}
 	driftStatus := r.driftStatus(repo)
+	written, followed := out.rollout, out.rollout
 	err := r.writeStatus(ctx, repo, func(s *v1alpha1.GitRepositoryStatus, generation int64) {
 		now := metav1.Now()
 		s.Phase = v1alpha1.PhaseSynced
@@ -748,19 +749,22 @@ func (r *Reconciler) report(ctx context.Context, repo *v1alpha1.GitRepository, p
 				healthTimeout(repo), len(followedTargets(repo, vouchedFor(result), nil)), short(commit)))
 		}
 		healthConditions(s, generation, repo.Spec.Wait)
-		if out.rollout == nil {
+		followed = written
+		if followed == nil {
 			// Not written by this sync: a revision the last sync wrote and
 			// the Rollout has not picked up yet is still the one to follow
-			// (a push's sync, then a request's, one after the other).
-			out.rollout = unpickedUp(s)
+			// (a push's sync, then a request's, one after the other), as
+			// the status read at this attempt says.
+			followed = unpickedUp(s)
 		}
-		followRolloutAnew(s, generation, repo.Spec.RolloutRef, out.rollout)
+		followRolloutAnew(s, generation, repo.Spec.RolloutRef, followed)
 		answer(s, pending, v1alpha1.PhaseSynced, commit, message, counts, time.Since(start))
 	})
 	if err != nil {
 		klog.FromContext(ctx).Error(err, "Writing status")
 		return false
 	}
+	out.rollout = followed // what the health wait follows
 	r.pushShown(repo.Namespace+"/"+repo.Name, push)
 	switch previous := repo.Status.LastSyncedCommit; {
 	case previous == "":
