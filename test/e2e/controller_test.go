@@ -220,9 +220,17 @@ func TestSIGTERMLosesNothing(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
+	// A watch open through kube-apiserver, as kubectl get -w or kubectl
+	// delete --wait hold one, must not keep alumiini from stopping.
+	watching, stopWatching := context.WithCancel(ctx)
+	defer stopWatching()
+	go func() { _, _ = cluster.Kubectl(watching, "get", "gitrepositories", "--watch") }()
+	time.Sleep(time.Second)
+	stopping := time.Now()
 	if err := cluster.RestartAlumiini(ctx); err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("stopped and started again, a watch open, in %s", time.Since(stopping).Round(time.Millisecond))
 	after := kubectl(t, "get", "gitrepository", "restart", "-o", "jsonpath={.status.lastSyncedCommit} {.status.lastSyncTime}")
 	if after != before {
 		t.Errorf("status after the restart %q, before %q", after, before)

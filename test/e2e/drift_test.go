@@ -171,10 +171,7 @@ func TestAnApplyAsAlumiiniWhileItWasDownIsDrift(t *testing.T) {
 	live["data"] = map[string]any{"version": "hacked"}
 	hacked := toJSON(t, live)
 	time.Sleep(1100 * time.Millisecond) // managedFields times are in whole seconds
-	if err := cluster.StopAlumiini(); err != nil {
-		t.Fatal(err)
-	}
-	running := false
+	running := true
 	startAlumiini := func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
@@ -188,6 +185,10 @@ func TestAnApplyAsAlumiiniWhileItWasDownIsDrift(t *testing.T) {
 			startAlumiini()
 		}
 	})
+	running = false
+	if err := cluster.StopAlumiini(); err != nil {
+		t.Fatal(err)
+	}
 	kubectlInput(t, hacked, "apply", "--server-side", "--field-manager=alumiini", "-f", "-")
 	startAlumiini()
 	took := eventually(t, 30*time.Second, func() string {

@@ -79,7 +79,15 @@ func (p *process) stop(grace time.Duration) {
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-p.done:
+		return
 	case <-time.After(grace):
+	}
+	// A Go process writes every goroutine's stack to its log on SIGQUIT:
+	// what kept it from stopping.
+	_ = p.cmd.Process.Signal(syscall.SIGQUIT)
+	select {
+	case <-p.done:
+	case <-time.After(5 * time.Second):
 		_ = p.cmd.Process.Kill()
 		<-p.done
 	}

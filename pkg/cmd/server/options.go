@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -340,6 +341,12 @@ func (o *Options) Config(ctx context.Context) (*apiserver.Config, error) {
 	serverConfig.BuildHandlerChainFunc = func(api http.Handler, c *genericapiserver.Config) http.Handler {
 		return genericapiserver.DefaultBuildHandlerChain(peruser.LimitWatches(api, o.watchLimit, c.Serializer), c)
 	}
+	// Watches end when a stop begins, and clients watch the next process.
+	// Left open (k8s.io/apiserver's default), one watch through
+	// kube-apiserver (kubectl get -w, kubectl delete --wait) held the stop
+	// for the request timeout, 60 s, past a pod's 30 s grace period: SIGKILL,
+	// with the Lease unreleased and etcd not closed.
+	serverConfig.ShutdownWatchTerminationGracePeriod = watchTerminationGrace
 
 	if err := ro.ApplyTo(serverConfig); err != nil {
 		if stopStorage != nil {
@@ -399,3 +406,6 @@ func (o *Options) Run(ctx context.Context) error {
 }
 
 type genericPostStartHookContext = genericapiserver.PostStartHookContext
+
+// watchTerminationGrace bounds how long a stop waits for watches to end.
+const watchTerminationGrace = 5 * time.Second
