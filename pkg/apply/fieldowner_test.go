@@ -453,7 +453,10 @@ func TestManyPositionsIntoALongListExcuseNothing(t *testing.T) {
 		}
 		return len(findIgnored(live, live, own, tokens))
 	}
-	within := maxItemLooks / (2 * n) // each position scans the set's level and the live list
+	// Each position looks at the set's level (an element and its one key
+	// field each) and the live list (an item, the key's field and the
+	// item's two fields each).
+	within := maxItemLooks / (6 * n)
 	if got := found(within); got != within {
 		t.Errorf("%d positions into the list found %d", within, got)
 	}
@@ -471,5 +474,23 @@ func TestManyPositionsIntoALongListExcuseNothing(t *testing.T) {
 	}
 	if got := len(findIgnored(short, short, own, tokens)); got > maxItemLooks/n+1 {
 		t.Errorf("%d positions found over a 20,000-element set level", got)
+	}
+
+	// Or one key of 5,000 fields in that level, and every live item holding
+	// a key field the matching key lacks: each field looked at counts (an
+	// attacker review spent 31 s at 20,000 fields when elements counted one).
+	fields := []any{"name", "x"}
+	for i := range 5000 {
+		fields = append(fields, fmt.Sprintf("a%05d", i), 1)
+	}
+	wide := fieldpath.NewSet(fieldpath.MakePathOrDie("spec", "env", fieldpath.KeyByFields("value", "x"), "f"),
+		fieldpath.MakePathOrDie("spec", "env", fieldpath.KeyByFields(fields...), "f"))
+	items := make([]any, 256)
+	for i := range items {
+		items[i] = map[string]any{"name": fmt.Sprint(i), "value": "x"}
+	}
+	many := map[string]any{"spec": map[string]any{"env": items}}
+	if got := len(findIgnored(many, many, wide, tokens)); got > maxItemLooks/5000+1 {
+		t.Errorf("%d positions looked at over a key of 5,000 fields", got)
 	}
 }

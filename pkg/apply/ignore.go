@@ -113,14 +113,14 @@ func findOne(live, git map[string]any, own *fieldpath.Set, tokens []string, budg
 				return ignoredField{}, false
 			}
 			liveParent, _ := liveNode.([]any)
-			pe, keyed, ambiguous := keyOf(own, gitParent, i, budget)
+			pe, keyFields, keyed, ambiguous := keyOf(own, gitParent, i, budget)
 			if ambiguous || *budget < 0 {
 				return ignoredField{}, false
 			}
 			j := i
 			if keyed {
 				var ok bool
-				if j, ok = itemNamed(pe, liveParent, keyFields(own), budget); !ok {
+				if j, ok = itemNamed(pe, liveParent, keyFields, budget); !ok {
 					return ignoredField{}, false
 				}
 				f.path = append(f.path, pe)
@@ -157,15 +157,24 @@ func findOne(live, git map[string]any, own *fieldpath.Set, tokens []string, budg
 // lacks matches it too, but another of git's items may be that key's
 // (ports 53/SCTP and 53 with TCP left to the default): a key matching
 // every field it names wins, the longest; else one no other item of git's
-// matches in full. A tie between the longest is ambiguous.
-func keyOf(set *fieldpath.Set, list []any, i int, budget *int) (found fieldpath.PathElement, ok, ambiguous bool) {
+// matches in full. A tie between the longest is ambiguous. It also returns
+// the names the level's keys use (itemNamed). Every key field looked at is
+// charged to budget: whoever may write the object may write managedFields,
+// keys of thousands of fields included.
+func keyOf(set *fieldpath.Set, list []any, i int, budget *int) (found fieldpath.PathElement, keyFields map[string]bool, ok, ambiguous bool) {
 	if set == nil {
-		return fieldpath.PathElement{}, false, false
+		return fieldpath.PathElement{}, nil, false, false
 	}
+	keyFields = map[string]bool{}
 	var full, partial []fieldpath.PathElement
 	look := func(pe fieldpath.PathElement) {
-		if *budget--; *budget < 0 {
+		if *budget -= 1 + keyLen(pe); *budget < 0 {
 			return
+		}
+		if pe.Key != nil {
+			for _, f := range *pe.Key {
+				keyFields[f.Name] = true
+			}
 		}
 		switch {
 		case namesItem(pe, list[i], false):
@@ -177,13 +186,18 @@ func keyOf(set *fieldpath.Set, list []any, i int, budget *int) (found fieldpath.
 	set.Children.Iterate(look)
 	set.Members.Iterate(look)
 	if len(full) == 0 {
-		*budget -= len(partial) * len(list)
+		for _, pe := range partial {
+			*budget -= len(list) * (1 + keyLen(pe))
+		}
+		if *budget < 0 {
+			return fieldpath.PathElement{}, nil, false, false
+		}
 		full = slices.DeleteFunc(partial, func(pe fieldpath.PathElement) bool {
 			return slices.ContainsFunc(list, func(other any) bool { return namesItem(pe, other, false) })
 		})
 	}
 	if len(full) == 0 || *budget < 0 {
-		return fieldpath.PathElement{}, false, false
+		return fieldpath.PathElement{}, nil, false, false
 	}
 	// An item's key is both a member (the item itself) and a parent (its
 	// fields): the same element twice is no tie.
@@ -192,58 +206,49 @@ func keyOf(set *fieldpath.Set, list []any, i int, budget *int) (found fieldpath.
 	})
 	full = slices.CompactFunc(full, fieldpath.PathElement.Equals)
 	if len(full) > 1 && keyLen(full[0]) == keyLen(full[1]) {
-		return fieldpath.PathElement{}, false, true
+		return fieldpath.PathElement{}, nil, false, true
 	}
-	return full[0], true, false
+	return full[0], keyFields, true, false
 }
 
 // itemNamed is the position of the one live item pe names, -1 for none;
 // false when pe names several, or past the budget. A key leaves out a key
 // field its item lacks, so k:{a:1} names {a:1} but not {a:1, b:2}: an item
 // holding a key field (one that keys of its list name, keyFields) that pe
-// lacks is another item.
+// lacks is another item. Each field looked at is charged to budget.
 func itemNamed(pe fieldpath.PathElement, list []any, keyFields map[string]bool, budget *int) (int, bool) {
-	if *budget -= len(list); *budget < 0 {
-		return 0, false
+	inKey := map[string]bool{}
+	if pe.Key != nil {
+		for _, f := range *pe.Key {
+			inKey[f.Name] = true
+		}
 	}
 	at := -1
 	for i, item := range list {
-		if namesItem(pe, item, false) && !holdsAnotherKeyField(item, pe, keyFields) {
-			if at >= 0 {
-				return 0, false
-			}
-			at = i
+		m, _ := item.(map[string]any)
+		if *budget -= 1 + keyLen(pe) + len(m); *budget < 0 {
+			return 0, false
 		}
+		if !namesItem(pe, item, false) || holdsAnotherKeyField(m, inKey, keyFields) {
+			continue
+		}
+		if at >= 0 {
+			return 0, false
+		}
+		at = i
 	}
 	return at, true
 }
 
-func holdsAnotherKeyField(item any, pe fieldpath.PathElement, keyFields map[string]bool) bool {
-	m, ok := item.(map[string]any)
-	if !ok || pe.Key == nil {
-		return false
-	}
-	for name := range keyFields {
-		if _, held := m[name]; held && !slices.ContainsFunc(*pe.Key, func(f value.Field) bool { return f.Name == name }) {
+// holdsAnotherKeyField says whether an item holds a key field (keyFields)
+// that its key (inKey) does not name.
+func holdsAnotherKeyField(m map[string]any, inKey, keyFields map[string]bool) bool {
+	for name := range m {
+		if keyFields[name] && !inKey[name] {
 			return true
 		}
 	}
 	return false
-}
-
-// keyFields are the names the keys of set's top level name.
-func keyFields(set *fieldpath.Set) map[string]bool {
-	names := map[string]bool{}
-	collect := func(pe fieldpath.PathElement) {
-		if pe.Key != nil {
-			for _, f := range *pe.Key {
-				names[f.Name] = true
-			}
-		}
-	}
-	set.Children.Iterate(collect)
-	set.Members.Iterate(collect)
-	return names
 }
 
 func keyLen(pe fieldpath.PathElement) int {
