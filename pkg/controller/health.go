@@ -209,7 +209,7 @@ func (r *Reconciler) recheckHealth(ctx context.Context, repo *v1alpha1.GitReposi
 	if !unsettled || r.health.active(key) || repo.Status.Phase != v1alpha1.PhaseSynced {
 		return
 	}
-	r.startHealthWait(ctx, repo, repo.Status.LastSyncedCommit, fromInventory(repo.Status.Inventory), lostBefore(repo))
+	r.startHealthWait(ctx, repo, repo.Status.LastSyncedCommit, fromInventory(repo.Status.Inventory), unpickedUp(&repo.Status))
 }
 
 // waitForHealth watches targets, with the GitRepository's identity, until

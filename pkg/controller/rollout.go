@@ -171,15 +171,11 @@ func movedOn(before *v1alpha1.RolloutStatus, u *unstructured.Unstructured, seen 
 	return !sameRolloutStatus(*before, seen)
 }
 
-// lostBefore is, for a wait that a restart (or a new leader) lost while
-// the Rollout had not picked the revision up, what the Rollout said then:
-// status.rollout, which the sync set from its write's answer. Otherwise nil.
-func lostBefore(repo *v1alpha1.GitRepository) *v1alpha1.RolloutStatus {
-	return unpickedUp(&repo.Status)
-}
-
-// unpickedUp is what the Rollout said as a sync's write left it, while
-// status says the Rollout has not picked that revision up; otherwise nil.
+// unpickedUp is what the Rollout said as a sync's write left it
+// (status.rollout, from the write's answer), while status says the Rollout
+// has not picked that revision up; otherwise nil. A wait that a restart (or
+// a new leader) lost, and a sync that did not write the Rollout, follow the
+// revision from there.
 func unpickedUp(s *v1alpha1.GitRepositoryStatus) *v1alpha1.RolloutStatus {
 	rolled := apimeta.FindStatusCondition(s.Conditions, v1alpha1.ConditionRolledOut)
 	if s.Rollout == nil || s.Rollout.Phase == "" || rolled == nil || rolled.Status == metav1.ConditionTrue ||
@@ -282,7 +278,7 @@ func (r *Reconciler) reportRollout(ctx context.Context, repo *v1alpha1.GitReposi
 	message := fmt.Sprintf("Rollout %s: %s", repo.Spec.RolloutRef.Name, rolloutSummary(seen))
 	if !pickedUp {
 		// Said in status, so that a wait lost to a restart knows it too
-		// (lostBefore).
+		// (unpickedUp).
 		message = fmt.Sprintf("Rollout %s: %s; it shows %s", repo.Spec.RolloutRef.Name, notPickedUp, rolloutSummary(seen))
 	}
 	ctx, cancel := context.WithTimeout(ctx, statusWriteTimeout)

@@ -113,7 +113,7 @@ func TestAWaitLostToARestartDoesNotSayRolledOutTooEarly(t *testing.T) {
 	for _, message := range []string{"following Rollout web for this revision", "Rollout web: " + notPickedUp + "; it shows Completed"} {
 		repo.Status.Conditions = []metav1.Condition{{Type: v1alpha1.ConditionRolledOut, Status: metav1.ConditionUnknown, Message: message}}
 		target := kulta
-		target.before = lostBefore(repo)
+		target.before = unpickedUp(&repo.Status)
 		w := &healthWatch{}
 		if w.judgeRollout(target, completed); w.verdict.reason != "" {
 			t.Errorf("after %q, the last revision's Completed counts: %+v", message, w.verdict)
@@ -126,7 +126,7 @@ func TestAWaitLostToARestartDoesNotSayRolledOutTooEarly(t *testing.T) {
 	// Once the Rollout was seen to pick the revision up, its status counts.
 	repo.Status.Conditions = []metav1.Condition{{Type: v1alpha1.ConditionRolledOut, Status: metav1.ConditionUnknown,
 		Message: "Rollout web: Progressing, step 1"}}
-	if b := lostBefore(repo); b != nil {
+	if b := unpickedUp(&repo.Status); b != nil {
 		t.Errorf("a wait that saw the revision picked up: before %+v", b)
 	}
 }

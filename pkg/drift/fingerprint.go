@@ -93,21 +93,21 @@ func sortedFields(raw []byte) string {
 	return string(sorted)
 }
 
-// ForeignWriteAfter reports whether a manager other than alumiini's apply
-// wrote the object (not its status) after alumiini's last apply, or
-// alumiini applied nothing of it: what a restarted controller, with no
-// remembered fingerprint, must check. An update under alumiini's name is
-// someone else's: alumiini only applies the objects it tracks.
-func ForeignWriteAfter(meta metav1.Object) bool {
-	our := ownApplied(meta)
-	if our == nil {
+// foreignWriteAfter reports whether a manager other than alumiini's apply
+// wrote the object (not its status) after alumiini's last apply (applied,
+// ownApplied's answer), or alumiini applied nothing of it: what a restarted
+// controller, with no remembered fingerprint, must check. An update under
+// alumiini's name is someone else's: alumiini only applies the objects it
+// tracks.
+func foreignWriteAfter(meta metav1.Object, applied *metav1.Time) bool {
+	if applied == nil {
 		return true
 	}
 	for _, m := range meta.GetManagedFields() {
 		if apply.IsOwnApplyEntry(m) || m.Subresource == "status" || m.Time == nil {
 			continue
 		}
-		if m.Time.After(our.Time) {
+		if m.Time.After(applied.Time) {
 			return true
 		}
 	}

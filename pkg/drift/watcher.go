@@ -177,10 +177,11 @@ func (w *Watcher) shrink(obj any) (any, error) {
 			annotationFingerprint: Fingerprint(meta),
 		},
 	}}
-	if ForeignWriteAfter(meta) {
+	applied := ownApplied(meta)
+	if foreignWriteAfter(meta, applied) {
 		small.Annotations[annotationForeignWrite] = "true"
 	}
-	if applied := ownApplied(meta); applied != nil {
+	if applied != nil {
 		small.Annotations[annotationOwnApplied] = strconv.FormatInt(applied.Unix(), 10)
 	}
 	if meta.Annotations[apply.AnnotationSuspendHeal] == "true" {
