@@ -5,6 +5,7 @@ package apiserver
 import (
 	"context"
 	"fmt"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -12,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/apiserver/pkg/registry/rest"
 	genericapiserver "k8s.io/apiserver/pkg/server"
+	"k8s.io/klog/v2"
 
 	"github.com/falsesystems/alumiini/pkg/apis/alumiini"
 	"github.com/falsesystems/alumiini/pkg/apis/alumiini/install"
@@ -70,6 +72,10 @@ type ExtraConfig struct {
 	DefaultServiceAccount string
 }
 
+// stopTimeout bounds how long a stop waits for requests in flight, leaving
+// a pod's default 30 s grace period room to close the storage after them.
+const stopTimeout = 10 * time.Second
+
 // Config is the whole server configuration.
 type Config struct {
 	GenericConfig *genericapiserver.RecommendedConfig
@@ -117,11 +123,20 @@ func (c completedConfig) New() (*Server, error) {
 		return nil, fmt.Errorf("building the generic API server: %w", err)
 	}
 	s := &Server{GenericAPIServer: generic, stopStorage: c.ExtraConfig.StopStorage}
+	// Sync requests waiting for their result answer when a stop begins.
+	stopping := make(chan struct{})
+	if err := generic.AddPreShutdownHook("alumiini-end-sync-waits", func() error {
+		close(stopping)
+		return nil
+	}); err != nil {
+		return nil, err
+	}
 
 	gitRepositories, err := gitrepositorystorage.NewStorage(Scheme, c.GenericConfig.RESTOptionsGetter, gitrepositorystorage.Options{
 		PruneFinalizer:        c.ExtraConfig.PruneFinalizer,
 		Authorizer:            c.GenericConfig.Authorization.Authorizer,
 		DefaultServiceAccount: c.ExtraConfig.DefaultServiceAccount,
+		Stopping:              stopping,
 	})
 	if err != nil {
 		return nil, err
@@ -142,9 +157,35 @@ func (c completedConfig) New() (*Server, error) {
 // Run serves until ctx is cancelled, then drains in-flight requests and
 // stops the storage the server owns, so every accepted write is on disk.
 func (s *Server) Run(ctx context.Context) error {
-	err := s.GenericAPIServer.PrepareRun().RunWithContext(ctx)
+	prepared := s.GenericAPIServer.PrepareRun()
+	served := make(chan error, 1)
+	go func() { served <- prepared.RunWithContext(ctx) }()
+	err := untilDrained(ctx, served)
 	if s.stopStorage != nil {
 		s.stopStorage()
 	}
 	return err
+}
+
+// untilDrained returns what serving returned, or nil once the stop has
+// waited stopTimeout for requests in flight. k8s.io/apiserver waits for
+// each without a bound of its own: for one blocked writing to a client that
+// stopped reading, until the connection breaks; for one still working, up to
+// the request timeout (60 s). Either held the stop past a pod's grace
+// period, and the SIGKILL that followed left the embedded etcd unclosed.
+func untilDrained(ctx context.Context, served <-chan error) error {
+	select {
+	case err := <-served:
+		return err
+	case <-ctx.Done():
+	}
+	timer := time.NewTimer(stopTimeout)
+	defer timer.Stop()
+	select {
+	case err := <-served:
+		return err
+	case <-timer.C:
+		klog.InfoS("Stopping with requests still in flight: their connections close as the process exits", "waited", stopTimeout)
+		return nil
+	}
 }

@@ -246,6 +246,69 @@ func TestSIGTERMLosesNothing(t *testing.T) {
 	kubectl(t, "delete", "gitrepository", "restart", "--timeout=60s")
 }
 
+// TestAStopAnswersWaitingSyncRequests: a CI job waiting on a sync request
+// (kubectl create --raw .../sync with wait) while alumiini stops, here
+// behind a sync stalled on its git server, is told at once that the request
+// stays queued, rather than holding the stop past a pod's grace period or
+// losing its connection; the restarted process still has the request.
+func TestAStopAnswersWaitingSyncRequests(t *testing.T) {
+	createNamespace(t, "stop-waits")
+	stalled := hostileGitServers(t)["stalled"]
+	repo := strings.Replace(gitRepository("stop-waits", "stop-waits", "stop-waits", "  timeout: 5m\n"),
+		"url: "+cluster.Git.BaseURL()+"/stop-waits.git", "url: "+stalled, 1)
+	kubectlInput(t, repo, "apply", "-f", "-")
+	t.Cleanup(func() {
+		_, _ = cluster.Kubectl(context.Background(), "delete", "gitrepository", "stop-waits", "--timeout=60s")
+	})
+	time.Sleep(2 * time.Second) // the first sync is fetching, stalled
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	type answer struct {
+		out string
+		err error
+		at  time.Time
+	}
+	answered := make(chan answer, 1)
+	go func() {
+		out, err := cluster.KubectlInput(ctx, `{"spec":{"wait":true,"timeoutSeconds":30}}`, "create", "--raw", syncPath("stop-waits"), "-f", "-")
+		answered <- answer{string(out), err, time.Now()}
+	}()
+	var pending string
+	eventually(t, 20*time.Second, func() string {
+		if pending = kubectl(t, "get", "gitrepository", "stop-waits", "-o", "jsonpath={.status.pendingSyncRequest.id}"); pending == "" {
+			select {
+			case got := <-answered:
+				t.Fatalf("kubectl ended before the stop: %s %v", got.out, got.err)
+			default:
+			}
+			return "no sync request pending: " + kubectl(t, "get", "gitrepository", "stop-waits", "-o", "jsonpath={.status}")
+		}
+		return ""
+	})
+	time.Sleep(time.Second) // kubectl is waiting
+
+	stopping := time.Now()
+	if err := cluster.StopAlumiini(); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("stopped in %s with a sync request waiting", time.Since(stopping).Round(time.Millisecond))
+	if took := time.Since(stopping); took > 20*time.Second {
+		t.Errorf("the stop took %s, too close to a pod's 30 s grace period", took)
+	}
+	if err := cluster.StartAlumiini(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got := <-answered
+	if got.err == nil || !strings.Contains(got.err.Error(), "alumiini is stopping") || !strings.Contains(got.err.Error(), pending) {
+		t.Errorf("the waiting kubectl got %q, %v; want an error saying alumiini stops and naming request %s", got.out, got.err, pending)
+	}
+	t.Logf("kubectl was answered %s after the stop began: %v", got.at.Sub(stopping).Round(time.Millisecond), got.err)
+	if still := kubectl(t, "get", "gitrepository", "stop-waits", "-o", "jsonpath={.status.pendingSyncRequest.id}"); still != pending {
+		t.Errorf("after the restart the queued sync request is %q, want %s", still, pending)
+	}
+}
+
 // clashingCRD is a CRD whose singular name is another CRD's: stored, never
 // Established.
 func clashingCRD(plural, singular, kind string) string {

@@ -53,6 +53,10 @@ type Options struct {
 	// DefaultServiceAccount is what a GitRepository without
 	// serviceAccountName applies as (--default-service-account).
 	DefaultServiceAccount string
+	// Stopping is closed when the server begins to stop: sync requests
+	// still waiting for their result then answer at once, since this
+	// process's controller will not handle them. Nil never closes.
+	Stopping <-chan struct{}
 }
 
 // NewStorage returns the storages of gitrepositories, gitrepositories/status
@@ -90,7 +94,7 @@ func NewStorage(scheme *runtime.Scheme, optsGetter generic.RESTOptionsGetter, op
 	return GitRepositoryStorage{
 		GitRepository: &REST{Store: store, identity: identity},
 		Status:        &StatusREST{store: &statusStore},
-		Sync:          newSyncREST(store, opts.Authorizer, identity),
+		Sync:          newSyncREST(store, opts.Authorizer, identity, opts.Stopping),
 	}, nil
 }
 

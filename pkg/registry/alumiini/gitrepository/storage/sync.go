@@ -39,6 +39,7 @@ type SyncREST struct {
 	authorizer authorizer.Authorizer
 	identity   gitrepository.IdentityPolicy
 	waiters    *peruser.Limit
+	stopping   <-chan struct{}
 }
 
 // DefaultMaxWaitersPerUser bounds the sync requests with wait: true that one
@@ -46,8 +47,8 @@ type SyncREST struct {
 // watch and a goroutine for up to 30s.
 const DefaultMaxWaitersPerUser = 10
 
-func newSyncREST(store *genericregistry.Store, authz authorizer.Authorizer, identity gitrepository.IdentityPolicy) *SyncREST {
-	return &SyncREST{store: store, authorizer: authz, identity: identity, waiters: peruser.New(DefaultMaxWaitersPerUser, 1,
+func newSyncREST(store *genericregistry.Store, authz authorizer.Authorizer, identity gitrepository.IdentityPolicy, stopping <-chan struct{}) *SyncREST {
+	return &SyncREST{store: store, authorizer: authz, identity: identity, stopping: stopping, waiters: peruser.New(DefaultMaxWaitersPerUser, 1,
 		"sync requests waiting for their result", "ask without wait, or wait for one to finish")}
 }
 
@@ -177,7 +178,8 @@ func (r *SyncREST) record(ctx context.Context, name string, req *alumiini.GitRep
 
 // waitForResult watches the GitRepository from the write that recorded the
 // request until the controller has written the request's result, the
-// GitRepository is deleted, or the request's timeout passes.
+// GitRepository is deleted, the request's timeout passes, or the server
+// begins to stop.
 func (r *SyncREST) waitForResult(ctx context.Context, repo *alumiini.GitRepository, req *alumiini.GitRepositorySyncRequest,
 	answer *alumiini.GitRepositorySyncRequest) (runtime.Object, error) {
 	seconds := v1alpha1.DefaultSyncWaitSeconds
@@ -207,6 +209,8 @@ func (r *SyncREST) waitForResult(ctx context.Context, repo *alumiini.GitReposito
 			return nil, apierrors.NewTimeoutError(fmt.Sprintf(
 				"sync request %s for gitrepository %q was not handled within %ds; it stays queued and will still run",
 				answer.Status.ID, repo.Name, seconds), 0)
+		case <-r.stopping:
+			return nil, stoppedWhileWaiting(repo.Name, answer.Status.ID)
 		case event, ok := <-w.ResultChan():
 			if !ok {
 				return nil, apierrors.NewServiceUnavailable(fmt.Sprintf(
@@ -269,6 +273,25 @@ func syncAnswer(repo *alumiini.GitRepository, req *alumiini.GitRepositorySyncReq
 			Message:    "accepted; the controller syncs it next",
 		},
 	}
+}
+
+// stoppedWhileWaiting answers a waiting sync request when the server stops:
+// held open, it would keep the process from stopping within a pod's grace
+// period, and this process's controller is stopping too. The request is
+// recorded in the GitRepository's status, so whichever process serves next
+// runs it, and a client that asks again joins it rather than queueing
+// another. No Retry-After: client-go would ask again a second later, and with one
+// replica kubectl would then print kube-apiserver's "unable to handle the
+// request" instead of this.
+func stoppedWhileWaiting(name, id string) error {
+	return &apierrors.StatusError{ErrStatus: metav1.Status{
+		Status:  metav1.StatusFailure,
+		Code:    http.StatusServiceUnavailable,
+		Reason:  metav1.StatusReasonServiceUnavailable,
+		Details: &metav1.StatusDetails{Group: alumiini.GroupName, Kind: "gitrepositories", Name: name},
+		Message: fmt.Sprintf("alumiini is stopping: sync request %s for gitrepository %q stays queued and runs "+
+			"once alumiini serves again; ask again with wait to follow it", id, name),
+	}}
 }
 
 func deletedWhileWaiting(name, id string) error {

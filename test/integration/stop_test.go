@@ -1,0 +1,137 @@
+package integration
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
+
+	"github.com/falsesystems/alumiini/pkg/apis/alumiini/v1alpha1"
+)
+
+// TestAStopEndsWaitsAndLeavesStuckClientsBehind: a stop ends within a pod's
+// grace period whatever clients hold. A sync request waiting for its result
+// is answered at once (503, the request staying queued, as the next process
+// finds it), and a client that stopped reading a large answer no longer
+// holds the stop: k8s.io/apiserver waits for such a request until its
+// connection breaks.
+func TestAStopEndsWaitsAndLeavesStuckClientsBehind(t *testing.T) {
+	dataDir := t.TempDir()
+	ts := startServer(t, dataDir)
+	ctx := context.Background()
+	repos := ts.Client.AlumiiniV1alpha1().GitRepositories("default")
+	// About 9 MiB of GitRepositories: more than the loopback socket buffers
+	// hold, so a LIST to a client that stops reading blocks writing.
+	padding := strings.Repeat("x", 230<<10)
+	for i := range 40 {
+		repo := newRepo(fmt.Sprintf("large-%d", i))
+		repo.Annotations = map[string]string{"padding": padding}
+		if _, err := repos.Create(ctx, repo, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stuck := listWithoutReading(t, ts.RESTConfig, "/apis/alumiini.false.systems/v1alpha1/namespaces/default/gitrepositories")
+	defer stuck.Close()
+
+	waited := make(chan error, 1)
+	go func() {
+		body := &v1alpha1.GitRepositorySyncRequest{Spec: v1alpha1.GitRepositorySyncRequestSpec{Wait: true, TimeoutSeconds: ptr.To[int32](30)}}
+		waited <- ts.Client.AlumiiniV1alpha1().RESTClient().Post().Namespace("default").Resource("gitrepositories").
+			Name("large-0").SubResource("sync").Body(body).MaxRetries(0).Do(ctx).Error()
+	}()
+	var pendingID string
+	err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 10*time.Second, true, func(ctx context.Context) (bool, error) {
+		repo, err := repos.Get(ctx, "large-0", metav1.GetOptions{})
+		if err == nil && repo.Status.PendingSyncRequest != nil {
+			pendingID = repo.Status.PendingSyncRequest.ID
+		}
+		return pendingID != "", nil
+	})
+	if err != nil {
+		t.Fatalf("the sync request was not recorded: %v", err)
+	}
+	time.Sleep(time.Second) // the wait is watching, the LIST is blocked writing
+
+	stopping := time.Now()
+	ts.stop()
+	ts.stop = nil
+	select {
+	case err := <-waited:
+		status, ok := err.(apierrors.APIStatus)
+		if !ok || status.Status().Code != http.StatusServiceUnavailable ||
+			!strings.Contains(err.Error(), "alumiini is stopping") || !strings.Contains(err.Error(), pendingID) {
+			t.Errorf("the waiting sync request got %v, want 503 saying alumiini stops and naming request %s", err, pendingID)
+		}
+		t.Logf("the waiting sync request was answered %s after the stop began", time.Since(stopping).Round(time.Millisecond))
+	case <-time.After(10 * time.Second):
+		t.Errorf("the waiting sync request was not answered within 10 s of the stop")
+	}
+	select {
+	case err := <-ts.done:
+		if err != nil {
+			t.Errorf("the server stopped with an error: %v", err)
+		}
+		// Within a pod's default grace period, 30 s, with room to spare.
+		if took := time.Since(stopping); took > 25*time.Second {
+			t.Errorf("the stop took %s", took)
+		}
+		t.Logf("stopped in %s with a client not reading", time.Since(stopping).Round(time.Millisecond))
+	case <-time.After(60 * time.Second):
+		t.Fatal("the server did not stop within a minute: the client that stopped reading held it")
+	}
+	stuck.Close() // lets the abandoned LIST end before the next server starts
+
+	again := startServer(t, dataDir)
+	repo, err := again.Client.AlumiiniV1alpha1().GitRepositories("default").Get(ctx, "large-0", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if repo.Status.PendingSyncRequest == nil || repo.Status.PendingSyncRequest.ID != pendingID {
+		t.Errorf("after the stop the sync request %s is not queued: %+v", pendingID, repo.Status.PendingSyncRequest)
+	}
+}
+
+// listWithoutReading sends GET path over HTTP/1.1 on a connection with a
+// small receive buffer, reads the status line, and then reads no more.
+func listWithoutReading(t *testing.T, config *rest.Config, path string) net.Conn {
+	t.Helper()
+	tlsConfig, err := rest.TLSConfigFor(config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tlsConfig.NextProtos = []string{"http/1.1"}
+	host := strings.TrimPrefix(config.Host, "https://")
+	dialer := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
+		var sockErr error
+		err := c.Control(func(fd uintptr) {
+			sockErr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
+		})
+		if err != nil {
+			return err
+		}
+		return sockErr
+	}}
+	raw, err := dialer.Dial("tcp", host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn := tls.Client(raw, tlsConfig)
+	fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\nAccept: application/json\r\n\r\n", path, host, config.BearerToken)
+	status, err := bufio.NewReader(conn).ReadString('\n')
+	if err != nil || !strings.Contains(status, "200") {
+		t.Fatalf("listing: %q, %v", status, err)
+	}
+	return conn
+}
