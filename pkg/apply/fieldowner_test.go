@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -492,5 +493,93 @@ func TestManyPositionsIntoALongListExcuseNothing(t *testing.T) {
 	many := map[string]any{"spec": map[string]any{"env": items}}
 	if got := len(findIgnored(many, many, wide, tokens)); got > maxItemLooks/5000+1 {
 		t.Errorf("%d positions looked at over a key of 5,000 fields", got)
+	}
+
+	// Or a key of two fields, one of them a list of 100,000 strings, which
+	// names git's container in full (git's args are that long): each
+	// comparison walks the list, so it counts by its length (an attacker
+	// review: 24 s per comparison when it counted as one field).
+	args := make([]any, 100_000)
+	for i := range args {
+		args[i] = "a"
+	}
+	container := func() map[string]any { return map[string]any{"name": "app", "args": slices.Clone(args)} }
+	pod := map[string]any{"spec": map[string]any{"containers": []any{container()}}}
+	forged := fieldpath.NewSet(fieldpath.MakePathOrDie("spec", "containers", fieldpath.KeyByFields("name", "app"), "args"),
+		fieldpath.MakePathOrDie("spec", "containers", fieldpath.KeyByFields("name", "app", "args", args), "x"))
+	var intoContainer [][]string
+	for i := range 512 {
+		intoContainer = append(intoContainer, []string{"spec", "containers", "0", fmt.Sprintf("f%d", i)})
+	}
+	if got := len(findIgnored(pod, pod, forged, intoContainer)); got > maxItemLooks/len(args)+1 {
+		t.Errorf("%d positions looked at over a key holding a list of %d strings", got, len(args))
+	}
+}
+
+// TestFieldSetsAreReadAsStructuredMergeDiffReadsThem: ownFields reads a
+// set decoded from JSON (keys sorted as strings) into the set
+// structured-merge-diff reads from the server's bytes, whatever the order.
+func TestFieldSetsAreReadAsStructuredMergeDiffReadsThem(t *testing.T) {
+	for name, raw := range map[string]string{
+		"a deployment": `{"f:metadata":{"f:labels":{".":{},"f:app":{}}},"f:spec":{"f:replicas":{},"f:template":{"f:spec":{"f:containers":{` +
+			`"k:{\"name\":\"app\"}":{".":{},"f:image":{},"f:name":{},"f:ports":{"k:{\"containerPort\":9090,\"protocol\":\"TCP\"}":{".":{},"f:containerPort":{}},` +
+			`"k:{\"containerPort\":10000,\"protocol\":\"TCP\"}":{".":{},"f:containerPort":{}},"k:{\"containerPort\":80,\"protocol\":\"UDP\"}":{}}}}}}}}`,
+		"negative numbers":      `{"f:metadata":{"f:finalizers":{"v:-9":{},"v:-10":{},"v:-11":{},"v:3":{},"v:\"x\"":{},"v:null":{},"v:{\"a\":1}":{}}}}`,
+		"indexes":               `{"f:spec":{"f:atomic":{"i:10":{},"i:2":{},"i:1":{".":{},"f:x":{}}}}}`,
+		"unknown element kinds": `{"f:spec":{"z:later":{},"f:kept":{"z:later":{}},"f:parent":{"f:child":{"z:later":{}}}}}`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			want := fieldpath.NewSet()
+			if err := want.FromJSON(strings.NewReader(raw)); err != nil {
+				t.Fatal(err)
+			}
+			var decoded map[string]any
+			if err := json.Unmarshal([]byte(raw), &decoded); err != nil {
+				t.Fatal(err)
+			}
+			got, err := fieldSetOf(decoded)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !got.Equals(want) {
+				t.Errorf("read\n%s\nwant\n%s", got, want)
+			}
+		})
+	}
+	for _, bad := range []string{`{"f:a":1}`, `{"k:{broken":{}}`} {
+		var decoded map[string]any
+		if err := json.Unmarshal([]byte(bad), &decoded); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := fieldSetOf(decoded); err == nil {
+			t.Errorf("%s was read without an error", bad)
+		}
+	}
+}
+
+// BenchmarkReadingAnOutOfOrderFieldSet: whoever may update an applied
+// object may write alumiini's entry: 90,000 negative numbers of one length,
+// which JSON decoding puts in the reverse of structured-merge-diff's order
+// (its reader took 20 s, at each comparison).
+func BenchmarkReadingAnOutOfOrderFieldSet(b *testing.B) {
+	var raw strings.Builder
+	raw.WriteString(`{"f:metadata":{"f:finalizers":{`)
+	for i := range 90_000 {
+		if i > 0 {
+			raw.WriteString(",")
+		}
+		fmt.Fprintf(&raw, `"v:%d":{}`, -99999+i)
+	}
+	raw.WriteString(`}}}`)
+	live := &unstructured.Unstructured{}
+	wire := fmt.Sprintf(`{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"x","managedFields":[`+
+		`{"manager":%q,"operation":"Apply","apiVersion":"v1","fieldsType":"FieldsV1","fieldsV1":%s}]}}`, FieldManager, raw.String())
+	if err := live.UnmarshalJSON([]byte(wire)); err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if set, _, ok := ownFields(live); !ok || set.Size() != 90_000 {
+			b.Fatal("the set was not read")
+		}
 	}
 }

@@ -168,7 +168,7 @@ func keyOf(set *fieldpath.Set, list []any, i int, budget *int) (found fieldpath.
 	keyFields = map[string]bool{}
 	var full, partial []fieldpath.PathElement
 	look := func(pe fieldpath.PathElement) {
-		if *budget -= 1 + keyLen(pe); *budget < 0 {
+		if *budget -= 1 + weight(pe); *budget < 0 {
 			return
 		}
 		if pe.Key != nil {
@@ -187,7 +187,7 @@ func keyOf(set *fieldpath.Set, list []any, i int, budget *int) (found fieldpath.
 	set.Members.Iterate(look)
 	if len(full) == 0 {
 		for _, pe := range partial {
-			*budget -= len(list) * (1 + keyLen(pe))
+			*budget -= len(list) * (1 + weight(pe))
 		}
 		if *budget < 0 {
 			return fieldpath.PathElement{}, nil, false, false
@@ -223,10 +223,10 @@ func itemNamed(pe fieldpath.PathElement, list []any, keyFields map[string]bool, 
 			inKey[f.Name] = true
 		}
 	}
-	at := -1
+	at, w := -1, weight(pe)
 	for i, item := range list {
 		m, _ := item.(map[string]any)
-		if *budget -= 1 + keyLen(pe) + len(m); *budget < 0 {
+		if *budget -= 1 + w + len(m); *budget < 0 {
 			return 0, false
 		}
 		if !namesItem(pe, item, false) || holdsAnotherKeyField(m, inKey, keyFields) {
@@ -249,6 +249,45 @@ func holdsAnotherKeyField(m map[string]any, inKey, keyFields map[string]bool) bo
 		}
 	}
 	return false
+}
+
+// weight is what comparing pe's key or value with an item costs: one per
+// scalar in it, and one more per 64 bytes of a string. Real keys are a few
+// short scalars, but whoever may write the object may write managedFields
+// whose keys hold long lists or strings, and every comparison walks them (an
+// attacker review's key held a list of 100,000 strings: 24 s per comparison
+// when it counted as one field).
+func weight(pe fieldpath.PathElement) int {
+	switch {
+	case pe.Key != nil:
+		n := 0
+		for _, f := range *pe.Key {
+			n += len(f.Name)/64 + valueWeight(f.Value)
+		}
+		return n
+	case pe.Value != nil:
+		return valueWeight(*pe.Value)
+	}
+	return 0
+}
+
+func valueWeight(v value.Value) int {
+	n := 1
+	switch {
+	case v.IsString():
+		n += len(v.AsString()) / 64
+	case v.IsList():
+		list := v.AsList()
+		for i := range list.Length() {
+			n += valueWeight(list.At(i))
+		}
+	case v.IsMap():
+		v.AsMap().Iterate(func(key string, field value.Value) bool {
+			n += len(key)/64 + valueWeight(field)
+			return true
+		})
+	}
+	return n
 }
 
 func keyLen(pe fieldpath.PathElement) int {

@@ -25,13 +25,15 @@ import (
 // however it was read.
 func Fingerprint(meta metav1.Object) string {
 	entries := make([]string, 0, len(meta.GetManagedFields()))
+	sortable := maxSortedFieldsBytes
 	for _, m := range meta.GetManagedFields() {
 		if m.Subresource == "status" {
 			continue
 		}
 		fields := ""
 		if m.FieldsV1 != nil {
-			fields = sortedFields(m.FieldsV1.Raw)
+			fields = sortedFields(m.FieldsV1.Raw, sortable)
+			sortable -= len(m.FieldsV1.Raw)
 		}
 		entries = append(entries, strings.Join([]string{m.Manager, string(m.Operation), m.Subresource, m.APIVersion,
 			ownApplyTime(m), fields}, "\x00"))
@@ -61,8 +63,9 @@ func ownApplyTime(m metav1.ManagedFieldsEntry) string {
 	return m.Time.UTC().Format(time.RFC3339)
 }
 
-// maxSortedFieldsBytes bounds the field sets sortedFields decodes; a
-// Deployment's are about 1 KiB.
+// maxSortedFieldsBytes bounds the field sets of one object sortedFields
+// decodes, together: a Deployment's are about 1 KiB. Per set, an attacker
+// review wrote 22 sets just under it into one object, 103 ms per watch event.
 const maxSortedFieldsBytes = 64 << 10
 
 // sortedFields writes a field set with its keys sorted and escaped alike.
@@ -75,11 +78,12 @@ const maxSortedFieldsBytes = 64 << 10
 // every watch event. The keys are compared as strings, never parsed, so
 // numbers in them stay exact; it costs a Deployment's 22 µs instead of 1.5
 // (BenchmarkFingerprint), at each drift watch event and each write. A set
-// over maxSortedFieldsBytes, which only a hostile writer's managedFields
-// reach, is summed as it came: at worst a needless dry-run, rather than
-// megabytes decoded at each watch event on the informer's one goroutine.
-func sortedFields(raw []byte) string {
-	if len(raw) > maxSortedFieldsBytes {
+// over the bytes left to sort (maxSortedFieldsBytes for the object), which
+// only a hostile writer's managedFields reach, is summed as it came: at worst
+// a needless dry-run, rather than megabytes decoded at each watch event on
+// the informer's one goroutine.
+func sortedFields(raw []byte, sortable int) string {
+	if len(raw) > sortable {
 		return string(raw)
 	}
 	var set map[string]any
