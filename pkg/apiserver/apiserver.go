@@ -3,9 +3,7 @@
 package apiserver
 
 import (
-	"context"
 	"fmt"
-	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -13,7 +11,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/apiserver/pkg/registry/rest"
 	genericapiserver "k8s.io/apiserver/pkg/server"
-	"k8s.io/klog/v2"
 
 	"github.com/falsesystems/alumiini/pkg/apis/alumiini"
 	"github.com/falsesystems/alumiini/pkg/apis/alumiini/install"
@@ -72,10 +69,6 @@ type ExtraConfig struct {
 	DefaultServiceAccount string
 }
 
-// stopTimeout bounds how long a stop waits for requests in flight, leaving
-// a pod's default 30 s grace period room to close the storage after them.
-const stopTimeout = 10 * time.Second
-
 // Config is the whole server configuration.
 type Config struct {
 	GenericConfig *genericapiserver.RecommendedConfig
@@ -109,6 +102,7 @@ type Server struct {
 	// through it.
 	Controller  Triggerer
 	stopStorage func()
+	audit       *drainBoundAudit // nil without an audit backend
 }
 
 // Triggerer makes a GitRepository sync now.
@@ -123,6 +117,10 @@ func (c completedConfig) New() (*Server, error) {
 		return nil, fmt.Errorf("building the generic API server: %w", err)
 	}
 	s := &Server{GenericAPIServer: generic, stopStorage: c.ExtraConfig.StopStorage}
+	if generic.AuditBackend != nil {
+		s.audit = &drainBoundAudit{Backend: generic.AuditBackend, givenUp: make(chan struct{})}
+		generic.AuditBackend = s.audit
+	}
 	// Sync requests waiting for their result answer when a stop begins.
 	stopping := make(chan struct{})
 	if err := generic.AddPreShutdownHook("alumiini-end-sync-waits", func() error {
@@ -152,40 +150,4 @@ func (c completedConfig) New() (*Server, error) {
 		return nil, fmt.Errorf("installing the %s API group: %w", alumiini.GroupName, err)
 	}
 	return s, nil
-}
-
-// Run serves until ctx is cancelled, then drains in-flight requests and
-// stops the storage the server owns, so every accepted write is on disk.
-func (s *Server) Run(ctx context.Context) error {
-	prepared := s.GenericAPIServer.PrepareRun()
-	served := make(chan error, 1)
-	go func() { served <- prepared.RunWithContext(ctx) }()
-	err := untilDrained(ctx, served)
-	if s.stopStorage != nil {
-		s.stopStorage()
-	}
-	return err
-}
-
-// untilDrained returns what serving returned, or nil once the stop has
-// waited stopTimeout for requests in flight. k8s.io/apiserver waits for
-// each without a bound of its own: for one blocked writing to a client that
-// stopped reading, until the connection breaks; for one still working, up to
-// the request timeout (60 s). Either held the stop past a pod's grace
-// period, and the SIGKILL that followed left the embedded etcd unclosed.
-func untilDrained(ctx context.Context, served <-chan error) error {
-	select {
-	case err := <-served:
-		return err
-	case <-ctx.Done():
-	}
-	timer := time.NewTimer(stopTimeout)
-	defer timer.Stop()
-	select {
-	case err := <-served:
-		return err
-	case <-timer.C:
-		klog.InfoS("Stopping with requests still in flight: their connections close as the process exits", "waited", stopTimeout)
-		return nil
-	}
 }

@@ -54,8 +54,9 @@ type Options struct {
 	// serviceAccountName applies as (--default-service-account).
 	DefaultServiceAccount string
 	// Stopping is closed when the server begins to stop: sync requests
-	// still waiting for their result then answer at once, since this
-	// process's controller will not handle them. Nil never closes.
+	// still waiting for their result then answer at once rather than hold
+	// the stop; each stays recorded for whichever controller handles it.
+	// Nil never closes.
 	Stopping <-chan struct{}
 }
 

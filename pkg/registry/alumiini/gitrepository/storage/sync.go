@@ -277,12 +277,11 @@ func syncAnswer(repo *alumiini.GitRepository, req *alumiini.GitRepositorySyncReq
 
 // stoppedWhileWaiting answers a waiting sync request when the server stops:
 // held open, it would keep the process from stopping within a pod's grace
-// period, and this process's controller is stopping too. The request is
-// recorded in the GitRepository's status, so whichever process serves next
-// runs it, and a client that asks again joins it rather than queueing
-// another. No Retry-After: client-go would ask again a second later, and with one
-// replica kubectl would then print kube-apiserver's "unable to handle the
-// request" instead of this.
+// period. The request is recorded in the GitRepository's status, so it runs
+// whether or not anyone waits: on another replica, or once alumiini serves
+// again. No Retry-After: client-go would ask again a second later, and with
+// one replica kubectl would then print kube-apiserver's "unable to handle
+// the request" instead of this.
 func stoppedWhileWaiting(name, id string) error {
 	return &apierrors.StatusError{ErrStatus: metav1.Status{
 		Status:  metav1.StatusFailure,
@@ -290,7 +289,7 @@ func stoppedWhileWaiting(name, id string) error {
 		Reason:  metav1.StatusReasonServiceUnavailable,
 		Details: &metav1.StatusDetails{Group: alumiini.GroupName, Kind: "gitrepositories", Name: name},
 		Message: fmt.Sprintf("alumiini is stopping: sync request %s for gitrepository %q stays queued and runs "+
-			"once alumiini serves again; ask again with wait to follow it", id, name),
+			"whether or not anyone waits; its result shows in status.lastSyncRequest", id, name),
 	}}
 }
 

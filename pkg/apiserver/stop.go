@@ -1,0 +1,110 @@
+package apiserver
+
+import (
+	"context"
+	"time"
+
+	"k8s.io/apiserver/pkg/audit"
+	"k8s.io/klog/v2"
+)
+
+// drainTimeout bounds how long a stop waits for requests in flight, and
+// auditFlushTimeout how long it then waits for buffered audit events to be
+// sent: with the storage's close after them, well inside a pod's default
+// 30 s grace period.
+const (
+	drainTimeout      = 10 * time.Second
+	auditFlushTimeout = 5 * time.Second
+)
+
+// Run serves until ctx is cancelled, then drains in-flight requests (for
+// at most drainTimeout) and stops the storage the server owns. Every write
+// answered is on disk: etcd answers only what its log holds.
+func (s *Server) Run(ctx context.Context) error {
+	prepared := s.GenericAPIServer.PrepareRun()
+	served := make(chan error, 1)
+	go func() { served <- prepared.RunWithContext(ctx) }()
+	drained, err := untilDrained(ctx, served)
+	if !drained {
+		s.leaveRequestsBehind()
+	}
+	if s.stopStorage != nil {
+		s.stopStorage()
+	}
+	return err
+}
+
+// untilDrained returns what serving returned, or false once the stop has
+// waited drainTimeout for it. k8s.io/apiserver waits for each request
+// without a bound of its own: for one blocked writing to a client that
+// stopped reading (a watch's included), until the connection breaks; for
+// one still working, up to the request timeout (60 s). Either held the stop
+// past a pod's grace period, and the SIGKILL that followed left the
+// embedded etcd unclosed.
+func untilDrained(ctx context.Context, served <-chan error) (bool, error) {
+	select {
+	case err := <-served:
+		return true, err
+	case <-ctx.Done():
+	}
+	timer := time.NewTimer(drainTimeout)
+	defer timer.Stop()
+	select {
+	case err := <-served:
+		return true, err
+	case <-timer.C:
+		return false, nil
+	}
+}
+
+// leaveRequestsBehind does what k8s.io/apiserver does once requests have
+// drained, for a stop that stopped waiting for them: sends the audit events
+// buffered so far, and closes the storage's clients (its watch cache's etcd
+// watches held the embedded etcd's close for its request timeout, 8 s).
+// Both are safe to do again should the drain still end.
+func (s *Server) leaveRequestsBehind() {
+	klog.InfoS("Stopping with requests still in flight: their connections close as the process exits", "waited", drainTimeout)
+	if s.audit != nil {
+		s.audit.flush(auditFlushTimeout)
+	}
+	s.GenericAPIServer.Destroy()
+}
+
+// drainBoundAudit is the server's audit backend, stopped once requests have
+// drained or a stop gave up waiting for them. k8s.io/apiserver stops it,
+// sending what a buffered backend (the webhook's, by default) holds, only
+// after the drain, so a client that stopped reading would cost every stop
+// its last batch of audit events, up to 30 s of them.
+type drainBoundAudit struct {
+	audit.Backend
+	givenUp chan struct{}
+}
+
+// Run runs the backend until drained is closed, or the stop gives up.
+func (a *drainBoundAudit) Run(drained <-chan struct{}) error {
+	stop := make(chan struct{})
+	go func() {
+		defer close(stop)
+		select {
+		case <-drained:
+		case <-a.givenUp:
+		}
+	}()
+	return a.Backend.Run(stop)
+}
+
+// flush stops the backend and waits up to timeout for it to send what it
+// holds.
+func (a *drainBoundAudit) flush(timeout time.Duration) {
+	close(a.givenUp)
+	sent := make(chan struct{})
+	go func() {
+		defer close(sent)
+		a.Backend.Shutdown()
+	}()
+	select {
+	case <-sent:
+	case <-time.After(timeout):
+		klog.InfoS("Stopping before the audit backend sent all its events", "waited", timeout)
+	}
+}
