@@ -26,8 +26,8 @@ import (
 // TestTwoReplicasOverAnExternalEtcd runs artifacts/overlays/external-etcd
 // as its two pods would: both serve the API from one external etcd (TLS,
 // client certificates), one leads and syncs, a push that reaches the other
-// is handed to the leader, and when the leader is killed the other takes
-// over. cert-manager cannot run here: the test does what it and its CA
+// is handed to the leader; when the leader stops the other takes over at
+// once, and when the leader is killed, once its Lease expires. cert-manager cannot run here: the test does what it and its CA
 // injector would (a CA-signed serving certificate in the mounted files, the
 // CA in the APIService's caBundle) and applies the rest of the overlay.
 func TestTwoReplicasOverAnExternalEtcd(t *testing.T) {
@@ -118,17 +118,47 @@ spec:
 		t.Errorf("no PushReceived Event says the push was handed over: %q", events)
 	}
 
-	// The leader dies: the other replica takes the Lease over and syncs.
-	first.kill()
-	killed := time.Now()
+	// The leader stops (a rollout, a drain): it releases the Lease once its
+	// workers have stopped, and the other replica leads within a retry
+	// period, not the lease duration.
+	stopping := time.Now()
+	first.stop()
 	waitForLeader(t, second)
-	t.Logf("the other replica led %s after the leader was killed (lease 15 s, retry 2 s)", time.Since(killed).Round(100*time.Millisecond))
-	commit("three")
-	out, err := cluster.KubectlInput(ctx, "{}", "create", "--raw", "/apis/alumiini.false.systems/v1alpha1/namespaces/ha/gitrepositories/app/sync", "-f", "-")
-	if err != nil {
-		t.Fatalf("a sync request after the leader died: %v %s", err, out)
+	took := time.Since(stopping)
+	t.Logf("the other replica led %s after the leader began to stop (lease 15 s, retry 2 s)", took.Round(100*time.Millisecond))
+	if took > 10*time.Second {
+		t.Errorf("the other replica led %s after the leader began to stop: the stopped leader kept its Lease", took)
 	}
+	syncNow := func(value string) {
+		t.Helper()
+		commit(value)
+		// Retried while the aggregator moves to the replica left running.
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(time.Second) {
+			out, err := cluster.KubectlInput(ctx, "{}", "create", "--raw", "/apis/alumiini.false.systems/v1alpha1/namespaces/ha/gitrepositories/app/sync", "-f", "-")
+			if err == nil {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("a sync request for %q: %v %s", value, err, out)
+			}
+		}
+	}
+	syncNow("three")
 	waitForValue(t, "three", second)
+
+	// The leader dies: the other replica takes the Lease over once it
+	// expires, and syncs.
+	firstPort := freePort(t)
+	first, _ = replica("alumiini-0", firstPort, nil)
+	defer first.stop()
+	serveAPIFrom(t, firstPort, caPEM)
+	waitForAPI(t, first)
+	second.kill()
+	killed := time.Now()
+	waitForLeader(t, first)
+	t.Logf("the other replica led %s after the leader was killed (lease 15 s, retry 2 s)", time.Since(killed).Round(100*time.Millisecond))
+	syncNow("four")
+	waitForValue(t, "four", first)
 }
 
 // replicaStarter starts one replica as its pod would, on a port of its own,

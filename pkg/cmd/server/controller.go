@@ -281,7 +281,10 @@ func (o *Options) addController(server *apiserver.Server) error {
 		}
 		server.Controller = c
 		started.Store(c)
+		stopped := make(chan struct{})
+		o.controllerStopped.Store(&stopped)
 		go func() {
+			defer close(stopped)
 			if err := c.Run(hook.Context); err != nil {
 				klog.ErrorS(err, "The controller stopped")
 			}

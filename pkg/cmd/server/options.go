@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -87,6 +88,9 @@ type Options struct {
 	softMemory *softMemoryLimiter
 	// watchLimit, set by Config, caps the watches of each user.
 	watchLimit *peruser.Limit
+	// controllerStopped, set once the controller runs, is closed when it
+	// has stopped (its workers done, its Lease released).
+	controllerStopped atomic.Pointer[chan struct{}]
 
 	StdOut io.Writer
 	StdErr io.Writer
@@ -399,11 +403,32 @@ func (o *Options) Run(ctx context.Context) error {
 		return err
 	}
 	err = server.Run(ctx)
+	o.awaitController()
 	if cause := context.Cause(ctx); err == nil && cause != nil && !errors.Is(cause, context.Canceled) {
 		return cause
 	}
 	return err
 }
+
+// awaitController waits, at most controllerStopTimeout once the server has
+// stopped, for the controller, which stops with it: a leader releases its
+// Lease only once its workers have stopped, and a process that exits first
+// leaves the other replicas to wait for the Lease to expire (15 s).
+func (o *Options) awaitController() {
+	stopped := o.controllerStopped.Load()
+	if stopped == nil {
+		return
+	}
+	select {
+	case <-*stopped:
+	case <-time.After(controllerStopTimeout):
+		klog.InfoS("Stopping before the controller stopped", "waited", controllerStopTimeout)
+	}
+}
+
+// controllerStopTimeout leaves a pod's grace period room for it after the
+// API server's stop (at most about 15 s).
+const controllerStopTimeout = 5 * time.Second
 
 type genericPostStartHookContext = genericapiserver.PostStartHookContext
 
