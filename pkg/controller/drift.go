@@ -46,8 +46,8 @@ type driftBook struct {
 }
 
 type repoDrift struct {
-	// baseline is each object's fingerprint after alumiini's last look.
-	baseline map[manifest.ID]string
+	// baseline is each object as alumiini last looked at it.
+	baseline map[manifest.ID]baseline
 	// drifted are the objects that differ from git now (in Detect mode, in
 	// field ownership too, unreported), are held, or were corrected lately.
 	drifted map[manifest.ID]*driftedObject
@@ -71,6 +71,36 @@ type repoDrift struct {
 	driftReported bool
 
 	lastDetected, lastCorrected time.Time
+}
+
+// baseline is what drift compares an object's watch events with: its
+// fingerprint, and its generation or, for kinds without one, its
+// resourceVersion.
+type baseline struct {
+	fingerprint     string
+	generation      int64
+	resourceVersion string
+}
+
+func baselineOf(seen drift.Observed) baseline {
+	return baseline{fingerprint: seen.Fingerprint, generation: seen.Generation, resourceVersion: seen.ResourceVersion}
+}
+
+// rewrittenSince says whether seen is a write no fingerprint shows: its
+// spec changed (or, for a kind that counts no generation, anything of it),
+// while alumiini's apply entry still holds the same fields at the same time
+// and no one else wrote after it. An apply under alumiini's name within the
+// second of alumiini's own write leaves that entry as it was (times are
+// whole seconds); another writer that wrote within that second too costs
+// one comparison.
+func (b baseline) rewrittenSince(seen drift.Observed) bool {
+	if seen.Fingerprint != b.fingerprint || seen.WrittenByOthers {
+		return false
+	}
+	if seen.Generation != 0 {
+		return seen.Generation != b.generation
+	}
+	return seen.ResourceVersion != b.resourceVersion
 }
 
 // changeNote is a watch event's resourceVersion ("" for a deletion) and
@@ -123,7 +153,7 @@ func newDriftBook(watcher *drift.Watcher, mapper meta.RESTMapper) *driftBook {
 func (b *driftBook) repo(key string) *repoDrift {
 	d := b.repos[key]
 	if d == nil {
-		d = &repoDrift{baseline: map[manifest.ID]string{}, drifted: map[manifest.ID]*driftedObject{},
+		d = &repoDrift{baseline: map[manifest.ID]baseline{}, drifted: map[manifest.ID]*driftedObject{},
 			fights: map[manifest.ID]*fight{}, keys: map[drift.Object]manifest.ID{}, seenChanged: map[manifest.ID]changeNote{}}
 		b.repos[key] = d
 	}
@@ -265,7 +295,7 @@ func (d *repoDrift) suspicious(id manifest.ID, seen drift.Observed, now time.Tim
 	switch {
 	case !seen.Exists:
 		return true
-	case remembered && seen.Fingerprint != base:
+	case remembered && (seen.Fingerprint != base.fingerprint || base.rewrittenSince(seen)):
 		return true
 	case !remembered && (seen.ForeignWrite || seen.OwnApplied.After(d.lastWrite) || d.driftReported):
 		return true
@@ -285,7 +315,7 @@ func (d *repoDrift) examining(id manifest.ID, seen drift.Observed, now time.Time
 		// backoff): look again when the fingerprint changes, or by the
 		// re-check rule, not at every event. Otherwise any status write to
 		// it cost a GET and a dry-run (attacker review).
-		d.baseline[id] = seen.Fingerprint
+		d.baseline[id] = baselineOf(seen)
 	}
 	if o != nil {
 		o.seenVersion, o.examinedAt = seen.ResourceVersion, now
@@ -297,7 +327,7 @@ func (d *repoDrift) examining(id manifest.ID, seen drift.Observed, now time.Time
 // last one.
 func (d *repoDrift) remember(id manifest.ID, seen drift.Observed, now time.Time) {
 	if _, ok := d.baseline[id]; !ok {
-		d.baseline[id] = seen.Fingerprint
+		d.baseline[id] = baselineOf(seen)
 	}
 	if o := d.drifted[id]; o != nil && o.drifting() && seen.ResourceVersion != o.seenVersion {
 		if recheck := o.examinedAt.Add(recheckDrifted); o.due.IsZero() || recheck.Before(o.due) {
@@ -342,7 +372,8 @@ func (b *driftBook) worthChecking(key string, obj drift.Object, seen drift.Obser
 }
 
 // noteChange notes a watch event that showed an object deleted, or its
-// fingerprint off its baseline (or none taken yet). Whoever may write an
+// fingerprint off its baseline (or none taken yet), or rewritten unseen by
+// the fingerprint (rewrittenSince: the next status write would hide it). Whoever may write an
 // object can change it and then, before the worker looks, put its
 // managedFields back as they were (an update may set them) or delete it and
 // create it again with them: the worker, deciding from what the watch shows
@@ -352,7 +383,8 @@ func (b *driftBook) worthChecking(key string, obj drift.Object, seen drift.Obser
 // answer); a read made before the event does not clear it, nor does a sync
 // that failed.
 func (d *repoDrift) noteChange(id manifest.ID, seen drift.Observed) {
-	if base, remembered := d.baseline[id]; !seen.Exists || !remembered || seen.Fingerprint != base {
+	base, remembered := d.baseline[id]
+	if !seen.Exists || !remembered || seen.Fingerprint != base.fingerprint || base.rewrittenSince(seen) {
 		d.notes++
 		d.seenChanged[id] = changeNote{resourceVersion: seen.ResourceVersion, seq: d.notes}
 	}
@@ -385,7 +417,7 @@ func (b *driftBook) observe(key, target string) func(apply.Entry, metav1.Object)
 		defer b.mu.Unlock()
 		d := b.repo(key)
 		id := keyOfEntry(e, target)
-		d.baseline[id] = fp
+		d.baseline[id] = baseline{fingerprint: fp, generation: obj.GetGeneration(), resourceVersion: obj.GetResourceVersion()}
 		if n, ok := d.seenChanged[id]; ok && n.resourceVersion == obj.GetResourceVersion() {
 			delete(d.seenChanged, id) // the event of this very version
 		}

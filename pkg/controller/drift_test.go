@@ -230,10 +230,10 @@ func TestADriftLeftAloneIsNotComparedAtEveryEvent(t *testing.T) {
 		apply.Change{Entry: settingsEntry, Action: apply.Configured, Manager: "hand-edit"})
 	id := keyOfEntry(settingsEntry, "ns")
 	d := book.repo("ns/r")
-	d.baseline[id] = "as alumiini wrote it"
+	d.baseline[id] = baseline{fingerprint: "as alumiini wrote it"}
 	compared := 0
 	event := func(i int, at time.Time) {
-		seen := drift.Observed{Exists: true, ResourceVersion: fmt.Sprint(100 + i), Fingerprint: "hand-edited"}
+		seen := drift.Observed{Exists: true, ResourceVersion: fmt.Sprint(100 + i), Fingerprint: "hand-edited", WrittenByOthers: true}
 		if d.suspicious(id, seen, at) { // what suspects does with each object
 			compared++
 			d.examining(id, seen, at)
@@ -250,6 +250,57 @@ func TestADriftLeftAloneIsNotComparedAtEveryEvent(t *testing.T) {
 	event(20, now.Add(recheckDrifted))
 	if compared != 2 {
 		t.Errorf("after %s, %d comparisons, want a second one", recheckDrifted, compared)
+	}
+}
+
+// TestASameSecondApplyUnderAlumiinisNameIsCompared: an apply under
+// alumiini's name within the second of alumiini's own write changes no field
+// set and no time in managedFields, so the fingerprint stays; the spec's
+// generation (or, for a kind without one, the resourceVersion) moving with no
+// one else's write after alumiini's apply shows it. Another controller's
+// status write does not.
+func TestASameSecondApplyUnderAlumiinisNameIsCompared(t *testing.T) {
+	mapper := meta.NewDefaultRESTMapper(nil)
+	mapper.Add(schema.GroupVersionKind{Version: "v1", Kind: "ConfigMap"}, meta.RESTScopeNamespace)
+	book := newDriftBook(nil, mapper)
+	now := time.Unix(1_700_000_000, 0)
+	id := keyOfEntry(settingsEntry, "ns")
+	written := &unstructured.Unstructured{}
+	written.SetManagedFields([]metav1.ManagedFieldsEntry{{Manager: "alumiini", Operation: metav1.ManagedFieldsOperationApply}})
+	fingerprint := drift.Fingerprint(written)
+	for _, c := range []struct {
+		name       string
+		generation int64
+		seen       drift.Observed
+		compared   bool
+	}{
+		{"an apply under alumiini's name in its second", 2, drift.Observed{Generation: 3, ResourceVersion: "11"}, true},
+		{"a status write", 2, drift.Observed{Generation: 2, ResourceVersion: "11", WrittenByOthers: true}, false},
+		{"a status write in alumiini's second", 2, drift.Observed{Generation: 2, ResourceVersion: "11"}, false},
+		{"another writer's spec change (an autoscaler's)", 2, drift.Observed{Generation: 3, ResourceVersion: "11", WrittenByOthers: true}, false},
+		{"a ConfigMap applied under alumiini's name in its second", 0, drift.Observed{ResourceVersion: "11"}, true},
+		{"a Service's status write", 0, drift.Observed{ResourceVersion: "11", WrittenByOthers: true}, false},
+		{"nothing new", 0, drift.Observed{ResourceVersion: "10"}, false},
+	} {
+		written.SetGeneration(c.generation)
+		written.SetResourceVersion("10")
+		book.observe("ns/r", "ns")(settingsEntry, written)
+		c.seen.Exists, c.seen.Fingerprint = true, fingerprint
+		if got := book.repo("ns/r").suspicious(id, c.seen, now); got != c.compared {
+			t.Errorf("%s: compared %v, want %v", c.name, got, c.compared)
+		}
+	}
+
+	// A Deployment's controller writes its status in the next second, after
+	// the apply under alumiini's name and before the worker looks: the
+	// event's note keeps the object compared.
+	written.SetGeneration(2)
+	book.observe("ns/r", "ns")(settingsEntry, written)
+	obj := drift.Object{Resource: schema.GroupResource{Resource: "configmaps"}, Namespace: "ns", Name: "settings"}
+	book.worthChecking("ns/r", obj, drift.Observed{Exists: true, Fingerprint: fingerprint, Generation: 3, ResourceVersion: "11"})
+	statusWritten := drift.Observed{Exists: true, Fingerprint: fingerprint, Generation: 3, ResourceVersion: "12", WrittenByOthers: true}
+	if !book.repo("ns/r").suspect(id, statusWritten, now) {
+		t.Error("a status write after an apply under alumiini's name in its second hides it")
 	}
 }
 
@@ -296,7 +347,7 @@ func TestOwnershipOnlyChanges(t *testing.T) {
 	book.mu.Lock()
 	d := book.repo("ns/r")
 	id := keyOfEntry(settingsEntry, "ns")
-	d.baseline[id] = "fingerprint"
+	d.baseline[id] = baseline{fingerprint: "fingerprint"}
 	suspected := d.suspicious(id, drift.Observed{Exists: true, ResourceVersion: "2", Fingerprint: "fingerprint"}, now.Add(10*time.Second))
 	book.mu.Unlock()
 	if !suspected {
@@ -400,7 +451,8 @@ func TestAChangePutBackBeforeTheWorkerLooksIsCompared(t *testing.T) {
 	if !look() {
 		t.Error("the change is forgotten before a sync compared the object")
 	}
-	syncWith(syncStarted(), inventory) // compared, equal
+	syncWith(syncStarted(), inventory)                                  // compared, equal
+	book.observe("ns/r", "ns")(settingsEntry, written("alumiini", "9")) // its read, as an unchanged object's is told
 	if look() {
 		t.Error("the change is compared again after a sync compared the object")
 	}

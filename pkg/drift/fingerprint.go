@@ -52,8 +52,9 @@ func Fingerprint(meta metav1.Object) string {
 // for any other entry. Whoever may write the object may apply under
 // alumiini's field manager name; applying the fields alumiini set, with
 // other values, changes no field set, only this time (whole seconds: a
-// write within the second of alumiini's own goes unnoticed until the next
-// full sync: a new commit, a spec change or a sync request).
+// write within the second of alumiini's own changes neither, and the
+// controller tells it by the object's generation or resourceVersion, with
+// no one else's write after alumiini's apply).
 // Other managers' times stay out: their writes to fields alumiini does not
 // own are not drift, and should cost no dry-run.
 func ownApplyTime(m metav1.ManagedFieldsEntry) string {
@@ -97,25 +98,26 @@ func sortedFields(raw []byte, sortable int) string {
 	return string(sorted)
 }
 
-// foreignWriteAfter reports whether a manager other than alumiini's apply
-// wrote the object (not its status) after alumiini's last apply (applied,
-// ownApplied's answer), or alumiini applied nothing of it: what a restarted
-// controller, with no remembered fingerprint, must check. An update under
-// alumiini's name is someone else's: alumiini only applies the objects it
-// tracks.
-func foreignWriteAfter(meta metav1.Object, applied *metav1.Time) bool {
+// writtenAfter reports whether a manager other than alumiini's apply wrote
+// the object after alumiini's last apply (applied, ownApplied's answer):
+// foreign, its spec or metadata, or alumiini applied nothing of it, what a
+// restarted controller, with no remembered fingerprint, must check;
+// status, only its status. An update under alumiini's name is someone
+// else's: alumiini only applies the objects it tracks.
+func writtenAfter(meta metav1.Object, applied *metav1.Time) (foreign, status bool) {
 	if applied == nil {
-		return true
+		return true, false
 	}
 	for _, m := range meta.GetManagedFields() {
-		if apply.IsOwnApplyEntry(m) || m.Subresource == "status" || m.Time == nil {
+		if apply.IsOwnApplyEntry(m) || m.Time == nil || !m.Time.After(applied.Time) {
 			continue
 		}
-		if m.Time.After(applied.Time) {
-			return true
+		if m.Subresource != "status" {
+			return true, false
 		}
+		status = true
 	}
-	return false
+	return false, status
 }
 
 // ownApplied is the time of alumiini's own apply entry, nil for none.

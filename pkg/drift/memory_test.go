@@ -134,7 +134,32 @@ func TestWhatARestartedControllerChecks(t *testing.T) {
 	}
 	reapplied := deployment(1)
 	reapplied.ManagedFields[0].Time = &later
-	if seen := shrunk(reapplied); seen.ForeignWrite || !seen.OwnApplied.Equal(later.Time) {
+	if seen := shrunk(reapplied); seen.ForeignWrite || seen.WrittenByOthers || !seen.OwnApplied.Equal(later.Time) {
 		t.Errorf("an apply under alumiini's name: %+v", seen)
+	}
+}
+
+// TestTheWatchTellsStatusWritesAndGenerations: what a controller needs to
+// tell a spec change no field set shows (an apply under alumiini's name in
+// the second of its own) from another controller's status write.
+func TestTheWatchTellsStatusWritesAndGenerations(t *testing.T) {
+	w := &Watcher{}
+	shrunk := func(meta *metav1.PartialObjectMetadata) Observed {
+		small, _ := w.shrink(meta)
+		return observed(small.(*metav1.PartialObjectMetadata))
+	}
+	if seen := shrunk(deployment(1)); seen.WrittenByOthers || seen.Generation != 3 {
+		t.Errorf("a Deployment whose status was written in the second of alumiini's apply: %+v", seen)
+	}
+	later := metav1.NewTime(time.Unix(1_700_000_001, 0))
+	statusWritten := deployment(1)
+	statusWritten.ManagedFields[2].Time = &later
+	if seen := shrunk(statusWritten); seen.ForeignWrite || !seen.WrittenByOthers {
+		t.Errorf("a status write after alumiini's apply: %+v", seen)
+	}
+	edited := deployment(1)
+	edited.ManagedFields[1].Time = &later
+	if seen := shrunk(edited); !seen.ForeignWrite || !seen.WrittenByOthers {
+		t.Errorf("another manager's write after alumiini's apply: %+v", seen)
 	}
 }

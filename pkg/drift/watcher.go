@@ -37,8 +37,12 @@ type Observed struct {
 	// Fingerprint of its field ownership (see Fingerprint).
 	Fingerprint string
 	// ForeignWrite: someone else wrote it after alumiini's last apply, as
-	// far as managedFields say.
-	ForeignWrite bool
+	// far as managedFields say; WrittenByOthers: the same, or only its
+	// status.
+	ForeignWrite, WrittenByOthers bool
+	// Generation is how many times its spec changed, for kinds that count
+	// (0 for those that do not, such as ConfigMaps).
+	Generation int64
 	// OwnApplied is when an apply under alumiini's field manager name last
 	// changed it (whole seconds; zero for none): after a restart, one later
 	// than alumiini's own last write is someone else's.
@@ -129,8 +133,10 @@ func (w *Watcher) Lookup(obj Object) (Observed, bool) {
 }
 
 func observed(meta *metav1.PartialObjectMetadata) Observed {
-	seen := Observed{Exists: true, ResourceVersion: meta.ResourceVersion, Fingerprint: meta.Annotations[annotationFingerprint],
-		ForeignWrite: meta.Annotations[annotationForeignWrite] != "", Held: meta.Annotations[annotationHeld] != ""}
+	written := meta.Annotations[annotationWrittenAfter]
+	seen := Observed{Exists: true, ResourceVersion: meta.ResourceVersion, Generation: meta.Generation,
+		Fingerprint: meta.Annotations[annotationFingerprint], ForeignWrite: written == writtenForeign,
+		WrittenByOthers: written != "", Held: meta.Annotations[annotationHeld] != ""}
 	if unix, err := strconv.ParseInt(meta.Annotations[annotationOwnApplied], 10, 64); err == nil {
 		seen.OwnApplied = time.Unix(unix, 0)
 	}
@@ -150,9 +156,16 @@ func (w *Watcher) tell(resource schema.GroupVersionResource, meta *metav1.Partia
 const (
 	annotationOwner        = "drift.alumiini.false.systems/owner"
 	annotationFingerprint  = "drift.alumiini.false.systems/fingerprint"
-	annotationForeignWrite = "drift.alumiini.false.systems/foreign-write"
+	annotationWrittenAfter = "drift.alumiini.false.systems/written-after" // writtenForeign or writtenStatus
 	annotationHeld         = "drift.alumiini.false.systems/held"
 	annotationOwnApplied   = "drift.alumiini.false.systems/own-applied"
+)
+
+// Values of annotationWrittenAfter: someone else wrote the object after
+// alumiini's last apply, or only its status.
+const (
+	writtenForeign = "foreign"
+	writtenStatus  = "status"
 )
 
 // shrink keeps of a watched object only what drift needs: identity, owner
@@ -171,15 +184,18 @@ func (w *Watcher) shrink(obj any) (any, error) {
 		return obj, nil
 	}
 	small := &metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{
-		Name: meta.Name, Namespace: meta.Namespace, ResourceVersion: meta.ResourceVersion,
+		Name: meta.Name, Namespace: meta.Namespace, ResourceVersion: meta.ResourceVersion, Generation: meta.Generation,
 		Annotations: map[string]string{
 			annotationOwner:       meta.Labels[apply.LabelNamespace] + "/" + meta.Labels[apply.LabelName],
 			annotationFingerprint: Fingerprint(meta),
 		},
 	}}
 	applied := ownApplied(meta)
-	if foreignWriteAfter(meta, applied) {
-		small.Annotations[annotationForeignWrite] = "true"
+	switch foreign, status := writtenAfter(meta, applied); {
+	case foreign:
+		small.Annotations[annotationWrittenAfter] = writtenForeign
+	case status:
+		small.Annotations[annotationWrittenAfter] = writtenStatus
 	}
 	if applied != nil {
 		small.Annotations[annotationOwnApplied] = strconv.FormatInt(applied.Unix(), 10)

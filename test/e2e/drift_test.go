@@ -8,7 +8,16 @@ import (
 	"testing"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/utils/ptr"
+
 	"github.com/falsesystems/alumiini/pkg/apis/alumiini/v1alpha1"
+	"github.com/falsesystems/alumiini/pkg/apply"
 	"github.com/falsesystems/alumiini/test/gitserver"
 )
 
@@ -201,6 +210,91 @@ func TestAnApplyAsAlumiiniWhileItWasDownIsDrift(t *testing.T) {
 		return ""
 	})
 	t.Logf("restarted → restored in %s", took.Round(time.Millisecond))
+}
+
+// TestAnApplyAsAlumiiniInItsOwnSecondIsDrift: whoever may write an applied
+// object watches it and, the moment alumiini writes it, applies another
+// value under alumiini's field manager name. Within the same second that
+// leaves alumiini's managedFields entry as it was (same fields, same time in
+// whole seconds), so no fingerprint showed it; the resourceVersion moving
+// with no one else's write in managedFields does, and it is corrected.
+func TestAnApplyAsAlumiiniInItsOwnSecondIsDrift(t *testing.T) {
+	const ns = "drift-same-second"
+	readyRepository(t, ns, "")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	config, err := cluster.RESTConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	configMaps := dynamic.NewForConfigOrDie(config).Resource(schema.GroupVersionResource{Version: "v1", Resource: "configmaps"}).Namespace(ns)
+	hacked := settingsToApply(t, ns)
+	hacked["data"] = map[string]any{"version": "hacked"}
+	body := []byte(toJSON(t, hacked))
+
+	current, err := configMaps.Get(ctx, "settings", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	events, err := configMaps.Watch(ctx, metav1.ListOptions{FieldSelector: "metadata.name=settings", ResourceVersion: current.GetResourceVersion()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer events.Stop()
+	patchSettings(t, ns, "hand-edit", `{"data":{"version":"edited"}}`) // alumiini writes it back
+	for attempt := 1; ; attempt++ {
+		written := alumiinisNextWrite(t, events)
+		applied, err := configMaps.Patch(ctx, "settings", types.ApplyPatchType, body, metav1.PatchOptions{FieldManager: apply.FieldManager, Force: ptr.To(true)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ownApplyTime(applied).Equal(ownApplyTime(written)) {
+			break
+		}
+		if attempt == 5 {
+			t.Fatal("5 applies under alumiini's name missed the second of its write")
+		}
+		// Another second: drift as before, which alumiini writes back.
+	}
+	took := eventually(t, 15*time.Second, func() string {
+		if v := settingsVersion(t, ns); v != "1" {
+			return "a value applied under alumiini's name in the second of its own write was not restored: " + v
+		}
+		return ""
+	})
+	t.Logf("restored in %s", took.Round(time.Millisecond))
+}
+
+// alumiinisNextWrite waits for the watch event of a write that gives the
+// ConfigMap settings git's version again.
+func alumiinisNextWrite(t *testing.T, events watch.Interface) *unstructured.Unstructured {
+	t.Helper()
+	timeout := time.After(30 * time.Second)
+	for {
+		select {
+		case event, ok := <-events.ResultChan():
+			if !ok {
+				t.Fatal("the watch of settings ended")
+			}
+			if u, isObject := event.Object.(*unstructured.Unstructured); isObject && event.Type == watch.Modified {
+				if version, _, _ := unstructured.NestedString(u.Object, "data", "version"); version == "1" {
+					return u
+				}
+			}
+		case <-timeout:
+			t.Fatal("alumiini did not write settings back within 30 s")
+		}
+	}
+}
+
+// ownApplyTime is the time of alumiini's apply entry in obj's managedFields.
+func ownApplyTime(obj metav1.Object) time.Time {
+	for _, m := range obj.GetManagedFields() {
+		if apply.IsOwnApplyEntry(m) && m.Time != nil {
+			return m.Time.Time
+		}
+	}
+	return time.Time{}
 }
 
 // settingsToApply is the live ConfigMap settings of namespace as a client
