@@ -117,16 +117,8 @@ func (c completedConfig) New() (*Server, error) {
 		return nil, fmt.Errorf("building the generic API server: %w", err)
 	}
 	s := &Server{GenericAPIServer: generic, stopStorage: c.ExtraConfig.StopStorage}
-	if generic.AuditBackend != nil {
-		s.audit = &drainBoundAudit{Backend: generic.AuditBackend, givenUp: make(chan struct{})}
-		generic.AuditBackend = s.audit
-	}
-	// Sync requests waiting for their result answer when a stop begins.
-	stopping := make(chan struct{})
-	if err := generic.AddPreShutdownHook("alumiini-end-sync-waits", func() error {
-		close(stopping)
-		return nil
-	}); err != nil {
+	stopping, err := s.prepareStop()
+	if err != nil {
 		return nil, err
 	}
 

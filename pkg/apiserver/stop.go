@@ -2,6 +2,7 @@ package apiserver
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"k8s.io/apiserver/pkg/audit"
@@ -17,6 +18,27 @@ const (
 	auditFlushTimeout = 5 * time.Second
 )
 
+// prepareStop returns a channel closed as a stop begins, when sync requests
+// waiting for their result answer, and makes the audit backend stoppable by
+// a stop that gives up on the drain. After New, k8s.io/apiserver calls only
+// Run and Shutdown of the server's AuditBackend field (its handler chain
+// keeps the backend it was built with, the same one underneath), so
+// wrapping it here is enough.
+func (s *Server) prepareStop() (<-chan struct{}, error) {
+	if s.GenericAPIServer.AuditBackend != nil {
+		s.audit = &drainBoundAudit{Backend: s.GenericAPIServer.AuditBackend, givenUp: make(chan struct{})}
+		s.GenericAPIServer.AuditBackend = s.audit
+	}
+	stopping := make(chan struct{})
+	if err := s.GenericAPIServer.AddPreShutdownHook("alumiini-end-sync-waits", func() error {
+		close(stopping)
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("adding the hook that answers waiting sync requests: %w", err)
+	}
+	return stopping, nil
+}
+
 // Run serves until ctx is cancelled, then drains in-flight requests (for
 // at most drainTimeout) and stops the storage the server owns. Every write
 // answered is on disk: etcd answers only what its log holds.
@@ -26,7 +48,7 @@ func (s *Server) Run(ctx context.Context) error {
 	go func() { served <- prepared.RunWithContext(ctx) }()
 	drained, err := untilDrained(ctx, served)
 	if !drained {
-		s.leaveRequestsBehind()
+		s.leaveRequestsBehind(klog.FromContext(ctx))
 	}
 	if s.stopStorage != nil {
 		s.stopStorage()
@@ -34,8 +56,8 @@ func (s *Server) Run(ctx context.Context) error {
 	return err
 }
 
-// untilDrained returns what serving returned, or false once the stop has
-// waited drainTimeout for it. k8s.io/apiserver waits for each request
+// untilDrained reports whether serving ended, with its error, within
+// drainTimeout of ctx's end. k8s.io/apiserver waits for each request
 // without a bound of its own: for one blocked writing to a client that
 // stopped reading (a watch's included), until the connection breaks; for
 // one still working, up to the request timeout (60 s). Either held the stop
@@ -62,10 +84,10 @@ func untilDrained(ctx context.Context, served <-chan error) (bool, error) {
 // buffered so far, and closes the storage's clients (its watch cache's etcd
 // watches held the embedded etcd's close for its request timeout, 8 s).
 // Both are safe to do again should the drain still end.
-func (s *Server) leaveRequestsBehind() {
-	klog.InfoS("Stopping with requests still in flight: their connections close as the process exits", "waited", drainTimeout)
+func (s *Server) leaveRequestsBehind(logger klog.Logger) {
+	logger.Info("Stopping with requests still in flight: their connections close as the process exits", "waited", drainTimeout)
 	if s.audit != nil {
-		s.audit.flush(auditFlushTimeout)
+		s.audit.flush(logger, auditFlushTimeout)
 	}
 	s.GenericAPIServer.Destroy()
 }
@@ -74,7 +96,8 @@ func (s *Server) leaveRequestsBehind() {
 // drained or a stop gave up waiting for them. k8s.io/apiserver stops it,
 // sending what a buffered backend (the webhook's, by default) holds, only
 // after the drain, so a client that stopped reading would cost every stop
-// its last batch of audit events, up to 30 s of them.
+// its last batch of audit events (the webhook's batches wait up to 30 s by
+// default).
 type drainBoundAudit struct {
 	audit.Backend
 	givenUp chan struct{}
@@ -95,7 +118,7 @@ func (a *drainBoundAudit) Run(drained <-chan struct{}) error {
 
 // flush stops the backend and waits up to timeout for it to send what it
 // holds.
-func (a *drainBoundAudit) flush(timeout time.Duration) {
+func (a *drainBoundAudit) flush(logger klog.Logger, timeout time.Duration) {
 	close(a.givenUp)
 	sent := make(chan struct{})
 	go func() {
@@ -105,6 +128,6 @@ func (a *drainBoundAudit) flush(timeout time.Duration) {
 	select {
 	case <-sent:
 	case <-time.After(timeout):
-		klog.InfoS("Stopping before the audit backend sent all its events", "waited", timeout)
+		logger.Info("Stopping before the audit backend sent all its events", "waited", timeout)
 	}
 }

@@ -383,6 +383,9 @@ func (a *Applier) planOne(ctx context.Context, p *planned, pl planner) error {
 	}
 	live, err := client.Get(ctx, p.obj.GetName(), metav1.GetOptions{})
 	var ignored []ignoredField
+	limit := ownEntryLimit(p.obj.Unstructured)
+	// Read once, for ignored paths and ownershipLost: a tenant may make it large.
+	own := sync.OnceValue(func() ownEntry { return ownFields(live, limit) })
 	switch {
 	case apierrors.IsNotFound(err):
 	case err != nil:
@@ -397,8 +400,7 @@ func (a *Applier) planOne(ctx context.Context, p *planned, pl planner) error {
 			return nil
 		}
 		if pointers := ignoredTokens(p.obj.Unstructured, pl.ignore); len(pointers) > 0 {
-			own, _, _ := ownFields(live)
-			ignored = findIgnored(live.Object, p.obj.Object, own, pointers)
+			ignored = findIgnored(live.Object, p.obj.Object, own().fields, pointers)
 			keepIgnored(p.obj.Unstructured, live, ignored)
 		}
 	}
@@ -419,7 +421,7 @@ func (a *Applier) planOne(ctx context.Context, p *planned, pl planner) error {
 		p.action = Created
 	case !sameObject(p.live, dry):
 		p.action = Configured
-	case ownershipLost(p.live, dry, ignored):
+	case ownershipLost(own(), ownFields(dry, limit), ignored):
 		p.action, p.ownershipOnly = Configured, true
 	default:
 		p.action = Unchanged

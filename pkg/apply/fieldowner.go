@@ -32,22 +32,23 @@ func IsOwnApplyEntry(m metav1.ManagedFieldsEntry) bool {
 // them again; counting them would write after every scaling. A field owned
 // whole (an atomic list or map) that merely holds an ignored path still
 // counts: leaving it out would hide every other value in it.
-func ownershipLost(live, dry *unstructured.Unstructured, ignored []ignoredField) bool {
-	after, afterVersion, ok := ownFields(dry)
-	if !ok {
+//
+// live and after are alumiini's entries of the live object and of the
+// dry-run's answer (ownFields).
+func ownershipLost(live, after ownEntry, ignored []ignoredField) bool {
+	if !after.readable {
 		return false // nothing to judge by; a write would not change that
 	}
-	before, beforeVersion, ok := ownFields(live)
 	switch {
-	case !ok:
+	case !live.readable:
 		return true // live managedFields we cannot read: write them anew
-	case beforeVersion != "" && beforeVersion != afterVersion:
+	case live.apiVersion != "" && live.apiVersion != after.apiVersion:
 		// An apply under alumiini's name through another version of the
 		// kind (a tenant's, or a commit that changed the apiVersion): its
 		// set cannot be compared, and one write puts git's version back.
 		return true
 	}
-	lost := after.Difference(before)
+	lost := after.fields.Difference(live.fields)
 	excused := fieldpath.NewSet()
 	for _, f := range ignored {
 		if f.path != nil {
@@ -57,9 +58,18 @@ func ownershipLost(live, dry *unstructured.Unstructured, ignored []ignoredField)
 	return !lost.RecursiveDifference(excused).Empty()
 }
 
-// ownFields is the field set of alumiini's apply entry and its apiVersion
-// (empty when it has none), false when that set cannot be read.
-func ownFields(obj *unstructured.Unstructured) (*fieldpath.Set, string, bool) {
+// ownEntry is alumiini's apply entry of an object: its field set and
+// apiVersion (empty when it has none); not readable when its set cannot be
+// read, or is larger than the object alumiini applies could make it.
+type ownEntry struct {
+	fields     *fieldpath.Set
+	apiVersion string
+	readable   bool
+}
+
+// ownFields reads alumiini's apply entry of obj, of at most limit
+// elements (ownEntryLimit).
+func ownFields(obj *unstructured.Unstructured, limit int) ownEntry {
 	entries, _, _ := unstructured.NestedFieldNoCopy(obj.Object, "metadata", "managedFields")
 	list, _ := entries.([]any)
 	for _, e := range list {
@@ -73,33 +83,74 @@ func ownFields(obj *unstructured.Unstructured) (*fieldpath.Set, string, bool) {
 		version, _, _ := unstructured.NestedString(entry, "apiVersion")
 		fields, ok := entry["fieldsV1"].(map[string]any)
 		if !ok && entry["fieldsV1"] != nil {
-			return nil, "", false
+			return ownEntry{}
 		}
-		set, err := fieldSetOf(fields)
+		reader := fieldSetReader{left: limit}
+		set, _, err := reader.read(fields)
 		if err != nil {
-			return nil, "", false
+			return ownEntry{}
 		}
-		return set, version, true
+		return ownEntry{fields: set, apiVersion: version, readable: true}
 	}
-	return fieldpath.NewSet(), "", true
+	return ownEntry{fields: fieldpath.NewSet(), readable: true}
 }
 
-// fieldSetOf reads a field set (managedFields' fieldsV1) decoded from JSON,
-// in O(n log n). structured-merge-diff's own reader appends an element in
-// O(1) only when the elements come in its order, and otherwise inserts it
-// into the middle of a slice: decoded from JSON, keys come sorted as
-// strings, and numbers then come in another order (negative ones of one
-// length in reverse), so a tenant's 90,000-element set (an Update may write
-// alumiini's entry) took 20 s to read, at each comparison (attacker review).
-// Here each level is sorted first and then appended in order.
-func fieldSetOf(level map[string]any) (*fieldpath.Set, error) {
+// ownEntryLimit bounds the elements of alumiini's apply entry of desired,
+// git's object as applied: its entry names no more fields than desired holds
+// (one element for each), so an entry far larger is forged (an Update may
+// write it: a tenant's 1.4 MiB entry took seconds to read at each
+// comparison, and the object, found unchanged, kept it). Such an entry reads
+// as unreadable, and one write replaces it with the true one.
+func ownEntryLimit(desired *unstructured.Unstructured) int {
+	return 4*nodes(desired.Object) + 1024
+}
+
+// nodes counts the fields, list items and values in v.
+func nodes(v any) int {
+	n := 1
+	switch v := v.(type) {
+	case map[string]any:
+		for _, child := range v {
+			n += nodes(child)
+		}
+	case []any:
+		for _, child := range v {
+			n += nodes(child)
+		}
+	}
+	return n
+}
+
+// errFieldSetTooLarge: a field set has more elements than its limit.
+var errFieldSetTooLarge = errors.New("the field set has more elements than the object could give it")
+
+// fieldSetReader reads field sets (managedFields' fieldsV1) decoded from
+// JSON, in O(n log n), up to left elements. structured-merge-diff's own
+// reader appends an element in O(1) only when the elements come in its
+// order, and otherwise inserts it into the middle of a slice: decoded from
+// JSON, keys come sorted as strings, and numbers then come in another order
+// (negative ones of one length in reverse), so a tenant's 90,000-element
+// set (an Update may write alumiini's entry) took 20 s to read, at each
+// comparison (attacker review). Here each level is sorted first and then
+// appended in order.
+type fieldSetReader struct {
+	left int
+}
+
+// read reads one level and what it holds, and says whether that is
+// anything: asking the set (Set.Empty walks down to a member) made a chain
+// of levels without members quadratic in its depth (a second review's
+// 21 chains of depth 9,890: 17 s).
+func (r *fieldSetReader) read(level map[string]any) (*fieldpath.Set, bool, error) {
 	type element struct {
 		pe       fieldpath.PathElement
 		children map[string]any
 	}
-	// In the order structured-merge-diff writes, as the server's bytes come,
-	// keys sorted as strings are in its order but for numbers: sorted as
-	// strings first, a set is rarely sorted again.
+	if r.left -= len(level); r.left < 0 {
+		return nil, false, errFieldSetTooLarge
+	}
+	// Sorted as strings, most levels are in structured-merge-diff's order
+	// already (numbers differ), so the sort below rarely runs.
 	keys := slices.Sorted(maps.Keys(level))
 	elements := make([]element, 0, len(level))
 	for _, key := range keys {
@@ -112,11 +163,11 @@ func fieldSetOf(level map[string]any) (*fieldpath.Set, error) {
 			continue // as structured-merge-diff does: a later version may know it
 		}
 		if err != nil {
-			return nil, fmt.Errorf("reading field set key %.64q: %w", key, err)
+			return nil, false, fmt.Errorf("reading field set key %.64q: %w", key, err)
 		}
 		children, ok := v.(map[string]any)
 		if !ok {
-			return nil, fmt.Errorf("field set key %.64q holds a %T, not an object", key, v)
+			return nil, false, fmt.Errorf("field set key %.64q holds a %T, not an object", key, v)
 		}
 		elements = append(elements, element{pe, children})
 	}
@@ -124,19 +175,19 @@ func fieldSetOf(level map[string]any) (*fieldpath.Set, error) {
 	if !slices.IsSortedFunc(elements, byElement) {
 		slices.SortFunc(elements, byElement)
 	}
-	set := fieldpath.NewSet()
+	set, holds := fieldpath.NewSet(), false
 	for _, e := range elements {
-		children, err := fieldSetOf(e.children)
+		children, childrenHold, err := r.read(e.children)
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
-		_, member := e.children["."]
-		if member || children.Empty() {
+		if _, member := e.children["."]; member || !childrenHold {
 			set.Members.Insert(e.pe) // appended: the elements are sorted
 		}
-		if !children.Empty() {
+		if childrenHold {
 			*set.Children.Descend(e.pe) = *children
 		}
+		holds = true
 	}
-	return set, nil
+	return set, holds, nil
 }

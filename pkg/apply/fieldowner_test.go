@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/structured-merge-diff/v6/fieldpath"
 	"sigs.k8s.io/structured-merge-diff/v6/value"
 
@@ -203,14 +205,14 @@ spec:
 			"annotations": map[string]any{AnnotationOwner: owner.Namespace + "/" + owner.Name}},
 		"spec": map[string]any{"scaleTargetRef": map[string]any{"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
 			"minReplicas": 1, "maxReplicas": 5}})
-	if _, version, _ := ownFields(get(t, v1, "web")); version != "autoscaling/v1" {
+	if version := ownFields(get(t, v1, "web"), math.MaxInt).apiVersion; version != "autoscaling/v1" {
 		t.Fatalf("alumiini's entry is in %q after an apply through autoscaling/v1", version)
 	}
 	result, err = a.Apply(ctx, owner, objects, Options{DefaultNamespace: ns, Previous: result.Inventory})
 	if err != nil || len(result.Changes) != 1 || !result.Changes[0].OwnershipOnly {
 		t.Fatalf("an apply through another version is not a change in ownership: %+v %v", result.Changes, err)
 	}
-	if _, version, _ := ownFields(get(t, v1, "web")); version != "autoscaling/v2" {
+	if version := ownFields(get(t, v1, "web"), math.MaxInt).apiVersion; version != "autoscaling/v2" {
 		t.Errorf("alumiini's entry is in %q after the write, want git's autoscaling/v2", version)
 	}
 	result, err = a.Apply(ctx, owner, objects, Options{DefaultNamespace: ns, Previous: result.Inventory})
@@ -227,10 +229,10 @@ func TestAFieldOwnedWholeIsNotHiddenByAnIgnoredPathInside(t *testing.T) {
 	name := fieldpath.MakePathOrDie("spec", "containers", fieldpath.KeyByFields("name", "app"), "name")
 	live, dry := ownedBy(fieldpath.NewSet(name)), ownedBy(fieldpath.NewSet(name, args))
 	live.Object["spec"] = map[string]any{"containers": []any{map[string]any{"name": "app", "args": []any{"--injected", "--safe"}}}}
-	if !ownershipLost(live, dry, ignoring(live, live, "/spec/containers/0/args/0")) {
+	if !ownershipLost(ownFields(live, math.MaxInt), ownFields(dry, math.MaxInt), ignoring(live, live, "/spec/containers/0/args/0")) {
 		t.Error("args, owned whole, was hidden by an ignore rule naming its first item")
 	}
-	if ownershipLost(live, dry, ignoring(live, live, "/spec/containers/0/args")) {
+	if ownershipLost(ownFields(live, math.MaxInt), ownFields(dry, math.MaxInt), ignoring(live, live, "/spec/containers/0/args")) {
 		t.Error("args, ignored whole, counted")
 	}
 }
@@ -359,7 +361,7 @@ func BenchmarkOwnershipLostOverALongIgnoredList(b *testing.B) {
 		b.Run(strings.Join(pointers, ","), func(b *testing.B) {
 			for b.Loop() {
 				ignored := ignoring(live, live, pointers...)
-				if ownershipLost(live, dry, ignored) != (len(pointers) > 1) {
+				if ownershipLost(ownFields(live, math.MaxInt), ownFields(dry, math.MaxInt), ignored) != (len(pointers) > 1) {
 					b.Fatal("the ignored env list counted, or two items excused the rest")
 				}
 			}
@@ -370,7 +372,7 @@ func BenchmarkOwnershipLostOverALongIgnoredList(b *testing.B) {
 // ignoring finds pointers in live and git as planOne does, alumiini's own
 // set taken from live.
 func ignoring(live, git *unstructured.Unstructured, pointers ...string) []ignoredField {
-	own, _, _ := ownFields(live)
+	own := ownFields(live, math.MaxInt).fields
 	var tokens [][]string
 	for _, p := range pointers {
 		tokens = append(tokens, pointerTokens(p))
@@ -425,11 +427,11 @@ func get(t *testing.T, client dynamic.ResourceInterface, name string) *unstructu
 
 func ownedFields(t *testing.T, client dynamic.ResourceInterface, name string) *fieldpath.Set {
 	t.Helper()
-	own, _, ok := ownFields(get(t, client, name))
-	if !ok {
+	own := ownFields(get(t, client, name), math.MaxInt)
+	if !own.readable {
 		t.Fatalf("alumiini's managedFields of %s cannot be read", name)
 	}
-	return own
+	return own.fields
 }
 
 // TestManyPositionsIntoALongListExcuseNothing: 512 pointers (as many as
@@ -516,17 +518,26 @@ func TestManyPositionsIntoALongListExcuseNothing(t *testing.T) {
 	}
 }
 
-// TestFieldSetsAreReadAsStructuredMergeDiffReadsThem: ownFields reads a
+// readFieldSet reads a whole field set, however large.
+func readFieldSet(level map[string]any) (*fieldpath.Set, error) {
+	reader := fieldSetReader{left: math.MaxInt}
+	set, _, err := reader.read(level)
+	return set, err
+}
+
+// TestFieldSetsAreReadAsStructuredMergeDiffReadsThem: fieldSetReader reads a
 // set decoded from JSON (keys sorted as strings) into the set
 // structured-merge-diff reads from the server's bytes, whatever the order.
+// (How fast is BenchmarkReadingAnOutOfOrderFieldSet's to say.)
 func TestFieldSetsAreReadAsStructuredMergeDiffReadsThem(t *testing.T) {
 	for name, raw := range map[string]string{
 		"a deployment": `{"f:metadata":{"f:labels":{".":{},"f:app":{}}},"f:spec":{"f:replicas":{},"f:template":{"f:spec":{"f:containers":{` +
 			`"k:{\"name\":\"app\"}":{".":{},"f:image":{},"f:name":{},"f:ports":{"k:{\"containerPort\":9090,\"protocol\":\"TCP\"}":{".":{},"f:containerPort":{}},` +
 			`"k:{\"containerPort\":10000,\"protocol\":\"TCP\"}":{".":{},"f:containerPort":{}},"k:{\"containerPort\":80,\"protocol\":\"UDP\"}":{}}}}}}}}`,
-		"negative numbers":      `{"f:metadata":{"f:finalizers":{"v:-9":{},"v:-10":{},"v:-11":{},"v:3":{},"v:\"x\"":{},"v:null":{},"v:{\"a\":1}":{}}}}`,
-		"indexes":               `{"f:spec":{"f:atomic":{"i:10":{},"i:2":{},"i:1":{".":{},"f:x":{}}}}}`,
-		"unknown element kinds": `{"f:spec":{"z:later":{},"f:kept":{"z:later":{}},"f:parent":{"f:child":{"z:later":{}}}}}`,
+		"negative numbers":        `{"f:metadata":{"f:finalizers":{"v:-9":{},"v:-10":{},"v:-11":{},"v:3":{},"v:\"x\"":{},"v:null":{},"v:{\"a\":1}":{}}}}`,
+		"indexes":                 `{"f:spec":{"f:atomic":{"i:10":{},"i:2":{},"i:1":{".":{},"f:x":{}}}}}`,
+		"unknown element kinds":   `{"f:spec":{"z:later":{},"f:kept":{"z:later":{}},"f:parent":{"f:child":{"z:later":{}}}}}`,
+		"a chain without members": `{"f:a":{"f:b":{"f:c":{"f:d":{}}},"f:e":{".":{},"f:f":{"f:g":{}}}}}`,
 	} {
 		t.Run(name, func(t *testing.T) {
 			want := fieldpath.NewSet()
@@ -537,7 +548,7 @@ func TestFieldSetsAreReadAsStructuredMergeDiffReadsThem(t *testing.T) {
 			if err := json.Unmarshal([]byte(raw), &decoded); err != nil {
 				t.Fatal(err)
 			}
-			got, err := fieldSetOf(decoded)
+			got, err := readFieldSet(decoded)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -551,8 +562,41 @@ func TestFieldSetsAreReadAsStructuredMergeDiffReadsThem(t *testing.T) {
 		if err := json.Unmarshal([]byte(bad), &decoded); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := fieldSetOf(decoded); err == nil {
+		if _, err := readFieldSet(decoded); err == nil {
 			t.Errorf("%s was read without an error", bad)
+		}
+	}
+}
+
+// TestAnEntryLargerThanTheObjectCouldMakeIsWrittenAgain: alumiini's entry
+// names no more fields than the object it applies holds; one far larger
+// was written by someone else (an Update may write managedFields), reads as
+// unreadable after a bounded look, and the object is applied again, which
+// replaces it. A chain of levels without members, too deep for the object,
+// stops as early.
+func TestAnEntryLargerThanTheObjectCouldMakeIsWrittenAgain(t *testing.T) {
+	git := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "v1", "kind": "ConfigMap",
+		"metadata": map[string]any{"name": "settings"}, "data": map[string]any{"version": "1"}}}
+	limit := ownEntryLimit(git)
+	asApplied := fieldpath.NewSet(fieldpath.MakePathOrDie("data", "version"))
+	if own := ownFields(ownedBy(asApplied), limit); !own.readable || !own.fields.Equals(asApplied) {
+		t.Fatalf("alumiini's true entry: %+v", own)
+	}
+	forged := asApplied.Union(fieldpath.NewSet())
+	for i := range limit {
+		forged.Insert(fieldpath.MakePathOrDie("metadata", "finalizers", fmt.Sprint(i)))
+	}
+	deep := fieldpath.MakePathOrDie("data", "version")
+	for range 5000 {
+		deep = append(deep, fieldpath.PathElement{FieldName: ptr.To("f")})
+	}
+	for name, set := range map[string]*fieldpath.Set{"wide": forged, "deep": asApplied.Union(fieldpath.NewSet(deep))} {
+		live := ownedBy(set)
+		if own := ownFields(live, limit); own.readable {
+			t.Errorf("a %s entry of %d elements read as alumiini's for an object of %d", name, set.Size(), limit)
+		}
+		if !ownershipLost(ownFields(live, limit), ownFields(ownedBy(asApplied), limit), nil) {
+			t.Errorf("an object with a %s forged entry is not applied again", name)
 		}
 	}
 }
@@ -578,8 +622,34 @@ func BenchmarkReadingAnOutOfOrderFieldSet(b *testing.B) {
 		b.Fatal(err)
 	}
 	for b.Loop() {
-		if set, _, ok := ownFields(live); !ok || set.Size() != 90_000 {
+		if own := ownFields(live, math.MaxInt); !own.readable || own.fields.Size() != 90_000 {
 			b.Fatal("the set was not read")
+		}
+	}
+}
+
+// BenchmarkReadingDeepChains: 21 chains of levels without members, 9,000
+// deep, as an Update may write into alumiini's entry (17 s to read when each
+// level asked its set whether it held anything). ownEntryLimit stops such
+// an entry on an object of ordinary size long before; this reads it whole.
+func BenchmarkReadingDeepChains(b *testing.B) {
+	var raw strings.Builder
+	raw.WriteString("{")
+	for chain := range 21 {
+		if chain > 0 {
+			raw.WriteString(",")
+		}
+		fmt.Fprintf(&raw, `"f:c%d":`, chain)
+		raw.WriteString(strings.Repeat(`{"f:":`, 9000) + "{}" + strings.Repeat("}", 9000))
+	}
+	raw.WriteString("}")
+	var decoded map[string]any
+	if err := json.Unmarshal([]byte(raw.String()), &decoded); err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if _, err := readFieldSet(decoded); err != nil {
+			b.Fatal(err)
 		}
 	}
 }

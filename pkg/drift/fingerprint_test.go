@@ -117,6 +117,16 @@ func TestAHugeFieldSetIsNotDecoded(t *testing.T) {
 	if allocs := testing.AllocsPerRun(3, func() { Fingerprint(many) }); allocs > 2*decoded {
 		t.Errorf("22 field sets of %d KiB took %.0f allocations, one %.0f: each was decoded", fields.Len()>>10, allocs, decoded)
 	}
+	// Nor are thousands of tiny sets (an Update may add apply entries).
+	tiny := withFields(`{"f:spec":{"f:x":{}}}`)
+	for i := range 20_000 {
+		tiny.ManagedFields = append(tiny.ManagedFields, metav1.ManagedFieldsEntry{Manager: fmt.Sprintf("writer-%d", i),
+			Operation: metav1.ManagedFieldsOperationApply, APIVersion: "v1", FieldsType: "FieldsV1", FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:spec":{"f:x":{}}}`)}})
+	}
+	perSet := testing.AllocsPerRun(3, func() { Fingerprint(withFields(`{"f:spec":{"f:x":{}}}`)) })
+	if allocs := testing.AllocsPerRun(3, func() { Fingerprint(tiny) }); allocs > 1000*perSet {
+		t.Errorf("20,000 tiny field sets took %.0f allocations, one %.0f: each was decoded", allocs, perSet)
+	}
 	changed := many.DeepCopy()
 	last := &changed.ManagedFields[len(changed.ManagedFields)-1]
 	last.FieldsV1 = &metav1.FieldsV1{Raw: []byte(strings.Replace(fields.String(), `"f:0"`, `"f:other"`, 1))}

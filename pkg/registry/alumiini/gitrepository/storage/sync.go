@@ -283,26 +283,23 @@ func syncAnswer(repo *alumiini.GitRepository, req *alumiini.GitRepositorySyncReq
 // one replica kubectl would then print kube-apiserver's "unable to handle
 // the request" instead of this.
 func stoppedWhileWaiting(name, id string) error {
-	return &apierrors.StatusError{ErrStatus: metav1.Status{
-		Status:  metav1.StatusFailure,
-		Code:    http.StatusServiceUnavailable,
-		Reason:  metav1.StatusReasonServiceUnavailable,
-		Details: &metav1.StatusDetails{Group: alumiini.GroupName, Kind: "gitrepositories", Name: name},
-		Message: fmt.Sprintf("alumiini is stopping: sync request %s for gitrepository %q stays queued and runs "+
-			"whether or not anyone waits; its result shows in status.lastSyncRequest", id, name),
-	}}
+	return waitEnded(name, http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable, fmt.Sprintf(
+		"this alumiini replica is stopping: sync request %s for gitrepository %q stays queued and will still run; "+
+			"its result shows in status.lastSyncRequest, or ask again with wait to follow it while it is pending", id, name))
 }
 
 func deletedWhileWaiting(name, id string) error {
+	return waitEnded(name, http.StatusGone, metav1.StatusReasonGone,
+		fmt.Sprintf("gitrepository %q was deleted while sync request %s waited for its result", name, id))
+}
+
+// waitEnded is the error that ends a sync request's wait for the result.
+func waitEnded(name string, code int32, reason metav1.StatusReason, message string) error {
 	return &apierrors.StatusError{ErrStatus: metav1.Status{
-		Status: metav1.StatusFailure,
-		Code:   http.StatusGone,
-		Reason: metav1.StatusReasonGone,
-		Details: &metav1.StatusDetails{
-			Group: alumiini.GroupName,
-			Kind:  "gitrepositories",
-			Name:  name,
-		},
-		Message: fmt.Sprintf("gitrepository %q was deleted while sync request %s waited for its result", name, id),
+		Status:  metav1.StatusFailure,
+		Code:    code,
+		Reason:  reason,
+		Details: &metav1.StatusDetails{Group: alumiini.GroupName, Kind: "gitrepositories", Name: name},
+		Message: message,
 	}}
 }
