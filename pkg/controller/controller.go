@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -391,18 +392,24 @@ func (c *Controller) Trigger(namespace, name string) bool {
 	return s != nil && s.Trigger(namespace+"/"+name)
 }
 
-// onDrift makes the owner of an object the watch saw change sync, unless
-// its drift mode is Ignore or the change cannot be drift.
-func (c *Controller) onDrift(book *driftBook, owner types.NamespacedName, obj drift.Object, seen drift.Observed) {
-	repo, err := c.reconciler.Lister.GitRepositories(owner.Namespace).Get(owner.Name)
+// onDrift makes the owner of an object the watch saw change sync (the
+// GitRepository that applied it, whatever its labels say now), unless its
+// drift mode is Ignore or the change cannot be drift.
+func (c *Controller) onDrift(book *driftBook, labelled types.NamespacedName, obj drift.Object, seen drift.Observed) {
+	key, ok := book.ownerOf(labelled.String(), obj)
+	if !ok {
+		return // not in an inventory this process has seen
+	}
+	namespace, name, _ := strings.Cut(key, "/")
+	repo, err := c.reconciler.Lister.GitRepositories(namespace).Get(name)
 	if err != nil || driftMode(repo) == v1alpha1.DriftIgnore {
 		return
 	}
-	if !book.worthChecking(owner.String(), obj, seen) {
+	if !book.worthChecking(key, obj, seen) {
 		return
 	}
-	c.reconciler.WokenByDrift(owner.String())
-	c.Trigger(owner.Namespace, owner.Name)
+	c.reconciler.WokenByDrift(key)
+	c.Trigger(namespace, name)
 }
 
 // Repositories returns the GitRepositories whose URL has key (see

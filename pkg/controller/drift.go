@@ -86,15 +86,15 @@ func baselineOf(seen drift.Observed) baseline {
 	return baseline{fingerprint: seen.Fingerprint, generation: seen.Generation, resourceVersion: seen.ResourceVersion}
 }
 
-// rewrittenSince says whether seen is a write no fingerprint shows: its
-// spec changed (or, for a kind that counts no generation, anything of it),
-// while alumiini's apply entry still holds the same fields at the same time
-// and no one else wrote after it. An apply under alumiini's name within the
-// second of alumiini's own write leaves that entry as it was (times are
-// whole seconds); another writer that wrote within that second too costs
-// one comparison.
+// rewrittenSince says whether a watch event (seen) shows a write no
+// fingerprint shows: its spec changed (or, for a kind that counts no
+// generation, anything of it), while alumiini's apply entry still holds the
+// same fields at the same time and the write changed no one else's entry.
+// An apply under alumiini's name within the second of alumiini's own write
+// leaves that entry as it was (times are whole seconds). Asked of events
+// only: from the watch's store alone a status write is not told apart.
 func (b baseline) rewrittenSince(seen drift.Observed) bool {
-	if seen.Fingerprint != b.fingerprint || seen.WrittenByOthers {
+	if seen.Fingerprint != b.fingerprint || seen.OthersWrote {
 		return false
 	}
 	if seen.Generation != 0 {
@@ -158,6 +158,29 @@ func (b *driftBook) repo(key string) *repoDrift {
 		b.repos[key] = d
 	}
 	return d
+}
+
+// ownerOf is the GitRepository whose inventory, as this process has seen
+// it, holds obj: the one its labels name (labelled), or, when that one does
+// not hold it, whichever does. Whoever may write the object can change its
+// labels, and its events then went to another GitRepository (or none):
+// relabelled, changed, and its managedFields put back, it was never
+// compared (attacker review). Objects are looked for in every record only
+// when their labels name the wrong one.
+func (b *driftBook) ownerOf(labelled string, obj drift.Object) (string, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if d := b.repos[labelled]; d != nil {
+		if _, ok := d.keys[obj]; ok {
+			return labelled, true
+		}
+	}
+	for key, d := range b.repos {
+		if _, ok := d.keys[obj]; ok {
+			return key, true
+		}
+	}
+	return "", false
 }
 
 // forget drops what the book keeps of a deleted GitRepository.
@@ -295,7 +318,7 @@ func (d *repoDrift) suspicious(id manifest.ID, seen drift.Observed, now time.Tim
 	switch {
 	case !seen.Exists:
 		return true
-	case remembered && (seen.Fingerprint != base.fingerprint || base.rewrittenSince(seen)):
+	case remembered && seen.Fingerprint != base.fingerprint:
 		return true
 	case !remembered && (seen.ForeignWrite || seen.OwnApplied.After(d.lastWrite) || d.driftReported):
 		return true
@@ -368,12 +391,14 @@ func (b *driftBook) worthChecking(key string, obj drift.Object, seen drift.Obser
 		return false // not in the inventory this process has seen
 	}
 	d.noteChange(id, seen)
-	return d.suspicious(id, seen, time.Now()) || seen.Exists && d.drifted[id] != nil && d.drifted[id].drifting()
+	base, remembered := d.baseline[id]
+	rewritten := remembered && base.rewrittenSince(seen)
+	return rewritten || d.suspicious(id, seen, time.Now()) || seen.Exists && d.drifted[id] != nil && d.drifted[id].drifting()
 }
 
 // noteChange notes a watch event that showed an object deleted, or its
 // fingerprint off its baseline (or none taken yet), or rewritten unseen by
-// the fingerprint (rewrittenSince: the next status write would hide it). Whoever may write an
+// the fingerprint (rewrittenSince, which only an event can tell). Whoever may write an
 // object can change it and then, before the worker looks, put its
 // managedFields back as they were (an update may set them) or delete it and
 // create it again with them: the worker, deciding from what the watch shows

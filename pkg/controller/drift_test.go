@@ -233,7 +233,7 @@ func TestADriftLeftAloneIsNotComparedAtEveryEvent(t *testing.T) {
 	d.baseline[id] = baseline{fingerprint: "as alumiini wrote it"}
 	compared := 0
 	event := func(i int, at time.Time) {
-		seen := drift.Observed{Exists: true, ResourceVersion: fmt.Sprint(100 + i), Fingerprint: "hand-edited", WrittenByOthers: true}
+		seen := drift.Observed{Exists: true, ResourceVersion: fmt.Sprint(100 + i), Fingerprint: "hand-edited"}
 		if d.suspicious(id, seen, at) { // what suspects does with each object
 			compared++
 			d.examining(id, seen, at)
@@ -255,52 +255,50 @@ func TestADriftLeftAloneIsNotComparedAtEveryEvent(t *testing.T) {
 
 // TestASameSecondApplyUnderAlumiinisNameIsCompared: an apply under
 // alumiini's name within the second of alumiini's own write changes no field
-// set and no time in managedFields, so the fingerprint stays; the spec's
-// generation (or, for a kind without one, the resourceVersion) moving with no
-// one else's write after alumiini's apply shows it. Another controller's
-// status write does not.
+// set and no time in managedFields, so the fingerprint stays; its watch
+// event shows the spec's generation (or, for a kind without one, the
+// resourceVersion) moved by a write that changed no one else's entry.
+// Another controller's write (a status write, an autoscaler's) changes its
+// own entry, and costs nothing.
 func TestASameSecondApplyUnderAlumiinisNameIsCompared(t *testing.T) {
 	mapper := meta.NewDefaultRESTMapper(nil)
 	mapper.Add(schema.GroupVersionKind{Version: "v1", Kind: "ConfigMap"}, meta.RESTScopeNamespace)
-	book := newDriftBook(nil, mapper)
 	now := time.Unix(1_700_000_000, 0)
 	id := keyOfEntry(settingsEntry, "ns")
+	obj := drift.Object{Resource: schema.GroupResource{Resource: "configmaps"}, Namespace: "ns", Name: "settings"}
 	written := &unstructured.Unstructured{}
 	written.SetManagedFields([]metav1.ManagedFieldsEntry{{Manager: "alumiini", Operation: metav1.ManagedFieldsOperationApply}})
 	fingerprint := drift.Fingerprint(written)
 	for _, c := range []struct {
 		name       string
 		generation int64
-		seen       drift.Observed
+		event      drift.Observed
 		compared   bool
 	}{
 		{"an apply under alumiini's name in its second", 2, drift.Observed{Generation: 3, ResourceVersion: "11"}, true},
-		{"a status write", 2, drift.Observed{Generation: 2, ResourceVersion: "11", WrittenByOthers: true}, false},
-		{"a status write in alumiini's second", 2, drift.Observed{Generation: 2, ResourceVersion: "11"}, false},
-		{"another writer's spec change (an autoscaler's)", 2, drift.Observed{Generation: 3, ResourceVersion: "11", WrittenByOthers: true}, false},
+		{"a status write", 2, drift.Observed{Generation: 2, ResourceVersion: "11", OthersWrote: true}, false},
+		{"a status write by an entry alumiini's time hides", 2, drift.Observed{Generation: 2, ResourceVersion: "11"}, false},
+		{"another writer's spec change (an autoscaler's)", 2, drift.Observed{Generation: 3, ResourceVersion: "11", OthersWrote: true}, false},
 		{"a ConfigMap applied under alumiini's name in its second", 0, drift.Observed{ResourceVersion: "11"}, true},
-		{"a Service's status write", 0, drift.Observed{ResourceVersion: "11", WrittenByOthers: true}, false},
-		{"nothing new", 0, drift.Observed{ResourceVersion: "10"}, false},
+		{"a Service's status write", 0, drift.Observed{ResourceVersion: "11", OthersWrote: true}, false},
 	} {
+		book := newDriftBook(nil, mapper)
 		written.SetGeneration(c.generation)
 		written.SetResourceVersion("10")
 		book.observe("ns/r", "ns")(settingsEntry, written)
-		c.seen.Exists, c.seen.Fingerprint = true, fingerprint
-		if got := book.repo("ns/r").suspicious(id, c.seen, now); got != c.compared {
-			t.Errorf("%s: compared %v, want %v", c.name, got, c.compared)
+		c.event.Exists, c.event.Fingerprint = true, fingerprint
+		if got := book.worthChecking("ns/r", obj, c.event); got != c.compared {
+			t.Errorf("%s: worth checking %v, want %v", c.name, got, c.compared)
 		}
-	}
-
-	// A Deployment's controller writes its status in the next second, after
-	// the apply under alumiini's name and before the worker looks: the
-	// event's note keeps the object compared.
-	written.SetGeneration(2)
-	book.observe("ns/r", "ns")(settingsEntry, written)
-	obj := drift.Object{Resource: schema.GroupResource{Resource: "configmaps"}, Namespace: "ns", Name: "settings"}
-	book.worthChecking("ns/r", obj, drift.Observed{Exists: true, Fingerprint: fingerprint, Generation: 3, ResourceVersion: "11"})
-	statusWritten := drift.Observed{Exists: true, Fingerprint: fingerprint, Generation: 3, ResourceVersion: "12", WrittenByOthers: true}
-	if !book.repo("ns/r").suspect(id, statusWritten, now) {
-		t.Error("a status write after an apply under alumiini's name in its second hides it")
+		// What the worker then sees in the watch's store: no event, so
+		// only the note can say.
+		later := drift.Observed{Exists: true, Fingerprint: fingerprint, Generation: c.event.Generation, ResourceVersion: "12"}
+		book.mu.Lock()
+		got := book.repo("ns/r").suspect(id, later, now)
+		book.mu.Unlock()
+		if got != c.compared {
+			t.Errorf("%s, a later write as the worker looks: compared %v, want %v", c.name, got, c.compared)
+		}
 	}
 }
 
@@ -478,5 +476,28 @@ func TestAChangePutBackBeforeTheWorkerLooksIsCompared(t *testing.T) {
 	asBefore = seen("alumiini-again", "5")
 	if look() {
 		t.Error("alumiini's own write, seen before its answer, is compared")
+	}
+}
+
+// TestAnObjectsEventsGoToTheGitRepositoryThatAppliedIt: whoever may write
+// an applied object may change its labels; its events still go to the
+// GitRepository whose inventory holds it, so a change made with them, and
+// managedFields put back after, is compared.
+func TestAnObjectsEventsGoToTheGitRepositoryThatAppliedIt(t *testing.T) {
+	mapper := meta.NewDefaultRESTMapper(nil)
+	mapper.Add(schema.GroupVersionKind{Version: "v1", Kind: "ConfigMap"}, meta.RESTScopeNamespace)
+	book := newDriftBook(nil, mapper)
+	obj := drift.Object{Resource: schema.GroupResource{Resource: "configmaps"}, Namespace: "ns", Name: "settings"}
+	written := &unstructured.Unstructured{}
+	written.SetResourceVersion("1")
+	book.observe("ns/r", "ns")(settingsEntry, written)
+	for _, labelled := range []string{"ns/r", "ns/nobody", "other/r"} {
+		if owner, ok := book.ownerOf(labelled, obj); !ok || owner != "ns/r" {
+			t.Errorf("an event of an object labelled for %s went to %q (%v), want ns/r", labelled, owner, ok)
+		}
+	}
+	stranger := drift.Object{Resource: schema.GroupResource{Resource: "configmaps"}, Namespace: "ns", Name: "stranger"}
+	if owner, ok := book.ownerOf("ns/r", stranger); ok {
+		t.Errorf("an object no inventory holds went to %s", owner)
 	}
 }

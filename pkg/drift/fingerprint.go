@@ -106,26 +106,51 @@ func sortedFields(raw []byte, sortable int) string {
 	return string(sorted)
 }
 
-// writtenAfter reports whether a manager other than alumiini's apply wrote
-// the object after alumiini's last apply (applied, ownApplied's answer):
-// foreign, its spec or metadata, or alumiini applied nothing of it, what a
-// restarted controller, with no remembered fingerprint, must check;
-// status, only its status. An update under alumiini's name is someone
-// else's: alumiini only applies the objects it tracks.
-func writtenAfter(meta metav1.Object, applied *metav1.Time) (foreign, status bool) {
+// foreignWriteAfter reports whether a manager other than alumiini's apply
+// wrote the object (not its status) after alumiini's last apply (applied,
+// ownApplied's answer), or alumiini applied nothing of it: what a restarted
+// controller, with no remembered fingerprint, must check. An update under
+// alumiini's name is someone else's: alumiini only applies the objects it
+// tracks.
+func foreignWriteAfter(meta metav1.Object, applied *metav1.Time) bool {
 	if applied == nil {
-		return true, false
+		return true
 	}
 	for _, m := range meta.GetManagedFields() {
-		if apply.IsOwnApplyEntry(m) || m.Time == nil || !m.Time.After(applied.Time) {
+		if apply.IsOwnApplyEntry(m) || m.Subresource == "status" || m.Time == nil {
 			continue
 		}
-		if m.Subresource != "status" {
-			return true, false
+		if m.Time.After(applied.Time) {
+			return true
 		}
-		status = true
 	}
-	return false, status
+	return false
+}
+
+// othersSum sums every managedFields entry but alumiini's own apply, as
+// they came, times included: whether it changed from one watch event to
+// the next says whether that write was (also) someone else's. Asking the
+// times instead ("written after alumiini's apply") trusted what an Update
+// may set: a tenant's entry dated 2099 made every later write look like
+// another writer's (attacker review). An apply under alumiini's name
+// changes no other entry.
+func othersSum(meta metav1.Object) string {
+	h := sha256.New()
+	for _, m := range meta.GetManagedFields() {
+		if apply.IsOwnApplyEntry(m) {
+			continue
+		}
+		var when string
+		if m.Time != nil {
+			when = m.Time.UTC().Format(time.RFC3339)
+		}
+		h.Write([]byte(strings.Join([]string{m.Manager, string(m.Operation), m.Subresource, m.APIVersion, when}, "\x00")))
+		if m.FieldsV1 != nil {
+			h.Write(m.FieldsV1.Raw)
+		}
+		h.Write([]byte{0xff})
+	}
+	return hex.EncodeToString(h.Sum(nil)[:8])
 }
 
 // ownApplied is the time of alumiini's own apply entry, nil for none.

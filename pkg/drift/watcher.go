@@ -37,9 +37,12 @@ type Observed struct {
 	// Fingerprint of its field ownership (see Fingerprint).
 	Fingerprint string
 	// ForeignWrite: someone else wrote it after alumiini's last apply, as
-	// far as managedFields say; WrittenByOthers: the same, or only its
-	// status.
-	ForeignWrite, WrittenByOthers bool
+	// far as managedFields say.
+	ForeignWrite bool
+	// OthersWrote, told with a watch event only: the write it shows changed
+	// a managedFields entry other than alumiini's apply (someone else's
+	// write, its status included); false from Lookup.
+	OthersWrote bool
 	// Generation is how many times its spec changed, for kinds that count
 	// (0 for those that do not, such as ConfigMaps).
 	Generation int64
@@ -91,7 +94,7 @@ func (w *Watcher) Watch(resource schema.GroupVersionResource) cache.InformerSync
 			old, okOld := oldObj.(*metav1.PartialObjectMetadata)
 			obj, okNew := newObj.(*metav1.PartialObjectMetadata)
 			if okOld && okNew && old.ResourceVersion != obj.ResourceVersion {
-				w.tell(resource, obj, observed(obj))
+				w.tell(resource, obj, observedChange(old, obj))
 			}
 		},
 		DeleteFunc: func(obj any) {
@@ -133,13 +136,20 @@ func (w *Watcher) Lookup(obj Object) (Observed, bool) {
 }
 
 func observed(meta *metav1.PartialObjectMetadata) Observed {
-	written := meta.Annotations[annotationWrittenAfter]
 	seen := Observed{Exists: true, ResourceVersion: meta.ResourceVersion, Generation: meta.Generation,
-		Fingerprint: meta.Annotations[annotationFingerprint], ForeignWrite: written == writtenForeign,
-		WrittenByOthers: written != "", Held: meta.Annotations[annotationHeld] != ""}
+		Fingerprint: meta.Annotations[annotationFingerprint], ForeignWrite: meta.Annotations[annotationForeignWrite] != "",
+		Held: meta.Annotations[annotationHeld] != ""}
 	if unix, err := strconv.ParseInt(meta.Annotations[annotationOwnApplied], 10, 64); err == nil {
 		seen.OwnApplied = time.Unix(unix, 0)
 	}
+	return seen
+}
+
+// observedChange is what an update event from old to obj (both shrunk)
+// shows.
+func observedChange(old, obj *metav1.PartialObjectMetadata) Observed {
+	seen := observed(obj)
+	seen.OthersWrote = old.Annotations[annotationOthers] != obj.Annotations[annotationOthers]
 	return seen
 }
 
@@ -156,16 +166,10 @@ func (w *Watcher) tell(resource schema.GroupVersionResource, meta *metav1.Partia
 const (
 	annotationOwner        = "drift.alumiini.false.systems/owner"
 	annotationFingerprint  = "drift.alumiini.false.systems/fingerprint"
-	annotationWrittenAfter = "drift.alumiini.false.systems/written-after" // writtenForeign or writtenStatus
+	annotationForeignWrite = "drift.alumiini.false.systems/foreign-write"
+	annotationOthers       = "drift.alumiini.false.systems/others"
 	annotationHeld         = "drift.alumiini.false.systems/held"
 	annotationOwnApplied   = "drift.alumiini.false.systems/own-applied"
-)
-
-// Values of annotationWrittenAfter: someone else wrote the object after
-// alumiini's last apply, or only its status.
-const (
-	writtenForeign = "foreign"
-	writtenStatus  = "status"
 )
 
 // shrink keeps of a watched object only what drift needs: identity, owner
@@ -177,10 +181,13 @@ func (w *Watcher) shrink(obj any) (any, error) {
 	if !ok {
 		return obj, nil // a tombstone: already shrunk
 	}
-	if _, shrunk := meta.Annotations[annotationFingerprint]; shrunk && len(meta.ManagedFields) == 0 {
+	if _, shrunk := meta.Annotations[annotationFingerprint]; shrunk && len(meta.ManagedFields) == 0 && meta.UID == "" {
 		// client-go may hand an object already in the store to the
 		// transform again (a relist); shrinking it twice would fingerprint
-		// its emptied managedFields.
+		// its emptied managedFields. A shrunk copy has no UID, an object
+		// from the cluster always has one: whoever may update an object can
+		// empty its managedFields and give it these annotations, which then
+		// stood as the watch's record (attacker review).
 		return obj, nil
 	}
 	small := &metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{
@@ -188,14 +195,12 @@ func (w *Watcher) shrink(obj any) (any, error) {
 		Annotations: map[string]string{
 			annotationOwner:       meta.Labels[apply.LabelNamespace] + "/" + meta.Labels[apply.LabelName],
 			annotationFingerprint: Fingerprint(meta),
+			annotationOthers:      othersSum(meta),
 		},
 	}}
 	applied := ownApplied(meta)
-	switch foreign, status := writtenAfter(meta, applied); {
-	case foreign:
-		small.Annotations[annotationWrittenAfter] = writtenForeign
-	case status:
-		small.Annotations[annotationWrittenAfter] = writtenStatus
+	if foreignWriteAfter(meta, applied) {
+		small.Annotations[annotationForeignWrite] = "true"
 	}
 	if applied != nil {
 		small.Annotations[annotationOwnApplied] = strconv.FormatInt(applied.Unix(), 10)
