@@ -266,8 +266,8 @@ func (c *Controller) lead(ctx context.Context) error {
 	// The watcher of this term tells this term's book, whatever the
 	// reconciler holds by the time a late event arrives.
 	var book *driftBook
-	book = newDriftBook(drift.NewWatcher(ctx, meta, func(owner types.NamespacedName, obj drift.Object, seen drift.Observed) {
-		c.onDrift(book, owner, obj, seen)
+	book = newDriftBook(drift.NewWatcher(ctx, meta, func(_ types.NamespacedName, obj drift.Object, seen drift.Observed) {
+		c.onDrift(book, obj, seen)
 	}), c.appliers.mapper)
 	c.reconciler.drift = book
 	opts := c.config.Supervisor
@@ -395,8 +395,8 @@ func (c *Controller) Trigger(namespace, name string) bool {
 // onDrift makes the owner of an object the watch saw change sync (the
 // GitRepository that applied it, whatever its labels say now), unless its
 // drift mode is Ignore or the change cannot be drift.
-func (c *Controller) onDrift(book *driftBook, labelled types.NamespacedName, obj drift.Object, seen drift.Observed) {
-	key, ok := book.ownerOf(labelled.String(), obj)
+func (c *Controller) onDrift(book *driftBook, obj drift.Object, seen drift.Observed) {
+	key, ok := book.ownerOf(obj)
 	if !ok {
 		return // not in an inventory this process has seen
 	}

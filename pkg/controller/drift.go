@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"sync"
@@ -43,6 +44,9 @@ type driftBook struct {
 
 	mu    sync.Mutex
 	repos map[string]*repoDrift
+	// owners is the GitRepository whose inventory last took each watched
+	// object (ownerOf).
+	owners map[drift.Object]string
 }
 
 type repoDrift struct {
@@ -146,7 +150,7 @@ type fight struct {
 }
 
 func newDriftBook(watcher *drift.Watcher, mapper meta.RESTMapper) *driftBook {
-	return &driftBook{watcher: watcher, mapper: mapper, repos: map[string]*repoDrift{}}
+	return &driftBook{watcher: watcher, mapper: mapper, repos: map[string]*repoDrift{}, owners: map[drift.Object]string{}}
 }
 
 // repo is key's record; callers hold b.mu.
@@ -161,33 +165,41 @@ func (b *driftBook) repo(key string) *repoDrift {
 }
 
 // ownerOf is the GitRepository whose inventory, as this process has seen
-// it, holds obj: the one its labels name (labelled), or, when that one does
-// not hold it, whichever does. Whoever may write the object can change its
-// labels, and its events then went to another GitRepository (or none):
-// relabelled, changed, and its managedFields put back, it was never
-// compared (attacker review). Objects are looked for in every record only
-// when their labels name the wrong one.
-func (b *driftBook) ownerOf(labelled string, obj drift.Object) (string, bool) {
+// it, last took obj, whatever its labels say now. Whoever may write the
+// object can change its labels, and its events went to the GitRepository
+// they named (or none): relabelled, changed, and its managedFields put back,
+// it was never compared (attacker review).
+func (b *driftBook) ownerOf(obj drift.Object) (string, bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if d := b.repos[labelled]; d != nil {
-		if _, ok := d.keys[obj]; ok {
-			return labelled, true
-		}
-	}
-	for key, d := range b.repos {
-		if _, ok := d.keys[obj]; ok {
-			return key, true
-		}
-	}
-	return "", false
+	key, ok := b.owners[obj]
+	return key, ok
+}
+
+// own records that key's inventory holds obj; callers hold b.mu.
+func (b *driftBook) own(key string, d *repoDrift, obj drift.Object, id manifest.ID) {
+	d.keys[obj] = id
+	b.owners[obj] = key
 }
 
 // forget drops what the book keeps of a deleted GitRepository.
 func (b *driftBook) forget(key string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if d := b.repos[key]; d != nil {
+		b.disown(key, slices.Collect(maps.Keys(d.keys)))
+	}
 	delete(b.repos, key)
+}
+
+// disown drops the objects key's inventory no longer holds from owners;
+// callers hold b.mu.
+func (b *driftBook) disown(key string, objs []drift.Object) {
+	for _, obj := range objs {
+		if b.owners[obj] == key {
+			delete(b.owners, obj)
+		}
+	}
 }
 
 func driftMode(repo *v1alpha1.GitRepository) v1alpha1.DriftMode {
@@ -283,7 +295,7 @@ func (b *driftBook) suspects(ctx context.Context, key string, repo *v1alpha1.Git
 		if !ok {
 			continue
 		}
-		d.keys[obj] = id
+		b.own(key, d, obj, id)
 		seen, known := b.watcher.Lookup(obj)
 		if !known {
 			continue
@@ -447,7 +459,7 @@ func (b *driftBook) observe(key, target string) func(apply.Entry, metav1.Object)
 			delete(d.seenChanged, id) // the event of this very version
 		}
 		if mapped {
-			d.keys[watched] = id
+			b.own(key, d, watched, id)
 		}
 	}
 }

@@ -172,9 +172,9 @@ func TestDriftOfAnObjectThatLeftGitIsForgotten(t *testing.T) {
 	runtime.GC()
 	runtime.ReadMemStats(&after)
 	d := book.repos["ns/r"]
-	if len(d.baseline) != 1000 || len(d.keys) != 1000 || len(d.drifted) != 0 || len(d.fights) != 0 {
-		t.Errorf("after 20 commits of 1,000 renamed objects the book keeps %d baselines, %d keys, %d drifted, %d fights",
-			len(d.baseline), len(d.keys), len(d.drifted), len(d.fights))
+	if len(d.baseline) != 1000 || len(d.keys) != 1000 || len(book.owners) != 1000 || len(d.drifted) != 0 || len(d.fights) != 0 {
+		t.Errorf("after 20 commits of 1,000 renamed objects the book keeps %d baselines, %d keys, %d owners, %d drifted, %d fights",
+			len(d.baseline), len(d.keys), len(book.owners), len(d.drifted), len(d.fights))
 	}
 	if !book.next("ns/r").IsZero() {
 		t.Error("an object that left git is still due")
@@ -481,8 +481,8 @@ func TestAChangePutBackBeforeTheWorkerLooksIsCompared(t *testing.T) {
 
 // TestAnObjectsEventsGoToTheGitRepositoryThatAppliedIt: whoever may write
 // an applied object may change its labels; its events still go to the
-// GitRepository whose inventory holds it, so a change made with them, and
-// managedFields put back after, is compared.
+// GitRepository whose inventory last took it (not one that held it before
+// and has not synced since), and to none once no inventory holds it.
 func TestAnObjectsEventsGoToTheGitRepositoryThatAppliedIt(t *testing.T) {
 	mapper := meta.NewDefaultRESTMapper(nil)
 	mapper.Add(schema.GroupVersionKind{Version: "v1", Kind: "ConfigMap"}, meta.RESTScopeNamespace)
@@ -490,14 +490,25 @@ func TestAnObjectsEventsGoToTheGitRepositoryThatAppliedIt(t *testing.T) {
 	obj := drift.Object{Resource: schema.GroupResource{Resource: "configmaps"}, Namespace: "ns", Name: "settings"}
 	written := &unstructured.Unstructured{}
 	written.SetResourceVersion("1")
-	book.observe("ns/r", "ns")(settingsEntry, written)
-	for _, labelled := range []string{"ns/r", "ns/nobody", "other/r"} {
-		if owner, ok := book.ownerOf(labelled, obj); !ok || owner != "ns/r" {
-			t.Errorf("an event of an object labelled for %s went to %q (%v), want ns/r", labelled, owner, ok)
-		}
+	owner := func() string {
+		key, _ := book.ownerOf(obj)
+		return key
 	}
-	stranger := drift.Object{Resource: schema.GroupResource{Resource: "configmaps"}, Namespace: "ns", Name: "stranger"}
-	if owner, ok := book.ownerOf("ns/r", stranger); ok {
-		t.Errorf("an object no inventory holds went to %s", owner)
+	book.observe("ns/r", "ns")(settingsEntry, written)
+	if got := owner(); got != "ns/r" {
+		t.Errorf("an object ns/r applied went to %q", got)
+	}
+	book.observe("ns/b", "ns")(settingsEntry, written) // moved to another repository's path
+	if got := owner(); got != "ns/b" {
+		t.Errorf("an object ns/b took over went to %q", got)
+	}
+	book.forget("ns/r") // the stale one: nothing changes
+	if got := owner(); got != "ns/b" {
+		t.Errorf("after ns/r was forgotten, an object ns/b holds went to %q", got)
+	}
+	syncWith(&driftSync{book: book, key: "ns/b", target: "ns", mode: v1alpha1.DriftCorrect, fullSync: true,
+		examined: map[manifest.ID]bool{}}, nil) // left git
+	if got := owner(); got != "" {
+		t.Errorf("an object no inventory holds went to %q", got)
 	}
 }

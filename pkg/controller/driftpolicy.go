@@ -7,6 +7,7 @@ import (
 
 	"github.com/falsesystems/alumiini/pkg/apis/alumiini/v1alpha1"
 	"github.com/falsesystems/alumiini/pkg/apply"
+	"github.com/falsesystems/alumiini/pkg/drift"
 	"github.com/falsesystems/alumiini/pkg/manifest"
 )
 
@@ -212,7 +213,7 @@ func (s *driftSync) settle(result *apply.Result, objects []manifest.Object, inve
 		o.message = fmt.Sprintf("carries %s: \"true\"; alumiini leaves it alone until the annotation is removed", apply.AnnotationSuspendHeal)
 	}
 	if s.fullSync {
-		d.keepOnly(inventory, s.target)
+		s.book.disown(s.key, d.keepOnly(inventory, s.target))
 	}
 	if s.mode == v1alpha1.DriftDetect || s.grace > 0 {
 		d.desired = hashObjects(objects, s.target, d.desired, !s.fullSync)
@@ -259,7 +260,7 @@ func (s *driftSync) failed() {
 
 // keepOnly forgets every object outside the inventory: what a repository
 // stopped holding must not keep memory.
-func (d *repoDrift) keepOnly(inventory []apply.Entry, target string) {
+func (d *repoDrift) keepOnly(inventory []apply.Entry, target string) (left []drift.Object) {
 	keep := make(map[manifest.ID]bool, len(inventory))
 	for _, e := range inventory {
 		keep[keyOfEntry(e, target)] = true
@@ -282,6 +283,7 @@ func (d *repoDrift) keepOnly(inventory []apply.Entry, target string) {
 	for obj, id := range d.keys {
 		if !keep[id] {
 			delete(d.keys, obj)
+			left = append(left, obj)
 		}
 	}
 	for id := range d.seenChanged {
@@ -289,6 +291,7 @@ func (d *repoDrift) keepOnly(inventory []apply.Entry, target string) {
 			delete(d.seenChanged, id)
 		}
 	}
+	return left
 }
 
 func isHeld(held map[manifest.ID]apply.Entry, id manifest.ID) bool {

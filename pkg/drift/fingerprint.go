@@ -4,7 +4,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"hash/fnv"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -127,15 +129,15 @@ func foreignWriteAfter(meta metav1.Object, applied *metav1.Time) bool {
 	return false
 }
 
-// othersSum sums every managedFields entry but alumiini's own apply, as
-// they came, times included: whether it changed from one watch event to
-// the next says whether that write was (also) someone else's. Asking the
-// times instead ("written after alumiini's apply") trusted what an Update
-// may set: a tenant's entry dated 2099 made every later write look like
-// another writer's (attacker review). An apply under alumiini's name
-// changes no other entry.
-func othersSum(meta metav1.Object) string {
-	h := sha256.New()
+// othersEntries lists every managedFields entry but alumiini's own apply,
+// each as a sum of who wrote it and when, and the size of its field set:
+// how they changed from one watch event to the next says whether that write
+// was (also) someone else's (othersGrew). Asking the times instead ("written
+// after alumiini's apply") trusted what an Update may set: a tenant's entry
+// dated 2099 made every later write look like another writer's (attacker
+// review).
+func othersEntries(meta metav1.Object) string {
+	var list []string
 	for _, m := range meta.GetManagedFields() {
 		if apply.IsOwnApplyEntry(m) {
 			continue
@@ -144,13 +146,37 @@ func othersSum(meta metav1.Object) string {
 		if m.Time != nil {
 			when = m.Time.UTC().Format(time.RFC3339)
 		}
+		h := fnv.New32a()
 		h.Write([]byte(strings.Join([]string{m.Manager, string(m.Operation), m.Subresource, m.APIVersion, when}, "\x00")))
+		size := 0
 		if m.FieldsV1 != nil {
-			h.Write(m.FieldsV1.Raw)
+			size = len(m.FieldsV1.Raw)
 		}
-		h.Write([]byte{0xff})
+		list = append(list, hex.EncodeToString(h.Sum(nil))+":"+strconv.Itoa(size))
 	}
-	return hex.EncodeToString(h.Sum(nil)[:8])
+	return strings.Join(list, ",")
+}
+
+// othersGrew says whether, between two othersEntries, an entry appeared,
+// or changed who or when, or its field set grew: someone else wrote. An
+// apply under alumiini's name, even forced, only takes fields from other
+// entries, which shrink or go (a second review: with a made-up status entry
+// sharing a field, a forced apply in alumiini's second changed the sum of
+// the others, and went unseen).
+func othersGrew(before, after string) bool {
+	sizes := map[string]int{}
+	for _, e := range strings.Split(before, ",") {
+		who, size, _ := strings.Cut(e, ":")
+		sizes[who], _ = strconv.Atoi(size)
+	}
+	for _, e := range strings.Split(after, ",") {
+		who, size, _ := strings.Cut(e, ":")
+		was, seen := sizes[who]
+		if now, _ := strconv.Atoi(size); who != "" && (!seen || now > was) {
+			return true
+		}
+	}
+	return false
 }
 
 // ownApplied is the time of alumiini's own apply entry, nil for none.

@@ -170,6 +170,25 @@ func TestTheWatchTellsStatusWritesAndGenerations(t *testing.T) {
 	if seen := observedChange(before, shrink(statusWritten)); !seen.OthersWrote {
 		t.Errorf("a status write: %+v", seen)
 	}
+	// A forced apply under alumiini's name takes a field from another entry
+	// (here the tenant's, made to share it): that entry shrinks, or goes.
+	taken := forged()
+	taken.Generation++
+	taken.ManagedFields[3].FieldsV1 = &metav1.FieldsV1{Raw: []byte(`{}`)}
+	gone := forged()
+	gone.Generation++
+	gone.ManagedFields = gone.ManagedFields[:3]
+	for name, meta := range map[string]*metav1.PartialObjectMetadata{"shrinks": taken, "goes": gone} {
+		if seen := observedChange(before, shrink(meta)); seen.OthersWrote {
+			t.Errorf("a forced apply under alumiini's name whose taken field's entry %s looks like another writer's", name)
+		}
+	}
+	added := forged()
+	added.ManagedFields = append(added.ManagedFields, metav1.ManagedFieldsEntry{Manager: "kubectl-edit",
+		Operation: metav1.ManagedFieldsOperationUpdate, APIVersion: "apps/v1", FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:spec":{}}`)}})
+	if seen := observedChange(before, shrink(added)); !seen.OthersWrote {
+		t.Errorf("a new writer's entry: %+v", seen)
+	}
 }
 
 // TestTheClusterCannotWriteTheWatchsRecord: whoever may update an object

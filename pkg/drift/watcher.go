@@ -39,9 +39,10 @@ type Observed struct {
 	// ForeignWrite: someone else wrote it after alumiini's last apply, as
 	// far as managedFields say.
 	ForeignWrite bool
-	// OthersWrote, told with a watch event only: the write it shows changed
-	// a managedFields entry other than alumiini's apply (someone else's
-	// write, its status included); false from Lookup.
+	// OthersWrote, told with a watch event only: the write it shows added
+	// to a managedFields entry other than alumiini's apply, or made or
+	// re-dated one (someone else's write, its status included); false from
+	// Lookup.
 	OthersWrote bool
 	// Generation is how many times its spec changed, for kinds that count
 	// (0 for those that do not, such as ConfigMaps).
@@ -149,7 +150,7 @@ func observed(meta *metav1.PartialObjectMetadata) Observed {
 // shows.
 func observedChange(old, obj *metav1.PartialObjectMetadata) Observed {
 	seen := observed(obj)
-	seen.OthersWrote = old.Annotations[annotationOthers] != obj.Annotations[annotationOthers]
+	seen.OthersWrote = othersGrew(old.Annotations[annotationOthers], obj.Annotations[annotationOthers])
 	return seen
 }
 
@@ -195,7 +196,7 @@ func (w *Watcher) shrink(obj any) (any, error) {
 		Annotations: map[string]string{
 			annotationOwner:       meta.Labels[apply.LabelNamespace] + "/" + meta.Labels[apply.LabelName],
 			annotationFingerprint: Fingerprint(meta),
-			annotationOthers:      othersSum(meta),
+			annotationOthers:      othersEntries(meta),
 		},
 	}}
 	applied := ownApplied(meta)
