@@ -13,7 +13,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/kubernetes"
@@ -266,7 +265,7 @@ func (c *Controller) lead(ctx context.Context) error {
 	// The watcher of this term tells this term's book, whatever the
 	// reconciler holds by the time a late event arrives.
 	var book *driftBook
-	book = newDriftBook(drift.NewWatcher(ctx, meta, func(_ types.NamespacedName, obj drift.Object, seen drift.Observed) {
+	book = newDriftBook(drift.NewWatcher(ctx, meta, func(obj drift.Object, seen drift.Observed) {
 		c.onDrift(book, obj, seen)
 	}), c.appliers.mapper)
 	c.reconciler.drift = book

@@ -84,7 +84,7 @@ func TestShrinkKeepsOnlyWhatDriftNeeds(t *testing.T) {
 	if again.(*metav1.PartialObjectMetadata).Annotations[annotationFingerprint] != meta.Annotations[annotationFingerprint] {
 		t.Error("shrinking twice (client-go may) changed the fingerprint")
 	}
-	if meta.Annotations[annotationOwner] != "team/apps" || meta.Annotations[annotationFingerprint] == "" || meta.ResourceVersion != "123456" {
+	if meta.Annotations[annotationFingerprint] == "" || meta.ResourceVersion != "123456" || meta.Generation != 3 {
 		t.Errorf("lost what drift needs: %+v", meta.ObjectMeta)
 	}
 	// A status write by a controller leaves the fingerprint alone; a hand
@@ -199,8 +199,7 @@ func TestTheClusterCannotWriteTheWatchsRecord(t *testing.T) {
 	meta := deployment(1)
 	honest, _ := w.shrink(meta.DeepCopy())
 	meta.ManagedFields = nil
-	meta.Annotations = map[string]string{annotationFingerprint: observed(honest.(*metav1.PartialObjectMetadata)).Fingerprint,
-		annotationOwner: "team/apps"}
+	meta.Annotations = map[string]string{annotationFingerprint: observed(honest.(*metav1.PartialObjectMetadata)).Fingerprint}
 	small, _ := w.shrink(meta)
 	if got := observed(small.(*metav1.PartialObjectMetadata)).Fingerprint; got != Fingerprint(meta) {
 		t.Errorf("an object from the cluster carrying the watch's annotations was kept as they said: fingerprint %s", got)

@@ -8,13 +8,11 @@ package drift
 import (
 	"context"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/metadata/metadatainformer"
 	"k8s.io/client-go/tools/cache"
@@ -55,9 +53,9 @@ type Observed struct {
 	Held bool
 }
 
-// Notify is told of every change to an object of owner, with what the watch
+// Notify is told of every change to a watched object, with what the watch
 // now holds of it; it decides, cheaply, whether that may be drift.
-type Notify func(owner types.NamespacedName, obj Object, seen Observed)
+type Notify func(obj Object, seen Observed)
 
 // Watcher keeps one metadata watch per resource, shared by all owners.
 type Watcher struct {
@@ -154,18 +152,15 @@ func observedChange(old, obj *metav1.PartialObjectMetadata) Observed {
 	return seen
 }
 
+// tell passes an event on. Whose object it is, is for the notified to say,
+// never its labels: whoever may write the object may change them.
 func (w *Watcher) tell(resource schema.GroupVersionResource, meta *metav1.PartialObjectMetadata, seen Observed) {
-	namespace, name, _ := strings.Cut(meta.Annotations[annotationOwner], "/")
-	if name == "" {
-		return
-	}
-	w.notify(types.NamespacedName{Namespace: namespace, Name: name}, Object{Resource: resource.GroupResource(), Namespace: meta.Namespace, Name: meta.Name}, seen)
+	w.notify(Object{Resource: resource.GroupResource(), Namespace: meta.Namespace, Name: meta.Name}, seen)
 }
 
 // Keys under which shrink keeps what it computed, in the cached copy only
 // (never written to the cluster).
 const (
-	annotationOwner        = "drift.alumiini.false.systems/owner"
 	annotationFingerprint  = "drift.alumiini.false.systems/fingerprint"
 	annotationForeignWrite = "drift.alumiini.false.systems/foreign-write"
 	annotationOthers       = "drift.alumiini.false.systems/others"
@@ -173,8 +168,8 @@ const (
 	annotationOwnApplied   = "drift.alumiini.false.systems/own-applied"
 )
 
-// shrink keeps of a watched object only what drift needs: identity, owner
-// and the fingerprint, in one small map. A Deployment's metadata as
+// shrink keeps of a watched object only what drift needs: its identity,
+// generation, and the sums of its managedFields, in one small map. A Deployment's metadata as
 // received takes about 2.4 KB in the store, shrunk about 0.8 KB
 // (BenchmarkWatchedObjectBytes).
 func (w *Watcher) shrink(obj any) (any, error) {
@@ -194,7 +189,6 @@ func (w *Watcher) shrink(obj any) (any, error) {
 	small := &metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{
 		Name: meta.Name, Namespace: meta.Namespace, ResourceVersion: meta.ResourceVersion, Generation: meta.Generation,
 		Annotations: map[string]string{
-			annotationOwner:       meta.Labels[apply.LabelNamespace] + "/" + meta.Labels[apply.LabelName],
 			annotationFingerprint: Fingerprint(meta),
 			annotationOthers:      othersEntries(meta),
 		},
