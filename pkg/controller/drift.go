@@ -35,7 +35,8 @@ const (
 
 // driftBook keeps, per GitRepository, what drift handling knows: the
 // fingerprint of each applied object as alumiini last saw it, the objects
-// that differ from git now, and the fights with other writers. It lives in
+// that differ from git now, and the fights with other writers; and, for
+// all of them, which GitRepository each watched object belongs to. It lives in
 // memory: after a restart baselines are rebuilt from the watch, and grace
 // periods, fights and the drift summary start over.
 type driftBook struct {
@@ -410,8 +411,8 @@ func (b *driftBook) worthChecking(key string, obj drift.Object, seen drift.Obser
 
 // noteChange notes a watch event that showed an object deleted, or its
 // fingerprint off its baseline (or none taken yet), or rewritten unseen by
-// the fingerprint (rewrittenSince, which only an event can tell). Whoever may write an
-// object can change it and then, before the worker looks, put its
+// the fingerprint (rewrittenSince, which only an event can tell). Whoever
+// may write an object can change it and then, before the worker looks, put its
 // managedFields back as they were (an update may set them) or delete it and
 // create it again with them: the worker, deciding from what the watch shows
 // then, saw nothing. A note stays until a sync that started after it

@@ -277,7 +277,7 @@ func TestASameSecondApplyUnderAlumiinisNameIsCompared(t *testing.T) {
 	}{
 		{"an apply under alumiini's name in its second", 2, drift.Observed{Generation: 3, ResourceVersion: "11"}, true},
 		{"a status write", 2, drift.Observed{Generation: 2, ResourceVersion: "11", OthersWrote: true}, false},
-		{"a status write by an entry alumiini's time hides", 2, drift.Observed{Generation: 2, ResourceVersion: "11"}, false},
+		{"a status write that changed no entry (its writer's own second)", 2, drift.Observed{Generation: 2, ResourceVersion: "11"}, false},
 		{"another writer's spec change (an autoscaler's)", 2, drift.Observed{Generation: 3, ResourceVersion: "11", OthersWrote: true}, false},
 		{"a ConfigMap applied under alumiini's name in its second", 0, drift.Observed{ResourceVersion: "11"}, true},
 		{"a Service's status write", 0, drift.Observed{ResourceVersion: "11", OthersWrote: true}, false},

@@ -58,8 +58,8 @@ func Fingerprint(meta metav1.Object) string {
 // alumiini's field manager name; applying the fields alumiini set, with
 // other values, changes no field set, only this time (whole seconds: a
 // write within the second of alumiini's own changes neither, and the
-// controller tells it by the object's generation or resourceVersion, with
-// no one else's write after alumiini's apply).
+// controller tells it from its watch event: the object's generation or
+// resourceVersion moved, and no other entry was made, re-dated or grew).
 // Other managers' times stay out: their writes to fields alumiini does not
 // own are not drift, and should cost no dry-run.
 func ownApplyTime(m metav1.ManagedFieldsEntry) string {
@@ -132,7 +132,7 @@ func foreignWriteAfter(meta metav1.Object, applied *metav1.Time) bool {
 // othersEntries lists every managedFields entry but alumiini's own apply,
 // each as a sum of who wrote it and when, and the size of its field set:
 // how they changed from one watch event to the next says whether that write
-// was (also) someone else's (othersGrew). Asking the times instead ("written
+// was (also) someone else's (othersWrote). Asking the times instead ("written
 // after alumiini's apply") trusted what an Update may set: a tenant's entry
 // dated 2099 made every later write look like another writer's (attacker
 // review).
@@ -157,13 +157,13 @@ func othersEntries(meta metav1.Object) string {
 	return strings.Join(list, ",")
 }
 
-// othersGrew says whether, between two othersEntries, an entry appeared,
+// othersWrote says whether, between two othersEntries, an entry appeared,
 // or changed who or when, or its field set grew: someone else wrote. An
 // apply under alumiini's name, even forced, only takes fields from other
 // entries, which shrink or go (a second review: with a made-up status entry
 // sharing a field, a forced apply in alumiini's second changed the sum of
 // the others, and went unseen).
-func othersGrew(before, after string) bool {
+func othersWrote(before, after string) bool {
 	sizes := map[string]int{}
 	for _, e := range strings.Split(before, ",") {
 		who, size, _ := strings.Cut(e, ":")

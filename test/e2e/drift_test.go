@@ -233,8 +233,9 @@ func TestAnApplyAsAlumiiniInItsOwnSecondIsDrift(t *testing.T) {
 	hacked["data"] = map[string]any{"version": "hacked"}
 	body := []byte(toJSON(t, hacked))
 
-	// First an entry dated 2099 (an Update may write managedFields), so
-	// that no later write looks like alumiini's last by its times.
+	// First an entry dated 2099 (an Update may write managedFields): by
+	// times alone, every later write would look like another writer's,
+	// which hid this apply when entries' times were compared.
 	current, err := configMaps.Get(ctx, "settings", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
