@@ -383,9 +383,11 @@ func (a *Applier) planOne(ctx context.Context, p *planned, pl planner) error {
 	}
 	live, err := client.Get(ctx, p.obj.GetName(), metav1.GetOptions{})
 	var ignored []ignoredField
-	limit := ownEntryLimit(p.obj.Unstructured)
-	// Read once, for ignored paths and ownershipLost: a tenant may make it large.
-	own := sync.OnceValue(func() ownEntry { return ownFields(live, limit) })
+	// Only objects that exist and are compared need these; alumiini's entry
+	// is read once, for ignored paths and ownershipLost: a tenant may make
+	// it large.
+	limit := sync.OnceValue(func() int { return ownEntryLimit(p.obj.Unstructured) })
+	own := sync.OnceValue(func() ownEntry { return ownFields(live, limit()) })
 	switch {
 	case apierrors.IsNotFound(err):
 	case err != nil:
@@ -421,7 +423,7 @@ func (a *Applier) planOne(ctx context.Context, p *planned, pl planner) error {
 		p.action = Created
 	case !sameObject(p.live, dry):
 		p.action = Configured
-	case ownershipLost(own(), ownFields(dry, limit), ignored):
+	case ownershipLost(own(), ownFields(dry, limit()), ignored):
 		p.action, p.ownershipOnly = Configured, true
 	default:
 		p.action = Unchanged
