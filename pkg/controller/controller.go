@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"fmt"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -399,7 +398,7 @@ func (c *Controller) onDrift(book *driftBook, obj drift.Object, seen drift.Obser
 	if !ok {
 		return // not in an inventory this process has seen
 	}
-	namespace, name, _ := strings.Cut(key, "/")
+	namespace, name, _ := cache.SplitMetaNamespaceKey(key)
 	repo, err := c.reconciler.Lister.GitRepositories(namespace).Get(name)
 	if err != nil || driftMode(repo) == v1alpha1.DriftIgnore {
 		return
