@@ -3,6 +3,7 @@
 package apiserver
 
 import (
+	"context"
 	"fmt"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -100,9 +101,14 @@ type Server struct {
 	// Controller is the running controller, once the post-start hook has
 	// started it; nil when it is disabled. Webhook receivers trigger syncs
 	// through it.
-	Controller  Triggerer
+	Controller Triggerer
+	// FinishWork, if set, runs as a stop begins, while the server still
+	// serves, and returns by its context's end (finishWorkTimeout): the
+	// controller lets syncs that are writing finish.
+	FinishWork  func(context.Context)
 	stopStorage func()
 	audit       *drainBoundAudit // nil without an audit backend
+	stopHooked  chan struct{}    // closed once the stop's hook has run
 }
 
 // Triggerer makes a GitRepository sync now.

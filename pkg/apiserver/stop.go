@@ -9,17 +9,22 @@ import (
 	"k8s.io/klog/v2"
 )
 
-// drainTimeout bounds how long a stop waits for requests in flight, and
-// auditFlushTimeout how long it then waits for buffered audit events to be
-// sent: with the storage's close after them, well inside a pod's default
-// 30 s grace period.
+// finishWorkTimeout bounds how long a stop waits for Server.FinishWork (the
+// controller's syncs that are writing), drainTimeout how long it then waits
+// for requests in flight, and auditFlushTimeout how long it then waits for
+// buffered audit events to be sent: with the storage's close and the
+// controller's own stop after them, inside a pod's default 30 s grace
+// period.
 const (
+	finishWorkTimeout = 5 * time.Second
 	drainTimeout      = 10 * time.Second
 	auditFlushTimeout = 5 * time.Second
 )
 
-// prepareStop returns a channel closed as a stop begins, when sync requests
-// waiting for their result answer, and makes the audit backend stoppable by
+// prepareStop returns a channel closed as a stop begins, once FinishWork has
+// returned, when sync requests still waiting for their result answer (those
+// whose sync FinishWork let finish have their result by then), and makes
+// the audit backend stoppable by
 // a stop that gives up on the drain. After New, k8s.io/apiserver calls only
 // Run and Shutdown of the server's AuditBackend field (its handler chain
 // keeps the backend it was built with, the same one underneath), so
@@ -30,7 +35,16 @@ func (s *Server) prepareStop() (<-chan struct{}, error) {
 		s.GenericAPIServer.AuditBackend = s.audit
 	}
 	stopping := make(chan struct{})
+	s.stopHooked = make(chan struct{})
+	// A pre-shutdown hook runs before the server stops taking requests, so
+	// the syncs FinishWork waits for can still write their outcome.
 	if err := s.GenericAPIServer.AddPreShutdownHook("alumiini-end-sync-waits", func() error {
+		defer close(s.stopHooked)
+		if s.FinishWork != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), finishWorkTimeout)
+			defer cancel()
+			s.FinishWork(ctx)
+		}
 		close(stopping)
 		return nil
 	}); err != nil {
@@ -46,7 +60,7 @@ func (s *Server) Run(ctx context.Context) error {
 	prepared := s.GenericAPIServer.PrepareRun()
 	served := make(chan error, 1)
 	go func() { served <- prepared.RunWithContext(ctx) }()
-	drained, err := untilDrained(ctx, served)
+	drained, err := untilDrained(ctx, s.stopHooked, served)
 	if !drained {
 		s.leaveRequestsBehind(klog.FromContext(ctx))
 	}
@@ -57,17 +71,23 @@ func (s *Server) Run(ctx context.Context) error {
 }
 
 // untilDrained reports whether serving ended, with its error, within
-// drainTimeout of ctx's end. k8s.io/apiserver waits for each request
+// drainTimeout of the stop's hook returning (hooked), after ctx's end.
+// k8s.io/apiserver waits for each request
 // without a bound of its own: for one blocked writing to a client that
 // stopped reading (a watch's included), until the connection breaks; for
 // one still working, up to the request timeout (60 s). Either held the stop
 // past a pod's grace period, and the SIGKILL that followed left the
 // embedded etcd unclosed.
-func untilDrained(ctx context.Context, served <-chan error) (bool, error) {
+func untilDrained(ctx context.Context, hooked <-chan struct{}, served <-chan error) (bool, error) {
 	select {
 	case err := <-served:
 		return true, err
 	case <-ctx.Done():
+	}
+	select { // bounded by finishWorkTimeout
+	case err := <-served:
+		return true, err
+	case <-hooked:
 	}
 	timer := time.NewTimer(drainTimeout)
 	defer timer.Stop()

@@ -160,6 +160,11 @@ type Options struct {
 	Observe func(Entry, metav1.Object)
 	// ObserveWhole, if set, names the objects Observe needs whole.
 	ObserveWhole func(Entry) bool
+	// BeforeWrites, if set, is called once every object has been dry-run,
+	// before the first write; its error ends the Apply with nothing
+	// written. A stopping controller refuses here, and lets an Apply that
+	// got past it finish.
+	BeforeWrites func() error
 }
 
 // Applier applies for one identity of the target cluster.
@@ -274,6 +279,11 @@ func (a *Applier) Apply(ctx context.Context, owner Owner, objects []manifest.Obj
 	pl := planner{owner: owner, known: known, force: opts.Force, adopt: opts.Adopt, ignore: opts.Ignore}
 	if err := a.plan(ctx, append(append([]*planned{}, first...), rest...), pl); err != nil {
 		return nil, err
+	}
+	if opts.BeforeWrites != nil {
+		if err := opts.BeforeWrites(); err != nil {
+			return nil, err
+		}
 	}
 	result := &Result{}
 	if err := a.write(ctx, first, result, opts); err != nil {

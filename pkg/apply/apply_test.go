@@ -534,3 +534,38 @@ func TestAWriteAnswersMetadataUnlessObservedWhole(t *testing.T) {
 		t.Errorf("b's whole answer holds data.k = %q, want v", v)
 	}
 }
+
+// TestBeforeWritesSeesNothingWrittenAndCanRefuseTheWrites: a stopping
+// controller refuses an apply's writes only before the first goes out.
+func TestBeforeWritesSeesNothingWrittenAndCanRefuseTheWrites(t *testing.T) {
+	a := newApplier(t)
+	ns := namespace(t, a)
+	objects := render(t,
+		"a.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: first\n",
+		"b.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: second\n")
+	refused := errors.New("stopping")
+	calls := 0
+	_, err := a.Apply(context.Background(), Owner{Namespace: "default", Name: "demo"}, objects, Options{DefaultNamespace: ns,
+		BeforeWrites: func() error {
+			calls++
+			list, err := a.Client.Resource(configMaps).Namespace(ns).List(context.Background(), metav1.ListOptions{})
+			if err != nil || len(list.Items) > 1 { // kube-root-ca.crt
+				t.Errorf("objects written before BeforeWrites: %v %v", list, err)
+			}
+			return refused
+		}})
+	if !errors.Is(err, refused) || calls != 1 {
+		t.Fatalf("Apply returned %v after %d calls of BeforeWrites, want its error after one", err, calls)
+	}
+	for _, name := range []string{"first", "second"} {
+		if _, err := a.Client.Resource(configMaps).Namespace(ns).Get(context.Background(), name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			t.Errorf("ConfigMap %s was written although BeforeWrites refused: %v", name, err)
+		}
+	}
+	calls = 0
+	result, err := a.Apply(context.Background(), Owner{Namespace: "default", Name: "demo"}, objects, Options{DefaultNamespace: ns,
+		BeforeWrites: func() error { calls++; return nil }})
+	if err != nil || calls != 1 || result.Created != 2 {
+		t.Fatalf("Apply: %v, %d calls of BeforeWrites, %+v; want both created after one call", err, calls, result)
+	}
+}

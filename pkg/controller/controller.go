@@ -193,6 +193,7 @@ func New(cfg Config) (*Controller, error) {
 		Render:     cfg.Render,
 		MaxObjects: cfg.MaxObjects,
 		Kustomize:  cfg.Kustomize,
+		stop:       newStopGate(),
 	}
 	if cfg.Share != nil {
 		c.reconciler.Owner = cfg.Share.Identity
@@ -252,6 +253,16 @@ func (c *Controller) Run(ctx context.Context) error {
 		c.stopped.Store(&err)
 	}
 	return err
+}
+
+// FinishWrites begins the process's stop, before Run's context ends: syncs
+// that have not begun writing objects end at once, and no new one starts;
+// those writing finish (their outcome written, which needs alumiini's API
+// still serving). It returns once none is writing, or when ctx ends, with
+// how many still were. Cancelling Run's context then ends everything,
+// as a lost Lease does at any time.
+func (c *Controller) FinishWrites(ctx context.Context) int {
+	return c.reconciler.stop.finish(ctx)
 }
 
 // lead runs one worker per GitRepository until ctx ends, and returns only

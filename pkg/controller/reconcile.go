@@ -108,6 +108,8 @@ type Reconciler struct {
 	drift *driftBook
 	// health runs the health waits of spec.wait.
 	health healthWaits
+	// stop ends syncs as the process stops, but lets those writing finish.
+	stop *stopGate
 
 	failures sync.Map // key → consecutive failures, for retry backoff
 	pushes   sync.Map // key → v1alpha1.PushRecord not yet in the status
@@ -124,6 +126,9 @@ func (r *Reconciler) Sync(ctx context.Context, key string) time.Duration {
 	namespace, name, err := cache.SplitMetaNamespaceKey(key)
 	if err != nil {
 		return time.Hour
+	}
+	if r.stop.begun() {
+		return time.Hour // the process is stopping; the next one syncs
 	}
 	ctx = klog.NewContext(ctx, repoLogger(ctx, key))
 	repo, err := r.Lister.GitRepositories(namespace).Get(name)
@@ -257,7 +262,9 @@ func (r *Reconciler) pushShown(key string, push *v1alpha1.PushRecord) {
 }
 
 // syncOnce runs one sync through the stages of DESIGN.md's pipeline
-// (resolve, fetch, render, apply, report) and reports success.
+// (resolve, fetch, render, apply, report) and reports success. A stop ends
+// it, unless it has begun writing objects: then it finishes, its outcome
+// written, while the stop waits (stopGate).
 func (r *Reconciler) syncOnce(ctx context.Context, repo *v1alpha1.GitRepository) bool {
 	start := time.Now()
 	timeout, _ := time.ParseDuration(repo.Spec.Timeout)
@@ -265,6 +272,8 @@ func (r *Reconciler) syncOnce(ctx context.Context, repo *v1alpha1.GitRepository)
 		timeout = time.Minute
 	}
 	workerCtx := ctx // health waits end with the worker, not with the sync
+	ctx, guard := r.stop.guard(ctx)
+	defer guard.end()
 
 	key := repo.Namespace + "/" + repo.Name
 	repo = repo.DeepCopy() // the sync's own copy: markSyncing updates it
@@ -273,7 +282,7 @@ func (r *Reconciler) syncOnce(ctx context.Context, repo *v1alpha1.GitRepository)
 	}
 	pending := repo.Status.PendingSyncRequest
 	push := r.pendingPush(key)
-	out, err := r.run(ctx, timeout, repo, pending, push)
+	out, err := r.run(ctx, guard, timeout, repo, pending, push)
 	// The outcome is written even when the sync used up its own time (a
 	// timeout is an outcome too), within a bound of its own.
 	ctx, cancelWrite := context.WithTimeout(ctx, statusWriteTimeout)
@@ -382,7 +391,9 @@ func failed(reason, commit string, err error) *stageError {
 // (a restart, a push to a monorepo) they queue for slots, and a sync whose
 // time ran out in the queue would have fetched and rendered for nothing,
 // only to queue again.
-func (r *Reconciler) run(worker context.Context, timeout time.Duration, repo *v1alpha1.GitRepository,
+//
+// guard lets the apply write past a stop once it has begun writing.
+func (r *Reconciler) run(worker context.Context, guard *syncGuard, timeout time.Duration, repo *v1alpha1.GitRepository,
 	pending *v1alpha1.SyncRequestRecord, push *v1alpha1.PushRecord) (*outcome, error) {
 	ctx, cancel := context.WithTimeout(worker, timeout)
 	defer cancel()
@@ -418,8 +429,8 @@ func (r *Reconciler) run(worker context.Context, timeout time.Duration, repo *v1
 	}
 	out.drift = r.driftPolicy(ctx, repo, src, commit, objects, suspects)
 	force := pending != nil && pending.Force
-	err = r.apply(withCommit(worker, commit), timeout, repo, objects, force, out)
-	if err == nil && r.drift != nil {
+	err = r.apply(withCommit(worker, commit), guard, timeout, repo, objects, force, out)
+	if err == nil && r.drift != nil && !r.stop.begun() { // a stopping process watches no more
 		r.drift.watch(worker, out.result.Inventory) // after the apply slot is released; not bounded by the fetch's time
 	}
 	return out, err
@@ -605,8 +616,9 @@ func (r *Reconciler) render(ctx context.Context, repo *v1alpha1.GitRepository, s
 // suspects (the commit already applied) only those objects are compared and
 // nothing is pruned; the policy decides what is written. It sets
 // out.result, and out.rollout if the Rollout of spec.rolloutRef was written.
-func (r *Reconciler) apply(ctx context.Context, timeout time.Duration, repo *v1alpha1.GitRepository, objects []manifest.Object,
-	force bool, out *outcome) error {
+// guard tells a stop when the first write is about to go out.
+func (r *Reconciler) apply(ctx context.Context, guard *syncGuard, timeout time.Duration, repo *v1alpha1.GitRepository,
+	objects []manifest.Object, force bool, out *outcome) error {
 	commit, policy := out.commit, out.drift
 	applier, err := r.Appliers.For(repo.Namespace, repo.Spec.ServiceAccountName)
 	if err != nil {
@@ -622,6 +634,7 @@ func (r *Reconciler) apply(ctx context.Context, timeout time.Duration, repo *v1a
 		Force:            force,
 		Adopt:            repo.Spec.Adopt,
 		Ignore:           ignoreRules(repo),
+		BeforeWrites:     guard.beginWrites,
 	}
 	if policy != nil {
 		if !policy.fullSync {

@@ -273,6 +273,13 @@ func (o *Options) addController(server *apiserver.Server) error {
 	})); err != nil {
 		return err
 	}
+	server.FinishWork = func(ctx context.Context) {
+		if c := started.Load(); c != nil {
+			if writing := c.FinishWrites(ctx); writing > 0 {
+				klog.InfoS("Stopping with syncs still writing: the next process syncs them again", "syncs", writing)
+			}
+		}
+	}
 	return server.GenericAPIServer.AddPostStartHook("alumiini-controller", func(hook genericPostStartHookContext) error {
 		o.exemptOwnWatches(hook.Context, target)
 		c, err := o.newController(hook, target, cache)

@@ -427,7 +427,8 @@ func (o *Options) awaitController() {
 }
 
 // controllerStopTimeout leaves a pod's grace period room for it after the
-// API server's stop (at most about 15 s).
+// API server's stop (at most about 20 s: 5 for syncs writing, 10 for
+// requests in flight, 5 for audit events).
 const controllerStopTimeout = 5 * time.Second
 
 type genericPostStartHookContext = genericapiserver.PostStartHookContext
