@@ -18,7 +18,8 @@ func main() {
 		kustomizeproc.Main(os.Args[2:])
 	}
 	// The signal context is cancelled on SIGTERM or SIGINT; the server then
-	// drains, and stops its embedded etcd, before Run returns.
+	// lets syncs that are writing finish, drains, and stops its embedded
+	// etcd, before Run returns.
 	ctx := genericapiserver.SetupSignalContext()
 	cmd := server.NewCommand(ctx, server.NewOptions(os.Stdout, os.Stderr))
 	os.Exit(cli.Run(cmd))

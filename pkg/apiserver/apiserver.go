@@ -102,13 +102,13 @@ type Server struct {
 	// started it; nil when it is disabled. Webhook receivers trigger syncs
 	// through it.
 	Controller Triggerer
-	// FinishWork, if set, runs as a stop begins, while the server still
-	// serves, and returns by its context's end (finishWorkTimeout): the
+	// FinishWrites, if set, runs as a stop begins, while the server still
+	// serves, and returns by its context's end (finishWritesTimeout): the
 	// controller lets syncs that are writing finish.
-	FinishWork  func(context.Context)
-	stopStorage func()
-	audit       *drainBoundAudit // nil without an audit backend
-	stopHooked  chan struct{}    // closed once the stop's hook has run
+	FinishWrites func(context.Context)
+	stopStorage  func()
+	audit        *drainBoundAudit // nil without an audit backend
+	stopping     chan struct{}    // closed once FinishWrites returned
 }
 
 // Triggerer makes a GitRepository sync now.

@@ -9,48 +9,47 @@ import (
 	"k8s.io/klog/v2"
 )
 
-// finishWorkTimeout bounds how long a stop waits for Server.FinishWork (the
-// controller's syncs that are writing), drainTimeout how long it then waits
-// for requests in flight, and auditFlushTimeout how long it then waits for
-// buffered audit events to be sent: with the storage's close and the
-// controller's own stop after them, inside a pod's default 30 s grace
+// finishWritesTimeout bounds how long a stop waits for Server.FinishWrites
+// (the controller's syncs that are writing), drainTimeout how long it then
+// waits for requests in flight, and auditFlushTimeout how long it then
+// waits for buffered audit events to be sent: with the storage's close and
+// the controller's own stop after them, inside a pod's default 30 s grace
 // period.
 const (
-	finishWorkTimeout = 5 * time.Second
-	drainTimeout      = 10 * time.Second
-	auditFlushTimeout = 5 * time.Second
+	finishWritesTimeout = 5 * time.Second
+	drainTimeout        = 10 * time.Second
+	auditFlushTimeout   = 5 * time.Second
 )
 
-// prepareStop returns a channel closed as a stop begins, once FinishWork has
-// returned, when sync requests still waiting for their result answer (those
-// whose sync FinishWork let finish have their result by then), and makes
-// the audit backend stoppable by
-// a stop that gives up on the drain. After New, k8s.io/apiserver calls only
-// Run and Shutdown of the server's AuditBackend field (its handler chain
-// keeps the backend it was built with, the same one underneath), so
-// wrapping it here is enough.
+// prepareStop returns a channel closed as a stop begins, once FinishWrites
+// has returned: sync requests still waiting for their result are answered
+// then. It also makes the audit backend stoppable by a stop that gives up
+// on the drain. After New, k8s.io/apiserver calls only Run and Shutdown of
+// the server's AuditBackend field (its handler chain keeps the backend it
+// was built with, the same one underneath), so wrapping it here is enough.
 func (s *Server) prepareStop() (<-chan struct{}, error) {
 	if s.GenericAPIServer.AuditBackend != nil {
 		s.audit = &drainBoundAudit{Backend: s.GenericAPIServer.AuditBackend, givenUp: make(chan struct{})}
 		s.GenericAPIServer.AuditBackend = s.audit
 	}
-	stopping := make(chan struct{})
-	s.stopHooked = make(chan struct{})
-	// A pre-shutdown hook runs before the server stops taking requests, so
-	// the syncs FinishWork waits for can still write their outcome.
-	if err := s.GenericAPIServer.AddPreShutdownHook("alumiini-end-sync-waits", func() error {
-		defer close(s.stopHooked)
-		if s.FinishWork != nil {
-			ctx, cancel := context.WithTimeout(context.Background(), finishWorkTimeout)
+	s.stopping = make(chan struct{})
+	// One hook, in this order: k8s.io/apiserver runs pre-shutdown hooks
+	// before it stops taking requests (so the syncs FinishWrites waits for
+	// can still write their outcome), but in no order among themselves, and
+	// a waiting request whose sync finishes should get its result, not the
+	// stop's answer.
+	if err := s.GenericAPIServer.AddPreShutdownHook("alumiini-finish-syncs", func() error {
+		defer close(s.stopping)
+		if s.FinishWrites != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), finishWritesTimeout)
 			defer cancel()
-			s.FinishWork(ctx)
+			s.FinishWrites(ctx)
 		}
-		close(stopping)
 		return nil
 	}); err != nil {
-		return nil, fmt.Errorf("adding the hook that answers waiting sync requests: %w", err)
+		return nil, fmt.Errorf("adding the hook that finishes syncs and answers waiting sync requests: %w", err)
 	}
-	return stopping, nil
+	return s.stopping, nil
 }
 
 // Run serves until ctx is cancelled, then drains in-flight requests (for
@@ -60,7 +59,7 @@ func (s *Server) Run(ctx context.Context) error {
 	prepared := s.GenericAPIServer.PrepareRun()
 	served := make(chan error, 1)
 	go func() { served <- prepared.RunWithContext(ctx) }()
-	drained, err := untilDrained(ctx, s.stopHooked, served)
+	drained, err := untilDrained(ctx, s.stopping, served)
 	if !drained {
 		s.leaveRequestsBehind(klog.FromContext(ctx))
 	}
@@ -71,23 +70,25 @@ func (s *Server) Run(ctx context.Context) error {
 }
 
 // untilDrained reports whether serving ended, with its error, within
-// drainTimeout of the stop's hook returning (hooked), after ctx's end.
-// k8s.io/apiserver waits for each request
-// without a bound of its own: for one blocked writing to a client that
-// stopped reading (a watch's included), until the connection breaks; for
-// one still working, up to the request timeout (60 s). Either held the stop
-// past a pod's grace period, and the SIGKILL that followed left the
-// embedded etcd unclosed.
+// drainTimeout of the stop's hook returning (hooked closed), after ctx's
+// end. k8s.io/apiserver waits for each request without a bound of its own:
+// for one blocked writing to a client that stopped reading (a watch's
+// included), until the connection breaks; for one still working, up to the
+// request timeout (60 s). Either held the stop past a pod's grace period,
+// and the SIGKILL that followed left the embedded etcd unclosed.
 func untilDrained(ctx context.Context, hooked <-chan struct{}, served <-chan error) (bool, error) {
 	select {
 	case err := <-served:
 		return true, err
 	case <-ctx.Done():
 	}
-	select { // bounded by finishWorkTimeout
+	hook := time.NewTimer(finishWritesTimeout + time.Second) // should another hook hold ours back
+	defer hook.Stop()
+	select {
 	case err := <-served:
 		return true, err
 	case <-hooked:
+	case <-hook.C:
 	}
 	timer := time.NewTimer(drainTimeout)
 	defer timer.Stop()

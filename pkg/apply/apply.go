@@ -160,10 +160,12 @@ type Options struct {
 	Observe func(Entry, metav1.Object)
 	// ObserveWhole, if set, names the objects Observe needs whole.
 	ObserveWhole func(Entry) bool
-	// BeforeWrites, if set, is called once every object has been dry-run,
-	// before the first write; its error ends the Apply with nothing
-	// written. A stopping controller refuses here, and lets an Apply that
-	// got past it finish.
+	// BeforeWrites, if set, is called once, when every object the API can
+	// check before anything is written has been dry-run (objects of kinds
+	// that CRDs of the same commit define are dry-run after the CRDs are
+	// written), before the first write; its error ends the Apply with
+	// nothing written. A stopping controller refuses here, and lets an
+	// Apply that got past it finish.
 	BeforeWrites func() error
 }
 

@@ -255,14 +255,18 @@ func (c *Controller) Run(ctx context.Context) error {
 	return err
 }
 
-// FinishWrites begins the process's stop, before Run's context ends: syncs
-// that have not begun writing objects end at once, and no new one starts;
-// those writing finish (their outcome written, which needs alumiini's API
-// still serving). It returns once none is writing, or when ctx ends, with
-// how many still were. Cancelling Run's context then ends everything,
-// as a lost Lease does at any time.
-func (c *Controller) FinishWrites(ctx context.Context) int {
-	return c.reconciler.stop.finish(ctx)
+// FinishWrites begins the process's stop, for good, before Run's context
+// ends: syncs that have not begun writing objects end at once, and no new
+// one starts; those writing finish, their outcome written (alumiini's API
+// still serves meanwhile). It returns once none is writing, or when ctx
+// ends. Cancelling Run's context then ends everything, as a lost Lease
+// does at any time.
+func (c *Controller) FinishWrites(ctx context.Context) {
+	logger := klog.FromContext(ctx)
+	logger.Info("Stopping: syncs that have not begun writing end, those writing may finish")
+	if !c.reconciler.stop.finish(ctx) {
+		logger.Info("Stopping with syncs still writing: the next process syncs them again")
+	}
 }
 
 // lead runs one worker per GitRepository until ctx ends, and returns only

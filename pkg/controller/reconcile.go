@@ -283,6 +283,10 @@ func (r *Reconciler) syncOnce(ctx context.Context, repo *v1alpha1.GitRepository)
 	pending := repo.Status.PendingSyncRequest
 	push := r.pendingPush(key)
 	out, err := r.run(ctx, guard, timeout, repo, pending, push)
+	if guard.endedByStop() { // it wrote nothing; the next process syncs again
+		klog.FromContext(ctx).V(2).Info("The stop ended a sync before it wrote", "err", err)
+		return false
+	}
 	// The outcome is written even when the sync used up its own time (a
 	// timeout is an outcome too), within a bound of its own.
 	ctx, cancelWrite := context.WithTimeout(ctx, statusWriteTimeout)
@@ -392,10 +396,11 @@ func failed(reason, commit string, err error) *stageError {
 // time ran out in the queue would have fetched and rendered for nothing,
 // only to queue again.
 //
-// guard lets the apply write past a stop once it has begun writing.
-func (r *Reconciler) run(worker context.Context, guard *syncGuard, timeout time.Duration, repo *v1alpha1.GitRepository,
+// guarded is the sync's context, which a stop ends until guard says the
+// apply began writing.
+func (r *Reconciler) run(guarded context.Context, guard *syncStop, timeout time.Duration, repo *v1alpha1.GitRepository,
 	pending *v1alpha1.SyncRequestRecord, push *v1alpha1.PushRecord) (*outcome, error) {
-	ctx, cancel := context.WithTimeout(worker, timeout)
+	ctx, cancel := context.WithTimeout(guarded, timeout)
 	defer cancel()
 	key := repo.Namespace + "/" + repo.Name
 	src, err := r.resolve(ctx, repo, pending)
@@ -429,9 +434,15 @@ func (r *Reconciler) run(worker context.Context, guard *syncGuard, timeout time.
 	}
 	out.drift = r.driftPolicy(ctx, repo, src, commit, objects, suspects)
 	force := pending != nil && pending.Force
-	err = r.apply(withCommit(worker, commit), guard, timeout, repo, objects, force, out)
-	if err == nil && r.drift != nil && !r.stop.begun() { // a stopping process watches no more
-		r.drift.watch(worker, out.result.Inventory) // after the apply slot is released; not bounded by the fetch's time
+	err = r.apply(withCommit(guarded, commit), guard, timeout, repo, objects, force, out)
+	if err == nil && r.drift != nil {
+		// After the apply slot is released; not bounded by the fetch's
+		// time. A new watch's first list may take watchListWait, which the
+		// stop's wait for syncs writing (5 s) cannot spare for a watch that
+		// ends with the process.
+		watching, stopWatching := r.stop.orStop(guarded)
+		r.drift.watch(watching, out.result.Inventory)
+		stopWatching()
 	}
 	return out, err
 }
@@ -617,7 +628,7 @@ func (r *Reconciler) render(ctx context.Context, repo *v1alpha1.GitRepository, s
 // nothing is pruned; the policy decides what is written. It sets
 // out.result, and out.rollout if the Rollout of spec.rolloutRef was written.
 // guard tells a stop when the first write is about to go out.
-func (r *Reconciler) apply(ctx context.Context, guard *syncGuard, timeout time.Duration, repo *v1alpha1.GitRepository,
+func (r *Reconciler) apply(ctx context.Context, guard *syncStop, timeout time.Duration, repo *v1alpha1.GitRepository,
 	objects []manifest.Object, force bool, out *outcome) error {
 	commit, policy := out.commit, out.drift
 	applier, err := r.Appliers.For(repo.Namespace, repo.Spec.ServiceAccountName)
@@ -649,7 +660,7 @@ func (r *Reconciler) apply(ctx context.Context, guard *syncGuard, timeout time.D
 	rollout := newRolloutWrites(repo)
 	rollout.hookInto(&opts, target) // must follow the line setting opts.Observe: it wraps it
 	waiting := time.Now()
-	releaseSlot, err := r.ApplySlots.Acquire(ctx, repo.Namespace) // the worker's context: queueing is not the sync's time
+	releaseSlot, err := r.ApplySlots.Acquire(ctx, repo.Namespace) // not the sync's timeout: queueing is not the sync's time
 	slotWait.WithLabelValues("apply").Observe(time.Since(waiting).Seconds())
 	if err != nil {
 		return failed(git.ReasonTimeout, commit, fmt.Errorf("stopped waiting for an apply slot: %w", err))

@@ -306,8 +306,10 @@ func TestAStopAnswersWaitingSyncRequests(t *testing.T) {
 		t.Errorf("the waiting kubectl got %q, %v; want an error saying alumiini stops and naming request %s", got.out, got.err, pending)
 	}
 	t.Logf("kubectl was answered %s after the stop began: %v", got.at.Sub(stopping).Round(time.Millisecond), got.err)
-	if answered := got.at.Sub(stopping); answered > 5*time.Second {
-		t.Errorf("kubectl was answered %s after the stop began, not at once", answered)
+	// At once, unless another test's sync was writing: the stop lets it
+	// finish first, for at most 5 s.
+	if answered := got.at.Sub(stopping); answered > 8*time.Second {
+		t.Errorf("kubectl was answered %s after the stop began, not once syncs writing had finished", answered)
 	}
 	if still := kubectl(t, "get", "gitrepository", "stop-waits", "-o", "jsonpath={.status.pendingSyncRequest.id}"); still != pending {
 		t.Errorf("after the restart the queued sync request is %q, want %s", still, pending)

@@ -273,11 +273,9 @@ func (o *Options) addController(server *apiserver.Server) error {
 	})); err != nil {
 		return err
 	}
-	server.FinishWork = func(ctx context.Context) {
+	server.FinishWrites = func(ctx context.Context) {
 		if c := started.Load(); c != nil {
-			if writing := c.FinishWrites(ctx); writing > 0 {
-				klog.InfoS("Stopping with syncs still writing: the next process syncs them again", "syncs", writing)
-			}
+			c.FinishWrites(ctx)
 		}
 	}
 	return server.GenericAPIServer.AddPostStartHook("alumiini-controller", func(hook genericPostStartHookContext) error {
@@ -290,6 +288,11 @@ func (o *Options) addController(server *apiserver.Server) error {
 		started.Store(c)
 		stopped := make(chan struct{})
 		o.controllerStopped.Store(&stopped)
+		// hook.Context is k8s.io/apiserver's: it ends once the server stops
+		// taking requests, after the pre-shutdown hooks (FinishWrites above)
+		// return, not at SIGTERM. So syncs that are writing keep their
+		// contexts through FinishWrites; a lost Lease ends them sooner, as
+		// the workers run under the Lease's term (Config.Elect).
 		go func() {
 			defer close(stopped)
 			if err := c.Run(hook.Context); err != nil {

@@ -345,7 +345,8 @@ func (o *Options) Config(ctx context.Context) (*apiserver.Config, error) {
 	serverConfig.BuildHandlerChainFunc = func(api http.Handler, c *genericapiserver.Config) http.Handler {
 		return genericapiserver.DefaultBuildHandlerChain(peruser.LimitWatches(api, o.watchLimit, c.Serializer), c)
 	}
-	// Watches end when a stop begins, and clients watch the next process.
+	// Watches end when a stop begins (once syncs writing have finished: at
+	// most 5 s), and clients watch the next process.
 	// Left open (k8s.io/apiserver's default), one watch through
 	// kube-apiserver (kubectl get -w, kubectl delete --wait) held the stop
 	// for the request timeout, 60 s, past a pod's 30 s grace period: SIGKILL,

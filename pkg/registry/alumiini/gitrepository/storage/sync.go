@@ -210,6 +210,15 @@ func (r *SyncREST) waitForResult(ctx context.Context, repo *alumiini.GitReposito
 				"sync request %s for gitrepository %q was not handled within %ds; it stays queued and will still run",
 				answer.Status.ID, repo.Name, seconds), 0)
 		case <-r.stopping:
+			// The stop let the syncs that were writing finish first: this
+			// one's result may be stored already, its event not yet here.
+			if stored, err := r.store.Get(waitCtx, repo.Name, &metav1.GetOptions{}); err == nil {
+				if current, ok := stored.(*alumiini.GitRepository); ok {
+					if done := resultOf(current, answer); done != nil {
+						return done, nil
+					}
+				}
+			}
 			return nil, stoppedWhileWaiting(repo.Name, answer.Status.ID)
 		case event, ok := <-w.ResultChan():
 			if !ok {
