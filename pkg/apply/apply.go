@@ -61,6 +61,9 @@ const (
 type Owner struct {
 	Namespace string
 	Name      string
+	// IgnoreBreakGlass: AnnotationSuspendHeal holds none of its objects
+	// (its spec.drift.allowBreakGlass is false).
+	IgnoreBreakGlass bool
 }
 
 // Entry identifies an applied object in the inventory.
@@ -409,7 +412,7 @@ func (a *Applier) planOne(ctx context.Context, p *planned, pl planner) error {
 		if err := pl.claim(p); err != nil {
 			return err
 		}
-		if heldByHand(live) {
+		if heldByHand(live, pl.owner) {
 			p.action = Held
 			return nil
 		}
@@ -510,9 +513,10 @@ func (pl planner) claim(p *planned) error {
 
 // heldByHand: the object carries the break-glass annotation, set by someone
 // other than alumiini (an annotation alumiini applied, from an older
-// version's git, holds nothing).
-func heldByHand(live *unstructured.Unstructured) bool {
-	return live.GetAnnotations()[AnnotationSuspendHeal] == "true" && !appliedByUs(live, AnnotationSuspendHeal)
+// version's git, holds nothing), and its owner lets it hold.
+func heldByHand(live *unstructured.Unstructured, owner Owner) bool {
+	return !owner.IgnoreBreakGlass && live.GetAnnotations()[AnnotationSuspendHeal] == "true" &&
+		!appliedByUs(live, AnnotationSuspendHeal)
 }
 
 func idSet(entries []Entry) map[manifest.ID]bool {

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
@@ -69,6 +70,48 @@ func TestABreakGlassObjectIsNeitherUpdatedNorPruned(t *testing.T) {
 	live, _ := cms.Get(ctx, "a", metav1.GetOptions{})
 	if v, _, _ := unstructured.NestedString(live.Object, "data", "v"); v != "2" {
 		t.Errorf("after release git's value is applied, got %q", v)
+	}
+}
+
+// TestAnOwnerThatIgnoresBreakGlassUpdatesAndPrunesHeldObjects: with
+// spec.drift.allowBreakGlass false, whoever may patch an object cannot keep
+// it from git with the annotation.
+func TestAnOwnerThatIgnoresBreakGlassUpdatesAndPrunesHeldObjects(t *testing.T) {
+	a := newApplier(t)
+	ns := namespace(t, a)
+	ctx := context.Background()
+	owner := Owner{Namespace: "default", Name: "no-glass", IgnoreBreakGlass: true}
+	first := render(t,
+		"a.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\ndata:\n  v: \"1\"\n",
+		"b.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: b\ndata:\n  v: \"1\"\n")
+	result, err := a.Apply(ctx, owner, first, Options{DefaultNamespace: ns, Prune: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cms := a.Client.Resource(configMaps).Namespace(ns)
+	for _, name := range []string{"a", "b"} {
+		patch := []byte(`{"metadata":{"annotations":{"` + AnnotationSuspendHeal + `":"true"}},"data":{"v":"kept"}}`)
+		if _, err := cms.Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: "tenant"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	second := render(t, "a.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\ndata:\n  v: \"2\"\n")
+	result, err = a.Apply(ctx, owner, second, Options{DefaultNamespace: ns, Prune: true, Previous: result.Inventory})
+	if err != nil || len(result.Held) != 0 || result.Configured != 1 || result.Pruned != 1 {
+		t.Fatalf("the annotation held objects of an owner that ignores it: %+v %v", result, err)
+	}
+	live, err := cms.Get(ctx, "a", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, _, _ := unstructured.NestedString(live.Object, "data", "v"); v != "2" {
+		t.Errorf("git's value was not applied over the annotated object: %q", v)
+	}
+	if _, err := cms.Get(ctx, "b", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("the annotated object that left git was not pruned: %v", err)
+	}
+	if n, err := a.Delete(ctx, owner, result.Inventory, nil); err != nil || n != 1 {
+		t.Errorf("deleting the owner's objects deleted %d, %v; want the annotated one deleted", n, err)
 	}
 }
 

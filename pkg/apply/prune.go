@@ -113,7 +113,7 @@ func (a *Applier) pruneOne(ctx context.Context, owner Owner, e Entry, keptByGit 
 	if labels[LabelName] != owner.Name || labels[LabelNamespace] != owner.Namespace {
 		return pruneGone, nil
 	}
-	if heldByHand(live) {
+	if heldByHand(live, owner) {
 		return pruneHeld, nil
 	}
 	annotations := live.GetAnnotations()

@@ -218,6 +218,12 @@ func gracePeriod(repo *v1alpha1.GitRepository) time.Duration {
 	return d
 }
 
+// ownerOf is repo as the owner of what it applies.
+func ownerOf(repo *v1alpha1.GitRepository) apply.Owner {
+	allow := repo.Spec.Drift == nil || repo.Spec.Drift.AllowBreakGlass == nil || *repo.Spec.Drift.AllowBreakGlass
+	return apply.Owner{Namespace: repo.Namespace, Name: repo.Name, IgnoreBreakGlass: !allow}
+}
+
 func ignoreRules(repo *v1alpha1.GitRepository) []apply.IgnoreRule {
 	if repo.Spec.Drift == nil {
 		return nil

@@ -497,6 +497,30 @@ func TestBreakGlassObjectIsLeftAlone(t *testing.T) {
 	})
 }
 
+// TestBreakGlassIsRefusedWhereNotAllowed: with spec.drift.allowBreakGlass
+// false (a platform's objects in a tenant's namespace), the annotation holds
+// nothing: the change is corrected, and the object is pruned when it leaves
+// git.
+func TestBreakGlassIsRefusedWhereNotAllowed(t *testing.T) {
+	readyRepository(t, "drift-no-glass", "  drift:\n    allowBreakGlass: false\n")
+	kubectl(t, "annotate", "configmap", "settings", "-n", "drift-no-glass", "alumiini.false.systems/suspend-heal=true")
+	patchSettings(t, "drift-no-glass", "tenant", `{"data":{"version":"kept"}}`)
+	eventually(t, 15*time.Second, func() string {
+		if v := settingsVersion(t, "drift-no-glass"); v != "1" {
+			return "a change under the break-glass annotation was not corrected: " + v
+		}
+		return ""
+	})
+	if repo := getRepository(t, "drift-no-glass"); repo.Status.Drift != nil && repo.Status.Drift.Held != 0 {
+		t.Errorf("status holds objects: %+v", repo.Status.Drift)
+	}
+	pushRepository(t, "drift-no-glass", map[string]gitserver.File{"deploy/other.yaml": {Content: "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: other\n"}}, "deploy/cm.yaml")
+	syncAndWait(t, "drift-no-glass")
+	if v := settingsVersion(t, "drift-no-glass"); v != "(missing)" {
+		t.Errorf("an annotated object that left git was not pruned: %q", v)
+	}
+}
+
 func TestIgnoredFieldIsLeftToItsWriter(t *testing.T) {
 	readyRepository(t, "drift-ignore", "  drift:\n    ignore:\n    - kind: ConfigMap\n      paths: [/data/version]\n")
 	patchSettings(t, "drift-ignore", "autoscaler", `{"data":{"version":"7"}}`)

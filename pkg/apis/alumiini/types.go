@@ -74,6 +74,7 @@ type DriftSpec struct {
 	Mode            DriftMode
 	HealGracePeriod string
 	Ignore          []DriftIgnoreRule
+	AllowBreakGlass *bool
 }
 
 // DriftIgnoreRule names fields of some objects that drift leaves alone.

@@ -223,6 +223,16 @@ type DriftSpec struct {
 	// +optional
 	// +listType=atomic
 	Ignore []DriftIgnoreRule `json:"ignore,omitempty"`
+	// AllowBreakGlass, when false, makes this GitRepository ignore the
+	// break-glass annotation alumiini.false.systems/suspend-heal on its
+	// objects: they are corrected, updated from git and pruned like any
+	// other, and status.drift holds none. Whoever may patch an object may
+	// otherwise keep it from git for as long as the annotation stays; set
+	// false where others may patch what this GitRepository applies but
+	// must not keep it from git (a platform's policies in tenants'
+	// namespaces). Defaults to true.
+	// +optional
+	AllowBreakGlass *bool `json:"allowBreakGlass,omitempty"`
 }
 
 // DriftIgnoreRule names fields of some objects that drift leaves alone.

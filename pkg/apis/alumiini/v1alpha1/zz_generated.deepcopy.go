@@ -73,6 +73,11 @@ func (in *DriftSpec) DeepCopyInto(out *DriftSpec) {
 			(*in)[i].DeepCopyInto(&(*out)[i])
 		}
 	}
+	if in.AllowBreakGlass != nil {
+		in, out := &in.AllowBreakGlass, &out.AllowBreakGlass
+		*out = new(bool)
+		**out = **in
+	}
 	return
 }
 

@@ -71,6 +71,9 @@ var schemaYAML = typed.YAMLObject(`types:
 - name: com.github.falsesystems.alumiini.pkg.apis.alumiini.v1alpha1.DriftSpec
   map:
     fields:
+    - name: allowBreakGlass
+      type:
+        scalar: boolean
     - name: healGracePeriod
       type:
         scalar: string

@@ -10,6 +10,7 @@ import (
 	"k8s.io/apiserver/pkg/authentication/user"
 	"k8s.io/apiserver/pkg/authorization/authorizer"
 	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
+	"k8s.io/utils/ptr"
 
 	"github.com/falsesystems/alumiini/pkg/apis/alumiini"
 )
@@ -78,6 +79,7 @@ func TestUpdatesOfAnAdminsGitRepository(t *testing.T) {
 	s.Identity = IdentityPolicy{Authorizer: authorizer.AuthorizerFunc(authz.Authorize)}
 	admins := repo() // written by an escalator, applies as alumiini
 	admins.Spec.ServiceAccountName = ""
+	admins.Spec.Drift = &alumiini.DriftSpec{AllowBreakGlass: ptr.To(false)}
 
 	cases := []struct {
 		name      string
@@ -88,6 +90,7 @@ func TestUpdatesOfAnAdminsGitRepository(t *testing.T) {
 		{name: "suspend only", mutate: func(r *alumiini.GitRepository) { r.Spec.Suspend = true }},
 		{name: "a new url", mutate: func(r *alumiini.GitRepository) { r.Spec.URL = "https://evil.example.com/r.git" }, wantError: true},
 		{name: "a new path", mutate: func(r *alumiini.GitRepository) { r.Spec.Path = "cluster-admin" }, wantError: true},
+		{name: "break-glass allowed", mutate: func(r *alumiini.GitRepository) { r.Spec.Drift.AllowBreakGlass = nil }, wantError: true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

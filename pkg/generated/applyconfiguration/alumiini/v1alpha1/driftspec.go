@@ -48,6 +48,15 @@ type DriftSpecApplyConfiguration struct {
 	// Deployment, paths [/spec/replicas]). After an object is created, git
 	// changes to these fields are not applied either: the live value is kept.
 	Ignore []DriftIgnoreRuleApplyConfiguration `json:"ignore,omitempty"`
+	// AllowBreakGlass, when false, makes this GitRepository ignore the
+	// break-glass annotation alumiini.false.systems/suspend-heal on its
+	// objects: they are corrected, updated from git and pruned like any
+	// other, and status.drift holds none. Whoever may patch an object may
+	// otherwise keep it from git for as long as the annotation stays; set
+	// false where others may patch what this GitRepository applies but
+	// must not keep it from git (a platform's policies in tenants'
+	// namespaces). Defaults to true.
+	AllowBreakGlass *bool `json:"allowBreakGlass,omitempty"`
 }
 
 // DriftSpecApplyConfiguration constructs a declarative configuration of the DriftSpec type for use with
@@ -82,5 +91,13 @@ func (b *DriftSpecApplyConfiguration) WithIgnore(values ...*DriftIgnoreRuleApply
 		}
 		b.Ignore = append(b.Ignore, *values[i])
 	}
+	return b
+}
+
+// WithAllowBreakGlass sets the AllowBreakGlass field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the AllowBreakGlass field is set to the value of the last call.
+func (b *DriftSpecApplyConfiguration) WithAllowBreakGlass(value bool) *DriftSpecApplyConfiguration {
+	b.AllowBreakGlass = &value
 	return b
 }
