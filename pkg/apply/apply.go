@@ -47,7 +47,8 @@ const (
 	AnnotationAdopted = "alumiini.false.systems/adopted"
 	// AnnotationSuspendHeal is the break-glass annotation: an object that
 	// carries it with the value "true" is left alone entirely (not
-	// updated from git, not corrected, not pruned) until it is removed.
+	// updated from git, not corrected, not pruned) until it is removed,
+	// unless its Owner has IgnoreBreakGlass.
 	AnnotationSuspendHeal = "alumiini.false.systems/suspend-heal"
 	// AnnotationPrune set to "disabled" (in git) keeps an object when it
 	// leaves the repository or its GitRepository is deleted: it is
@@ -62,7 +63,9 @@ type Owner struct {
 	Namespace string
 	Name      string
 	// IgnoreBreakGlass: AnnotationSuspendHeal holds none of its objects
-	// (its spec.drift.allowBreakGlass is false).
+	// (its spec.drift.allowBreakGlass is false). On Owner, not Options,
+	// because Delete (the GitRepository's finalizer) must honour it as
+	// planning and pruning do.
 	IgnoreBreakGlass bool
 }
 

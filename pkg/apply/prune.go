@@ -33,7 +33,8 @@ const (
 
 // Delete removes the entries that still carry owner's label and returns how
 // many it deleted. An object someone else has taken over is left alone, and
-// so is one carrying AnnotationSuspendHeal; those of keptByGit (their
+// so is one carrying AnnotationSuspendHeal (unless owner.IgnoreBreakGlass);
+// those of keptByGit (their
 // manifest carried AnnotationPrune "disabled") and an adopted Namespace (it
 // held more than this repository put there) are released instead.
 func (a *Applier) Delete(ctx context.Context, owner Owner, entries, keptByGit []Entry) (int, error) {

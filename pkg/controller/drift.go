@@ -218,8 +218,8 @@ func gracePeriod(repo *v1alpha1.GitRepository) time.Duration {
 	return d
 }
 
-// ownerOf is repo as the owner of what it applies.
-func ownerOf(repo *v1alpha1.GitRepository) apply.Owner {
+// applyOwner is repo as the owner of what it applies.
+func applyOwner(repo *v1alpha1.GitRepository) apply.Owner {
 	allow := repo.Spec.Drift == nil || repo.Spec.Drift.AllowBreakGlass == nil || *repo.Spec.Drift.AllowBreakGlass
 	return apply.Owner{Namespace: repo.Namespace, Name: repo.Name, IgnoreBreakGlass: !allow}
 }
@@ -353,9 +353,11 @@ func (d *repoDrift) suspicious(id manifest.ID, seen drift.Observed, now time.Tim
 func (d *repoDrift) examining(id manifest.ID, seen drift.Observed, now time.Time) {
 	o := d.drifted[id]
 	if seen.Held || o != nil && o.drifting() {
-		// Held as it is, or left drifted (Detect, a grace period, a fight's
-		// backoff): look again when the fingerprint changes, or by the
-		// re-check rule, not at every event. Otherwise any status write to
+		// Held as it is (or carrying the annotation where it holds nothing:
+		// the correction's write then moves the baseline again), or left
+		// drifted (Detect, a grace period, a fight's backoff): look again
+		// when the fingerprint changes, or by the re-check rule, not at
+		// every event. Otherwise any status write to
 		// it cost a GET and a dry-run (attacker review).
 		d.baseline[id] = baselineOf(seen)
 	}

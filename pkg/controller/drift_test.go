@@ -512,3 +512,25 @@ func TestAnObjectsEventsGoToTheGitRepositoryThatAppliedIt(t *testing.T) {
 		t.Errorf("an object no inventory holds went to %q", got)
 	}
 }
+
+// TestTheApplyOwnerFollowsAllowBreakGlass: every apply and the finalizer's
+// deletion take the GitRepository's break-glass policy from applyOwner.
+func TestTheApplyOwnerFollowsAllowBreakGlass(t *testing.T) {
+	deny, allow := false, true
+	for _, tc := range []struct {
+		name   string
+		drift  *v1alpha1.DriftSpec
+		ignore bool
+	}{
+		{name: "no drift spec"},
+		{name: "unset", drift: &v1alpha1.DriftSpec{}},
+		{name: "true", drift: &v1alpha1.DriftSpec{AllowBreakGlass: &allow}},
+		{name: "false", drift: &v1alpha1.DriftSpec{AllowBreakGlass: &deny}, ignore: true},
+	} {
+		repo := &v1alpha1.GitRepository{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "r"},
+			Spec: v1alpha1.GitRepositorySpec{Drift: tc.drift}}
+		if got := applyOwner(repo); got != (apply.Owner{Namespace: "ns", Name: "r", IgnoreBreakGlass: tc.ignore}) {
+			t.Errorf("%s: %+v", tc.name, got)
+		}
+	}
+}

@@ -674,7 +674,7 @@ func (r *Reconciler) apply(ctx context.Context, guard *syncStop, timeout time.Du
 		endSyncingNote = sync.OnceFunc(r.showSyncingAfter(ctx, repo, commit, len(objects), syncingShownAfter))
 		defer endSyncingNote()
 	}
-	result, err := applier.Apply(ctx, ownerOf(repo), objects, opts)
+	result, err := applier.Apply(ctx, applyOwner(repo), objects, opts)
 	release() // before waiting for a Syncing write: the next apply may start
 	endSyncingNote()
 	if err != nil {
@@ -1074,7 +1074,7 @@ func (r *Reconciler) setFinalizer(ctx context.Context, repo *v1alpha1.GitReposit
 // than hold the namespace Terminating for ever; any other failure is retried.
 func (r *Reconciler) deleteApplied(ctx context.Context, applier *apply.Applier, repo *v1alpha1.GitRepository,
 	entries []apply.Entry, terminating bool) error {
-	owner := ownerOf(repo)
+	owner := applyOwner(repo)
 	for {
 		_, err := applier.Delete(ctx, owner, entries, keptByGit(repo.Status.Inventory))
 		var failed *apply.Error

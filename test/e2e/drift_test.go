@@ -498,26 +498,35 @@ func TestBreakGlassObjectIsLeftAlone(t *testing.T) {
 }
 
 // TestBreakGlassIsRefusedWhereNotAllowed: with spec.drift.allowBreakGlass
-// false (a platform's objects in a tenant's namespace), the annotation holds
-// nothing: the change is corrected, and the object is pruned when it leaves
-// git.
+// false the annotation holds nothing: the change is corrected, and the
+// object is pruned when it leaves git. (Who may then suspend or delete the
+// GitRepository: TestUpdatesOfAnAdminsGitRepository and
+// TestDeletingWhatPrunesAsAlumiiniNeedsEscalate.)
 func TestBreakGlassIsRefusedWhereNotAllowed(t *testing.T) {
-	readyRepository(t, "drift-no-glass", "  drift:\n    allowBreakGlass: false\n")
-	kubectl(t, "annotate", "configmap", "settings", "-n", "drift-no-glass", "alumiini.false.systems/suspend-heal=true")
-	patchSettings(t, "drift-no-glass", "tenant", `{"data":{"version":"kept"}}`)
+	const name = "drift-no-glass"
+	readyRepository(t, name, "  drift:\n    allowBreakGlass: false\n")
+	kubectl(t, "annotate", "configmap", "settings", "-n", name, "alumiini.false.systems/suspend-heal=true")
+	patchSettings(t, name, "tenant", `{"data":{"version":"kept"}}`)
 	eventually(t, 15*time.Second, func() string {
-		if v := settingsVersion(t, "drift-no-glass"); v != "1" {
+		if v := settingsVersion(t, name); v != "1" {
 			return "a change under the break-glass annotation was not corrected: " + v
+		}
+		repo := getRepository(t, name)
+		if o := driftedObject(repo, "settings"); o == nil || o.State != v1alpha1.DriftStateCorrected {
+			return fmt.Sprintf("status does not show the correction: %+v", repo.Status.Drift)
+		}
+		if repo.Status.Drift.Held != 0 {
+			return fmt.Sprintf("status holds objects: %+v", repo.Status.Drift)
 		}
 		return ""
 	})
-	if repo := getRepository(t, "drift-no-glass"); repo.Status.Drift != nil && repo.Status.Drift.Held != 0 {
-		t.Errorf("status holds objects: %+v", repo.Status.Drift)
+	if events := kubectl(t, "get", "events", "--field-selector", "involvedObject.name="+name+",reason=HealSuspended", "-o", "name"); events != "" {
+		t.Errorf("a HealSuspended warning where break-glass is refused: %s", events)
 	}
-	pushRepository(t, "drift-no-glass", map[string]gitserver.File{"deploy/other.yaml": {Content: "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: other\n"}}, "deploy/cm.yaml")
-	syncAndWait(t, "drift-no-glass")
-	if v := settingsVersion(t, "drift-no-glass"); v != "(missing)" {
-		t.Errorf("an annotated object that left git was not pruned: %q", v)
+	pushRepository(t, name, map[string]gitserver.File{"deploy/other.yaml": {Content: "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: other\n"}}, "deploy/cm.yaml")
+	syncAndWait(t, name)
+	if left := kubectl(t, "get", "configmap", "settings", "-n", name, "--ignore-not-found", "-o", "name"); left != "" {
+		t.Errorf("an annotated object that left git was not pruned: %s", left)
 	}
 }
 

@@ -32,6 +32,10 @@ var Funcs = func(codecs runtimeserializer.CodecFactory) []interface{} {
 			if s.Drift != nil && s.Drift.Mode == "" {
 				s.Drift.Mode = alumiini.DriftCorrect
 			}
+			if s.Drift != nil && s.Drift.AllowBreakGlass == nil {
+				allow := true
+				s.Drift.AllowBreakGlass = &allow
+			}
 			if s.RolloutRef != nil && s.RolloutRef.APIVersion == "" {
 				s.RolloutRef.APIVersion = "kulta.io/v1alpha1"
 			}

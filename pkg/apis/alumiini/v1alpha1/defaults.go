@@ -40,6 +40,10 @@ func SetDefaults_GitRepositorySpec(obj *GitRepositorySpec) {
 	if obj.Drift != nil && obj.Drift.Mode == "" {
 		obj.Drift.Mode = DriftCorrect
 	}
+	if obj.Drift != nil && obj.Drift.AllowBreakGlass == nil {
+		allow := true
+		obj.Drift.AllowBreakGlass = &allow
+	}
 	if obj.RolloutRef != nil {
 		if obj.RolloutRef.APIVersion == "" {
 			obj.RolloutRef.APIVersion = DefaultRolloutAPIVersion

@@ -42,15 +42,20 @@ func (p IdentityPolicy) Check(ctx context.Context, repo, old *alumiini.GitReposi
 	if p.DefaultServiceAccount != "" || repo.Spec.ServiceAccountName != "" {
 		return nil
 	}
+	fld, suspending := field.NewPath("spec", "serviceAccountName"), false
 	if old != nil && onlySuspendChanged(repo.Spec, old.Spec) &&
 		apiequality.Semantic.DeepEqual(repo.OwnerReferences, old.OwnerReferences) {
 		// Suspending only stops syncing; the spec that runs was checked
 		// already. Owner references are checked too: pointing them at
 		// something the user may delete would let the garbage collector
 		// delete the GitRepository, and its finalizer prune as alumiini.
-		return nil
+		// But a GitRepository that denies break-glass must keep its objects
+		// from whoever may change them, which a suspension would not.
+		if AllowsBreakGlass(old.Spec) || repo.Spec.Suspend == old.Spec.Suspend {
+			return nil
+		}
+		fld, suspending = field.NewPath("spec", "suspend"), true
 	}
-	fld := field.NewPath("spec", "serviceAccountName")
 	user, ok := genericapirequest.UserFrom(ctx)
 	if !ok {
 		return field.ErrorList{field.Forbidden(fld, "no user in the request to check")}
@@ -74,11 +79,24 @@ func (p IdentityPolicy) Check(ctx context.Context, repo, old *alumiini.GitReposi
 	if allowed {
 		return nil
 	}
+	if suspending {
+		return field.ErrorList{field.Forbidden(fld, fmt.Sprintf(
+			"spec.drift.allowBreakGlass is false, and suspending would keep the objects from git as the annotation "+
+				"would: it needs %q on gitrepositories.%s cluster-wide, as any change to a GitRepository applying with "+
+				"alumiini's own identity does, and user %q does not have it%s",
+			VerbEscalate, alumiini.GroupName, user.GetName(), detail))}
+	}
 	return field.ErrorList{field.Forbidden(fld, fmt.Sprintf(
 		"required: without it the objects would be applied with alumiini's own identity, which needs %q on "+
 			"gitrepositories.%s cluster-wide, and user %q does not have it%s; name a ServiceAccount of namespace %q whose "+
 			"RBAC allows what the repository holds",
 		VerbEscalate, alumiini.GroupName, user.GetName(), detail, repo.Namespace))}
+}
+
+// AllowsBreakGlass reports whether the break-glass annotation may hold the
+// objects spec applies (spec.drift.allowBreakGlass, true by default).
+func AllowsBreakGlass(spec alumiini.GitRepositorySpec) bool {
+	return spec.Drift == nil || spec.Drift.AllowBreakGlass == nil || *spec.Drift.AllowBreakGlass
 }
 
 func onlySuspendChanged(spec, old alumiini.GitRepositorySpec) bool {

@@ -79,28 +79,44 @@ func TestUpdatesOfAnAdminsGitRepository(t *testing.T) {
 	s.Identity = IdentityPolicy{Authorizer: authorizer.AuthorizerFunc(authz.Authorize)}
 	admins := repo() // written by an escalator, applies as alumiini
 	admins.Spec.ServiceAccountName = ""
-	admins.Spec.Drift = &alumiini.DriftSpec{AllowBreakGlass: ptr.To(false)}
+	denying := admins.DeepCopy()
+	denying.Spec.Drift = &alumiini.DriftSpec{AllowBreakGlass: ptr.To(false)}
 
 	cases := []struct {
-		name      string
-		mutate    func(*alumiini.GitRepository)
-		wantError bool
+		name   string
+		old    *alumiini.GitRepository
+		mutate func(*alumiini.GitRepository)
+		// wantError names the field refused, "" for none.
+		wantError string
 	}{
-		{name: "a label only", mutate: func(r *alumiini.GitRepository) { r.Labels = map[string]string{"team": "a"} }},
-		{name: "suspend only", mutate: func(r *alumiini.GitRepository) { r.Spec.Suspend = true }},
-		{name: "a new url", mutate: func(r *alumiini.GitRepository) { r.Spec.URL = "https://evil.example.com/r.git" }, wantError: true},
-		{name: "a new path", mutate: func(r *alumiini.GitRepository) { r.Spec.Path = "cluster-admin" }, wantError: true},
-		{name: "break-glass allowed", mutate: func(r *alumiini.GitRepository) { r.Spec.Drift.AllowBreakGlass = nil }, wantError: true},
+		{name: "a label only", old: admins, mutate: func(r *alumiini.GitRepository) { r.Labels = map[string]string{"team": "a"} }},
+		{name: "suspend only", old: admins, mutate: func(r *alumiini.GitRepository) { r.Spec.Suspend = true }},
+		{name: "a new url", old: admins, mutate: func(r *alumiini.GitRepository) { r.Spec.URL = "https://evil.example.com/r.git" },
+			wantError: "spec.serviceAccountName"},
+		{name: "a new path", old: admins, mutate: func(r *alumiini.GitRepository) { r.Spec.Path = "cluster-admin" },
+			wantError: "spec.serviceAccountName"},
+		{name: "break-glass denied: allowed again", old: denying, mutate: func(r *alumiini.GitRepository) { r.Spec.Drift.AllowBreakGlass = nil },
+			wantError: "spec.serviceAccountName"},
+		// Suspended, it would keep its objects from git as the annotation would.
+		{name: "break-glass denied: suspend", old: denying, mutate: func(r *alumiini.GitRepository) { r.Spec.Suspend = true },
+			wantError: "spec.suspend"},
+		{name: "break-glass denied: a label only", old: denying, mutate: func(r *alumiini.GitRepository) { r.Labels = map[string]string{"team": "a"} }},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			updated := admins.DeepCopy()
+			updated := tc.old.DeepCopy()
 			tc.mutate(updated)
-			errs := s.ValidateUpdate(as("tenant"), updated, admins)
-			if got := len(errs) > 0; got != tc.wantError {
-				t.Fatalf("errors %v, want error=%v", errs, tc.wantError)
+			errs := s.ValidateUpdate(as("tenant"), updated, tc.old)
+			if len(errs) != min(len(tc.wantError), 1) || len(errs) == 1 && errs[0].Field != tc.wantError {
+				t.Fatalf("errors %v, want one on %q", errs, tc.wantError)
 			}
 		})
+	}
+	// An escalator may suspend it.
+	suspended := denying.DeepCopy()
+	suspended.Spec.Suspend = true
+	if errs := s.ValidateUpdate(as("platform"), suspended, denying); len(errs) > 0 {
+		t.Errorf("an escalator may not suspend a GitRepository that denies break-glass: %v", errs)
 	}
 
 	// A tenant may not clear a serviceAccountName an admin set.

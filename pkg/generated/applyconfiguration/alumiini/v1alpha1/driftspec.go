@@ -48,14 +48,18 @@ type DriftSpecApplyConfiguration struct {
 	// Deployment, paths [/spec/replicas]). After an object is created, git
 	// changes to these fields are not applied either: the live value is kept.
 	Ignore []DriftIgnoreRuleApplyConfiguration `json:"ignore,omitempty"`
-	// AllowBreakGlass, when false, makes this GitRepository ignore the
-	// break-glass annotation alumiini.false.systems/suspend-heal on its
-	// objects: they are corrected, updated from git and pruned like any
-	// other, and status.drift holds none. Whoever may patch an object may
-	// otherwise keep it from git for as long as the annotation stays; set
-	// false where others may patch what this GitRepository applies but
-	// must not keep it from git (a platform's policies in tenants'
-	// namespaces). Defaults to true.
+	// AllowBreakGlass says whether the break-glass annotation
+	// alumiini.false.systems/suspend-heal: "true", set by hand on a live
+	// object, keeps that object from git. True (the default): it is not
+	// corrected, not updated from git and not pruned until the annotation is
+	// removed, and status.drift counts it as held. False: the annotation is
+	// ignored, and the object is handled (by mode), updated, pruned and
+	// deleted with this GitRepository like any other; suspending or
+	// deleting this GitRepository then needs the rights to write it (for one
+	// applying with alumiini's own identity, escalate). Set false where
+	// people who may edit these objects but not this GitRepository (tenants,
+	// for a platform's NetworkPolicy in their namespace) must not keep them
+	// from git; hotfix through git, or within healGracePeriod, instead.
 	AllowBreakGlass *bool `json:"allowBreakGlass,omitempty"`
 }
 

@@ -30,7 +30,8 @@ type DriftStatusApplyConfiguration struct {
 	// Drifted counts the objects that differ from git now.
 	Drifted *int32 `json:"drifted,omitempty"`
 	// Held counts the objects left alone because they carry
-	// alumiini.false.systems/suspend-heal: "true".
+	// alumiini.false.systems/suspend-heal: "true" (none while
+	// spec.drift.allowBreakGlass is false).
 	Held *int32 `json:"held,omitempty"`
 	// LastDetected is when drift was last found.
 	LastDetected *v1.Time `json:"lastDetected,omitempty"`

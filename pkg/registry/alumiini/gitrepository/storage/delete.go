@@ -12,11 +12,13 @@ import (
 	"k8s.io/apiserver/pkg/registry/rest"
 
 	"github.com/falsesystems/alumiini/pkg/apis/alumiini"
+	"github.com/falsesystems/alumiini/pkg/registry/alumiini/gitrepository"
 )
 
 // Delete deletes a GitRepository, refusing a user who could not have written
-// it when deleting it prunes with alumiini's own identity: its finalizer
-// deletes everything it applied, cluster-scoped objects included.
+// it when deleting it prunes with alumiini's own identity (its finalizer
+// deletes everything it applied, cluster-scoped objects included) or, for
+// one that denies break-glass, leaves what it applied out of git.
 func (r *REST) Delete(ctx context.Context, name string, deleteValidation rest.ValidateObjectFunc, options *metav1.DeleteOptions) (runtime.Object, bool, error) {
 	return r.Store.Delete(ctx, name, r.guardDelete(deleteValidation), options)
 }
@@ -45,10 +47,17 @@ func (r *REST) guardDelete(next rest.ValidateObjectFunc) rest.ValidateObjectFunc
 	return func(ctx context.Context, obj runtime.Object) error {
 		repo, ok := obj.(*alumiini.GitRepository)
 		prunes := ok && (repo.Spec.Prune == nil || *repo.Spec.Prune)
-		if prunes && !isNamespaceController(ctx) {
+		// Without pruning, deleting it leaves its objects to whoever may
+		// change them, which denying break-glass forbids.
+		keeps := ok && !prunes && !gitrepository.AllowsBreakGlass(repo.Spec)
+		if (prunes || keeps) && !isNamespaceController(ctx) {
 			if errs := r.identity.Check(ctx, repo, nil); len(errs) > 0 {
+				what := "prunes what it applied with alumiini's own identity"
+				if keeps {
+					what = "leaves what it applied with alumiini's own identity out of git, which its spec.drift.allowBreakGlass: false forbids"
+				}
 				return apierrors.NewForbidden(alumiini.Resource("gitrepositories"), repo.Name, fmt.Errorf(
-					"deleting it prunes what it applied with alumiini's own identity: %s", errs.ToAggregate()))
+					"deleting it %s: %s", what, errs.ToAggregate()))
 			}
 		}
 		if next != nil {

@@ -14,6 +14,14 @@ import (
 	"github.com/falsesystems/alumiini/pkg/registry/alumiini/gitrepository"
 )
 
+func denyingBreakGlass(repo *alumiini.GitRepository) *alumiini.GitRepository {
+	repo.Spec.Drift = &alumiini.DriftSpec{AllowBreakGlass: ptr.To(false)}
+	return repo
+}
+
+// TestDeletingWhatPrunesAsAlumiiniNeedsEscalate: and so does deleting one
+// that keeps its objects while it denies break-glass: they would be left to
+// whoever may change them.
 func TestDeletingWhatPrunesAsAlumiiniNeedsEscalate(t *testing.T) {
 	escalators := authorizer.AuthorizerFunc(func(ctx context.Context, a authorizer.Attributes) (authorizer.Decision, string, error) {
 		if a.GetVerb() == gitrepository.VerbEscalate && a.GetUser().GetName() == "platform" {
@@ -37,6 +45,9 @@ func TestDeletingWhatPrunesAsAlumiiniNeedsEscalate(t *testing.T) {
 		{name: "a tenant, nothing pruned", user: "tenant", repo: repo("", false)},
 		{name: "an escalator", user: "platform", repo: repo("", true)},
 		{name: "the namespace controller", user: "system:serviceaccount:kube-system:namespace-controller", repo: repo("", true)},
+		{name: "a tenant, nothing pruned, break-glass denied", user: "tenant", repo: denyingBreakGlass(repo("", false)), forbidden: true},
+		{name: "an escalator, nothing pruned, break-glass denied", user: "platform", repo: denyingBreakGlass(repo("", false))},
+		{name: "a tenant, as a ServiceAccount, break-glass denied", user: "tenant", repo: denyingBreakGlass(repo("deployer", false))},
 	}
 	for _, tc := range cases {
 		called := false

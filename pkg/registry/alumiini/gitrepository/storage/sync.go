@@ -212,11 +212,14 @@ func (r *SyncREST) waitForResult(ctx context.Context, repo *alumiini.GitReposito
 		case <-r.stopping:
 			// The stop let the syncs that were writing finish first: this
 			// one's result may be stored already, its event not yet here.
-			if stored, err := r.store.Get(waitCtx, repo.Name, &metav1.GetOptions{}); err == nil {
-				if current, ok := stored.(*alumiini.GitRepository); ok {
-					if done := resultOf(current, answer); done != nil {
-						return done, nil
-					}
+			stored, err := r.store.Get(waitCtx, repo.Name, &metav1.GetOptions{})
+			current, _ := stored.(*alumiini.GitRepository)
+			switch {
+			case apierrors.IsNotFound(err) || err == nil && current != nil && current.UID != repo.UID:
+				return nil, deletedWhileWaiting(repo.Name, answer.Status.ID)
+			case current != nil:
+				if done := resultOf(current, answer); done != nil {
+					return done, nil
 				}
 			}
 			return nil, stoppedWhileWaiting(repo.Name, answer.Status.ID)
