@@ -27,6 +27,7 @@ import (
 	"k8s.io/client-go/util/retry"
 	"k8s.io/klog/v2"
 
+	"github.com/falsesystems/alumiini/pkg/apis/alumiini"
 	"github.com/falsesystems/alumiini/pkg/apis/alumiini/v1alpha1"
 	"github.com/falsesystems/alumiini/pkg/apply"
 	"github.com/falsesystems/alumiini/pkg/cdevents"
@@ -40,7 +41,7 @@ import (
 
 // FinalizerPrune makes deleting a GitRepository with prune: true delete what
 // it applied first.
-const FinalizerPrune = "alumiini.false.systems/prune"
+const FinalizerPrune = alumiini.FinalizerPrune
 
 // statusWriteTimeout bounds writing a sync's outcome, separately from the
 // sync's own timeout.

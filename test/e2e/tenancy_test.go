@@ -181,11 +181,18 @@ func TestATenantCannotRepointAnAdminsGitRepository(t *testing.T) {
 	waitForPhase(t, "tenant-a", "platform", v1alpha1.PhaseSynced)
 
 	// Alice can edit GitRepositories in tenant-a, but not point this one,
-	// which applies as alumiini, somewhere else.
-	for _, patch := range []string{`{"spec":{"url":"https://evil.example.com/cluster-admin.git"}}`, `{"spec":{"path":"other"}}`} {
+	// which applies as alumiini, somewhere else, not even by naming a
+	// ServiceAccount of hers, nor take away the finalizer that prunes as it
+	// is deleted.
+	for patch, field := range map[string]string{
+		`{"spec":{"url":"https://evil.example.com/cluster-admin.git"}}`:                          "spec.serviceAccountName",
+		`{"spec":{"path":"other"}}`:                                                              "spec.serviceAccountName",
+		`{"spec":{"serviceAccountName":"deployer","url":"https://evil.example.com/theirs.git"}}`: "spec.serviceAccountName",
+		`{"metadata":{"finalizers":null}}`:                                                       "metadata.finalizers",
+	} {
 		stderr := kubectlFails(t, "", asAlice("patch", "gitrepository", "platform", "--type=merge", "-p", patch)...)
-		if !strings.Contains(stderr, "spec.serviceAccountName") {
-			t.Errorf("patch %s: %s", patch, stderr)
+		if !strings.Contains(stderr, field) {
+			t.Errorf("patch %s: %s; want it refused naming %s", patch, stderr, field)
 		}
 	}
 	// Suspending only stops it: allowed.

@@ -8,6 +8,10 @@ import (
 // GroupName is the API group alumiini serves.
 const GroupName = "alumiini.false.systems"
 
+// FinalizerPrune makes deleting a GitRepository with prune: true delete what
+// it applied first; the controller adds and removes it.
+const FinalizerPrune = GroupName + "/prune"
+
 // SchemeGroupVersion is the internal version used to register these objects.
 var SchemeGroupVersion = schema.GroupVersion{Group: GroupName, Version: runtime.APIVersionInternal}
 

@@ -3,6 +3,7 @@ package gitrepository
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -35,33 +36,47 @@ type IdentityPolicy struct {
 }
 
 // Check refuses a create, or an update that changes the spec, leaving
-// serviceAccountName empty, unless the user may escalate. old is nil on
-// create. The sync subresource asks it too, for requests that pick a
-// revision or force, as they change what runs as much as a spec edit does.
+// serviceAccountName empty, unless the user may escalate. An update of a
+// GitRepository that applied with alumiini's own identity is checked even
+// when it names a ServiceAccount: that takes over what the writer of the
+// old spec, who could escalate, put in place. old is nil on create. The
+// sync subresource asks it too, for requests that pick a revision or force,
+// as they change what runs as much as a spec edit does.
 func (p IdentityPolicy) Check(ctx context.Context, repo, old *alumiini.GitRepository) field.ErrorList {
-	if p.DefaultServiceAccount != "" || repo.Spec.ServiceAccountName != "" {
+	wasAlumiinis := old != nil && old.Spec.ServiceAccountName == ""
+	if p.DefaultServiceAccount != "" || repo.Spec.ServiceAccountName != "" && !wasAlumiinis {
 		return nil
 	}
-	fld, suspending := field.NewPath("spec", "serviceAccountName"), false
-	if old != nil && onlySuspendChanged(repo.Spec, old.Spec) &&
-		apiequality.Semantic.DeepEqual(repo.OwnerReferences, old.OwnerReferences) {
+	refused := identityRefusal{fld: field.NewPath("spec", "serviceAccountName"), why: ""}
+	switch {
+	case old == nil:
+	case repo.Spec.ServiceAccountName != "":
+		refused.why = "it applies with alumiini's own identity, and naming a ServiceAccount would take over what it applied"
+	case slices.Contains(old.Finalizers, alumiini.FinalizerPrune) && !slices.Contains(repo.Finalizers, alumiini.FinalizerPrune):
+		// Its deletion would then skip the prune the finalizer does (the
+		// controller, which removes it, writes as system:masters).
+		refused = identityRefusal{fld: field.NewPath("metadata", "finalizers"),
+			why: "removing " + alumiini.FinalizerPrune + " would let its deletion skip pruning what it applied"}
+	case !onlySuspendChanged(repo.Spec, old.Spec) || !apiequality.Semantic.DeepEqual(repo.OwnerReferences, old.OwnerReferences):
+		// Owner references are checked too: pointing them at something the
+		// user may delete would let the garbage collector delete the
+		// GitRepository, and its finalizer prune as alumiini.
+	case AllowsBreakGlass(old.Spec) || !repo.Spec.Suspend || old.Spec.Suspend:
 		// Suspending only stops syncing; the spec that runs was checked
-		// already. Owner references are checked too: pointing them at
-		// something the user may delete would let the garbage collector
-		// delete the GitRepository, and its finalizer prune as alumiini.
-		// But a GitRepository that denies break-glass must keep its objects
-		// from whoever may change them, which a suspension would not.
-		if AllowsBreakGlass(old.Spec) || repo.Spec.Suspend == old.Spec.Suspend {
-			return nil
-		}
-		fld, suspending = field.NewPath("spec", "suspend"), true
+		// already.
+		return nil
+	default:
+		// But one that denies break-glass must keep its objects from
+		// whoever may change them, which a suspension would not.
+		refused = identityRefusal{fld: field.NewPath("spec", "suspend"),
+			why: "spec.drift.allowBreakGlass is false, and suspending would keep the objects from git as the annotation would"}
 	}
 	user, ok := genericapirequest.UserFrom(ctx)
 	if !ok {
-		return field.ErrorList{field.Forbidden(fld, "no user in the request to check")}
+		return field.ErrorList{field.Forbidden(refused.fld, "no user in the request to check")}
 	}
 	if p.Authorizer == nil {
-		return field.ErrorList{field.Forbidden(fld, "required: this server has no authorizer to check who may apply with alumiini's own identity")}
+		return field.ErrorList{field.Forbidden(refused.fld, "required: this server has no authorizer to check who may apply with alumiini's own identity")}
 	}
 	// Asked cluster-wide: alumiini's identity reaches every namespace, so a
 	// namespace-scoped grant (even a Role of "*" on "*") is not enough. And
@@ -79,18 +94,25 @@ func (p IdentityPolicy) Check(ctx context.Context, repo, old *alumiini.GitReposi
 	if allowed {
 		return nil
 	}
-	if suspending {
-		return field.ErrorList{field.Forbidden(fld, fmt.Sprintf(
-			"spec.drift.allowBreakGlass is false, and suspending would keep the objects from git as the annotation "+
-				"would: it needs %q on gitrepositories.%s cluster-wide, as any change to a GitRepository applying with "+
+	if refused.why != "" {
+		return field.ErrorList{field.Forbidden(refused.fld, fmt.Sprintf(
+			"%s: it needs %q on gitrepositories.%s cluster-wide, as any change to a GitRepository applying with "+
 				"alumiini's own identity does, and user %q does not have it%s",
-			VerbEscalate, alumiini.GroupName, user.GetName(), detail))}
+			refused.why, VerbEscalate, alumiini.GroupName, user.GetName(), detail))}
 	}
-	return field.ErrorList{field.Forbidden(fld, fmt.Sprintf(
+	return field.ErrorList{field.Forbidden(refused.fld, fmt.Sprintf(
 		"required: without it the objects would be applied with alumiini's own identity, which needs %q on "+
 			"gitrepositories.%s cluster-wide, and user %q does not have it%s; name a ServiceAccount of namespace %q whose "+
 			"RBAC allows what the repository holds",
 		VerbEscalate, alumiini.GroupName, user.GetName(), detail, repo.Namespace))}
+}
+
+// identityRefusal is the field a refused Check names, and why the change
+// needs escalate when it is not the creation of a GitRepository without a
+// ServiceAccount.
+type identityRefusal struct {
+	fld *field.Path
+	why string
 }
 
 // AllowsBreakGlass reports whether the break-glass annotation may hold the

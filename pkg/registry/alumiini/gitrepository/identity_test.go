@@ -81,6 +81,10 @@ func TestUpdatesOfAnAdminsGitRepository(t *testing.T) {
 	admins.Spec.ServiceAccountName = ""
 	denying := admins.DeepCopy()
 	denying.Spec.Drift = &alumiini.DriftSpec{AllowBreakGlass: ptr.To(false)}
+	suspendedDenying := denying.DeepCopy()
+	suspendedDenying.Spec.Suspend = true
+	finalized := admins.DeepCopy()
+	finalized.Finalizers = []string{alumiini.FinalizerPrune, "orphan"}
 
 	cases := []struct {
 		name   string
@@ -101,6 +105,21 @@ func TestUpdatesOfAnAdminsGitRepository(t *testing.T) {
 		{name: "break-glass denied: suspend", old: denying, mutate: func(r *alumiini.GitRepository) { r.Spec.Suspend = true },
 			wantError: "spec.suspend"},
 		{name: "break-glass denied: a label only", old: denying, mutate: func(r *alumiini.GitRepository) { r.Labels = map[string]string{"team": "a"} }},
+		// Resuming gives the objects back to git.
+		{name: "break-glass denied: resume", old: suspendedDenying, mutate: func(r *alumiini.GitRepository) { r.Spec.Suspend = false }},
+		// Naming a ServiceAccount takes over what the escalator put in place.
+		{name: "a ServiceAccount and a new url", old: admins, mutate: func(r *alumiini.GitRepository) {
+			r.Spec.ServiceAccountName, r.Spec.URL = "deployer", "https://evil.example.com/r.git"
+		}, wantError: "spec.serviceAccountName"},
+		{name: "break-glass denied: a ServiceAccount and suspend", old: denying, mutate: func(r *alumiini.GitRepository) {
+			r.Spec.ServiceAccountName, r.Spec.Suspend = "deployer", true
+		}, wantError: "spec.serviceAccountName"},
+		// Its deletion would then skip pruning.
+		{name: "the prune finalizer removed", old: finalized, mutate: func(r *alumiini.GitRepository) { r.Finalizers = nil },
+			wantError: "metadata.finalizers"},
+		{name: "another finalizer removed", old: finalized, mutate: func(r *alumiini.GitRepository) {
+			r.Finalizers = []string{alumiini.FinalizerPrune}
+		}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
