@@ -9,6 +9,7 @@ import (
 	"time"
 
 	apimachineryvalidation "k8s.io/apimachinery/pkg/api/validation"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	metav1validation "k8s.io/apimachinery/pkg/apis/meta/v1/validation"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -39,9 +40,38 @@ func ValidateGitRepository(repo *alumiini.GitRepository) field.ErrorList {
 	// The name goes into a label on every applied object, so it must fit a label value.
 	allErrs := apimachineryvalidation.ValidateObjectMeta(&repo.ObjectMeta, true,
 		apimachineryvalidation.NameIsDNSLabel, field.NewPath("metadata"))
+	allErrs = append(allErrs, validateMetadataSize(&repo.ObjectMeta, field.NewPath("metadata"))...)
 	allErrs = append(allErrs, ValidateGitRepositorySpec(&repo.Spec, field.NewPath("spec"))...)
 	allErrs = append(allErrs, validateDependsOn(repo, field.NewPath("spec", "dependsOn"))...)
 	return allErrs
+}
+
+// MaxLabelsAndManagedFieldsBytes bounds a GitRepository's labels and
+// managedFields together (annotations have Kubernetes' own 256 KiB bound).
+// The status alumiini writes, its inventory up to 1 MiB, must still fit
+// etcd's 1.5 MiB request limit: whoever may update a GitRepository could
+// otherwise make every later status write fail (an attacker review added
+// 2 MB of labels, and as much of managedFields by applying under new
+// manager names), so that what a sync applies goes unrecorded.
+const MaxLabelsAndManagedFieldsBytes = 128 << 10
+
+func validateMetadataSize(meta *metav1.ObjectMeta, fldPath *field.Path) field.ErrorList {
+	size := 0
+	for k, v := range meta.Labels {
+		size += len(k) + len(v)
+	}
+	for _, m := range meta.ManagedFields {
+		size += len(m.Manager) + len(m.Operation) + len(m.APIVersion) + len(m.Subresource) + len(m.FieldsType)
+		if m.FieldsV1 != nil {
+			size += len(m.FieldsV1.Raw)
+		}
+	}
+	if size > MaxLabelsAndManagedFieldsBytes {
+		return field.ErrorList{field.Invalid(fldPath, fmt.Sprintf("%d bytes of labels and managedFields", size), fmt.Sprintf(
+			"labels and managedFields together may take at most %d bytes, so that the status alumiini writes still "+
+				"fits etcd's request limit", MaxLabelsAndManagedFieldsBytes))}
+	}
+	return nil
 }
 
 // MaxDependencies bounds spec.dependsOn.
@@ -77,6 +107,7 @@ func validateDependsOn(repo *alumiini.GitRepository, fldPath *field.Path) field.
 // ValidateGitRepositoryUpdate checks an update of a GitRepository's metadata and spec.
 func ValidateGitRepositoryUpdate(repo, old *alumiini.GitRepository) field.ErrorList {
 	allErrs := apimachineryvalidation.ValidateObjectMetaUpdate(&repo.ObjectMeta, &old.ObjectMeta, field.NewPath("metadata"))
+	allErrs = append(allErrs, validateMetadataSize(&repo.ObjectMeta, field.NewPath("metadata"))...)
 	allErrs = append(allErrs, ValidateGitRepositorySpec(&repo.Spec, field.NewPath("spec"))...)
 	allErrs = append(allErrs, validateDependsOn(repo, field.NewPath("spec", "dependsOn"))...)
 	return allErrs

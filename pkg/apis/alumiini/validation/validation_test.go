@@ -339,3 +339,33 @@ func TestIgnorePaths(t *testing.T) {
 		}
 	}
 }
+
+// TestLabelsAndManagedFieldsAreBounded: whoever may update a GitRepository
+// cannot grow it until the status alumiini writes no longer fits etcd.
+func TestLabelsAndManagedFieldsAreBounded(t *testing.T) {
+	repo := validRepo()
+	repo.Labels = map[string]string{}
+	for i := range 2000 {
+		repo.Labels[fmt.Sprintf("padding-%d", i)] = strings.Repeat("x", 63)
+	}
+	errs := ValidateGitRepository(repo)
+	if len(errs) != 1 || errs[0].Field != "metadata" || !strings.Contains(errs[0].Detail, "labels and managedFields") {
+		t.Errorf("%d labels of 63 bytes: %v, want one error on metadata", len(repo.Labels), errs)
+	}
+	small := validRepo()
+	small.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kubectl", Operation: metav1.ManagedFieldsOperationApply,
+		FieldsType: "FieldsV1", FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:spec":{"f:url":{}}}`)}}}
+	small.ResourceVersion = "1"
+	updated := small.DeepCopy()
+	for i := range 2000 {
+		updated.ManagedFields = append(updated.ManagedFields, metav1.ManagedFieldsEntry{Manager: fmt.Sprintf("manager-%d", i),
+			Operation: metav1.ManagedFieldsOperationApply, FieldsType: "FieldsV1",
+			FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:spec":{"f:url":{}},"f:metadata":{"f:labels":{"f:padding":{}}}}`)}})
+	}
+	if errs := ValidateGitRepository(small); len(errs) > 0 {
+		t.Errorf("a small GitRepository: %v", errs)
+	}
+	if errs := ValidateGitRepositoryUpdate(updated, small); len(errs) != 1 || errs[0].Field != "metadata" {
+		t.Errorf("2,000 managers' entries: %v, want one error on metadata", errs)
+	}
+}

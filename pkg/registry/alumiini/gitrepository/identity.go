@@ -57,10 +57,14 @@ func (p IdentityPolicy) Check(ctx context.Context, repo, old *alumiini.GitReposi
 		// controller, which removes it, writes as system:masters).
 		refused = identityRefusal{fld: field.NewPath("metadata", "finalizers"),
 			why: "removing " + alumiini.FinalizerPrune + " would let its deletion skip pruning what it applied"}
-	case !onlySuspendChanged(repo.Spec, old.Spec) || !apiequality.Semantic.DeepEqual(repo.OwnerReferences, old.OwnerReferences):
-		// Owner references are checked too: pointing them at something the
-		// user may delete would let the garbage collector delete the
-		// GitRepository, and its finalizer prune as alumiini.
+	case !onlySuspendChanged(repo.Spec, old.Spec):
+		refused.why = "changing the spec of a GitRepository that applies with alumiini's own identity changes what alumiini applies"
+	case !apiequality.Semantic.DeepEqual(repo.OwnerReferences, old.OwnerReferences):
+		// Pointing them at something the user may delete would let the
+		// garbage collector delete the GitRepository, and its finalizer
+		// prune as alumiini.
+		refused = identityRefusal{fld: field.NewPath("metadata", "ownerReferences"),
+			why: "owner references decide when the garbage collector deletes it, pruning as alumiini"}
 	case AllowsBreakGlass(old.Spec) || !repo.Spec.Suspend || old.Spec.Suspend:
 		// Suspending only stops syncing; the spec that runs was checked
 		// already.
@@ -113,6 +117,33 @@ func (p IdentityPolicy) Check(ctx context.Context, repo, old *alumiini.GitReposi
 type identityRefusal struct {
 	fld *field.Path
 	why string
+}
+
+// CheckStatusWriter refuses a status write by anyone who may not escalate.
+// Status is the controller's record, which it writes as system:masters: its
+// inventory is what pruning and deletion act on, and its pending sync
+// request's revision and force what the next sync runs, so writing it
+// would bypass the checks of spec changes and sync requests.
+func (p IdentityPolicy) CheckStatusWriter(ctx context.Context) field.ErrorList {
+	fld := field.NewPath("status")
+	user, ok := genericapirequest.UserFrom(ctx)
+	if !ok || p.Authorizer == nil {
+		return field.ErrorList{field.Forbidden(fld, "cannot check who may write the status")}
+	}
+	allowed, detail := p.allows(ctx, authorizer.AttributesRecord{
+		User:            user,
+		Verb:            VerbEscalate,
+		APIGroup:        alumiini.GroupName,
+		Resource:        "gitrepositories",
+		ResourceRequest: true,
+	})
+	if allowed {
+		return nil
+	}
+	return field.ErrorList{field.Forbidden(fld, fmt.Sprintf(
+		"alumiini's controller writes the status (what was applied, which pruning trusts, and the sync requests to run); "+
+			"anyone else needs %q on gitrepositories.%s cluster-wide, and user %q does not have it%s",
+		VerbEscalate, alumiini.GroupName, user.GetName(), detail))}
 }
 
 // AllowsBreakGlass reports whether the break-glass annotation may hold the

@@ -204,3 +204,23 @@ func TestNamingASecretNeedsTheRightToReadIt(t *testing.T) {
 		t.Fatalf("a user who may not read the webhook Secret: %v", errs)
 	}
 }
+
+// TestOnlyEscalatorsWriteStatus: the status holds what pruning trusts and
+// the sync requests to run; alumiini's controller writes it as
+// system:masters (which the server's authorizer allows everything).
+func TestOnlyEscalatorsWriteStatus(t *testing.T) {
+	authz := &escalators{users: map[string]bool{"platform": true}}
+	s := NewStrategy(runtime.NewScheme())
+	s.Identity = IdentityPolicy{Authorizer: authorizer.AuthorizerFunc(authz.Authorize)}
+	status := NewStatusStrategy(s)
+	old := repo()
+	emptied := old.DeepCopy()
+	emptied.Status.Inventory = &alumiini.Inventory{}
+	errs := status.ValidateUpdate(as("tenant"), emptied, old)
+	if len(errs) != 1 || errs[0].Field != "status" || !strings.Contains(errs[0].Detail, "escalate") {
+		t.Errorf("a tenant's status write: %v, want it refused on status naming escalate", errs)
+	}
+	if errs := status.ValidateUpdate(as("platform"), emptied, old); len(errs) > 0 {
+		t.Errorf("an escalator's status write: %v", errs)
+	}
+}

@@ -155,9 +155,10 @@ func (StatusStrategy) PrepareForUpdate(ctx context.Context, obj, old runtime.Obj
 	newRepo.OwnerReferences = oldRepo.OwnerReferences
 }
 
-// ValidateUpdate checks a status write.
-func (StatusStrategy) ValidateUpdate(ctx context.Context, obj, old runtime.Object) field.ErrorList {
-	return validation.ValidateGitRepositoryStatusUpdate(obj.(*alumiini.GitRepository), old.(*alumiini.GitRepository))
+// ValidateUpdate checks a status write, and its writer.
+func (s StatusStrategy) ValidateUpdate(ctx context.Context, obj, old runtime.Object) field.ErrorList {
+	errs := validation.ValidateGitRepositoryStatusUpdate(obj.(*alumiini.GitRepository), old.(*alumiini.GitRepository))
+	return append(errs, s.Identity.CheckStatusWriter(ctx)...)
 }
 
 // WarningsOnUpdate returns no warnings.
