@@ -1,6 +1,7 @@
 package validation
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/url"
 	"regexp"
@@ -40,38 +41,42 @@ func ValidateGitRepository(repo *alumiini.GitRepository) field.ErrorList {
 	// The name goes into a label on every applied object, so it must fit a label value.
 	allErrs := apimachineryvalidation.ValidateObjectMeta(&repo.ObjectMeta, true,
 		apimachineryvalidation.NameIsDNSLabel, field.NewPath("metadata"))
-	allErrs = append(allErrs, validateMetadataSize(&repo.ObjectMeta, field.NewPath("metadata"))...)
+	allErrs = append(allErrs, validateMetadataSize(&repo.ObjectMeta, nil, field.NewPath("metadata"))...)
 	allErrs = append(allErrs, ValidateGitRepositorySpec(&repo.Spec, field.NewPath("spec"))...)
 	allErrs = append(allErrs, validateDependsOn(repo, field.NewPath("spec", "dependsOn"))...)
 	return allErrs
 }
 
-// MaxLabelsAndManagedFieldsBytes bounds a GitRepository's labels and
-// managedFields together (annotations have Kubernetes' own 256 KiB bound).
-// The status alumiini writes, its inventory up to 1 MiB, must still fit
-// etcd's 1.5 MiB request limit: whoever may update a GitRepository could
-// otherwise make every later status write fail (an attacker review added
-// 2 MB of labels, and as much of managedFields by applying under new
-// manager names), so that what a sync applies goes unrecorded.
-const MaxLabelsAndManagedFieldsBytes = 128 << 10
+// MaxMetadataBytes bounds a GitRepository's metadata as stored (JSON, with
+// its escaping: "<" takes 6 bytes): labels, annotations, finalizers,
+// managedFields and the rest together. The status alumiini writes, its
+// inventory up to 1 MiB, must still fit etcd's 1.5 MiB request limit:
+// whoever may update a GitRepository could otherwise make every later
+// status write fail (attacker reviews added megabytes of labels, of
+// finalizers, of managedFields by applying under new manager names, and of
+// escaped annotations), so that what a sync applies goes unrecorded.
+const MaxMetadataBytes = 256 << 10
 
-func validateMetadataSize(meta *metav1.ObjectMeta, fldPath *field.Path) field.ErrorList {
-	size := 0
-	for k, v := range meta.Labels {
-		size += len(k) + len(v)
+// validateMetadataSize refuses metadata over MaxMetadataBytes that grew (old
+// is nil on create): an object stored larger before the bound still takes
+// writes that do not grow it, such as the controller removing its finalizer.
+func validateMetadataSize(meta, old *metav1.ObjectMeta, fldPath *field.Path) field.ErrorList {
+	size := encodedSize(meta)
+	if size <= MaxMetadataBytes || old != nil && size <= encodedSize(old) {
+		return nil
 	}
-	for _, m := range meta.ManagedFields {
-		size += len(m.Manager) + len(m.Operation) + len(m.APIVersion) + len(m.Subresource) + len(m.FieldsType)
-		if m.FieldsV1 != nil {
-			size += len(m.FieldsV1.Raw)
-		}
+	return field.ErrorList{field.Invalid(fldPath, fmt.Sprintf("%d bytes as stored", size), fmt.Sprintf(
+		"may take at most %d bytes, so that the status alumiini writes still fits etcd's request limit; "+
+			"managedFields grow with each field manager that applies (apply with managedFields: [{}] to reset them)",
+		MaxMetadataBytes))}
+}
+
+func encodedSize(meta *metav1.ObjectMeta) int {
+	data, err := json.Marshal(meta)
+	if err != nil {
+		return 0 // ObjectMeta always encodes
 	}
-	if size > MaxLabelsAndManagedFieldsBytes {
-		return field.ErrorList{field.Invalid(fldPath, fmt.Sprintf("%d bytes of labels and managedFields", size), fmt.Sprintf(
-			"labels and managedFields together may take at most %d bytes, so that the status alumiini writes still "+
-				"fits etcd's request limit", MaxLabelsAndManagedFieldsBytes))}
-	}
-	return nil
+	return len(data)
 }
 
 // MaxDependencies bounds spec.dependsOn.
@@ -107,7 +112,7 @@ func validateDependsOn(repo *alumiini.GitRepository, fldPath *field.Path) field.
 // ValidateGitRepositoryUpdate checks an update of a GitRepository's metadata and spec.
 func ValidateGitRepositoryUpdate(repo, old *alumiini.GitRepository) field.ErrorList {
 	allErrs := apimachineryvalidation.ValidateObjectMetaUpdate(&repo.ObjectMeta, &old.ObjectMeta, field.NewPath("metadata"))
-	allErrs = append(allErrs, validateMetadataSize(&repo.ObjectMeta, field.NewPath("metadata"))...)
+	allErrs = append(allErrs, validateMetadataSize(&repo.ObjectMeta, &old.ObjectMeta, field.NewPath("metadata"))...)
 	allErrs = append(allErrs, ValidateGitRepositorySpec(&repo.Spec, field.NewPath("spec"))...)
 	allErrs = append(allErrs, validateDependsOn(repo, field.NewPath("spec", "dependsOn"))...)
 	return allErrs

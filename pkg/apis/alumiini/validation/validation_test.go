@@ -340,32 +340,46 @@ func TestIgnorePaths(t *testing.T) {
 	}
 }
 
-// TestLabelsAndManagedFieldsAreBounded: whoever may update a GitRepository
-// cannot grow it until the status alumiini writes no longer fits etcd.
-func TestLabelsAndManagedFieldsAreBounded(t *testing.T) {
-	repo := validRepo()
-	repo.Labels = map[string]string{}
-	for i := range 2000 {
-		repo.Labels[fmt.Sprintf("padding-%d", i)] = strings.Repeat("x", 63)
+// TestMetadataIsBoundedAsStored: whoever may update a GitRepository cannot
+// grow it until the status alumiini writes no longer fits etcd, by labels,
+// escaped annotations or managers' entries; one stored larger before the
+// bound still takes writes that do not grow it.
+func TestMetadataIsBoundedAsStored(t *testing.T) {
+	labelled := validRepo()
+	labelled.Labels = map[string]string{}
+	for i := range 4000 {
+		labelled.Labels[fmt.Sprintf("padding-%d", i)] = strings.Repeat("x", 63)
 	}
-	errs := ValidateGitRepository(repo)
-	if len(errs) != 1 || errs[0].Field != "metadata" || !strings.Contains(errs[0].Detail, "labels and managedFields") {
-		t.Errorf("%d labels of 63 bytes: %v, want one error on metadata", len(repo.Labels), errs)
+	escaped := validRepo()
+	escaped.Annotations = map[string]string{"note": strings.Repeat("<", 50<<10)} // 50 KiB, 300 KiB as JSON
+	for name, repo := range map[string]*alumiini.GitRepository{"4,000 labels": labelled, "escaped annotations": escaped} {
+		errs := ValidateGitRepository(repo)
+		if len(errs) != 1 || errs[0].Field != "metadata" || !strings.Contains(errs[0].Detail, "etcd's request limit") {
+			t.Errorf("%s: %v, want one error on metadata", name, errs)
+		}
 	}
 	small := validRepo()
+	small.ResourceVersion = "1"
 	small.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kubectl", Operation: metav1.ManagedFieldsOperationApply,
 		FieldsType: "FieldsV1", FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:spec":{"f:url":{}}}`)}}}
-	small.ResourceVersion = "1"
-	updated := small.DeepCopy()
-	for i := range 2000 {
-		updated.ManagedFields = append(updated.ManagedFields, metav1.ManagedFieldsEntry{Manager: fmt.Sprintf("manager-%d", i),
-			Operation: metav1.ManagedFieldsOperationApply, FieldsType: "FieldsV1",
-			FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:spec":{"f:url":{}},"f:metadata":{"f:labels":{"f:padding":{}}}}`)}})
-	}
 	if errs := ValidateGitRepository(small); len(errs) > 0 {
 		t.Errorf("a small GitRepository: %v", errs)
 	}
-	if errs := ValidateGitRepositoryUpdate(updated, small); len(errs) != 1 || errs[0].Field != "metadata" {
+	managed := small.DeepCopy()
+	for i := range 2000 {
+		managed.ManagedFields = append(managed.ManagedFields, metav1.ManagedFieldsEntry{Manager: fmt.Sprintf("manager-%d", i),
+			Operation: metav1.ManagedFieldsOperationApply, FieldsType: "FieldsV1",
+			FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:spec":{"f:url":{}},"f:metadata":{"f:labels":{"f:padding":{}}}}`)}})
+	}
+	if errs := ValidateGitRepositoryUpdate(managed, small); len(errs) != 1 || errs[0].Field != "metadata" {
 		t.Errorf("2,000 managers' entries: %v, want one error on metadata", errs)
+	}
+	// Stored before the bound: the controller may still take its finalizer off.
+	legacy := labelled.DeepCopy()
+	legacy.ResourceVersion, legacy.Finalizers = "1", []string{alumiini.FinalizerPrune}
+	released := legacy.DeepCopy()
+	released.Finalizers = nil
+	if errs := ValidateGitRepositoryUpdate(released, legacy); len(errs) > 0 {
+		t.Errorf("an update that does not grow metadata already over the bound: %v", errs)
 	}
 }

@@ -49,7 +49,7 @@ func (p IdentityPolicy) Check(ctx context.Context, repo, old *alumiini.GitReposi
 	}
 	refused := identityRefusal{fld: field.NewPath("spec", "serviceAccountName"), why: ""}
 	switch {
-	case old == nil:
+	case !wasAlumiinis: // a create, or a ServiceAccount cleared: as a create
 	case repo.Spec.ServiceAccountName != "":
 		refused.why = "it applies with alumiini's own identity, and naming a ServiceAccount would take over what it applied"
 	case slices.Contains(old.Finalizers, alumiini.FinalizerPrune) && !slices.Contains(repo.Finalizers, alumiini.FinalizerPrune):
