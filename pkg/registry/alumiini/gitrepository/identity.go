@@ -7,6 +7,7 @@ import (
 
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+	"k8s.io/apiserver/pkg/authentication/user"
 	"k8s.io/apiserver/pkg/authorization/authorizer"
 	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
 
@@ -82,19 +83,7 @@ func (p IdentityPolicy) Check(ctx context.Context, repo, old *alumiini.GitReposi
 	if p.Authorizer == nil {
 		return field.ErrorList{field.Forbidden(refused.fld, "required: this server has no authorizer to check who may apply with alumiini's own identity")}
 	}
-	// Asked cluster-wide: alumiini's identity reaches every namespace, so a
-	// namespace-scoped grant (even a Role of "*" on "*") is not enough. And
-	// without the name: the grant is for all GitRepositories, and the answer
-	// is then the same for each, so the delegating authorizer's cache (10 s)
-	// serves a user's burst of creates from one SubjectAccessReview rather
-	// than one per GitRepository.
-	allowed, detail := p.allows(ctx, authorizer.AttributesRecord{
-		User:            user,
-		Verb:            VerbEscalate,
-		APIGroup:        alumiini.GroupName,
-		Resource:        "gitrepositories",
-		ResourceRequest: true,
-	})
+	allowed, detail := p.mayEscalate(ctx, user)
 	if allowed {
 		return nil
 	}
@@ -130,13 +119,7 @@ func (p IdentityPolicy) CheckStatusWriter(ctx context.Context) field.ErrorList {
 	if !ok || p.Authorizer == nil {
 		return field.ErrorList{field.Forbidden(fld, "cannot check who may write the status")}
 	}
-	allowed, detail := p.allows(ctx, authorizer.AttributesRecord{
-		User:            user,
-		Verb:            VerbEscalate,
-		APIGroup:        alumiini.GroupName,
-		Resource:        "gitrepositories",
-		ResourceRequest: true,
-	})
+	allowed, detail := p.mayEscalate(ctx, user)
 	if allowed {
 		return nil
 	}
@@ -144,6 +127,23 @@ func (p IdentityPolicy) CheckStatusWriter(ctx context.Context) field.ErrorList {
 		"alumiini's controller writes the status (what was applied, which pruning trusts, and the sync requests to run); "+
 			"anyone else needs %q on gitrepositories.%s cluster-wide, and user %q does not have it%s",
 		VerbEscalate, alumiini.GroupName, user.GetName(), detail))}
+}
+
+// mayEscalate asks whether who has verb escalate on gitrepositories,
+// cluster-wide: alumiini's identity reaches every namespace, so a
+// namespace-scoped grant (even a Role of "*" on "*") is not enough. And
+// without the name: the grant is for all GitRepositories, and the answer is
+// then the same for each, so the delegating authorizer's cache (10 s) serves
+// a user's burst of creates from one SubjectAccessReview rather than one per
+// GitRepository. The second result says why not, if it can.
+func (p IdentityPolicy) mayEscalate(ctx context.Context, who user.Info) (bool, string) {
+	return p.allows(ctx, authorizer.AttributesRecord{
+		User:            who,
+		Verb:            VerbEscalate,
+		APIGroup:        alumiini.GroupName,
+		Resource:        "gitrepositories",
+		ResourceRequest: true,
+	})
 }
 
 // AllowsBreakGlass reports whether the break-glass annotation may hold the
