@@ -76,14 +76,14 @@ func (p IdentityPolicy) Check(ctx context.Context, repo, old *alumiini.GitReposi
 		refused = identityRefusal{fld: field.NewPath("spec", "suspend"),
 			why: "spec.drift.allowBreakGlass is false, and suspending would keep the objects from git as the annotation would"}
 	}
-	user, ok := genericapirequest.UserFrom(ctx)
+	requester, ok := genericapirequest.UserFrom(ctx)
 	if !ok {
 		return field.ErrorList{field.Forbidden(refused.fld, "no user in the request to check")}
 	}
 	if p.Authorizer == nil {
 		return field.ErrorList{field.Forbidden(refused.fld, "required: this server has no authorizer to check who may apply with alumiini's own identity")}
 	}
-	allowed, detail := p.mayEscalate(ctx, user)
+	allowed, detail := p.mayEscalate(ctx, requester)
 	if allowed {
 		return nil
 	}
@@ -91,13 +91,13 @@ func (p IdentityPolicy) Check(ctx context.Context, repo, old *alumiini.GitReposi
 		return field.ErrorList{field.Forbidden(refused.fld, fmt.Sprintf(
 			"%s: it needs %q on gitrepositories.%s cluster-wide, as any change to a GitRepository applying with "+
 				"alumiini's own identity does, and user %q does not have it%s",
-			refused.why, VerbEscalate, alumiini.GroupName, user.GetName(), detail))}
+			refused.why, VerbEscalate, alumiini.GroupName, requester.GetName(), detail))}
 	}
 	return field.ErrorList{field.Forbidden(refused.fld, fmt.Sprintf(
 		"required: without it the objects would be applied with alumiini's own identity, which needs %q on "+
 			"gitrepositories.%s cluster-wide, and user %q does not have it%s; name a ServiceAccount of namespace %q whose "+
 			"RBAC allows what the repository holds",
-		VerbEscalate, alumiini.GroupName, user.GetName(), detail, repo.Namespace))}
+		VerbEscalate, alumiini.GroupName, requester.GetName(), detail, repo.Namespace))}
 }
 
 // identityRefusal is the field a refused Check names, and why the change
@@ -115,18 +115,18 @@ type identityRefusal struct {
 // would bypass the checks of spec changes and sync requests.
 func (p IdentityPolicy) CheckStatusWriter(ctx context.Context) field.ErrorList {
 	fld := field.NewPath("status")
-	user, ok := genericapirequest.UserFrom(ctx)
+	requester, ok := genericapirequest.UserFrom(ctx)
 	if !ok || p.Authorizer == nil {
 		return field.ErrorList{field.Forbidden(fld, "cannot check who may write the status")}
 	}
-	allowed, detail := p.mayEscalate(ctx, user)
+	allowed, detail := p.mayEscalate(ctx, requester)
 	if allowed {
 		return nil
 	}
 	return field.ErrorList{field.Forbidden(fld, fmt.Sprintf(
 		"alumiini's controller writes the status (what was applied, which pruning trusts, and the sync requests to run); "+
 			"anyone else needs %q on gitrepositories.%s cluster-wide, and user %q does not have it%s",
-		VerbEscalate, alumiini.GroupName, user.GetName(), detail))}
+		VerbEscalate, alumiini.GroupName, requester.GetName(), detail))}
 }
 
 // mayEscalate asks whether who has verb escalate on gitrepositories,
