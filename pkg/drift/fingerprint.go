@@ -154,7 +154,33 @@ func othersEntries(meta metav1.Object) string {
 		}
 		list = append(list, hex.EncodeToString(h.Sum(nil))+":"+strconv.Itoa(size))
 	}
-	return strings.Join(list, ",")
+	return strings.Join(foldOthers(list), ",")
+}
+
+// maxOthersEntries bounds the entries othersEntries keeps apart, and so what
+// the watch keeps per object (about 15 bytes each): an Update may add
+// thousands of tiny entries (about 14,000 fit the object's 1.5 MiB), and
+// each was kept, 210 KB per object.
+const maxOthersEntries = 64
+
+// foldOthers keeps the first maxOthersEntries-1 entries (sorted, so the
+// same entries fold alike) and folds the rest into one, a sum of who wrote
+// them and their total size. On an object with that many writers a change
+// to a folded entry, a removed one included, reads as another writer's:
+// the same-second rule then misses an apply under alumiini's name there.
+func foldOthers(list []string) []string {
+	if len(list) <= maxOthersEntries {
+		return list
+	}
+	slices.Sort(list)
+	h, total := fnv.New32a(), 0
+	for _, e := range list[maxOthersEntries-1:] {
+		who, size, _ := strings.Cut(e, ":")
+		h.Write([]byte(who))
+		n, _ := strconv.Atoi(size)
+		total += n
+	}
+	return append(list[:maxOthersEntries-1], "folded-"+hex.EncodeToString(h.Sum(nil))+":"+strconv.Itoa(total))
 }
 
 // othersWrote says whether, between two othersEntries, an entry appeared,

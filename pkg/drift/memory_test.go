@@ -205,3 +205,29 @@ func TestTheClusterCannotWriteTheWatchsRecord(t *testing.T) {
 		t.Errorf("an object from the cluster carrying the watch's annotations was kept as they said: fingerprint %s", got)
 	}
 }
+
+// TestManyWritersAreKeptSmall: an Update may add thousands of tiny
+// managedFields entries; the watch keeps a bounded sum of them, and still
+// tells a new writer's entry.
+func TestManyWritersAreKeptSmall(t *testing.T) {
+	w := &Watcher{}
+	crowded := func(writers int) *metav1.PartialObjectMetadata {
+		meta := deployment(1)
+		for i := range writers {
+			meta.ManagedFields = append(meta.ManagedFields, metav1.ManagedFieldsEntry{Manager: fmt.Sprintf("w%d", i),
+				Operation: metav1.ManagedFieldsOperationUpdate, APIVersion: "apps/v1", FieldsV1: &metav1.FieldsV1{Raw: []byte(`{}`)}})
+		}
+		small, _ := w.shrink(meta)
+		return small.(*metav1.PartialObjectMetadata)
+	}
+	before := crowded(14000)
+	if kept := len(before.Annotations[annotationOthers]); kept > maxOthersEntries*20 {
+		t.Errorf("14,000 writers' entries kept as %d bytes", kept)
+	}
+	if seen := observedChange(before, crowded(14001)); !seen.OthersWrote {
+		t.Error("a new writer's entry among 14,000 went unseen")
+	}
+	if seen := observedChange(before, crowded(14000)); seen.OthersWrote {
+		t.Error("the same 14,000 entries read as another write")
+	}
+}
