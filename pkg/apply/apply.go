@@ -257,12 +257,13 @@ func (p *planned) entry() Entry {
 // Apply makes the cluster hold objects for owner.
 func (a *Applier) Apply(ctx context.Context, owner Owner, objects []manifest.Object, opts Options) (*Result, error) {
 	crdKinds := definedKinds(objects)
+	kinds := a.Kinds()
 	var first, rest, deferred []*planned
 	for _, o := range objects {
 		o = manifest.Object{Unstructured: o.DeepCopy(), Source: o.Source}
 		label(o.Unstructured, owner)
 		p := &planned{obj: o}
-		mapping, err := a.mapping(o.GroupVersionKind())
+		mapping, err := kinds.Mapping(o.GroupVersionKind())
 		switch {
 		case err != nil && crdKinds[o.GroupVersionKind().GroupKind()]:
 			deferred = append(deferred, p)
@@ -301,9 +302,9 @@ func (a *Applier) Apply(ctx context.Context, owner Owner, objects []manifest.Obj
 		if err := a.waitForCRDs(ctx, first); err != nil {
 			return nil, err
 		}
-		a.Mapper.Reset()
+		kinds.Reset() // the CRDs are established: discovery serves their kinds
 		for _, p := range deferred {
-			mapping, err := a.mapping(p.obj.GroupVersionKind())
+			mapping, err := kinds.Mapping(p.obj.GroupVersionKind())
 			if err != nil {
 				return nil, &Error{Object: describe(p.obj), Reason: ReasonUnknownKind, Message: err.Error()}
 			}
@@ -753,19 +754,6 @@ func (a *Applier) waitForCRDs(ctx context.Context, ps []*planned) error {
 		}
 	}
 	return nil
-}
-
-func (a *Applier) mapping(gvk schema.GroupVersionKind) (*meta.RESTMapping, error) {
-	mapping, err := a.Mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
-	if meta.IsNoMatchError(err) {
-		// A kind installed since the mapper last looked: ask discovery again.
-		a.Mapper.Reset()
-		mapping, err = a.Mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
-	}
-	if meta.IsNoMatchError(err) {
-		return nil, fmt.Errorf("the cluster does not serve %s: is its CRD installed?", gvk.GroupVersion().WithKind(gvk.Kind))
-	}
-	return mapping, err
 }
 
 func (a *Applier) resource(p *planned) dynamic.ResourceInterface {

@@ -48,8 +48,9 @@ func (a *Applier) Delete(ctx context.Context, owner Owner, entries, keptByGit []
 func (a *Applier) prune(ctx context.Context, owner Owner, entries []Entry, keptByGit map[manifest.ID]bool) (pruned, error) {
 	var p pruned
 	var failures []*Error
+	kinds := a.Kinds()
 	for _, e := range entries {
-		outcome, err := a.pruneOne(ctx, owner, e, keptByGit[e.id()])
+		outcome, err := a.pruneOne(ctx, kinds, owner, e, keptByGit[e.id()])
 		if err != nil {
 			p.failed = append(p.failed, e)
 			failures = append(failures, err)
@@ -90,12 +91,12 @@ func pruneError(failures []*Error) *Error {
 	return &first
 }
 
-func (a *Applier) pruneOne(ctx context.Context, owner Owner, e Entry, keptByGit bool) (pruneOutcome, *Error) {
+func (a *Applier) pruneOne(ctx context.Context, kinds *Kinds, owner Owner, e Entry, keptByGit bool) (pruneOutcome, *Error) {
 	fail := func(message string, cause error) *Error {
 		return &Error{Object: e.id().String(), Reason: ReasonPruneFailed, Message: message, Cause: cause, Pruning: &e}
 	}
 	gvk := schema.GroupVersionKind{Group: e.Group, Version: e.Version, Kind: e.Kind}
-	mapping, err := a.mapping(gvk)
+	mapping, err := kinds.Mapping(gvk)
 	if meta.IsNoMatchError(err) {
 		return pruneGone, nil // its CRD is gone, and with it the object
 	}

@@ -230,8 +230,9 @@ func (r *Reconciler) waitForHealth(ctx context.Context, repo *v1alpha1.GitReposi
 	owner := labels.Set{apply.LabelName: repo.Name, apply.LabelNamespace: repo.Namespace}.String()
 	mappings := map[healthTarget]*apimeta.RESTMapping{}
 	namespacesOf := map[schema.GroupVersionResource]map[string]bool{}
+	kinds := applier.Kinds()
 	for _, t := range targets {
-		mapping, err := applier.Mapper.RESTMapping(t.gvk.GroupKind(), t.gvk.Version)
+		mapping, err := kinds.Mapping(t.gvk)
 		if err != nil {
 			if t.rollout {
 				w.missing = append(w.missing, w.rolloutMissing(t, "its kind is not served (is the Rollout CRD installed?)"))

@@ -1,0 +1,68 @@
+package controller
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	dynamicfake "k8s.io/client-go/dynamic/fake"
+
+	"github.com/falsesystems/alumiini/pkg/apis/alumiini/v1alpha1"
+	"github.com/falsesystems/alumiini/pkg/apply"
+)
+
+// staleMapper is a discovery mapper that read discovery before alumiini's
+// own group was served: it knows GitRepository only once asked to read
+// discovery again.
+type staleMapper struct {
+	meta.RESTMapper
+	read bool
+}
+
+func (m *staleMapper) RESTMapping(gk schema.GroupKind, versions ...string) (*meta.RESTMapping, error) {
+	if !m.read {
+		return nil, &meta.NoKindMatchError{GroupKind: gk, SearchedVersions: versions}
+	}
+	return m.RESTMapper.RESTMapping(gk, versions...)
+}
+
+func (m *staleMapper) Reset() { m.read = true }
+
+type oneApplier struct{ applier *apply.Applier }
+
+func (o oneApplier) For(string, string) (*apply.Applier, error) { return o.applier, nil }
+
+// TestAHealthWaitFindsAKindDiscoveryMissedAtStart: alumiini read discovery
+// before the aggregator saw it available, so its mapper does not know
+// GitRepository; a health check naming one asks discovery again instead of
+// waiting out healthTimeout on "unknown kind". kube-apiserver's aggregator
+// race cannot be produced at will, so a mapper stands in for discovery and
+// client-go's fake dynamic client for kube-apiserver.
+func TestAHealthWaitFindsAKindDiscoveryMissedAtStart(t *testing.T) {
+	gvk := v1alpha1.SchemeGroupVersion.WithKind("GitRepository")
+	known := meta.NewDefaultRESTMapper(nil)
+	known.Add(gvk, meta.RESTScopeNamespace)
+	other := &unstructured.Unstructured{}
+	other.SetGroupVersionKind(gvk)
+	other.SetNamespace("team")
+	other.SetName("elsewhere")
+	resource := v1alpha1.SchemeGroupVersion.WithResource("gitrepositories")
+	client := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(),
+		map[schema.GroupVersionResource]string{resource: "GitRepositoryList"}, other)
+	r := &Reconciler{Appliers: oneApplier{&apply.Applier{Client: client, Mapper: &staleMapper{RESTMapper: known}}}}
+	repo := &v1alpha1.GitRepository{ObjectMeta: metav1.ObjectMeta{Namespace: "team", Name: "apps"}}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	w := r.waitForHealth(ctx, repo, []healthTarget{{gvk: gvk, namespace: "team", name: "elsewhere", byName: true}},
+		func(v1alpha1.RolloutStatus, bool) {})
+	if ctx.Err() != nil || len(w.missing) > 0 || len(w.unhealthyNow) > 0 {
+		t.Errorf("the wait for a GitRepository: missing %q, unhealthy %q, ended by its deadline: %v; want it healthy at once",
+			strings.Join(w.missing, "; "), strings.Join(w.unhealthyNow, "; "), ctx.Err() != nil)
+	}
+}
