@@ -28,6 +28,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
@@ -187,6 +188,10 @@ type Applier struct {
 	// docs/scale.md; not compared with whole answers).
 	Metadata metadata.Interface
 	Mapper   meta.ResettableRESTMapper
+	// Discovery confirms, before pruning forgets an object, that its kind
+	// is served in no version (see appliedMapping); without it, such an
+	// object is kept and its prune fails.
+	Discovery discovery.DiscoveryInterface
 	// CRDTimeout bounds the wait for new CRDs to be established.
 	CRDTimeout time.Duration
 }
@@ -202,7 +207,11 @@ func New(config *rest.Config, mapper meta.ResettableRESTMapper) (*Applier, error
 	if err != nil {
 		return nil, fmt.Errorf("building the metadata client: %w", err)
 	}
-	return &Applier{Client: client, Metadata: metadataClient, Mapper: mapper}, nil
+	discoveryClient, err := discovery.NewDiscoveryClientForConfig(config)
+	if err != nil {
+		return nil, fmt.Errorf("building the discovery client: %w", err)
+	}
+	return &Applier{Client: client, Metadata: metadataClient, Mapper: mapper, Discovery: discoveryClient}, nil
 }
 
 // Error is an apply failure that names the object and why.
@@ -257,7 +266,7 @@ func (p *planned) entry() Entry {
 // Apply makes the cluster hold objects for owner.
 func (a *Applier) Apply(ctx context.Context, owner Owner, objects []manifest.Object, opts Options) (*Result, error) {
 	crdKinds := definedKinds(objects)
-	kinds := a.Kinds()
+	kinds := a.KindMapper()
 	var first, rest, deferred []*planned
 	for _, o := range objects {
 		o = manifest.Object{Unstructured: o.DeepCopy(), Source: o.Source}
@@ -302,7 +311,7 @@ func (a *Applier) Apply(ctx context.Context, owner Owner, objects []manifest.Obj
 		if err := a.waitForCRDs(ctx, first); err != nil {
 			return nil, err
 		}
-		kinds.Reset() // the CRDs are established: discovery serves their kinds
+		kinds.readAgain() // the CRDs are established: discovery serves their kinds
 		for _, p := range deferred {
 			mapping, err := kinds.Mapping(p.obj.GroupVersionKind())
 			if err != nil {

@@ -2,15 +2,19 @@ package apply
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
+	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 )
 
 // countingMapper knows only ConfigMaps and counts how often discovery is
-// asked again.
+// read again.
 type countingMapper struct {
 	meta.RESTMapper
 	resets int
@@ -24,64 +28,52 @@ func newCountingMapper() *countingMapper {
 	return &countingMapper{RESTMapper: known}
 }
 
-// TestManyUnknownKindsAskDiscoveryOnce: a commit or list of health checks
+// TestManyUnknownKindsReadDiscoveryOnce: a commit or list of health checks
 // naming many kinds nobody serves costs one discovery read per sync, not one
 // per kind, and each is named as not served.
-func TestManyUnknownKindsAskDiscoveryOnce(t *testing.T) {
+func TestManyUnknownKindsReadDiscoveryOnce(t *testing.T) {
 	mapper := newCountingMapper()
-	kinds := (&Applier{Mapper: mapper}).Kinds()
-	for _, kind := range []string{"A", "B", "C", "ConfigMap", "D"} {
-		gvk := schema.GroupVersionKind{Group: "nowhere.example.com", Version: "v1", Kind: kind}
-		if kind == "ConfigMap" {
-			gvk.Group = ""
-		}
-		_, err := kinds.Mapping(gvk)
-		if kind == "ConfigMap" {
-			if err != nil {
-				t.Errorf("ConfigMap: %v", err)
-			}
-			continue
-		}
+	kinds := (&Applier{Mapper: mapper}).KindMapper()
+	for _, kind := range []string{"A", "B", "C", "D"} {
+		_, err := kinds.Mapping(schema.GroupVersionKind{Group: "nowhere.example.com", Version: "v1", Kind: kind})
 		if !meta.IsNoMatchError(err) || !strings.Contains(err.Error(), "does not serve nowhere.example.com/v1, Kind="+kind) {
 			t.Errorf("%s: %v, want a NoMatch error naming it as not served", kind, err)
 		}
 	}
-	if mapper.resets != 1 {
-		t.Errorf("discovery was asked again %d times, want once", mapper.resets)
+	if _, err := kinds.Mapping(schema.GroupVersionKind{Version: "v1", Kind: "ConfigMap"}); err != nil {
+		t.Errorf("ConfigMap: %v", err)
 	}
-	if (&Applier{Mapper: mapper}).Kinds().Mapping(schema.GroupVersionKind{Group: "x", Version: "v1", Kind: "Y"}); mapper.resets != 2 {
-		t.Errorf("the next sync's first unknown kind did not ask discovery again")
+	if mapper.resets != 1 {
+		t.Errorf("discovery was read again %d times, want once", mapper.resets)
+	}
+	next := (&Applier{Mapper: mapper}).KindMapper()
+	_, _ = next.Mapping(schema.GroupVersionKind{Group: "nowhere.example.com", Version: "v1", Kind: "A"})
+	if mapper.resets != 2 {
+		t.Errorf("the next sync's first unknown kind did not read discovery again")
 	}
 }
 
-// TestAKindServedAfterDiscoveryWasReadIsFound: the mapper has read
-// discovery before a kind was served (as alumiini's own GitRepository is
-// when alumiini starts before the aggregator sees it available); the kind is
-// still found once served, by a health wait as by a sync.
+// TestAKindServedAfterDiscoveryWasReadIsFound: the mapper read discovery
+// before a kind was served (as alumiini's own GitRepository is when alumiini
+// starts before the aggregator sees it available); the kind is still found
+// once served.
 func TestAKindServedAfterDiscoveryWasReadIsFound(t *testing.T) {
 	a := newApplier(t)
 	gadget := schema.GroupVersionKind{Group: "late.example.com", Version: "v1", Kind: "Gadget"}
-	if _, err := a.Kinds().Mapping(gadget); !meta.IsNoMatchError(err) {
+	if _, err := a.KindMapper().Mapping(gadget); !meta.IsNoMatchError(err) {
 		t.Fatalf("before its CRD: %v, want not served", err)
 	}
 	// Another applier (its own mapper) installs the CRD and, once it is
 	// established, a Gadget.
 	admin := newApplier(t)
 	ns := namespace(t, admin)
-	if _, err := admin.Apply(context.Background(), Owner{Namespace: "default", Name: "late"}, render(t, "crd.yaml", `apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata:
-  name: gadgets.late.example.com
-spec:
-  group: late.example.com
-  names: {kind: Gadget, plural: gadgets, singular: gadget}
-  scope: Namespaced
-  versions:
-  - {name: v1, served: true, storage: true, schema: {openAPIV3Schema: {type: object}}}
-`, "gadget.yaml", "apiVersion: late.example.com/v1\nkind: Gadget\nmetadata:\n  name: g\n"), Options{DefaultNamespace: ns}); err != nil {
+	if _, err := admin.Apply(context.Background(), Owner{Namespace: "default", Name: "late"},
+		render(t, "crd.yaml", crdYAML("gadgets", "late.example.com", "Gadget", "v1"),
+			"gadget.yaml", "apiVersion: late.example.com/v1\nkind: Gadget\nmetadata:\n  name: g\n"),
+		Options{DefaultNamespace: ns}); err != nil {
 		t.Fatal(err)
 	}
-	mapping, err := a.Kinds().Mapping(gadget)
+	mapping, err := a.KindMapper().Mapping(gadget)
 	if err != nil {
 		t.Fatalf("after its CRD: %v", err)
 	}
@@ -90,15 +82,164 @@ spec:
 	}
 }
 
-// TestPruningAKindNoLongerServedIsNotAFailure: what an inventory holds of a
-// kind whose CRD was deleted went with the CRD; pruning it succeeds.
-func TestPruningAKindNoLongerServedIsNotAFailure(t *testing.T) {
+// TestPruningAnObjectWhoseCRDWasDeletedSucceeds: what an inventory holds of
+// a kind whose CRD was deleted went with the CRD; the next prune succeeds
+// and the inventory forgets it, where before each prune failed for ever
+// (and held a deleted GitRepository on its finalizer).
+func TestPruningAnObjectWhoseCRDWasDeletedSucceeds(t *testing.T) {
 	a := newApplier(t)
 	ns := namespace(t, a)
-	gone := Entry{Group: "gone.example.com", Version: "v1", Kind: "Relic", Namespace: ns, Name: "r"}
-	cm := Entry{Version: "v1", Kind: "ConfigMap", Namespace: ns, Name: "never-made"}
-	deleted, err := a.Delete(context.Background(), Owner{Namespace: "default", Name: "relics"}, []Entry{gone, cm}, nil)
-	if err != nil || deleted != 0 {
-		t.Errorf("pruning an unserved kind and a missing object: %d deleted, %v; want 0 and no error", deleted, err)
+	ctx := context.Background()
+	applyCRD(t, a, Owner{Namespace: "default", Name: "relic-crd"}, crdYAML("relics", "gone.example.com", "Relic", "v1"), "gone.example.com/v1")
+	owner := Owner{Namespace: "default", Name: "relics"}
+	configMap := render(t, "cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: stays\n")
+	first, err := a.Apply(ctx, owner, append(configMap,
+		render(t, "relic.yaml", "apiVersion: gone.example.com/v1\nkind: Relic\nmetadata:\n  name: r\n")...),
+		Options{DefaultNamespace: ns})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deleteAndWait(t, a, crdsResource, "", "relics.gone.example.com")
+	result, err := a.Apply(ctx, owner, configMap, Options{DefaultNamespace: ns, Prune: true, Previous: first.Inventory})
+	if err != nil {
+		t.Fatalf("pruning the Relic whose CRD was deleted: %v", err)
+	}
+	if len(result.Inventory) != 1 || result.Inventory[0].Kind != "ConfigMap" || len(result.PruneFailed) != 0 {
+		t.Errorf("inventory %v, failed %v: want the ConfigMap alone", result.Inventory, result.PruneFailed)
+	}
+}
+
+// TestPruningReachesAnObjectThroughAnotherVersion: a CRD's upgrade stopped
+// serving the version an object was applied at; the object is still there,
+// through the version served now, and pruning it deletes it rather than
+// forgetting it.
+func TestPruningReachesAnObjectThroughAnotherVersion(t *testing.T) {
+	a := newApplier(t)
+	ns := namespace(t, a)
+	ctx := context.Background()
+	crdOwner := Owner{Namespace: "default", Name: "tool-crd"}
+	applyCRD(t, a, crdOwner, crdYAML("tools", "upgraded.example.com", "Tool", "v1beta1"), "upgraded.example.com/v1beta1")
+	owner := Owner{Namespace: "default", Name: "tools"}
+	first, err := a.Apply(ctx, owner, render(t, "tool.yaml", "apiVersion: upgraded.example.com/v1beta1\nkind: Tool\nmetadata:\n  name: hammer\n"),
+		Options{DefaultNamespace: ns})
+	if err != nil {
+		t.Fatal(err)
+	}
+	upgraded := strings.Replace(crdYAML("tools", "upgraded.example.com", "Tool", "v1"), "  versions:\n",
+		"  versions:\n  - {name: v1beta1, served: false, storage: false, schema: {openAPIV3Schema: {type: object}}}\n", 1)
+	if _, err := a.Apply(ctx, crdOwner, render(t, "crd.yaml", upgraded), Options{}); err != nil {
+		t.Fatal(err)
+	}
+	tools := schema.GroupVersionResource{Group: "upgraded.example.com", Version: "v1", Resource: "tools"}
+	eventually(t, func() error { // until kube-apiserver serves v1 alone
+		_, err := a.Discovery.ServerResourcesForGroupVersion("upgraded.example.com/v1beta1")
+		if !apierrors.IsNotFound(err) {
+			return errors.New("v1beta1 still served")
+		}
+		return nil
+	})
+	result, err := a.Apply(ctx, owner, nil, Options{DefaultNamespace: ns, Prune: true, Previous: first.Inventory})
+	if err != nil {
+		t.Fatalf("pruning the Tool: %v", err)
+	}
+	if result.Pruned != 1 || len(result.Inventory) != 0 {
+		t.Errorf("pruned %d, inventory %v: want the Tool pruned", result.Pruned, result.Inventory)
+	}
+	if live, err := a.Client.Resource(tools).Namespace(ns).Get(ctx, "hammer", metav1.GetOptions{}); err == nil && live.GetDeletionTimestamp() == nil {
+		t.Errorf("the Tool is still there, no longer in the inventory")
+	}
+}
+
+// TestAnUnavailableAggregatedAPIKeepsItsObjects: a group whose API server
+// does not answer looks, to client-go's discovery, like a group not served;
+// pruning its objects fails and keeps them in the inventory, to prune
+// once it answers, instead of forgetting them.
+func TestAnUnavailableAggregatedAPIKeepsItsObjects(t *testing.T) {
+	a := newApplier(t)
+	ctx := context.Background()
+	if _, err := a.Apply(ctx, Owner{Namespace: "default", Name: "broken-api"}, render(t, "apiservice.yaml", `apiVersion: apiregistration.k8s.io/v1
+kind: APIService
+metadata:
+  name: v1.broken.example.com
+spec:
+  group: broken.example.com
+  version: v1
+  service: {namespace: default, name: nobody-serves-this}
+  insecureSkipTLSVerify: true
+  groupPriorityMinimum: 1000
+  versionPriority: 15
+`), Options{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, func() error { // the aggregator lists the group, unavailable
+		return a.Discovery.RESTClient().Get().AbsPath("/apis/broken.example.com").Do(ctx).Error()
+	})
+	owner := Owner{Namespace: "default", Name: "broken"}
+	thing := Entry{Group: "broken.example.com", Version: "v1", Kind: "Thing", Namespace: "default", Name: "t"}
+	result, err := a.Apply(ctx, owner, nil, Options{Prune: true, Previous: []Entry{thing}})
+	var perr *Error
+	if !errors.As(err, &perr) || perr.Reason != ReasonPruneFailed {
+		t.Errorf("got %v, want PruneFailed", err)
+	}
+	if result == nil || len(result.Inventory) != 1 || len(result.PruneFailed) != 1 {
+		t.Errorf("result %+v: want the Thing kept in the inventory, failed", result)
+	}
+}
+
+var crdsResource = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
+
+func crdYAML(plural, group, kind, version string) string {
+	return `apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: ` + plural + "." + group + `
+spec:
+  group: ` + group + `
+  names: {kind: ` + kind + `, plural: ` + plural + `}
+  scope: Namespaced
+  versions:
+  - {name: ` + version + `, served: true, storage: true, schema: {openAPIV3Schema: {type: object}}}
+`
+}
+
+// applyCRD applies a CRD and waits until discovery serves groupVersion.
+func applyCRD(t *testing.T, a *Applier, owner Owner, crd, groupVersion string) {
+	t.Helper()
+	if _, err := a.Apply(context.Background(), owner, render(t, "crd.yaml", crd), Options{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, func() error {
+		_, err := a.Discovery.ServerResourcesForGroupVersion(groupVersion)
+		return err
+	})
+}
+
+func deleteAndWait(t *testing.T, a *Applier, resource schema.GroupVersionResource, namespace, name string) {
+	t.Helper()
+	ctx := context.Background()
+	if err := a.Client.Resource(resource).Namespace(namespace).Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, func() error {
+		_, err := a.Client.Resource(resource).Namespace(namespace).Get(ctx, name, metav1.GetOptions{})
+		if err == nil {
+			return errors.New(name + " still there")
+		}
+		return nil
+	})
+}
+
+func eventually(t *testing.T, check func() error) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := check()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }

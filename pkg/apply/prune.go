@@ -2,13 +2,15 @@ package apply
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
 
 	"github.com/falsesystems/alumiini/pkg/manifest"
 )
@@ -48,7 +50,7 @@ func (a *Applier) Delete(ctx context.Context, owner Owner, entries, keptByGit []
 func (a *Applier) prune(ctx context.Context, owner Owner, entries []Entry, keptByGit map[manifest.ID]bool) (pruned, error) {
 	var p pruned
 	var failures []*Error
-	kinds := a.Kinds()
+	kinds := a.KindMapper()
 	for _, e := range entries {
 		outcome, err := a.pruneOne(ctx, kinds, owner, e, keptByGit[e.id()])
 		if err != nil {
@@ -91,21 +93,44 @@ func pruneError(failures []*Error) *Error {
 	return &first
 }
 
-func (a *Applier) pruneOne(ctx context.Context, kinds *Kinds, owner Owner, e Entry, keptByGit bool) (pruneOutcome, *Error) {
+// getApplied reads an applied object, and the client to reach it by. A
+// 404 may also mean the mapper, which read discovery before a CRD's
+// upgrade, named a version no longer served (the path is not found, not the
+// object): then discovery is read again, once per prune, and the object
+// looked up through the version served now.
+func (a *Applier) getApplied(ctx context.Context, kinds *KindMapper, e Entry) (dynamic.ResourceInterface, *unstructured.Unstructured, error) {
+	gvk := schema.GroupVersionKind{Group: e.Group, Version: e.Version, Kind: e.Kind}
+	mapping, err := a.appliedMapping(ctx, kinds, gvk)
+	if err != nil {
+		return nil, nil, err
+	}
+	client := a.Client.Resource(mapping.Resource).Namespace(namespaceIn(mapping, e.Namespace))
+	live, err := client.Get(ctx, e.Name, metav1.GetOptions{})
+	if !apierrors.IsNotFound(err) || e.Group == "" || kinds.reread {
+		return client, live, err
+	}
+	kinds.readAgain()
+	current, cerr := a.appliedMapping(ctx, kinds, gvk)
+	switch {
+	case errors.Is(cerr, errKindGone):
+		return client, live, err
+	case cerr != nil:
+		return nil, nil, cerr
+	case current.Resource == mapping.Resource:
+		return client, live, err
+	}
+	client = a.Client.Resource(current.Resource).Namespace(namespaceIn(current, e.Namespace))
+	live, err = client.Get(ctx, e.Name, metav1.GetOptions{})
+	return client, live, err
+}
+
+func (a *Applier) pruneOne(ctx context.Context, kinds *KindMapper, owner Owner, e Entry, keptByGit bool) (pruneOutcome, *Error) {
 	fail := func(message string, cause error) *Error {
 		return &Error{Object: e.id().String(), Reason: ReasonPruneFailed, Message: message, Cause: cause, Pruning: &e}
 	}
 	gvk := schema.GroupVersionKind{Group: e.Group, Version: e.Version, Kind: e.Kind}
-	mapping, err := kinds.Mapping(gvk)
-	if meta.IsNoMatchError(err) {
-		return pruneGone, nil // its CRD is gone, and with it the object
-	}
-	if err != nil {
-		return pruneGone, fail(err.Error(), err)
-	}
-	client := a.Client.Resource(mapping.Resource).Namespace(namespaceIn(mapping, e.Namespace))
-	live, err := client.Get(ctx, e.Name, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
+	client, live, err := a.getApplied(ctx, kinds, e)
+	if errors.Is(err, errKindGone) || apierrors.IsNotFound(err) {
 		return pruneGone, nil
 	}
 	if err != nil {

@@ -230,7 +230,7 @@ func (r *Reconciler) waitForHealth(ctx context.Context, repo *v1alpha1.GitReposi
 	owner := labels.Set{apply.LabelName: repo.Name, apply.LabelNamespace: repo.Namespace}.String()
 	mappings := map[healthTarget]*apimeta.RESTMapping{}
 	namespacesOf := map[schema.GroupVersionResource]map[string]bool{}
-	kinds := applier.Kinds()
+	kinds := applier.KindMapper()
 	for _, t := range targets {
 		mapping, err := kinds.Mapping(t.gvk)
 		if err != nil {
@@ -238,7 +238,7 @@ func (r *Reconciler) waitForHealth(ctx context.Context, repo *v1alpha1.GitReposi
 				w.missing = append(w.missing, w.rolloutMissing(t, "its kind is not served (is the Rollout CRD installed?)"))
 				continue
 			}
-			w.missing = append(w.missing, fmt.Sprintf("%s: unknown kind: %v", t, err))
+			w.missing = append(w.missing, fmt.Sprintf("%s: %v", t, err))
 			continue
 		}
 		mappings[t] = mapping

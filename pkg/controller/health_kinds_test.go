@@ -40,10 +40,14 @@ func (o oneApplier) For(string, string) (*apply.Applier, error) { return o.appli
 
 // TestAHealthWaitFindsAKindDiscoveryMissedAtStart: alumiini read discovery
 // before the aggregator saw it available, so its mapper does not know
-// GitRepository; a health check naming one asks discovery again instead of
-// waiting out healthTimeout on "unknown kind". kube-apiserver's aggregator
-// race cannot be produced at will, so a mapper stands in for discovery and
-// client-go's fake dynamic client for kube-apiserver.
+// GitRepository; a health check naming one reads discovery again instead of
+// waiting out healthTimeout on "does not serve" (CI's failure of e2e
+// TestWatchesPerRequesterAreCapped). pkg/controller's tests run without
+// kube-apiserver: a mapper that read discovery too early stands in for
+// discovery (pkg/apply's TestAKindServedAfterDiscoveryWasReadIsFound makes
+// one against a real server), and client-go's fake dynamic client for
+// kube-apiserver. That client ignores the field selector watching by name,
+// so the namespace holds the one object.
 func TestAHealthWaitFindsAKindDiscoveryMissedAtStart(t *testing.T) {
 	gvk := v1alpha1.SchemeGroupVersion.WithKind("GitRepository")
 	known := meta.NewDefaultRESTMapper(nil)
