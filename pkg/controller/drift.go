@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -42,6 +43,8 @@ const (
 type driftBook struct {
 	watcher *drift.Watcher
 	mapper  meta.RESTMapper
+	// rereadAt is when watch last had the mapper read discovery again.
+	rereadAt atomic.Int64
 
 	mu    sync.Mutex
 	repos map[string]*repoDrift
@@ -235,6 +238,25 @@ func ignoreRules(repo *v1alpha1.GitRepository) []apply.IgnoreRule {
 	return rules
 }
 
+// readDiscoveryAgain has the mapper read discovery again, at most once a
+// minute for all GitRepositories, and says whether it did. An applied
+// kind the mapper does not know may be one it read discovery too early for
+// (alumiini's own GitRepository, read before the aggregator saw alumiini
+// available): its objects would go unwatched, so never compared with git,
+// until a new commit's apply read discovery again. The bound is for kinds
+// truly gone (a deleted CRD's, until the next prune): watch runs at every
+// idle check. It runs outside b.mu, as watch does, so the read that follows
+// holds up no drift event.
+func (b *driftBook) readDiscoveryAgain() bool {
+	resettable, ok := b.mapper.(meta.ResettableRESTMapper)
+	last, now := b.rereadAt.Load(), time.Now().UnixNano()
+	if !ok || now-last < int64(time.Minute) || !b.rereadAt.CompareAndSwap(last, now) {
+		return false
+	}
+	resettable.Reset()
+	return true
+}
+
 // resource maps an inventory entry to what the watch is keyed by, and the
 // resource to watch.
 func (b *driftBook) resource(e apply.Entry) (drift.Object, schema.GroupVersionResource, bool) {
@@ -261,7 +283,11 @@ func (b *driftBook) watch(ctx context.Context, entries []apply.Entry) {
 			continue
 		}
 		seen[gk] = true
-		if _, resource, ok := b.resource(e); ok {
+		_, resource, ok := b.resource(e)
+		if !ok && b.readDiscoveryAgain() {
+			_, resource, ok = b.resource(e)
+		}
+		if ok {
 			if synced := b.watcher.Watch(resource); !synced() {
 				unlisted = append(unlisted, synced)
 			}

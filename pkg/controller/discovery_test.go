@@ -12,9 +12,11 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	dynamicfake "k8s.io/client-go/dynamic/fake"
+	metadatafake "k8s.io/client-go/metadata/fake"
 
 	"github.com/falsesystems/alumiini/pkg/apis/alumiini/v1alpha1"
 	"github.com/falsesystems/alumiini/pkg/apply"
+	"github.com/falsesystems/alumiini/pkg/drift"
 )
 
 // staleMapper is a discovery mapper that read discovery before alumiini's
@@ -22,7 +24,8 @@ import (
 // discovery again.
 type staleMapper struct {
 	meta.RESTMapper
-	read bool
+	read   bool
+	resets int
 }
 
 func (m *staleMapper) RESTMapping(gk schema.GroupKind, versions ...string) (*meta.RESTMapping, error) {
@@ -32,7 +35,7 @@ func (m *staleMapper) RESTMapping(gk schema.GroupKind, versions ...string) (*met
 	return m.RESTMapper.RESTMapping(gk, versions...)
 }
 
-func (m *staleMapper) Reset() { m.read = true }
+func (m *staleMapper) Reset() { m.read, m.resets = true, m.resets+1 }
 
 type oneApplier struct{ applier *apply.Applier }
 
@@ -68,5 +71,34 @@ func TestAHealthWaitFindsAKindDiscoveryMissedAtStart(t *testing.T) {
 	if ctx.Err() != nil || len(w.missing) > 0 || len(w.unhealthyNow) > 0 {
 		t.Errorf("the wait for a GitRepository: missing %q, unhealthy %q, ended by its deadline: %v; want it healthy at once",
 			strings.Join(w.missing, "; "), strings.Join(w.unhealthyNow, "; "), ctx.Err() != nil)
+	}
+}
+
+// TestDriftWatchesFindAKindDiscoveryMissedAtStart: after a restart, a
+// GitRepository whose inventory holds GitRepositories, read by a mapper
+// that missed alumiini's group, watches them all the same (else their
+// drift went unseen until a new commit); an idle check finding a kind
+// truly gone reads discovery again at most once a minute.
+func TestDriftWatchesFindAKindDiscoveryMissedAtStart(t *testing.T) {
+	gvk := v1alpha1.SchemeGroupVersion.WithKind("GitRepository")
+	known := meta.NewDefaultRESTMapper(nil)
+	known.Add(gvk, meta.RESTScopeNamespace)
+	mapper := &staleMapper{RESTMapper: known}
+	scheme := metadatafake.NewTestScheme()
+	metav1.AddMetaToScheme(scheme)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	book := newDriftBook(drift.NewWatcher(ctx, metadatafake.NewSimpleMetadataClient(scheme), func(drift.Object, drift.Observed) {}), mapper)
+	child := apply.Entry{Group: gvk.Group, Version: gvk.Version, Kind: gvk.Kind, Namespace: "team", Name: "child"}
+	book.watch(ctx, []apply.Entry{child})
+	if _, _, ok := book.resource(child); !ok || mapper.resets != 1 {
+		t.Fatalf("after the watch: mapped %v, discovery read again %d times; want mapped, once", ok, mapper.resets)
+	}
+	gone := apply.Entry{Group: "gone.example.com", Version: "v1", Kind: "Relic", Namespace: "team", Name: "r"}
+	for range 5 {
+		book.watch(ctx, []apply.Entry{child, gone})
+	}
+	if mapper.resets != 1 {
+		t.Errorf("idle checks of a kind truly gone read discovery %d times within a minute, want none", mapper.resets-1)
 	}
 }
