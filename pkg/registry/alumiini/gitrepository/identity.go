@@ -66,6 +66,11 @@ func (p IdentityPolicy) Check(ctx context.Context, repo, old *alumiini.GitReposi
 		// prune as alumiini.
 		refused = identityRefusal{fld: field.NewPath("metadata", "ownerReferences"),
 			why: "owner references decide when the garbage collector deletes it, pruning as alumiini"}
+	case !AllowsBreakGlass(old.Spec) && !apiequality.Semantic.DeepEqual(repo.Labels, old.Labels):
+		// With --shard-selector, labels decide which replicas sync it: one
+		// matching no shard is synced by none, as if suspended.
+		refused = identityRefusal{fld: field.NewPath("metadata", "labels"),
+			why: "spec.drift.allowBreakGlass is false, and with --shard-selector its labels decide whether any replica syncs it, which suspending it would stop"}
 	case AllowsBreakGlass(old.Spec) || !repo.Spec.Suspend || old.Spec.Suspend:
 		// Suspending only stops syncing; the spec that runs was checked
 		// already.

@@ -104,7 +104,12 @@ func TestUpdatesOfAnAdminsGitRepository(t *testing.T) {
 		// Suspended, it would keep its objects from git as the annotation would.
 		{name: "break-glass denied: suspend", old: denying, mutate: func(r *alumiini.GitRepository) { r.Spec.Suspend = true },
 			wantError: "spec.suspend"},
-		{name: "break-glass denied: a label only", old: denying, mutate: func(r *alumiini.GitRepository) { r.Labels = map[string]string{"team": "a"} }},
+		// With --shard-selector, a label may take it out of every shard.
+		{name: "break-glass denied: a label only", old: denying, mutate: func(r *alumiini.GitRepository) { r.Labels = map[string]string{"shard": "none"} },
+			wantError: "metadata.labels"},
+		{name: "break-glass denied: an annotation only", old: denying, mutate: func(r *alumiini.GitRepository) {
+			r.Annotations = map[string]string{"note": "x"}
+		}},
 		// Resuming gives the objects back to git.
 		{name: "break-glass denied: resume", old: suspendedDenying, mutate: func(r *alumiini.GitRepository) { r.Spec.Suspend = false }},
 		// Naming a ServiceAccount takes over what the escalator put in place.
@@ -131,11 +136,16 @@ func TestUpdatesOfAnAdminsGitRepository(t *testing.T) {
 			}
 		})
 	}
-	// An escalator may suspend it.
+	// An escalator may suspend it, and move it to another shard.
 	suspended := denying.DeepCopy()
 	suspended.Spec.Suspend = true
 	if errs := s.ValidateUpdate(as("platform"), suspended, denying); len(errs) > 0 {
 		t.Errorf("an escalator may not suspend a GitRepository that denies break-glass: %v", errs)
+	}
+	resharded := denying.DeepCopy()
+	resharded.Labels = map[string]string{"shard": "b"}
+	if errs := s.ValidateUpdate(as("platform"), resharded, denying); len(errs) > 0 {
+		t.Errorf("an escalator may not relabel a GitRepository that denies break-glass: %v", errs)
 	}
 
 	// A tenant may not clear a serviceAccountName an admin set.
