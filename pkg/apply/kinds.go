@@ -5,12 +5,39 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync/atomic"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 )
+
+// SharedMapper is the discovery mapper the appliers of every identity
+// share. It bounds how often passes that run at every idle check (drift
+// watches, health rechecks) have discovery read again: a kind truly gone
+// would otherwise cost one read per GitRepository per idle round.
+type SharedMapper struct {
+	meta.ResettableRESTMapper
+	idleReadAt atomic.Int64 // UnixNano
+}
+
+// IdleReadEvery is how often, at most, idle passes have discovery read
+// again, for all GitRepositories together.
+const IdleReadEvery = time.Minute
+
+// NewSharedMapper wraps the discovery mapper the appliers share.
+func NewSharedMapper(mapper meta.ResettableRESTMapper) *SharedMapper {
+	return &SharedMapper{ResettableRESTMapper: mapper}
+}
+
+// MayReadAgainWhenIdle reports whether an idle pass may have discovery read
+// again now, and counts it if so.
+func (m *SharedMapper) MayReadAgainWhenIdle() bool {
+	last, now := m.idleReadAt.Load(), time.Now().UnixNano()
+	return now-last >= int64(IdleReadEvery) && m.idleReadAt.CompareAndSwap(last, now)
+}
 
 // KindMapper is one sync's, prune's or health wait's view of the shared
 // discovery mapper. A kind the mapper does not know makes it read discovery
@@ -22,14 +49,39 @@ import (
 // use.
 type KindMapper struct {
 	mapper meta.ResettableRESTMapper
-	// reread: discovery was read again during this pass, so a miss is
-	// trusted.
+	// mayReadAgain, if set, decides whether a miss reads discovery again
+	// (idle passes).
+	mayReadAgain func() bool
+	// reread: discovery was read again during this pass (or may not be),
+	// so a miss is trusted.
 	reread bool
+	// rereadForPath: the kinds whose path was not found during this pass,
+	// for which discovery was read again.
+	rereadForPath map[schema.GroupKind]bool
+	// served remembers servedInDiscovery's answers during this pass.
+	served map[schema.GroupKind]servedAnswer
 }
 
-// KindMapper returns a mapper of kinds for one sync, prune or health wait.
+type servedAnswer struct {
+	served bool
+	err    error
+}
+
+// KindMapper returns a mapper of kinds for one sync, prune or health wait
+// that follows a sync.
 func (a *Applier) KindMapper() *KindMapper {
-	return &KindMapper{mapper: a.Mapper}
+	return &KindMapper{mapper: a.Mapper, rereadForPath: map[schema.GroupKind]bool{}, served: map[schema.GroupKind]servedAnswer{}}
+}
+
+// IdleKindMapper is KindMapper for a pass that runs at every idle check:
+// it reads discovery again only as SharedMapper.MayReadAgainWhenIdle allows.
+func (a *Applier) IdleKindMapper() *KindMapper {
+	k := a.KindMapper()
+	k.mayReadAgain = func() bool { return false }
+	if shared, ok := a.Mapper.(*SharedMapper); ok {
+		k.mayReadAgain = shared.MayReadAgainWhenIdle
+	}
+	return k
 }
 
 // Mapping finds how the cluster serves gvk. A kind it does not serve gives
@@ -37,8 +89,11 @@ func (a *Applier) KindMapper() *KindMapper {
 func (k *KindMapper) Mapping(gvk schema.GroupVersionKind) (*meta.RESTMapping, error) {
 	mapping, err := k.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
 	if meta.IsNoMatchError(err) && !k.reread {
-		k.readAgain()
-		mapping, err = k.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+		if k.mayReadAgain == nil || k.mayReadAgain() {
+			k.mapper.Reset()
+			mapping, err = k.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+		}
+		k.reread = true
 	}
 	if meta.IsNoMatchError(err) {
 		return nil, unservedKind{gvk: gvk, err: err}
@@ -46,8 +101,8 @@ func (k *KindMapper) Mapping(gvk schema.GroupVersionKind) (*meta.RESTMapping, er
 	return mapping, err
 }
 
-// readAgain makes the mapper read discovery again: after a miss, or once
-// CRDs of the commit were established.
+// readAgain makes the mapper read discovery again, as once CRDs of the
+// commit were established.
 func (k *KindMapper) readAgain() {
 	k.mapper.Reset()
 	k.reread = true
@@ -89,7 +144,12 @@ func (a *Applier) appliedMapping(ctx context.Context, kinds *KindMapper, gvk sch
 	if mapping, err := kinds.mapper.RESTMapping(gvk.GroupKind()); err == nil {
 		return mapping, nil // served in another version
 	}
-	served, err := a.servedInDiscovery(ctx, gvk.GroupKind())
+	answer, asked := kinds.served[gvk.GroupKind()]
+	if !asked {
+		answer.served, answer.err = a.servedInDiscovery(ctx, gvk.GroupKind())
+		kinds.served[gvk.GroupKind()] = answer // once a pass: an inventory may hold thousands
+	}
+	served, err := answer.served, answer.err
 	switch {
 	case err != nil:
 		return nil, fmt.Errorf("%s is not known to be served, and asking discovery failed, so it is kept: %w",

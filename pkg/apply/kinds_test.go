@@ -3,7 +3,9 @@ package apply
 import (
 	"context"
 	"errors"
+	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -11,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/rest"
 )
 
 // countingMapper knows only ConfigMaps and counts how often discovery is
@@ -175,16 +178,36 @@ spec:
 		return a.Discovery.RESTClient().Get().AbsPath("/apis/broken.example.com").Do(ctx).Error()
 	})
 	owner := Owner{Namespace: "default", Name: "broken"}
-	thing := Entry{Group: "broken.example.com", Version: "v1", Kind: "Thing", Namespace: "default", Name: "t"}
-	result, err := a.Apply(ctx, owner, nil, Options{Prune: true, Previous: []Entry{thing}})
+	var things []Entry
+	for _, name := range []string{"a", "b", "c"} {
+		things = append(things, Entry{Group: "broken.example.com", Version: "v1", Kind: "Thing", Namespace: "default", Name: name})
+	}
+	config := rest.CopyConfig(restConfig)
+	var asked atomic.Int32 // requests about the broken group
+	config.Wrap(func(next http.RoundTripper) http.RoundTripper {
+		return roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			if strings.HasPrefix(r.URL.Path, "/apis/broken.example.com") {
+				asked.Add(1)
+			}
+			return next.RoundTrip(r)
+		})
+	})
+	result, err := newApplierAs(t, config).Apply(ctx, owner, nil, Options{Prune: true, Previous: things})
 	var perr *Error
 	if !errors.As(err, &perr) || perr.Reason != ReasonPruneFailed {
 		t.Errorf("got %v, want PruneFailed", err)
 	}
-	if result == nil || len(result.Inventory) != 1 || len(result.PruneFailed) != 1 {
-		t.Errorf("result %+v: want the Thing kept in the inventory, failed", result)
+	if result == nil || len(result.Inventory) != 3 || len(result.PruneFailed) != 3 {
+		t.Errorf("result %+v: want the Things kept in the inventory, failed", result)
+	}
+	if n := asked.Load(); n != 2 {
+		t.Errorf("the prune asked about the group %d times, want twice (the group, its version) for all three", n)
 	}
 }
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
 var crdsResource = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
 

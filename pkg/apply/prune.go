@@ -94,34 +94,37 @@ func pruneError(failures []*Error) *Error {
 }
 
 // getApplied reads an applied object, and the client to reach it by. A
-// 404 may also mean the mapper, which read discovery before a CRD's
-// upgrade, named a version no longer served (the path is not found, not the
-// object): then discovery is read again, once per prune, and the object
-// looked up through the version served now.
+// 404 for the path rather than the object (kube-apiserver answers the path
+// of a version it no longer serves with a bare 404) means the mapper read
+// discovery before a CRD's upgrade stopped serving the version it names:
+// discovery is read again, once a pass for each kind, and the object looked
+// up through the version served now. A path still not found is an error:
+// the entry stays, to prune later.
 func (a *Applier) getApplied(ctx context.Context, kinds *KindMapper, e Entry) (dynamic.ResourceInterface, *unstructured.Unstructured, error) {
 	gvk := schema.GroupVersionKind{Group: e.Group, Version: e.Version, Kind: e.Kind}
-	mapping, err := a.appliedMapping(ctx, kinds, gvk)
-	if err != nil {
-		return nil, nil, err
+	for {
+		mapping, err := a.appliedMapping(ctx, kinds, gvk)
+		if err != nil {
+			return nil, nil, err
+		}
+		client := a.Client.Resource(mapping.Resource).Namespace(namespaceIn(mapping, e.Namespace))
+		live, err := client.Get(ctx, e.Name, metav1.GetOptions{})
+		if !pathNotFound(err) {
+			return client, live, err
+		}
+		if kinds.rereadForPath[gvk.GroupKind()] {
+			return nil, nil, fmt.Errorf("kube-apiserver serves no %s, though its discovery lists it: kept, to prune later",
+				mapping.Resource)
+		}
+		kinds.rereadForPath[gvk.GroupKind()] = true
+		kinds.readAgain()
 	}
-	client := a.Client.Resource(mapping.Resource).Namespace(namespaceIn(mapping, e.Namespace))
-	live, err := client.Get(ctx, e.Name, metav1.GetOptions{})
-	if !apierrors.IsNotFound(err) || e.Group == "" || kinds.reread {
-		return client, live, err
-	}
-	kinds.readAgain()
-	current, cerr := a.appliedMapping(ctx, kinds, gvk)
-	switch {
-	case errors.Is(cerr, errKindGone):
-		return client, live, err
-	case cerr != nil:
-		return nil, nil, cerr
-	case current.Resource == mapping.Resource:
-		return client, live, err
-	}
-	client = a.Client.Resource(current.Resource).Namespace(namespaceIn(current, e.Namespace))
-	live, err = client.Get(ctx, e.Name, metav1.GetOptions{})
-	return client, live, err
+}
+
+// pathNotFound tells a 404 for a path kube-apiserver does not serve (a bare
+// "404 page not found") from one for an object (a Status naming it).
+func pathNotFound(err error) bool {
+	return apierrors.IsNotFound(err) && apierrors.HasStatusCause(err, metav1.CauseTypeUnexpectedServerResponse)
 }
 
 func (a *Applier) pruneOne(ctx context.Context, kinds *KindMapper, owner Owner, e Entry, keptByGit bool) (pruneOutcome, *Error) {

@@ -568,7 +568,7 @@ func newRequest(old, repo *v1alpha1.GitRepository) bool {
 // appliers builds one applier per identity, sharing the discovery mapper.
 type appliers struct {
 	config         *rest.Config
-	mapper         meta.ResettableRESTMapper
+	mapper         *apply.SharedMapper
 	defaultAccount string
 	mu             sync.Mutex
 	byUser         map[string]*apply.Applier
@@ -581,7 +581,7 @@ func newAppliers(config *rest.Config, defaultAccount string) (*appliers, error) 
 	}
 	return &appliers{
 		config:         config,
-		mapper:         restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(disco)),
+		mapper:         apply.NewSharedMapper(restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(disco))),
 		defaultAccount: defaultAccount,
 		byUser:         map[string]*apply.Applier{},
 	}, nil

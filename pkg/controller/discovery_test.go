@@ -66,11 +66,33 @@ func TestAHealthWaitFindsAKindDiscoveryMissedAtStart(t *testing.T) {
 	repo := &v1alpha1.GitRepository{ObjectMeta: metav1.ObjectMeta{Namespace: "team", Name: "apps"}}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	w := r.waitForHealth(ctx, repo, []healthTarget{{gvk: gvk, namespace: "team", name: "elsewhere", byName: true}},
-		func(v1alpha1.RolloutStatus, bool) {})
+	elsewhere := []healthTarget{{gvk: gvk, namespace: "team", name: "elsewhere", byName: true}}
+	w := r.waitForHealth(ctx, repo, elsewhere, func(v1alpha1.RolloutStatus, bool) {}, false)
 	if ctx.Err() != nil || len(w.missing) > 0 || len(w.unhealthyNow) > 0 {
 		t.Errorf("the wait for a GitRepository: missing %q, unhealthy %q, ended by its deadline: %v; want it healthy at once",
 			strings.Join(w.missing, "; "), strings.Join(w.unhealthyNow, "; "), ctx.Err() != nil)
+	}
+
+	// A recheck at an idle round (after a restart, say) reads discovery
+	// again too, but at most once a minute for all: one naming a kind no one
+	// serves would otherwise cost a read per GitRepository per round.
+	mapper := &staleMapper{RESTMapper: known}
+	r.Appliers = oneApplier{&apply.Applier{Client: client, Mapper: apply.NewSharedMapper(mapper)}}
+	if w := r.waitForHealth(ctx, repo, elsewhere, func(v1alpha1.RolloutStatus, bool) {}, true); len(w.missing) > 0 {
+		t.Errorf("a recheck after a restart: %q", strings.Join(w.missing, "; "))
+	}
+	gone := []healthTarget{{gvk: schema.GroupVersionKind{Group: "gone.example.com", Version: "v1", Kind: "Relic"},
+		namespace: "team", name: "r", byName: true}}
+	for range 5 {
+		quick, cancel := context.WithTimeout(ctx, 10*time.Millisecond)
+		w := r.waitForHealth(quick, repo, gone, func(v1alpha1.RolloutStatus, bool) {}, true)
+		cancel()
+		if !strings.Contains(strings.Join(w.missing, "; "), "does not serve gone.example.com/v1, Kind=Relic") {
+			t.Errorf("a recheck naming a kind no one serves: %q", strings.Join(w.missing, "; "))
+		}
+	}
+	if mapper.resets != 1 {
+		t.Errorf("discovery was read again %d times by rechecks within a minute, want once", mapper.resets)
 	}
 }
 
@@ -88,7 +110,8 @@ func TestDriftWatchesFindAKindDiscoveryMissedAtStart(t *testing.T) {
 	metav1.AddMetaToScheme(scheme)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	book := newDriftBook(drift.NewWatcher(ctx, metadatafake.NewSimpleMetadataClient(scheme), func(drift.Object, drift.Observed) {}), mapper)
+	book := newDriftBook(drift.NewWatcher(ctx, metadatafake.NewSimpleMetadataClient(scheme), func(drift.Object, drift.Observed) {}),
+		apply.NewSharedMapper(mapper))
 	child := apply.Entry{Group: gvk.Group, Version: gvk.Version, Kind: gvk.Kind, Namespace: "team", Name: "child"}
 	book.watch(ctx, []apply.Entry{child})
 	if _, _, ok := book.resource(child); !ok || mapper.resets != 1 {

@@ -7,7 +7,6 @@ import (
 	"slices"
 	"sort"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -43,8 +42,6 @@ const (
 type driftBook struct {
 	watcher *drift.Watcher
 	mapper  meta.RESTMapper
-	// rereadAt is when watch last had the mapper read discovery again.
-	rereadAt atomic.Int64
 
 	mu    sync.Mutex
 	repos map[string]*repoDrift
@@ -238,8 +235,8 @@ func ignoreRules(repo *v1alpha1.GitRepository) []apply.IgnoreRule {
 	return rules
 }
 
-// readDiscoveryAgain has the mapper read discovery again, at most once a
-// minute for all GitRepositories, and says whether it did. An applied
+// readDiscoveryAgain has the mapper read discovery again, as often as
+// apply.SharedMapper lets idle passes, and says whether it did. An applied
 // kind the mapper does not know may be one it read discovery too early for
 // (alumiini's own GitRepository, read before the aggregator saw alumiini
 // available): its objects would go unwatched, so never compared with git,
@@ -248,12 +245,11 @@ func ignoreRules(repo *v1alpha1.GitRepository) []apply.IgnoreRule {
 // idle check. It runs outside b.mu, as watch does, so the read that follows
 // holds up no drift event.
 func (b *driftBook) readDiscoveryAgain() bool {
-	resettable, ok := b.mapper.(meta.ResettableRESTMapper)
-	last, now := b.rereadAt.Load(), time.Now().UnixNano()
-	if !ok || now-last < int64(time.Minute) || !b.rereadAt.CompareAndSwap(last, now) {
+	shared, ok := b.mapper.(*apply.SharedMapper)
+	if !ok || !shared.MayReadAgainWhenIdle() {
 		return false
 	}
-	resettable.Reset()
+	shared.Reset()
 	return true
 }
 

@@ -175,7 +175,7 @@ func healthTimeout(repo *v1alpha1.GitRepository) time.Duration {
 // complete (spec.rolloutRef), and writes the outcome into the Healthy,
 // RolledOut and Ready conditions; the worker goes on at once.
 func (r *Reconciler) startHealthWait(parent context.Context, repo *v1alpha1.GitRepository, commit string, applied []apply.Entry,
-	rolloutBefore *v1alpha1.RolloutStatus) {
+	rolloutBefore *v1alpha1.RolloutStatus, idle bool) {
 	key := repo.Namespace + "/" + repo.Name
 	targets := followedTargets(repo, applied, rolloutBefore)
 	timeout := healthTimeout(repo)
@@ -185,7 +185,7 @@ func (r *Reconciler) startHealthWait(parent context.Context, repo *v1alpha1.GitR
 		seen := func(rollout v1alpha1.RolloutStatus, pickedUp bool) {
 			r.reportRollout(parent, repo, commit, current, rollout, pickedUp)
 		}
-		w := r.waitForHealth(ctx, repo, targets, seen)
+		w := r.waitForHealth(ctx, repo, targets, seen, idle)
 		if parent.Err() != nil || ctx.Err() == context.Canceled {
 			return // a newer sync, a deletion or the end of this term
 		}
@@ -209,7 +209,7 @@ func (r *Reconciler) recheckHealth(ctx context.Context, repo *v1alpha1.GitReposi
 	if !unsettled || r.health.active(key) || repo.Status.Phase != v1alpha1.PhaseSynced {
 		return
 	}
-	r.startHealthWait(ctx, repo, repo.Status.LastSyncedCommit, fromInventory(repo.Status.Inventory), unpickedUp(&repo.Status))
+	r.startHealthWait(ctx, repo, repo.Status.LastSyncedCommit, fromInventory(repo.Status.Inventory), unpickedUp(&repo.Status), true)
 }
 
 // waitForHealth watches targets, with the GitRepository's identity, until
@@ -219,7 +219,7 @@ func (r *Reconciler) recheckHealth(ctx context.Context, repo *v1alpha1.GitReposi
 // per resource and namespace by our label, spec.healthChecks and the
 // Rollout each by name; seen is told the Rollout's progress.
 func (r *Reconciler) waitForHealth(ctx context.Context, repo *v1alpha1.GitRepository, targets []healthTarget,
-	seen func(rollout v1alpha1.RolloutStatus, pickedUp bool)) *healthWatch {
+	seen func(rollout v1alpha1.RolloutStatus, pickedUp bool), idle bool) *healthWatch {
 	w := &healthWatch{changed: make(chan struct{}, 1), scopeOf: map[healthTarget]watchScope{}, keyOf: map[healthTarget]string{},
 		stores: map[watchScope]cache.Store{}, errors: map[watchScope]string{}}
 	applier, err := r.Appliers.For(repo.Namespace, repo.Spec.ServiceAccountName)
@@ -231,6 +231,9 @@ func (r *Reconciler) waitForHealth(ctx context.Context, repo *v1alpha1.GitReposi
 	mappings := map[healthTarget]*apimeta.RESTMapping{}
 	namespacesOf := map[schema.GroupVersionResource]map[string]bool{}
 	kinds := applier.KindMapper()
+	if idle { // a recheck, at every idle round while unhealthy
+		kinds = applier.IdleKindMapper()
+	}
 	for _, t := range targets {
 		mapping, err := kinds.Mapping(t.gvk)
 		if err != nil {
