@@ -359,7 +359,8 @@ func (o *Options) Config(ctx context.Context) (*apiserver.Config, error) {
 		}
 		return nil, fmt.Errorf("applying options to the server config: %w", err)
 	}
-	extra := apiserver.ExtraConfig{StopStorage: stopStorage, DefaultServiceAccount: o.Controller.DefaultServiceAccount}
+	extra := apiserver.ExtraConfig{StopStorage: stopStorage, DefaultServiceAccount: o.Controller.DefaultServiceAccount,
+		ShardLabels: o.Controller.shardLabels()}
 	if o.runsController() {
 		extra.PruneFinalizer = controller.FinalizerPrune
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -34,15 +35,20 @@ type IdentityPolicy struct {
 	// serviceAccountName applies as; nothing then runs as alumiini itself and
 	// no check is needed.
 	DefaultServiceAccount string
+	// ShardLabels are the label keys --shard-selector names: with them a
+	// label decides whether any replica syncs a GitRepository.
+	ShardLabels []string
 }
 
-// Check refuses a create, or an update that changes the spec, leaving
-// serviceAccountName empty, unless the user may escalate. An update of a
-// GitRepository that applied with alumiini's own identity is checked even
-// when it names a ServiceAccount: that takes over what the writer of the
-// old spec, who could escalate, put in place. old is nil on create. The
-// sync subresource asks it too, for requests that pick a revision or force,
-// as they change what runs as much as a spec edit does.
+// Check refuses, unless the user may escalate, a create leaving
+// serviceAccountName empty, and these updates of a GitRepository that
+// applied with alumiini's own identity (whose writer could escalate):
+// any spec change but suspend, naming a ServiceAccount included (that
+// takes over what it put in place); removing the prune finalizer; changing
+// ownerReferences; and, where spec.drift.allowBreakGlass is false,
+// suspending it or changing a label --shard-selector names. old is nil on
+// create. The sync subresource asks it too, for requests that pick a
+// revision or force, as they change what runs as much as a spec edit does.
 func (p IdentityPolicy) Check(ctx context.Context, repo, old *alumiini.GitRepository) field.ErrorList {
 	wasAlumiinis := old != nil && old.Spec.ServiceAccountName == ""
 	if p.DefaultServiceAccount != "" || repo.Spec.ServiceAccountName != "" && !wasAlumiinis {
@@ -66,11 +72,11 @@ func (p IdentityPolicy) Check(ctx context.Context, repo, old *alumiini.GitReposi
 		// prune as alumiini.
 		refused = identityRefusal{fld: field.NewPath("metadata", "ownerReferences"),
 			why: "owner references decide when the garbage collector deletes it, pruning as alumiini"}
-	case !AllowsBreakGlass(old.Spec) && !apiequality.Semantic.DeepEqual(repo.Labels, old.Labels):
-		// With --shard-selector, labels decide which replicas sync it: one
-		// matching no shard is synced by none, as if suspended.
+	case !AllowsBreakGlass(old.Spec) && p.shardChanged(repo.Labels, old.Labels):
+		// One matching no shard is synced by none, as if suspended.
 		refused = identityRefusal{fld: field.NewPath("metadata", "labels"),
-			why: "spec.drift.allowBreakGlass is false, and with --shard-selector its labels decide whether any replica syncs it, which suspending it would stop"}
+			why: fmt.Sprintf("changing label %s may take it out of every --shard-selector shard, which stops it as suspending would, "+
+				"and spec.drift.allowBreakGlass is false", strings.Join(p.ShardLabels, ", "))}
 	case AllowsBreakGlass(old.Spec) || !repo.Spec.Suspend || old.Spec.Suspend:
 		// Suspending only stops syncing; the spec that runs was checked
 		// already.
@@ -94,8 +100,8 @@ func (p IdentityPolicy) Check(ctx context.Context, repo, old *alumiini.GitReposi
 	}
 	if refused.why != "" {
 		return field.ErrorList{field.Forbidden(refused.fld, fmt.Sprintf(
-			"%s: it needs %q on gitrepositories.%s cluster-wide, as any change to a GitRepository applying with "+
-				"alumiini's own identity does, and user %q does not have it%s",
+			"%s: for a GitRepository applying with alumiini's own identity this needs %q on gitrepositories.%s "+
+				"cluster-wide, and user %q does not have it%s",
 			refused.why, VerbEscalate, alumiini.GroupName, requester.GetName(), detail))}
 	}
 	return field.ErrorList{field.Forbidden(refused.fld, fmt.Sprintf(
@@ -155,6 +161,18 @@ func (p IdentityPolicy) mayEscalate(ctx context.Context, who user.Info) (bool, s
 // objects spec applies (spec.drift.allowBreakGlass, true by default).
 func AllowsBreakGlass(spec alumiini.GitRepositorySpec) bool {
 	return spec.Drift == nil || spec.Drift.AllowBreakGlass == nil || *spec.Drift.AllowBreakGlass
+}
+
+// shardChanged reports whether a label --shard-selector names changed.
+func (p IdentityPolicy) shardChanged(labels, old map[string]string) bool {
+	for _, key := range p.ShardLabels {
+		value, ok := labels[key]
+		was, had := old[key]
+		if ok != had || value != was {
+			return true
+		}
+	}
+	return false
 }
 
 func onlySuspendChanged(spec, old alumiini.GitRepositorySpec) bool {
