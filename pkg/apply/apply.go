@@ -79,6 +79,11 @@ type Entry struct {
 	Name      string
 }
 
+// GroupVersionKind is the kind the entry was applied as.
+func (e Entry) GroupVersionKind() schema.GroupVersionKind {
+	return schema.GroupVersionKind{Group: e.Group, Version: e.Version, Kind: e.Kind}
+}
+
 func (e Entry) id() manifest.ID {
 	return manifest.ID{Group: e.Group, Kind: e.Kind, Namespace: e.Namespace, Name: e.Name}
 }

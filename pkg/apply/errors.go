@@ -3,6 +3,8 @@ package apply
 import (
 	"errors"
 	"fmt"
+
+	"k8s.io/apimachinery/pkg/runtime/schema"
 )
 
 // maxErrors is how many object errors one sync reports in full. A bad commit
@@ -29,3 +31,17 @@ func joinCapped(errs []error) error {
 	}
 	return errors.Join(kept...)
 }
+
+// unservedKind says a kind is not served in words a repository's author
+// acts on, and stays a NoMatch error for callers that look for one.
+type unservedKind struct {
+	gvk schema.GroupVersionKind
+	err error
+}
+
+func (u unservedKind) Error() string {
+	return fmt.Sprintf("the cluster does not serve %s: is its CRD installed (or its APIService available)?",
+		u.gvk.GroupVersion().WithKind(u.gvk.Kind))
+}
+
+func (u unservedKind) Unwrap() error { return u.err }

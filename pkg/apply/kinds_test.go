@@ -88,40 +88,56 @@ func TestAKindServedAfterDiscoveryWasReadIsFound(t *testing.T) {
 // TestPruningAnObjectWhoseCRDWasDeletedSucceeds: what an inventory holds of
 // a kind whose CRD was deleted went with the CRD; the next prune succeeds
 // and the inventory forgets it, where before each prune failed for ever
-// (and held a deleted GitRepository on its finalizer).
+// (and held a deleted GitRepository on its finalizer). Both ways a kind
+// goes: its group still served by another CRD, and its group gone.
 func TestPruningAnObjectWhoseCRDWasDeletedSucceeds(t *testing.T) {
 	a := newApplier(t)
 	ns := namespace(t, a)
 	ctx := context.Background()
-	applyCRD(t, a, Owner{Namespace: "default", Name: "relic-crd"}, crdYAML("relics", "gone.example.com", "Relic", "v1"), "gone.example.com/v1")
+	applyCRD(t, a, Owner{Namespace: "default", Name: "relic-crd"}, crdYAML("relics", "gone.example.com", "Relic", "v1"), "gone.example.com/v1", "Relic")
+	applyCRD(t, a, Owner{Namespace: "default", Name: "ruin-crd"}, crdYAML("ruins", "gone.example.com", "Ruin", "v1"), "gone.example.com/v1", "Ruin")
 	owner := Owner{Namespace: "default", Name: "relics"}
 	configMap := render(t, "cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: stays\n")
-	first, err := a.Apply(ctx, owner, append(configMap,
+	ruin := render(t, "ruin.yaml", "apiVersion: gone.example.com/v1\nkind: Ruin\nmetadata:\n  name: r\n")
+	first, err := a.Apply(ctx, owner, append(append(configMap, ruin...),
 		render(t, "relic.yaml", "apiVersion: gone.example.com/v1\nkind: Relic\nmetadata:\n  name: r\n")...),
 		Options{DefaultNamespace: ns})
 	if err != nil {
 		t.Fatal(err)
 	}
-	deleteAndWait(t, a, crdsResource, "", "relics.gone.example.com")
-	result, err := a.Apply(ctx, owner, configMap, Options{DefaultNamespace: ns, Prune: true, Previous: first.Inventory})
+	deleteAndWait(t, a, crdsResource, "", "relics.gone.example.com") // the group still serves Ruins
+	waitUnserved(t, a, "gone.example.com/v1", "Relic")
+	second, err := a.Apply(ctx, owner, append(configMap, ruin...), Options{DefaultNamespace: ns, Prune: true, Previous: first.Inventory})
 	if err != nil {
 		t.Fatalf("pruning the Relic whose CRD was deleted: %v", err)
 	}
-	if len(result.Inventory) != 1 || result.Inventory[0].Kind != "ConfigMap" || len(result.PruneFailed) != 0 {
-		t.Errorf("inventory %v, failed %v: want the ConfigMap alone", result.Inventory, result.PruneFailed)
+	if len(second.Inventory) != 2 || len(second.PruneFailed) != 0 {
+		t.Errorf("inventory %v, failed %v: want the ConfigMap and the Ruin", second.Inventory, second.PruneFailed)
+	}
+	deleteAndWait(t, a, crdsResource, "", "ruins.gone.example.com") // the group is gone
+	waitUnserved(t, a, "gone.example.com/v1", "Ruin")
+	third, err := a.Apply(ctx, owner, configMap, Options{DefaultNamespace: ns, Prune: true, Previous: second.Inventory})
+	if err != nil {
+		t.Fatalf("pruning the Ruin whose group is gone: %v", err)
+	}
+	if len(third.Inventory) != 1 || third.Inventory[0].Kind != "ConfigMap" || len(third.PruneFailed) != 0 {
+		t.Errorf("inventory %v, failed %v: want the ConfigMap alone", third.Inventory, third.PruneFailed)
 	}
 }
 
 // TestPruningReachesAnObjectThroughAnotherVersion: a CRD's upgrade stopped
 // serving the version an object was applied at; the object is still there,
 // through the version served now, and pruning it deletes it rather than
-// forgetting it.
+// forgetting it. a's mapper read discovery while v1beta1 was served (it
+// applied the Tool then), so the prune's first GET, of v1beta1, is
+// answered with a bare 404 for the path: the mapper older than the upgrade
+// that getApplied reads discovery again for.
 func TestPruningReachesAnObjectThroughAnotherVersion(t *testing.T) {
 	a := newApplier(t)
 	ns := namespace(t, a)
 	ctx := context.Background()
 	crdOwner := Owner{Namespace: "default", Name: "tool-crd"}
-	applyCRD(t, a, crdOwner, crdYAML("tools", "upgraded.example.com", "Tool", "v1beta1"), "upgraded.example.com/v1beta1")
+	applyCRD(t, a, crdOwner, crdYAML("tools", "upgraded.example.com", "Tool", "v1beta1"), "upgraded.example.com/v1beta1", "Tool")
 	owner := Owner{Namespace: "default", Name: "tools"}
 	first, err := a.Apply(ctx, owner, render(t, "tool.yaml", "apiVersion: upgraded.example.com/v1beta1\nkind: Tool\nmetadata:\n  name: hammer\n"),
 		Options{DefaultNamespace: ns})
@@ -225,15 +241,46 @@ spec:
 `
 }
 
-// applyCRD applies a CRD and waits until discovery serves groupVersion.
-func applyCRD(t *testing.T, a *Applier, owner Owner, crd, groupVersion string) {
+// applyCRD applies a CRD and waits until discovery serves kind at
+// groupVersion.
+func applyCRD(t *testing.T, a *Applier, owner Owner, crd, groupVersion, kind string) {
 	t.Helper()
 	if _, err := a.Apply(context.Background(), owner, render(t, "crd.yaml", crd), Options{}); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, func() error {
-		_, err := a.Discovery.ServerResourcesForGroupVersion(groupVersion)
-		return err
+		resources, err := a.Discovery.ServerResourcesForGroupVersion(groupVersion)
+		if err != nil {
+			return err
+		}
+		for _, r := range resources.APIResources {
+			if r.Kind == kind {
+				return nil
+			}
+		}
+		return errors.New(kind + " not served yet")
+	})
+}
+
+// waitUnserved waits until discovery no longer lists kind at groupVersion
+// (discovery follows a CRD's deletion a moment later; in that moment a
+// prune keeps the object, to try again).
+func waitUnserved(t *testing.T, a *Applier, groupVersion, kind string) {
+	t.Helper()
+	eventually(t, func() error {
+		resources, err := a.Discovery.ServerResourcesForGroupVersion(groupVersion)
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		for _, r := range resources.APIResources {
+			if r.Kind == kind {
+				return errors.New(kind + " still served")
+			}
+		}
+		return nil
 	})
 }
 

@@ -8,9 +8,6 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/client-go/dynamic"
 
 	"github.com/falsesystems/alumiini/pkg/manifest"
 )
@@ -50,7 +47,7 @@ func (a *Applier) Delete(ctx context.Context, owner Owner, entries, keptByGit []
 func (a *Applier) prune(ctx context.Context, owner Owner, entries []Entry, keptByGit map[manifest.ID]bool) (pruned, error) {
 	var p pruned
 	var failures []*Error
-	kinds := a.KindMapper()
+	kinds := a.pruneKinds()
 	for _, e := range entries {
 		outcome, err := a.pruneOne(ctx, kinds, owner, e, keptByGit[e.id()])
 		if err != nil {
@@ -93,45 +90,10 @@ func pruneError(failures []*Error) *Error {
 	return &first
 }
 
-// getApplied reads an applied object, and the client to reach it by. A
-// 404 for the path rather than the object (kube-apiserver answers the path
-// of a version it no longer serves with a bare 404) means the mapper read
-// discovery before a CRD's upgrade stopped serving the version it names:
-// discovery is read again, once a pass for each kind, and the object looked
-// up through the version served now. A path still not found is an error:
-// the entry stays, to prune later.
-func (a *Applier) getApplied(ctx context.Context, kinds *KindMapper, e Entry) (dynamic.ResourceInterface, *unstructured.Unstructured, error) {
-	gvk := schema.GroupVersionKind{Group: e.Group, Version: e.Version, Kind: e.Kind}
-	for {
-		mapping, err := a.appliedMapping(ctx, kinds, gvk)
-		if err != nil {
-			return nil, nil, err
-		}
-		client := a.Client.Resource(mapping.Resource).Namespace(namespaceIn(mapping, e.Namespace))
-		live, err := client.Get(ctx, e.Name, metav1.GetOptions{})
-		if !pathNotFound(err) {
-			return client, live, err
-		}
-		if kinds.rereadForPath[gvk.GroupKind()] {
-			return nil, nil, fmt.Errorf("kube-apiserver serves no %s, though its discovery lists it: kept, to prune later",
-				mapping.Resource)
-		}
-		kinds.rereadForPath[gvk.GroupKind()] = true
-		kinds.readAgain()
-	}
-}
-
-// pathNotFound tells a 404 for a path kube-apiserver does not serve (a bare
-// "404 page not found") from one for an object (a Status naming it).
-func pathNotFound(err error) bool {
-	return apierrors.IsNotFound(err) && apierrors.HasStatusCause(err, metav1.CauseTypeUnexpectedServerResponse)
-}
-
-func (a *Applier) pruneOne(ctx context.Context, kinds *KindMapper, owner Owner, e Entry, keptByGit bool) (pruneOutcome, *Error) {
+func (a *Applier) pruneOne(ctx context.Context, kinds *pruneKinds, owner Owner, e Entry, keptByGit bool) (pruneOutcome, *Error) {
 	fail := func(message string, cause error) *Error {
 		return &Error{Object: e.id().String(), Reason: ReasonPruneFailed, Message: message, Cause: cause, Pruning: &e}
 	}
-	gvk := schema.GroupVersionKind{Group: e.Group, Version: e.Version, Kind: e.Kind}
 	client, live, err := a.getApplied(ctx, kinds, e)
 	if errors.Is(err, errKindGone) || apierrors.IsNotFound(err) {
 		return pruneGone, nil
@@ -147,7 +109,7 @@ func (a *Applier) pruneOne(ctx context.Context, kinds *KindMapper, owner Owner, 
 		return pruneHeld, nil
 	}
 	annotations := live.GetAnnotations()
-	if keptByGit || gvk.GroupKind() == namespaceKind && annotations[AnnotationAdopted] != "" {
+	if keptByGit || e.GroupVersionKind().GroupKind() == namespaceKind && annotations[AnnotationAdopted] != "" {
 		if err := release(ctx, client, live); err != nil {
 			return pruneGone, fail("releasing it instead of deleting it: "+apiMessage(err), err)
 		}

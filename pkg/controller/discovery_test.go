@@ -67,7 +67,7 @@ func TestAHealthWaitFindsAKindDiscoveryMissedAtStart(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	elsewhere := []healthTarget{{gvk: gvk, namespace: "team", name: "elsewhere", byName: true}}
-	w := r.waitForHealth(ctx, repo, elsewhere, func(v1alpha1.RolloutStatus, bool) {}, false)
+	w := r.waitForHealth(ctx, repo, elsewhere, func(v1alpha1.RolloutStatus, bool) {}, (*apply.Applier).KindMapper)
 	if ctx.Err() != nil || len(w.missing) > 0 || len(w.unhealthyNow) > 0 {
 		t.Errorf("the wait for a GitRepository: missing %q, unhealthy %q, ended by its deadline: %v; want it healthy at once",
 			strings.Join(w.missing, "; "), strings.Join(w.unhealthyNow, "; "), ctx.Err() != nil)
@@ -78,14 +78,14 @@ func TestAHealthWaitFindsAKindDiscoveryMissedAtStart(t *testing.T) {
 	// serves would otherwise cost a read per GitRepository per round.
 	mapper := &staleMapper{RESTMapper: known}
 	r.Appliers = oneApplier{&apply.Applier{Client: client, Mapper: apply.NewSharedMapper(mapper)}}
-	if w := r.waitForHealth(ctx, repo, elsewhere, func(v1alpha1.RolloutStatus, bool) {}, true); len(w.missing) > 0 {
+	if w := r.waitForHealth(ctx, repo, elsewhere, func(v1alpha1.RolloutStatus, bool) {}, (*apply.Applier).IdleKindMapper); len(w.missing) > 0 {
 		t.Errorf("a recheck after a restart: %q", strings.Join(w.missing, "; "))
 	}
 	gone := []healthTarget{{gvk: schema.GroupVersionKind{Group: "gone.example.com", Version: "v1", Kind: "Relic"},
 		namespace: "team", name: "r", byName: true}}
 	for range 5 {
 		quick, cancel := context.WithTimeout(ctx, 10*time.Millisecond)
-		w := r.waitForHealth(quick, repo, gone, func(v1alpha1.RolloutStatus, bool) {}, true)
+		w := r.waitForHealth(quick, repo, gone, func(v1alpha1.RolloutStatus, bool) {}, (*apply.Applier).IdleKindMapper)
 		cancel()
 		if !strings.Contains(strings.Join(w.missing, "; "), "does not serve gone.example.com/v1, Kind=Relic") {
 			t.Errorf("a recheck naming a kind no one serves: %q", strings.Join(w.missing, "; "))

@@ -246,11 +246,7 @@ func ignoreRules(repo *v1alpha1.GitRepository) []apply.IgnoreRule {
 // holds up no drift event.
 func (b *driftBook) readDiscoveryAgain() bool {
 	shared, ok := b.mapper.(*apply.SharedMapper)
-	if !ok || !shared.MayReadAgainWhenIdle() {
-		return false
-	}
-	shared.Reset()
-	return true
+	return ok && shared.ReadAgainWhenIdle()
 }
 
 // resource maps an inventory entry to what the watch is keyed by, and the

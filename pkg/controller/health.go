@@ -135,7 +135,7 @@ func followedTargets(repo *v1alpha1.GitRepository, applied []apply.Entry, rollou
 			if rollout != nil && rollout.is(e, targetNamespace(repo)) {
 				continue // judged by its phase below, not by kstatus (Argo's observedGeneration is a string)
 			}
-			targets = append(targets, healthTarget{gvk: schema.GroupVersionKind{Group: e.Group, Version: e.Version, Kind: e.Kind},
+			targets = append(targets, healthTarget{gvk: e.GroupVersionKind(),
 				namespace: e.Namespace, name: e.Name})
 		}
 		for _, c := range repo.Spec.HealthChecks {
@@ -175,7 +175,7 @@ func healthTimeout(repo *v1alpha1.GitRepository) time.Duration {
 // complete (spec.rolloutRef), and writes the outcome into the Healthy,
 // RolledOut and Ready conditions; the worker goes on at once.
 func (r *Reconciler) startHealthWait(parent context.Context, repo *v1alpha1.GitRepository, commit string, applied []apply.Entry,
-	rolloutBefore *v1alpha1.RolloutStatus, idle bool) {
+	rolloutBefore *v1alpha1.RolloutStatus, kinds kindMapperOf) {
 	key := repo.Namespace + "/" + repo.Name
 	targets := followedTargets(repo, applied, rolloutBefore)
 	timeout := healthTimeout(repo)
@@ -185,7 +185,7 @@ func (r *Reconciler) startHealthWait(parent context.Context, repo *v1alpha1.GitR
 		seen := func(rollout v1alpha1.RolloutStatus, pickedUp bool) {
 			r.reportRollout(parent, repo, commit, current, rollout, pickedUp)
 		}
-		w := r.waitForHealth(ctx, repo, targets, seen, idle)
+		w := r.waitForHealth(ctx, repo, targets, seen, kinds)
 		if parent.Err() != nil || ctx.Err() == context.Canceled {
 			return // a newer sync, a deletion or the end of this term
 		}
@@ -209,8 +209,13 @@ func (r *Reconciler) recheckHealth(ctx context.Context, repo *v1alpha1.GitReposi
 	if !unsettled || r.health.active(key) || repo.Status.Phase != v1alpha1.PhaseSynced {
 		return
 	}
-	r.startHealthWait(ctx, repo, repo.Status.LastSyncedCommit, fromInventory(repo.Status.Inventory), unpickedUp(&repo.Status), true)
+	r.startHealthWait(ctx, repo, repo.Status.LastSyncedCommit, fromInventory(repo.Status.Inventory), unpickedUp(&repo.Status),
+		(*apply.Applier).IdleKindMapper) // at every idle round while unhealthy
 }
+
+// kindMapperOf picks how a health wait maps kinds: (*apply.Applier).KindMapper
+// after a sync, IdleKindMapper for a recheck at an idle round.
+type kindMapperOf func(*apply.Applier) *apply.KindMapper
 
 // waitForHealth watches targets, with the GitRepository's identity, until
 // each is Current by kstatus rules (the Rollout: completed), the Rollout
@@ -219,7 +224,7 @@ func (r *Reconciler) recheckHealth(ctx context.Context, repo *v1alpha1.GitReposi
 // per resource and namespace by our label, spec.healthChecks and the
 // Rollout each by name; seen is told the Rollout's progress.
 func (r *Reconciler) waitForHealth(ctx context.Context, repo *v1alpha1.GitRepository, targets []healthTarget,
-	seen func(rollout v1alpha1.RolloutStatus, pickedUp bool), idle bool) *healthWatch {
+	seen func(rollout v1alpha1.RolloutStatus, pickedUp bool), kindMapper kindMapperOf) *healthWatch {
 	w := &healthWatch{changed: make(chan struct{}, 1), scopeOf: map[healthTarget]watchScope{}, keyOf: map[healthTarget]string{},
 		stores: map[watchScope]cache.Store{}, errors: map[watchScope]string{}}
 	applier, err := r.Appliers.For(repo.Namespace, repo.Spec.ServiceAccountName)
@@ -230,10 +235,7 @@ func (r *Reconciler) waitForHealth(ctx context.Context, repo *v1alpha1.GitReposi
 	owner := labels.Set{apply.LabelName: repo.Name, apply.LabelNamespace: repo.Namespace}.String()
 	mappings := map[healthTarget]*apimeta.RESTMapping{}
 	namespacesOf := map[schema.GroupVersionResource]map[string]bool{}
-	kinds := applier.KindMapper()
-	if idle { // a recheck, at every idle round while unhealthy
-		kinds = applier.IdleKindMapper()
-	}
+	kinds := kindMapper(applier)
 	for _, t := range targets {
 		mapping, err := kinds.Mapping(t.gvk)
 		if err != nil {
@@ -574,7 +576,7 @@ func (r *Reconciler) reportHealth(ctx context.Context, repo *v1alpha1.GitReposit
 func entryNames(entries []apply.Entry) []string {
 	names := make([]string, 0, len(entries))
 	for _, e := range entries {
-		t := healthTarget{gvk: schema.GroupVersionKind{Group: e.Group, Version: e.Version, Kind: e.Kind}, namespace: e.Namespace, name: e.Name}
+		t := healthTarget{gvk: e.GroupVersionKind(), namespace: e.Namespace, name: e.Name}
 		names = append(names, t.String())
 	}
 	return names

@@ -333,7 +333,7 @@ func (r *Reconciler) syncOnce(ctx context.Context, repo *v1alpha1.GitRepository)
 		return false
 	}
 	if following(repo) {
-		r.startHealthWait(workerCtx, repo, out.commit, vouchedFor(out.result), out.rollout, false)
+		r.startHealthWait(workerCtx, repo, out.commit, vouchedFor(out.result), out.rollout, (*apply.Applier).KindMapper)
 	}
 	return true
 }
