@@ -68,9 +68,6 @@ type ExtraConfig struct {
 	// serviceAccountName applies as; empty means alumiini's own identity,
 	// which only users allowed to escalate may give a GitRepository.
 	DefaultServiceAccount string
-	// ShardLabels are the label keys --shard-selector names: changing them
-	// decides which shard, if any, syncs a GitRepository.
-	ShardLabels []string
 }
 
 // Config is the whole server configuration.
@@ -135,7 +132,6 @@ func (c completedConfig) New() (*Server, error) {
 		PruneFinalizer:        c.ExtraConfig.PruneFinalizer,
 		Authorizer:            c.GenericConfig.Authorization.Authorizer,
 		DefaultServiceAccount: c.ExtraConfig.DefaultServiceAccount,
-		ShardLabels:           c.ExtraConfig.ShardLabels,
 		Stopping:              stopping,
 	})
 	if err != nil {

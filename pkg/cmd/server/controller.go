@@ -422,17 +422,3 @@ func (o *Options) exemptOwnWatches(ctx context.Context, target *rest.Config) {
 	}
 	logger.Error(err, "Could not learn the controller's own user from kube-apiserver; its watches of this API count toward its cap")
 }
-
-// shardLabels are the label keys --shard-selector names (validated before).
-func (o *ControllerOptions) shardLabels() []string {
-	selector, err := labels.Parse(o.ShardSelector)
-	if err != nil {
-		return nil
-	}
-	requirements, _ := selector.Requirements()
-	keys := make([]string, 0, len(requirements))
-	for _, r := range requirements {
-		keys = append(keys, r.Key())
-	}
-	return keys
-}

@@ -359,8 +359,7 @@ func (o *Options) Config(ctx context.Context) (*apiserver.Config, error) {
 		}
 		return nil, fmt.Errorf("applying options to the server config: %w", err)
 	}
-	extra := apiserver.ExtraConfig{StopStorage: stopStorage, DefaultServiceAccount: o.Controller.DefaultServiceAccount,
-		ShardLabels: o.Controller.shardLabels()}
+	extra := apiserver.ExtraConfig{StopStorage: stopStorage, DefaultServiceAccount: o.Controller.DefaultServiceAccount}
 	if o.runsController() {
 		extra.PruneFinalizer = controller.FinalizerPrune
 	}

@@ -38,16 +38,3 @@ func TestCapsOutOfRangeAreRefused(t *testing.T) {
 		t.Errorf("the defaults: %v", err)
 	}
 }
-
-// TestTheAPIServerKnowsTheShardLabels: the keys --shard-selector names go
-// to the API server's identity check, which then refuses a tenant moving an
-// admin's GitRepository out of every shard.
-func TestTheAPIServerKnowsTheShardLabels(t *testing.T) {
-	o := &ControllerOptions{ShardSelector: "shard=a,tier in (x,y),!legacy"}
-	if got := strings.Join(o.shardLabels(), " "); got != "legacy shard tier" && got != "shard tier legacy" {
-		t.Errorf("shard labels %q, want shard, tier and legacy", got)
-	}
-	if got := (&ControllerOptions{}).shardLabels(); len(got) != 0 {
-		t.Errorf("without --shard-selector: %q", got)
-	}
-}

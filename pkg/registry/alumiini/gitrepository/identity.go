@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"strings"
 
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -35,9 +34,6 @@ type IdentityPolicy struct {
 	// serviceAccountName applies as; nothing then runs as alumiini itself and
 	// no check is needed.
 	DefaultServiceAccount string
-	// ShardLabels are the label keys --shard-selector names: with them a
-	// label decides whether any replica syncs a GitRepository.
-	ShardLabels []string
 }
 
 // Check refuses, unless the user may escalate, a create leaving
@@ -46,7 +42,7 @@ type IdentityPolicy struct {
 // any spec change but suspend, naming a ServiceAccount included (that
 // takes over what it put in place); removing the prune finalizer; changing
 // ownerReferences; and, where spec.drift.allowBreakGlass is false,
-// suspending it or changing a label --shard-selector names. old is nil on
+// suspending it or changing its labels. old is nil on
 // create. The sync subresource asks it too, for requests that pick a
 // revision or force, as they change what runs as much as a spec edit does.
 func (p IdentityPolicy) Check(ctx context.Context, repo, old *alumiini.GitRepository) field.ErrorList {
@@ -72,11 +68,13 @@ func (p IdentityPolicy) Check(ctx context.Context, repo, old *alumiini.GitReposi
 		// prune as alumiini.
 		refused = identityRefusal{fld: field.NewPath("metadata", "ownerReferences"),
 			why: "owner references decide when the garbage collector deletes it, pruning as alumiini"}
-	case !AllowsBreakGlass(old.Spec) && p.shardChanged(repo.Labels, old.Labels):
-		// One matching no shard is synced by none, as if suspended.
+	case !AllowsBreakGlass(old.Spec) && !apiequality.Semantic.DeepEqual(repo.Labels, old.Labels):
+		// Any label, not only those of this process's --shard-selector:
+		// whichever replica serves the request, shards may select on
+		// others, and a process serving the API alone selects on none.
 		refused = identityRefusal{fld: field.NewPath("metadata", "labels"),
-			why: fmt.Sprintf("changing label %s may take it out of every --shard-selector shard, which stops it as suspending would, "+
-				"and spec.drift.allowBreakGlass is false", strings.Join(p.ShardLabels, ", "))}
+			why: "its labels decide which --shard-selector shard syncs it, and one matching none stops it as suspending would, " +
+				"and spec.drift.allowBreakGlass is false"}
 	case AllowsBreakGlass(old.Spec) || !repo.Spec.Suspend || old.Spec.Suspend:
 		// Suspending only stops syncing; the spec that runs was checked
 		// already.
@@ -161,18 +159,6 @@ func (p IdentityPolicy) mayEscalate(ctx context.Context, who user.Info) (bool, s
 // objects spec applies (spec.drift.allowBreakGlass, true by default).
 func AllowsBreakGlass(spec alumiini.GitRepositorySpec) bool {
 	return spec.Drift == nil || spec.Drift.AllowBreakGlass == nil || *spec.Drift.AllowBreakGlass
-}
-
-// shardChanged reports whether a label --shard-selector names changed.
-func (p IdentityPolicy) shardChanged(labels, old map[string]string) bool {
-	for _, key := range p.ShardLabels {
-		value, ok := labels[key]
-		was, had := old[key]
-		if ok != had || value != was {
-			return true
-		}
-	}
-	return false
 }
 
 func onlySuspendChanged(spec, old alumiini.GitRepositorySpec) bool {

@@ -53,8 +53,6 @@ type Options struct {
 	// DefaultServiceAccount is what a GitRepository without
 	// serviceAccountName applies as (--default-service-account).
 	DefaultServiceAccount string
-	// ShardLabels are the label keys of --shard-selector.
-	ShardLabels []string
 	// Stopping is closed when the server begins to stop: sync requests
 	// still waiting for their result then answer at once rather than hold
 	// the stop; each stays recorded for whichever controller handles it.
@@ -67,8 +65,7 @@ type Options struct {
 func NewStorage(scheme *runtime.Scheme, optsGetter generic.RESTOptionsGetter, opts Options) (GitRepositoryStorage, error) {
 	strategy := gitrepository.NewStrategy(scheme)
 	strategy.PruneFinalizer = opts.PruneFinalizer
-	identity := gitrepository.IdentityPolicy{Authorizer: opts.Authorizer, DefaultServiceAccount: opts.DefaultServiceAccount,
-		ShardLabels: opts.ShardLabels}
+	identity := gitrepository.IdentityPolicy{Authorizer: opts.Authorizer, DefaultServiceAccount: opts.DefaultServiceAccount}
 	strategy.Identity = identity
 	statusStrategy := gitrepository.NewStatusStrategy(strategy)
 
