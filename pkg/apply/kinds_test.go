@@ -3,17 +3,19 @@ package apply
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/restmapper"
 )
 
 // countingMapper knows only ConfigMaps and counts how often discovery is
@@ -106,7 +108,7 @@ func TestPruningAnObjectWhoseCRDWasDeletedSucceeds(t *testing.T) {
 		t.Fatal(err)
 	}
 	deleteAndWait(t, a, crdsResource, "", "relics.gone.example.com") // the group still serves Ruins
-	waitUnserved(t, a, "gone.example.com/v1", "Relic")
+	waitUnserved(t, a, schema.GroupVersionKind{Group: "gone.example.com", Version: "v1", Kind: "Relic"})
 	second, err := a.Apply(ctx, owner, append(configMap, ruin...), Options{DefaultNamespace: ns, Prune: true, Previous: first.Inventory})
 	if err != nil {
 		t.Fatalf("pruning the Relic whose CRD was deleted: %v", err)
@@ -115,7 +117,7 @@ func TestPruningAnObjectWhoseCRDWasDeletedSucceeds(t *testing.T) {
 		t.Errorf("inventory %v, failed %v: want the ConfigMap and the Ruin", second.Inventory, second.PruneFailed)
 	}
 	deleteAndWait(t, a, crdsResource, "", "ruins.gone.example.com") // the group is gone
-	waitUnserved(t, a, "gone.example.com/v1", "Ruin")
+	waitUnserved(t, a, schema.GroupVersionKind{Group: "gone.example.com", Version: "v1", Kind: "Ruin"})
 	third, err := a.Apply(ctx, owner, configMap, Options{DefaultNamespace: ns, Prune: true, Previous: second.Inventory})
 	if err != nil {
 		t.Fatalf("pruning the Ruin whose group is gone: %v", err)
@@ -150,13 +152,7 @@ func TestPruningReachesAnObjectThroughAnotherVersion(t *testing.T) {
 		t.Fatal(err)
 	}
 	tools := schema.GroupVersionResource{Group: "upgraded.example.com", Version: "v1", Resource: "tools"}
-	eventually(t, func() error { // until kube-apiserver serves v1 alone
-		_, err := a.Discovery.ServerResourcesForGroupVersion("upgraded.example.com/v1beta1")
-		if !apierrors.IsNotFound(err) {
-			return errors.New("v1beta1 still served")
-		}
-		return nil
-	})
+	waitUnserved(t, a, schema.GroupVersionKind{Group: "upgraded.example.com", Version: "v1beta1", Kind: "Tool"})
 	result, err := a.Apply(ctx, owner, nil, Options{DefaultNamespace: ns, Prune: true, Previous: first.Inventory})
 	if err != nil {
 		t.Fatalf("pruning the Tool: %v", err)
@@ -262,23 +258,15 @@ func applyCRD(t *testing.T, a *Applier, owner Owner, crd, groupVersion, kind str
 	})
 }
 
-// waitUnserved waits until discovery no longer lists kind at groupVersion
-// (discovery follows a CRD's deletion a moment later; in that moment a
-// prune keeps the object, to try again).
-func waitUnserved(t *testing.T, a *Applier, groupVersion, kind string) {
+// waitUnserved waits until discovery, as the appliers' mapper reads it,
+// no longer serves gvk (it follows a CRD's change a moment later; a prune
+// in that moment keeps the object, to try again).
+func waitUnserved(t *testing.T, a *Applier, gvk schema.GroupVersionKind) {
 	t.Helper()
 	eventually(t, func() error {
-		resources, err := a.Discovery.ServerResourcesForGroupVersion(groupVersion)
-		if apierrors.IsNotFound(err) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		for _, r := range resources.APIResources {
-			if r.Kind == kind {
-				return errors.New(kind + " still served")
-			}
+		fresh := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(a.Discovery))
+		if _, err := fresh.RESTMapping(gvk.GroupKind(), gvk.Version); !meta.IsNoMatchError(err) {
+			return fmt.Errorf("%s still served (%v)", gvk, err)
 		}
 		return nil
 	})
