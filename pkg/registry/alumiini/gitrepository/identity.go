@@ -42,7 +42,7 @@ type IdentityPolicy struct {
 // any spec change but suspend, naming a ServiceAccount included (that
 // takes over what it put in place); removing the prune finalizer; changing
 // ownerReferences; and, where spec.drift.allowBreakGlass is false,
-// suspending it or changing its labels. old is nil on
+// suspending or resuming it, or changing its labels. old is nil on
 // create. The sync subresource asks it too, for requests that pick a
 // revision or force, as they change what runs as much as a spec edit does.
 func (p IdentityPolicy) Check(ctx context.Context, repo, old *alumiini.GitRepository) field.ErrorList {
@@ -75,15 +75,20 @@ func (p IdentityPolicy) Check(ctx context.Context, repo, old *alumiini.GitReposi
 		refused = identityRefusal{fld: field.NewPath("metadata", "labels"),
 			why: "its labels decide which --shard-selector shard syncs it, and one matching none stops it as suspending would, " +
 				"and spec.drift.allowBreakGlass is false"}
-	case AllowsBreakGlass(old.Spec) || !repo.Spec.Suspend || old.Spec.Suspend:
-		// Suspending only stops syncing; the spec that runs was checked
-		// already.
+	case AllowsBreakGlass(old.Spec) || repo.Spec.Suspend == old.Spec.Suspend:
+		// Suspending only stops syncing, and resuming starts it again; the
+		// spec that runs was checked already.
 		return nil
-	default:
+	case repo.Spec.Suspend:
 		// But one that denies break-glass must keep its objects from
 		// whoever may change them, which a suspension would not.
 		refused = identityRefusal{fld: field.NewPath("spec", "suspend"),
 			why: "spec.drift.allowBreakGlass is false, and suspending would keep the objects from git as the annotation would"}
+	default:
+		// So its suspension was an escalator's (an incident's hold, a bad
+		// commit in git), not the tenant's to end.
+		refused = identityRefusal{fld: field.NewPath("spec", "suspend"),
+			why: "spec.drift.allowBreakGlass is false, so only those who may escalate suspend it, and resuming would end the suspension one of them made"}
 	}
 	requester, ok := genericapirequest.UserFrom(ctx)
 	if !ok {

@@ -111,8 +111,14 @@ func TestUpdatesOfAnAdminsGitRepository(t *testing.T) {
 		{name: "break-glass denied: an annotation only", old: denying, mutate: func(r *alumiini.GitRepository) {
 			r.Annotations = map[string]string{"note": "x"}
 		}},
-		// Resuming gives the objects back to git.
-		{name: "break-glass denied: resume", old: suspendedDenying, mutate: func(r *alumiini.GitRepository) { r.Spec.Suspend = false }},
+		// Only an escalator may have suspended it: not the tenant's to end.
+		{name: "break-glass denied: resume", old: suspendedDenying, mutate: func(r *alumiini.GitRepository) { r.Spec.Suspend = false },
+			wantError: "spec.suspend"},
+		{name: "break-glass denied, suspended: an annotation only", old: suspendedDenying, mutate: func(r *alumiini.GitRepository) {
+			r.Annotations = map[string]string{"note": "x"}
+		}},
+		// Where break-glass is allowed, a tenant who suspended it resumes it.
+		{name: "resume", old: suspendedCopy(admins), mutate: func(r *alumiini.GitRepository) { r.Spec.Suspend = false }},
 		// Naming a ServiceAccount takes over what the escalator put in place.
 		{name: "a ServiceAccount and a new url", old: admins, mutate: func(r *alumiini.GitRepository) {
 			r.Spec.ServiceAccountName, r.Spec.URL = "deployer", "https://evil.example.com/r.git"
@@ -142,6 +148,9 @@ func TestUpdatesOfAnAdminsGitRepository(t *testing.T) {
 	suspended.Spec.Suspend = true
 	if errs := s.ValidateUpdate(as("platform"), suspended, denying); len(errs) > 0 {
 		t.Errorf("an escalator may not suspend a GitRepository that denies break-glass: %v", errs)
+	}
+	if errs := s.ValidateUpdate(as("platform"), denying.DeepCopy(), suspended); len(errs) > 0 {
+		t.Errorf("an escalator may not resume a GitRepository that denies break-glass: %v", errs)
 	}
 	resharded := denying.DeepCopy()
 	resharded.Labels = map[string]string{"shard": "b"}
@@ -238,4 +247,10 @@ func TestOnlyEscalatorsWriteStatus(t *testing.T) {
 	if errs := status.ValidateUpdate(as("platform"), emptied, old); len(errs) > 0 {
 		t.Errorf("an escalator's status write: %v", errs)
 	}
+}
+
+func suspendedCopy(r *alumiini.GitRepository) *alumiini.GitRepository {
+	r = r.DeepCopy()
+	r.Spec.Suspend = true
+	return r
 }
