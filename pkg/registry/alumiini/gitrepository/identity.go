@@ -85,10 +85,11 @@ func (p IdentityPolicy) Check(ctx context.Context, repo, old *alumiini.GitReposi
 		refused = identityRefusal{fld: field.NewPath("spec", "suspend"),
 			why: "spec.drift.allowBreakGlass is false, and suspending would keep the objects from git as the annotation would"}
 	default:
-		// So its suspension was an escalator's (an incident's hold, a bad
-		// commit in git), not the tenant's to end.
+		// So a suspension is an escalator's (an incident's hold, a bad
+		// commit in git), or one they kept when they denied break-glass
+		// (SuspensionKept warned them), not the tenant's to end.
 		refused = identityRefusal{fld: field.NewPath("spec", "suspend"),
-			why: "spec.drift.allowBreakGlass is false, so only those who may escalate suspend it, and resuming would end the suspension one of them made"}
+			why: "spec.drift.allowBreakGlass is false, so only those who may escalate suspend or resume it"}
 	}
 	requester, ok := genericapirequest.UserFrom(ctx)
 	if !ok {
@@ -112,6 +113,23 @@ func (p IdentityPolicy) Check(ctx context.Context, repo, old *alumiini.GitReposi
 			"gitrepositories.%s cluster-wide, and user %q does not have it%s; name a ServiceAccount of namespace %q whose "+
 			"RBAC allows what the repository holds",
 		VerbEscalate, alumiini.GroupName, requester.GetName(), detail, repo.Namespace))}
+}
+
+// SuspensionKept warns the writer of an update that makes a suspended
+// GitRepository one whose suspension only escalators may end (it now
+// applies as alumiini and denies break-glass), since whoever suspended it
+// may not have been one: its objects stay kept from git until they resume
+// it.
+func (p IdentityPolicy) SuspensionKept(repo, old *alumiini.GitRepository) string {
+	locked := func(r *alumiini.GitRepository) bool {
+		return p.DefaultServiceAccount == "" && r.Spec.ServiceAccountName == "" && !AllowsBreakGlass(r.Spec)
+	}
+	if !repo.Spec.Suspend || !locked(repo) || locked(old) {
+		return ""
+	}
+	return "spec.suspend is still true, perhaps set by someone who may not escalate: while it is, its objects are kept " +
+		"from git, which spec.drift.allowBreakGlass: false is meant to prevent, and only those who may escalate may " +
+		"set it to false"
 }
 
 // identityRefusal is the field a refused Check names, and why the change

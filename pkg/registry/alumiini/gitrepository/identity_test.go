@@ -254,3 +254,38 @@ func suspendedCopy(r *alumiini.GitRepository) *alumiini.GitRepository {
 	r.Spec.Suspend = true
 	return r
 }
+
+// TestDenyingBreakGlassWarnsOfASuspensionKept: a tenant suspended a
+// GitRepository that allowed break-glass; the admin who denies it, without
+// touching spec.suspend, is told it stays suspended, which only they may
+// now end. Other writes say nothing.
+func TestDenyingBreakGlassWarnsOfASuspensionKept(t *testing.T) {
+	s := NewStrategy(runtime.NewScheme())
+	s.Identity = IdentityPolicy{Authorizer: authorizer.AuthorizerFunc((&escalators{users: map[string]bool{"platform": true}}).Authorize)}
+	admins := repo()
+	admins.Spec.ServiceAccountName = ""
+	suspendedByTenant := suspendedCopy(admins)
+	denying := suspendedByTenant.DeepCopy()
+	denying.Spec.Drift = &alumiini.DriftSpec{AllowBreakGlass: ptr.To(false)}
+	warnings := s.WarningsOnUpdate(as("platform"), denying, suspendedByTenant)
+	if len(warnings) != 1 || !strings.Contains(warnings[0], "spec.suspend is still true") {
+		t.Errorf("denying break-glass of a suspended GitRepository: warnings %q", warnings)
+	}
+	confined := suspendedCopy(repo()) // a ServiceAccount's: its tenant resumes it
+	confined.Spec.ServiceAccountName = "deployer"
+	confinedDenying := confined.DeepCopy()
+	confinedDenying.Spec.Drift = &alumiini.DriftSpec{AllowBreakGlass: ptr.To(false)}
+	for name, update := range map[string][2]*alumiini.GitRepository{
+		"denying break-glass of one not suspended": {func() *alumiini.GitRepository {
+			r := admins.DeepCopy()
+			r.Spec.Drift = denying.Spec.Drift
+			return r
+		}(), admins},
+		"an annotation on one already denying":    {denying, denying},
+		"denying break-glass as a ServiceAccount": {confinedDenying, confined},
+	} {
+		if warnings := s.WarningsOnUpdate(as("platform"), update[0], update[1]); len(warnings) > 0 {
+			t.Errorf("%s: warnings %q", name, warnings)
+		}
+	}
+}

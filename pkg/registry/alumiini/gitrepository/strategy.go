@@ -119,8 +119,14 @@ func (s Strategy) ValidateUpdate(ctx context.Context, obj, old runtime.Object) f
 	return append(errs, s.Identity.CheckSecret(ctx, repo, oldRepo)...)
 }
 
-// WarningsOnUpdate returns no warnings.
-func (Strategy) WarningsOnUpdate(ctx context.Context, obj, old runtime.Object) []string { return nil }
+// WarningsOnUpdate warns of a suspension an update keeps where only those
+// who may escalate may end it (see IdentityPolicy.SuspensionKept).
+func (s Strategy) WarningsOnUpdate(ctx context.Context, obj, old runtime.Object) []string {
+	if warning := s.Identity.SuspensionKept(obj.(*alumiini.GitRepository), old.(*alumiini.GitRepository)); warning != "" {
+		return []string{warning}
+	}
+	return nil
+}
 
 // StatusStrategy governs writes through the status subresource.
 type StatusStrategy struct {
