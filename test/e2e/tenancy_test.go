@@ -197,6 +197,18 @@ func TestATenantCannotRepointAnAdminsGitRepository(t *testing.T) {
 	}
 	// Suspending only stops it: allowed.
 	kubectl(t, asAlice("patch", "gitrepository", "platform", "--type=merge", "-p", `{"spec":{"suspend":true}}`)...)
+	// Denying break-glass now keeps her suspension, which only an escalator
+	// may then end: the admin denying it is warned, and she may not resume.
+	stderr := kubectlFails(t, "", "patch", "gitrepository", "platform", "-n", "tenant-a", "--warnings-as-errors",
+		"--type=merge", "-p", `{"spec":{"drift":{"allowBreakGlass":false}}}`)
+	if !strings.Contains(stderr, "spec.suspend is still true") {
+		t.Errorf("denying break-glass of a suspended GitRepository: %s; want a warning that it stays suspended", stderr)
+	}
+	stderr = kubectlFails(t, "", asAlice("patch", "gitrepository", "platform", "--type=merge", "-p", `{"spec":{"suspend":false}}`)...)
+	if !strings.Contains(stderr, "spec.suspend") {
+		t.Errorf("resuming it as the tenant: %s; want it refused naming spec.suspend", stderr)
+	}
+	kubectl(t, "patch", "gitrepository", "platform", "-n", "tenant-a", "--type=merge", "-p", `{"spec":{"drift":null}}`)
 
 	// A plain sync request is hers to make. One that picks a revision or
 	// forces a recreate changes what runs, as a spec edit does: she may
@@ -232,7 +244,7 @@ subjects: [{kind: User, name: ci-bot, apiGroup: rbac.authorization.k8s.io}]
 	kubectlInput(t, gitRepository("confined", "platform", "tenant-a", "  serviceAccountName: deployer\n"), asAlice("apply", "-f", "-")...)
 	bot := []string{"--as", "ci-bot", "--namespace", "tenant-a", "create", "--raw", syncPathIn("tenant-a", "confined"), "-f", "-"}
 	kubectlInput(t, `{"spec":{}}`, bot...)
-	stderr := kubectlFails(t, `{"spec":{"revision":"unreviewed"}}`, bot...)
+	stderr = kubectlFails(t, `{"spec":{"revision":"unreviewed"}}`, bot...)
 	if !strings.Contains(stderr, "update") {
 		t.Errorf("a sync-only user picked a revision: %s", stderr)
 	}
