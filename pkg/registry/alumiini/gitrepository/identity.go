@@ -6,6 +6,7 @@ import (
 	"slices"
 
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/apiserver/pkg/authentication/user"
 	"k8s.io/apiserver/pkg/authorization/authorizer"
@@ -62,7 +63,8 @@ func (p IdentityPolicy) Check(ctx context.Context, repo, old *alumiini.GitReposi
 			why: "removing " + alumiini.FinalizerPrune + " would let its deletion skip pruning what it applied"}
 	case !onlySuspendChanged(repo.Spec, old.Spec):
 		refused.why = "changing the spec of a GitRepository that applies with alumiini's own identity changes what alumiini applies"
-	case !apiequality.Semantic.DeepEqual(repo.OwnerReferences, old.OwnerReferences):
+	case !apiequality.Semantic.DeepEqual(repo.OwnerReferences, old.OwnerReferences) &&
+		!(IsGarbageCollector(ctx) && onlyRemoved(repo.OwnerReferences, old.OwnerReferences)):
 		// Pointing them at something the user may delete would let the
 		// garbage collector delete the GitRepository, and its finalizer
 		// prune as alumiini.
@@ -130,6 +132,50 @@ func (p IdentityPolicy) SuspensionKept(repo, old *alumiini.GitRepository) string
 	return "spec.suspend is still true, perhaps set by someone who may not escalate: while it is, its objects are kept " +
 		"from git, which spec.drift.allowBreakGlass: false is meant to prevent, and only those who may escalate may " +
 		"set it to false"
+}
+
+// garbageCollectors are the names kube-controller-manager's garbage
+// collector acts under. It deletes a GitRepository whose owners are gone,
+// and takes owner references off one whose owner was deleted orphaning its
+// dependents; refused, it would retry for ever, and an owner deleted in
+// the foreground, or orphaning, would stay Terminating. It acts on owner
+// references, which on a GitRepository applying as alumiini only
+// escalators may set.
+var garbageCollectors = map[string]bool{
+	"system:serviceaccount:kube-system:generic-garbage-collector": true, // --use-service-account-credentials
+	"system:kube-controller-manager":                              true,
+}
+
+// IsGarbageCollector reports whether the request is the garbage
+// collector's.
+func IsGarbageCollector(ctx context.Context) bool {
+	requester, ok := genericapirequest.UserFrom(ctx)
+	return ok && garbageCollectors[requester.GetName()]
+}
+
+// onlyRemoved reports whether refs is old with some references taken out.
+func onlyRemoved(refs, old []metav1.OwnerReference) bool {
+	for _, ref := range refs {
+		if !slices.ContainsFunc(old, func(o metav1.OwnerReference) bool { return apiequality.Semantic.DeepEqual(o, ref) }) {
+			return false
+		}
+	}
+	return len(refs) < len(old)
+}
+
+// OwnersKept warns the writer of an update that makes a GitRepository with
+// owner references apply as alumiini: whoever set them, perhaps a tenant
+// while it applied as their ServiceAccount, chose what the garbage
+// collector deletes it with, pruning as alumiini.
+func (p IdentityPolicy) OwnersKept(repo, old *alumiini.GitRepository) string {
+	asAlumiini := func(r *alumiini.GitRepository) bool {
+		return p.DefaultServiceAccount == "" && r.Spec.ServiceAccountName == ""
+	}
+	if len(repo.OwnerReferences) == 0 || !asAlumiini(repo) || asAlumiini(old) {
+		return ""
+	}
+	return "metadata.ownerReferences are kept: perhaps set by someone who may not escalate, they now decide when the " +
+		"garbage collector deletes it, pruning what it applied as alumiini; whoever may delete an owner may then"
 }
 
 // identityRefusal is the field a refused Check names, and why the change

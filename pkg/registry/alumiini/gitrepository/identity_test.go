@@ -183,6 +183,23 @@ func TestUpdatesOfAnAdminsGitRepository(t *testing.T) {
 	if errs := s.ValidateUpdate(as("tenant"), owned, admins); len(errs) == 0 {
 		t.Error("a tenant set ownerReferences on a GitRepository that applies as alumiini")
 	}
+	// The garbage collector takes them off when their owner is deleted
+	// orphaning its dependents; it may not add or change one.
+	const collector = "system:serviceaccount:kube-system:generic-garbage-collector"
+	if errs := s.ValidateUpdate(as("tenant"), admins.DeepCopy(), owned); len(errs) == 0 {
+		t.Error("a tenant took an escalator's ownerReferences off")
+	}
+	if errs := s.ValidateUpdate(as(collector), admins.DeepCopy(), owned); len(errs) > 0 {
+		t.Errorf("the garbage collector orphaning it: %v", errs)
+	}
+	if errs := s.ValidateUpdate(as(collector), owned, admins); len(errs) == 0 {
+		t.Error("the garbage collector's identity added an owner reference")
+	}
+	changed := owned.DeepCopy()
+	changed.OwnerReferences[0].Name = "another"
+	if errs := s.ValidateUpdate(as(collector), changed, owned); len(errs) == 0 {
+		t.Error("the garbage collector's identity changed an owner reference")
+	}
 }
 
 // TestNamingASecretNeedsTheRightToReadIt: the controller sends a Secret's
@@ -287,5 +304,30 @@ func TestDenyingBreakGlassWarnsOfASuspensionKept(t *testing.T) {
 		if warnings := s.WarningsOnUpdate(as("platform"), update[0], update[1]); len(warnings) > 0 {
 			t.Errorf("%s: warnings %q", name, warnings)
 		}
+	}
+}
+
+// TestTakingOverWarnsOfOwnerReferencesKept: an escalator who makes a
+// tenant's GitRepository apply as alumiini is told its owner references,
+// which the tenant may have pointed at something of theirs, now decide when
+// the garbage collector deletes it.
+func TestTakingOverWarnsOfOwnerReferencesKept(t *testing.T) {
+	s := NewStrategy(runtime.NewScheme())
+	tenants := repo()
+	tenants.Spec.ServiceAccountName = "deployer"
+	tenants.OwnerReferences = []metav1.OwnerReference{{APIVersion: "v1", Kind: "ConfigMap", Name: "mine", UID: "1"}}
+	taken := tenants.DeepCopy()
+	taken.Spec.ServiceAccountName = ""
+	warnings := s.WarningsOnUpdate(as("platform"), taken, tenants)
+	if len(warnings) != 1 || !strings.Contains(warnings[0], "metadata.ownerReferences are kept") {
+		t.Errorf("taking over an owned GitRepository: warnings %q", warnings)
+	}
+	unowned, unownedTaken := tenants.DeepCopy(), taken.DeepCopy()
+	unowned.OwnerReferences, unownedTaken.OwnerReferences = nil, nil
+	if warnings := s.WarningsOnUpdate(as("platform"), unownedTaken, unowned); len(warnings) > 0 {
+		t.Errorf("taking over one without owners: warnings %q", warnings)
+	}
+	if warnings := s.WarningsOnUpdate(as("platform"), taken, taken); len(warnings) > 0 {
+		t.Errorf("an update of one applying as alumiini already: warnings %q", warnings)
 	}
 }

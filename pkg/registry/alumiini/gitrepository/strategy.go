@@ -119,13 +119,18 @@ func (s Strategy) ValidateUpdate(ctx context.Context, obj, old runtime.Object) f
 	return append(errs, s.Identity.CheckSecret(ctx, repo, oldRepo)...)
 }
 
-// WarningsOnUpdate warns of a suspension an update keeps where only those
-// who may escalate may end it (see IdentityPolicy.SuspensionKept).
+// WarningsOnUpdate warns the writer of what an update keeps that someone
+// who may not escalate may have set, and that now binds a GitRepository
+// applying as alumiini (IdentityPolicy.SuspensionKept, OwnersKept).
 func (s Strategy) WarningsOnUpdate(ctx context.Context, obj, old runtime.Object) []string {
-	if warning := s.Identity.SuspensionKept(obj.(*alumiini.GitRepository), old.(*alumiini.GitRepository)); warning != "" {
-		return []string{warning}
+	repo, oldRepo := obj.(*alumiini.GitRepository), old.(*alumiini.GitRepository)
+	var warnings []string
+	for _, warning := range []string{s.Identity.SuspensionKept(repo, oldRepo), s.Identity.OwnersKept(repo, oldRepo)} {
+		if warning != "" {
+			warnings = append(warnings, warning)
+		}
 	}
-	return nil
+	return warnings
 }
 
 // StatusStrategy governs writes through the status subresource.

@@ -50,7 +50,7 @@ func (r *REST) guardDelete(next rest.ValidateObjectFunc) rest.ValidateObjectFunc
 		// Without pruning, deleting it leaves its objects to whoever may
 		// change them, which denying break-glass forbids.
 		keeps := ok && !prunes && !gitrepository.AllowsBreakGlass(repo.Spec)
-		if (prunes || keeps) && !isNamespaceController(ctx) {
+		if (prunes || keeps) && !isNamespaceController(ctx) && !gitrepository.IsGarbageCollector(ctx) {
 			if errs := r.identity.Check(ctx, repo, nil); len(errs) > 0 {
 				what := "prunes what it applied with alumiini's own identity"
 				if keeps {

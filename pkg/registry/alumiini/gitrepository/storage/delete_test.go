@@ -45,6 +45,8 @@ func TestDeletingWhatPrunesAsAlumiiniNeedsEscalate(t *testing.T) {
 		{name: "a tenant, nothing pruned", user: "tenant", repo: repo("", false)},
 		{name: "an escalator", user: "platform", repo: repo("", true)},
 		{name: "the namespace controller", user: "system:serviceaccount:kube-system:namespace-controller", repo: repo("", true)},
+		// Its owners, which only an escalator may have named, are gone.
+		{name: "the garbage collector", user: "system:serviceaccount:kube-system:generic-garbage-collector", repo: repo("", true)},
 		{name: "a tenant, nothing pruned, break-glass denied", user: "tenant", repo: denyingBreakGlass(repo("", false)), forbidden: true},
 		{name: "an escalator, nothing pruned, break-glass denied", user: "platform", repo: denyingBreakGlass(repo("", false))},
 		{name: "a tenant, as a ServiceAccount, break-glass denied", user: "tenant", repo: denyingBreakGlass(repo("deployer", false))},
