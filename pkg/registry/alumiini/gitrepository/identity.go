@@ -64,7 +64,7 @@ func (p IdentityPolicy) Check(ctx context.Context, repo, old *alumiini.GitReposi
 	case !onlySuspendChanged(repo.Spec, old.Spec):
 		refused.why = "changing the spec of a GitRepository that applies with alumiini's own identity changes what alumiini applies"
 	case !apiequality.Semantic.DeepEqual(repo.OwnerReferences, old.OwnerReferences) &&
-		!(IsGarbageCollector(ctx) && onlyRemoved(repo.OwnerReferences, old.OwnerReferences)):
+		!(IsGarbageCollector(ctx) && loosenedOnly(repo.OwnerReferences, old.OwnerReferences)):
 		// Pointing them at something the user may delete would let the
 		// garbage collector delete the GitRepository, and its finalizer
 		// prune as alumiini.
@@ -153,29 +153,44 @@ func IsGarbageCollector(ctx context.Context) bool {
 	return ok && garbageCollectors[requester.GetName()]
 }
 
-// onlyRemoved reports whether refs is old with some references taken out.
-func onlyRemoved(refs, old []metav1.OwnerReference) bool {
+// loosenedOnly reports whether refs is old with references taken out, or
+// their blockOwnerDeletion turned off: what the garbage collector does,
+// orphaning dependents or untangling a foreground deletion.
+func loosenedOnly(refs, old []metav1.OwnerReference) bool {
+	if len(refs) > len(old) {
+		return false
+	}
 	for _, ref := range refs {
-		if !slices.ContainsFunc(old, func(o metav1.OwnerReference) bool { return apiequality.Semantic.DeepEqual(o, ref) }) {
+		unblocks := ref.BlockOwnerDeletion == nil || !*ref.BlockOwnerDeletion
+		if !slices.ContainsFunc(old, func(o metav1.OwnerReference) bool {
+			if unblocks {
+				o.BlockOwnerDeletion = ref.BlockOwnerDeletion
+			}
+			return apiequality.Semantic.DeepEqual(o, ref)
+		}) {
 			return false
 		}
 	}
-	return len(refs) < len(old)
+	return true
 }
 
-// OwnersKept warns the writer of an update that makes a GitRepository with
-// owner references apply as alumiini: whoever set them, perhaps a tenant
-// while it applied as their ServiceAccount, chose what the garbage
-// collector deletes it with, pruning as alumiini.
-func (p IdentityPolicy) OwnersKept(repo, old *alumiini.GitRepository) string {
+// CheckOwnersKept refuses an update that makes a GitRepository with owner
+// references apply as alumiini while keeping them, whoever asks: a tenant
+// may have set them while it applied as their ServiceAccount, pointing at
+// something they may delete, and the garbage collector would then delete
+// it, pruning as alumiini. Taking them off in the same request passes;
+// an escalator may name owners again afterwards.
+func (p IdentityPolicy) CheckOwnersKept(repo, old *alumiini.GitRepository) field.ErrorList {
 	asAlumiini := func(r *alumiini.GitRepository) bool {
 		return p.DefaultServiceAccount == "" && r.Spec.ServiceAccountName == ""
 	}
-	if len(repo.OwnerReferences) == 0 || !asAlumiini(repo) || asAlumiini(old) {
-		return ""
+	if len(repo.OwnerReferences) == 0 || !asAlumiini(repo) || asAlumiini(old) ||
+		!apiequality.Semantic.DeepEqual(repo.OwnerReferences, old.OwnerReferences) {
+		return nil
 	}
-	return "metadata.ownerReferences are kept: perhaps set by someone who may not escalate, they now decide when the " +
-		"garbage collector deletes it, pruning what it applied as alumiini; whoever may delete an owner may then"
+	return field.ErrorList{field.Forbidden(field.NewPath("metadata", "ownerReferences"),
+		"they were set while it applied as a ServiceAccount, perhaps by someone who may not escalate, and would decide when "+
+			"the garbage collector deletes it, pruning as alumiini: take them off in this request (and name owners again after, if needed)")}
 }
 
 // identityRefusal is the field a refused Check names, and why the change

@@ -200,6 +200,17 @@ func TestUpdatesOfAnAdminsGitRepository(t *testing.T) {
 	if errs := s.ValidateUpdate(as(collector), changed, owned); len(errs) == 0 {
 		t.Error("the garbage collector's identity changed an owner reference")
 	}
+	// Untangling a foreground deletion, it turns blockOwnerDeletion off.
+	blocking := owned.DeepCopy()
+	blocking.OwnerReferences[0].BlockOwnerDeletion = ptr.To(true)
+	unblocked := owned.DeepCopy()
+	unblocked.OwnerReferences[0].BlockOwnerDeletion = ptr.To(false)
+	if errs := s.ValidateUpdate(as(collector), unblocked, blocking); len(errs) > 0 {
+		t.Errorf("the garbage collector unblocking its owner's deletion: %v", errs)
+	}
+	if errs := s.ValidateUpdate(as(collector), blocking, unblocked); len(errs) == 0 {
+		t.Error("the garbage collector's identity turned blockOwnerDeletion on")
+	}
 }
 
 // TestNamingASecretNeedsTheRightToReadIt: the controller sends a Secret's
@@ -307,27 +318,30 @@ func TestDenyingBreakGlassWarnsOfASuspensionKept(t *testing.T) {
 	}
 }
 
-// TestTakingOverWarnsOfOwnerReferencesKept: an escalator who makes a
-// tenant's GitRepository apply as alumiini is told its owner references,
-// which the tenant may have pointed at something of theirs, now decide when
-// the garbage collector deletes it.
-func TestTakingOverWarnsOfOwnerReferencesKept(t *testing.T) {
+// TestTakingOverRefusesOwnerReferencesKept: a tenant's GitRepository,
+// owned by a ConfigMap of theirs, which an escalator makes apply as
+// alumiini: kept, the owner reference would let the tenant have the garbage
+// collector delete it, pruning as alumiini, by deleting the ConfigMap. So
+// the escalator's update must take it off; it may name owners again after.
+func TestTakingOverRefusesOwnerReferencesKept(t *testing.T) {
 	s := NewStrategy(runtime.NewScheme())
+	s.Identity = IdentityPolicy{Authorizer: authorizer.AuthorizerFunc((&escalators{users: map[string]bool{"platform": true}}).Authorize)}
 	tenants := repo()
 	tenants.Spec.ServiceAccountName = "deployer"
 	tenants.OwnerReferences = []metav1.OwnerReference{{APIVersion: "v1", Kind: "ConfigMap", Name: "mine", UID: "1"}}
 	taken := tenants.DeepCopy()
 	taken.Spec.ServiceAccountName = ""
-	warnings := s.WarningsOnUpdate(as("platform"), taken, tenants)
-	if len(warnings) != 1 || !strings.Contains(warnings[0], "metadata.ownerReferences are kept") {
-		t.Errorf("taking over an owned GitRepository: warnings %q", warnings)
+	if errs := s.ValidateUpdate(as("platform"), taken, tenants); len(errs) != 1 || errs[0].Field != "metadata.ownerReferences" {
+		t.Errorf("taking over an owned GitRepository, keeping its owners: %v, want refused on metadata.ownerReferences", errs)
 	}
-	unowned, unownedTaken := tenants.DeepCopy(), taken.DeepCopy()
-	unowned.OwnerReferences, unownedTaken.OwnerReferences = nil, nil
-	if warnings := s.WarningsOnUpdate(as("platform"), unownedTaken, unowned); len(warnings) > 0 {
-		t.Errorf("taking over one without owners: warnings %q", warnings)
+	unowned := taken.DeepCopy()
+	unowned.OwnerReferences = nil
+	if errs := s.ValidateUpdate(as("platform"), unowned, tenants); len(errs) > 0 {
+		t.Errorf("taking over, owners taken off: %v", errs)
 	}
-	if warnings := s.WarningsOnUpdate(as("platform"), taken, taken); len(warnings) > 0 {
-		t.Errorf("an update of one applying as alumiini already: warnings %q", warnings)
+	owned := unowned.DeepCopy()
+	owned.OwnerReferences = []metav1.OwnerReference{{APIVersion: "v1", Kind: "ConfigMap", Name: "platforms", UID: "2"}}
+	if errs := s.ValidateUpdate(as("platform"), owned, unowned); len(errs) > 0 {
+		t.Errorf("an escalator naming owners after: %v", errs)
 	}
 }

@@ -116,21 +116,17 @@ func (s Strategy) ValidateUpdate(ctx context.Context, obj, old runtime.Object) f
 	repo, oldRepo := obj.(*alumiini.GitRepository), old.(*alumiini.GitRepository)
 	errs := validation.ValidateGitRepositoryUpdate(repo, oldRepo)
 	errs = append(errs, s.Identity.Check(ctx, repo, oldRepo)...)
+	errs = append(errs, s.Identity.CheckOwnersKept(repo, oldRepo)...)
 	return append(errs, s.Identity.CheckSecret(ctx, repo, oldRepo)...)
 }
 
-// WarningsOnUpdate warns the writer of what an update keeps that someone
-// who may not escalate may have set, and that now binds a GitRepository
-// applying as alumiini (IdentityPolicy.SuspensionKept, OwnersKept).
+// WarningsOnUpdate warns of a suspension an update keeps where only those
+// who may escalate may end it (see IdentityPolicy.SuspensionKept).
 func (s Strategy) WarningsOnUpdate(ctx context.Context, obj, old runtime.Object) []string {
-	repo, oldRepo := obj.(*alumiini.GitRepository), old.(*alumiini.GitRepository)
-	var warnings []string
-	for _, warning := range []string{s.Identity.SuspensionKept(repo, oldRepo), s.Identity.OwnersKept(repo, oldRepo)} {
-		if warning != "" {
-			warnings = append(warnings, warning)
-		}
+	if warning := s.Identity.SuspensionKept(obj.(*alumiini.GitRepository), old.(*alumiini.GitRepository)); warning != "" {
+		return []string{warning}
 	}
-	return warnings
+	return nil
 }
 
 // StatusStrategy governs writes through the status subresource.
