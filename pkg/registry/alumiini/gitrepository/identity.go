@@ -42,7 +42,8 @@ type IdentityPolicy struct {
 // applied with alumiini's own identity (whose writer could escalate):
 // any spec change but suspend, naming a ServiceAccount included (that
 // takes over what it put in place); removing the prune finalizer; changing
-// ownerReferences; and, where spec.drift.allowBreakGlass is false,
+// ownerReferences (the garbage collector may take them off); and, where
+// spec.drift.allowBreakGlass is false,
 // suspending or resuming it, or changing its labels. old is nil on
 // create. The sync subresource asks it too, for requests that pick a
 // revision or force, as they change what runs as much as a spec edit does.
