@@ -118,15 +118,19 @@ func (p IdentityPolicy) Check(ctx context.Context, repo, old *alumiini.GitReposi
 		VerbEscalate, alumiini.GroupName, requester.GetName(), detail, repo.Namespace))}
 }
 
+// appliesAsAlumiini reports whether repo applies with alumiini's own
+// identity: it names no ServiceAccount, and none is the default.
+func (p IdentityPolicy) appliesAsAlumiini(repo *alumiini.GitRepository) bool {
+	return p.DefaultServiceAccount == "" && repo.Spec.ServiceAccountName == ""
+}
+
 // SuspensionKept warns the writer of an update that makes a suspended
 // GitRepository one whose suspension only escalators may end (it now
 // applies as alumiini and denies break-glass), since whoever suspended it
 // may not have been one: its objects stay kept from git until they resume
 // it.
 func (p IdentityPolicy) SuspensionKept(repo, old *alumiini.GitRepository) string {
-	locked := func(r *alumiini.GitRepository) bool {
-		return p.DefaultServiceAccount == "" && r.Spec.ServiceAccountName == "" && !AllowsBreakGlass(r.Spec)
-	}
+	locked := func(r *alumiini.GitRepository) bool { return p.appliesAsAlumiini(r) && !AllowsBreakGlass(r.Spec) }
 	if !repo.Spec.Suspend || !locked(repo) || locked(old) {
 		return ""
 	}
@@ -142,16 +146,31 @@ func (p IdentityPolicy) SuspensionKept(repo, old *alumiini.GitRepository) string
 // the foreground, or orphaning, would stay Terminating. It acts on owner
 // references, which on a GitRepository applying as alumiini only
 // escalators may set.
-var garbageCollectors = map[string]bool{
-	"system:serviceaccount:kube-system:generic-garbage-collector": true, // --use-service-account-credentials
-	"system:kube-controller-manager":                              true,
+var garbageCollectors = controllerNames("generic-garbage-collector")
+
+// namespaceControllers delete everything in a namespace being deleted. The
+// user who deleted the namespace had a cluster-wide right to; refusing the
+// controller would leave the namespace Terminating for ever.
+var namespaceControllers = controllerNames("namespace-controller")
+
+// controllerNames are the names a kube-controller-manager controller acts
+// under: its ServiceAccount's with --use-service-account-credentials, the
+// manager's own without.
+func controllerNames(serviceAccount string) map[string]bool {
+	return map[string]bool{"system:serviceaccount:kube-system:" + serviceAccount: true, "system:kube-controller-manager": true}
 }
 
 // IsGarbageCollector reports whether the request is the garbage
 // collector's.
-func IsGarbageCollector(ctx context.Context) bool {
+func IsGarbageCollector(ctx context.Context) bool { return requestedBy(ctx, garbageCollectors) }
+
+// IsNamespaceController reports whether the request is the namespace
+// controller's.
+func IsNamespaceController(ctx context.Context) bool { return requestedBy(ctx, namespaceControllers) }
+
+func requestedBy(ctx context.Context, names map[string]bool) bool {
 	requester, ok := genericapirequest.UserFrom(ctx)
-	return ok && garbageCollectors[requester.GetName()]
+	return ok && names[requester.GetName()]
 }
 
 // loosenedOnly reports whether refs is old with references taken out, or
@@ -182,10 +201,7 @@ func loosenedOnly(refs, old []metav1.OwnerReference) bool {
 // it, pruning as alumiini. Taking them off in the same request passes;
 // an escalator may name owners again afterwards.
 func (p IdentityPolicy) CheckOwnersKept(repo, old *alumiini.GitRepository) field.ErrorList {
-	asAlumiini := func(r *alumiini.GitRepository) bool {
-		return p.DefaultServiceAccount == "" && r.Spec.ServiceAccountName == ""
-	}
-	if len(repo.OwnerReferences) == 0 || !asAlumiini(repo) || asAlumiini(old) ||
+	if len(repo.OwnerReferences) == 0 || !p.appliesAsAlumiini(repo) || p.appliesAsAlumiini(old) ||
 		!apiequality.Semantic.DeepEqual(repo.OwnerReferences, old.OwnerReferences) {
 		return nil
 	}

@@ -8,7 +8,6 @@ import (
 	metainternalversion "k8s.io/apimachinery/pkg/apis/meta/internalversion"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
 	"k8s.io/apiserver/pkg/registry/rest"
 
 	"github.com/falsesystems/alumiini/pkg/apis/alumiini"
@@ -29,19 +28,6 @@ func (r *REST) DeleteCollection(ctx context.Context, deleteValidation rest.Valid
 	return r.Store.DeleteCollection(ctx, r.guardDelete(deleteValidation), options, listOptions)
 }
 
-// namespaceControllers delete everything in a namespace being deleted. The
-// user who deleted the namespace had a cluster-wide right to; refusing the
-// controller would leave the namespace Terminating for ever.
-var namespaceControllers = map[string]bool{
-	"system:serviceaccount:kube-system:namespace-controller": true, // --use-service-account-credentials
-	"system:kube-controller-manager":                         true,
-}
-
-func isNamespaceController(ctx context.Context) bool {
-	user, ok := genericapirequest.UserFrom(ctx)
-	return ok && namespaceControllers[user.GetName()]
-}
-
 // guardDelete runs inside the store's delete, against the stored object.
 func (r *REST) guardDelete(next rest.ValidateObjectFunc) rest.ValidateObjectFunc {
 	return func(ctx context.Context, obj runtime.Object) error {
@@ -50,7 +36,7 @@ func (r *REST) guardDelete(next rest.ValidateObjectFunc) rest.ValidateObjectFunc
 		// Without pruning, deleting it leaves its objects to whoever may
 		// change them, which denying break-glass forbids.
 		keeps := ok && !prunes && !gitrepository.AllowsBreakGlass(repo.Spec)
-		if (prunes || keeps) && !isNamespaceController(ctx) && !gitrepository.IsGarbageCollector(ctx) {
+		if (prunes || keeps) && !gitrepository.IsNamespaceController(ctx) && !gitrepository.IsGarbageCollector(ctx) {
 			if errs := r.identity.Check(ctx, repo, nil); len(errs) > 0 {
 				what := "prunes what it applied with alumiini's own identity"
 				if keeps {
